@@ -1,0 +1,31 @@
+// Builds the yargs parser: global options, every command module, and usage errors mapped to
+// SBM_USAGE (exit 2) in the same one-line form as every other error.
+
+import yargs, { type Argv } from 'yargs';
+import { SbmError } from '../lib/errors.js';
+import { reportError } from './command-kit.js';
+import { COMMANDS } from './commands/index.js';
+
+export function buildCli(args: string[]): Argv {
+  let parser = yargs(args)
+    .scriptName('sbm')
+    .usage('$0 <command> [options]\n\nSparse-bundle virtual disk manager: hdiutil-compatible bundles, change tracking, NBD, backups.')
+    .strict()
+    .demandCommand(1, 'name a command (sbm --help lists them)')
+    .recommendCommands()
+    .help()
+    .alias('help', 'h')
+    .version()
+    .wrap(Math.min(110, process.stdout.columns ?? 100))
+    .fail((message, error) => {
+      if (error !== undefined && error !== null) {
+        reportError(error);
+      } else {
+        reportError(new SbmError('SBM_USAGE', message ?? 'bad arguments'));
+        process.stderr.write('sbm: see sbm --help\n');
+      }
+      process.exit(process.exitCode ?? 2);
+    });
+  for (const command of COMMANDS) parser = parser.command(command);
+  return parser;
+}

@@ -1,0 +1,57 @@
+// Shared plumbing for command modules: one-line errors with stable codes, --json output,
+// warnings on stderr, and --strict. Commands hold no logic the library lacks.
+
+import createDebug from 'debug';
+import { SbmError, isSbmError } from '../lib/errors.js';
+import type { SbmWarning, WarningSink } from '../lib/warnings.js';
+
+const debug = createDebug('sbm:cli');
+
+export interface GlobalOptions {
+  json?: boolean;
+  strict?: boolean;
+}
+
+/** Wraps a command handler: maps any error to one line on stderr and the code's exit status. */
+export function action<A extends GlobalOptions>(handler: (argv: A) => Promise<void>): (argv: A) => Promise<void> {
+  return async (argv) => {
+    try {
+      await handler(argv);
+    } catch (error) {
+      reportError(error);
+    }
+  };
+}
+
+export function reportError(error: unknown): void {
+  const sbmError = isSbmError(error)
+    ? error
+    : new SbmError('SBM_INTERNAL', error instanceof Error ? error.message : String(error), {}, { cause: error });
+  debug('%O', error);
+  process.stderr.write(`sbm: ${sbmError.message}\n`);
+  if (sbmError.code === 'SBM_INTERNAL' && !debug.enabled && error instanceof Error && error.stack) {
+    process.stderr.write('sbm: run with DEBUG=sbm:* for details\n');
+  }
+  process.exitCode = sbmError.exitCode;
+}
+
+/** Prints warnings as `sbm: warning CODE: message`; with --strict the first one fails the command. */
+export function warningSink(argv: GlobalOptions, collected: SbmWarning[] = []): WarningSink {
+  return (warning) => {
+    collected.push(warning);
+    if (argv.strict) throw new SbmError('SBM_STRICT', `${warning.code}: ${warning.message}`, { warning });
+    process.stderr.write(`sbm: warning ${warning.code}: ${warning.message}\n`);
+  };
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+export function printLine(text = ''): void {
+  process.stdout.write(`${text}\n`);
+}
+
+/** The options every data-printing command accepts. */
+export const jsonOption = { json: { type: 'boolean', default: false, describe: 'print machine-readable JSON' } } as const;
+export const strictOption = { strict: { type: 'boolean', default: false, describe: 'treat warnings as errors' } } as const;

@@ -1,0 +1,68 @@
+// One writer at a time: a non-blocking flock on `lock` (exclusive read-write, shared read-only),
+// as macOS DiskImages2 does. The lock file stays empty; the holder's pid goes to .sbm/owner so a
+// refused opener can say who holds it.
+
+import { open, readFile, writeFile, type FileHandle } from 'node:fs/promises';
+import fsExt from 'fs-ext';
+import { SbmError, fromSystemError } from '../errors.js';
+import type { WarningSink } from '../warnings.js';
+import type { BundlePaths } from './bundle-paths.js';
+
+export type LockMode = 'exclusive' | 'shared';
+
+export class BundleLock {
+  private released = false;
+
+  private constructor(private readonly handle: FileHandle | undefined) {}
+
+  static async acquire(paths: BundlePaths, mode: LockMode, onWarning: WarningSink): Promise<BundleLock> {
+    let handle: FileHandle;
+    try {
+      // Read-only opens must not create files, but may lock an existing `lock`.
+      handle = await open(paths.lock, mode === 'exclusive' ? 'a+' : 'r');
+    } catch (error) {
+      const errno = (error as NodeJS.ErrnoException).code;
+      if (errno === 'ENOENT' || errno === 'EROFS' || errno === 'EACCES') {
+        onWarning({ code: 'SBM_NO_LOCK', message: `cannot open ${paths.lock} (${errno}); continuing without a lock` });
+        return new BundleLock(undefined);
+      }
+      throw fromSystemError(error, 'cannot open lock file', paths.lock);
+    }
+    try {
+      fsExt.flockSync(handle.fd, mode === 'exclusive' ? 'exnb' : 'shnb');
+    } catch (error) {
+      const errno = (error as NodeJS.ErrnoException).code;
+      if (errno === 'ENOTSUP' || errno === 'EOPNOTSUPP' || errno === 'ENOLCK') {
+        onWarning({ code: 'SBM_NO_LOCK', message: `filesystem does not support flock on ${paths.lock}; continuing without a lock` });
+        return new BundleLock(handle);
+      }
+      await handle.close();
+      if (errno === 'EWOULDBLOCK' || errno === 'EAGAIN') {
+        const pid = await readOwnerPid(paths);
+        const who = pid === undefined ? 'another process' : `pid ${pid}`;
+        throw new SbmError('SBM_LOCKED', `bundle ${paths.root} is in use by ${who}`, { path: paths.root, pid });
+      }
+      throw fromSystemError(error, 'cannot lock', paths.lock);
+    }
+    if (mode === 'exclusive') {
+      await writeFile(paths.owner, `${process.pid}\n`).catch(() => undefined); // advisory only; the flock is what counts
+    }
+    return new BundleLock(handle);
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    // Closing the descriptor drops the flock.
+    await this.handle?.close();
+  }
+}
+
+async function readOwnerPid(paths: BundlePaths): Promise<number | undefined> {
+  try {
+    const pid = Number.parseInt(await readFile(paths.owner, 'utf8'), 10);
+    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined; // no owner file: the holder is not sbm, or is read-only
+  }
+}

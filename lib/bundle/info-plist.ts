@@ -1,0 +1,114 @@
+// Info.plist: rendered byte-for-byte as hdiutil writes it, parsed as macOS does (XML or binary,
+// first 1024 bytes only, unknown keys ignored), and validated against Apple's limits.
+//
+// Template (TAB = 0x09, LF line ends, final LF); length = 480 + digits(band-size) + digits(size):
+//   <?xml ...?> <!DOCTYPE ...> <plist version="1.0"> <dict>
+//   \t<key>CFBundleInfoDictionaryVersion</key> \t<string>6.0</string>
+//   \t<key>band-size</key> \t<integer>B</integer>
+//   \t<key>bundle-backingstore-version</key> \t<integer>1</integer>
+//   \t<key>diskimage-bundle-type</key> \t<string>com.apple.diskimage.sparsebundle</string>
+//   \t<key>size</key> \t<integer>S</integer>
+//   [\t<key>uuid</key> \t<string>U</string>]   version 2 only
+//   </dict> </plist>
+
+import * as plist from 'plist';
+import { SbmError } from '../errors.js';
+import {
+  BAND_SIZE_ALIGNMENT_BYTES,
+  BUNDLE_TYPE,
+  INFO_DICTIONARY_VERSION,
+  INFO_PLIST_MAX_BYTES,
+  MAX_BAND_SIZE_BYTES,
+  MAX_SIZE_BYTES,
+  MIN_BAND_SIZE_BYTES,
+  SIZE_ALIGNMENT_BYTES,
+} from './constants.js';
+
+export interface BundleInfo {
+  readonly bandSizeBytes: number;
+  readonly sizeBytes: number;
+  /** bundle-backingstore-version: sbm writes 1, reads 1 and 2 and keeps 2 on rewrite. */
+  readonly version: number;
+  /** Present in version 2 plists written by macOS. */
+  readonly uuid?: string;
+}
+
+export function renderInfoPlist(info: BundleInfo): Buffer {
+  const lines = [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    '<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">',
+    '<plist version="1.0">',
+    '<dict>',
+    '\t<key>CFBundleInfoDictionaryVersion</key>',
+    `\t<string>${INFO_DICTIONARY_VERSION}</string>`,
+    '\t<key>band-size</key>',
+    `\t<integer>${info.bandSizeBytes}</integer>`,
+    '\t<key>bundle-backingstore-version</key>',
+    `\t<integer>${info.version}</integer>`,
+    '\t<key>diskimage-bundle-type</key>',
+    `\t<string>${BUNDLE_TYPE}</string>`,
+    '\t<key>size</key>',
+    `\t<integer>${info.sizeBytes}</integer>`,
+  ];
+  if (info.uuid !== undefined) lines.push('\t<key>uuid</key>', `\t<string>${info.uuid}</string>`);
+  lines.push('</dict>', '</plist>', '');
+  return Buffer.from(lines.join('\n'), 'utf8');
+}
+
+/** Parses Info.plist bytes the way DI2 does; throws SBM_BAD_PLIST with the reason. */
+export function parseInfoPlist(bytes: Buffer, name = 'Info.plist'): BundleInfo {
+  if (bytes.length > INFO_PLIST_MAX_BYTES) {
+    throw new SbmError('SBM_BAD_PLIST', `${name} is ${bytes.length} bytes; macOS reads only the first ${INFO_PLIST_MAX_BYTES}`);
+  }
+  let root: unknown;
+  try {
+    root = bytes.subarray(0, 8).toString('latin1') === 'bplist00' ? plist.parseBinary(bytes) : plist.parse(bytes.toString('utf8'));
+  } catch (error) {
+    throw new SbmError('SBM_BAD_PLIST', `${name} is not a valid plist: ${(error as Error).message}`, {}, { cause: error });
+  }
+  if (root === null || typeof root !== 'object' || Array.isArray(root) || root instanceof Date || root instanceof Uint8Array) {
+    throw new SbmError('SBM_BAD_PLIST', `${name} root is not a dictionary`);
+  }
+  const dict = root as Record<string, unknown>;
+  const bandSizeBytes = plistInteger(dict['band-size'], 'band-size', name);
+  const sizeBytes = plistInteger(dict['size'], 'size', name);
+  const versionValue = dict['bundle-backingstore-version'];
+  const version = versionValue === undefined ? 1 : plistInteger(versionValue, 'bundle-backingstore-version', name);
+  const uuid = typeof dict['uuid'] === 'string' ? dict['uuid'] : undefined;
+  const type = dict['diskimage-bundle-type'];
+  if (type !== undefined && type !== BUNDLE_TYPE) {
+    throw new SbmError('SBM_BAD_PLIST', `${name} has diskimage-bundle-type "${String(type)}", expected ${BUNDLE_TYPE}`);
+  }
+  return uuid === undefined ? { bandSizeBytes, sizeBytes, version } : { bandSizeBytes, sizeBytes, version, uuid };
+}
+
+function plistInteger(value: unknown, key: string, name: string): number {
+  if (typeof value === 'bigint' && value <= BigInt(Number.MAX_SAFE_INTEGER) && value >= 0n) return Number(value);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new SbmError('SBM_BAD_PLIST', `${name} has no valid integer "${key}"`, { key });
+  }
+  return value;
+}
+
+/** Checks band size and disk size against Apple's limits (and sbm's 2^52 cap). */
+export function validateGeometry(bandSizeBytes: number, sizeBytes: number): void {
+  if (
+    !Number.isSafeInteger(bandSizeBytes) ||
+    bandSizeBytes % BAND_SIZE_ALIGNMENT_BYTES !== 0 ||
+    bandSizeBytes < MIN_BAND_SIZE_BYTES ||
+    bandSizeBytes > MAX_BAND_SIZE_BYTES
+  ) {
+    throw new SbmError(
+      'SBM_BAD_BAND_SIZE',
+      `band size ${bandSizeBytes} must be a multiple of 4096 between 1 MiB and 8 GiB`,
+      { bandSizeBytes },
+    );
+  }
+  if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % SIZE_ALIGNMENT_BYTES !== 0 || sizeBytes > MAX_SIZE_BYTES) {
+    throw new SbmError(
+      'SBM_BAD_SIZE',
+      `disk size ${sizeBytes} must be a positive multiple of 512 bytes no larger than 4 PiB`,
+      { sizeBytes },
+    );
+  }
+}

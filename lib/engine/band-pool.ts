@@ -1,0 +1,99 @@
+// A bounded LRU of open band files, so a 10 TB disk never exhausts descriptors. Handles are
+// leased with a reference count: an entry in use is never closed under its user; eviction and
+// retirement (band deleted or replaced) close it once the last lease is returned.
+
+import { open, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+
+interface PoolEntry {
+  readonly handle: FileHandle;
+  /** File size as sbm last set or saw it; kept current by the band store under the band lock. */
+  sizeBytes: number;
+  /** Link count at open: > 1 means the inode is shared with a snapshot or backup (frozen). */
+  linkCount: number;
+  leases: number;
+  retired: boolean;
+}
+
+export interface BandLease {
+  readonly bandIndex: number;
+  readonly entry: PoolEntry;
+}
+
+export class BandPool {
+  // Map iteration order is insertion order: re-inserting on use makes the first key the LRU.
+  private readonly entries = new Map<number, PoolEntry>();
+
+  constructor(
+    private readonly pathOf: (bandIndex: number) => string,
+    private readonly writable: boolean,
+    readonly maxOpen = 64,
+  ) {}
+
+  get openCount(): number {
+    return this.entries.size;
+  }
+
+  /** Leases the band's file; creates it when `create` is set. Returns undefined when it does not exist. */
+  async acquire(bandIndex: number, create: boolean): Promise<BandLease | undefined> {
+    let entry = this.entries.get(bandIndex);
+    if (entry !== undefined) {
+      this.entries.delete(bandIndex);
+      this.entries.set(bandIndex, entry);
+    } else {
+      const opened = await this.openBand(bandIndex, create);
+      if (opened === undefined) return undefined;
+      // Another caller may have opened the same band while we awaited.
+      const raced = this.entries.get(bandIndex);
+      if (raced !== undefined) {
+        await opened.handle.close();
+        entry = raced;
+      } else {
+        entry = opened;
+        this.entries.set(bandIndex, entry);
+        await this.evictIdle();
+      }
+    }
+    entry.leases++;
+    return { bandIndex, entry };
+  }
+
+  async release(lease: BandLease): Promise<void> {
+    const { entry } = lease;
+    entry.leases--;
+    if (entry.retired && entry.leases === 0) await entry.handle.close();
+  }
+
+  /** Forgets the band's handle (the file was deleted or renamed over); closes it when unused. */
+  async retire(bandIndex: number): Promise<void> {
+    const entry = this.entries.get(bandIndex);
+    if (entry === undefined) return;
+    this.entries.delete(bandIndex);
+    entry.retired = true;
+    if (entry.leases === 0) await entry.handle.close();
+  }
+
+  async closeAll(): Promise<void> {
+    for (const bandIndex of [...this.entries.keys()]) await this.retire(bandIndex);
+  }
+
+  private async openBand(bandIndex: number, create: boolean): Promise<PoolEntry | undefined> {
+    const flags = this.writable ? constants.O_RDWR | (create ? constants.O_CREAT : 0) : constants.O_RDONLY;
+    let handle: FileHandle;
+    try {
+      handle = await open(this.pathOf(bandIndex), flags, 0o644);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT' && !create) return undefined;
+      throw error;
+    }
+    const stat = await handle.stat();
+    return { handle, sizeBytes: stat.size, linkCount: stat.nlink, leases: 0, retired: false };
+  }
+
+  private async evictIdle(): Promise<void> {
+    for (const [bandIndex, entry] of this.entries) {
+      if (this.entries.size <= this.maxOpen) return;
+      if (entry.leases === 0) await this.retire(bandIndex);
+    }
+  }
+}

@@ -1,0 +1,412 @@
+// SparseBundle: an Apple sparse bundle folder as a BlockDevice. Opening reads Info.plist (falling
+// back to Info.bckup), takes the flock on `lock`, and lists bands/ once; from then on every
+// request is split at band edges and handed to the BandStore.
+//
+//   virtual disk  |---- band 0 ----|---- band 1 ----|-- ... --|- last band -|
+//   bundle        bands/0          bands/1                    bands/<hex>   (missing = zeros)
+
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+
+import { type BlockDevice, type Extent, type WriteOptions, checkRange } from '../block-device.js';
+import { SbmError, fromSystemError, isSbmError } from '../errors.js';
+import { BundleLock } from '../bundle/bundle-lock.js';
+import { type BundlePaths, bundlePaths, parseBandName } from '../bundle/bundle-paths.js';
+import { BAND_COUNT_ADVICE, DEFAULT_BAND_SIZE_BYTES, ENCRYPTED_TOKEN_MAGIC } from '../bundle/constants.js';
+import { type BundleInfo, parseInfoPlist, renderInfoPlist, validateGeometry } from '../bundle/info-plist.js';
+import { fsyncDirectory, replaceFilesInOrder } from '../fs/atomic-write.js';
+import { WarningList, type WarningSink } from '../warnings.js';
+import { BandStore } from './band-store.js';
+import { IoGate } from './io-gate.js';
+import { MappedBitmaps } from './mapped-bitmaps.js';
+
+export interface CreateBundleOptions {
+  readonly sizeBytes: number;
+  readonly bandSizeBytes?: number;
+  readonly onWarning?: WarningSink;
+}
+
+export interface OpenBundleOptions {
+  readonly readOnly?: boolean;
+  readonly onWarning?: WarningSink;
+  /** Upper bound on band files held open at once (default 64, as macOS). */
+  readonly maxOpenBands?: number;
+}
+
+export class SparseBundle implements BlockDevice {
+  readonly formatName = 'sparsebundle';
+  readonly minimumBlockSize = 1;
+  readonly preferredBlockSize = 4096;
+  private readonly gate = new IoGate();
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    readonly path: string,
+    readonly paths: BundlePaths,
+    private info: BundleInfo,
+    readonly readOnly: boolean,
+    private readonly store: BandStore,
+    private readonly lock: BundleLock,
+    readonly hasMappedDir: boolean,
+  ) {}
+
+  get sizeBytes(): number {
+    return this.info.sizeBytes;
+  }
+
+  get bandSizeBytes(): number {
+    return this.info.bandSizeBytes;
+  }
+
+  get bandCount(): number {
+    return Math.ceil(this.info.sizeBytes / this.info.bandSizeBytes);
+  }
+
+  get plistVersion(): number {
+    return this.info.version;
+  }
+
+  /** Band indexes whose files exist, in numeric order. */
+  bandsPresent(): number[] {
+    return [...this.store.present].sort((a, b) => a - b);
+  }
+
+  /** Path of a band's file (it may not exist). */
+  bandPath(bandIndex: number): string {
+    return this.store.pathOf(bandIndex);
+  }
+
+  /** Creates a new, empty bundle at `path` (which must not exist) and opens it read-write. */
+  static async create(path: string, options: CreateBundleOptions): Promise<SparseBundle> {
+    const bandSizeBytes = options.bandSizeBytes ?? DEFAULT_BAND_SIZE_BYTES;
+    validateGeometry(bandSizeBytes, options.sizeBytes);
+    const onWarning = options.onWarning ?? new WarningList().sink;
+    warnOnBandCount(bandSizeBytes, options.sizeBytes, onWarning);
+    const paths = bundlePaths(path);
+    try {
+      await mkdir(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new SbmError('SBM_EXISTS', `${path} already exists`, { path });
+      throw fromSystemError(error, 'cannot create bundle', path);
+    }
+    const plistBytes = renderInfoPlist({ bandSizeBytes, sizeBytes: options.sizeBytes, version: 1 });
+    await mkdir(paths.bands);
+    await mkdir(paths.tmp, { recursive: true });
+    await replaceFilesInOrder(
+      [
+        { path: paths.token, data: Buffer.alloc(0) },
+        { path: paths.lock, data: Buffer.alloc(0) },
+        // Info.bckup first, as macOS does: a crash between the two leaves one valid copy.
+        { path: paths.infoBackup, data: plistBytes },
+        { path: paths.infoPlist, data: plistBytes },
+      ],
+      paths.tmp,
+    );
+    await fsyncDirectory(paths.sbm);
+    return SparseBundle.open(path, { onWarning });
+  }
+
+  static async open(path: string, options: OpenBundleOptions = {}): Promise<SparseBundle> {
+    const readOnly = options.readOnly ?? false;
+    const onWarning = options.onWarning ?? new WarningList().sink;
+    const paths = bundlePaths(path);
+    await assertBundleDirectory(paths);
+    const info = await readBundleInfo(paths, onWarning);
+    validateGeometry(info.bandSizeBytes, info.sizeBytes);
+    await assertNotEncrypted(paths, onWarning);
+    if (!readOnly) await mkdir(paths.tmp, { recursive: true }).catch((error) => {
+      throw fromSystemError(error, 'cannot create sbm state folder', paths.sbm);
+    });
+    const lock = await BundleLock.acquire(paths, readOnly ? 'shared' : 'exclusive', onWarning);
+    try {
+      if (!readOnly) await clearStaging(paths);
+      const presentBands = await listBands(paths, info, readOnly, onWarning);
+      const hasMappedDir = await isDirectory(paths.mapped);
+      const mapped = hasMappedDir && !readOnly ? new MappedBitmaps(paths.mapped, info.bandSizeBytes) : undefined;
+      const store = new BandStore({
+        bandsDir: paths.bands,
+        tmpDir: paths.tmp,
+        bandSizeBytes: info.bandSizeBytes,
+        writable: !readOnly,
+        presentBands,
+        mapped,
+        maxOpenBands: options.maxOpenBands,
+      });
+      return new SparseBundle(path, paths, info, readOnly, store, lock, hasMappedDir);
+    } catch (error) {
+      await lock.release();
+      throw error;
+    }
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(length);
+    await this.readInto(offset, out);
+    return out;
+  }
+
+  async readInto(offset: number, target: Uint8Array): Promise<void> {
+    await this.io(offset, target.length, false, async () => {
+      for (const segment of this.segments(offset, target.length)) {
+        const view = target.subarray(segment.bufferOffset, segment.bufferOffset + segment.length);
+        await this.store.read(segment.bandIndex, segment.offsetInBand, view);
+      }
+    });
+  }
+
+  async write(offset: number, data: Uint8Array, options: WriteOptions = {}): Promise<void> {
+    await this.io(offset, data.length, true, async () => {
+      for (const segment of this.segments(offset, data.length)) {
+        const piece = data.subarray(segment.bufferOffset, segment.bufferOffset + segment.length);
+        await this.store.write(segment.bandIndex, segment.offsetInBand, piece, options.fua === true);
+      }
+    });
+  }
+
+  async writeZeroes(offset: number, length: number, options: WriteOptions = {}): Promise<void> {
+    await this.trim(offset, length);
+    if (options.fua === true) await this.flush();
+  }
+
+  /** Deletes bands the range covers whole, and zeroes or truncates the partial ones. */
+  async trim(offset: number, length: number): Promise<void> {
+    await this.io(offset, length, true, async () => {
+      for (const segment of this.segments(offset, length)) {
+        await this.store.zero(segment.bandIndex, segment.offsetInBand, segment.length, this.bandLength(segment.bandIndex));
+      }
+    });
+  }
+
+  async flush(): Promise<void> {
+    this.assertOpen();
+    if (this.readOnly) return;
+    await this.gate.io(() => this.store.flush());
+  }
+
+  async extents(offset: number, length: number): Promise<Extent[]> {
+    const list: Extent[] = [];
+    await this.io(offset, length, false, async () => {
+      for (const segment of this.segments(offset, length)) {
+        const bandStart = segment.bandIndex * this.bandSizeBytes;
+        for (const extent of await this.store.extents(segment.bandIndex, segment.offsetInBand, segment.length, bandStart)) {
+          const last = list[list.length - 1];
+          if (last !== undefined && last.kind === extent.kind && last.offset + last.length === extent.offset) {
+            list[list.length - 1] = { ...last, length: last.length + extent.length };
+          } else {
+            list.push(extent);
+          }
+        }
+      }
+    });
+    return list;
+  }
+
+  /** Grows or shrinks the disk. Shrinking deletes or cuts the bands past the new end. */
+  async resize(newSizeBytes: number): Promise<void> {
+    this.assertOpen();
+    if (this.readOnly) throw new SbmError('SBM_READ_ONLY', `bundle ${this.path} is open read-only`);
+    validateGeometry(this.info.bandSizeBytes, newSizeBytes);
+    await this.gate.exclusive(async () => {
+      if (newSizeBytes < this.info.sizeBytes) {
+        const newBandCount = Math.ceil(newSizeBytes / this.bandSizeBytes);
+        for (const bandIndex of this.bandsPresent()) {
+          if (bandIndex >= newBandCount) await this.store.zero(bandIndex, 0, this.bandSizeBytes, this.bandSizeBytes);
+        }
+        const lastBandLength = newSizeBytes - (newBandCount - 1) * this.bandSizeBytes;
+        if (lastBandLength < this.bandSizeBytes) await this.store.truncate(newBandCount - 1, lastBandLength);
+      }
+      await this.store.flush();
+      const info: BundleInfo = { ...this.info, sizeBytes: newSizeBytes };
+      await writeInfoFiles(this.paths, info);
+      this.info = info;
+    });
+  }
+
+  /** Facts for `sbm info`. Stats every present band, so cost grows with the band count. */
+  async details(): Promise<Record<string, unknown>> {
+    this.assertOpen();
+    let allocatedBytes = 0;
+    let bandBytes = 0;
+    for (const bandIndex of this.bandsPresent()) {
+      const info = await stat(this.bandPath(bandIndex)).catch(() => undefined);
+      if (info === undefined) continue;
+      allocatedBytes += info.blocks * 512;
+      bandBytes += info.size;
+    }
+    return {
+      bandSizeBytes: this.bandSizeBytes,
+      bandCount: this.bandCount,
+      bandsPresent: this.store.present.size,
+      bandBytes,
+      allocatedBytes,
+      plistVersion: this.info.version,
+      ...(this.info.uuid === undefined ? {} : { uuid: this.info.uuid }),
+      mappedBitmaps: this.hasMappedDir,
+    };
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.gate.exclusive(async () => {
+      try {
+        if (!this.readOnly) await this.store.flush();
+        await this.store.closeFiles();
+      } finally {
+        await this.lock.release();
+      }
+    });
+    return this.closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  private bandLength(bandIndex: number): number {
+    return Math.min(this.bandSizeBytes, this.sizeBytes - bandIndex * this.bandSizeBytes);
+  }
+
+  private *segments(offset: number, length: number) {
+    let position = offset;
+    const end = offset + length;
+    while (position < end) {
+      const bandIndex = Math.floor(position / this.bandSizeBytes);
+      const offsetInBand = position - bandIndex * this.bandSizeBytes;
+      const segmentLength = Math.min(end - position, this.bandSizeBytes - offsetInBand);
+      yield { bandIndex, offsetInBand, length: segmentLength, bufferOffset: position - offset };
+      position += segmentLength;
+    }
+  }
+
+  private async io(offset: number, length: number, writes: boolean, operation: () => Promise<void>): Promise<void> {
+    this.assertOpen();
+    if (writes && this.readOnly) throw new SbmError('SBM_READ_ONLY', `bundle ${this.path} is open read-only`);
+    checkRange(this.sizeBytes, offset, length);
+    await this.gate.io(async () => {
+      this.assertOpen();
+      try {
+        await operation();
+      } catch (error) {
+        throw isSbmError(error) ? error : fromSystemError(error, writes ? 'write failed in' : 'read failed in', this.path);
+      }
+    });
+  }
+
+  private assertOpen(): void {
+    if (this.closing !== undefined) throw new SbmError('SBM_CLOSED', `bundle ${this.path} is closed`);
+  }
+}
+
+/** Writes Info.bckup then Info.plist, each atomically, keeping version 2 and its uuid. */
+export async function writeInfoFiles(paths: BundlePaths, info: BundleInfo): Promise<void> {
+  const bytes = renderInfoPlist(info);
+  await replaceFilesInOrder(
+    [
+      { path: paths.infoBackup, data: bytes },
+      { path: paths.infoPlist, data: bytes },
+    ],
+    paths.tmp,
+  );
+}
+
+async function assertBundleDirectory(paths: BundlePaths): Promise<void> {
+  let info;
+  try {
+    info = await stat(paths.root);
+  } catch (error) {
+    throw fromSystemError(error, 'cannot open bundle', paths.root);
+  }
+  if (!info.isDirectory()) throw new SbmError('SBM_NOT_A_BUNDLE', `${paths.root} is not a directory`, { path: paths.root });
+}
+
+/** Info.plist, or Info.bckup when Info.plist is missing, too long or unparsable. */
+export async function readBundleInfo(paths: BundlePaths, onWarning: WarningSink): Promise<BundleInfo> {
+  const attempts: string[] = [];
+  for (const [file, name] of [
+    [paths.infoPlist, 'Info.plist'],
+    [paths.infoBackup, 'Info.bckup'],
+  ] as const) {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(file);
+    } catch (error) {
+      attempts.push(`${name}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+      continue;
+    }
+    try {
+      const info = parseInfoPlist(bytes, name);
+      if (attempts.length > 0) {
+        onWarning({ code: 'SBM_PLIST_FALLBACK', message: `using Info.bckup because ${attempts.join('; ')}`, data: { path: paths.root } });
+      }
+      return info;
+    } catch (error) {
+      attempts.push((error as Error).message.replace(/^SBM_BAD_PLIST: /, ''));
+    }
+  }
+  if (attempts.every((attempt) => attempt.endsWith('ENOENT'))) {
+    throw new SbmError('SBM_NOT_A_BUNDLE', `${paths.root} has no Info.plist or Info.bckup`, { path: paths.root });
+  }
+  throw new SbmError('SBM_BAD_PLIST', `${paths.root}: ${attempts.join('; ')}`, { path: paths.root });
+}
+
+async function assertNotEncrypted(paths: BundlePaths, onWarning: WarningSink): Promise<void> {
+  let token: Buffer;
+  try {
+    token = await readFile(paths.token);
+  } catch {
+    onWarning({ code: 'SBM_NO_TOKEN', message: `${paths.root} has no token file; macOS will not recognise it` });
+    return;
+  }
+  if (token.length > 0) {
+    const kind = token.subarray(0, 8).toString('latin1') === ENCRYPTED_TOKEN_MAGIC ? 'encrcdsa' : 'non-empty token';
+    throw new SbmError('SBM_ENCRYPTED', `${paths.root} is an encrypted bundle (${kind}); sbm opens unencrypted bundles only`, {
+      path: paths.root,
+    });
+  }
+}
+
+async function listBands(paths: BundlePaths, info: BundleInfo, readOnly: boolean, onWarning: WarningSink): Promise<Set<number>> {
+  let names: string[];
+  try {
+    names = await readdir(paths.bands);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(error, 'cannot list bands of', paths.root);
+    onWarning({ code: 'SBM_NO_BANDS_DIR', message: `${paths.root} has no bands/ folder; the disk reads as zeros` });
+    if (!readOnly) await mkdir(paths.bands);
+    return new Set();
+  }
+  const bandCount = Math.ceil(info.sizeBytes / info.bandSizeBytes);
+  const present = new Set<number>();
+  for (const name of names) {
+    const bandIndex = parseBandName(name);
+    if (bandIndex === undefined) {
+      onWarning({ code: 'SBM_STRAY_FILE', message: `bands/${name} is not a band name; ignored`, data: { name } });
+    } else if (bandIndex >= bandCount) {
+      onWarning({ code: 'SBM_BAND_PAST_END', message: `bands/${name} lies past the end of the disk; ignored`, data: { name } });
+    } else {
+      present.add(bandIndex);
+    }
+  }
+  return present;
+}
+
+/** Leftovers in .sbm/tmp are from a crash: nothing refers to them while we hold the write lock. */
+async function clearStaging(paths: BundlePaths): Promise<void> {
+  for (const name of await readdir(paths.tmp)) await rm(`${paths.tmp}/${name}`, { recursive: true, force: true });
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  return stat(path).then(
+    (info) => info.isDirectory(),
+    () => false,
+  );
+}
+
+function warnOnBandCount(bandSizeBytes: number, sizeBytes: number, onWarning: WarningSink): void {
+  const bandCount = Math.ceil(sizeBytes / bandSizeBytes);
+  if (bandCount > BAND_COUNT_ADVICE) {
+    onWarning({
+      code: 'SBM_MANY_BANDS',
+      message: `${bandCount} bands exceeds the ~${BAND_COUNT_ADVICE} macOS handles well; consider a larger --band-size`,
+    });
+  }
+}
+

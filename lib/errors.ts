@@ -1,0 +1,71 @@
+// The one error class of sbm. Every failure a user can meet carries a stable `code` (listed in
+// ERROR_CODES and in the README), structured `data`, and a message that starts with the code, so
+// scripts can match on either the exit status or the first word of stderr.
+
+export interface ErrorCodeInfo {
+  /** Process exit status the CLI uses for this code. */
+  readonly exitCode: number;
+  /** One line for the README's error table. */
+  readonly summary: string;
+}
+
+/**
+ * Exit statuses: 1 = operation failed, 2 = bad usage/arguments, 3 = bundle busy,
+ * 4 = input damaged or unsupported, 5 = problems found by `check`/`verify`,
+ * 10 = the token cannot be honoured: a full backup is required.
+ */
+export const ERROR_CODES = {
+  SBM_USAGE: { exitCode: 2, summary: 'bad command-line arguments or option values' },
+  SBM_INVALID_ARGUMENT: { exitCode: 2, summary: 'a library call got an argument outside its contract' },
+  SBM_OUT_OF_RANGE: { exitCode: 2, summary: 'offset or length outside the disk' },
+  SBM_READ_ONLY: { exitCode: 1, summary: 'write, trim or resize on a device opened read-only' },
+  SBM_CLOSED: { exitCode: 1, summary: 'operation on a device that was already closed' },
+  SBM_EXISTS: { exitCode: 1, summary: 'output already exists (use --force to replace it)' },
+  SBM_NOT_FOUND: { exitCode: 1, summary: 'input file or bundle does not exist' },
+  SBM_LOCKED: { exitCode: 3, summary: 'bundle is in use by another process (flock on `lock`)' },
+  SBM_NOT_A_BUNDLE: { exitCode: 4, summary: 'path is not a sparse bundle (no Info.plist/Info.bckup, token or bands/)' },
+  SBM_BAD_PLIST: { exitCode: 4, summary: 'Info.plist and Info.bckup are both unreadable or invalid' },
+  SBM_BAD_BAND_SIZE: { exitCode: 4, summary: 'band size is not a multiple of 4096 between 1 MiB and 8 GiB' },
+  SBM_BAD_SIZE: { exitCode: 4, summary: 'disk size is zero, not a multiple of 512 (4096 on create) or too large' },
+  SBM_ENCRYPTED: { exitCode: 4, summary: 'bundle is encrypted (non-empty token); sbm does not open encrypted bundles' },
+  SBM_UNKNOWN_FORMAT: { exitCode: 4, summary: 'input format not recognised from its content' },
+  SBM_UNSUPPORTED: { exitCode: 4, summary: 'recognised format or feature that sbm does not support' },
+  SBM_CORRUPT: { exitCode: 4, summary: 'input is damaged (bad structure, truncated, pointers out of range)' },
+  SBM_CHECK_FAILED: { exitCode: 5, summary: '`sbm check` found problems in the bundle' },
+  SBM_STRICT: { exitCode: 4, summary: 'a warning was raised and --strict turns warnings into errors' },
+  SBM_IO: { exitCode: 1, summary: 'an operating-system I/O call failed' },
+  SBM_INTERRUPTED: { exitCode: 130, summary: 'interrupted by a signal; partial output was removed' },
+  SBM_INTERNAL: { exitCode: 70, summary: 'a bug in sbm (please report it with DEBUG=sbm:* output)' },
+} as const satisfies Record<string, ErrorCodeInfo>;
+
+export type SbmErrorCode = keyof typeof ERROR_CODES;
+
+export class SbmError extends Error {
+  readonly code: SbmErrorCode;
+  readonly data: Readonly<Record<string, unknown>>;
+
+  constructor(code: SbmErrorCode, detail: string, data: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(`${code}: ${detail}`, options);
+    this.name = 'SbmError';
+    this.code = code;
+    this.data = data;
+  }
+
+  get exitCode(): number {
+    return ERROR_CODES[this.code].exitCode;
+  }
+}
+
+export function isSbmError(error: unknown, code?: SbmErrorCode): error is SbmError {
+  return error instanceof SbmError && (code === undefined || error.code === code);
+}
+
+/** Turns a Node system error (ENOENT, EIO, ...) into an SbmError naming what sbm was doing. */
+export function fromSystemError(error: unknown, doing: string, path?: string): SbmError {
+  if (error instanceof SbmError) return error;
+  const errno = (error as NodeJS.ErrnoException | undefined)?.code;
+  const where = path === undefined ? '' : ` ${path}`;
+  const reason = error instanceof Error ? error.message : String(error);
+  if (errno === 'ENOENT') return new SbmError('SBM_NOT_FOUND', `${doing}${where}: no such file or directory`, { path, errno }, { cause: error });
+  return new SbmError('SBM_IO', `${doing}${where}: ${reason}`, { path, errno }, { cause: error });
+}

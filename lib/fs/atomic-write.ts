@@ -1,0 +1,39 @@
+// Crash-safe file replacement: write a temp file in a staging folder on the same filesystem,
+// fsync it, rename it over the target, then fsync the target's directory.
+
+import { open, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { writeFully } from './read-fully.js';
+
+export async function fsyncDirectory(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Replaces `target` with `data` atomically, staging in `stagingDir`. Does not fsync the directory. */
+export async function replaceFile(target: string, data: Uint8Array, stagingDir: string): Promise<void> {
+  const temp = join(stagingDir, `${basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
+  const handle = await open(temp, 'wx', 0o644);
+  try {
+    await writeFully(handle, data, 0);
+    await handle.sync();
+  } catch (error) {
+    await handle.close();
+    await unlink(temp).catch(() => undefined); // the original error matters more than a leftover temp
+    throw error;
+  }
+  await handle.close();
+  await rename(temp, target);
+}
+
+/** Replaces several files of one directory in the given order, then fsyncs that directory once. */
+export async function replaceFilesInOrder(files: ReadonlyArray<{ path: string; data: Uint8Array }>, stagingDir: string): Promise<void> {
+  for (const file of files) await replaceFile(file.path, file.data, stagingDir);
+  const directories = new Set(files.map((file) => dirname(file.path)));
+  for (const directory of directories) await fsyncDirectory(directory);
+}

@@ -1,0 +1,25 @@
+// Positional I/O without short reads or writes: loop until the whole range is done.
+
+import type { FileHandle } from 'node:fs/promises';
+
+/** Reads target.length bytes at `position`; bytes past end of file are left as zeros. Returns bytes read. */
+export async function readFully(handle: FileHandle, target: Uint8Array, position: number): Promise<number> {
+  let done = 0;
+  while (done < target.length) {
+    const { bytesRead } = await handle.read(target, done, target.length - done, position + done);
+    if (bytesRead === 0) {
+      target.fill(0, done);
+      break;
+    }
+    done += bytesRead;
+  }
+  return done;
+}
+
+export async function writeFully(handle: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
+    done += bytesWritten;
+  }
+}
