@@ -1,0 +1,70 @@
+// sbm convert <image> [bundle]: any supported image -> a new sparse bundle.
+
+import { basename, dirname, extname, join } from 'node:path';
+import type { CommandModule } from 'yargs';
+import { openImage } from '../../formats/index.js';
+import { DEFAULT_BAND_SIZE_BYTES } from '../../lib/bundle/constants.js';
+import { convertToBundle } from '../../lib/convert-to-bundle.js';
+import { formatSize, parseSize } from '../../lib/size.js';
+import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { progressReporter } from '../progress.js';
+
+interface ConvertArgs extends GlobalOptions {
+  image: string;
+  bundle?: string;
+  'band-size': string;
+  force: boolean;
+  progress: boolean;
+  format?: string;
+  'allow-outside': boolean;
+}
+
+export const convertCommand: CommandModule<object, ConvertArgs> = {
+  command: 'convert <image> [bundle]',
+  describe: 'convert a disk image (raw, VMDK, ...) into a sparse bundle',
+  builder: (yargs) =>
+    yargs
+      .positional('image', { type: 'string', demandOption: true, describe: 'input image, detected by content' })
+      .positional('bundle', { type: 'string', describe: 'output bundle (default: NAME.sparsebundle beside the input)' })
+      .option('band-size', { type: 'string', default: String(DEFAULT_BAND_SIZE_BYTES), describe: 'band size of the new bundle' })
+      .option('force', { type: 'boolean', default: false, describe: 'replace an existing output bundle' })
+      .option('progress', { type: 'boolean', default: true, describe: 'progress bar on a TTY (--no-progress to hide)' })
+      .option('format', { type: 'string', describe: 'skip detection and read the input as this format' })
+      .option('allow-outside', { type: 'boolean', default: false, describe: 'let descriptors name files outside their folder' })
+      .options({ ...jsonOption, ...strictOption })
+      .example('$0 convert vm.vmdk', 'writes vm.sparsebundle beside vm.vmdk'),
+  handler: action(async (argv) => {
+    const onWarning = warningSink(argv);
+    const output = argv.bundle ?? defaultBundlePath(argv.image);
+    const bandSizeBytes = parseSize(argv['band-size'], '--band-size');
+    const reader = await openImage(argv.image, { format: argv.format, onWarning, allowOutside: argv['allow-outside'] });
+    const progress = progressReporter('converting', argv.progress && !argv.json);
+    try {
+      const result = await convertToBundle(reader, output, {
+        bandSizeBytes,
+        force: argv.force,
+        onWarning,
+        copy: { onProgress: progress.onProgress },
+      });
+      progress.stop();
+      const summary = { input: argv.image, format: reader.formatName, ...result };
+      if (argv.json) printJson(summary);
+      else {
+        printLine(
+          `converted ${argv.image} (${reader.formatName}) -> ${output}: ${formatSize(result.sizeBytes)} virtual, ` +
+            `${result.bandsWritten} bands, ${formatSize(result.bytesWritten)} written in ${result.seconds.toFixed(2)} s`,
+        );
+      }
+    } finally {
+      progress.stop();
+      await reader.close();
+    }
+  }),
+};
+
+function defaultBundlePath(image: string): string {
+  const name = basename(image);
+  const extension = extname(name);
+  const stem = extension.length > 0 && extension.length < name.length ? name.slice(0, -extension.length) : name;
+  return join(dirname(image), `${stem}.sparsebundle`);
+}

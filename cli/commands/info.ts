@@ -1,0 +1,51 @@
+// sbm info <bundle|image>: what the disk is, however it is stored.
+
+import type { CommandModule } from 'yargs';
+import { openImage } from '../../formats/index.js';
+import { formatSize } from '../../lib/size.js';
+import type { SbmWarning } from '../../lib/warnings.js';
+import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+
+interface InfoArgs extends GlobalOptions {
+  image: string;
+  format?: string;
+}
+
+export const infoCommand: CommandModule<object, InfoArgs> = {
+  command: 'info <image>',
+  describe: 'show virtual size, layout and allocation of a bundle or image',
+  builder: (yargs) =>
+    yargs
+      .positional('image', { type: 'string', demandOption: true, describe: 'a sparse bundle or a disk image (detected by content)' })
+      .option('format', { type: 'string', describe: 'skip detection and read as this format' })
+      .options({ ...jsonOption, ...strictOption }),
+  handler: action(async (argv) => {
+    const warnings: SbmWarning[] = [];
+    const sink = argv.json ? (warning: SbmWarning) => void warnings.push(warning) : warningSink(argv, warnings);
+    const reader = await openImage(argv.image, { format: argv.format, onWarning: sink });
+    try {
+      const details = await reader.details();
+      const result = { path: argv.image, format: reader.formatName, sizeBytes: reader.sizeBytes, ...details, warnings };
+      if (argv.json) {
+        printJson(result);
+        return;
+      }
+      printLine(`path:          ${argv.image}`);
+      printLine(`format:        ${reader.formatName}`);
+      printLine(`virtual size:  ${formatSize(reader.sizeBytes)} (${reader.sizeBytes} bytes)`);
+      for (const [key, value] of Object.entries(details)) printLine(`${`${labelOf(key)}:`.padEnd(15)}${describe(key, value)}`);
+    } finally {
+      await reader.close();
+    }
+  }),
+};
+
+function labelOf(key: string): string {
+  return key.replace(/([A-Z])/g, ' $1').toLowerCase();
+}
+
+function describe(key: string, value: unknown): string {
+  if (typeof value === 'number' && /Bytes$/.test(key)) return `${formatSize(value)} (${value} bytes)`;
+  if (typeof value === 'object' && value !== null) return JSON.stringify(value);
+  return String(value);
+}

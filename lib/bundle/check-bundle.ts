@@ -1,0 +1,149 @@
+// `sbm check`: structural audit of a bundle folder against the format rules. Problems are things
+// macOS or other readers would trip on (or that break sbm's guarantees); warnings are oddities
+// that are tolerated. Reads only; never repairs.
+
+import { readFile, readdir, stat } from 'node:fs/promises';
+import { SbmError, isSbmError } from '../errors.js';
+import type { SbmWarning } from '../warnings.js';
+import { BundleLock } from './bundle-lock.js';
+import { type BundlePaths, bundlePaths, parseBandName } from './bundle-paths.js';
+import { MAPPED_BLOCK_BYTES } from './constants.js';
+import { type BundleInfo, parseInfoPlist, renderInfoPlist, validateGeometry } from './info-plist.js';
+
+export interface CheckFinding {
+  readonly code: string;
+  readonly message: string;
+}
+
+export interface CheckReport {
+  readonly path: string;
+  readonly problems: CheckFinding[];
+  readonly warnings: CheckFinding[];
+  bandsChecked: number;
+}
+
+export async function checkBundle(path: string): Promise<CheckReport> {
+  const paths = bundlePaths(path);
+  const report: CheckReport = { path, problems: [], warnings: [], bandsChecked: 0 };
+  const problem = (code: string, message: string): void => void report.problems.push({ code, message });
+  const warn = (code: string, message: string): void => void report.warnings.push({ code, message });
+
+  const root = await stat(path).catch(() => undefined);
+  if (root === undefined) throw new SbmError('SBM_NOT_FOUND', `${path} does not exist`, { path });
+  if (!root.isDirectory()) throw new SbmError('SBM_NOT_A_BUNDLE', `${path} is not a directory`, { path });
+
+  // A shared lock keeps a writer from changing bands while we look; a busy bundle is still checked.
+  const lockWarnings: SbmWarning[] = [];
+  let lock: BundleLock | undefined;
+  try {
+    lock = await BundleLock.acquire(paths, 'shared', (w) => lockWarnings.push(w));
+  } catch (error) {
+    if (!isSbmError(error, 'SBM_LOCKED')) throw error;
+    warn('SBM_IN_USE', `${path} is open for writing by another process; results may be out of date`);
+  }
+  try {
+    const info = await checkPlists(paths, problem, warn);
+    await checkToken(paths, problem);
+    if (info !== undefined) {
+      report.bandsChecked = await checkBands(paths, info, problem);
+      await checkMapped(paths, info, problem, warn);
+    }
+    await checkStaging(paths, warn);
+  } finally {
+    await lock?.release();
+  }
+  return report;
+}
+
+type Report = (code: string, message: string) => void;
+
+async function checkPlists(paths: BundlePaths, problem: Report, warn: Report): Promise<BundleInfo | undefined> {
+  const plistBytes = await readFile(paths.infoPlist).catch(() => undefined);
+  const backupBytes = await readFile(paths.infoBackup).catch(() => undefined);
+  let info: BundleInfo | undefined;
+  for (const [name, bytes] of [
+    ['Info.plist', plistBytes],
+    ['Info.bckup', backupBytes],
+  ] as const) {
+    if (bytes === undefined) {
+      (name === 'Info.plist' ? problem : warn)('SBM_PLIST_MISSING', `${name} is missing`);
+      continue;
+    }
+    try {
+      const parsed = parseInfoPlist(bytes, name);
+      validateGeometry(parsed.bandSizeBytes, parsed.sizeBytes);
+      info ??= parsed;
+      if (!renderInfoPlist(parsed).equals(bytes)) {
+        warn('SBM_PLIST_NOT_CANONICAL', `${name} differs from the hdiutil template (readers that parse by line may fail)`);
+      }
+    } catch (error) {
+      problem(isSbmError(error) ? error.code : 'SBM_BAD_PLIST', (error as Error).message);
+    }
+  }
+  if (plistBytes !== undefined && backupBytes !== undefined && !plistBytes.equals(backupBytes)) {
+    problem('SBM_PLIST_MISMATCH', 'Info.plist and Info.bckup differ');
+  }
+  return info;
+}
+
+async function checkToken(paths: BundlePaths, problem: Report): Promise<void> {
+  const token = await stat(paths.token).catch(() => undefined);
+  if (token === undefined) problem('SBM_NO_TOKEN', 'token is missing; macOS will not recognise the bundle');
+  else if (token.size > 0) problem('SBM_ENCRYPTED', 'token is not empty: the bundle is encrypted and sbm cannot check its bands');
+}
+
+async function checkBands(paths: BundlePaths, info: BundleInfo, problem: Report): Promise<number> {
+  const names = await readdir(paths.bands).catch(() => undefined);
+  if (names === undefined) {
+    problem('SBM_NO_BANDS_DIR', 'bands/ is missing');
+    return 0;
+  }
+  const bandCount = Math.ceil(info.sizeBytes / info.bandSizeBytes);
+  let checked = 0;
+  for (const name of names) {
+    const bandIndex = parseBandName(name);
+    if (bandIndex === undefined) {
+      problem('SBM_STRAY_FILE', `bands/${name} is not a canonical band name (macOS may read it as a band)`);
+      continue;
+    }
+    const entry = await stat(`${paths.bands}/${name}`);
+    if (!entry.isFile()) {
+      problem('SBM_STRAY_FILE', `bands/${name} is not a regular file`);
+      continue;
+    }
+    checked++;
+    if (bandIndex >= bandCount) {
+      problem('SBM_BAND_PAST_END', `bands/${name} lies past the end of the disk (${bandCount} bands)`);
+      continue;
+    }
+    const limit = Math.min(info.bandSizeBytes, info.sizeBytes - bandIndex * info.bandSizeBytes);
+    if (entry.size > limit) problem('SBM_BAND_OVERSIZE', `bands/${name} is ${entry.size} bytes, more than its ${limit}`);
+  }
+  return checked;
+}
+
+async function checkMapped(paths: BundlePaths, info: BundleInfo, problem: Report, warn: Report): Promise<void> {
+  const names = await readdir(paths.mapped).catch(() => undefined);
+  if (names === undefined) return;
+  const expected = Math.ceil(info.bandSizeBytes / MAPPED_BLOCK_BYTES / 8);
+  for (const name of names) {
+    if (parseBandName(name) === undefined) {
+      warn('SBM_STRAY_FILE', `mapped/${name} is not a band name`);
+      continue;
+    }
+    const entry = await stat(`${paths.mapped}/${name}`);
+    if (entry.size < expected) problem('SBM_MAPPED_SHORT', `mapped/${name} is ${entry.size} bytes, expected ${expected}`);
+  }
+  if (info.bandSizeBytes !== 8 * 1024 * 1024) {
+    warn('SBM_MAPPED_UNVERIFIED', `mapped/ bitmaps for ${info.bandSizeBytes}-byte bands are sized by inference, not verified on macOS`);
+  }
+}
+
+async function checkStaging(paths: BundlePaths, warn: Report): Promise<void> {
+  const leftovers = await readdir(paths.tmp).catch(() => []);
+  if (leftovers.length > 0) {
+    warn('SBM_STAGING_LEFTOVERS', `${leftovers.length} leftover file(s) in .sbm/tmp from an interrupted run (removed at next read-write open)`);
+  }
+  const lock = await stat(paths.lock).catch(() => undefined);
+  if (lock !== undefined && lock.size > 0) warn('SBM_LOCK_NOT_EMPTY', 'lock is not empty');
+}

@@ -1,0 +1,71 @@
+// Builds an output (file or bundle folder) under a temporary sibling name and renames it into
+// place only when complete, so an interrupted or failed run never leaves a half output under the
+// final name, and an existing output is replaced only with `force`.
+//
+//   1. build     .NAME.sbm-partial-<pid>-<rand>       (removed on error or SIGINT/SIGTERM)
+//   2. if force  rename NAME -> .NAME.sbm-replaced-*   (old output kept until the new one is in)
+//   3. rename    .NAME.sbm-partial-* -> NAME, fsync the parent folder
+//   4. remove    .NAME.sbm-replaced-*
+
+import { lstat, rename, rm } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { SbmError, fromSystemError } from '../errors.js';
+import { fsyncDirectory } from './atomic-write.js';
+
+export interface StagedOutputOptions {
+  readonly force?: boolean;
+  /** Called before replacing an existing output, e.g. to check it is not in use. */
+  readonly beforeReplace?: (existingPath: string) => Promise<void>;
+}
+
+export async function withStagedOutput<T>(
+  finalPath: string,
+  options: StagedOutputOptions,
+  build: (stagingPath: string) => Promise<T>,
+): Promise<T> {
+  const exists = await pathExists(finalPath);
+  if (exists && options.force !== true) {
+    throw new SbmError('SBM_EXISTS', `${finalPath} already exists (use --force to replace it)`, { path: finalPath });
+  }
+  const parent = dirname(finalPath);
+  const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  const stagingPath = join(parent, `.${basename(finalPath)}.sbm-partial-${tag}`);
+  const removeStaging = (): void => rmSync(stagingPath, { recursive: true, force: true });
+  const onSignal = (signal: NodeJS.Signals): void => {
+    removeStaging();
+    process.stderr.write(`sbm: SBM_INTERRUPTED: ${signal} received; removed the partial ${finalPath}\n`);
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const result = await build(stagingPath);
+    if (exists) {
+      await options.beforeReplace?.(finalPath);
+      const replaced = join(parent, `.${basename(finalPath)}.sbm-replaced-${tag}`);
+      await rename(finalPath, replaced);
+      await rename(stagingPath, finalPath);
+      await fsyncDirectory(parent);
+      await rm(replaced, { recursive: true, force: true });
+    } else {
+      await rename(stagingPath, finalPath);
+      await fsyncDirectory(parent);
+    }
+    return result;
+  } catch (error) {
+    removeStaging();
+    throw error instanceof SbmError ? error : fromSystemError(error, 'cannot write output', finalPath);
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  }
+}
+
+async function pathExists(path: string): Promise<boolean> {
+  return lstat(path).then(
+    () => true,
+    () => false,
+  );
+}
