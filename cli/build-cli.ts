@@ -16,7 +16,7 @@ export function buildCli(args: string[]): Argv {
     .help()
     .alias('help', 'h')
     .version()
-    .wrap(Math.min(110, process.stdout.columns ?? 100))
+    .wrap(Math.min(120, yargs().terminalWidth()))
     .fail((message, error) => {
       if (error !== undefined && error !== null) {
         reportError(error);

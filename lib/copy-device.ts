@@ -52,16 +52,21 @@ export async function copyDevice(source: BlockDevice, target: BlockDevice, optio
     bytesRead += chunk.length;
     // Write maximal runs of non-zero blocks, so zero blocks allocate nothing in the target.
     let runStart = -1;
-    for (let position = 0; position <= data.length; position += zeroBlockBytes) {
+    const flushRun = async (runEnd: number): Promise<void> => {
+      if (runStart < 0) return;
+      await target.write(chunk.offset + runStart, data.subarray(runStart, runEnd));
+      bytesWritten += runEnd - runStart;
+      runStart = -1;
+    };
+    for (let position = 0; position < data.length; position += zeroBlockBytes) {
       const end = Math.min(position + zeroBlockBytes, data.length);
-      const zero = position >= data.length || isAllZero(data.subarray(position, end));
-      if (!zero && runStart < 0) runStart = position;
-      if (zero && runStart >= 0) {
-        await target.write(chunk.offset + runStart, data.subarray(runStart, position));
-        bytesWritten += position - runStart;
-        runStart = -1;
+      if (!isAllZero(data.subarray(position, end))) {
+        if (runStart < 0) runStart = position;
+      } else {
+        await flushRun(position);
       }
     }
+    await flushRun(data.length);
     bytesDone += chunk.length;
     options.onProgress?.({ bytesDone, bytesTotal: total });
   };

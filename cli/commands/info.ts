@@ -30,10 +30,14 @@ export const infoCommand: CommandModule<object, InfoArgs> = {
         printJson(result);
         return;
       }
-      printLine(`path:          ${argv.image}`);
-      printLine(`format:        ${reader.formatName}`);
-      printLine(`virtual size:  ${formatSize(reader.sizeBytes)} (${reader.sizeBytes} bytes)`);
-      for (const [key, value] of Object.entries(details)) printLine(`${`${labelOf(key)}:`.padEnd(15)}${describe(key, value)}`);
+      const rows: Array<[string, string]> = [
+        ['path', argv.image],
+        ['format', reader.formatName],
+        ['virtual size', `${formatSize(reader.sizeBytes)} (${reader.sizeBytes} bytes)`],
+        ...Object.entries(details).map(([key, value]): [string, string] => [labelOf(key), describe(key, value)]),
+      ];
+      const width = Math.max(...rows.map(([label]) => label.length)) + 2;
+      for (const [label, value] of rows) printLine(`${`${label}:`.padEnd(width)}${value}`);
     } finally {
       await reader.close();
     }
@@ -41,7 +45,7 @@ export const infoCommand: CommandModule<object, InfoArgs> = {
 };
 
 function labelOf(key: string): string {
-  return key.replace(/([A-Z])/g, ' $1').toLowerCase();
+  return key.replace(/Bytes$/, '').replace(/([A-Z])/g, ' $1').toLowerCase();
 }
 
 function describe(key: string, value: unknown): string {
