@@ -51,10 +51,10 @@ export class BandPool {
       } else {
         entry = opened;
         this.entries.set(bandIndex, entry);
-        await this.evictIdle();
       }
     }
-    entry.leases++;
+    entry.leases++; // before eviction, so the entry being handed out is never the one evicted
+    await this.evictIdle();
     return { bandIndex, entry };
   }
 
