@@ -34,6 +34,7 @@ export const ERROR_CODES = {
   SBM_CHECK_FAILED: { exitCode: 5, summary: '`sbm check` found problems in the bundle' },
   SBM_STRICT: { exitCode: 4, summary: 'a warning was raised and --strict turns warnings into errors' },
   SBM_IO: { exitCode: 1, summary: 'an operating-system I/O call failed' },
+  SBM_LISTEN: { exitCode: 1, summary: 'the NBD server cannot listen on the socket or port (in use, or no permission)' },
   SBM_INTERRUPTED: { exitCode: 130, summary: 'interrupted by a signal; partial output was removed' },
   SBM_INTERNAL: { exitCode: 70, summary: 'a bug in sbm (please report it with DEBUG=sbm:* output)' },
 } as const satisfies Record<string, ErrorCodeInfo>;

@@ -1,0 +1,75 @@
+// A FIFO of received bytes kept as a list of chunks: appending never copies, and bytes are copied
+// once when a frame is taken out (never a Buffer.concat per arriving chunk).
+
+export class ByteQueue {
+  private chunks: Buffer[] = [];
+  /** Read position inside chunks[0]. */
+  private head = 0;
+  private total = 0;
+
+  get length(): number {
+    return this.total;
+  }
+
+  push(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.total += chunk.length;
+  }
+
+  /**
+   * Removes and returns the first `count` bytes (count <= length). When they sit in one chunk the
+   * result is a view of it, else one copy into a new buffer.
+   */
+  take(count: number): Buffer {
+    if (count > this.total) throw new RangeError(`take(${count}) with ${this.total} queued`);
+    const first = this.chunks[0];
+    if (first !== undefined && first.length - this.head >= count) {
+      const view = first.subarray(this.head, this.head + count);
+      this.advance(count);
+      return view;
+    }
+    const out = Buffer.allocUnsafe(count);
+    this.copyOut(out);
+    return out;
+  }
+
+  /** Drops up to `count` bytes; returns how many were dropped. */
+  skip(count: number): number {
+    const dropped = Math.min(count, this.total);
+    this.advance(dropped);
+    return dropped;
+  }
+
+  private copyOut(target: Buffer): void {
+    let written = 0;
+    while (written < target.length) {
+      const chunk = this.chunks[0] as Buffer;
+      const piece = Math.min(chunk.length - this.head, target.length - written);
+      chunk.copy(target, written, this.head, this.head + piece);
+      written += piece;
+      this.advance(piece);
+    }
+  }
+
+  private advance(count: number): void {
+    this.total -= count;
+    let remaining = count;
+    while (remaining > 0) {
+      const chunk = this.chunks[0] as Buffer;
+      const left = chunk.length - this.head;
+      if (remaining < left) {
+        this.head += remaining;
+        return;
+      }
+      remaining -= left;
+      this.chunks.shift();
+      this.head = 0;
+    }
+    const chunk = this.chunks[0];
+    if (chunk !== undefined && this.head === chunk.length) {
+      this.chunks.shift();
+      this.head = 0;
+    }
+  }
+}

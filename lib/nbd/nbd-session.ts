@@ -1,0 +1,176 @@
+// The thin socket glue of one NBD connection: feeds received bytes to the sans-IO protocol, runs
+// requests concurrently against the device, and writes each reply whole as it completes (replies
+// go out of order). Backpressure: while the bytes of requests in flight (payloads, read buffers,
+// replies not yet handed to the kernel) exceed the cap, the session stops pulling requests and
+// pauses the socket, so a client cannot make the server buffer without bound.
+
+import type { Socket } from 'node:net';
+import createDebug from 'debug';
+
+import type { BlockDevice } from '../block-device.js';
+import * as C from './constants.js';
+import type { NbdExport } from './nbd-export.js';
+import { runRequest } from './nbd-request-runner.js';
+import { type NbdAction, type NbdRequest, NbdServerProtocol } from './nbd-server-protocol.js';
+
+const debug = createDebug('sbm:nbd');
+
+export interface SessionLimits {
+  /** Bytes of requests in flight before the session stops reading (default 64 MiB). */
+  readonly maxInFlightBytes: number;
+  /** Requests in flight before the session stops reading (default 64). */
+  readonly maxInFlightRequests: number;
+  /** A client that has not chosen an export by then is dropped (default 10 s). */
+  readonly handshakeTimeoutMs: number;
+  /** How long close() waits for in-flight requests and unread replies (default 10 s). */
+  readonly drainTimeoutMs: number;
+}
+
+export const DEFAULT_SESSION_LIMITS: SessionLimits = {
+  maxInFlightBytes: 64 * 1024 * 1024,
+  maxInFlightRequests: 64,
+  handshakeTimeoutMs: 10_000,
+  drainTimeoutMs: 10_000,
+};
+
+/** Fixed cost charged per request on top of its data, so tiny requests are bounded too. */
+const REQUEST_OVERHEAD_BYTES = 64;
+
+export class NbdSession {
+  private readonly protocol: NbdServerProtocol;
+  private inFlightBytes = 0;
+  private inFlightRequests = 0;
+  /** No more input is parsed: DISC, ABORT, EOF or server shutdown. */
+  private stopped = false;
+  private pumping = false;
+  private corked = false;
+  private handshakeTimer: NodeJS.Timeout | undefined;
+  private drainTimer: NodeJS.Timeout | undefined;
+  readonly done: Promise<void>;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly device: BlockDevice,
+    target: NbdExport,
+    private readonly limits: SessionLimits,
+  ) {
+    this.protocol = new NbdServerProtocol(target);
+    this.done = new Promise((resolve) => socket.once('close', () => resolve()));
+    socket.once('close', () => this.clearTimers());
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      // EPIPE/ECONNRESET are how clients leave; nothing to report beyond debug.
+      debug('socket error %s', error.code ?? error.message);
+      socket.destroy();
+    });
+    socket.on('data', (chunk: Buffer) => {
+      this.protocol.receive(chunk);
+      this.pump();
+    });
+    socket.on('end', () => this.stop('client closed its end'));
+    this.handshakeTimer = setTimeout(() => {
+      if (!this.protocol.inTransmission) {
+        debug('handshake timeout');
+        socket.destroy();
+      }
+    }, limits.handshakeTimeoutMs);
+    this.handshakeTimer.unref();
+    socket.write(this.protocol.greeting());
+  }
+
+  /** Stops reading, lets in-flight requests reply, then closes. Resolves when the socket is closed. */
+  shutdown(): Promise<void> {
+    this.stop('server shutting down');
+    return this.done;
+  }
+
+  private pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (!this.stopped && !this.socket.destroyed && !this.saturated()) {
+        const action = this.protocol.next();
+        if (action === undefined) break;
+        this.handle(action);
+      }
+    } finally {
+      this.pumping = false;
+    }
+    if (this.stopped || this.socket.destroyed) return;
+    if (this.saturated()) this.socket.pause();
+    else if (this.socket.isPaused()) this.socket.resume();
+  }
+
+  private saturated(): boolean {
+    return this.inFlightBytes >= this.limits.maxInFlightBytes || this.inFlightRequests >= this.limits.maxInFlightRequests;
+  }
+
+  private handle(action: NbdAction): void {
+    switch (action.kind) {
+      case 'send':
+        this.write(action.data);
+        return;
+      case 'transmission':
+        if (this.handshakeTimer !== undefined) clearTimeout(this.handshakeTimer);
+        this.handshakeTimer = undefined;
+        return;
+      case 'request':
+        this.start(action.request);
+        return;
+      case 'close':
+        debug('closing connection: %s', action.reason);
+        if (action.graceful) this.stop(action.reason);
+        else this.socket.destroy();
+        return;
+    }
+  }
+
+  private start(request: NbdRequest): void {
+    const cost = REQUEST_OVERHEAD_BYTES + (request.type === C.NBD_CMD_READ || request.type === C.NBD_CMD_WRITE ? request.length : 0);
+    this.inFlightBytes += cost;
+    this.inFlightRequests++;
+    void runRequest(this.device, request).then((frame) => {
+      if (this.socket.destroyed || !this.socket.writable) return this.release(cost);
+      this.write(frame, () => this.release(cost));
+    });
+  }
+
+  private release(cost: number): void {
+    this.inFlightBytes -= cost;
+    this.inFlightRequests--;
+    if (this.stopped) this.finishIfIdle();
+    else this.pump();
+  }
+
+  /** Writes one whole frame; small replies produced in one turn share a writev (cork). */
+  private write(frame: Buffer, onFlushed?: () => void): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.socket.write(frame, onFlushed === undefined ? undefined : () => onFlushed());
+  }
+
+  private stop(reason: string): void {
+    if (this.stopped) return;
+    debug('stop: %s', reason);
+    this.stopped = true;
+    this.socket.pause();
+    this.drainTimer = setTimeout(() => this.socket.destroy(), this.limits.drainTimeoutMs);
+    this.drainTimer.unref();
+    this.finishIfIdle();
+  }
+
+  private finishIfIdle(): void {
+    if (this.inFlightRequests > 0 || this.socket.destroyed) return;
+    this.socket.end(() => this.socket.destroy());
+  }
+
+  private clearTimers(): void {
+    if (this.handshakeTimer !== undefined) clearTimeout(this.handshakeTimer);
+    if (this.drainTimer !== undefined) clearTimeout(this.drainTimer);
+  }
+}
