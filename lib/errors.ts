@@ -31,6 +31,7 @@ export const ERROR_CODES = {
   SBM_UNKNOWN_FORMAT: { exitCode: 4, summary: 'input format not recognised from its content' },
   SBM_UNSUPPORTED: { exitCode: 4, summary: 'recognised format or feature that sbm does not support' },
   SBM_CORRUPT: { exitCode: 4, summary: 'input is damaged (bad structure, truncated, pointers out of range)' },
+  SBM_PATH_OUTSIDE: { exitCode: 4, summary: 'a descriptor names a file outside its own folder (allow with --allow-outside)' },
   SBM_CHECK_FAILED: { exitCode: 5, summary: '`sbm check` found problems in the bundle' },
   SBM_STRICT: { exitCode: 4, summary: 'a warning was raised and --strict turns warnings into errors' },
   SBM_IO: { exitCode: 1, summary: 'an operating-system I/O call failed' },
