@@ -1,0 +1,123 @@
+// `sbm mount`: serves a bundle (read-write unless --read-only) or any image sbm reads (read-only)
+// over NBD, prints the URI, and runs until SIGINT/SIGTERM. Shutdown order: unmount FUSE (it is a
+// client) -> stop accepting and drain -> flush -> close the device (releases the bundle lock) ->
+// remove the socket.
+
+import { basename } from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+
+import type { BlockDevice } from '../../lib/block-device.js';
+import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
+import { SbmError } from '../../lib/errors.js';
+import { type FuseMount, fuseMount } from '../../lib/nbd/fuse-mount.js';
+import { type NbdServerHandle, serveNbd } from '../../lib/nbd/serve-nbd.js';
+import { openImage, probeImage } from '../../formats/index.js';
+import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+
+interface MountArgs extends GlobalOptions {
+  source: string;
+  socket?: string;
+  port?: number;
+  host?: string;
+  allowRemote: boolean;
+  readOnly: boolean;
+  snapshot?: string;
+  name?: string;
+  fuse?: string;
+}
+
+export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
+  command: 'mount <source>',
+  describe: 'serve a bundle or image over NBD until SIGINT/SIGTERM',
+  builder: (yargs: Argv<GlobalOptions>) =>
+    yargs
+      .positional('source', { type: 'string', demandOption: true, describe: 'sparse bundle, or an image to serve read-only' })
+      .options({
+        socket: { type: 'string', describe: 'Unix socket path (default: a new private directory under the temp dir)' },
+        port: { type: 'number', describe: 'listen on TCP instead (0 = any free port)' },
+        host: { type: 'string', describe: 'TCP address (default 127.0.0.1)' },
+        'allow-remote': { type: 'boolean', default: false, describe: 'allow a non-loopback --host (NBD has no authentication)' },
+        'read-only': { type: 'boolean', default: false, describe: 'serve read-only (writes get EPERM)' },
+        snapshot: { type: 'string', describe: 'serve this snapshot of the bundle, read-only' },
+        name: { type: 'string', describe: 'export name (default: the source name without extension)' },
+        fuse: { type: 'string', describe: 'also expose the disk as the file DIR/disk through nbdfuse' },
+        ...jsonOption,
+        ...strictOption,
+      })
+      .conflicts('socket', 'port')
+      .conflicts('socket', 'host') as unknown as Argv<MountArgs>,
+  handler: action(async (argv: MountArgs) => {
+    if (argv.host !== undefined && argv.port === undefined) throw new SbmError('SBM_USAGE', '--host needs --port');
+    if (argv.snapshot !== undefined) {
+      // TODO(issue 5): serve snapshots read-only once lib/snapshots/ lands.
+      throw new SbmError('SBM_UNSUPPORTED', `--snapshot ${argv.snapshot}: snapshots are not available in this build yet`);
+    }
+    const device = await openSource(argv);
+    let server: NbdServerHandle | undefined;
+    let fuse: FuseMount | undefined;
+    try {
+      server = await serveNbd(device, {
+        name: argv.name ?? defaultExportName(argv.source),
+        readOnly: argv.readOnly,
+        socketPath: argv.socket,
+        port: argv.port,
+        host: argv.host,
+        allowRemote: argv.allowRemote,
+      });
+      if (argv.fuse !== undefined) {
+        fuse = await fuseMount({ mountDir: argv.fuse, socketPath: server.socketPath, host: server.host, port: server.port, readOnly: device.readOnly || argv.readOnly });
+      }
+      report(argv, device, server, fuse);
+      await waitForSignal();
+    } finally {
+      try {
+        await fuse?.unmount().catch((error) => process.stderr.write(`sbm: warning SBM_FUSE_UNMOUNT: ${(error as Error).message}\n`));
+        await server?.close();
+      } finally {
+        await device.close();
+      }
+    }
+  }),
+};
+
+async function openSource(argv: MountArgs): Promise<BlockDevice> {
+  const onWarning = warningSink(argv);
+  const probe = await probeImage(argv.source);
+  if (probe.isDirectory) return SparseBundle.open(argv.source, { readOnly: argv.readOnly, onWarning });
+  return openImage(argv.source, { onWarning });
+}
+
+function defaultExportName(source: string): string {
+  return basename(source.replace(/\/+$/, '')).replace(/\.[^.]*$/, '');
+}
+
+function report(argv: MountArgs, device: BlockDevice, server: NbdServerHandle, fuse: FuseMount | undefined): void {
+  const readOnly = device.readOnly || argv.readOnly;
+  if (argv.json) {
+    printJson({
+      uri: server.uri,
+      exportName: server.exportName,
+      ...(server.socketPath === undefined ? { host: server.host, port: server.port } : { socket: server.socketPath }),
+      sizeBytes: device.sizeBytes,
+      readOnly,
+      ...(fuse === undefined ? {} : { fuseFile: fuse.filePath }),
+      pid: process.pid,
+    });
+  } else {
+    printLine(server.uri);
+    if (fuse !== undefined) printLine(`disk file: ${fuse.filePath}`);
+    process.stderr.write(`sbm: serving ${argv.source}${readOnly ? ' read-only' : ''}; press Ctrl-C to stop\n`);
+  }
+}
+
+function waitForSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      process.off('SIGINT', done);
+      process.off('SIGTERM', done);
+      resolve();
+    };
+    process.on('SIGINT', done);
+    process.on('SIGTERM', done);
+  });
+}
