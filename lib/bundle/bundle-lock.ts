@@ -2,7 +2,7 @@
 // as macOS DiskImages2 does. The lock file stays empty; the holder's pid goes to .sbm/owner so a
 // refused opener can say who holds it.
 
-import { open, readFile, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, readFile, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import fsExt from 'fs-ext';
 import { SbmError, fromSystemError } from '../errors.js';
 import type { WarningSink } from '../warnings.js';
@@ -13,7 +13,10 @@ export type LockMode = 'exclusive' | 'shared';
 export class BundleLock {
   private released = false;
 
-  private constructor(private readonly handle: FileHandle | undefined) {}
+  private constructor(
+    private readonly handle: FileHandle | undefined,
+    private readonly ownerFile?: string,
+  ) {}
 
   static async acquire(paths: BundlePaths, mode: LockMode, onWarning: WarningSink): Promise<BundleLock> {
     let handle: FileHandle;
@@ -46,6 +49,7 @@ export class BundleLock {
     }
     if (mode === 'exclusive') {
       await writeFile(paths.owner, `${process.pid}\n`).catch(() => undefined); // advisory only; the flock is what counts
+      return new BundleLock(handle, paths.owner);
     }
     return new BundleLock(handle);
   }
@@ -53,6 +57,7 @@ export class BundleLock {
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
+    if (this.ownerFile !== undefined) await unlink(this.ownerFile).catch(() => undefined); // stale owner files are checked for liveness anyway
     // Closing the descriptor drops the flock.
     await this.handle?.close();
   }
@@ -61,8 +66,10 @@ export class BundleLock {
 async function readOwnerPid(paths: BundlePaths): Promise<number | undefined> {
   try {
     const pid = Number.parseInt(await readFile(paths.owner, 'utf8'), 10);
-    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+    if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+    process.kill(pid, 0); // throws when no such process: the file is stale
+    return pid;
   } catch {
-    return undefined; // no owner file: the holder is not sbm, or is read-only
+    return undefined; // no (live) owner: the holder is a reader, or not sbm
   }
 }

@@ -1,0 +1,124 @@
+// Runs the built `sbm` binary (dist/cli/sbm.js) the way users do.
+
+import test from 'ava';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ERROR_CODES } from '../../lib/errors.js';
+import { HDIUTIL_FIXTURE, runSbm, seededBytes, tempDir } from '../helpers/tools.js';
+
+const MIB = 1024 * 1024;
+
+async function sparseRaw(path: string, sizeBytes: number) {
+  const data = Buffer.alloc(sizeBytes);
+  seededBytes(300_000, 1).copy(data, 0);
+  seededBytes(5000, 2).copy(data, 9 * MIB - 2500); // inside band 1 of 8 MiB bands
+  seededBytes(4096, 3).copy(data, sizeBytes - 4096);
+  await writeFile(path, data);
+  return data;
+}
+
+test('create, then info --json describes the bundle', async (t) => {
+  const dir = await tempDir(t);
+  const bundle = join(dir, 'vm.sparsebundle');
+  const created = await runSbm(['create', bundle, '--size', '20G', '--json']);
+  t.is(created.exitCode, 0, created.stderr);
+  t.like(JSON.parse(created.stdout), { sizeBytes: 20 * 1024 ** 3, bandSizeBytes: 8 * MIB, bandCount: 2560 });
+  const info = await runSbm(['info', bundle, '--json']);
+  t.is(info.exitCode, 0, info.stderr);
+  t.like(JSON.parse(info.stdout), { format: 'sparsebundle', sizeBytes: 20 * 1024 ** 3, bandsPresent: 0, bandCount: 2560 });
+  const again = await runSbm(['create', bundle, '--size', '1G']);
+  t.is(again.exitCode, ERROR_CODES.SBM_EXISTS.exitCode);
+  t.regex(again.stderr, /^sbm: SBM_EXISTS: /);
+});
+
+test('bad arguments give one line with a stable code and exit 2', async (t) => {
+  const dir = await tempDir(t);
+  for (const args of [
+    ['create', join(dir, 'a.sparsebundle'), '--size', 'huge'],
+    ['create', join(dir, 'b.sparsebundle'), '--size', '1G', '--band-size', '1000'],
+    ['create', join(dir, 'c.sparsebundle')],
+    ['no-such-command'],
+  ]) {
+    const result = await runSbm(args);
+    t.not(result.exitCode, 0, args.join(' '));
+    t.regex(result.stderr.split('\n')[0] ?? '', /^sbm: SBM_[A-Z_]+: /, args.join(' '));
+    t.notRegex(result.stderr, /\n\s+at /, 'no stack trace without DEBUG');
+  }
+  const usage = await runSbm(['create', join(dir, 'd.sparsebundle')]);
+  t.is(usage.exitCode, 2);
+  const band = await runSbm(['create', join(dir, 'e.sparsebundle'), '--size', '1G', '--band-size', '1000']);
+  t.is(band.exitCode, ERROR_CODES.SBM_BAD_BAND_SIZE.exitCode);
+});
+
+test('convert a sparse raw image: default output beside the input, no overwrite without --force', async (t) => {
+  const dir = await tempDir(t);
+  const raw = join(dir, 'disk.img');
+  await sparseRaw(raw, 24 * MIB);
+  const first = await runSbm(['convert', raw, '--json']);
+  t.is(first.exitCode, 0, first.stderr);
+  const summary = JSON.parse(first.stdout);
+  t.is(summary.bundlePath, join(dir, 'disk.sparsebundle'));
+  t.is(summary.format, 'raw');
+  t.is(summary.bandsWritten, 3);
+  t.deepEqual((await readdir(join(dir, 'disk.sparsebundle', 'bands'))).sort(), ['0', '1', '2']);
+  const refused = await runSbm(['convert', raw]);
+  t.is(refused.exitCode, ERROR_CODES.SBM_EXISTS.exitCode);
+  const forced = await runSbm(['convert', raw, '--force', '--band-size', '1M', '--json']);
+  t.is(forced.exitCode, 0, forced.stderr);
+  t.is(JSON.parse(forced.stdout).bandSizeBytes, MIB);
+  // no staging leftovers beside the output
+  t.deepEqual((await readdir(dir)).sort(), ['disk.img', 'disk.sparsebundle']);
+});
+
+test('convert of a missing input fails cleanly and leaves nothing behind', async (t) => {
+  const dir = await tempDir(t);
+  const result = await runSbm(['convert', join(dir, 'nope.img'), join(dir, 'out.sparsebundle')]);
+  t.is(result.exitCode, ERROR_CODES.SBM_NOT_FOUND.exitCode);
+  t.regex(result.stderr, /^sbm: SBM_NOT_FOUND: .*nope\.img/);
+  t.deepEqual(await readdir(dir), []);
+});
+
+test('export --format raw reproduces the converted bytes; export refuses to overwrite', async (t) => {
+  const dir = await tempDir(t);
+  const raw = join(dir, 'disk.img');
+  const data = await sparseRaw(raw, 24 * MIB);
+  t.is((await runSbm(['convert', raw, join(dir, 'disk.sparsebundle')])).exitCode, 0);
+  const out = join(dir, 'back.img');
+  const exported = await runSbm(['export', join(dir, 'disk.sparsebundle'), out, '--format', 'raw', '--json']);
+  t.is(exported.exitCode, 0, exported.stderr);
+  t.true((await readFile(out)).equals(data));
+  t.true((await stat(out)).blocks * 512 < 2 * MIB, 'holes stay holes');
+  const again = await runSbm(['export', join(dir, 'disk.sparsebundle'), out, '--format', 'raw']);
+  t.is(again.exitCode, ERROR_CODES.SBM_EXISTS.exitCode);
+});
+
+test('check passes a good bundle and the hdiutil fixture, and fails a damaged one with exit 5', async (t) => {
+  const dir = await tempDir(t);
+  const bundle = join(dir, 'vm.sparsebundle');
+  t.is((await runSbm(['create', bundle, '--size', '16M', '--band-size', '1M'])).exitCode, 0);
+  const good = await runSbm(['check', bundle]);
+  t.is(good.exitCode, 0, good.stdout + good.stderr);
+  t.regex(good.stdout, /ok/);
+  const fixture = await runSbm(['check', HDIUTIL_FIXTURE, '--json']);
+  t.is(fixture.exitCode, 0, fixture.stdout);
+  t.true(JSON.parse(fixture.stdout).ok);
+
+  await writeFile(join(bundle, 'bands', '3.tmp'), 'x');
+  await writeFile(join(bundle, 'bands', '20'), 'x'); // band 0x20 is past a 16-band disk
+  await writeFile(join(bundle, 'bands', '1'), Buffer.alloc(MIB + 1)); // longer than a band
+  await writeFile(join(bundle, 'Info.bckup'), (await readFile(join(bundle, 'Info.plist'))).toString().replace('16777216', '16777728'));
+  await mkdir(join(bundle, 'bands', 'sub'));
+  const bad = await runSbm(['check', bundle, '--json']);
+  t.is(bad.exitCode, ERROR_CODES.SBM_CHECK_FAILED.exitCode);
+  const codes = JSON.parse(bad.stdout).problems.map((p: { code: string }) => p.code).sort();
+  t.deepEqual(codes, ['SBM_BAND_OVERSIZE', 'SBM_BAND_PAST_END', 'SBM_PLIST_MISMATCH', 'SBM_STRAY_FILE', 'SBM_STRAY_FILE']);
+  t.regex(bad.stderr, /^sbm: SBM_CHECK_FAILED: .*5 problem/);
+});
+
+test('info reads the hdiutil fixture', async (t) => {
+  const info = await runSbm(['info', HDIUTIL_FIXTURE]);
+  t.is(info.exitCode, 0, info.stderr);
+  t.regex(info.stdout, /virtual size: +95\.4 MiB \(100020736 bytes\)/);
+  t.regex(info.stdout, /bands present: +2/);
+  t.regex(info.stdout, /mapped bitmaps: +true/);
+});
