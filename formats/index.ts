@@ -7,6 +7,7 @@ import { SparseBundle } from '../lib/engine/sparse-bundle.js';
 import type { ImageExporter, ImageFormat, ImageReader, OpenImageOptions, ProbeInput } from './image-format.js';
 import { rawExporter } from './raw/raw-exporter.js';
 import { rawFormat } from './raw/raw-format.js';
+import { vmdkFormat } from './vmdk/vmdk-format.js';
 
 export type { ExportOptions, ImageExporter, ImageFormat, ImageReader, OpenImageOptions, ProbeInput } from './image-format.js';
 
@@ -19,7 +20,7 @@ const sparseBundleFormat: ImageFormat = {
 };
 
 /** Every known format, most specific first. Register new formats above `rawFormat`. */
-export const FORMATS: readonly ImageFormat[] = [sparseBundleFormat, rawFormat];
+export const FORMATS: readonly ImageFormat[] = [sparseBundleFormat, vmdkFormat, rawFormat];
 
 export async function probeImage(path: string): Promise<ProbeInput> {
   let info;

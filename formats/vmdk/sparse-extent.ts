@@ -1,0 +1,184 @@
+// A hosted sparse extent (KDMV): monolithicSparse, each file of twoGbMaxExtentSparse, delta links
+// and streamOptimized. Reads walk the grain map for the requested range and merge neighbouring
+// grains that are also neighbours in the file into one read; compressed grains go through
+// compressed-grains.ts.
+
+import type { FileHandle } from 'node:fs/promises';
+import { mapLimit } from '../../lib/map-limit.js';
+import type { WarningSink } from '../../lib/warnings.js';
+import { type CompressedGrain, readCompressedGrains } from './compressed-grains.js';
+import { GTE_UNALLOCATED, GTE_ZEROED, SECTOR_SIZE } from './constants.js';
+import { GrainMap } from './grain-map.js';
+import { type SparseGeometry, readSparseGeometry } from './sparse-header-check.js';
+import { type Fallback, type Segment, type VmdkExtent, pushSegment, readExact } from './vmdk-extent.js';
+
+const READS_IN_FLIGHT = 8;
+
+interface Run {
+  offset: number;
+  length: number;
+  kind: 'data' | 'zero' | 'absent';
+  /** File byte offset of the first byte, data runs only. */
+  fileOffset: number;
+}
+
+export class SparseExtent implements VmdkExtent {
+  readonly sizeBytes: number;
+  private readonly grainBytes: number;
+  private warnedStrayZero = false;
+
+  private constructor(
+    private readonly handle: FileHandle,
+    readonly path: string,
+    readonly geometry: SparseGeometry,
+    private readonly map: GrainMap | undefined,
+    private readonly onWarning: WarningSink,
+    private readonly fileSize: number,
+  ) {
+    this.sizeBytes = geometry.capacitySectors * SECTOR_SIZE;
+    this.grainBytes = geometry.grainSizeSectors * SECTOR_SIZE;
+  }
+
+  /** Takes ownership of `handle`. Validates the header and the whole grain map. */
+  static async open(handle: FileHandle, path: string, onWarning: WarningSink): Promise<SparseExtent> {
+    const { size: fileSize } = await handle.stat();
+    const geometry = await readSparseGeometry(handle, path, fileSize, onWarning);
+    let map: GrainMap | undefined;
+    if (geometry.gdEntries > 0) {
+      const gdSectors = Math.ceil((geometry.gdEntries * 4) / SECTOR_SIZE);
+      const metadata: Array<readonly [number, number]> = [[0, 1]];
+      if (geometry.descriptorOffsetSectors > 0) {
+        metadata.push([geometry.descriptorOffsetSectors, geometry.descriptorOffsetSectors + geometry.descriptorSizeSectors]);
+      }
+      metadata.push([geometry.gdOffsetSectors, geometry.gdOffsetSectors + gdSectors]);
+      const descriptorEnd = geometry.descriptorOffsetSectors + geometry.descriptorSizeSectors;
+      map = await GrainMap.load({
+        path,
+        handle,
+        fileSize,
+        capacitySectors: geometry.capacitySectors,
+        grainSizeSectors: geometry.grainSizeSectors,
+        gtEntries: geometry.gtEntries,
+        gdOffsetSectors: geometry.gdOffsetSectors,
+        gdEntries: geometry.gdEntries,
+        compressed: geometry.compressed,
+        // Stream writers place grains right after the descriptor whatever overHead says.
+        firstGrainSector: geometry.compressed ? Math.max(1, descriptorEnd) : Math.max(1, geometry.overheadSectors, descriptorEnd),
+        metadata,
+      });
+    }
+    const extent = new SparseExtent(handle, path, geometry, map, onWarning, fileSize);
+    if (map !== undefined && map.zeroedGrains > 0 && !geometry.zeroedGrainsFlag) extent.warnStrayZero();
+    return extent;
+  }
+
+  private warnStrayZero(): void {
+    if (this.warnedStrayZero) return;
+    this.warnedStrayZero = true;
+    this.onWarning({
+      code: 'SBM_VMDK_STRAY_ZERO_GTE',
+      message: `${this.path}: grain table entries of 1 without the zeroed-grain flag; read as zeros`,
+      data: { path: this.path },
+    });
+  }
+
+  /** Classifies [offset, offset+length) grain by grain, merging file-contiguous data grains. */
+  private async runs(offset: number, length: number): Promise<Run[]> {
+    const runs: Run[] = [];
+    if (length === 0) return runs;
+    const end = offset + length;
+    const firstGrain = Math.floor(offset / this.grainBytes);
+    const lastGrain = Math.floor((end - 1) / this.grainBytes);
+    const entries = this.map === undefined ? new Uint32Array(lastGrain - firstGrain + 1) : await this.map.entries(firstGrain, lastGrain - firstGrain + 1);
+    for (let grain = firstGrain; grain <= lastGrain; grain++) {
+      const entry = entries[grain - firstGrain] ?? GTE_UNALLOCATED;
+      const start = Math.max(offset, grain * this.grainBytes);
+      const stop = Math.min(end, (grain + 1) * this.grainBytes);
+      const kind = entry === GTE_UNALLOCATED ? 'absent' : entry === GTE_ZEROED ? 'zero' : 'data';
+      const fileOffset = kind === 'data' ? entry * SECTOR_SIZE + (start - grain * this.grainBytes) : 0;
+      const last = runs[runs.length - 1];
+      const merges =
+        last !== undefined &&
+        last.kind === kind &&
+        last.offset + last.length === start &&
+        (kind !== 'data' || (!this.geometry.compressed && last.fileOffset + last.length === fileOffset));
+      if (merges) last.length += stop - start;
+      else runs.push({ offset: start, length: stop - start, kind, fileOffset });
+    }
+    return runs;
+  }
+
+  async segments(offset: number, length: number): Promise<Segment[]> {
+    const list: Segment[] = [];
+    for (const run of await this.runs(offset, length)) pushSegment(list, { offset: run.offset, length: run.length, kind: run.kind });
+    return list;
+  }
+
+  async read(offset: number, target: Uint8Array, fallback: Fallback): Promise<void> {
+    const runs = await this.runs(offset, target.length);
+    const compressed: CompressedGrain[] = [];
+    const direct: Run[] = [];
+    for (const run of runs) {
+      const view = target.subarray(run.offset - offset, run.offset - offset + run.length);
+      if (run.kind === 'zero') view.fill(0);
+      else if (run.kind === 'absent') direct.push(run);
+      else if (this.geometry.compressed) {
+        const grain = Math.floor(run.offset / this.grainBytes);
+        compressed.push({ grain, markerOffset: run.fileOffset - (run.offset - grain * this.grainBytes), view, offsetInGrain: run.offset - grain * this.grainBytes });
+      } else direct.push(run);
+    }
+    await mapLimit(direct, READS_IN_FLIGHT, async (run) => {
+      const view = target.subarray(run.offset - offset, run.offset - offset + run.length);
+      if (run.kind === 'absent') await fallback(run.offset, view);
+      else await readExact(this.handle, view, run.fileOffset, this.path);
+    });
+    if (compressed.length > 0) {
+      await readCompressedGrains(
+        {
+          handle: this.handle,
+          path: this.path,
+          fileSize: this.fileSize,
+          grainBytes: this.grainBytes,
+          grainSizeSectors: this.geometry.grainSizeSectors,
+          capacityBytes: this.sizeBytes,
+        },
+        compressed,
+      );
+    }
+  }
+
+  allocatedBytes(): number {
+    if (this.map === undefined) return 0;
+    return Math.min(this.sizeBytes, (this.map.allocatedGrains + this.map.zeroedGrains) * this.grainBytes);
+  }
+
+  describe(): Record<string, unknown> {
+    const g = this.geometry;
+    return {
+      file: this.path,
+      type: g.compressed ? 'SPARSE (streamOptimized)' : 'SPARSE',
+      size: this.sizeBytes,
+      offset: 0,
+      version: g.version,
+      flags: `0x${(g.flags >>> 0).toString(16)}`,
+      grainSizeSectors: g.grainSizeSectors,
+      compressed: g.compressed,
+      zeroedGrains: this.map?.zeroedGrains ?? 0,
+      allocatedGrains: this.map?.allocatedGrains ?? 0,
+      uncleanShutdown: g.uncleanShutdown,
+    };
+  }
+
+  /** The embedded descriptor area (empty if none). */
+  async embeddedDescriptor(): Promise<Buffer> {
+    const g = this.geometry;
+    if (g.descriptorOffsetSectors === 0 || g.descriptorSizeSectors === 0) return Buffer.alloc(0);
+    const raw = Buffer.alloc(g.descriptorSizeSectors * SECTOR_SIZE);
+    await readExact(this.handle, raw, g.descriptorOffsetSectors * SECTOR_SIZE, this.path);
+    return raw;
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close().catch(() => undefined); // idempotent: a second close is harmless
+  }
+}

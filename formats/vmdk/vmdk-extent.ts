@@ -1,0 +1,59 @@
+// What one extent of a VMDK link provides to the link that lays extents end to end. Offsets are
+// extent-relative bytes. `absent` means "not in this link": the read falls through to the parent
+// (or reads zeros at the base); `hole` and `zero` read as zeros and stop there.
+
+import type { FileHandle } from 'node:fs/promises';
+import { SbmError, fromSystemError } from '../../lib/errors.js';
+
+export type SegmentKind = 'data' | 'zero' | 'hole' | 'absent';
+
+export interface Segment {
+  readonly offset: number;
+  readonly length: number;
+  readonly kind: SegmentKind;
+}
+
+/** Reads `target.length` bytes at extent-relative `offset` of the parent link (or zeros). */
+export type Fallback = (offset: number, target: Uint8Array) => Promise<void>;
+
+export interface VmdkExtent {
+  readonly sizeBytes: number;
+  /** Covers [offset, offset+length) with merged runs. */
+  segments(offset: number, length: number): Promise<Segment[]>;
+  read(offset: number, target: Uint8Array, fallback: Fallback): Promise<void>;
+  /** Bytes of virtual space this extent stores (data and zeroed grains). */
+  allocatedBytes(): number;
+  /** For `sbm info`: file, type, size, offset, ... */
+  describe(): Record<string, unknown>;
+  close(): Promise<void>;
+}
+
+export function pushSegment(list: Segment[], segment: Segment): void {
+  if (segment.length === 0) return;
+  const last = list[list.length - 1];
+  if (last !== undefined && last.kind === segment.kind && last.offset + last.length === segment.offset) {
+    list[list.length - 1] = { offset: last.offset, length: last.length + segment.length, kind: last.kind };
+  } else {
+    list.push(segment);
+  }
+}
+
+/** Reads exactly target.length bytes at `position`; end of file is SBM_CORRUPT (never zero-filled). */
+export async function readExact(handle: FileHandle, target: Uint8Array, position: number, path: string): Promise<void> {
+  let done = 0;
+  while (done < target.length) {
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await handle.read(target, done, target.length - done, position + done));
+    } catch (error) {
+      throw fromSystemError(error, 'cannot read VMDK extent', path);
+    }
+    if (bytesRead === 0) {
+      throw new SbmError('SBM_CORRUPT', `${path} is truncated: reading ${target.length} bytes at ${position} hit end of file`, {
+        path,
+        position,
+      });
+    }
+    done += bytesRead;
+  }
+}
