@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the reference tools the interop tests drive (Debian/Ubuntu), only when missing.
+set -euo pipefail
+packages=(qemu-utils libnbd-bin nbdkit fuse3 libvmdk-utils e2fsprogs)
+tools=(qemu-img qemu-io qemu-nbd nbdinfo nbdcopy nbdfuse nbdkit vmdkinfo mkfs.ext4 e2fsck fusermount3)
+missing=()
+for tool in "${tools[@]}"; do
+  command -v "$tool" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "test tools present"
+  exit 0
+fi
+echo "installing test tools (missing: ${missing[*]})"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}"
