@@ -46,15 +46,17 @@ export async function resolveNamedFile(descriptorPath: string, name: string, wha
       name,
     });
   if (isForeignAbsolute(name)) {
+    // qemu writes absolute hints; ESXi and Windows hosts write foreign ones (/vmfs/volumes/...,
+    // C:\...). An absolute path inside the folder is fine; else try the basename beside the child.
+    const direct = isAbsolute(name) ? await existingFile(name) : undefined;
+    if (direct !== undefined && isInside(folder, direct)) return direct;
     if (what === 'parent') {
-      // Hints are often foreign absolute paths (/vmfs/volumes/..., C:\...): use the basename beside the child.
       const local = await existingFile(resolve(folder, basename(name.replace(/\\/g, '/'))));
       if (local !== undefined) return local;
     }
+    if (direct === undefined) throw new SbmError('SBM_NOT_FOUND', `${descriptorPath}: ${what} "${name}" not found`, { path: descriptorPath, name });
     if (!allowOutside) throw outside();
-    const found = isAbsolute(name) ? await existingFile(name) : undefined;
-    if (found === undefined) throw new SbmError('SBM_NOT_FOUND', `${descriptorPath}: ${what} "${name}" not found`, { path: descriptorPath, name });
-    return found;
+    return direct;
   }
   const joined = resolve(folder, name);
   if (!allowOutside && !isInside(folder, joined)) throw outside();

@@ -2,8 +2,7 @@
 
 import test, { type ExecutionContext } from 'ava';
 import { join } from 'node:path';
-import { openImage } from '../../../formats/index.js';
-import type { VmdkImage } from '../../../formats/vmdk/vmdk-image.js';
+import { openVmdk as openImage } from '../../../formats/vmdk/open-vmdk.js';
 import { requireTool, seededBytes, tempDir } from '../../helpers/tools.js';
 import { MiB, compareAllBytes, kindAt, makeSourceRaw, qemuCompare, qemuImg, sbmToRaw, vmdkinfo } from './vmdk-test-kit.js';
 
@@ -26,7 +25,7 @@ async function roundTrip(t: ExecutionContext, subformat: string, expectedExtents
   await qemuImg(['convert', '-f', 'raw', '-O', 'vmdk', '-o', `subformat=${subformat}`, source, disk]);
   const reference = join(dir, 'reference.raw');
   await qemuImg(['convert', '-f', 'vmdk', '-O', 'raw', disk, reference]);
-  const image = (await openImage(disk)) as VmdkImage;
+  const image = await openImage(disk);
   t.teardown(() => image.close());
   t.is(image.formatName, 'vmdk');
   await compareAllBytes(t, image, reference);
@@ -67,7 +66,7 @@ async function splitRoundTrip(t: ExecutionContext, subformat: string, extentFile
   ];
   await makeSourceRaw(source, size, runs);
   await qemuImg(['convert', '-f', 'raw', '-O', 'vmdk', '-o', `subformat=${subformat}`, source, disk]);
-  const image = (await openImage(join(dir, extentFile))) as VmdkImage;
+  const image = await openImage(join(dir, extentFile));
   t.teardown(() => image.close());
   t.is(image.sizeBytes, size);
   const details = await image.details();
