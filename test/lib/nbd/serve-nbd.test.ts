@@ -1,0 +1,220 @@
+// serveNbd over real sockets with a raw client: out-of-order replies, backpressure, per-request
+// errors, hostile clients dropped while another client carries on, and a clean close().
+
+import test from 'ava';
+import { stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+
+import { isSbmError } from '../../../lib/errors.js';
+import * as C from '../../../lib/nbd/constants.js';
+import { type NbdServerHandle, type ServeNbdOptions, serveNbd } from '../../../lib/nbd/serve-nbd.js';
+import { MemoryDevice } from '../../helpers/memory-device.js';
+import { tempDir } from '../../helpers/tools.js';
+import { CLIENT_FLAGS, hex, option, request } from './nbd-frames.js';
+import { RawClient } from './raw-client.js';
+
+const MIB = 1024 * 1024;
+
+/** A memory device whose reads wait on a per-offset gate, and which counts concurrency and flushes. */
+class GatedDevice extends MemoryDevice {
+  readonly gates = new Map<number, { promise: Promise<void>; open: () => void }>();
+  running = 0;
+  maxRunning = 0;
+  flushes = 0;
+  failAt: number | undefined;
+
+  gate(offset: number): () => void {
+    let open = (): void => undefined;
+    const promise = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    this.gates.set(offset, { promise, open });
+    return open;
+  }
+
+  override async readInto(offset: number, target: Uint8Array): Promise<void> {
+    this.running++;
+    this.maxRunning = Math.max(this.maxRunning, this.running);
+    try {
+      await this.gates.get(offset)?.promise;
+      if (offset === this.failAt) throw new Error('simulated media error');
+      await super.readInto(offset, target);
+    } finally {
+      this.running--;
+    }
+  }
+
+  override async flush(): Promise<void> {
+    this.flushes++;
+    await super.flush();
+  }
+}
+
+async function serve(t: import('ava').ExecutionContext, device: MemoryDevice, options: ServeNbdOptions = {}): Promise<NbdServerHandle> {
+  const server = await serveNbd(device, options);
+  t.teardown(() => server.close());
+  return server;
+}
+
+async function client(t: import('ava').ExecutionContext, server: NbdServerHandle): Promise<RawClient> {
+  const raw = await RawClient.connect(server);
+  t.teardown(() => raw.destroy());
+  return raw;
+}
+
+/** A second client that must still be served normally. */
+async function secondClientWorks(t: import('ava').ExecutionContext, server: NbdServerHandle): Promise<void> {
+  const other = await client(t, server);
+  await other.handshake();
+  other.send(request(C.NBD_CMD_READ, 0, 99n, 0, 4));
+  const reply = await other.simpleReply(4);
+  t.is(reply.error, 0, 'a second client is still served');
+}
+
+test('replies go out of order: a slow read does not hold back a fast one', async (t) => {
+  const device = new GatedDevice(MIB);
+  const release = device.gate(0);
+  const server = await serve(t, device);
+  const raw = await client(t, server);
+  await raw.handshake();
+  raw.send(Buffer.concat([request(C.NBD_CMD_READ, 0, 1n, 0, 512), request(C.NBD_CMD_READ, 0, 2n, 4096, 512)]));
+  t.is((await raw.simpleReply(512)).cookie, 2n);
+  release();
+  t.is((await raw.simpleReply(512)).cookie, 1n);
+});
+
+test('in-flight requests are capped: the session stops reading until replies go out', async (t) => {
+  const device = new GatedDevice(MIB);
+  const releases = [0, 1, 2, 3, 4, 5].map((index) => device.gate(index * 4096));
+  const server = await serve(t, device, { limits: { maxInFlightRequests: 2 } });
+  const raw = await client(t, server);
+  await raw.handshake();
+  raw.send(Buffer.concat([0, 1, 2, 3, 4, 5].map((index) => request(C.NBD_CMD_READ, 0, BigInt(index), index * 4096, 16))));
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  t.is(device.maxRunning, 2);
+  for (const release of releases) release();
+  const cookies = new Set<bigint>();
+  for (let index = 0; index < 6; index++) cookies.add((await raw.simpleReply(16)).cookie);
+  t.is(cookies.size, 6);
+  t.true(device.maxRunning <= 2);
+});
+
+test('a failing request gets EIO and the connection carries on; out-of-range gets EINVAL', async (t) => {
+  const device = new GatedDevice(MIB);
+  device.failAt = 8192;
+  const server = await serve(t, device);
+  const raw = await client(t, server);
+  await raw.handshake(true);
+  raw.send(request(C.NBD_CMD_READ, 0, 1n, 8192, 16));
+  const failed = await raw.chunk();
+  t.is(failed.type, C.NBD_REPLY_TYPE_ERROR);
+  t.is(failed.payload.readUInt32BE(0), C.NBD_EIO);
+  raw.send(request(C.NBD_CMD_READ, 0, 2n, MIB - 8, 16));
+  t.is((await raw.chunk()).payload.readUInt32BE(0), C.NBD_EINVAL);
+  await device.write(0, Buffer.from('sbm!'));
+  raw.send(request(C.NBD_CMD_READ, 0, 3n, 0, 4));
+  const ok = await raw.chunk();
+  t.is(ok.type, C.NBD_REPLY_TYPE_OFFSET_DATA);
+  t.is(ok.payload.subarray(8).toString(), 'sbm!');
+});
+
+test('writes on a read-only export get EPERM and change nothing', async (t) => {
+  const device = new MemoryDevice(MIB);
+  const server = await serve(t, device, { readOnly: true });
+  const raw = await client(t, server);
+  const { flags } = await raw.handshake();
+  t.true((flags & C.NBD_FLAG_READ_ONLY) !== 0);
+  raw.send(request(C.NBD_CMD_WRITE, 0, 1n, 0, 4, Buffer.from('evil')));
+  raw.send(request(C.NBD_CMD_WRITE_ZEROES, 0, 2n, 0, 4096));
+  t.is((await raw.simpleReply()).error, C.NBD_EPERM);
+  t.is((await raw.simpleReply()).error, C.NBD_EPERM);
+  t.is(device.bytes.subarray(0, 4).toString('hex'), '00000000');
+});
+
+const HOSTILE: Array<[string, Buffer]> = [
+  ['bad client flags', hex('000000ff')],
+  ['bad option magic', Buffer.concat([CLIENT_FLAGS, hex('0102030405060708 00000007 00000000')])],
+  ['huge option length', Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_GO, Buffer.alloc(0), 0x7fffffff)])],
+  ['EXPORT_NAME for an unknown export', Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_EXPORT_NAME, Buffer.from('nope'))])],
+];
+
+for (const [name, bytes] of HOSTILE) {
+  test(`hostile handshake (${name}): that client is dropped, another is served`, async (t) => {
+    const server = await serve(t, new MemoryDevice(MIB), { name: 'disk' });
+    const raw = await client(t, server);
+    await raw.read(18);
+    raw.send(bytes);
+    await raw.closed;
+    t.true(raw.ended);
+    await secondClientWorks(t, server);
+  });
+}
+
+test('bad request magic drops the client after its earlier requests', async (t) => {
+  const server = await serve(t, new MemoryDevice(MIB));
+  const raw = await client(t, server);
+  await raw.handshake();
+  const bad = request(C.NBD_CMD_READ, 0, 2n, 0, 1);
+  bad.writeUInt32BE(0x12560953, 0);
+  raw.send(Buffer.concat([request(C.NBD_CMD_READ, 0, 1n, 0, 1), bad]));
+  await raw.closed;
+  await secondClientWorks(t, server);
+});
+
+test('unknown options get ERR_UNSUP over a real socket and the client can still GO', async (t) => {
+  const server = await serve(t, new MemoryDevice(MIB));
+  const raw = await client(t, server);
+  await raw.read(18);
+  raw.send(Buffer.concat([CLIENT_FLAGS, option(1234, Buffer.from('whatever'))]));
+  t.like(await raw.optionReply(), { option: 1234, type: C.NBD_REP_ERR_UNSUP });
+  raw.send(option(C.NBD_OPT_GO, Buffer.concat([hex('00000000 0000')])));
+  for (let reply = await raw.optionReply(); reply.type !== C.NBD_REP_ACK; reply = await raw.optionReply()) t.is(reply.type, C.NBD_REP_INFO);
+  raw.send(request(C.NBD_CMD_FLUSH, 0, 5n, 0, 0));
+  t.is((await raw.simpleReply()).error, 0);
+});
+
+test('a client that never finishes the handshake is dropped at the deadline (slowloris)', async (t) => {
+  const server = await serve(t, new MemoryDevice(MIB), { limits: { handshakeTimeoutMs: 300 } });
+  const slow = await client(t, server);
+  await slow.read(18);
+  slow.send(CLIENT_FLAGS.subarray(0, 2));
+  await slow.closed;
+  t.true(slow.ended);
+  await secondClientWorks(t, server);
+});
+
+test('close() drains in-flight requests, flushes, and removes the socket and its private directory', async (t) => {
+  const device = new GatedDevice(MIB);
+  const release = device.gate(0);
+  const server = await serveNbd(device, { name: 'd' });
+  const socketPath = server.socketPath as string;
+  t.regex(server.uri, /^nbd\+unix:\/\/\/d\?socket=\/.*\/nbd\.sock$/);
+  t.is((await stat(dirname(socketPath))).mode & 0o777, 0o700);
+  const raw = await RawClient.connect(server);
+  await raw.handshake();
+  raw.send(request(C.NBD_CMD_READ, 0, 1n, 0, 8));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const closing = server.close();
+  setTimeout(release, 100);
+  const reply = await raw.simpleReply(8);
+  t.is(reply.cookie, 1n, 'the in-flight read was answered before the connection closed');
+  await closing;
+  await raw.closed;
+  t.true(device.flushes >= 1);
+  await t.throwsAsync(stat(socketPath));
+  await t.throwsAsync(stat(dirname(socketPath)));
+});
+
+test('TCP: port 0 picks a free loopback port; remote hosts need allowRemote; existing socket paths are refused', async (t) => {
+  const server = await serve(t, new MemoryDevice(MIB), { port: 0, name: 'x' });
+  t.regex(server.uri, /^nbd:\/\/127\.0\.0\.1:\d+\/x$/);
+  t.true((server.port ?? 0) > 0);
+  await secondClientWorks(t, server);
+  const remote = await serveNbd(new MemoryDevice(MIB), { port: 0, host: '0.0.0.0' }).catch((error: unknown) => error);
+  t.true(isSbmError(remote, 'SBM_USAGE'));
+  const dir = await tempDir(t);
+  const taken = join(dir, 'taken.sock');
+  await writeFile(taken, '');
+  const refused = await serveNbd(new MemoryDevice(MIB), { socketPath: taken }).catch((error: unknown) => error);
+  t.true(isSbmError(refused, 'SBM_LISTEN'));
+});
