@@ -6,6 +6,7 @@ import { convertCommand } from './convert.js';
 import { createCommand } from './create.js';
 import { exportCommand } from './export.js';
 import { infoCommand } from './info.js';
+import { resizeCommand } from './resize.js';
 import { mountCommand } from './mount.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -15,5 +16,6 @@ export const COMMANDS: CommandModule<any, any>[] = [
   convertCommand,
   exportCommand,
   checkCommand,
+  resizeCommand,
   mountCommand,
 ];

@@ -60,9 +60,14 @@ export function parseInfoPlist(bytes: Buffer, name = 'Info.plist'): BundleInfo {
   if (bytes.length > INFO_PLIST_MAX_BYTES) {
     throw new SbmError('SBM_BAD_PLIST', `${name} is ${bytes.length} bytes; macOS reads only the first ${INFO_PLIST_MAX_BYTES}`);
   }
+  const binary = bytes.subarray(0, 8).toString('latin1') === 'bplist00';
+  // The XML parser prints its own complaints to the console: reject obvious non-plists first.
+  if (!binary && !/^\s*(?:\uFEFF)?<[?!]?(?:xml|DOCTYPE|plist)[\s\S]*<\/plist>\s*$/.test(bytes.toString('utf8'))) {
+    throw new SbmError('SBM_BAD_PLIST', `${name} is neither an XML nor a binary plist`);
+  }
   let root: unknown;
   try {
-    root = bytes.subarray(0, 8).toString('latin1') === 'bplist00' ? plist.parseBinary(bytes) : plist.parse(bytes.toString('utf8'));
+    root = binary ? plist.parseBinary(bytes) : plist.parse(bytes.toString('utf8'));
   } catch (error) {
     throw new SbmError('SBM_BAD_PLIST', `${name} is not a valid plist: ${(error as Error).message}`, {}, { cause: error });
   }
