@@ -33,11 +33,19 @@ export const ERROR_CODES = {
   SBM_CORRUPT: { exitCode: 4, summary: 'input is damaged (bad structure, truncated, pointers out of range)' },
   SBM_PATH_OUTSIDE: { exitCode: 4, summary: 'a descriptor names a file outside its own folder (allow with --allow-outside)' },
   SBM_CHECK_FAILED: { exitCode: 5, summary: '`sbm check` found problems in the bundle' },
+  SBM_VERIFY_FAILED: { exitCode: 5, summary: '`sbm verify` found bands that do not match their backup manifest' },
+  SBM_NOT_A_BACKUP: { exitCode: 4, summary: 'path is not an sbm backup (no .sbm/manifest.json) or backup set' },
+  SBM_NO_HARDLINKS: { exitCode: 1, summary: 'the backup destination cannot hard-link files (use --copy)' },
+  SBM_NO_SPACE: { exitCode: 1, summary: 'the destination ran out of space; the partial output was removed' },
   SBM_STRICT: { exitCode: 4, summary: 'a warning was raised and --strict turns warnings into errors' },
   SBM_IO: { exitCode: 1, summary: 'an operating-system I/O call failed' },
   SBM_LISTEN: { exitCode: 1, summary: 'the NBD server cannot listen on the socket or port (in use, or no permission)' },
   SBM_INTERRUPTED: { exitCode: 130, summary: 'interrupted by a signal; partial output was removed' },
   SBM_INTERNAL: { exitCode: 70, summary: 'a bug in sbm (please report it with DEBUG=sbm:* output)' },
+  SBM_BAD_TOKEN: { exitCode: 2, summary: 'text given as a change-tracking token is not one (sbm1:<uuid>:<epoch>:<generation>)' },
+  SBM_TOKEN_FOREIGN: { exitCode: 10, summary: 'token belongs to another bundle (or this one has no change history): full backup required' },
+  SBM_TOKEN_STALE: { exitCode: 10, summary: 'token predates a change-tracking reset (bundle copied/restored, tracking files lost): full backup required' },
+  SBM_TOKEN_FUTURE: { exitCode: 10, summary: 'token is newer than the bundle (restored from an older copy, or edited): full backup required' },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 export type SbmErrorCode = keyof typeof ERROR_CODES;

@@ -17,6 +17,8 @@ import { fsyncDirectory, replaceFilesInOrder } from '../fs/atomic-write.js';
 import { WarningList, type WarningSink } from '../warnings.js';
 import { BandStore } from './band-store.js';
 import { IoGate } from './io-gate.js';
+import { type ChangeReport, type ChangedSinceOptions, ChangeTracker, type TrackerHost } from '../tracking/change-tracker.js';
+import { SnapshotManager } from '../snapshots/snapshot-manager.js';
 import { MappedBitmaps } from './mapped-bitmaps.js';
 
 export interface CreateBundleOptions {
@@ -38,6 +40,8 @@ export class SparseBundle implements BlockDevice {
   readonly preferredBlockSize = 4096;
   private readonly gate = new IoGate();
   private closing: Promise<void> | undefined;
+  private tracker!: ChangeTracker;
+  private snapshotManager: SnapshotManager | undefined;
 
   private constructor(
     readonly path: string,
@@ -131,7 +135,10 @@ export class SparseBundle implements BlockDevice {
         mapped,
         maxOpenBands: options.maxOpenBands,
       });
-      return new SparseBundle(path, paths, info, readOnly, store, lock, hasMappedDir);
+      const bundle = new SparseBundle(path, paths, info, readOnly, store, lock, hasMappedDir);
+      bundle.tracker = await ChangeTracker.open({ host: bundle.trackerHost(), readOnly, onWarning });
+      if (!readOnly) store.onBandChange((bandIndex) => bundle.tracker.beforeChange(bandIndex));
+      return bundle;
     } catch (error) {
       await lock.release();
       throw error;
@@ -244,10 +251,52 @@ export class SparseBundle implements BlockDevice {
     };
   }
 
+  /** Closes the current change-tracking generation; the token names this point (after a flush). */
+  async token(): Promise<string> {
+    this.assertOpen();
+    if (this.readOnly) throw new SbmError('SBM_READ_ONLY', `bundle ${this.path} is open read-only`);
+    return this.withQuiescedIo(() => this.tracker.checkpoint());
+  }
+
+  /**
+   * Bands changed since `since` (a token) plus a token of now, taken at the same quiet point so a
+   * backup loop never misses a write. Refuses foreign, stale and future tokens (exit 10).
+   */
+  async changedSince(since: string, options: ChangedSinceOptions = {}): Promise<ChangeReport> {
+    this.assertOpen();
+    return this.withQuiescedIo(() => this.tracker.changedSince(since, options));
+  }
+
+  /** The change tracker (token checks, time lookups, audits) for snapshot and CLI code. */
+  get changeTracker(): ChangeTracker {
+    return this.tracker;
+  }
+
+  /** Copy-on-write snapshots under .sbm/snapshots/. */
+  get snapshots(): SnapshotManager {
+    this.snapshotManager ??= new SnapshotManager(this, (snapshotPath) => SparseBundle.open(snapshotPath, { readOnly: true }));
+    return this.snapshotManager;
+  }
+
+  /**
+   * Runs `operation` with in-flight I/O drained and new I/O held back, after flushing: the point in
+   * time for tokens, snapshots and reverts. `operation` gets the band store (do not call the
+   * bundle's own I/O methods inside: they would wait for the gate).
+   */
+  async withQuiescedIo<T>(operation: (store: BandStore) => Promise<T>): Promise<T> {
+    this.assertOpen();
+    return this.gate.exclusive(async () => {
+      this.assertOpen();
+      if (!this.readOnly) await this.store.flush();
+      return operation(this.store);
+    });
+  }
+
   close(): Promise<void> {
     this.closing ??= this.gate.exclusive(async () => {
       try {
         if (!this.readOnly) await this.store.flush();
+        await this.tracker.close();
         await this.store.closeFiles();
       } finally {
         await this.lock.release();
@@ -258,6 +307,25 @@ export class SparseBundle implements BlockDevice {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  private trackerHost(): TrackerHost {
+    const store = this.store;
+    const bundle = this;
+    return {
+      paths: this.paths,
+      get bandSizeBytes() {
+        return bundle.bandSizeBytes;
+      },
+      get sizeBytes() {
+        return bundle.sizeBytes;
+      },
+      get bandCount() {
+        return bundle.bandCount;
+      },
+      bandPath: (bandIndex) => store.pathOf(bandIndex),
+      presentBandCount: () => store.present.size,
+    };
   }
 
   private bandLength(bandIndex: number): number {

@@ -1,0 +1,274 @@
+// Copy-on-write snapshots: .sbm/snapshots/<name>.sparsebundle is a complete sparse bundle
+// (Info.plist, Info.bckup, token, lock, bands/ as hard links of the live bands, a copy of
+// mapped/ if any, and .sbm/snapshot.json) that sbm, hdiutil and sparsebundlefs can open read-only.
+// No band is copied when a snapshot is taken; the engine copies a shared band (link count > 1)
+// before its first later change, so a snapshot never changes.
+//
+// create (I/O drained and flushed first, so the snapshot is one point in time):
+//   .sbm/tmp/snap-X.sparsebundle/  <- plists, token, lock, mapped/ copies, bands/<n> links,
+//                                     .sbm/snapshot.json (token); fsync files and folders
+//   rename -> .sbm/snapshots/<name>.sparsebundle; fsync .sbm/snapshots and .sbm/tmp
+//   (a crash before the rename leaves only staging, which the next read-write open removes)
+// delete:
+//   rename .sbm/snapshots/<name>.sparsebundle -> .sbm/tmp/del-X; fsync both; rm -r del-X
+//   (unlinking frees only inodes nobody else links: live bands, other snapshots, backups keep theirs)
+// revert (tracked: every band that differs gets a change record before it is replaced):
+//   for each band n in live ∪ snapshot whose inode differs from the snapshot's:
+//     record n -> link snapshot band into .sbm/tmp -> rename over bands/n   (or unlink bands/n)
+//   fsync bands/; interrupted? run revert again: it is idempotent.
+
+import { copyFile, link, mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { BlockDevice } from '../block-device.js';
+import { bandFileName, bundlePaths, parseBandName } from '../bundle/bundle-paths.js';
+import { parseInfoPlist } from '../bundle/info-plist.js';
+import type { BandStore } from '../engine/band-store.js';
+import type { SparseBundle } from '../engine/sparse-bundle.js';
+import { SbmError } from '../errors.js';
+import { fsyncDirectory } from '../fs/atomic-write.js';
+import { writeFully } from '../fs/read-fully.js';
+import { mapLimit } from '../map-limit.js';
+import { stampPath } from '../tracking/stat-cache.js';
+
+export const SNAPSHOTS_DIR = 'snapshots';
+export const SNAPSHOT_SUFFIX = '.sparsebundle';
+export const SNAPSHOT_META_FILE = 'snapshot.json';
+const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+export interface SnapshotMeta {
+  readonly name: string;
+  readonly createdAt: string;
+  /** Token of the point the snapshot holds: `changed-bands --since <name>` uses it. */
+  readonly token: string;
+  readonly sizeBytes: number;
+  readonly bandSizeBytes: number;
+}
+
+export interface SnapshotInfo extends SnapshotMeta {
+  readonly path: string;
+  readonly bandCount: number;
+  /** Allocated bytes of bands only this snapshot links: what deleting it frees. */
+  readonly uniqueBytes: number;
+  /** Allocated bytes of all its bands. */
+  readonly allocatedBytes: number;
+}
+
+export class SnapshotManager {
+  constructor(
+    private readonly bundle: SparseBundle,
+    private readonly openReadOnly: (path: string) => Promise<BlockDevice>,
+  ) {}
+
+  get directory(): string {
+    return join(this.bundle.paths.sbm, SNAPSHOTS_DIR);
+  }
+
+  pathOf(name: string): string {
+    assertName(name);
+    return join(this.directory, `${name}${SNAPSHOT_SUFFIX}`);
+  }
+
+  async create(name: string): Promise<SnapshotInfo> {
+    const target = this.pathOf(name);
+    this.assertWritable();
+    if (await exists(target)) throw new SbmError('SBM_EXISTS', `snapshot "${name}" already exists (${target})`, { name });
+    await mkdir(this.directory, { recursive: true });
+    const { paths } = this.bundle;
+    await this.bundle.withQuiescedIo(async (store) => {
+      const stage = join(paths.tmp, `snap-${randomBytes(6).toString('hex')}${SNAPSHOT_SUFFIX}`);
+      const stagePaths = bundlePaths(stage);
+      await mkdir(stagePaths.bands, { recursive: true });
+      await mkdir(stagePaths.sbm);
+      for (const file of [paths.infoBackup, paths.infoPlist]) await copyDurably(file, join(stage, file.slice(paths.root.length + 1)));
+      await writeDurably(stagePaths.token, Buffer.alloc(0));
+      await writeDurably(stagePaths.lock, Buffer.alloc(0));
+      if (this.bundle.hasMappedDir) await copyFolder(paths.mapped, stagePaths.mapped);
+      const bands = [...store.present].sort((a, b) => a - b);
+      // Linking changes each band's ctime: check first that none was edited behind sbm's back.
+      await this.bundle.changeTracker.auditBeforeRestamp(bands);
+      await mapLimit(bands, 16, async (bandIndex) => {
+        await link(store.pathOf(bandIndex), join(stagePaths.bands, bandFileName(bandIndex)));
+      });
+      await store.closeFiles(); // pooled handles cache link counts that are now stale
+      const token = await this.bundle.changeTracker.checkpoint(bands);
+      const meta: SnapshotMeta = {
+        name,
+        createdAt: new Date().toISOString(),
+        token,
+        sizeBytes: this.bundle.sizeBytes,
+        bandSizeBytes: this.bundle.bandSizeBytes,
+      };
+      await writeDurably(join(stagePaths.sbm, SNAPSHOT_META_FILE), Buffer.from(`${JSON.stringify(meta, null, 2)}\n`));
+      for (const folder of [stagePaths.bands, stagePaths.sbm, stage]) await fsyncDirectory(folder);
+      await rename(stage, target);
+      await fsyncDirectory(this.directory);
+      await fsyncDirectory(paths.tmp);
+      await fsyncDirectory(paths.sbm);
+    });
+    return this.describe(name);
+  }
+
+  async list(): Promise<SnapshotInfo[]> {
+    const names = await readdir(this.directory).catch(() => [] as string[]);
+    const list: SnapshotInfo[] = [];
+    for (const entry of names.sort()) {
+      if (!entry.endsWith(SNAPSHOT_SUFFIX)) continue;
+      const name = entry.slice(0, -SNAPSHOT_SUFFIX.length);
+      if (NAME_PATTERN.test(name)) list.push(await this.describe(name));
+    }
+    return list.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.name.localeCompare(b.name));
+  }
+
+  async meta(name: string): Promise<SnapshotMeta> {
+    const path = this.pathOf(name);
+    let text: string;
+    try {
+      text = await readFile(join(path, '.sbm', SNAPSHOT_META_FILE), 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new SbmError('SBM_NOT_FOUND', `no snapshot named "${name}" in ${this.bundle.path}`, { name });
+      throw error;
+    }
+    try {
+      return JSON.parse(text) as SnapshotMeta;
+    } catch {
+      throw new SbmError('SBM_CORRUPT', `${path}/.sbm/${SNAPSHOT_META_FILE} is not valid JSON`, { name });
+    }
+  }
+
+  /** Opens the snapshot as a read-only BlockDevice (a SparseBundle). */
+  async open(name: string): Promise<BlockDevice> {
+    await this.meta(name);
+    return this.openReadOnly(this.pathOf(name));
+  }
+
+  async delete(name: string): Promise<void> {
+    const path = this.pathOf(name);
+    this.assertWritable();
+    await this.meta(name);
+    const { paths } = this.bundle;
+    await this.bundle.withQuiescedIo(async (store) => {
+      const shared = await sharedBands(store, join(path, 'bands'));
+      await this.bundle.changeTracker.auditBeforeRestamp(shared);
+      const doomed = join(paths.tmp, `del-${randomBytes(6).toString('hex')}`);
+      await rename(path, doomed);
+      await fsyncDirectory(this.directory);
+      await fsyncDirectory(paths.tmp);
+      await rm(doomed, { recursive: true, force: true });
+      await store.closeFiles();
+      await this.bundle.changeTracker.checkpoint(shared);
+    });
+  }
+
+  /** Makes the live disk equal to the snapshot; every band replaced is recorded as a change. */
+  async revert(name: string): Promise<{ bandsChanged: number }> {
+    this.assertWritable();
+    const meta = await this.meta(name);
+    const snapshotPaths = bundlePaths(this.pathOf(name));
+    const info = parseInfoPlist(await readFile(snapshotPaths.infoPlist), 'Info.plist');
+    if (info.bandSizeBytes !== this.bundle.bandSizeBytes) {
+      throw new SbmError('SBM_UNSUPPORTED', `snapshot "${meta.name}" has band size ${info.bandSizeBytes}, the bundle ${this.bundle.bandSizeBytes}`);
+    }
+    if (info.sizeBytes !== this.bundle.sizeBytes) await this.bundle.resize(info.sizeBytes);
+    const { paths } = this.bundle;
+    const tracker = this.bundle.changeTracker;
+    return this.bundle.withQuiescedIo(async (store) => {
+      const snapshotBands = await listBandIndexes(snapshotPaths.bands);
+      const all = [...new Set([...store.present, ...snapshotBands])].sort((a, b) => a - b);
+      let bandsChanged = 0;
+      for (const bandIndex of all) {
+        const live = await stampPath(store.pathOf(bandIndex));
+        const frozen = await stampPath(join(snapshotPaths.bands, bandFileName(bandIndex)));
+        if (live?.ino === frozen?.ino) continue; // same inode (or both absent): already equal
+        await tracker.beforeChange(bandIndex);
+        await store.closeFiles();
+        if (frozen === undefined) {
+          await unlink(store.pathOf(bandIndex));
+          store.present.delete(bandIndex);
+        } else {
+          const staged = join(paths.tmp, `rev-${bandFileName(bandIndex)}-${randomBytes(6).toString('hex')}`);
+          await link(join(snapshotPaths.bands, bandFileName(bandIndex)), staged);
+          await rename(staged, store.pathOf(bandIndex));
+          store.present.add(bandIndex);
+        }
+        bandsChanged++;
+      }
+      await store.closeFiles();
+      await fsyncDirectory(paths.bands);
+      return { bandsChanged };
+    });
+  }
+
+  private async describe(name: string): Promise<SnapshotInfo> {
+    const meta = await this.meta(name);
+    const path = this.pathOf(name);
+    const bandsDir = join(path, 'bands');
+    let uniqueBytes = 0;
+    let allocatedBytes = 0;
+    const bands = await listBandIndexes(bandsDir);
+    await mapLimit(bands, 16, async (bandIndex) => {
+      const info = await stat(join(bandsDir, bandFileName(bandIndex)));
+      allocatedBytes += info.blocks * 512;
+      if (info.nlink === 1) uniqueBytes += info.blocks * 512;
+    });
+    return { ...meta, name, path, bandCount: bands.length, uniqueBytes, allocatedBytes };
+  }
+
+  private assertWritable(): void {
+    if (this.bundle.readOnly) throw new SbmError('SBM_READ_ONLY', `bundle ${this.bundle.path} is open read-only`);
+  }
+}
+
+function assertName(name: string): void {
+  if (!NAME_PATTERN.test(name)) {
+    throw new SbmError('SBM_INVALID_ARGUMENT', `snapshot name "${name}" must be 1-100 letters, digits, ".", "_" or "-", starting with a letter or digit`, {
+      name,
+    });
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function listBandIndexes(bandsDir: string): Promise<number[]> {
+  const names = await readdir(bandsDir).catch(() => [] as string[]);
+  return names.flatMap((name) => {
+    const bandIndex = parseBandName(name);
+    return bandIndex === undefined ? [] : [bandIndex];
+  });
+}
+
+/** Live bands that are the same inode as the snapshot's band of the same index. */
+async function sharedBands(store: BandStore, snapshotBandsDir: string): Promise<number[]> {
+  const shared: number[] = [];
+  await mapLimit(await listBandIndexes(snapshotBandsDir), 16, async (bandIndex) => {
+    const live = await stampPath(store.pathOf(bandIndex));
+    const frozen = await stampPath(join(snapshotBandsDir, bandFileName(bandIndex)));
+    if (live !== undefined && live.ino === frozen?.ino) shared.push(bandIndex);
+  });
+  return shared.sort((a, b) => a - b);
+}
+
+async function writeDurably(path: string, data: Uint8Array): Promise<void> {
+  const handle = await open(path, 'wx', 0o644);
+  try {
+    await writeFully(handle, data, 0);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function copyDurably(source: string, target: string): Promise<void> {
+  await writeDurably(target, await readFile(source));
+}
+
+async function copyFolder(source: string, target: string): Promise<void> {
+  await mkdir(target);
+  for (const name of await readdir(source)) await copyDurably(join(source, name), join(target, name));
+  await fsyncDirectory(target);
+}

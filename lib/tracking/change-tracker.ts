@@ -1,0 +1,355 @@
+// The changed-band tracker of one open bundle. It never under-reports:
+//
+//   write path    record (generation, band) durable in changes.log  ->  band changes  ->  ack
+//                 (first change of a band per generation only; later ones cost nothing)
+//   checkpoint    stat the bands sbm touched -> stat-cache (fdatasync) -> generation + 1 in
+//                 .sbm/state (atomic) -> token names the closed generation
+//   changedSince  bands with a record newer than the token  ∪  bands whose stat differs from the
+//                 stat-cache without a newer record explaining it (edits behind sbm's back)
+//
+// A crash anywhere leaves records for every change that may have landed (some for changes that
+// did not: over-reporting). On the next read-write open, bands with a record newer than their
+// cached stat are re-stated at the next checkpoint, so their crash-time state is not mistaken for
+// a foreign edit. Each read-write open starts a new generation, so writes of a session always
+// carry records newer than any stat taken before it.
+//
+// Foreign edits are found by an audit whose cost is chosen per call:
+//   full       stat every band file (listing of bands/ + every band the cache knows): O(bands);
+//   directory  stat the bands/ folder only; if its inode, mtime or ctime moved since sbm last
+//              saved it, fall back to full. Catches bands created, deleted or renamed over
+//              (rsync, cp, editors that save by rename), but NOT in-place rewrites of a band file
+//              that sbm did not change since the token: those need a full audit;
+//   auto       full when at most AUTO_FULL_AUDIT_MAX_BANDS bands exist, directory otherwise.
+
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SbmError } from '../errors.js';
+import type { BundlePaths } from '../bundle/bundle-paths.js';
+import { parseBandName } from '../bundle/bundle-paths.js';
+import { mapLimit } from '../map-limit.js';
+import type { WarningSink } from '../warnings.js';
+import { ChangeLog, encodeChangeRecord, scanChangeLog } from './change-log.js';
+import { AUTO_FULL_AUDIT_MAX_BANDS, CHANGE_KIND_FOREIGN, CHANGE_KIND_WRITE, CHANGE_LOG_FILE, STAT_CACHE_FILE } from './constants.js';
+import { type FileStamp, StatCache, sameStamp, slotMatches, stampPath } from './stat-cache.js';
+import { type TrackingState, epochTagOf, folderIdentity, nextGeneration, readTrackingState, writeTrackingState } from './tracking-state.js';
+import { type TrackingToken, formatToken, parseToken, refuseToken } from './tracking-token.js';
+import { startEpoch } from './start-epoch.js';
+
+export type AuditMode = 'auto' | 'full' | 'directory';
+
+/** What the tracker needs from the bundle it serves. */
+export interface TrackerHost {
+  readonly paths: BundlePaths;
+  readonly bandSizeBytes: number;
+  readonly sizeBytes: number;
+  readonly bandCount: number;
+  bandPath(bandIndex: number): string;
+  /** Number of band files the engine knows of (cheap). */
+  presentBandCount(): number;
+}
+
+export interface ChangedBand {
+  readonly bandIndex: number;
+  readonly path: string;
+  /** Path relative to the bundle folder: bands/<hex>. */
+  readonly relativePath: string;
+  /** The band file no longer exists (trimmed, deleted, cut by a shrink): a mirror should delete it. */
+  readonly deleted: boolean;
+  /** The change was made behind sbm's back (found by the stat audit). */
+  readonly foreign: boolean;
+  /** Virtual byte range the band covers. */
+  readonly offset: number;
+  readonly length: number;
+}
+
+export interface ChangeReport {
+  /** The token the changes are relative to. */
+  readonly since: string;
+  /** Token of now, for the next call (undefined when the bundle is open read-only). */
+  readonly token: string | undefined;
+  readonly bands: ChangedBand[];
+  readonly totalBytes: number;
+  readonly audit: 'full' | 'directory';
+}
+
+export interface ChangedSinceOptions {
+  readonly audit?: AuditMode;
+}
+
+interface OpenOptions {
+  readonly host: TrackerHost;
+  readonly readOnly: boolean;
+  readonly onWarning: WarningSink;
+}
+
+export class ChangeTracker {
+  /** Per band: the promise of its record in the open generation (shared by concurrent writers). */
+  private readonly recorded = new Map<number, Promise<void>>();
+  /** Bands sbm changed (or found changed) since the stat-cache was last saved. */
+  private readonly touched = new Set<number>();
+
+  private constructor(
+    private readonly host: TrackerHost,
+    private state: TrackingState | undefined,
+    private readonly unavailableReason: string | undefined,
+    private readonly latest: Map<number, number>,
+    private readonly cache: StatCache | undefined,
+    private readonly log: ChangeLog | undefined,
+    private readonly onWarning: WarningSink,
+  ) {}
+
+  static async open(options: OpenOptions): Promise<ChangeTracker> {
+    return options.readOnly ? openReadOnly(options) : openReadWrite(options);
+  }
+
+  /** Identity and open generation, for `sbm info` and tests. */
+  describe(): { bundleId: string; epochId: string; generation: number; epochStartedAt: string } | undefined {
+    const state = this.state;
+    return state === undefined ? undefined : { bundleId: state.bundleId, epochId: state.epochId, generation: state.generation, epochStartedAt: state.epochStartedAt };
+  }
+
+  /** Band-change listener: resolves once a record of this band in the open generation is durable. */
+  async beforeChange(bandIndex: number, kind = CHANGE_KIND_WRITE): Promise<void> {
+    const { state, log } = this.writableParts();
+    this.touched.add(bandIndex);
+    let durable = this.recorded.get(bandIndex);
+    if (durable === undefined) {
+      const generation = state.generation;
+      durable = log.append(encodeChangeRecord(epochTagOf(state.epochId), generation, bandIndex, kind)).then(() => {
+        if ((this.latest.get(bandIndex) ?? -1) < generation) this.latest.set(bandIndex, generation);
+      });
+      this.recorded.set(bandIndex, durable);
+      // A failed append must not be remembered as done: the next change retries it.
+      durable.catch(() => {
+        if (this.recorded.get(bandIndex) === durable) this.recorded.delete(bandIndex);
+      });
+    }
+    await durable;
+  }
+
+  /**
+   * Closes the open generation and returns its token. The caller holds the I/O gate exclusively
+   * and has flushed the bands, so the token names a durable point. `restamp` adds bands whose
+   * stat changed for reasons that are not content changes (a snapshot linked them).
+   */
+  async checkpoint(restamp: Iterable<number> = []): Promise<string> {
+    const { state, log } = this.writableParts();
+    void log;
+    await this.saveStamps(restamp);
+    const closed = state.generation;
+    const next = nextGeneration(state, Date.now());
+    await writeTrackingState(this.host.paths.sbm, this.host.paths.tmp, next);
+    this.state = next;
+    this.recorded.clear();
+    return formatToken({ bundleId: state.bundleId, epochId: state.epochId, generation: closed });
+  }
+
+  /**
+   * Stats bands about to have their inode's metadata changed by sbm itself (a hard link added or
+   * removed) and records those that already differ from the cache as foreign, so the restamp at
+   * the next checkpoint cannot hide an edit made behind sbm's back.
+   */
+  async auditBeforeRestamp(bands: Iterable<number>): Promise<number[]> {
+    const foreign: number[] = [];
+    await mapLimit(bands, 16, async (bandIndex) => {
+      if (await this.isForeign(bandIndex, await stampPath(this.host.bandPath(bandIndex)))) foreign.push(bandIndex);
+    });
+    await this.recordForeign(foreign);
+    return foreign;
+  }
+
+  /** Turns `--since` text (a token) into a token; throws a refusal when it cannot be honoured. */
+  checkToken(text: string): TrackingToken {
+    const token = parseToken(text);
+    const state = this.state;
+    if (state === undefined) {
+      throw new SbmError('SBM_TOKEN_FOREIGN', `this bundle has no sbm change history (${this.unavailableReason ?? 'never opened read-write by sbm'}); full backup required`, {
+        token: text,
+      });
+    }
+    if (this.unavailableReason !== undefined && token.bundleId === state.bundleId) {
+      throw new SbmError('SBM_TOKEN_STALE', `change history cannot be used: ${this.unavailableReason}; full backup required`, { token: text });
+    }
+    const refusal = refuseToken(token, { bundleId: state.bundleId, epochId: state.epochId, openGeneration: state.generation }, state.resetReason);
+    if (refusal !== undefined) throw refusal;
+    return token;
+  }
+
+  /** The token covering every change made at or after `timeMs`. */
+  tokenForTime(timeMs: number): string {
+    const state = this.requireState();
+    const started = Date.parse(state.epochStartedAt);
+    if (timeMs < started) {
+      throw new SbmError('SBM_TOKEN_STALE', `${new Date(timeMs).toISOString()} is before change tracking began (${state.epochStartedAt}); full backup required`, {
+        time: timeMs,
+      });
+    }
+    let generation = 0; // older than the kept start times: every record counts (over-reports)
+    for (const [candidate, startMs] of state.generationStarts) if (startMs <= timeMs) generation = candidate - 1;
+    return formatToken({ bundleId: state.bundleId, epochId: state.epochId, generation: Math.max(0, generation) });
+  }
+
+  /** Bands changed since `sinceText`; read-write trackers also close the generation (new token). */
+  async changedSince(sinceText: string, options: ChangedSinceOptions = {}): Promise<ChangeReport> {
+    const since = this.checkToken(sinceText);
+    const reported = new Set<number>();
+    for (const [bandIndex, generation] of this.latest) if (generation > since.generation) reported.add(bandIndex);
+    const audit = await this.audit(options.audit ?? 'auto', reported);
+    for (const bandIndex of audit.foreign) reported.add(bandIndex);
+    if (audit.foreign.length > 0) {
+      const names = audit.foreign.slice(0, 8).map((bandIndex) => `bands/${bandIndex.toString(16)}`);
+      this.onWarning({
+        code: 'SBM_FOREIGN_CHANGE',
+        message: `${audit.foreign.length} band(s) changed behind sbm's back (${names.join(', ')}${audit.foreign.length > 8 ? ', ...' : ''}); included`,
+        data: { bands: audit.foreign },
+      });
+      if (this.log !== undefined) await this.recordForeign(audit.foreign);
+    }
+    const foreign = new Set(audit.foreign);
+    const bands: ChangedBand[] = [];
+    const order = [...reported].sort((a, b) => a - b);
+    const stamps = new Map<number, FileStamp | undefined>();
+    await mapLimit(order, 16, async (bandIndex) => {
+      stamps.set(bandIndex, audit.stamps.has(bandIndex) ? audit.stamps.get(bandIndex) : await stampPath(this.host.bandPath(bandIndex)));
+    });
+    let totalBytes = 0;
+    for (const bandIndex of order) {
+      const offset = bandIndex * this.host.bandSizeBytes;
+      const length = Math.max(0, Math.min(this.host.bandSizeBytes, this.host.sizeBytes - offset));
+      totalBytes += length;
+      bands.push({
+        bandIndex,
+        path: this.host.bandPath(bandIndex),
+        relativePath: `bands/${bandIndex.toString(16)}`,
+        deleted: stamps.get(bandIndex) === undefined,
+        foreign: foreign.has(bandIndex),
+        offset,
+        length,
+      });
+    }
+    const token = this.log === undefined ? undefined : await this.checkpoint();
+    return { since: formatToken(since), token, bands, totalBytes, audit: audit.kind };
+  }
+
+  /** Saves the stat of touched bands (clean close). The next read-write open starts a new generation. */
+  async close(): Promise<void> {
+    if (this.log !== undefined && this.state !== undefined) await this.saveStamps([]);
+    await this.log?.close();
+    await this.cache?.close();
+  }
+
+  private async audit(mode: AuditMode, skip: ReadonlySet<number>): Promise<{ kind: 'full' | 'directory'; foreign: number[]; stamps: Map<number, FileStamp | undefined> }> {
+    const stamps = new Map<number, FileStamp | undefined>();
+    const cache = this.requireCache();
+    let full = mode === 'full' || (mode === 'auto' && this.host.presentBandCount() <= AUTO_FULL_AUDIT_MAX_BANDS);
+    if (!full) full = !sameDirStamp(cache.dirStamp, await stampPath(this.host.paths.bands));
+    if (!full) return { kind: 'directory', foreign: [], stamps };
+    const candidates = new Set<number>(cache.presentBands());
+    for (const name of await readdir(this.host.paths.bands).catch(() => [] as string[])) {
+      const bandIndex = parseBandName(name);
+      if (bandIndex !== undefined && bandIndex < this.host.bandCount) candidates.add(bandIndex);
+    }
+    const foreign: number[] = [];
+    await mapLimit(candidates, 16, async (bandIndex) => {
+      if (skip.has(bandIndex)) return;
+      const stamp = await stampPath(this.host.bandPath(bandIndex));
+      stamps.set(bandIndex, stamp);
+      if (await this.isForeign(bandIndex, stamp)) foreign.push(bandIndex);
+    });
+    foreign.sort((a, b) => a - b);
+    return { kind: 'full', foreign, stamps };
+  }
+
+  private async isForeign(bandIndex: number, stamp: FileStamp | undefined): Promise<boolean> {
+    const slot = this.requireCache().slot(bandIndex);
+    if (slotMatches(slot, stamp)) return false;
+    // A record newer than the cached stat means sbm changed the band after that stat was taken.
+    return (this.latest.get(bandIndex) ?? -1) <= slot.statGeneration;
+  }
+
+  private async recordForeign(bands: readonly number[]): Promise<void> {
+    if (this.log === undefined) return;
+    for (const bandIndex of bands) await this.beforeChange(bandIndex, CHANGE_KIND_FOREIGN);
+  }
+
+  private async saveStamps(restamp: Iterable<number>): Promise<void> {
+    const state = this.requireState();
+    const bands = new Set([...this.touched, ...restamp]);
+    const entries = new Map<number, FileStamp | undefined>();
+    await mapLimit(bands, 16, async (bandIndex) => {
+      entries.set(bandIndex, await stampPath(this.host.bandPath(bandIndex)));
+    });
+    await this.requireCache().save(entries, await stampPath(this.host.paths.bands), state.generation);
+    this.touched.clear();
+  }
+
+  private writableParts(): { state: TrackingState; log: ChangeLog } {
+    if (this.log === undefined || this.state === undefined) throw new SbmError('SBM_READ_ONLY', `bundle ${this.host.paths.root} is open read-only`);
+    return { state: this.state, log: this.log };
+  }
+
+  private requireState(): TrackingState {
+    if (this.state === undefined) {
+      throw new SbmError('SBM_TOKEN_FOREIGN', `${this.host.paths.root} has no sbm change history; full backup required`);
+    }
+    return this.state;
+  }
+
+  private requireCache(): StatCache {
+    if (this.cache === undefined) throw new SbmError('SBM_TOKEN_STALE', `${this.host.paths.root}: stat cache missing; full backup required`);
+    return this.cache;
+  }
+
+  /** Used by open helpers only. */
+  static build(
+    host: TrackerHost,
+    state: TrackingState | undefined,
+    unavailableReason: string | undefined,
+    latest: Map<number, number>,
+    cache: StatCache | undefined,
+    log: ChangeLog | undefined,
+    onWarning: WarningSink,
+    touched: Iterable<number> = [],
+  ): ChangeTracker {
+    const tracker = new ChangeTracker(host, state, unavailableReason, latest, cache, log, onWarning);
+    for (const bandIndex of touched) tracker.touched.add(bandIndex);
+    return tracker;
+  }
+}
+
+function sameDirStamp(saved: FileStamp | undefined, now: FileStamp | undefined): boolean {
+  if (saved === undefined || now === undefined) return false;
+  return sameStamp({ ...saved, size: 0 }, { ...now, size: 0 });
+}
+
+async function openReadOnly({ host, onWarning }: OpenOptions): Promise<ChangeTracker> {
+  const read = await readTrackingState(host.paths.sbm);
+  if (read.kind !== 'ok') {
+    const reason = read.kind === 'missing' ? undefined : `tracking state damaged: ${read.reason}`;
+    return ChangeTracker.build(host, undefined, reason, new Map(), undefined, undefined, onWarning);
+  }
+  const state = read.state;
+  const problem = await readOnlyProblem(host, state);
+  const scan = scanChangeLog(await ChangeLog.read(join(host.paths.sbm, CHANGE_LOG_FILE)), epochTagOf(state.epochId));
+  const cache = await StatCache.load(join(host.paths.sbm, STAT_CACHE_FILE), epochTagOf(state.epochId), false);
+  const reason = problem ?? (scan.damaged ? 'change log damaged' : cache === undefined ? 'stat cache missing or damaged' : undefined);
+  return ChangeTracker.build(host, state, reason, scan.latest, cache, undefined, onWarning);
+}
+
+async function readOnlyProblem(host: TrackerHost, state: TrackingState): Promise<string | undefined> {
+  const folder = await folderIdentity(host.paths.root);
+  return folder.dev === state.folder.dev && folder.ino === state.folder.ino ? undefined : 'the bundle folder was copied, moved or restored';
+}
+
+async function openReadWrite({ host, onWarning }: OpenOptions): Promise<ChangeTracker> {
+  const opened = await startEpoch(host, onWarning);
+  const { state, scan, cache } = opened;
+  // Bands with a record newer than their cached stat were changed by a session that ended
+  // without saving stats (a crash): restat them at the next checkpoint.
+  const touched: number[] = [];
+  for (const [bandIndex, generation] of scan.latest) if (generation > cache.slot(bandIndex).statGeneration) touched.push(bandIndex);
+  const log = await ChangeLog.openForAppend(join(host.paths.sbm, CHANGE_LOG_FILE), scan.validBytes);
+  const next = nextGeneration(state, Date.now());
+  await writeTrackingState(host.paths.sbm, host.paths.tmp, next);
+  return ChangeTracker.build(host, next, undefined, scan.latest, cache, log, onWarning, touched);
+}

@@ -1,0 +1,102 @@
+// Read-write open of the tracker's files: reuse the epoch when state, log and stat-cache agree
+// and the bundle folder is the one the epoch began in; otherwise start a new epoch.
+//
+// New epoch (crash-safe order; the state file is the commit point):
+//   1. stat every band -> .sbm/tmp/stat-cache.* (new epoch tag), fsync, rename to .sbm/stat-cache
+//   2. empty log       -> .sbm/tmp/changes.log.*, fsync, rename to .sbm/changes.log, fsync .sbm
+//   3. state (new epoch id, generation 1) -> atomic replace of .sbm/state
+// A crash before 3 leaves the old state naming an epoch whose cache no longer matches it, so
+// the next open starts a new epoch again. Tokens of the old epoch are refused (full backup).
+
+import { readdir, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { parseBandName } from '../bundle/bundle-paths.js';
+import { fsyncDirectory } from '../fs/atomic-write.js';
+import { mapLimit } from '../map-limit.js';
+import type { WarningSink } from '../warnings.js';
+import { ChangeLog, type LogScan, encodeChangeRecord, scanChangeLog } from './change-log.js';
+import type { TrackerHost } from './change-tracker.js';
+import { CHANGE_LOG_FILE, COMPACT_MIN_RECORDS, STAT_CACHE_FILE } from './constants.js';
+import { type FileStamp, StatCache, stampPath } from './stat-cache.js';
+import { type TrackingState, epochTagOf, folderIdentity, newEpochState, readTrackingState, writeTrackingState } from './tracking-state.js';
+
+export interface OpenedEpoch {
+  readonly state: TrackingState;
+  readonly scan: LogScan;
+  readonly cache: StatCache;
+}
+
+export async function startEpoch(host: TrackerHost, onWarning: WarningSink): Promise<OpenedEpoch> {
+  const { sbm } = host.paths;
+  const logPath = join(sbm, CHANGE_LOG_FILE);
+  const read = await readTrackingState(sbm);
+  const folder = await folderIdentity(host.paths.root);
+  let reason: string;
+  let bundleId: string | undefined;
+  if (read.kind === 'missing') {
+    reason = 'first read-write open by sbm';
+  } else if (read.kind === 'damaged') {
+    reason = `tracking state damaged (${read.reason})`;
+  } else {
+    const state = read.state;
+    bundleId = state.bundleId;
+    const tag = epochTagOf(state.epochId);
+    const scan = scanChangeLog(await ChangeLog.read(logPath), tag);
+    const cache = await StatCache.load(join(sbm, STAT_CACHE_FILE), tag, true);
+    if (folder.dev !== state.folder.dev || folder.ino !== state.folder.ino) {
+      reason = 'the bundle folder was copied, moved to another filesystem or restored';
+    } else if (scan.damaged) {
+      reason = 'change log damaged';
+    } else if (cache === undefined) {
+      reason = 'stat cache missing or damaged';
+    } else {
+      return { state, scan: await compactIfLarge(host, logPath, scan, tag), cache };
+    }
+    await cache?.close();
+  }
+  if (read.kind !== 'missing') {
+    onWarning({
+      code: 'SBM_TRACKING_RESET',
+      message: `change tracking of ${host.paths.root} restarted: ${reason}; earlier tokens now require a full backup`,
+      data: { reason },
+    });
+  }
+  const state = newEpochState(bundleId, folder, Date.now(), read.kind === 'missing' ? undefined : reason);
+  const tag = epochTagOf(state.epochId);
+  await writeBaseline(host, tag, state.generation);
+  await ChangeLog.rewrite(logPath, host.paths.tmp, Buffer.alloc(0));
+  await writeTrackingState(sbm, host.paths.tmp, state);
+  const cache = await StatCache.load(join(sbm, STAT_CACHE_FILE), tag, true);
+  if (cache === undefined) throw new Error('stat cache written but not readable');
+  return { state, scan: { latest: new Map(), recordCount: 0, validBytes: 0, damaged: false }, cache };
+}
+
+/** Stats every band file: the reference later audits compare against. O(bands), once per epoch. */
+async function writeBaseline(host: TrackerHost, tag: number, generation: number): Promise<void> {
+  const entries = new Map<number, FileStamp | undefined>();
+  const names = await readdir(host.paths.bands).catch(() => [] as string[]);
+  await mapLimit(names, 16, async (name) => {
+    const bandIndex = parseBandName(name);
+    if (bandIndex === undefined || bandIndex >= host.bandCount) return;
+    entries.set(bandIndex, await stampPath(host.bandPath(bandIndex)));
+  });
+  const staged = join(host.paths.tmp, `stat-cache.${randomBytes(6).toString('hex')}`);
+  const cache = await StatCache.create(staged, tag);
+  try {
+    await cache.save(entries, await stampPath(host.paths.bands), generation);
+  } finally {
+    await cache.close();
+  }
+  await rename(staged, join(host.paths.sbm, STAT_CACHE_FILE));
+  await fsyncDirectory(host.paths.sbm);
+}
+
+/** Keeps the log proportional to the bands ever changed: one record per band, its latest generation. */
+async function compactIfLarge(host: TrackerHost, logPath: string, scan: LogScan, tag: number): Promise<LogScan> {
+  if (scan.recordCount < COMPACT_MIN_RECORDS || scan.recordCount < 4 * scan.latest.size) return scan;
+  const records = [...scan.latest].sort((a, b) => a[0] - b[0]).map(([bandIndex, generation]) => encodeChangeRecord(tag, generation, bandIndex));
+  const bytes = Buffer.concat(records);
+  await ChangeLog.rewrite(logPath, host.paths.tmp, bytes);
+  return { latest: scan.latest, recordCount: records.length, validBytes: bytes.length, damaged: false };
+}

@@ -1,0 +1,95 @@
+// .sbm/state: the tracker's small JSON state, replaced atomically (tmp + fsync + rename + fsync
+// .sbm). It names the bundle (sbm's own random uuid: v1 plists have none, and copies share the
+// plist's), the tracking epoch, the open generation, and where the bundle folder lived when the
+// epoch began: a folder with another device/inode is a copy or a restore, so its history does
+// not apply and tracking restarts with a new epoch.
+
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { fsyncDirectory, replaceFile } from '../fs/atomic-write.js';
+import { GENERATION_TIMES_KEPT, STATE_FILE, STATE_FORMAT } from './constants.js';
+
+export interface TrackingState {
+  readonly format: number;
+  readonly bundleId: string;
+  readonly epochId: string;
+  readonly epochStartedAt: string;
+  /** The open generation: changes happening now are recorded under it. */
+  readonly generation: number;
+  /** Device and inode of the bundle folder when the epoch began, as decimal strings. */
+  readonly folder: { readonly dev: string; readonly ino: string };
+  /** [generation, start time in ms since 1970] for the most recent generations, oldest first. */
+  readonly generationStarts: ReadonlyArray<readonly [number, number]>;
+  /** Why this epoch replaced an earlier one, for the message refusing older tokens. */
+  readonly resetReason?: string;
+}
+
+export type StateReadResult = { kind: 'missing' } | { kind: 'damaged'; reason: string } | { kind: 'ok'; state: TrackingState };
+
+export async function readTrackingState(sbmDir: string): Promise<StateReadResult> {
+  let text: string;
+  try {
+    text = await readFile(join(sbmDir, STATE_FILE), 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
+    throw error;
+  }
+  try {
+    const value = JSON.parse(text) as TrackingState;
+    const valid =
+      value.format === STATE_FORMAT &&
+      typeof value.bundleId === 'string' &&
+      /^[0-9a-f-]{36}$/.test(value.bundleId) &&
+      typeof value.epochId === 'string' &&
+      /^[0-9a-f]{8}$/.test(value.epochId) &&
+      Number.isSafeInteger(value.generation) &&
+      value.generation >= 1 &&
+      typeof value.folder?.dev === 'string' &&
+      typeof value.folder?.ino === 'string' &&
+      Array.isArray(value.generationStarts);
+    return valid ? { kind: 'ok', state: value } : { kind: 'damaged', reason: 'fields missing or invalid' };
+  } catch (error) {
+    return { kind: 'damaged', reason: (error as Error).message };
+  }
+}
+
+export async function writeTrackingState(sbmDir: string, tmpDir: string, state: TrackingState): Promise<void> {
+  await replaceFile(join(sbmDir, STATE_FILE), Buffer.from(`${JSON.stringify(state, null, 2)}\n`), tmpDir);
+  await fsyncDirectory(sbmDir);
+}
+
+export async function folderIdentity(root: string): Promise<{ dev: string; ino: string }> {
+  const info = await stat(root, { bigint: true });
+  return { dev: info.dev.toString(), ino: info.ino.toString() };
+}
+
+/** A state for a new epoch: keeps the bundle id when there is one, starts at generation 1. */
+export function newEpochState(
+  bundleId: string | undefined,
+  folder: { dev: string; ino: string },
+  nowMs: number,
+  resetReason?: string,
+): TrackingState {
+  return {
+    ...(resetReason === undefined ? {} : { resetReason }),
+    format: STATE_FORMAT,
+    bundleId: bundleId ?? randomUUID(),
+    epochId: randomBytes(4).toString('hex'),
+    epochStartedAt: new Date(nowMs).toISOString(),
+    generation: 1,
+    folder,
+    generationStarts: [[1, nowMs]],
+  };
+}
+
+/** The state with generation + 1 started now. */
+export function nextGeneration(state: TrackingState, nowMs: number): TrackingState {
+  const generation = state.generation + 1;
+  const starts = [...state.generationStarts, [generation, nowMs] as const].slice(-GENERATION_TIMES_KEPT);
+  return { ...state, generation, generationStarts: starts };
+}
+
+export function epochTagOf(epochId: string): number {
+  return Number.parseInt(epochId, 16) >>> 0;
+}
