@@ -7,6 +7,7 @@ import { SparseBundle } from '../lib/engine/sparse-bundle.js';
 import type { ImageExporter, ImageFormat, ImageReader, OpenImageOptions, ProbeInput } from './image-format.js';
 import { rawExporter } from './raw/raw-exporter.js';
 import { rawFormat } from './raw/raw-format.js';
+import { vmdkExporter } from './vmdk/vmdk-exporter.js';
 import { vmdkFormat } from './vmdk/vmdk-format.js';
 
 export type { ExportOptions, ImageExporter, ImageFormat, ImageReader, OpenImageOptions, ProbeInput } from './image-format.js';
@@ -64,7 +65,7 @@ export async function openImage(path: string, options: OpenImageOptions & { form
 }
 
 /** Every export target, by `--format` name. */
-export const EXPORTERS: readonly ImageExporter[] = [rawExporter];
+export const EXPORTERS: readonly ImageExporter[] = [rawExporter, vmdkExporter];
 
 export function findExporter(name: string): ImageExporter {
   const exporter = EXPORTERS.find((candidate) => candidate.name === name);

@@ -41,7 +41,7 @@ async function roundTrip(t: ExecutionContext, subformat: string, expectedExtents
   t.is((details['extents'] as unknown[]).length, expectedExtents);
   if (subformat !== 'monolithicFlat') {
     const info = await vmdkinfo(disk);
-    t.is(info.mediaSize, details['capacity']);
+    t.is(info.mediaSize, details['capacity'] as number);
     t.is(info.extentCount, expectedExtents);
   }
 }
