@@ -1,0 +1,142 @@
+// `sbm mount` as a user runs it: the built CLI as a child process, the URI it prints used by
+// nbdinfo, then SIGTERM to that child's pid: the socket goes away and the bundle lock is free.
+
+import test, { type ExecutionContext } from 'ava';
+import { type ResultPromise, execa } from 'execa';
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+
+import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
+import { isSbmError } from '../../lib/errors.js';
+import { SBM_BIN, requireTool, runSbm, seededBytes, tempDir } from '../helpers/tools.js';
+
+const MIB = 1024 * 1024;
+
+interface Mounted {
+  child: ResultPromise;
+  output: string;
+}
+
+/** Starts `sbm mount ...` and resolves once stdout holds `ready(output)`; killed in teardown. */
+async function startMount(t: ExecutionContext, args: string[], ready: (output: string) => boolean): Promise<Mounted> {
+  const child = execa('node', [SBM_BIN, 'mount', ...args], { reject: false, env: { NO_COLOR: '1' } });
+  t.teardown(() => {
+    if (child.exitCode === null && child.pid !== undefined) child.kill('SIGKILL');
+  });
+  let output = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`sbm mount not ready: ${output}`)), 20_000);
+    child.stdout?.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      if (ready(output)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    void child.then((result) => reject(new Error(`sbm mount exited ${result.exitCode}: ${String(result.stderr)}`)));
+  });
+  return { child, output };
+}
+
+function parsesAsJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function makeBundle(t: ExecutionContext): Promise<string> {
+  const dir = await tempDir(t);
+  const path = join(dir, 'vm.sparsebundle');
+  const bundle = await SparseBundle.create(path, { sizeBytes: 32 * MIB });
+  await bundle.write(8 * MIB, seededBytes(4096, 5));
+  await bundle.close();
+  return path;
+}
+
+test('sbm mount --json: nbdinfo sees the bundle; SIGTERM removes the socket and frees the lock', async (t) => {
+  await requireTool(t, 'nbdinfo');
+  const bundlePath = await makeBundle(t);
+  const { child, output } = await startMount(t, [bundlePath, '--json'], parsesAsJson);
+  const info = JSON.parse(output) as { uri: string; socket: string; exportName: string; readOnly: boolean; sizeBytes: number };
+  t.like(info, { exportName: 'vm', readOnly: false, sizeBytes: 32 * MIB });
+  t.is(info.uri, `nbd+unix:///vm?socket=${info.socket}`);
+  const nbdinfo = JSON.parse((await execa('nbdinfo', ['--json', info.uri])).stdout) as { exports: Array<Record<string, unknown>> };
+  t.like(nbdinfo.exports[0], { 'export-name': 'vm', 'export-size': 32 * MIB, is_read_only: false });
+  const busy = await SparseBundle.open(bundlePath).catch((error: unknown) => error);
+  t.true(isSbmError(busy, 'SBM_LOCKED'), 'the bundle is locked while mounted');
+
+  process.kill(child.pid as number, 'SIGTERM');
+  const result = await child;
+  t.is(result.exitCode, 0, String(result.stderr));
+  await t.throwsAsync(stat(info.socket));
+  await t.throwsAsync(stat(dirname(info.socket)));
+  const reopened = await SparseBundle.open(bundlePath);
+  t.deepEqual(reopened.bandsPresent(), [1]);
+  await reopened.close();
+});
+
+test('sbm mount --socket --name prints the URI line; SIGINT stops it too', async (t) => {
+  await requireTool(t, 'nbdinfo');
+  const bundlePath = await makeBundle(t);
+  const socket = join(dirname(bundlePath), 'my.sock');
+  const { child, output } = await startMount(t, [bundlePath, '--socket', socket, '--name', 'disk0'], (text) => text.includes('\n'));
+  t.is(output.split('\n')[0], `nbd+unix:///disk0?socket=${socket}`);
+  t.is((await execa('nbdinfo', ['--size', output.split('\n')[0] as string])).stdout.trim(), String(32 * MIB));
+  process.kill(child.pid as number, 'SIGINT');
+  t.is((await child).exitCode, 0);
+  await t.throwsAsync(stat(socket));
+});
+
+test('a raw image is served read-only over TCP with --port 0', async (t) => {
+  await requireTool(t, 'nbdinfo');
+  const dir = await tempDir(t);
+  const image = join(dir, 'disk.img');
+  await writeFile(image, seededBytes(2 * MIB, 9));
+  const { child, output } = await startMount(t, [image, '--port', '0', '--json'], parsesAsJson);
+  const info = JSON.parse(output) as { uri: string; port: number; readOnly: boolean };
+  t.true(info.readOnly);
+  t.is(info.uri, `nbd://127.0.0.1:${info.port}/disk`);
+  t.is((await execa('nbdinfo', ['--is', 'read-only', info.uri], { reject: false })).exitCode, 0);
+  const copy = join(dir, 'copy.img');
+  await execa('nbdcopy', [info.uri, copy]);
+  t.true((await readFile(copy)).equals(await readFile(image)));
+  process.kill(child.pid as number, 'SIGTERM');
+  t.is((await child).exitCode, 0);
+});
+
+test('sbm mount refuses remote hosts without --allow-remote and --snapshot in this build', async (t) => {
+  const bundlePath = await makeBundle(t);
+  const remote = await runSbm(['mount', bundlePath, '--port', '0', '--host', '0.0.0.0']);
+  t.is(remote.exitCode, 2);
+  t.regex(String(remote.stderr), /SBM_USAGE: refusing to listen on 0\.0\.0\.0/);
+  const snapshot = await runSbm(['mount', bundlePath, '--snapshot', 'daily']);
+  t.is(snapshot.exitCode, 4);
+  t.regex(String(snapshot.stderr), /SBM_UNSUPPORTED/);
+  // Neither attempt left the bundle locked.
+  await (await SparseBundle.open(bundlePath)).close();
+  t.pass();
+});
+
+test('sbm mount --fuse exposes DIR/disk and unmounts it on SIGTERM', async (t) => {
+  await requireTool(t, 'nbdfuse');
+  await requireTool(t, 'fusermount3');
+  const bundlePath = await makeBundle(t);
+  const fuseDir = join(dirname(bundlePath), 'fuse');
+  const { child, output } = await startMount(t, [bundlePath, '--fuse', fuseDir, '--json'], parsesAsJson);
+  t.teardown(() => execa('fusermount3', ['-u', fuseDir], { reject: false }).then(() => undefined));
+  const info = JSON.parse(output) as { fuseFile: string };
+  t.is(info.fuseFile, join(fuseDir, 'disk'));
+  t.is((await stat(info.fuseFile)).size, 32 * MIB);
+  const head = Buffer.alloc(4096);
+  const handle = await import('node:fs/promises').then((fs) => fs.open(info.fuseFile, 'r'));
+  await handle.read(head, 0, 4096, 8 * MIB);
+  await handle.close();
+  t.true(head.equals(seededBytes(4096, 5)));
+  process.kill(child.pid as number, 'SIGTERM');
+  t.is((await child).exitCode, 0);
+  const mounts = await readFile('/proc/mounts', 'utf8');
+  t.false(mounts.includes(fuseDir), 'the FUSE mount is gone');
+});
