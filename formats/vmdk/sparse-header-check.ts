@@ -144,6 +144,10 @@ export async function readSparseGeometry(handle: FileHandle, path: string, fileS
   const capacitySectors = toSafeNumber(header.capacity, 'capacity', path);
   if (capacitySectors * SECTOR_SIZE > Number.MAX_SAFE_INTEGER) throw corrupt(path, `capacity of ${capacitySectors} sectors is absurd`);
   const gdEntries = Math.ceil(capacitySectors / (gtEntries * grainSizeSectors));
+  const gdOffsetSectors = gdEntries === 0 ? 0 : toSafeNumber(header.gdOffset, 'gdOffset', path);
+  if (gdOffsetSectors * SECTOR_SIZE + gdEntries * 4 > fileSize) {
+    throw corrupt(path, `grain directory for a capacity of ${capacitySectors} sectors lies past end of file (absurd capacity or truncated file)`);
+  }
   if (gdEntries > MAX_GD_ENTRIES) {
     throw new SbmError('SBM_UNSUPPORTED', `${path}: grain directory of ${gdEntries} entries is too large`, { path });
   }
@@ -155,7 +159,6 @@ export async function readSparseGeometry(handle: FileHandle, path: string, fileS
     if (descriptorSizeSectors > MAX_DESCRIPTOR_SECTORS) throw corrupt(path, `embedded descriptor of ${descriptorSizeSectors} sectors is too large`);
     if ((descriptorOffsetSectors + descriptorSizeSectors) * SECTOR_SIZE > fileSize) throw corrupt(path, 'embedded descriptor lies past end of file');
   }
-  const gdOffsetSectors = gdEntries === 0 ? 0 : toSafeNumber(header.gdOffset, 'gdOffset', path);
   const uncleanShutdown = header.uncleanShutdown !== 0;
   if (uncleanShutdown) {
     onWarning({ code: 'SBM_VMDK_UNCLEAN', message: `${path}: unclean-shutdown flag is set (the disk was not closed cleanly)`, data: { path } });
