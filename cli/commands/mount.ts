@@ -1,16 +1,20 @@
-// `sbm mount`: serves a bundle (read-write unless --read-only) or any image sbm reads (read-only)
+// `sbm mount`: serves a bundle (read-write unless --read-only), one of its snapshots (read-only)
+// or any image sbm reads (read-only)
 // over NBD, prints the URI, and runs until SIGINT/SIGTERM. Shutdown order: unmount FUSE (it is a
 // client) -> stop accepting and drain -> flush -> close the device (releases the bundle lock) ->
 // remove the socket.
 
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 
 import type { BlockDevice } from '../../lib/block-device.js';
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
-import { SbmError } from '../../lib/errors.js';
+import { bundlePaths } from '../../lib/bundle/bundle-paths.js';
+import { SbmError, isSbmError } from '../../lib/errors.js';
 import { type FuseMount, fuseMount } from '../../lib/nbd/fuse-mount.js';
 import { type NbdServerHandle, serveNbd } from '../../lib/nbd/serve-nbd.js';
+import { SNAPSHOTS_DIR, SNAPSHOT_SUFFIX } from '../../lib/snapshots/snapshot-manager.js';
+import type { WarningSink } from '../../lib/warnings.js';
 import { openImage, probeImage } from '../../formats/index.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 
@@ -48,16 +52,12 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
       .conflicts('socket', 'host') as unknown as Argv<MountArgs>,
   handler: action(async (argv: MountArgs) => {
     if (argv.host !== undefined && argv.port === undefined) throw new SbmError('SBM_USAGE', '--host needs --port');
-    if (argv.snapshot !== undefined) {
-      // TODO(issue 5): serve snapshots read-only once lib/snapshots/ lands.
-      throw new SbmError('SBM_UNSUPPORTED', `--snapshot ${argv.snapshot}: snapshots are not available in this build yet`);
-    }
     const device = await openSource(argv);
     let server: NbdServerHandle | undefined;
     let fuse: FuseMount | undefined;
     try {
       server = await serveNbd(device, {
-        name: argv.name ?? defaultExportName(argv.source),
+        name: argv.name ?? defaultExportName(argv.source, argv.snapshot),
         readOnly: argv.readOnly,
         socketPath: argv.socket,
         port: argv.port,
@@ -83,11 +83,31 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
 async function openSource(argv: MountArgs): Promise<BlockDevice> {
   const onWarning = warningSink(argv);
   const probe = await probeImage(argv.source);
+  if (argv.snapshot !== undefined) {
+    if (!probe.isDirectory) throw new SbmError('SBM_USAGE', `--snapshot needs a sparse bundle; ${argv.source} is a file`);
+    return openSnapshot(argv.source, argv.snapshot, onWarning);
+  }
   if (probe.isDirectory) return SparseBundle.open(argv.source, { readOnly: argv.readOnly, onWarning });
   return openImage(argv.source, { onWarning });
 }
 
-function defaultExportName(source: string): string {
+/**
+ * A snapshot is itself a bundle under .sbm/snapshots/; it is opened directly (shared lock on its
+ * own lock file) so it can be served while the live bundle is mounted read-write elsewhere.
+ */
+async function openSnapshot(source: string, name: string, onWarning: WarningSink): Promise<BlockDevice> {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new SbmError('SBM_USAGE', `"${name}" is not a snapshot name`);
+  const path = join(bundlePaths(source).sbm, SNAPSHOTS_DIR, `${name}${SNAPSHOT_SUFFIX}`);
+  try {
+    return await SparseBundle.open(path, { readOnly: true, onWarning });
+  } catch (error) {
+    if (isSbmError(error, 'SBM_NOT_FOUND')) throw new SbmError('SBM_NOT_FOUND', `no snapshot named "${name}" in ${source}`, { name });
+    throw error;
+  }
+}
+
+function defaultExportName(source: string, snapshot: string | undefined): string {
+  if (snapshot !== undefined) return `${defaultExportName(source, undefined)}-${snapshot}`;
   return basename(source.replace(/\/+$/, '')).replace(/\.[^.]*$/, '');
 }
 

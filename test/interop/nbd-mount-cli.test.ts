@@ -107,17 +107,42 @@ test('a raw image is served read-only over TCP with --port 0', async (t) => {
   t.is((await child).exitCode, 0);
 });
 
-test('sbm mount refuses remote hosts without --allow-remote and --snapshot in this build', async (t) => {
+test('sbm mount refuses remote hosts without --allow-remote and unknown snapshots', async (t) => {
   const bundlePath = await makeBundle(t);
   const remote = await runSbm(['mount', bundlePath, '--port', '0', '--host', '0.0.0.0']);
   t.is(remote.exitCode, 2);
   t.regex(String(remote.stderr), /SBM_USAGE: refusing to listen on 0\.0\.0\.0/);
   const snapshot = await runSbm(['mount', bundlePath, '--snapshot', 'daily']);
-  t.is(snapshot.exitCode, 4);
-  t.regex(String(snapshot.stderr), /SBM_UNSUPPORTED/);
+  t.is(snapshot.exitCode, 1);
+  t.regex(String(snapshot.stderr), /SBM_NOT_FOUND: no snapshot named "daily"/);
   // Neither attempt left the bundle locked.
   await (await SparseBundle.open(bundlePath)).close();
   t.pass();
+});
+
+test('sbm mount --snapshot serves the snapshot read-only while the live bundle changes', async (t) => {
+  await requireTool(t, 'nbdinfo');
+  await requireTool(t, 'nbdcopy');
+  const bundlePath = await makeBundle(t);
+  const live = await SparseBundle.open(bundlePath);
+  await live.snapshots.create('daily');
+  await live.write(8 * MIB, seededBytes(4096, 6));
+  await live.write(20 * MIB, seededBytes(4096, 7));
+  // The live bundle stays open read-write (exclusive lock) while its snapshot is served.
+  t.teardown(() => live.close());
+  const { child, output } = await startMount(t, [bundlePath, '--snapshot', 'daily', '--json'], parsesAsJson);
+  const info = JSON.parse(output) as { uri: string; exportName: string; readOnly: boolean };
+  t.like(info, { exportName: 'vm-daily', readOnly: true });
+  t.is((await execa('nbdinfo', ['--is', 'read-only', info.uri], { reject: false })).exitCode, 0);
+  const copy = join(dirname(bundlePath), 'daily.raw');
+  await execa('nbdcopy', [info.uri, copy]);
+  const bytes = await readFile(copy);
+  t.true(bytes.subarray(8 * MIB, 8 * MIB + 4096).equals(seededBytes(4096, 5)), 'the snapshot holds the old data');
+  t.true(bytes.subarray(20 * MIB, 20 * MIB + 4096).every((byte) => byte === 0));
+  const write = await execa('qemu-io', ['-f', 'raw', '-c', 'write -P 1 0 512', info.uri], { reject: false });
+  t.regex(write.stdout + write.stderr, /read-only|not permitted|Permission|Operation not permitted/i);
+  process.kill(child.pid as number, 'SIGTERM');
+  t.is((await child).exitCode, 0);
 });
 
 test('sbm mount --fuse exposes DIR/disk and unmounts it on SIGTERM', async (t) => {
