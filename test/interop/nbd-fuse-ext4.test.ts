@@ -9,13 +9,23 @@ import { join } from 'node:path';
 
 import { fuseMount } from '../../lib/nbd/fuse-mount.js';
 import { requireTool, seededBytes } from '../helpers/tools.js';
-import { MIB, serveBundle } from '../lib/nbd/interop-kit.js';
+import { MIB, recordingDevice, serveBundle } from '../lib/nbd/interop-kit.js';
 
 const STEP = { timeout: 60_000 };
 
 test('ext4 on a loop device on nbdfuse on sbm: write, fsck clean, remount, read back', async (t) => {
   for (const tool of ['nbdfuse', 'fusermount3', 'losetup', 'mkfs.ext4', 'e2fsck', 'mount', 'umount']) await requireTool(t, tool);
-  const served = await serveBundle(t, 256 * MIB);
+  let recorder: ReturnType<typeof recordingDevice> | undefined;
+  let token = '';
+  const served = await serveBundle(t, 256 * MIB, {
+    prepare: async (bundle) => {
+      token = await bundle.token();
+    },
+    wrap: (bundle) => {
+      recorder = recordingDevice(bundle);
+      return recorder.device;
+    },
+  });
   const fuseDir = join(served.dir, 'fuse');
   const fsDir = join(served.dir, 'fs');
   await mkdir(fsDir);
@@ -56,4 +66,14 @@ test('ext4 on a loop device on nbdfuse on sbm: write, fsck clean, remount, read 
   // ext4 spreads metadata over the disk but leaves most of 256 MiB untouched: the bundle stays sparse.
   const present = served.bundle.bandsPresent();
   t.true(present.length > 0 && present.length < 32, `bands present: ${present.join(',')}`);
+
+  // The change tracker names every band the filesystem wrote (never fewer) and nothing it did not
+  // touch; zeroing a band that was never there changes nothing and may go unreported.
+  const report = await served.bundle.changedSince(token);
+  const reported = new Set(report.bands.map((band) => band.bandIndex));
+  const { written, zeroed } = recorder as NonNullable<typeof recorder>;
+  t.true(written.size > 0);
+  for (const band of written) t.true(reported.has(band), `band ${band} was written but not reported`);
+  for (const band of reported) t.true(written.has(band) || zeroed.has(band), `band ${band} reported but never touched`);
+  t.true(report.bands.every((band) => !band.foreign));
 });
