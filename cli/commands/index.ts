@@ -1,12 +1,17 @@
 // Every `sbm` subcommand, one module per file. Add new commands to this list.
 
 import type { CommandModule } from 'yargs';
+import { backupCommand } from './backup.js';
+import { backupsCommand } from './backups.js';
 import { checkCommand } from './check.js';
 import { convertCommand } from './convert.js';
 import { createCommand } from './create.js';
 import { exportCommand } from './export.js';
 import { infoCommand } from './info.js';
 import { resizeCommand } from './resize.js';
+import { restoreCommand } from './restore.js';
+import { thinCommand } from './thin.js';
+import { verifyCommand } from './verify.js';
 import { mountCommand } from './mount.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -17,5 +22,10 @@ export const COMMANDS: CommandModule<any, any>[] = [
   exportCommand,
   checkCommand,
   resizeCommand,
+  backupCommand,
+  backupsCommand,
+  restoreCommand,
+  verifyCommand,
+  thinCommand,
   mountCommand,
 ];

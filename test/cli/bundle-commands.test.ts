@@ -122,3 +122,41 @@ test('info reads the hdiutil fixture', async (t) => {
   t.regex(info.stdout, /bands present: +2/);
   t.regex(info.stdout, /mapped bitmaps: +true/);
 });
+
+test('resize grows freely and shrinks only with --shrink', async (t) => {
+  const dir = await tempDir(t);
+  const bundle = join(dir, 'vm.sparsebundle');
+  t.is((await runSbm(['create', bundle, '--size', '16M', '--band-size', '1M'])).exitCode, 0);
+  const grown = await runSbm(['resize', bundle, '--size', '64M', '--json']);
+  t.is(grown.exitCode, 0, grown.stderr);
+  t.like(JSON.parse(grown.stdout), { previousBytes: 16 * MIB, sizeBytes: 64 * MIB });
+  const refused = await runSbm(['resize', bundle, '--size', '8M']);
+  t.is(refused.exitCode, 2);
+  t.regex(refused.stderr, /^sbm: SBM_USAGE: .*--shrink/);
+  t.is((await runSbm(['resize', bundle, '--size', '8M', '--shrink'])).exitCode, 0);
+  t.like(JSON.parse((await runSbm(['info', bundle, '--json'])).stdout), { sizeBytes: 8 * MIB, bandCount: 8 });
+});
+
+test('an interrupted convert leaves no bundle and no staging folder behind', async (t) => {
+  const dir = await tempDir(t);
+  const raw = join(dir, 'big.img');
+  await writeFile(raw, seededBytes(48 * MIB, 9));
+  const { execa } = await import('execa');
+  const { SBM_BIN } = await import('../helpers/tools.js');
+  const child = execa('node', [SBM_BIN, 'convert', raw, join(dir, 'big.sparsebundle'), '--band-size', '1M'], { reject: false });
+  // Wait until the staging folder exists, then interrupt.
+  for (let attempt = 0; attempt < 200; attempt++) {
+    if ((await readdir(dir)).some((name) => name.includes('sbm-partial'))) break;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  child.kill('SIGINT');
+  const result = await child;
+  if (result.exitCode === 0) {
+    t.log('convert finished before the signal arrived; the output must then be complete');
+    t.deepEqual((await readdir(dir)).sort(), ['big.img', 'big.sparsebundle']);
+    return;
+  }
+  t.is(result.exitCode, 130);
+  t.regex(result.stderr, /SBM_INTERRUPTED/);
+  t.deepEqual(await readdir(dir), ['big.img']);
+});

@@ -1,0 +1,56 @@
+// sbm backup <bundle> <dest>: an incremental, complete, openable backup of the disk.
+
+import type { CommandModule } from 'yargs';
+import { bundleBackupSource } from '../../lib/backup/bundle-backup-source.js';
+import { createBackup } from '../../lib/backup/create-backup.js';
+import { thinBackups } from '../../lib/backup/thin-backups.js';
+import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
+import { formatSize } from '../../lib/size.js';
+import { type ThinArgs, thinOptions, thinPolicyOf } from '../backup-options.js';
+import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+
+interface BackupArgs extends GlobalOptions, ThinArgs {
+  bundle: string;
+  dest: string;
+  copy: boolean;
+  progress: boolean;
+}
+
+export const backupCommand: CommandModule<object, BackupArgs> = {
+  command: 'backup <bundle> <dest>',
+  describe: 'back up the disk to DEST/NAME/<time>.sparsebundle, copying only changed bands',
+  builder: (yargs) =>
+    yargs
+      .positional('bundle', { type: 'string', demandOption: true })
+      .positional('dest', { type: 'string', demandOption: true, describe: 'destination folder (holds one set per disk)' })
+      .option('copy', { type: 'boolean', default: false, describe: 'copy unchanged bands instead of hard-linking them' })
+      .option('progress', { type: 'boolean', default: true, describe: 'progress on a TTY (--no-progress to hide)' })
+      .options(thinOptions)
+      .options({ ...jsonOption, ...strictOption })
+      .example('$0 backup vm.sparsebundle /Volumes/Backup --keep-hourly 24 --keep-daily 30', 'back up, then thin'),
+  handler: action(async (argv) => {
+    const onWarning = warningSink(argv);
+    const bundle = await SparseBundle.open(argv.bundle, { onWarning });
+    try {
+      const showProgress = argv.progress && !argv.json && process.stderr.isTTY;
+      const result = await createBackup(bundleBackupSource(bundle), argv.dest, {
+        copyMode: argv.copy,
+        onWarning,
+        onProgress: showProgress ? ({ bandsDone, bandsTotal }) => process.stderr.write(`\rbacking up: ${bandsDone}/${bandsTotal} bands`) : undefined,
+      });
+      if (showProgress) process.stderr.write('\n');
+      const policy = thinPolicyOf(argv);
+      const thinned = policy === undefined ? undefined : await thinBackups(result.path.slice(0, result.path.lastIndexOf('/')), policy);
+      if (argv.json) printJson({ ...result, thinned });
+      else {
+        printLine(
+          `backup ${result.path}: ${result.bandsCopied} bands copied, ${result.bandsLinked} linked, ` +
+            `${formatSize(result.bytesWritten)} written in ${result.seconds.toFixed(2)} s (${result.mode})`,
+        );
+        if (thinned !== undefined && thinned.deleted.length > 0) printLine(`thinned: deleted ${thinned.deleted.join(', ')}`);
+      }
+    } finally {
+      await bundle.close();
+    }
+  }),
+};

@@ -1,0 +1,65 @@
+// sbm restore <backup> <target> [--to raw|vmdk]: into a new bundle, over a live one (--force,
+// tracked as changes), or as an image file.
+
+import { stat } from 'node:fs/promises';
+import type { CommandModule } from 'yargs';
+import { findExporter } from '../../formats/index.js';
+import { readManifest } from '../../lib/backup/backup-manifest.js';
+import { overwriteBundle } from '../../lib/backup/restore-backup.js';
+import { convertToBundle } from '../../lib/convert-to-bundle.js';
+import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
+import { SbmError } from '../../lib/errors.js';
+import { withStagedOutput } from '../../lib/fs/staged-output.js';
+import { type GlobalOptions, action, jsonOption, printJson, printLine, warningSink } from '../command-kit.js';
+
+interface RestoreArgs extends GlobalOptions {
+  backup: string;
+  target: string;
+  to?: string;
+  force: boolean;
+}
+
+export const restoreCommand: CommandModule<object, RestoreArgs> = {
+  command: 'restore <backup> <target>',
+  describe: 'restore a backup into a new bundle, over an existing bundle (--force), or to an image (--to raw|vmdk)',
+  builder: (yargs) =>
+    yargs
+      .positional('backup', { type: 'string', demandOption: true, describe: 'a backup: DEST/NAME/<time>.sparsebundle' })
+      .positional('target', { type: 'string', demandOption: true })
+      .option('to', { type: 'string', describe: 'write an image file of this format instead of a bundle' })
+      .option('force', { type: 'boolean', default: false, describe: 'overwrite an existing target (a bundle is rewritten in place, tracked)' })
+      .options(jsonOption),
+  handler: action(async (argv) => {
+    const onWarning = warningSink(argv);
+    const manifest = await readManifest(argv.backup);
+    const source = await SparseBundle.open(argv.backup, { readOnly: true, onWarning });
+    try {
+      let result: object;
+      if (argv.to !== undefined) {
+        const exporter = findExporter(argv.to);
+        result = await withStagedOutput(argv.target, { force: argv.force }, (staging) => exporter.export(source, staging, {}));
+      } else if (await isBundle(argv.target)) {
+        if (!argv.force) throw new SbmError('SBM_EXISTS', `${argv.target} exists; --force rewrites it in place (tracked as changes)`);
+        const live = await SparseBundle.open(argv.target, { onWarning });
+        try {
+          result = { inPlace: true, ...(await overwriteBundle(source, live)) };
+        } finally {
+          await live.close();
+        }
+      } else {
+        result = await convertToBundle(source, argv.target, { bandSizeBytes: manifest.bandSizeBytes, force: argv.force, onWarning });
+      }
+      if (argv.json) printJson({ backup: argv.backup, target: argv.target, ...result });
+      else printLine(`restored ${argv.backup} -> ${argv.target}`);
+    } finally {
+      await source.close();
+    }
+  }),
+};
+
+async function isBundle(path: string): Promise<boolean> {
+  return stat(path).then(
+    (info) => info.isDirectory(),
+    () => false,
+  );
+}

@@ -1,0 +1,35 @@
+// sbm thin <dest>: delete whole backups by policy; never the newest, never a band another needs.
+
+import type { CommandModule } from 'yargs';
+import { lockBackupSet } from '../../lib/backup/backup-set.js';
+import { thinBackups } from '../../lib/backup/thin-backups.js';
+import { SbmError } from '../../lib/errors.js';
+import { formatSize } from '../../lib/size.js';
+import { type ThinArgs, thinOptions, thinPolicyOf } from '../backup-options.js';
+import { resolveSets } from '../backup-sets.js';
+import { type GlobalOptions, action, jsonOption, printJson, printLine } from '../command-kit.js';
+
+interface ThinCommandArgs extends GlobalOptions, ThinArgs {
+  dest: string;
+}
+
+export const thinCommand: CommandModule<object, ThinCommandArgs> = {
+  command: 'thin <dest>',
+  describe: 'delete old backups by policy (whole backups only; the newest is always kept)',
+  builder: (yargs) => yargs.positional('dest', { type: 'string', demandOption: true }).options(thinOptions).options(jsonOption),
+  handler: action(async (argv) => {
+    const policy = thinPolicyOf(argv);
+    if (policy === undefined) throw new SbmError('SBM_USAGE', 'give at least one of --keep-hourly, --keep-daily, --keep-weekly, --max-bytes');
+    const results = [];
+    for (const set of await resolveSets(argv.dest)) {
+      const lock = await lockBackupSet(set);
+      try {
+        results.push({ set, ...(await thinBackups(set, policy)) });
+      } finally {
+        await lock.release();
+      }
+    }
+    if (argv.json) printJson(results);
+    else for (const result of results) printLine(`${result.set}: deleted ${result.deleted.length}, kept ${result.kept.length} (${formatSize(result.bytesAfter)})`);
+  }),
+};

@@ -1,0 +1,99 @@
+// Reading a backup set: what each backup holds, what deleting it would free, and whether its
+// bands still match their manifest.
+
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SbmError } from '../errors.js';
+import { mapLimit } from '../map-limit.js';
+import { readManifest } from './backup-manifest.js';
+import { type BackupEntry, listBackups, parseBackupName } from './backup-set.js';
+import { hashFile } from './create-backup.js';
+
+export interface BackupSummary {
+  readonly name: string;
+  readonly path: string;
+  readonly time: string;
+  readonly sizeBytes: number;
+  readonly bands: number;
+  /** Bytes of band files no other backup links: what deleting this backup frees. */
+  readonly uniqueBytes: number;
+  readonly mode: string;
+}
+
+export async function describeBackups(setDir: string): Promise<BackupSummary[]> {
+  const summaries: BackupSummary[] = [];
+  for (const entry of await listBackups(setDir)) {
+    const manifest = await readManifest(entry.path);
+    let uniqueBytes = 0;
+    await mapLimit(Object.keys(manifest.bands), 16, async (name) => {
+      const info = await stat(join(entry.path, 'bands', name)).catch(() => undefined);
+      if (info !== undefined && info.nlink === 1) uniqueBytes += info.blocks * 512;
+    });
+    summaries.push({
+      name: entry.name,
+      path: entry.path,
+      time: entry.time.toISOString(),
+      sizeBytes: manifest.sizeBytes,
+      bands: Object.keys(manifest.bands).length,
+      uniqueBytes,
+      mode: manifest.mode,
+    });
+  }
+  return summaries;
+}
+
+export interface DamagedBand {
+  readonly backup: string;
+  readonly band: string;
+  readonly problem: string;
+  /** Other backups of the set that link the same file (damaged with it). */
+  readonly sharedWith: string[];
+}
+
+export interface VerifyReport {
+  readonly backupsChecked: number;
+  readonly bandsChecked: number;
+  readonly damaged: DamagedBand[];
+}
+
+/** Re-hashes every band of one backup, or of every backup in a set folder. */
+export async function verifyBackups(path: string): Promise<VerifyReport> {
+  const info = await stat(path).catch(() => undefined);
+  if (info === undefined) throw new SbmError('SBM_NOT_FOUND', `${path} does not exist`, { path });
+  const single = parseBackupName(path.replace(/\/+$/, '').split('/').pop() ?? '') !== undefined;
+  const backups: BackupEntry[] = single ? [{ name: path, path, time: new Date(0) }] : await listBackups(path);
+  if (backups.length === 0) throw new SbmError('SBM_NOT_A_BACKUP', `${path} is neither a backup nor a backup set`, { path });
+  const inodes = new Map<string, string[]>(); // dev:ino -> backups that link it
+  const damaged: Array<Omit<DamagedBand, 'sharedWith'> & { inode?: string }> = [];
+  let bandsChecked = 0;
+  for (const backup of backups) {
+    const manifest = await readManifest(backup.path);
+    const present = new Set(await readdir(join(backup.path, 'bands')));
+    for (const name of present) {
+      if (!(name in manifest.bands)) damaged.push({ backup: backup.name, band: name, problem: 'band file not in the manifest' });
+    }
+    await mapLimit(Object.entries(manifest.bands), 2, async ([name, record]) => {
+      bandsChecked++;
+      const file = join(backup.path, 'bands', name);
+      const fileInfo = await stat(file).catch(() => undefined);
+      if (fileInfo === undefined) {
+        damaged.push({ backup: backup.name, band: name, problem: 'band file is missing' });
+        return;
+      }
+      const inode = `${fileInfo.dev}:${fileInfo.ino}`;
+      inodes.set(inode, [...(inodes.get(inode) ?? []), backup.name]);
+      const actual = await hashFile(file);
+      if (actual.size !== record.size || actual.sha256 !== record.sha256) {
+        damaged.push({ backup: backup.name, band: name, problem: `content differs from the manifest (sha256 ${actual.sha256.slice(0, 12)}…)`, inode });
+      }
+    });
+  }
+  return {
+    backupsChecked: backups.length,
+    bandsChecked,
+    damaged: damaged.map(({ inode, ...band }) => ({
+      ...band,
+      sharedWith: inode === undefined ? [] : (inodes.get(inode) ?? []).filter((name) => name !== band.backup),
+    })),
+  };
+}

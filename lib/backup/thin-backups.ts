@@ -1,0 +1,107 @@
+// Thinning deletes whole backups only. Bands are hard links, so a band lives as long as any
+// backup links it: deleting one backup never changes or breaks another.
+//
+// Policy (Time Machine's shape): keep the newest backup of each of the last N hours, days and
+// weeks (UTC), always keep the newest backup, then, if --max-bytes is set, delete the oldest
+// remaining backups until the set fits. A deletion renames the backup to .deleting-* first, so a
+// crash mid-delete never leaves a half backup that looks complete.
+
+import { rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { readdir } from 'node:fs/promises';
+import { fsyncDirectory } from '../fs/atomic-write.js';
+import { type BackupEntry, listBackups } from './backup-set.js';
+
+export interface ThinPolicy {
+  readonly keepHourly?: number;
+  readonly keepDaily?: number;
+  readonly keepWeekly?: number;
+  readonly maxBytes?: number;
+}
+
+export interface ThinResult {
+  readonly kept: string[];
+  readonly deleted: string[];
+  readonly bytesAfter: number;
+}
+
+const HOUR = 3600_000;
+const DAY = 24 * HOUR;
+const WEEK = 7 * DAY;
+
+/** Backups the time policy keeps (the newest always among them). */
+export function selectKept(backups: readonly BackupEntry[], policy: ThinPolicy, now: Date): Set<string> {
+  const kept = new Set<string>();
+  const newest = backups.at(-1);
+  if (newest === undefined) return kept;
+  kept.add(newest.name);
+  const noTimePolicy = policy.keepHourly === undefined && policy.keepDaily === undefined && policy.keepWeekly === undefined;
+  if (noTimePolicy) {
+    for (const backup of backups) kept.add(backup.name);
+    return kept;
+  }
+  const rules: Array<[number | undefined, number]> = [
+    [policy.keepHourly, HOUR],
+    [policy.keepDaily, DAY],
+    [policy.keepWeekly, WEEK],
+  ];
+  for (const [count, span] of rules) {
+    if (count === undefined || count <= 0) continue;
+    const buckets = new Map<number, BackupEntry>();
+    for (const backup of backups) {
+      const age = now.getTime() - backup.time.getTime();
+      if (age >= count * span) continue;
+      const bucket = Math.floor(backup.time.getTime() / span);
+      buckets.set(bucket, backup); // oldest first, so the newest of each bucket wins
+    }
+    for (const backup of buckets.values()) kept.add(backup.name);
+  }
+  return kept;
+}
+
+export async function thinBackups(setDir: string, policy: ThinPolicy, now = new Date()): Promise<ThinResult> {
+  let backups = await listBackups(setDir);
+  const kept = selectKept(backups, policy, now);
+  const deleted: string[] = [];
+  for (const backup of backups) {
+    if (!kept.has(backup.name)) {
+      await deleteBackup(setDir, backup);
+      deleted.push(backup.name);
+    }
+  }
+  backups = backups.filter((backup) => kept.has(backup.name));
+  let bytes = await setBytes(backups);
+  if (policy.maxBytes !== undefined) {
+    while (bytes > policy.maxBytes && backups.length > 1) {
+      const oldest = backups.shift() as BackupEntry;
+      await deleteBackup(setDir, oldest);
+      deleted.push(oldest.name);
+      bytes = await setBytes(backups);
+    }
+  }
+  return { kept: backups.map((backup) => backup.name), deleted, bytesAfter: bytes };
+}
+
+async function deleteBackup(setDir: string, backup: BackupEntry): Promise<void> {
+  const doomed = join(setDir, `.deleting-${backup.name}`);
+  await rename(backup.path, doomed);
+  await fsyncDirectory(setDir);
+  await rm(doomed, { recursive: true, force: true });
+}
+
+/** Disk bytes of the set, counting each linked band file once. */
+async function setBytes(backups: readonly BackupEntry[]): Promise<number> {
+  const seen = new Set<string>();
+  let bytes = 0;
+  for (const backup of backups) {
+    const bandsDir = join(backup.path, 'bands');
+    for (const name of await readdir(bandsDir)) {
+      const info = await stat(join(bandsDir, name));
+      const key = `${info.dev}:${info.ino}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      bytes += info.blocks * 512;
+    }
+  }
+  return bytes;
+}
