@@ -218,3 +218,18 @@ test('TCP: port 0 picks a free loopback port; remote hosts need allowRemote; exi
   const refused = await serveNbd(new MemoryDevice(MIB), { socketPath: taken }).catch((error: unknown) => error);
   t.true(isSbmError(refused, 'SBM_LISTEN'));
 });
+
+test('multi-conn: a write on one connection, flush on a second, read on a third sees it', async (t) => {
+  const device = new GatedDevice(MIB);
+  const server = await serve(t, device);
+  const [a, b, c] = await Promise.all([client(t, server), client(t, server), client(t, server)]);
+  for (const raw of [a, b, c]) t.true(((await (raw as RawClient).handshake()).flags & C.NBD_FLAG_CAN_MULTI_CONN) !== 0);
+  (a as RawClient).send(request(C.NBD_CMD_WRITE, 0, 1n, 4096, 6, Buffer.from('shared')));
+  t.is((await (a as RawClient).simpleReply()).error, 0);
+  const flushesBefore = device.flushes;
+  (b as RawClient).send(request(C.NBD_CMD_FLUSH, 0, 2n, 0, 0));
+  t.is((await (b as RawClient).simpleReply()).error, 0);
+  t.is(device.flushes, flushesBefore + 1, 'the flush reached the shared device');
+  (c as RawClient).send(request(C.NBD_CMD_READ, 0, 3n, 4096, 6));
+  t.is((await (c as RawClient).simpleReply(6)).data.toString(), 'shared');
+});
