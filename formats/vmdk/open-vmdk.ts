@@ -74,6 +74,9 @@ async function openLink(path: string, state: OpenState): Promise<VmdkImage> {
     const head = await readHead(handle, Math.min(info.size, MAX_DESCRIPTOR_FILE_BYTES));
     const magic = head.length >= 4 ? head.readUInt32LE(0) : 0;
     if (magic === SPARSE_MAGICNUMBER || magic === SPARSE_MAGICNUMBER_INCOMPLETE) {
+      // One extent of a set (a text descriptor beside it lists it): open the whole disk.
+      const owner = findDescriptorNaming(real);
+      if (owner !== undefined) return await openLink(owner, state);
       handed = true;
       return await openSparseFile(real, handle, state);
     }
@@ -111,8 +114,6 @@ async function openSparseFile(real: string, handle: FileHandle, state: OpenState
   }
   if (descriptor === undefined) {
     await extent.close();
-    const owner = findDescriptorNaming(real);
-    if (owner !== undefined) return openLink(owner, state);
     throw new SbmError('SBM_UNSUPPORTED', `${real} is one extent of a multi-extent VMDK (no embedded descriptor) and no descriptor beside it names it; open the descriptor`, {
       path: real,
     });
