@@ -9,6 +9,7 @@ import type { SparseBundle } from '../engine/sparse-bundle.js';
 import type { BackupSource, ChangedAnswer, FrozenPoint } from './create-backup.js';
 
 /** Exit status 10 marks the tracker's "full backup required" refusals. */
+const SNAPSHOT_PREFIX = 'sbm-backup-';
 const TOKEN_REFUSALS = new Set(['SBM_TOKEN_FOREIGN', 'SBM_TOKEN_STALE', 'SBM_TOKEN_FUTURE', 'SBM_BAD_TOKEN']);
 
 export function bundleBackupSource(bundle: SparseBundle): BackupSource {
@@ -16,7 +17,12 @@ export function bundleBackupSource(bundle: SparseBundle): BackupSource {
     path: bundle.path,
     name: basename(bundle.path).replace(/\.(sparsebundle|backupbundle)$/, ''),
     async freeze(): Promise<FrozenPoint> {
-      const name = `sbm-backup-${Date.now()}-${randomBytes(3).toString('hex')}`;
+      // A killed backup leaves its snapshot behind; it would pin old bands forever. We hold the
+      // bundle's write lock, so no other backup of this bundle is running.
+      for (const stale of await bundle.snapshots.list()) {
+        if (stale.name.startsWith(SNAPSHOT_PREFIX)) await bundle.snapshots.delete(stale.name);
+      }
+      const name = `${SNAPSHOT_PREFIX}${Date.now()}-${randomBytes(3).toString('hex')}`;
       const snapshot = await bundle.snapshots.create(name);
       return {
         bundlePath: snapshot.path,

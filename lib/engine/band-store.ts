@@ -114,6 +114,8 @@ export class BandStore {
       const fileSize = await this.fileSize(bandIndex);
       if (fileSize === undefined || offsetInBand >= fileSize) return;
       const reachesEnd = offsetInBand + length >= Math.min(fileSize, bandLengthBytes);
+      // Zeroing bytes that are already zero changes nothing: no record, no copy-on-write.
+      if (!reachesEnd && (await this.rangeIsZero(bandIndex, offsetInBand, length))) return;
       await this.notifyChange(bandIndex);
       if (offsetInBand === 0 && reachesEnd) {
         // Unlinking never touches a shared inode, so no copy-on-write is needed.
@@ -137,6 +139,16 @@ export class BandStore {
         await this.pool.release(lease);
       }
     });
+  }
+
+  private async rangeIsZero(bandIndex: number, offsetInBand: number, length: number): Promise<boolean> {
+    const buffer = Buffer.allocUnsafe(Math.min(length, ZERO_WRITE_CHUNK.length));
+    for (let done = 0; done < length; done += buffer.length) {
+      const view = buffer.subarray(0, Math.min(buffer.length, length - done));
+      await this.read(bandIndex, offsetInBand + done, view);
+      if (!isAllZero(view)) return false;
+    }
+    return true;
   }
 
   private async fileSize(bandIndex: number): Promise<number | undefined> {
