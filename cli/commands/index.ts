@@ -13,6 +13,9 @@ import { restoreCommand } from './restore.js';
 import { thinCommand } from './thin.js';
 import { verifyCommand } from './verify.js';
 import { mountCommand } from './mount.js';
+import { tokenCommand } from './token.js';
+import { changedBandsCommand } from './changed-bands.js';
+import { snapshotCommand } from './snapshot.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const COMMANDS: CommandModule<any, any>[] = [
@@ -28,4 +31,7 @@ export const COMMANDS: CommandModule<any, any>[] = [
   verifyCommand,
   thinCommand,
   mountCommand,
+  tokenCommand,
+  changedBandsCommand,
+  snapshotCommand,
 ];

@@ -34,3 +34,15 @@ export function rng(seed: number): (limit: number) => number {
     return state % limit;
   };
 }
+
+/** One hash over a bundle's Info.plist and every band (name and bytes). */
+export async function hashBundle(bundlePath: string): Promise<string> {
+  const hash = createHash('sha256');
+  hash.update(await readFile(join(bundlePath, 'Info.plist')));
+  const dir = join(bundlePath, 'bands');
+  for (const name of (await readdir(dir)).sort()) {
+    hash.update(`\0${name}\0`);
+    hash.update(await readFile(join(dir, name)));
+  }
+  return hash.digest('hex');
+}

@@ -1,0 +1,93 @@
+// sbm changed-bands <bundle> --since <token|snapshot|time>: the bands to copy for an incremental
+// backup, as paths for rsync --files-from / tar -T / xargs, plus the token to use next time
+// (stderr, or in --json), taken at the same quiet point so a token -> backup -> token loop
+// never misses a write. Deleted bands are listed too, so a mirror can delete them.
+
+import { writeFile } from 'node:fs/promises';
+import type { CommandModule } from 'yargs';
+import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
+import { SbmError } from '../../lib/errors.js';
+import { resolveSince } from '../../lib/snapshots/resolve-since.js';
+import type { AuditMode, ChangedBand } from '../../lib/tracking/change-tracker.js';
+import type { SbmWarning } from '../../lib/warnings.js';
+import { type GlobalOptions, action, jsonOption, printJson, strictOption, warningSink } from '../command-kit.js';
+
+interface ChangedBandsArgs extends GlobalOptions {
+  bundle: string;
+  since: string;
+  relative: boolean;
+  null: boolean;
+  ranges: boolean;
+  audit: AuditMode;
+  tokenFile?: string;
+}
+
+export const changedBandsCommand: CommandModule<object, ChangedBandsArgs> = {
+  command: 'changed-bands <bundle>',
+  describe: 'list bands changed since a token, snapshot or time (exit 10: full backup required)',
+  builder: (yargs) =>
+    yargs
+      .positional('bundle', { type: 'string', demandOption: true, describe: 'a sparse bundle' })
+      .option('since', { type: 'string', demandOption: true, describe: 'token (sbm1:...), snapshot name or ISO-8601 time' })
+      .option('relative', { type: 'boolean', default: false, describe: 'print paths relative to the bundle (bands/<n>)' })
+      .option('null', { alias: '0', type: 'boolean', default: false, describe: 'end each path with NUL instead of newline' })
+      .option('ranges', { type: 'boolean', default: false, describe: 'print virtual byte ranges "<offset> <length>" instead of paths' })
+      .option('audit', {
+        choices: ['auto', 'full', 'directory'] as const,
+        default: 'auto' as AuditMode,
+        describe: 'stat audit for edits behind sbm\'s back: full = stat every band; directory = only when bands/ changed',
+      })
+      .option('token-file', { type: 'string', describe: 'also write the next token to this file' })
+      .options({ ...jsonOption, ...strictOption }),
+  handler: action(async (argv) => {
+    if (argv.ranges && (argv.relative || argv.null)) throw new SbmError('SBM_USAGE', '--ranges prints byte ranges; it does not combine with --relative or --null');
+    const warnings: SbmWarning[] = [];
+    const bundle = await SparseBundle.open(argv.bundle, { onWarning: warningSink(argv, warnings) });
+    try {
+      const since = await resolveSince(bundle, argv.since);
+      const report = await bundle.changedSince(since.token, { audit: argv.audit });
+      if (argv.tokenFile !== undefined && report.token !== undefined) await writeFile(argv.tokenFile, `${report.token}\n`);
+      if (argv.json) {
+        printJson({
+          since: report.since,
+          sinceKind: since.kind,
+          token: report.token,
+          bandSizeBytes: bundle.bandSizeBytes,
+          audit: report.audit,
+          bandCount: report.bands.length,
+          totalBytes: report.totalBytes,
+          bands: report.bands.map((band) => ({
+            index: band.bandIndex,
+            path: band.path,
+            relativePath: band.relativePath,
+            offset: band.offset,
+            length: band.length,
+            deleted: band.deleted,
+            foreign: band.foreign,
+          })),
+          ranges: mergeRanges(report.bands),
+          warnings,
+        });
+        return;
+      }
+      const lines = argv.ranges
+        ? mergeRanges(report.bands).map((range) => `${range.offset} ${range.length}`)
+        : report.bands.map((band) => (argv.relative ? band.relativePath : band.path));
+      const end = argv.null ? '\0' : '\n';
+      process.stdout.write(lines.map((line) => `${line}${end}`).join(''));
+      if (report.token !== undefined) process.stderr.write(`sbm: next token: ${report.token}\n`);
+    } finally {
+      await bundle.close();
+    }
+  }),
+};
+
+function mergeRanges(bands: readonly ChangedBand[]): Array<{ offset: number; length: number }> {
+  const ranges: Array<{ offset: number; length: number }> = [];
+  for (const band of bands) {
+    const last = ranges[ranges.length - 1];
+    if (last !== undefined && last.offset + last.length === band.offset) last.length += band.length;
+    else ranges.push({ offset: band.offset, length: band.length });
+  }
+  return ranges;
+}

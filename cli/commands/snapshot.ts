@@ -1,0 +1,58 @@
+// sbm snapshot create|list|delete|revert <bundle> [name]: copy-on-write snapshots kept in
+// <bundle>/.sbm/snapshots/<name>.sparsebundle (complete bundles; bands are hard links).
+
+import type { CommandModule } from 'yargs';
+import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
+import { SbmError } from '../../lib/errors.js';
+import { formatSize } from '../../lib/size.js';
+import type { SbmWarning } from '../../lib/warnings.js';
+import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+
+type SnapshotAction = 'create' | 'list' | 'delete' | 'revert';
+
+interface SnapshotArgs extends GlobalOptions {
+  action: SnapshotAction;
+  bundle: string;
+  name?: string;
+}
+
+export const snapshotCommand: CommandModule<object, SnapshotArgs> = {
+  command: 'snapshot <action> <bundle> [name]',
+  describe: 'create, list, delete or revert to copy-on-write snapshots',
+  builder: (yargs) =>
+    yargs
+      .positional('action', { choices: ['create', 'list', 'delete', 'revert'] as const, demandOption: true })
+      .positional('bundle', { type: 'string', demandOption: true, describe: 'a sparse bundle' })
+      .positional('name', { type: 'string', describe: 'snapshot name (create: default is the UTC time)' })
+      .options({ ...jsonOption, ...strictOption }),
+  handler: action(async (argv) => {
+    const warnings: SbmWarning[] = [];
+    const readOnly = argv.action === 'list';
+    const bundle = await SparseBundle.open(argv.bundle, { readOnly, onWarning: warningSink(argv, warnings) });
+    try {
+      const snapshots = bundle.snapshots;
+      if (argv.action === 'list') {
+        const list = await snapshots.list();
+        if (argv.json) printJson({ snapshots: list, warnings });
+        else for (const item of list) printLine(`${item.name}\t${item.createdAt}\t${formatSize(item.uniqueBytes)} unique\t${item.token}`);
+        return;
+      }
+      const name = argv.name ?? (argv.action === 'create' ? new Date().toISOString().replace(/[:.]/g, '-') : undefined);
+      if (name === undefined) throw new SbmError('SBM_USAGE', `sbm snapshot ${argv.action} needs a snapshot name`);
+      if (argv.action === 'create') {
+        const info = await snapshots.create(name);
+        if (argv.json) printJson({ ...info, warnings });
+        else printLine(`${info.path}\n${info.token}`);
+      } else if (argv.action === 'delete') {
+        await snapshots.delete(name);
+        if (argv.json) printJson({ deleted: name, warnings });
+      } else {
+        const result = await snapshots.revert(name);
+        if (argv.json) printJson({ reverted: name, ...result, warnings });
+        else printLine(`reverted to ${name}: ${result.bandsChanged} band(s) replaced`);
+      }
+    } finally {
+      await bundle.close();
+    }
+  }),
+};

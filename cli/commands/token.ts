@@ -1,0 +1,30 @@
+// sbm token <bundle>: closes the current change-tracking generation and prints a token naming
+// this point; `sbm changed-bands --since <token>` later lists what changed after it.
+
+import type { CommandModule } from 'yargs';
+import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
+import { parseToken } from '../../lib/tracking/tracking-token.js';
+import type { SbmWarning } from '../../lib/warnings.js';
+import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+
+interface TokenArgs extends GlobalOptions {
+  bundle: string;
+}
+
+export const tokenCommand: CommandModule<object, TokenArgs> = {
+  command: 'token <bundle>',
+  describe: 'print a change-tracking token naming this point (closes the current generation)',
+  builder: (yargs) =>
+    yargs.positional('bundle', { type: 'string', demandOption: true, describe: 'a sparse bundle' }).options({ ...jsonOption, ...strictOption }),
+  handler: action(async (argv) => {
+    const warnings: SbmWarning[] = [];
+    const bundle = await SparseBundle.open(argv.bundle, { onWarning: warningSink(argv, warnings) });
+    try {
+      const token = await bundle.token();
+      if (argv.json) printJson({ token, ...parseToken(token), warnings });
+      else printLine(token);
+    } finally {
+      await bundle.close();
+    }
+  }),
+};
