@@ -111,7 +111,7 @@ export class VmdkImage implements ImageReader {
 
   async details(): Promise<Record<string, unknown>> {
     const d = this.descriptor;
-    return {
+    const facts: Record<string, unknown> = {
       createType: d.createType,
       capacity: this.sizeBytes,
       cid: hex(d.cid),
@@ -129,6 +129,9 @@ export class VmdkImage implements ImageReader {
       adapterType: d.ddb['adaptertype'],
       warnings: this.warnings.map((warning) => `${warning.code}: ${warning.message}`),
     };
+    // Leave out facts that do not apply (no parent, no adapter type) instead of printing "undefined".
+    for (const key of Object.keys(facts)) if (facts[key] === undefined) delete facts[key];
+    return facts;
   }
 
   async write(_offset: number, _data: Uint8Array, _options?: WriteOptions): Promise<void> {
