@@ -41,6 +41,12 @@ export class ByteQueue {
     return dropped;
   }
 
+  /** Removes the first `target.length` bytes (<= length) by copying them into `target`. */
+  takeInto(target: Buffer): void {
+    if (target.length > this.total) throw new RangeError(`takeInto(${target.length}) with ${this.total} queued`);
+    this.copyOut(target);
+  }
+
   private copyOut(target: Buffer): void {
     let written = 0;
     while (written < target.length) {

@@ -49,13 +49,20 @@ export function holeChunk(cookie: bigint, offset: number, holeSize: number): Buf
  * A successful READ reply with room for the data: the whole frame is one buffer and `data` is the
  * view the device reads into, so the reply costs one socket write and no extra copy.
  */
-export function readReply(cookie: bigint, offset: number, length: number, structured: boolean): { frame: Buffer; data: Buffer } {
+export function readReply(
+  cookie: bigint,
+  offset: number,
+  length: number,
+  structured: boolean,
+  allocate: (length: number) => Buffer = (size) => Buffer.allocUnsafe(size),
+): { frame: Buffer; data: Buffer } {
   if (!structured) {
-    const frame = Buffer.allocUnsafe(SIMPLE_REPLY.sizeBytes + length);
+    const frame = allocate(SIMPLE_REPLY.sizeBytes + length);
     SIMPLE_REPLY.encode({ magic: C.NBD_SIMPLE_REPLY_MAGIC, error: 0, cookie }, frame);
     return { frame, data: frame.subarray(SIMPLE_REPLY.sizeBytes) };
   }
-  const frame = chunk(cookie, C.NBD_REPLY_TYPE_OFFSET_DATA, C.NBD_REPLY_FLAG_DONE, 8 + length);
+  const frame = allocate(CHUNK_HEADER.sizeBytes + 8 + length);
+  CHUNK_HEADER.encode({ magic: C.NBD_STRUCTURED_REPLY_MAGIC, flags: C.NBD_REPLY_FLAG_DONE, type: C.NBD_REPLY_TYPE_OFFSET_DATA, cookie, length: 8 + length }, frame);
   frame.writeBigUInt64BE(BigInt(offset), CHUNK_HEADER.sizeBytes);
   return { frame, data: frame.subarray(CHUNK_HEADER.sizeBytes + 8) };
 }

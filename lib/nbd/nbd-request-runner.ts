@@ -11,9 +11,16 @@ import { type NbdRequest, errorText } from './nbd-server-protocol.js';
 /** Largest block status answer, so a 4 GiB query over a huge disk stays cheap. */
 const MAX_STATUS_SPAN_BYTES = 4 * 1024 * 1024 * 1024;
 
-export async function runRequest(device: BlockDevice, request: NbdRequest): Promise<Buffer> {
+/** Where READ reply frames come from (a BufferPool); the caller releases the returned frame once written. */
+export interface FrameAllocator {
+  acquire(length: number): Buffer;
+  release(buffer: Buffer): void;
+}
+const plainFrames: FrameAllocator = { acquire: (length) => Buffer.allocUnsafe(length), release: () => undefined };
+
+export async function runRequest(device: BlockDevice, request: NbdRequest, frames: FrameAllocator = plainFrames): Promise<Buffer> {
   try {
-    return await execute(device, request);
+    return await execute(device, request, frames);
   } catch (error) {
     const code = nbdErrorOf(error);
     const message = error instanceof Error ? error.message : errorText(code);
@@ -21,13 +28,18 @@ export async function runRequest(device: BlockDevice, request: NbdRequest): Prom
   }
 }
 
-async function execute(device: BlockDevice, request: NbdRequest): Promise<Buffer> {
+async function execute(device: BlockDevice, request: NbdRequest, frames: FrameAllocator): Promise<Buffer> {
   const { cookie, offset, length } = request;
   const fua = (request.flags & C.NBD_CMD_FLAG_FUA) !== 0;
   switch (request.type) {
     case C.NBD_CMD_READ: {
-      const reply = readReply(cookie, offset, length, request.structured);
-      await device.readInto(offset, reply.data);
+      const reply = readReply(cookie, offset, length, request.structured, (size) => frames.acquire(size));
+      try {
+        await device.readInto(offset, reply.data);
+      } catch (error) {
+        frames.release(reply.frame);
+        throw error;
+      }
       return reply.frame;
     }
     case C.NBD_CMD_WRITE:

@@ -67,7 +67,11 @@ export class NbdServerProtocol {
   private optionCount = 0;
   private readonly pending: NbdAction[] = [];
 
-  constructor(private readonly target: NbdExport) {}
+  /** `allocate` provides WRITE payload buffers (a pool in the session; plain memory by default). */
+  constructor(
+    private readonly target: NbdExport,
+    private readonly allocate: (length: number) => Buffer = (length) => Buffer.allocUnsafe(length),
+  ) {}
 
   /** The greeting, to send as soon as the client connects. */
   greeting(): Buffer {
@@ -226,9 +230,9 @@ export class NbdServerProtocol {
 
   private writePayload(request: NbdRequest): void {
     this.phase = { name: 'request-header' };
-    // One copy out of the chunk list; the view case is copied too so the socket's buffer is not pinned.
-    const data = Buffer.allocUnsafe(request.length);
-    this.input.take(request.length).copy(data);
+    // One copy out of the chunk list, so the socket's chunks are not pinned by a slow request.
+    const data = this.allocate(request.length);
+    this.input.takeInto(data);
     this.emit({ kind: 'request', request: { ...request, data } });
   }
 

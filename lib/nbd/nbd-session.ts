@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import createDebug from 'debug';
 
 import type { BlockDevice } from '../block-device.js';
+import type { BufferPool } from './buffer-pool.js';
 import * as C from './constants.js';
 import type { NbdExport } from './nbd-export.js';
 import { runRequest } from './nbd-request-runner.js';
@@ -53,8 +54,9 @@ export class NbdSession {
     private readonly device: BlockDevice,
     target: NbdExport,
     private readonly limits: SessionLimits,
+    private readonly pool: BufferPool,
   ) {
-    this.protocol = new NbdServerProtocol(target);
+    this.protocol = new NbdServerProtocol(target, (length) => pool.acquire(length));
     this.done = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.once('close', () => this.clearTimers());
     socket.on('error', (error: NodeJS.ErrnoException) => {
@@ -128,13 +130,17 @@ export class NbdSession {
     const cost = REQUEST_OVERHEAD_BYTES + (request.type === C.NBD_CMD_READ || request.type === C.NBD_CMD_WRITE ? request.length : 0);
     this.inFlightBytes += cost;
     this.inFlightRequests++;
-    void runRequest(this.device, request).then((frame) => {
-      if (this.socket.destroyed || !this.socket.writable) return this.release(cost);
-      this.write(frame, () => this.release(cost));
+    void runRequest(this.device, request, this.pool).then((frame) => {
+      if (request.data !== undefined) this.pool.release(request.data);
+      if (this.socket.destroyed || !this.socket.writable) return this.release(cost, frame);
+      this.write(frame, () => this.release(cost, frame));
     });
   }
 
-  private release(cost: number): void {
+  private release(cost: number, frame: Buffer): void {
+    // The write callback runs once the frame is handed to the kernel (or the write failed):
+    // either way the socket no longer needs the memory.
+    this.pool.release(frame);
     this.inFlightBytes -= cost;
     this.inFlightRequests--;
     if (this.stopped) this.finishIfIdle();

@@ -14,6 +14,7 @@ import createDebug from 'debug';
 
 import type { BlockDevice } from '../block-device.js';
 import { SbmError, fromSystemError } from '../errors.js';
+import { BufferPool } from './buffer-pool.js';
 import type { NbdExport } from './nbd-export.js';
 import { DEFAULT_SESSION_LIMITS, NbdSession, type SessionLimits } from './nbd-session.js';
 
@@ -63,9 +64,10 @@ export async function serveNbd(device: BlockDevice, options: ServeNbdOptions = {
   };
   const limits: SessionLimits = { ...DEFAULT_SESSION_LIMITS, ...options.limits };
   const sessions = new Set<NbdSession>();
+  const pool = new BufferPool();
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket: Socket) => {
     if ('setNoDelay' in socket && socket.remoteFamily !== undefined) socket.setNoDelay(true);
-    const session = new NbdSession(socket, device, target, limits);
+    const session = new NbdSession(socket, device, target, limits, pool);
     sessions.add(session);
     void session.done.then(() => sessions.delete(session));
   });

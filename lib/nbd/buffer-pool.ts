@@ -1,0 +1,43 @@
+// Reusable I/O buffers by size class, so 256 KiB READ replies and WRITE payloads do not each
+// allocate fresh external memory (which costs page faults and frequent full GCs at GiB/s).
+// A buffer is returned with release() once the socket or the device is done with it; releasing a
+// buffer the pool did not hand out, or releasing twice, is a no-op, so a slip cannot make two
+// requests share memory.
+
+const SIZE_CLASSES = [4096, 64 * 1024, 256 * 1024, 1024 * 1024, 4 * 1024 * 1024, 32 * 1024 * 1024 + 64];
+/** Idle memory kept across all classes; more is left to the GC. */
+const DEFAULT_MAX_IDLE_BYTES = 128 * 1024 * 1024;
+
+export class BufferPool {
+  private readonly free: ArrayBuffer[][] = SIZE_CLASSES.map(() => []);
+  private readonly outstanding = new Set<ArrayBuffer>();
+  private idleBytes = 0;
+
+  constructor(private readonly maxIdleBytes = DEFAULT_MAX_IDLE_BYTES) {}
+
+  /** A buffer of exactly `length` bytes (contents undefined). */
+  acquire(length: number): Buffer {
+    const index = SIZE_CLASSES.findIndex((size) => size >= length);
+    if (index === -1) return Buffer.allocUnsafeSlow(length);
+    let memory = this.free[index]?.pop();
+    if (memory !== undefined) this.idleBytes -= memory.byteLength;
+    else memory = Buffer.allocUnsafeSlow(SIZE_CLASSES[index] as number).buffer;
+    this.outstanding.add(memory);
+    return Buffer.from(memory, 0, length);
+  }
+
+  release(buffer: Buffer): void {
+    const memory = buffer.buffer;
+    if (!(memory instanceof ArrayBuffer) || !this.outstanding.delete(memory)) return;
+    const index = SIZE_CLASSES.indexOf(memory.byteLength);
+    const list = this.free[index];
+    if (list !== undefined && this.idleBytes + memory.byteLength <= this.maxIdleBytes) {
+      list.push(memory);
+      this.idleBytes += memory.byteLength;
+    }
+  }
+
+  get idleBuffers(): number {
+    return this.free.reduce((sum, list) => sum + list.length, 0);
+  }
+}
