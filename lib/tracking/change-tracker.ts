@@ -133,8 +133,7 @@ export class ChangeTracker {
    * stat changed for reasons that are not content changes (a snapshot linked them).
    */
   async checkpoint(restamp: Iterable<number> = []): Promise<string> {
-    const { state, log } = this.writableParts();
-    void log;
+    const { state } = this.writableParts();
     await this.saveStamps(restamp);
     const closed = state.generation;
     const next = nextGeneration(state, Date.now());

@@ -60,7 +60,7 @@ test('a torn tail is dropped and cut off; garbage followed by valid records is d
     [9, 2],
   ]);
   const bytes = await readFile(path);
-  bytes[40] ^= 0xff; // corrupt the second record
+  bytes.writeUInt8(bytes.readUInt8(40) ^ 0xff, 40); // corrupt the second record
   const damaged = scanChangeLog(bytes, 5);
   t.true(damaged.damaged);
   t.true(scanChangeLog(await readFile(path), 6).damaged, 'records of another epoch mean the log is not ours');
