@@ -104,7 +104,7 @@ async function inflateGrain(source: CompressedSource, grain: CompressedGrain, bu
   }
   let inflated: Buffer;
   try {
-    inflated = await inflateAsync(payload, !isZlibHeader(payload), { maxOutputLength: source.grainBytes });
+    inflated = await inflateAsync(payload, !isZlibHeader(payload), { maxOutputLength: source.grainBytes, chunkSize: Math.max(16 * 1024, source.grainBytes) });
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new SbmError('SBM_CORRUPT', `${path}: ${where} does not inflate: ${reason}`, { path, grain: grain.grain });
