@@ -43,6 +43,8 @@ export class NbdSession {
   private inFlightRequests = 0;
   /** No more input is parsed: DISC, ABORT, EOF or server shutdown. */
   private stopped = false;
+  /** The client shut its sending side: finish what it sent, then close. */
+  private inputEnded = false;
   private pumping = false;
   private corked = false;
   private handshakeTimer: NodeJS.Timeout | undefined;
@@ -68,7 +70,10 @@ export class NbdSession {
       this.protocol.receive(chunk);
       this.pump();
     });
-    socket.on('end', () => this.stop('client closed its end'));
+    socket.on('end', () => {
+      this.inputEnded = true;
+      this.pump();
+    });
     this.handshakeTimer = setTimeout(() => {
       if (!this.protocol.inTransmission) {
         debug('handshake timeout');
@@ -88,18 +93,24 @@ export class NbdSession {
   private pump(): void {
     if (this.pumping) return;
     this.pumping = true;
+    let exhausted = false;
     try {
       while (!this.stopped && !this.socket.destroyed && !this.saturated()) {
         const action = this.protocol.next();
-        if (action === undefined) break;
+        if (action === undefined) {
+          exhausted = true;
+          break;
+        }
         this.handle(action);
       }
     } finally {
       this.pumping = false;
     }
     if (this.stopped || this.socket.destroyed) return;
-    if (this.saturated()) this.socket.pause();
-    else if (this.socket.isPaused()) this.socket.resume();
+    // Requests already received still run after the client shuts its sending side.
+    if (exhausted && this.inputEnded) this.stop('client closed its end');
+    else if (this.saturated()) this.socket.pause();
+    else if (this.socket.isPaused() && !this.inputEnded) this.socket.resume();
   }
 
   private saturated(): boolean {

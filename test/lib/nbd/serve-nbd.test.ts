@@ -233,3 +233,18 @@ test('multi-conn: a write on one connection, flush on a second, read on a third 
   (c as RawClient).send(request(C.NBD_CMD_READ, 0, 3n, 4096, 6));
   t.is((await (c as RawClient).simpleReply(6)).data.toString(), 'shared');
 });
+
+test('a client that shuts its sending side still gets replies to everything it sent', async (t) => {
+  const device = new GatedDevice(MIB);
+  const releases = [0, 1, 2, 3].map((index) => device.gate(index * 4096));
+  const server = await serve(t, device, { limits: { maxInFlightRequests: 1 } });
+  const raw = await client(t, server);
+  await raw.handshake();
+  raw.send(Buffer.concat([0, 1, 2, 3].map((index) => request(C.NBD_CMD_READ, 0, BigInt(index), index * 4096, 8))));
+  raw.socket.end();
+  for (const release of releases) release();
+  const cookies: bigint[] = [];
+  for (let index = 0; index < 4; index++) cookies.push((await raw.simpleReply(8)).cookie);
+  t.deepEqual(cookies, [0n, 1n, 2n, 3n]);
+  await raw.closed;
+});
