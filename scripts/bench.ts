@@ -1,0 +1,99 @@
+// npm run bench [-- --quick] [-- --only convert,backup] [-- --runs N]
+// Builds its own data in a scratch folder, runs sbm and its peers interleaved (at least 5 times
+// each), and writes BENCHMARKS.md: command, median, min-max, ratio sbm / peer, peak RSS, and
+// whether each target of the project is met. Needs qemu-utils, rsync and GNU time.
+
+import { execa } from 'execa';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, totalmem, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type WorkloadResult, renderWorkload, runWorkload } from './bench/harness.js';
+import { type BenchContext, backupWorkloads, changedBandsWorkloads, convertWorkloads, memoryWorkloads } from './bench/workloads.js';
+
+const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const runs = Number(args[args.indexOf('--runs') + 1] ?? 0) || 5;
+const onlyIndex = args.indexOf('--only');
+const only = onlyIndex >= 0 ? (args[onlyIndex + 1] ?? '').split(',') : undefined;
+
+const GROUPS: Record<string, (context: BenchContext) => ReturnType<typeof convertWorkloads>> = {
+  convert: convertWorkloads,
+  changed: changedBandsWorkloads,
+  backup: backupWorkloads,
+  memory: memoryWorkloads,
+};
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+async function main(): Promise<void> {
+  const results: WorkloadResult[] = [];
+  for (const [group, build] of Object.entries(GROUPS)) {
+    if (only !== undefined && !only.includes(group)) continue;
+    const dir = await mkdtemp(join(tmpdir(), 'sbm-bench-'));
+    try {
+      log(`preparing ${group} data in ${dir}`);
+      for (const workload of await build({ dir, quick })) {
+        log(`running ${workload.id} (${runs} interleaved runs)`);
+        results.push(await runWorkload(workload, runs, log));
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+  const report = await renderReport(results);
+  await writeFile(join(REPO, 'BENCHMARKS.md'), report);
+  process.stdout.write(report);
+}
+
+async function renderReport(results: WorkloadResult[]): Promise<string> {
+  const qemu = (await execa('qemu-img', ['--version'], { reject: false })).stdout.split('\n')[0] ?? '';
+  const notes = await readFile(join(REPO, 'scripts', 'bench', 'NOTES.md'), 'utf8').catch(() => '');
+  return [
+    '# Benchmarks',
+    '',
+    `Written by \`npm run bench${quick ? ' -- --quick' : ''}\` on ${new Date().toISOString().slice(0, 10)}: ${cpus().length} cores ` +
+      `(${cpus()[0]?.model ?? 'unknown'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, ${qemu}. ` +
+      `Each variant ran ${runs} times, interleaved with its peers; times are wall-clock seconds under GNU time. ` +
+      '"sbm / this" is sbm\'s median divided by this variant\'s median: below 1.00 sbm is faster.',
+    '',
+    '## Targets',
+    '',
+    ...renderTargets(results),
+    '',
+    '## Results',
+    '',
+    ...results.map(renderWorkload),
+    notes,
+  ].join('\n');
+}
+
+function renderTargets(results: WorkloadResult[]): string[] {
+  const find = (id: string, label: string) =>
+    results.find((result) => result.workload.id === id)?.results.find((variant) => variant.label.startsWith(label));
+  const rows = ['| target | measured | met |', '|---|---|---|'];
+  const ratioRow = (title: string, id: string, subject: string, peer: string, limit: number) => {
+    const mine = find(id, subject);
+    const theirs = find(id, peer);
+    if (mine === undefined || theirs === undefined) return;
+    const ratio = mine.secondsMedian / theirs.secondsMedian;
+    rows.push(`| ${title} ≤ ${limit}× | ${ratio.toFixed(2)}× | ${ratio <= limit ? 'yes' : 'no'} |`);
+  };
+  ratioRow('convert monolithicSparse vs qemu-img', 'convert-monolithicSparse', 'sbm', 'qemu-img', 0.8);
+  ratioRow('convert streamOptimized vs qemu-img', 'convert-streamOptimized', 'sbm', 'qemu-img', 0.8);
+  ratioRow('incremental backup vs cp of the changed bands', 'backup-incremental', 'sbm', 'cp', 1.2);
+  const changed = find('changed-bands', 'sbm changed-bands (1 TiB, 10 changed');
+  if (changed !== undefined) {
+    rows.push(`| changed-bands on 1 TiB with 10 changes < 0.100 s | ${changed.secondsMedian.toFixed(3)} s | ${changed.secondsMedian < 0.1 ? 'yes' : 'no'} |`);
+  }
+  for (const result of results) {
+    for (const variant of result.results) {
+      if (!variant.label.startsWith('sbm')) continue;
+      rows.push(`| peak RSS of ${result.workload.id} (${variant.label}) < 256 MiB | ${variant.peakRssMiB.toFixed(0)} MiB | ${variant.peakRssMiB < 256 ? 'yes' : 'no'} |`);
+    }
+  }
+  return rows;
+}
+
+await main();

@@ -1,0 +1,166 @@
+// The benchmark workloads of `npm run bench`: each builds its data in a scratch folder and
+// returns the variants to time (sbm first, then its peers).
+
+import { execa } from 'execa';
+import { randomFillSync } from 'node:crypto';
+import { cp, mkdir, open, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
+import { GIB, MIB, makeMixedRaw, rawToVmdk } from './data.js';
+import type { Workload } from './harness.js';
+
+const SBM = resolve(fileURLToPath(new URL('../..', import.meta.url)), 'cli', 'sbm.js');
+const sbm = (...args: string[]) => ['node', SBM, ...args];
+
+export interface BenchContext {
+  readonly dir: string;
+  readonly quick: boolean;
+}
+
+export async function convertWorkloads({ dir, quick }: BenchContext): Promise<Workload[]> {
+  const size = quick ? 256 * MIB : GIB;
+  const raw = join(dir, 'mixed.raw');
+  await makeMixedRaw(raw, size, 0.5);
+  const workloads: Workload[] = [];
+  for (const subformat of ['monolithicSparse', 'streamOptimized']) {
+    const vmdk = join(dir, `${subformat}.vmdk`);
+    await rawToVmdk(raw, vmdk, subformat);
+    const bundle = join(dir, `${subformat}.sparsebundle`);
+    const flat = join(dir, `${subformat}.out.raw`);
+    workloads.push({
+      id: `convert-${subformat}`,
+      title: `Convert a ${size / GIB} GiB-virtual ${subformat} VMDK (half allocated; random, zero-grain and zero chunks)`,
+      notes: 'sbm writes a sparse bundle (zero grains create nothing); qemu-img writes a sparse raw file. Both read every allocated grain.',
+      subject: 'sbm convert',
+      variants: [
+        { label: 'sbm convert', command: sbm('convert', vmdk, bundle, '--force', '--no-progress'), before: () => rm(bundle, { recursive: true, force: true }), bytes: size },
+        { label: 'qemu-img convert -O raw', command: ['qemu-img', 'convert', '-O', 'raw', vmdk, flat], before: () => rm(flat, { force: true }), bytes: size },
+      ],
+    });
+  }
+  return workloads;
+}
+
+/** Peak memory of convert on a larger virtual disk (mostly holes). */
+export async function memoryWorkloads({ dir, quick }: BenchContext): Promise<Workload[]> {
+  const size = quick ? 2 * GIB : 8 * GIB;
+  const raw = join(dir, 'big.raw');
+  await makeMixedRaw(raw, size, 1 / 16);
+  const vmdk = join(dir, 'big.vmdk');
+  await rawToVmdk(raw, vmdk, 'monolithicSparse');
+  await rm(raw);
+  const bundle = join(dir, 'big.sparsebundle');
+  const flat = join(dir, 'big.out.raw');
+  return [
+    {
+      id: 'memory-convert',
+      title: `Peak memory: convert a ${size / GIB} GiB-virtual monolithicSparse VMDK (1/16 allocated)`,
+      notes: 'The column that matters is peak RSS: it must stay bounded (target < 256 MiB) whatever the disk size.',
+      subject: 'sbm convert',
+      variants: [
+        { label: 'sbm convert', command: sbm('convert', vmdk, bundle, '--force', '--no-progress'), before: () => rm(bundle, { recursive: true, force: true }) },
+        { label: 'qemu-img convert -O raw', command: ['qemu-img', 'convert', '-O', 'raw', vmdk, flat], before: () => rm(flat, { force: true }) },
+      ],
+    },
+  ];
+}
+
+/** changed-bands on a 1 TiB-virtual bundle vs stat-ing every band file. */
+export async function changedBandsWorkloads({ dir, quick }: BenchContext): Promise<Workload[]> {
+  const populated = quick ? 4000 : 20_000;
+  const workloads: Workload[] = [];
+  const variants = [];
+  for (const [label, sizeBytes, changes] of [
+    ['1 TiB, 10 changed', 1024 * GIB, 10],
+    ['1 TiB, 1000 changed', 1024 * GIB, 1000],
+    ['1 GiB, 10 changed', GIB, 10],
+  ] as const) {
+    const path = join(dir, `${label.replace(/[^\w]+/g, '-')}.sparsebundle`);
+    const bundle = await SparseBundle.create(path, { sizeBytes, bandSizeBytes: 8 * MIB });
+    const bandCount = Math.min(bundle.bandCount, populated);
+    const stride = Math.floor(bundle.bandCount / bandCount);
+    for (let index = 0; index < bandCount; index++) await bundle.write(index * stride * 8 * MIB, Buffer.from([1]));
+    const token = await bundle.token();
+    for (let index = 0; index < changes; index++) await bundle.write(((index * 7) % bandCount) * stride * 8 * MIB + 1, Buffer.from([2]));
+    await bundle.close();
+    variants.push({ label: `sbm changed-bands (${label}, ${bandCount} band files)`, command: sbm('changed-bands', path, '--since', token) });
+    if (label === '1 TiB, 10 changed') {
+      variants.push({ label: `stat every band file (find -newer, ${bandCount} band files)`, command: ['find', join(path, 'bands'), '-type', 'f', '-newer', join(path, 'Info.plist')] });
+    }
+  }
+  workloads.push({
+    id: 'changed-bands',
+    title: 'changed-bands: cost grows with the changes, not the disk',
+    notes:
+      `Bundles with ${populated} band files (1 TiB virtual) or all of their bands (1 GiB). The peer stats every band file, ` +
+      'which is what a tracker-less backup script must do. Every sbm call also audits for edits made behind its back.',
+    subject: variants[0]?.label ?? '',
+    variants,
+  });
+  return workloads;
+}
+
+/** Incremental backup after 1% of the bands changed, vs rsync --link-dest of the flat image and cp of the changed bands. */
+export async function backupWorkloads({ dir, quick }: BenchContext): Promise<Workload[]> {
+  const size = quick ? 512 * MIB : 4 * GIB;
+  const bandSize = 8 * MIB;
+  const bandCount = size / bandSize;
+  const changedPerRun = Math.max(1, Math.round(bandCount / 100));
+  const path = join(dir, 'vm.sparsebundle');
+  const flat = join(dir, 'vm.raw');
+  const dest = join(dir, 'backups');
+  const bundle = await SparseBundle.create(path, { sizeBytes: size, bandSizeBytes: bandSize });
+  const flatHandle = await open(flat, 'w');
+  const chunk = Buffer.alloc(bandSize);
+  for (let band = 0; band < bandCount; band++) {
+    randomFillSync(chunk);
+    await bundle.write(band * bandSize, chunk);
+    await flatHandle.write(chunk, 0, bandSize, band * bandSize);
+  }
+  await bundle.close();
+  await flatHandle.close();
+  await execa('node', [SBM, 'backup', path, dest]);
+  const rsyncBase = join(dir, 'rsync', 'base');
+  await mkdir(rsyncBase, { recursive: true });
+  await cp(flat, join(rsyncBase, 'vm.raw'));
+  let round = 0;
+  let changedBands: string[] = [];
+  // Before each timed run: change 1% of the bands (a different set each time) in the bundle and
+  // in the flat image alike, unmeasured.
+  const dirty = async () => {
+    round++;
+    const live = await SparseBundle.open(path);
+    const flatFile = await open(flat, 'r+');
+    changedBands = [];
+    for (let index = 0; index < changedPerRun; index++) {
+      const band = (round * 31 + index * 97) % bandCount;
+      const data = Buffer.alloc(4096);
+      randomFillSync(data);
+      await live.write(band * bandSize + 4096 * index, data);
+      await flatFile.write(data, 0, data.length, band * bandSize + 4096 * index);
+      changedBands.push(join(path, 'bands', band.toString(16)));
+    }
+    await live.close();
+    await flatFile.close();
+    await rm(join(dir, 'rsync', 'next'), { recursive: true, force: true });
+    await rm(join(dir, 'cp-dest'), { recursive: true, force: true });
+    await mkdir(join(dir, 'cp-dest'));
+  };
+  // Built after `dirty` chose the bands; sync makes it as durable as sbm's fsynced copies.
+  const cpCommand = () => ['sh', '-c', `cp ${changedBands.join(' ')} ${join(dir, 'cp-dest')}/ && sync -f ${join(dir, 'cp-dest')}`];
+  return [
+    {
+      id: 'backup-incremental',
+      title: `Incremental backup after ${changedPerRun} of ${bandCount} bands (1%) of a ${size / GIB} GiB disk changed`,
+      notes:
+        'sbm: snapshot, tracker query, copy the changed bands (fsynced, hashed), hard-link the rest, manifest. rsync --link-dest must copy the whole flat image because it changed; cp copies just the changed band files (the lower bound).',
+      subject: 'sbm backup',
+      variants: [
+        { label: 'sbm backup', command: sbm('backup', path, dest), before: dirty },
+        { label: 'rsync --link-dest (flat image)', command: ['rsync', '-a', `--link-dest=${rsyncBase}`, flat, join(dir, 'rsync', 'next') + '/'], before: dirty },
+        { label: 'cp changed bands', command: cpCommand, before: dirty },
+      ],
+    },
+  ];
+}
