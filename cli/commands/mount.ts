@@ -12,7 +12,7 @@ import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
 import { bundlePaths } from '../../lib/bundle/bundle-paths.js';
 import { SbmError, isSbmError } from '../../lib/errors.js';
 import { type FuseMount, fuseMount } from '../../lib/nbd/fuse-mount.js';
-import { type NbdServerHandle, serveNbd } from '../../lib/nbd/serve-nbd.js';
+import { type NbdServerHandle, isLoopbackHost, serveNbd } from '../../lib/nbd/serve-nbd.js';
 import { SNAPSHOTS_DIR, SNAPSHOT_SUFFIX } from '../../lib/snapshots/snapshot-manager.js';
 import type { WarningSink } from '../../lib/warnings.js';
 import { openImage, probeImage } from '../../formats/index.js';
@@ -48,10 +48,16 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
         ...jsonOption,
         ...strictOption,
       })
+      .example('$0 mount vm.sparsebundle', 'serve on a Unix socket in a private directory; prints nbd+unix:///vm?socket=...')
+      .example('$0 mount vm.sparsebundle --port 10809 --json', 'serve on 127.0.0.1:10809')
+      .example('$0 mount vm.sparsebundle --snapshot daily --fuse /mnt/vm', 'a snapshot, read-only, as the file /mnt/vm/disk')
       .conflicts('socket', 'port')
       .conflicts('socket', 'host') as unknown as Argv<MountArgs>,
   handler: action(async (argv: MountArgs) => {
     if (argv.host !== undefined && argv.port === undefined) throw new SbmError('SBM_USAGE', '--host needs --port');
+    if (argv.host !== undefined && argv.allowRemote && !isLoopbackHost(argv.host)) {
+      warningSink(argv)({ code: 'SBM_NBD_REMOTE', message: `${argv.host} exposes the disk without authentication to anyone who can reach it` });
+    }
     const device = await openSource(argv);
     let server: NbdServerHandle | undefined;
     let fuse: FuseMount | undefined;
