@@ -25,7 +25,7 @@ import { bandFileName, bundlePaths, parseBandName } from '../bundle/bundle-paths
 import { parseInfoPlist } from '../bundle/info-plist.js';
 import type { BandStore } from '../engine/band-store.js';
 import type { SparseBundle } from '../engine/sparse-bundle.js';
-import { SbmError } from '../errors.js';
+import { SbmError, fromSystemError } from '../errors.js';
 import { fsyncDirectory } from '../fs/atomic-write.js';
 import { writeFully } from '../fs/read-fully.js';
 import { mapLimit } from '../map-limit.js';
@@ -75,7 +75,7 @@ export class SnapshotManager {
     if (await exists(target)) throw new SbmError('SBM_EXISTS', `snapshot "${name}" already exists (${target})`, { name });
     await mkdir(this.directory, { recursive: true });
     const { paths } = this.bundle;
-    await this.bundle.withQuiescedIo(async (store) => {
+    await this.quiesced(`cannot create snapshot "${name}" of`, async (store) => {
       const stage = join(paths.tmp, `snap-${randomBytes(6).toString('hex')}${SNAPSHOT_SUFFIX}`);
       const stagePaths = bundlePaths(stage);
       await mkdir(stagePaths.bands, { recursive: true });
@@ -147,7 +147,7 @@ export class SnapshotManager {
     this.assertWritable();
     await this.meta(name);
     const { paths } = this.bundle;
-    await this.bundle.withQuiescedIo(async (store) => {
+    await this.quiesced(`cannot delete snapshot "${name}" of`, async (store) => {
       const shared = await sharedBands(store, join(path, 'bands'));
       await this.bundle.changeTracker.auditBeforeRestamp(shared);
       const doomed = join(paths.tmp, `del-${randomBytes(6).toString('hex')}`);
@@ -172,7 +172,7 @@ export class SnapshotManager {
     if (info.sizeBytes !== this.bundle.sizeBytes) await this.bundle.resize(info.sizeBytes);
     const { paths } = this.bundle;
     const tracker = this.bundle.changeTracker;
-    return this.bundle.withQuiescedIo(async (store) => {
+    return this.quiesced(`cannot revert to snapshot "${name}":`, async (store) => {
       const snapshotBands = await listBandIndexes(snapshotPaths.bands);
       const all = [...new Set([...store.present, ...snapshotBands])].sort((a, b) => a - b);
       let bandsChanged = 0;
@@ -212,6 +212,15 @@ export class SnapshotManager {
       if (info.nlink === 1) uniqueBytes += info.blocks * 512;
     });
     return { ...meta, name, path, bandCount: bands.length, uniqueBytes, allocatedBytes };
+  }
+
+  /** Runs with I/O drained; system errors become SbmErrors naming the bundle. */
+  private async quiesced<T>(doing: string, operation: (store: BandStore) => Promise<T>): Promise<T> {
+    try {
+      return await this.bundle.withQuiescedIo(operation);
+    } catch (error) {
+      throw fromSystemError(error, doing, this.bundle.path);
+    }
   }
 
   private assertWritable(): void {
