@@ -248,3 +248,19 @@ test('a client that shuts its sending side still gets replies to everything it s
   t.deepEqual(cookies, [0n, 1n, 2n, 3n]);
   await raw.closed;
 });
+
+test('garbage from many clients at once never takes the server down', async (t) => {
+  const device = new MemoryDevice(MIB);
+  const server = await serve(t, device, { limits: { handshakeTimeoutMs: 500, drainTimeoutMs: 500 } });
+  const prefix = Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_GO, Buffer.from('000000000000', 'hex'))]);
+  const clients = await Promise.all(Array.from({ length: 24 }, () => client(t, server)));
+  clients.forEach((raw, index) => {
+    const noise = Buffer.from(Array.from({ length: 2000 }, (_, at) => (at * 131 + index * 17) & 0xff));
+    raw.send(Buffer.concat([prefix.subarray(0, (index * 7) % prefix.length), noise]));
+    if (index % 3 === 0) raw.destroy();
+  });
+  await Promise.all(clients.map((raw) => raw.closed));
+  t.true(clients.every((raw) => raw.ended));
+  t.true(device.bytes.every((byte) => byte === 0), 'nothing was written');
+  await secondClientWorks(t, server);
+});
