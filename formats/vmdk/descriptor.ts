@@ -47,7 +47,8 @@ const ACCESS_MODES = new Set(['RW', 'RDONLY', 'NOACCESS']);
 /** True if `head` (the first bytes of a file) looks like a text descriptor. */
 export function looksLikeDescriptor(head: Uint8Array): boolean {
   const nul = head.indexOf(0);
-  const text = Buffer.from(head.subarray(0, Math.min(nul < 0 ? head.length : nul, 4096))).toString('latin1');
+  const bom = head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf ? 3 : 0;
+  const text = Buffer.from(head.subarray(bom, Math.min(nul < 0 ? head.length : nul, 4096))).toString('latin1');
   if (/^\s*#\s*Disk\s*Descriptor\s*File/i.test(text)) return true;
   // Otherwise: only comments, blank lines and key=value lines before a createType= line.
   for (const raw of text.split('\n')) {

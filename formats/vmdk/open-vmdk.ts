@@ -154,10 +154,10 @@ async function openExtent(descriptorPath: string, item: DescriptorExtent, state:
     throw new SbmError('SBM_UNSUPPORTED', `${descriptorPath}: ${item.type} extents are device-backed (raw device mapping); not supported`, { path: descriptorPath });
   }
   if (item.type === 'ZERO') return new ZeroExtent(sizeBytes);
-  if (item.type === 'VMFSSPARSE' || item.type === 'SESPARSE') {
+  if (item.type === 'SESPARSE') {
     throw new SbmError('SBM_UNSUPPORTED', `${descriptorPath}: unsupported subformat (${item.type} extent "${item.fileName ?? ''}")`, { path: descriptorPath });
   }
-  if (item.type !== 'FLAT' && item.type !== 'VMFS' && item.type !== 'SPARSE') {
+  if (item.type !== 'FLAT' && item.type !== 'VMFS' && item.type !== 'SPARSE' && item.type !== 'VMFSSPARSE') {
     throw new SbmError('SBM_UNSUPPORTED', `${descriptorPath}: unknown extent type "${item.type.slice(0, 20)}"`, { path: descriptorPath });
   }
   if (item.fileName === undefined || item.fileName === '') {
@@ -165,10 +165,15 @@ async function openExtent(descriptorPath: string, item: DescriptorExtent, state:
   }
   const file = await resolveNamedFile(descriptorPath, item.fileName, 'extent', state.options.allowOutside === true);
   const handle = await openHandle(file);
-  if (item.type === 'SPARSE') {
+  if (item.type === 'SPARSE' || item.type === 'VMFSSPARSE') {
     let extent: SparseExtent;
     try {
-      extent = await SparseExtent.open(handle, file, state.warn);
+      const head = await readHead(handle, 4);
+      const magic = head.length >= 4 ? head.readUInt32LE(0) : 0;
+      if (item.type === 'VMFSSPARSE' && magic !== COWD_MAGICNUMBER) {
+        throw new SbmError('SBM_UNSUPPORTED', `${file}: unsupported subformat (VMFSSPARSE extent without a COWD header)`, { path: file });
+      }
+      extent = magic === COWD_MAGICNUMBER ? await SparseExtent.openCowd(handle, file, state.warn) : await SparseExtent.open(handle, file, state.warn);
     } catch (error) {
       await handle.close();
       throw error;

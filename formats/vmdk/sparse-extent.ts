@@ -9,6 +9,7 @@ import type { WarningSink } from '../../lib/warnings.js';
 import { type CompressedGrain, readCompressedGrains } from './compressed-grains.js';
 import { GTE_UNALLOCATED, GTE_ZEROED, SECTOR_SIZE } from './constants.js';
 import { GrainMap } from './grain-map.js';
+import { readCowdGeometry } from './cowd-header.js';
 import { type SparseGeometry, readSparseGeometry } from './sparse-header-check.js';
 import { type Fallback, type Segment, type VmdkExtent, pushSegment, readExact } from './vmdk-extent.js';
 
@@ -42,7 +43,16 @@ export class SparseExtent implements VmdkExtent {
   /** Takes ownership of `handle`. Validates the header and the whole grain map. */
   static async open(handle: FileHandle, path: string, onWarning: WarningSink): Promise<SparseExtent> {
     const { size: fileSize } = await handle.stat();
-    const geometry = await readSparseGeometry(handle, path, fileSize, onWarning);
+    return SparseExtent.fromGeometry(handle, path, fileSize, await readSparseGeometry(handle, path, fileSize, onWarning), onWarning);
+  }
+
+  /** An ESXi vmfsSparse (COWD) redo log: the same two-level map with 4096-entry tables. */
+  static async openCowd(handle: FileHandle, path: string, onWarning: WarningSink): Promise<SparseExtent> {
+    const { size: fileSize } = await handle.stat();
+    return SparseExtent.fromGeometry(handle, path, fileSize, await readCowdGeometry(handle, path, fileSize, onWarning), onWarning);
+  }
+
+  private static async fromGeometry(handle: FileHandle, path: string, fileSize: number, geometry: SparseGeometry, onWarning: WarningSink): Promise<SparseExtent> {
     let map: GrainMap | undefined;
     if (geometry.gdEntries > 0) {
       const gdSectors = Math.ceil((geometry.gdEntries * 4) / SECTOR_SIZE);
@@ -156,7 +166,7 @@ export class SparseExtent implements VmdkExtent {
     const g = this.geometry;
     return {
       file: this.path,
-      type: g.compressed ? 'SPARSE (streamOptimized)' : 'SPARSE',
+      type: g.label,
       size: this.sizeBytes,
       offset: 0,
       version: g.version,

@@ -36,7 +36,8 @@ import { decodeStruct } from './binary-struct.js';
 import { readExact } from './vmdk-extent.js';
 
 export interface SparseGeometry {
-  readonly header: SparseExtentHeader;
+  /** Extent type for `sbm info`. */
+  readonly label: string;
   readonly version: number;
   readonly flags: number;
   readonly capacitySectors: number;
@@ -164,7 +165,7 @@ export async function readSparseGeometry(handle: FileHandle, path: string, fileS
     onWarning({ code: 'SBM_VMDK_UNCLEAN', message: `${path}: unclean-shutdown flag is set (the disk was not closed cleanly)`, data: { path } });
   }
   return {
-    header,
+    label: compressed ? 'SPARSE (streamOptimized)' : 'SPARSE',
     version: header.version,
     flags: header.flags,
     capacitySectors,

@@ -133,6 +133,7 @@ test('refused: device-backed disks, vmfsSparse/seSparse, non-UTF-8 text, unknown
   await refuses(t, await write('dev.vmdk', descriptorText('fullDevice', ['RW 2048 FLAT "/dev/sda" 0'])), 'SBM_UNSUPPORTED', /device-backed/);
   await refuses(t, await write('rdm.vmdk', descriptorText('vmfsRawDeviceMap', ['RW 2048 VMFSRDM "rdm-rdm.vmdk"'])), 'SBM_UNSUPPORTED', /device-backed/);
   await refuses(t, await write('rdm2.vmdk', descriptorText('custom', ['RW 2048 VMFSRDM "x-rdm.vmdk"'])), 'SBM_UNSUPPORTED', /device-backed/);
+  await write('snap-delta.vmdk', seededBytes(4096, 1));
   await refuses(t, await write('snap.vmdk', descriptorText('vmfsSparse', ['RW 2048 VMFSSPARSE "snap-delta.vmdk"'])), 'SBM_UNSUPPORTED', /unsupported subformat/);
   await refuses(t, await write('se.vmdk', descriptorText('seSparse', ['RW 2048 SESPARSE "se-sesparse.vmdk"'])), 'SBM_UNSUPPORTED', /unsupported subformat/);
   const bad = Buffer.concat([Buffer.from(descriptorText('monolithicFlat', ['RW 2048 FLAT "x'])), Buffer.from([0xff, 0xfe]), Buffer.from('-flat.vmdk" 0\n')]);
