@@ -264,3 +264,16 @@ test('garbage from many clients at once never takes the server down', async (t) 
   t.true(device.bytes.every((byte) => byte === 0), 'nothing was written');
   await secondClientWorks(t, server);
 });
+
+test('oversize requests: a 64 MiB READ gets EOVERFLOW and the client carries on; a 4 GiB WRITE drops only that client', async (t) => {
+  const server = await serve(t, new MemoryDevice(256 * MIB));
+  const raw = await client(t, server);
+  await raw.handshake();
+  raw.send(request(C.NBD_CMD_READ, 0, 1n, 0, 64 * MIB));
+  t.like(await raw.simpleReply(), { error: C.NBD_EOVERFLOW, cookie: 1n });
+  raw.send(request(C.NBD_CMD_READ, 0, 2n, 0, 16));
+  t.like(await raw.simpleReply(16), { error: 0, cookie: 2n });
+  raw.send(request(C.NBD_CMD_WRITE, 0, 3n, 0, 0xffffffff));
+  await raw.closed;
+  await secondClientWorks(t, server);
+});
