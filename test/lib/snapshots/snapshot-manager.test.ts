@@ -114,6 +114,7 @@ test('revert makes the live disk equal to the snapshot, is tracked, and keeps ev
   const result = await bundle.snapshots.revert('base');
   t.is(result.bandsChanged, 4); // 0 restored, 2 restored, 5 and 7 deleted
   t.true((await bundle.read(0, SIZE)).equals(baseContent));
+  t.is((await bundle.snapshots.revert('base')).bandsChanged, 0, 'revert is idempotent (an interrupted one is finished by re-running it)');
   const report = await bundle.changedSince(token);
   t.deepEqual(report.bands.map((band) => [band.bandIndex, band.deleted]), [
     [0, false],
