@@ -11,6 +11,7 @@ import type { BlockDevice } from '../block-device.js';
 import type { BufferPool } from './buffer-pool.js';
 import * as C from './constants.js';
 import type { NbdExport } from './nbd-export.js';
+import { requestErrorReply } from './nbd-replies.js';
 import { runRequest } from './nbd-request-runner.js';
 import { type NbdAction, type NbdRequest, NbdServerProtocol } from './nbd-server-protocol.js';
 
@@ -70,6 +71,8 @@ export class NbdSession {
       this.protocol.receive(chunk);
       this.pump();
     });
+    // Replies the client has not read yet also hold memory (error replies are not "in flight").
+    socket.on('drain', () => this.pump());
     socket.on('end', () => {
       this.inputEnded = true;
       this.pump();
@@ -87,6 +90,17 @@ export class NbdSession {
   /** Stops reading, lets in-flight requests reply, then closes. Resolves when the socket is closed. */
   shutdown(): Promise<void> {
     this.stop('server shutting down');
+    // Requests already received but not started are refused rather than silently dropped.
+    if (this.protocol.inTransmission && !this.socket.destroyed) {
+      for (let action = this.protocol.next(); action !== undefined; action = this.protocol.next()) {
+        if (action.kind === 'request') {
+          if (action.request.data !== undefined) this.pool.release(action.request.data);
+          this.write(requestErrorReply(action.request.cookie, C.NBD_ESHUTDOWN, action.request.structured, 'server is shutting down'));
+        } else if (action.kind === 'send') {
+          this.write(action.data);
+        }
+      }
+    }
     return this.done;
   }
 
@@ -114,7 +128,11 @@ export class NbdSession {
   }
 
   private saturated(): boolean {
-    return this.inFlightBytes >= this.limits.maxInFlightBytes || this.inFlightRequests >= this.limits.maxInFlightRequests;
+    return (
+      this.inFlightBytes >= this.limits.maxInFlightBytes ||
+      this.inFlightRequests >= this.limits.maxInFlightRequests ||
+      this.socket.writableLength >= this.limits.maxInFlightBytes
+    );
   }
 
   private handle(action: NbdAction): void {

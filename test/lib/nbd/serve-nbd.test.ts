@@ -186,18 +186,21 @@ test('a client that never finishes the handshake is dropped at the deadline (slo
 test('close() drains in-flight requests, flushes, and removes the socket and its private directory', async (t) => {
   const device = new GatedDevice(MIB);
   const release = device.gate(0);
-  const server = await serveNbd(device, { name: 'd' });
+  const server = await serveNbd(device, { name: 'd', limits: { maxInFlightRequests: 1 } });
   const socketPath = server.socketPath as string;
   t.regex(server.uri, /^nbd\+unix:\/\/\/d\?socket=\/.*\/nbd\.sock$/);
   t.is((await stat(dirname(socketPath))).mode & 0o777, 0o700);
   const raw = await RawClient.connect(server);
   await raw.handshake();
-  raw.send(request(C.NBD_CMD_READ, 0, 1n, 0, 8));
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  // One in flight at a time: the second READ (same write, so received together) waits unparsed.
+  raw.send(Buffer.concat([request(C.NBD_CMD_READ, 0, 1n, 0, 8), request(C.NBD_CMD_READ, 0, 2n, 0, 8)]));
+  while (device.running === 0) await new Promise((resolve) => setTimeout(resolve, 5));
   const closing = server.close();
   setTimeout(release, 100);
+  const refused = await raw.simpleReply(8);
+  t.like(refused, { cookie: 2n, error: C.NBD_ESHUTDOWN }, 'a request not yet started is refused');
   const reply = await raw.simpleReply(8);
-  t.is(reply.cookie, 1n, 'the in-flight read was answered before the connection closed');
+  t.like(reply, { cookie: 1n, error: 0 }, 'the in-flight read was answered before the connection closed');
   await closing;
   await raw.closed;
   t.true(device.flushes >= 1);
@@ -276,4 +279,26 @@ test('oversize requests: a 64 MiB READ gets EOVERFLOW and the client carries on;
   raw.send(request(C.NBD_CMD_WRITE, 0, 3n, 0, 0xffffffff));
   await raw.closed;
   await secondClientWorks(t, server);
+});
+
+test('a client that floods invalid requests without reading replies is throttled, not buffered without bound', async (t) => {
+  const server = await serve(t, new MemoryDevice(MIB), { limits: { maxInFlightBytes: 64 * 1024 } });
+  const raw = await client(t, server);
+  await raw.handshake();
+  raw.socket.pause();
+  const bad = request(C.NBD_CMD_READ, 0, 1n, MIB, 1); // out of range: answered without the device
+  const batch = Buffer.concat(Array.from({ length: 4096 }, () => bad));
+  let sent = 0;
+  // Keep writing until the server stops reading (our socket's buffer stays full).
+  for (let round = 0; round < 200 && raw.socket.writableLength < 4 * MIB; round++) {
+    raw.socket.write(batch);
+    sent += batch.length;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  t.true(raw.socket.writableLength > 0, 'the server stopped reading');
+  t.true(sent < 200 * batch.length, 'the writer was pushed back');
+  raw.socket.resume();
+  const first = await raw.simpleReply();
+  t.is(first.error, C.NBD_EINVAL);
 });
