@@ -144,10 +144,11 @@ test('an interrupted convert leaves no bundle and no staging folder behind', asy
   const { execa } = await import('execa');
   const { SBM_BIN } = await import('../helpers/tools.js');
   const child = execa('node', [SBM_BIN, 'convert', raw, join(dir, 'big.sparsebundle'), '--band-size', '1M'], { reject: false });
-  // Wait until the staging folder exists, then interrupt.
-  for (let attempt = 0; attempt < 200; attempt++) {
-    if ((await readdir(dir)).some((name) => name.includes('sbm-partial'))) break;
-    await new Promise((resolve) => setTimeout(resolve, 5));
+  // Wait until the staging folder exists (the handler is installed by then), then interrupt.
+  let exited = false;
+  void child.then(() => (exited = true));
+  while (!exited && !(await readdir(dir)).some((name) => name.includes('sbm-partial'))) {
+    await new Promise((resolve) => setTimeout(resolve, 2));
   }
   child.kill('SIGINT');
   const result = await child;
