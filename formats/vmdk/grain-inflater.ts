@@ -1,0 +1,111 @@
+// Decodes one batch of streamOptimized grains from a buffer holding a contiguous file range:
+// checks each grain marker (lba, size, inside the file) and inflates it. Pure and synchronous, so
+// it runs the same in an inflate worker thread and, as a fallback, on the main thread.
+//
+// Every known writer emits RFC 1950 zlib although VDF5 names RFC 1951: try zlib, and fall back
+// to raw deflate only when the two header bytes are not a zlib header.
+
+import { closeSync, openSync, readSync } from 'node:fs';
+import { inflateRawSync, inflateSync } from 'node:zlib';
+
+export interface BatchGrain {
+  readonly grain: number;
+  /** File byte offset of the grain marker. */
+  readonly markerOffset: number;
+}
+
+export interface InflateBatch {
+  readonly path: string;
+  readonly fileSize: number;
+  readonly grainBytes: number;
+  readonly grainSizeSectors: number;
+  readonly capacityBytes: number;
+  /** File range [start, end) covering every marker of the batch. */
+  readonly start: number;
+  readonly end: number;
+  readonly grains: readonly BatchGrain[];
+}
+
+/** The failure of one grain, turned into SBM_CORRUPT by the caller. */
+export interface GrainFailure {
+  readonly grain: number;
+  readonly message: string;
+}
+
+export interface InflatedBatch {
+  /** grains.length * grainBytes bytes: grain k at k * grainBytes, zero-padded. */
+  readonly data: Uint8Array;
+  readonly failure?: GrainFailure;
+}
+
+const MARKER_BYTES = 12;
+
+/** Upper bound of a compressed grain's size: deflate grows incompressible data only slightly. */
+export function maxCompressedBytes(grainBytes: number): number {
+  return grainBytes + Math.ceil(grainBytes / 1000) + 1024;
+}
+
+function isZlibHeader(data: Uint8Array): boolean {
+  const b0 = data[0] ?? 0;
+  const b1 = data[1] ?? 0;
+  return (b0 & 0x0f) === 8 && ((b0 << 8) | b1) % 31 === 0;
+}
+
+/**
+ * Inflates every grain of `batch` from `range` (the bytes of [start, end)). Grains whose data
+ * runs past `range` are read through `readMore` (rare: an oversized compressed grain).
+ */
+export function inflateBatch(batch: InflateBatch, range: Buffer, readMore: (offset: number, length: number) => Buffer): InflatedBatch {
+  const { grainBytes } = batch;
+  const data = new Uint8Array(batch.grains.length * grainBytes);
+  const options = { maxOutputLength: grainBytes, chunkSize: Math.max(16 * 1024, grainBytes) };
+  for (let index = 0; index < batch.grains.length; index++) {
+    const item = batch.grains[index];
+    if (item === undefined) continue;
+    const where = `grain ${item.grain} (marker at byte ${item.markerOffset})`;
+    const fail = (why: string): InflatedBatch => ({ data, failure: { grain: item.grain, message: `${batch.path}: ${where} ${why}` } });
+    const at = item.markerOffset - batch.start;
+    if (at < 0 || at + MARKER_BYTES > range.length) return fail('lies past end of file');
+    const lba = range.readBigUInt64LE(at);
+    const size = range.readUInt32LE(at + 8);
+    const expectedLba = BigInt(item.grain) * BigInt(batch.grainSizeSectors);
+    if (lba !== expectedLba) return fail(`is marked for sector ${lba}, expected ${expectedLba}`);
+    if (size === 0 || size > maxCompressedBytes(grainBytes)) return fail(`has an impossible compressed size of ${size} bytes`);
+    if (item.markerOffset + MARKER_BYTES + size > batch.fileSize) return fail('runs past end of file');
+    const payload = at + MARKER_BYTES + size <= range.length ? range.subarray(at + MARKER_BYTES, at + MARKER_BYTES + size) : readMore(item.markerOffset + MARKER_BYTES, size);
+    let inflated: Buffer;
+    try {
+      inflated = isZlibHeader(payload) ? inflateSync(payload, options) : inflateRawSync(payload, options);
+    } catch (error) {
+      return fail(`does not inflate: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    // The last grain may inflate short (only its part inside the capacity); no other grain may.
+    const required = Math.min(grainBytes, batch.capacityBytes - item.grain * grainBytes);
+    if (inflated.length < required) return fail(`inflates to ${inflated.length} of ${required} bytes`);
+    data.set(inflated.subarray(0, grainBytes), index * grainBytes);
+  }
+  return { data };
+}
+
+function readRange(fd: number, offset: number, length: number): Buffer {
+  const out = Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const got = readSync(fd, out, done, length - done, offset + done);
+    if (got === 0) return out.subarray(0, done);
+    done += got;
+  }
+  return out;
+}
+
+/** Reads the batch's file range and inflates it (in a worker, or inline as a fallback). */
+export function runBatch(batch: InflateBatch): InflatedBatch {
+  // Opened per batch (microseconds against an 8 MiB batch): never a stale descriptor.
+  const fd = openSync(batch.path, 'r');
+  try {
+    const range = readRange(fd, batch.start, batch.end - batch.start);
+    return inflateBatch(batch, range, (offset, length) => readRange(fd, offset, length));
+  } finally {
+    closeSync(fd);
+  }
+}
