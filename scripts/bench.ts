@@ -9,6 +9,7 @@ import { cpus, totalmem, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type WorkloadResult, renderWorkload, runWorkload } from './bench/harness.js';
+import { nbdWorkloads } from './bench/nbd-workloads.js';
 import { type BenchContext, backupWorkloads, changedBandsWorkloads, convertWorkloads, memoryWorkloads } from './bench/workloads.js';
 
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -20,6 +21,7 @@ const only = onlyIndex >= 0 ? (args[onlyIndex + 1] ?? '').split(',') : undefined
 
 const GROUPS: Record<string, (context: BenchContext) => ReturnType<typeof convertWorkloads>> = {
   convert: convertWorkloads,
+  nbd: nbdWorkloads,
   changed: changedBandsWorkloads,
   backup: backupWorkloads,
   memory: memoryWorkloads,
@@ -36,7 +38,11 @@ async function main(): Promise<void> {
       log(`preparing ${group} data in ${dir}`);
       for (const workload of await build({ dir, quick })) {
         log(`running ${workload.id} (${runs} interleaved runs)`);
-        results.push(await runWorkload(workload, runs, log));
+        try {
+          results.push(await runWorkload(workload, runs, log));
+        } finally {
+          await workload.teardown?.();
+        }
       }
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -56,7 +62,7 @@ async function renderReport(results: WorkloadResult[]): Promise<string> {
     `Written by \`npm run bench${quick ? ' -- --quick' : ''}\` on ${new Date().toISOString().slice(0, 10)}: ${cpus().length} cores ` +
       `(${cpus()[0]?.model ?? 'unknown'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, ${qemu}. ` +
       `Each variant ran ${runs} times, interleaved with its peers; times are wall-clock seconds under GNU time. ` +
-      '"sbm / this" is sbm\'s median divided by this variant\'s median: below 1.00 sbm is faster.',
+      '"sbm time ÷ this" is sbm\'s median divided by this variant\'s median: below 1.00 sbm is faster.',
     '',
     '## Targets',
     '',
@@ -83,6 +89,7 @@ function renderTargets(results: WorkloadResult[]): string[] {
   ratioRow('convert monolithicSparse vs qemu-img', 'convert-monolithicSparse', 'sbm', 'qemu-img', 0.8);
   ratioRow('convert streamOptimized vs qemu-img', 'convert-streamOptimized', 'sbm', 'qemu-img', 0.8);
   ratioRow('incremental backup vs cp of the changed bands', 'backup-incremental', 'sbm', 'cp', 1.2);
+  for (const id of ['nbd-seq-write', 'nbd-seq-read', 'nbd-rand-read', 'nbd-rand-write']) ratioRow(`${id}: sbm mount vs qemu-nbd`, id, 'sbm', 'qemu-nbd', 1.0);
   const changed = find('changed-bands', 'sbm changed-bands (1 TiB, 10 changed');
   if (changed !== undefined) {
     rows.push(`| changed-bands on 1 TiB with 10 changes < 0.100 s | ${changed.secondsMedian.toFixed(3)} s | ${changed.secondsMedian < 0.1 ? 'yes' : 'no'} |`);

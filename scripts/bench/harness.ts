@@ -23,6 +23,8 @@ export interface Workload {
   readonly variants: readonly Variant[];
   /** The variant every ratio is taken against (sbm). */
   readonly subject: string;
+  /** Runs after the workload (e.g. stops servers shared by several workloads). */
+  readonly teardown?: () => Promise<void>;
 }
 
 export interface VariantResult {
@@ -99,7 +101,7 @@ export function renderWorkload({ workload, results }: WorkloadResult): string {
     '',
     workload.notes,
     '',
-    '| variant | median s | min–max s | MiB/s | sbm / this | peak RSS MiB | command |',
+    '| variant | median s | min–max s | MiB/s | sbm time ÷ this | peak RSS MiB | command |',
     '|---|---:|---:|---:|---:|---:|---|',
   ];
   for (const result of results) {

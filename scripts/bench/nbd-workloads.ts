@@ -1,0 +1,86 @@
+// NBD throughput and IOPS: the same bytes served by `sbm mount` (a bundle), `qemu-nbd -f raw` and
+// `nbdkit file` (a raw file), each on a Unix socket, driven by nbdcopy and `qemu-img bench`.
+// The servers live for all NBD workloads and stop after the last one.
+
+import { type ResultPromise, execa } from 'execa';
+import { randomFillSync } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { cp, open } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
+import { MIB } from './data.js';
+import type { Workload } from './harness.js';
+import type { BenchContext } from './workloads.js';
+
+const SBM = resolve(fileURLToPath(new URL('../..', import.meta.url)), 'cli', 'sbm.js');
+
+interface Server {
+  readonly label: string;
+  readonly uri: string;
+  readonly child: ResultPromise;
+}
+
+async function waitForSocket(path: string, child: ResultPromise): Promise<void> {
+  for (let tries = 0; tries < 400 && !existsSync(path); tries++) {
+    if (child.exitCode !== null) throw new Error(`server exited before listening on ${path}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  if (!existsSync(path)) throw new Error(`${path} never appeared`);
+}
+
+async function startServers(dir: string, bundle: string, raw: string): Promise<Server[]> {
+  const servers: Server[] = [];
+  const sbmSocket = join(dir, 'sbm.sock');
+  const sbmChild = execa('node', [SBM, 'mount', bundle, '--socket', sbmSocket, '--name', 'disk'], { reject: false });
+  await waitForSocket(sbmSocket, sbmChild);
+  servers.push({ label: 'sbm mount', uri: `nbd+unix:///disk?socket=${sbmSocket}`, child: sbmChild });
+  const qemuSocket = join(dir, 'qemu.sock');
+  const qemuChild = execa('qemu-nbd', ['-f', 'raw', '-t', '-k', qemuSocket, '--cache=writeback', raw], { reject: false });
+  await waitForSocket(qemuSocket, qemuChild);
+  servers.push({ label: 'qemu-nbd -f raw', uri: `nbd+unix:///?socket=${qemuSocket}`, child: qemuChild });
+  const kitSocket = join(dir, 'nbdkit.sock');
+  const kitChild = execa('nbdkit', ['-f', '-U', kitSocket, 'file', join(dir, 'nbdkit.raw')], { reject: false });
+  await waitForSocket(kitSocket, kitChild);
+  servers.push({ label: 'nbdkit file', uri: `nbd+unix:///?socket=${kitSocket}`, child: kitChild });
+  return servers;
+}
+
+export async function nbdWorkloads({ dir, quick }: BenchContext): Promise<Workload[]> {
+  const size = (quick ? 256 : 1024) * MIB;
+  const raw = join(dir, 'source.raw');
+  const handle = await open(raw, 'w');
+  const chunk = Buffer.alloc(MIB);
+  for (let offset = 0; offset < size; offset += MIB) await handle.write(randomFillSync(chunk), 0, MIB, offset);
+  await handle.close();
+  await cp(raw, join(dir, 'qemu.raw'));
+  await cp(raw, join(dir, 'nbdkit.raw'));
+  const bundle = join(dir, 'bench.sparsebundle');
+  await (await SparseBundle.create(bundle, { sizeBytes: size })).close();
+  const servers = await startServers(dir, bundle, join(dir, 'qemu.raw'));
+  const stop = async () => {
+    for (const server of servers) {
+      if (server.child.pid !== undefined && server.child.exitCode === null) process.kill(server.child.pid, 'SIGTERM');
+      await server.child;
+    }
+  };
+  const requests = quick ? 50_000 : 200_000;
+  const make = (id: string, title: string, args: (uri: string) => string[], bytes?: number): Workload => ({
+    id,
+    title,
+    notes: `${size / MIB} MiB of random data; sbm serves a sparse bundle, the peers a raw file. Peak RSS is the client's, not the server's.`,
+    subject: 'sbm mount',
+    variants: servers.map((server) => ({ label: server.label, command: args(server.uri), ...(bytes === undefined ? {} : { bytes }) })),
+  });
+  const workloads: Workload[] = [
+    make('nbd-seq-write', 'NBD sequential write: nbdcopy raw file -> server', (uri) => ['nbdcopy', raw, uri], size),
+    make('nbd-seq-read', 'NBD sequential read: nbdcopy server -> null:', (uri) => ['nbdcopy', uri, 'null:'], size),
+    make('nbd-rand-read', `NBD 4 KiB random reads at queue depth 16 (qemu-img bench, ${requests} requests)`, (uri) => [
+      'qemu-img', 'bench', '-f', 'raw', '-s', '4096', '-d', '16', '-c', String(requests), uri,
+    ]),
+    make('nbd-rand-write', `NBD 4 KiB random writes at queue depth 16 (qemu-img bench -w, ${requests} requests)`, (uri) => [
+      'qemu-img', 'bench', '-w', '-f', 'raw', '-s', '4096', '-d', '16', '-c', String(requests), uri,
+    ]),
+  ];
+  return [...workloads.slice(0, -1), { ...(workloads.at(-1) as Workload), teardown: stop }];
+}
