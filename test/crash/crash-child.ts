@@ -9,6 +9,7 @@
 //   TOKEN <token> <hashes json>    token issued; band hashes at that point
 //   SNAPPING <name> / SNAP <name> <hash>     snapshot about to be taken / taken (its hash)
 //   DELETING <name>                snapshot about to be deleted
+//   REVERTING <name> / REVERTED <name>       revert to a snapshot about to start / done
 //
 // usage: node --import tsx test/crash/crash-child.ts <bundle> <seed>
 
@@ -68,15 +69,23 @@ for (;;) {
   } else if (choice < 93) {
     const token = await bundle.token();
     say(`TOKEN ${token} ${JSON.stringify([...(await hashBands(path))])}`);
+  } else if (choice < 96) {
+    const all = await bundle.snapshots.list();
+    const target = all[random(Math.max(1, all.length))];
+    if (target !== undefined) {
+      say(`REVERTING ${target.name}`);
+      await bundle.snapshots.revert(target.name);
+      say(`REVERTED ${target.name}`);
+    }
   } else {
     const name = `s${seedText}-${snapshotCounter++}`;
     say(`SNAPPING ${name}`);
     const info = await bundle.snapshots.create(name);
     say(`SNAP ${name} ${await hashBundle(info.path)}`);
     const all = await bundle.snapshots.list();
-    if (all.length > 3 && all[0] !== undefined) {
-      say(`DELETING ${all[0].name}`);
-      await bundle.snapshots.delete(all[0].name);
+    for (const old of all.slice(0, Math.max(0, all.length - 3))) {
+      say(`DELETING ${old.name}`);
+      await bundle.snapshots.delete(old.name);
     }
   }
 }

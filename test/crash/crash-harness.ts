@@ -3,6 +3,7 @@
 //   - `checkBundle` finds no problems (bands/ holds only bands) and the bundle opens;
 //   - every write announced before a FLUSHED line reads back, and bytes no announced operation
 //     touched are unchanged (bytes of operations after the last flush may be old, new or mixed);
+//     a finished revert leaves exactly the snapshot's content;
 //   - for every token we hold the band hashes of, changedSince(token) ⊇ bands whose file changed;
 //   - every snapshot hashes as it did when taken (and none vanished without a DELETING line);
 //   - no tracking reset happened (a crash must never cost the user a full backup).
@@ -33,6 +34,8 @@ export interface CrashRunSummary {
   snapshotsChecked: number;
   overReportedBands: number;
   exactBands: number;
+  revertsFinished: number;
+  revertsInterrupted: number;
 }
 
 const CHILD = join(REPO_ROOT, 'test', 'crash', 'crash-child.ts');
@@ -46,7 +49,7 @@ export async function createCrashBundle(path: string): Promise<void> {
 export async function runCrashRounds(options: CrashRunOptions): Promise<CrashRunSummary> {
   const { bundlePath } = options;
   const random = rng(options.seed);
-  const summary: CrashRunSummary = { rounds: 0, operationsAnnounced: 0, flushedOperations: 0, tokensChecked: 0, snapshotsChecked: 0, overReportedBands: 0, exactBands: 0 };
+  const summary: CrashRunSummary = { rounds: 0, operationsAnnounced: 0, flushedOperations: 0, tokensChecked: 0, snapshotsChecked: 0, overReportedBands: 0, exactBands: 0, revertsFinished: 0, revertsInterrupted: 0 };
   const tokens: Array<{ token: string; hashes: BandHashes }> = [];
   const snapshotHashes = new Map<string, string>();
   let model: Buffer;
@@ -74,19 +77,43 @@ export async function runCrashRounds(options: CrashRunOptions): Promise<CrashRun
       const flushed = Math.max(0, ...events.filter((event) => event[0] === 'FLUSHED').map((event) => Number(event[1])));
       summary.operationsAnnounced += ops.length;
       summary.flushedOperations += flushed;
-      const expected = Buffer.from(model);
+      let expected: Buffer = Buffer.from(model);
       const uncertain = Buffer.alloc(model.length);
-      ops.forEach((event, index) => {
-        const offset = Number(event[2]);
-        const length = Number(event[3]);
-        if (index >= flushed) {
-          uncertain.fill(1, offset, offset + length);
-        } else if (event[1] === 'w') {
-          seededBytes(length, Number(event[4])).copy(expected, offset);
-        } else {
-          expected.fill(0, offset, offset + length);
+      let opIndex = 0;
+      let revertInterrupted = false;
+      for (const event of events) {
+        if (event[0] === 'OP') {
+          const offset = Number(event[2]);
+          const length = Number(event[3]);
+          if (opIndex++ >= flushed) {
+            uncertain.fill(1, offset, offset + length);
+          } else if (event[1] === 'w') {
+            seededBytes(length, Number(event[4])).copy(expected, offset);
+          } else {
+            expected.fill(0, offset, offset + length);
+          }
+        } else if (event[0] === 'REVERTING') {
+          revertInterrupted = true;
+        } else if (event[0] === 'REVERTED') {
+          // A finished revert is durable and leaves exactly the snapshot's content.
+          revertInterrupted = false;
+          summary.revertsFinished++;
+          const snapshotPath = bundle.snapshots.pathOf(event[1] as string);
+          const frozen = await SparseBundle.open(snapshotPath, { readOnly: true }).catch(() => undefined);
+          if (frozen === undefined) {
+            revertInterrupted = true; // deleted later in the round: content unknown here
+            continue;
+          }
+          expected = await frozen.read(0, frozen.sizeBytes);
+          await frozen.close();
+          uncertain.fill(0);
         }
-      });
+      }
+      // A revert cut short leaves each band either as it was or as in the snapshot.
+      if (revertInterrupted) {
+        uncertain.fill(1);
+        summary.revertsInterrupted++;
+      }
       const disk = await bundle.read(0, bundle.sizeBytes);
       // Where the outcome is uncertain, take the disk's bytes; then the whole image must match.
       for (let index = uncertain.indexOf(1); index !== -1; ) {
