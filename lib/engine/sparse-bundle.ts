@@ -232,18 +232,18 @@ export class SparseBundle implements BlockDevice {
   async details(): Promise<Record<string, unknown>> {
     this.assertOpen();
     let allocatedBytes = 0;
-    let bandBytes = 0;
+    let bandFileBytes = 0;
     for (const bandIndex of this.bandsPresent()) {
       const info = await stat(this.bandPath(bandIndex)).catch(() => undefined);
       if (info === undefined) continue;
       allocatedBytes += info.blocks * 512;
-      bandBytes += info.size;
+      bandFileBytes += info.size;
     }
     return {
       bandSizeBytes: this.bandSizeBytes,
       bandCount: this.bandCount,
       bandsPresent: this.store.present.size,
-      bandBytes,
+      bandFileBytes,
       allocatedBytes,
       plistVersion: this.info.version,
       ...(this.info.uuid === undefined ? {} : { uuid: this.info.uuid }),
