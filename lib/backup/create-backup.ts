@@ -16,7 +16,7 @@ import { basename, join } from 'node:path';
 import { bandFileName, bundlePaths, parseBandName } from '../bundle/bundle-paths.js';
 import { SbmError, fromSystemError, isSbmError } from '../errors.js';
 import { readBundleInfo } from '../engine/sparse-bundle.js';
-import { fsyncDirectory } from '../fs/atomic-write.js';
+import { fsyncDirectory, writeNewFileDurably } from '../fs/atomic-write.js';
 import { writeFully } from '../fs/read-fully.js';
 import { mapLimit } from '../map-limit.js';
 import type { WarningSink } from '../warnings.js';
@@ -98,7 +98,7 @@ export async function createBackup(source: BackupSource, destination: string, op
           bands: built.bands,
           stats: { bandsCopied: built.bandsCopied, bandsLinked: built.bandsLinked, bytesWritten: built.bytesWritten, seconds },
         };
-        await writeDurably(join(building, MANIFEST_RELATIVE_PATH), Buffer.from(`${JSON.stringify(manifest, null, 1)}\n`));
+        await writeNewFileDurably(join(building, MANIFEST_RELATIVE_PATH), Buffer.from(`${JSON.stringify(manifest, null, 1)}\n`));
         await fsyncDirectory(join(building, '.sbm'));
         await fsyncDirectory(building);
         const finalPath = join(setDir, stem + BACKUP_SUFFIX);
@@ -167,10 +167,10 @@ async function buildBackup(
   await mkdir(join(building, '.sbm'));
   // The backup carries the frozen point's plist bytes: a complete bundle that hdiutil opens.
   const plist = await readFile(frozenPaths.infoPlist).catch(() => readFile(frozenPaths.infoBackup));
-  await writeDurably(join(building, 'Info.bckup'), plist);
-  await writeDurably(join(building, 'Info.plist'), plist);
-  await writeDurably(join(building, 'token'), Buffer.alloc(0));
-  await writeDurably(join(building, 'lock'), Buffer.alloc(0));
+  await writeNewFileDurably(join(building, 'Info.bckup'), plist);
+  await writeNewFileDurably(join(building, 'Info.plist'), plist);
+  await writeNewFileDurably(join(building, 'token'), Buffer.alloc(0));
+  await writeNewFileDurably(join(building, 'lock'), Buffer.alloc(0));
 
   const bands: Record<string, BandRecord> = {};
   let bandsCopied = 0;
@@ -265,15 +265,6 @@ export async function hashFile(path: string): Promise<BandRecord> {
   }
 }
 
-async function writeDurably(path: string, data: Uint8Array): Promise<void> {
-  const handle = await open(path, 'wx', 0o644);
-  try {
-    await writeFully(handle, data, 0);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 function translateWriteError(error: unknown, destination: string): unknown {
   if (isSbmError(error)) return error;

@@ -37,3 +37,14 @@ export async function replaceFilesInOrder(files: ReadonlyArray<{ path: string; d
   const directories = new Set(files.map((file) => dirname(file.path)));
   for (const directory of directories) await fsyncDirectory(directory);
 }
+
+/** Creates `path` (which must not exist) with `data`, fsynced. For files inside a folder that is renamed into place later. */
+export async function writeNewFileDurably(path: string, data: Uint8Array): Promise<void> {
+  const handle = await open(path, 'wx', 0o644);
+  try {
+    await writeFully(handle, data, 0);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

@@ -26,8 +26,7 @@ import { parseInfoPlist } from '../bundle/info-plist.js';
 import type { BandStore } from '../engine/band-store.js';
 import type { SparseBundle } from '../engine/sparse-bundle.js';
 import { SbmError, fromSystemError } from '../errors.js';
-import { fsyncDirectory } from '../fs/atomic-write.js';
-import { writeFully } from '../fs/read-fully.js';
+import { fsyncDirectory, writeNewFileDurably } from '../fs/atomic-write.js';
 import { mapLimit } from '../map-limit.js';
 import { stampPath } from '../tracking/stat-cache.js';
 
@@ -81,8 +80,8 @@ export class SnapshotManager {
       await mkdir(stagePaths.bands, { recursive: true });
       await mkdir(stagePaths.sbm);
       for (const file of [paths.infoBackup, paths.infoPlist]) await copyDurably(file, join(stage, file.slice(paths.root.length + 1)));
-      await writeDurably(stagePaths.token, Buffer.alloc(0));
-      await writeDurably(stagePaths.lock, Buffer.alloc(0));
+      await writeNewFileDurably(stagePaths.token, Buffer.alloc(0));
+      await writeNewFileDurably(stagePaths.lock, Buffer.alloc(0));
       if (this.bundle.hasMappedDir) await copyFolder(paths.mapped, stagePaths.mapped);
       const bands = [...store.present].sort((a, b) => a - b);
       // Linking changes each band's ctime: check first that none was edited behind sbm's back.
@@ -99,7 +98,7 @@ export class SnapshotManager {
         sizeBytes: this.bundle.sizeBytes,
         bandSizeBytes: this.bundle.bandSizeBytes,
       };
-      await writeDurably(join(stagePaths.sbm, SNAPSHOT_META_FILE), Buffer.from(`${JSON.stringify(meta, null, 2)}\n`));
+      await writeNewFileDurably(join(stagePaths.sbm, SNAPSHOT_META_FILE), Buffer.from(`${JSON.stringify(meta, null, 2)}\n`));
       for (const folder of [stagePaths.bands, stagePaths.sbm, stage]) await fsyncDirectory(folder);
       await rename(stage, target);
       await fsyncDirectory(this.directory);
@@ -262,18 +261,9 @@ async function sharedBands(store: BandStore, snapshotBandsDir: string): Promise<
   return shared.sort((a, b) => a - b);
 }
 
-async function writeDurably(path: string, data: Uint8Array): Promise<void> {
-  const handle = await open(path, 'wx', 0o644);
-  try {
-    await writeFully(handle, data, 0);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 async function copyDurably(source: string, target: string): Promise<void> {
-  await writeDurably(target, await readFile(source));
+  await writeNewFileDurably(target, await readFile(source));
 }
 
 async function copyFolder(source: string, target: string): Promise<void> {
