@@ -1,64 +1,12 @@
-// Declared wire structures: each NBD frame header is a table of (name, offset, type) checked
-// against its size once at load, and both encode and decode read the same table, so the layout
-// lives in one place. All integers are big-endian, as NBD requires.
+// NBD frame headers as declared tables (lib/binary-table.ts): each is checked against its size once
+// at load, and encode and decode read the same table. All integers are big-endian, as NBD requires.
 
-import { SbmError } from '../errors.js';
+import { BinaryTable, type FieldSpec } from '../binary-table.js';
 
-export type WireType = 'u16' | 'u32' | 'u64';
+export type { TableValues as WireValues } from '../binary-table.js';
 
-export interface WireField {
-  readonly name: string;
-  readonly offset: number;
-  readonly type: WireType;
-}
-
-type FieldValue<T extends WireType> = T extends 'u64' ? bigint : number;
-
-export type WireValues<F extends readonly WireField[]> = { [K in F[number] as K['name']]: FieldValue<K['type']> };
-
-const TYPE_BYTES: Record<WireType, number> = { u16: 2, u32: 4, u64: 8 };
-
-export class WireTable<F extends readonly WireField[]> {
-  constructor(
-    readonly name: string,
-    readonly sizeBytes: number,
-    readonly fields: F,
-  ) {
-    let expected = 0;
-    for (const field of fields) {
-      if (field.offset !== expected) throw new SbmError('SBM_INTERNAL', `${name}.${field.name} declared at ${field.offset}, expected ${expected}`);
-      expected += TYPE_BYTES[field.type];
-    }
-    if (expected !== sizeBytes) throw new SbmError('SBM_INTERNAL', `${name} fields cover ${expected} bytes, declared ${sizeBytes}`);
-  }
-
-  decode(source: Buffer, at = 0): WireValues<F> {
-    const out: Record<string, number | bigint> = {};
-    for (const field of this.fields) {
-      const position = at + field.offset;
-      if (field.type === 'u16') out[field.name] = source.readUInt16BE(position);
-      else if (field.type === 'u32') out[field.name] = source.readUInt32BE(position);
-      else out[field.name] = source.readBigUInt64BE(position);
-    }
-    return out as WireValues<F>;
-  }
-
-  /** Writes the fields into `target` at `at` (default: a new buffer of exactly the table's size). */
-  encode(values: WireValues<F>, target: Buffer = Buffer.allocUnsafe(this.sizeBytes), at = 0): Buffer {
-    const record = values as Record<string, number | bigint>;
-    for (const field of this.fields) {
-      const value = record[field.name];
-      const position = at + field.offset;
-      if (field.type === 'u64') target.writeBigUInt64BE(BigInt(value ?? 0), position);
-      else if (field.type === 'u32') target.writeUInt32BE(Number(value ?? 0), position);
-      else target.writeUInt16BE(Number(value ?? 0), position);
-    }
-    return target;
-  }
-}
-
-function table<const F extends readonly WireField[]>(name: string, sizeBytes: number, fields: F): WireTable<F> {
-  return new WireTable(name, sizeBytes, fields);
+function table<const F extends readonly FieldSpec[]>(name: string, sizeBytes: number, fields: F): BinaryTable<F> {
+  return new BinaryTable(name, sizeBytes, 'be', fields);
 }
 
 /** S->C greeting of the fixed newstyle handshake. */
