@@ -2,6 +2,8 @@
 
 import type { CommandModule } from 'yargs';
 import { openImage } from '../../formats/index.js';
+import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
+import { isSbmError } from '../../lib/errors.js';
 import { formatSize } from '../../lib/size.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
@@ -22,7 +24,12 @@ export const infoCommand: CommandModule<object, InfoArgs> = {
   handler: action(async (argv) => {
     const warnings: SbmWarning[] = [];
     const sink = argv.json ? (warning: SbmWarning) => void warnings.push(warning) : warningSink(argv, warnings);
-    const reader = await openImage(argv.image, { format: argv.format, onWarning: sink });
+    const reader = await openImage(argv.image, { format: argv.format, onWarning: sink }).catch(async (error: unknown) => {
+      // Like `qemu-img info -U`: a bundle in use (e.g. by sbm mount) is still described, with a warning.
+      if (!isSbmError(error, 'SBM_LOCKED')) throw error;
+      sink({ code: 'SBM_IN_USE', message: `${error.message.replace(/^SBM_LOCKED: /, '')}; showing what is on disk now` });
+      return SparseBundle.open(argv.image, { readOnly: true, forceShare: true, onWarning: sink });
+    });
     try {
       const details = await reader.details();
       const result = { path: argv.image, format: reader.formatName, sizeBytes: reader.sizeBytes, ...details, warnings };

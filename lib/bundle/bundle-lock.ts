@@ -18,6 +18,11 @@ export class BundleLock {
     private readonly ownerFile?: string,
   ) {}
 
+  /** No lock at all: for force-shared read-only looks at a bundle someone else writes. */
+  static none(): BundleLock {
+    return new BundleLock(undefined);
+  }
+
   static async acquire(paths: BundlePaths, mode: LockMode, onWarning: WarningSink): Promise<BundleLock> {
     let handle: FileHandle;
     try {

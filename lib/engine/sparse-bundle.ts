@@ -29,6 +29,11 @@ export interface CreateBundleOptions {
 
 export interface OpenBundleOptions {
   readonly readOnly?: boolean;
+  /**
+   * Read-only without taking the lock (qemu-img's --force-share): for looking at a bundle another
+   * process is writing. Reads may see writes in progress.
+   */
+  readonly forceShare?: boolean;
   readonly onWarning?: WarningSink;
   /** Upper bound on band files held open at once (default 64, as macOS). */
   readonly maxOpenBands?: number;
@@ -120,7 +125,10 @@ export class SparseBundle implements BlockDevice {
     if (!readOnly) await mkdir(paths.tmp, { recursive: true }).catch((error) => {
       throw fromSystemError(error, 'cannot create sbm state folder', paths.sbm);
     });
-    const lock = await BundleLock.acquire(paths, readOnly ? 'shared' : 'exclusive', onWarning);
+    if (options.forceShare === true && !readOnly) {
+      throw new SbmError('SBM_INVALID_ARGUMENT', 'forceShare is only allowed with readOnly');
+    }
+    const lock = options.forceShare === true ? BundleLock.none() : await BundleLock.acquire(paths, readOnly ? 'shared' : 'exclusive', onWarning);
     try {
       if (!readOnly) await clearStaging(paths);
       const presentBands = await listBands(paths, info, readOnly, onWarning);

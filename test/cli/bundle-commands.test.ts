@@ -161,3 +161,23 @@ test('an interrupted convert leaves no bundle and no staging folder behind', asy
   t.regex(result.stderr, /SBM_INTERRUPTED/);
   t.deepEqual(await readdir(dir), ['big.img']);
 });
+
+test('info describes a bundle another process has open for writing, with a warning', async (t) => {
+  const dir = await tempDir(t);
+  const bundle = join(dir, 'busy.sparsebundle');
+  t.is((await runSbm(['create', bundle, '--size', '16M', '--band-size', '1M'])).exitCode, 0);
+  const { execa } = await import('execa');
+  const { REPO_ROOT } = await import('../helpers/tools.js');
+  const holder = execa('node', ['--import=tsx', join(REPO_ROOT, 'test/helpers/hold-bundle.ts'), bundle, 'rw'], { cwd: REPO_ROOT, stdin: 'pipe', reject: false });
+  t.teardown(async () => {
+    holder.stdin?.end();
+    await holder;
+  });
+  await new Promise<void>((resolve) => holder.stdout?.on('data', (chunk: Buffer) => chunk.toString().includes('ready') && resolve()));
+  const info = await runSbm(['info', bundle, '--json']);
+  t.is(info.exitCode, 0, info.stderr);
+  const parsed = JSON.parse(info.stdout);
+  t.is(parsed.sizeBytes, 16 * MIB);
+  t.deepEqual(parsed.warnings.map((w: { code: string }) => w.code), ['SBM_IN_USE']);
+  t.is((await runSbm(['convert', bundle, join(dir, 'copy.sparsebundle')])).exitCode, 3, 'other commands still refuse a bundle in use');
+});
