@@ -4,9 +4,9 @@
 import yargs, { type Argv } from 'yargs';
 import { SbmError } from '../lib/errors.js';
 import { reportError } from './command-kit.js';
-import { COMMANDS } from './commands/index.js';
+import { loadCommands } from './commands/index.js';
 
-export function buildCli(args: string[]): Argv {
+export async function buildCli(args: string[]): Promise<Argv> {
   let parser = yargs(args)
     .scriptName('sbm')
     .usage('$0 <command> [options]\n\nSparse-bundle virtual disk manager: hdiutil-compatible bundles, change tracking, NBD, backups.')
@@ -26,6 +26,6 @@ export function buildCli(args: string[]): Argv {
       }
       process.exit(process.exitCode ?? 2);
     });
-  for (const command of COMMANDS) parser = parser.command(command);
+  for (const command of await loadCommands(args)) parser = parser.command(command);
   return parser;
 }

@@ -4,4 +4,4 @@
 import { hideBin } from 'yargs/helpers';
 import { buildCli } from './build-cli.js';
 
-await buildCli(hideBin(process.argv)).parseAsync();
+await (await buildCli(hideBin(process.argv))).parseAsync();

@@ -1,37 +1,34 @@
-// Every `sbm` subcommand, one module per file. Add new commands to this list.
+// Every `sbm` subcommand, one module per file, loaded on demand: `sbm info x` imports only the
+// info module (and what it needs), which keeps start-up short for scripts that call sbm often.
+// Add new commands to this table; the key is the command's name.
 
 import type { CommandModule } from 'yargs';
-import { backupCommand } from './backup.js';
-import { backupsCommand } from './backups.js';
-import { checkCommand } from './check.js';
-import { convertCommand } from './convert.js';
-import { createCommand } from './create.js';
-import { exportCommand } from './export.js';
-import { infoCommand } from './info.js';
-import { resizeCommand } from './resize.js';
-import { restoreCommand } from './restore.js';
-import { thinCommand } from './thin.js';
-import { verifyCommand } from './verify.js';
-import { mountCommand } from './mount.js';
-import { tokenCommand } from './token.js';
-import { changedBandsCommand } from './changed-bands.js';
-import { snapshotCommand } from './snapshot.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const COMMANDS: CommandModule<any, any>[] = [
-  createCommand,
-  infoCommand,
-  convertCommand,
-  exportCommand,
-  checkCommand,
-  resizeCommand,
-  backupCommand,
-  backupsCommand,
-  restoreCommand,
-  verifyCommand,
-  thinCommand,
-  mountCommand,
-  tokenCommand,
-  changedBandsCommand,
-  snapshotCommand,
-];
+type AnyCommand = CommandModule<any, any>;
+
+export const COMMAND_LOADERS: Readonly<Record<string, () => Promise<AnyCommand>>> = {
+  create: async () => (await import('./create.js')).createCommand,
+  info: async () => (await import('./info.js')).infoCommand,
+  convert: async () => (await import('./convert.js')).convertCommand,
+  export: async () => (await import('./export.js')).exportCommand,
+  check: async () => (await import('./check.js')).checkCommand,
+  resize: async () => (await import('./resize.js')).resizeCommand,
+  mount: async () => (await import('./mount.js')).mountCommand,
+  token: async () => (await import('./token.js')).tokenCommand,
+  'changed-bands': async () => (await import('./changed-bands.js')).changedBandsCommand,
+  snapshot: async () => (await import('./snapshot.js')).snapshotCommand,
+  backup: async () => (await import('./backup.js')).backupCommand,
+  backups: async () => (await import('./backups.js')).backupsCommand,
+  restore: async () => (await import('./restore.js')).restoreCommand,
+  verify: async () => (await import('./verify.js')).verifyCommand,
+  thin: async () => (await import('./thin.js')).thinCommand,
+};
+
+/** The command modules needed to parse `args`: the named one, or all (for help and typos). */
+export async function loadCommands(args: readonly string[]): Promise<AnyCommand[]> {
+  const name = args.find((arg) => !arg.startsWith('-'));
+  const loader = name === undefined ? undefined : COMMAND_LOADERS[name];
+  if (loader !== undefined) return [await loader()];
+  return Promise.all(Object.values(COMMAND_LOADERS).map((load) => load()));
+}
