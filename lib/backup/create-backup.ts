@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { bandFileName, bundlePaths, parseBandName } from '../bundle/bundle-paths.js';
 import { SbmError, fromSystemError, isSbmError } from '../errors.js';
-import { readBundleInfo } from '../engine/sparse-bundle.js';
+import { readBundleInfo } from '../bundle/bundle-files.js';
 import { fsyncDirectory, writeNewFileDurably } from '../fs/atomic-write.js';
 import { writeFully } from '../fs/read-fully.js';
 import { mapLimit } from '../map-limit.js';

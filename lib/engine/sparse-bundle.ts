@@ -5,14 +5,23 @@
 //   virtual disk  |---- band 0 ----|---- band 1 ----|-- ... --|- last band -|
 //   bundle        bands/0          bands/1                    bands/<hex>   (missing = zeros)
 
-import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
-
+import { mkdir, stat } from 'node:fs/promises';
 import { type BlockDevice, type Extent, type WriteOptions, checkRange } from '../block-device.js';
 import { SbmError, fromSystemError, isSbmError } from '../errors.js';
 import { BundleLock } from '../bundle/bundle-lock.js';
-import { type BundlePaths, bundlePaths, parseBandName } from '../bundle/bundle-paths.js';
-import { BAND_COUNT_ADVICE, DEFAULT_BAND_SIZE_BYTES, ENCRYPTED_TOKEN_MAGIC } from '../bundle/constants.js';
-import { type BundleInfo, parseInfoPlist, renderInfoPlist, validateGeometry } from '../bundle/info-plist.js';
+import { type BundlePaths, bundlePaths } from '../bundle/bundle-paths.js';
+import { DEFAULT_BAND_SIZE_BYTES } from '../bundle/constants.js';
+import {
+  assertBundleDirectory,
+  assertNotEncrypted,
+  clearStaging,
+  isDirectory,
+  listBands,
+  readBundleInfo,
+  warnOnBandCount,
+  writeInfoFiles,
+} from '../bundle/bundle-files.js';
+import { type BundleInfo, renderInfoPlist, validateGeometry } from '../bundle/info-plist.js';
 import { fsyncDirectory, replaceFilesInOrder } from '../fs/atomic-write.js';
 import { WarningList, type WarningSink } from '../warnings.js';
 import { BandStore } from './band-store.js';
@@ -370,119 +379,3 @@ export class SparseBundle implements BlockDevice {
     if (this.closing !== undefined) throw new SbmError('SBM_CLOSED', `bundle ${this.path} is closed`);
   }
 }
-
-/** Writes Info.bckup then Info.plist, each atomically, keeping version 2 and its uuid. */
-export async function writeInfoFiles(paths: BundlePaths, info: BundleInfo): Promise<void> {
-  const bytes = renderInfoPlist(info);
-  await replaceFilesInOrder(
-    [
-      { path: paths.infoBackup, data: bytes },
-      { path: paths.infoPlist, data: bytes },
-    ],
-    paths.tmp,
-  );
-}
-
-async function assertBundleDirectory(paths: BundlePaths): Promise<void> {
-  let info;
-  try {
-    info = await stat(paths.root);
-  } catch (error) {
-    throw fromSystemError(error, 'cannot open bundle', paths.root);
-  }
-  if (!info.isDirectory()) throw new SbmError('SBM_NOT_A_BUNDLE', `${paths.root} is not a directory`, { path: paths.root });
-}
-
-/** Info.plist, or Info.bckup when Info.plist is missing, too long or unparsable. */
-export async function readBundleInfo(paths: BundlePaths, onWarning: WarningSink): Promise<BundleInfo> {
-  const attempts: string[] = [];
-  for (const [file, name] of [
-    [paths.infoPlist, 'Info.plist'],
-    [paths.infoBackup, 'Info.bckup'],
-  ] as const) {
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(file);
-    } catch (error) {
-      attempts.push(`${name}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`);
-      continue;
-    }
-    try {
-      const info = parseInfoPlist(bytes, name);
-      if (attempts.length > 0) {
-        onWarning({ code: 'SBM_PLIST_FALLBACK', message: `using Info.bckup because ${attempts.join('; ')}`, data: { path: paths.root } });
-      }
-      return info;
-    } catch (error) {
-      attempts.push((error as Error).message.replace(/^SBM_BAD_PLIST: /, ''));
-    }
-  }
-  if (attempts.every((attempt) => attempt.endsWith('ENOENT'))) {
-    throw new SbmError('SBM_NOT_A_BUNDLE', `${paths.root} has no Info.plist or Info.bckup`, { path: paths.root });
-  }
-  throw new SbmError('SBM_BAD_PLIST', `${paths.root}: ${attempts.join('; ')}`, { path: paths.root });
-}
-
-async function assertNotEncrypted(paths: BundlePaths, onWarning: WarningSink): Promise<void> {
-  let token: Buffer;
-  try {
-    token = await readFile(paths.token);
-  } catch {
-    onWarning({ code: 'SBM_NO_TOKEN', message: `${paths.root} has no token file; macOS will not recognise it` });
-    return;
-  }
-  if (token.length > 0) {
-    const kind = token.subarray(0, 8).toString('latin1') === ENCRYPTED_TOKEN_MAGIC ? 'encrcdsa' : 'non-empty token';
-    throw new SbmError('SBM_ENCRYPTED', `${paths.root} is an encrypted bundle (${kind}); sbm opens unencrypted bundles only`, {
-      path: paths.root,
-    });
-  }
-}
-
-async function listBands(paths: BundlePaths, info: BundleInfo, readOnly: boolean, onWarning: WarningSink): Promise<Set<number>> {
-  let names: string[];
-  try {
-    names = await readdir(paths.bands);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(error, 'cannot list bands of', paths.root);
-    onWarning({ code: 'SBM_NO_BANDS_DIR', message: `${paths.root} has no bands/ folder; the disk reads as zeros` });
-    if (!readOnly) await mkdir(paths.bands);
-    return new Set();
-  }
-  const bandCount = Math.ceil(info.sizeBytes / info.bandSizeBytes);
-  const present = new Set<number>();
-  for (const name of names) {
-    const bandIndex = parseBandName(name);
-    if (bandIndex === undefined) {
-      onWarning({ code: 'SBM_STRAY_FILE', message: `bands/${name} is not a band name; ignored`, data: { name } });
-    } else if (bandIndex >= bandCount) {
-      onWarning({ code: 'SBM_BAND_PAST_END', message: `bands/${name} lies past the end of the disk; ignored`, data: { name } });
-    } else {
-      present.add(bandIndex);
-    }
-  }
-  return present;
-}
-
-/** Leftovers in .sbm/tmp are from a crash: nothing refers to them while we hold the write lock. */
-async function clearStaging(paths: BundlePaths): Promise<void> {
-  for (const name of await readdir(paths.tmp)) await rm(`${paths.tmp}/${name}`, { recursive: true, force: true });
-}
-
-async function isDirectory(path: string): Promise<boolean> {
-  return stat(path).then(
-    (info) => info.isDirectory(),
-    () => false,
-  );
-}
-
-function warnOnBandCount(bandSizeBytes: number, sizeBytes: number, onWarning: WarningSink): void {
-  const bandCount = Math.ceil(sizeBytes / bandSizeBytes);
-  if (bandCount > BAND_COUNT_ADVICE) {
-    onWarning({
-      code: 'SBM_MANY_BANDS',
-      message: `${bandCount} bands exceeds the ~${BAND_COUNT_ADVICE} macOS handles well; consider a larger --band-size`,
-    });
-  }
-}
-

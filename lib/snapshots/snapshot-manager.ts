@@ -17,7 +17,7 @@
 //     record n -> link snapshot band into .sbm/tmp -> rename over bands/n   (or unlink bands/n)
 //   fsync bands/; interrupted? run revert again: it is idempotent.
 
-import { copyFile, link, mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { BlockDevice } from '../block-device.js';

@@ -21,7 +21,6 @@ import { checksum, defineTable } from './binary-table.js';
 import {
   SLOT_ABSENT,
   SLOT_PRESENT,
-  SLOT_UNKNOWN,
   STAT_CACHE_HEADER_SIZE,
   STAT_CACHE_MAGIC,
   STAT_CACHE_VERSION,

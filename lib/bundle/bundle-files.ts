@@ -1,0 +1,127 @@
+// The files of a bundle folder other than bands: Info.plist / Info.bckup (read with fallback,
+// written atomically in macOS's order), token (encryption check), bands/ listing, and the staging
+// folder. SparseBundle.open and the backup code read bundles through these.
+
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { SbmError, fromSystemError } from '../errors.js';
+import { replaceFilesInOrder } from '../fs/atomic-write.js';
+import type { WarningSink } from '../warnings.js';
+import { type BundlePaths, parseBandName } from './bundle-paths.js';
+import { BAND_COUNT_ADVICE, ENCRYPTED_TOKEN_MAGIC } from './constants.js';
+import { type BundleInfo, parseInfoPlist, renderInfoPlist } from './info-plist.js';
+
+/** Writes Info.bckup then Info.plist, each atomically, keeping version 2 and its uuid. */
+export async function writeInfoFiles(paths: BundlePaths, info: BundleInfo): Promise<void> {
+  const bytes = renderInfoPlist(info);
+  await replaceFilesInOrder(
+    [
+      { path: paths.infoBackup, data: bytes },
+      { path: paths.infoPlist, data: bytes },
+    ],
+    paths.tmp,
+  );
+}
+
+export async function assertBundleDirectory(paths: BundlePaths): Promise<void> {
+  let info;
+  try {
+    info = await stat(paths.root);
+  } catch (error) {
+    throw fromSystemError(error, 'cannot open bundle', paths.root);
+  }
+  if (!info.isDirectory()) throw new SbmError('SBM_NOT_A_BUNDLE', `${paths.root} is not a directory`, { path: paths.root });
+}
+
+/** Info.plist, or Info.bckup when Info.plist is missing, too long or unparsable. */
+export async function readBundleInfo(paths: BundlePaths, onWarning: WarningSink): Promise<BundleInfo> {
+  const attempts: string[] = [];
+  for (const [file, name] of [
+    [paths.infoPlist, 'Info.plist'],
+    [paths.infoBackup, 'Info.bckup'],
+  ] as const) {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(file);
+    } catch (error) {
+      attempts.push(`${name}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+      continue;
+    }
+    try {
+      const info = parseInfoPlist(bytes, name);
+      if (attempts.length > 0) {
+        onWarning({ code: 'SBM_PLIST_FALLBACK', message: `using Info.bckup because ${attempts.join('; ')}`, data: { path: paths.root } });
+      }
+      return info;
+    } catch (error) {
+      attempts.push((error as Error).message.replace(/^SBM_BAD_PLIST: /, ''));
+    }
+  }
+  if (attempts.every((attempt) => attempt.endsWith('ENOENT'))) {
+    throw new SbmError('SBM_NOT_A_BUNDLE', `${paths.root} has no Info.plist or Info.bckup`, { path: paths.root });
+  }
+  throw new SbmError('SBM_BAD_PLIST', `${paths.root}: ${attempts.join('; ')}`, { path: paths.root });
+}
+
+export async function assertNotEncrypted(paths: BundlePaths, onWarning: WarningSink): Promise<void> {
+  let token: Buffer;
+  try {
+    token = await readFile(paths.token);
+  } catch {
+    onWarning({ code: 'SBM_NO_TOKEN', message: `${paths.root} has no token file; macOS will not recognise it` });
+    return;
+  }
+  if (token.length > 0) {
+    const kind = token.subarray(0, 8).toString('latin1') === ENCRYPTED_TOKEN_MAGIC ? 'encrcdsa' : 'non-empty token';
+    throw new SbmError('SBM_ENCRYPTED', `${paths.root} is an encrypted bundle (${kind}); sbm opens unencrypted bundles only`, {
+      path: paths.root,
+    });
+  }
+}
+
+export async function listBands(paths: BundlePaths, info: BundleInfo, readOnly: boolean, onWarning: WarningSink): Promise<Set<number>> {
+  let names: string[];
+  try {
+    names = await readdir(paths.bands);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(error, 'cannot list bands of', paths.root);
+    onWarning({ code: 'SBM_NO_BANDS_DIR', message: `${paths.root} has no bands/ folder; the disk reads as zeros` });
+    if (!readOnly) await mkdir(paths.bands);
+    return new Set();
+  }
+  const bandCount = Math.ceil(info.sizeBytes / info.bandSizeBytes);
+  const present = new Set<number>();
+  for (const name of names) {
+    const bandIndex = parseBandName(name);
+    if (bandIndex === undefined) {
+      onWarning({ code: 'SBM_STRAY_FILE', message: `bands/${name} is not a band name; ignored`, data: { name } });
+    } else if (bandIndex >= bandCount) {
+      onWarning({ code: 'SBM_BAND_PAST_END', message: `bands/${name} lies past the end of the disk; ignored`, data: { name } });
+    } else {
+      present.add(bandIndex);
+    }
+  }
+  return present;
+}
+
+/** Leftovers in .sbm/tmp are from a crash: nothing refers to them while we hold the write lock. */
+export async function clearStaging(paths: BundlePaths): Promise<void> {
+  for (const name of await readdir(paths.tmp)) await rm(`${paths.tmp}/${name}`, { recursive: true, force: true });
+}
+
+export async function isDirectory(path: string): Promise<boolean> {
+  return stat(path).then(
+    (info) => info.isDirectory(),
+    () => false,
+  );
+}
+
+export function warnOnBandCount(bandSizeBytes: number, sizeBytes: number, onWarning: WarningSink): void {
+  const bandCount = Math.ceil(sizeBytes / bandSizeBytes);
+  if (bandCount > BAND_COUNT_ADVICE) {
+    onWarning({
+      code: 'SBM_MANY_BANDS',
+      message: `${bandCount} bands exceeds the ~${BAND_COUNT_ADVICE} macOS handles well; consider a larger --band-size`,
+    });
+  }
+}
+
