@@ -38,6 +38,8 @@ export class GrainMap {
   readonly totalGrains: number;
   readonly grainBytes: number;
   private readonly cache = new Map<number, Uint32Array>();
+  /** 1 for tables found all-zero at load (VMware and qemu preallocate every GT): no I/O later. */
+  private readonly emptyTables: Uint8Array;
   private cachedBytes = 0;
   allocatedGrains = 0;
   zeroedGrains = 0;
@@ -47,6 +49,7 @@ export class GrainMap {
     private readonly gd: Uint32Array,
   ) {
     this.totalGrains = Math.ceil(layout.capacitySectors / layout.grainSizeSectors);
+    this.emptyTables = new Uint8Array(gd.length);
     this.grainBytes = layout.grainSizeSectors * SECTOR_SIZE;
   }
 
@@ -67,29 +70,18 @@ export class GrainMap {
     return map;
   }
 
-  /** Grain table entries for grains [first, first+count), 0 for unallocated tables. */
-  async entries(first: number, count: number): Promise<Uint32Array> {
-    const out = new Uint32Array(count);
-    const { gtEntries } = this.layout;
-    let grain = first;
-    while (grain < first + count) {
-      const gtIndex = Math.floor(grain / gtEntries);
-      const inGt = grain - gtIndex * gtEntries;
-      const take = Math.min(gtEntries - inGt, first + count - grain);
-      const table = await this.table(gtIndex);
-      if (table !== undefined) out.set(table.subarray(inGt, inGt + take), grain - first);
-      grain += take;
-    }
-    return out;
+  get gtEntries(): number {
+    return this.layout.gtEntries;
   }
 
   private gtBytes(): number {
     return this.layout.gtEntries * 4;
   }
 
-  private async table(gtIndex: number): Promise<Uint32Array | undefined> {
+  /** Grain table `gtIndex`, or undefined when its GDE is 0 (the whole table is unallocated). */
+  async table(gtIndex: number): Promise<Uint32Array | undefined> {
     const gde = this.gd[gtIndex] ?? 0;
-    if (gde === 0) return undefined;
+    if (gde === 0 || this.emptyTables[gtIndex] === 1) return undefined;
     const hit = this.cache.get(gtIndex);
     if (hit !== undefined) {
       this.cache.delete(gtIndex);
@@ -155,7 +147,8 @@ export class GrainMap {
         const entry = tables[position];
         if (entry === undefined) continue;
         const table = this.decodeTable(entry.gtIndex, raw, entry.start - first.start, true);
-        if (this.cachedBytes + table.byteLength <= GT_CACHE_BYTES) this.remember(entry.gtIndex, table);
+        if (table.every((value) => value === 0)) this.emptyTables[entry.gtIndex] = 1;
+        else if (this.cachedBytes + table.byteLength <= GT_CACHE_BYTES) this.remember(entry.gtIndex, table);
       }
       index = last + 1;
     }

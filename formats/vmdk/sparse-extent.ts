@@ -97,15 +97,7 @@ export class SparseExtent implements VmdkExtent {
     const runs: Run[] = [];
     if (length === 0) return runs;
     const end = offset + length;
-    const firstGrain = Math.floor(offset / this.grainBytes);
-    const lastGrain = Math.floor((end - 1) / this.grainBytes);
-    const entries = this.map === undefined ? new Uint32Array(lastGrain - firstGrain + 1) : await this.map.entries(firstGrain, lastGrain - firstGrain + 1);
-    for (let grain = firstGrain; grain <= lastGrain; grain++) {
-      const entry = entries[grain - firstGrain] ?? GTE_UNALLOCATED;
-      const start = Math.max(offset, grain * this.grainBytes);
-      const stop = Math.min(end, (grain + 1) * this.grainBytes);
-      const kind = entry === GTE_UNALLOCATED ? 'absent' : entry === GTE_ZEROED ? 'zero' : 'data';
-      const fileOffset = kind === 'data' ? entry * SECTOR_SIZE + (start - grain * this.grainBytes) : 0;
+    const push = (start: number, stop: number, kind: Run['kind'], fileOffset: number): void => {
       const last = runs[runs.length - 1];
       const merges =
         last !== undefined &&
@@ -114,6 +106,30 @@ export class SparseExtent implements VmdkExtent {
         (kind !== 'data' || (!this.geometry.compressed && last.fileOffset + last.length === fileOffset));
       if (merges) last.length += stop - start;
       else runs.push({ offset: start, length: stop - start, kind, fileOffset });
+    };
+    const map = this.map;
+    if (map === undefined) {
+      push(offset, end, 'absent', 0);
+      return runs;
+    }
+    // One grain table at a time; an unallocated table is one absent run, without a per-grain loop.
+    const gtBytesCovered = map.gtEntries * this.grainBytes;
+    for (let gtIndex = Math.floor(offset / gtBytesCovered); gtIndex * gtBytesCovered < end; gtIndex++) {
+      const tableStart = gtIndex * gtBytesCovered;
+      const table = await map.table(gtIndex);
+      if (table === undefined) {
+        push(Math.max(offset, tableStart), Math.min(end, tableStart + gtBytesCovered), 'absent', 0);
+        continue;
+      }
+      const firstGrain = Math.floor(Math.max(offset, tableStart) / this.grainBytes);
+      const lastGrain = Math.floor((Math.min(end, tableStart + gtBytesCovered) - 1) / this.grainBytes);
+      for (let grain = firstGrain; grain <= lastGrain; grain++) {
+        const entry = table[grain - gtIndex * map.gtEntries] ?? GTE_UNALLOCATED;
+        const start = Math.max(offset, grain * this.grainBytes);
+        const stop = Math.min(end, (grain + 1) * this.grainBytes);
+        const kind = entry === GTE_UNALLOCATED ? 'absent' : entry === GTE_ZEROED ? 'zero' : 'data';
+        push(start, stop, kind, kind === 'data' ? entry * SECTOR_SIZE + (start - grain * this.grainBytes) : 0);
+      }
     }
     return runs;
   }

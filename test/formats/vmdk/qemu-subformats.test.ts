@@ -84,3 +84,22 @@ async function splitRoundTrip(t: ExecutionContext, subformat: string, extentFile
 
 test('twoGbMaxExtentSparse with 3 extents, opened by naming an extent file', (t) => splitRoundTrip(t, 'twoGbMaxExtentSparse', 'disk-s002.vmdk'));
 test('twoGbMaxExtentFlat with 3 extents, opened by naming an extent file', (t) => splitRoundTrip(t, 'twoGbMaxExtentFlat', 'disk-f003.vmdk'));
+
+test('a 1 TiB disk with preallocated grain tables maps without reading them again', async (t) => {
+  await requireTool(t, 'qemu-img');
+  await requireTool(t, 'qemu-io');
+  const dir = await tempDir(t);
+  const disk = join(dir, 'big.vmdk');
+  await qemuImg(['create', '-q', '-f', 'vmdk', disk, '1T']);
+  const { execa } = await import('execa');
+  await execa('qemu-io', ['-f', 'vmdk', '-c', 'write -P 0x5 700G 1M', disk]);
+  const image = await openImage(disk);
+  t.teardown(() => image.close());
+  const GiB = 1024 * MiB;
+  t.deepEqual(await image.extents(0, image.sizeBytes), [
+    { offset: 0, length: 700 * GiB, kind: 'hole' },
+    { offset: 700 * GiB, length: MiB, kind: 'data' },
+    { offset: 700 * GiB + MiB, length: 324 * GiB - MiB, kind: 'hole' },
+  ]);
+  t.true((await image.read(700 * GiB, MiB)).equals(Buffer.alloc(MiB, 5)));
+});
