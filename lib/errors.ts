@@ -45,6 +45,7 @@ export const ERROR_CODES = {
   SBM_BAD_TOKEN: { exitCode: 2, summary: 'text given as a change-tracking token is not one (sbm1:<uuid>:<epoch>:<generation>)' },
   SBM_TOKEN_FOREIGN: { exitCode: 10, summary: 'token belongs to another bundle (or this one has no change history): full backup required' },
   SBM_TOKEN_STALE: { exitCode: 10, summary: 'token predates a change-tracking reset (bundle copied/restored, tracking files lost): full backup required' },
+  SBM_CONTROL: { exitCode: 1, summary: 'the control channel of a running `sbm mount` failed (bad request or reply, connection lost)' },
   SBM_TOKEN_FUTURE: { exitCode: 10, summary: 'token is newer than the bundle (restored from an older copy, or edited): full backup required' },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
