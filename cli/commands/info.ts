@@ -11,6 +11,7 @@ import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOpt
 interface InfoArgs extends GlobalOptions {
   image: string;
   format?: string;
+  'allow-outside': boolean;
 }
 
 export const infoCommand: CommandModule<object, InfoArgs> = {
@@ -20,11 +21,12 @@ export const infoCommand: CommandModule<object, InfoArgs> = {
     yargs
       .positional('image', { type: 'string', demandOption: true, describe: 'a sparse bundle or a disk image (detected by content)' })
       .option('format', { type: 'string', describe: 'skip detection and read as this format' })
+      .option('allow-outside', { type: 'boolean', default: false, describe: 'let descriptors name files outside their folder' })
       .options({ ...jsonOption, ...strictOption }),
   handler: action(async (argv) => {
     const warnings: SbmWarning[] = [];
     const sink = argv.json ? (warning: SbmWarning) => void warnings.push(warning) : warningSink(argv, warnings);
-    const reader = await openImage(argv.image, { format: argv.format, onWarning: sink }).catch(async (error: unknown) => {
+    const reader = await openImage(argv.image, { format: argv.format, onWarning: sink, allowOutside: argv['allow-outside'] }).catch(async (error: unknown) => {
       // Like `qemu-img info -U`: a bundle in use (e.g. by sbm mount) is still described, with a warning.
       if (!isSbmError(error, 'SBM_LOCKED')) throw error;
       sink({ code: 'SBM_IN_USE', message: `${error.message.replace(/^SBM_LOCKED: /, '')}; showing what is on disk now` });

@@ -54,7 +54,7 @@ export async function writeStreamOptimized(
   copy: CopyOptions | undefined,
   stats: GrainWalkStats,
 ): Promise<number> {
-  const { capacitySectors, gdEntries, gdSectors } = writeGeometry(source.sizeBytes, path);
+  const { capacitySectors, gdSectors } = writeGeometry(source.sizeBytes, path);
   const header: SparseExtentHeader = {
     ...baseHeader(capacitySectors),
     version: 3,
