@@ -1,13 +1,14 @@
 // `sbm mount`: serves a bundle (read-write unless --read-only), one of its snapshots (read-only)
 // or any image sbm reads (read-only)
 // over NBD, prints the URI, and runs until SIGINT/SIGTERM. Shutdown order: unmount FUSE (it is a
-// client) -> stop accepting and drain -> flush -> close the device (releases the bundle lock) ->
-// remove the socket.
+// client) -> stop the control channel (removes .sbm/control.json) -> stop accepting and drain ->
+// flush -> close the device (releases the bundle lock) -> remove the socket.
 
 import { basename, join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 
 import type { BlockDevice } from '../../lib/block-device.js';
+import { type ControlServerHandle, serveControl } from '../../lib/control/serve-control.js';
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
 import { bundlePaths } from '../../lib/bundle/bundle-paths.js';
 import { SbmError, isSbmError } from '../../lib/errors.js';
@@ -61,6 +62,7 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
     const device = await openSource(argv);
     let server: NbdServerHandle | undefined;
     let fuse: FuseMount | undefined;
+    let control: ControlServerHandle | undefined;
     try {
       server = await serveNbd(device, {
         name: argv.name ?? defaultExportName(argv.source, argv.snapshot),
@@ -73,11 +75,21 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
       if (argv.fuse !== undefined) {
         fuse = await fuseMount({ mountDir: argv.fuse, socketPath: server.socketPath, host: server.host, port: server.port, readOnly: device.readOnly || argv.readOnly });
       }
+      // backup/token/changed-bands/snapshot of this bundle reach it through the control channel.
+      // Without it the mount still works; those commands then fail with SBM_LOCKED as before.
+      if (device instanceof SparseBundle && !device.readOnly) {
+        const onWarning = warningSink(argv);
+        control = await serveControl(device, { onWarning }).catch((error: unknown) => {
+          onWarning({ code: 'SBM_CONTROL', message: `no control channel: ${(error as Error).message}` });
+          return undefined;
+        });
+      }
       report(argv, device, server, fuse);
       await waitForSignal();
     } finally {
       try {
         await fuse?.unmount().catch((error) => process.stderr.write(`sbm: warning SBM_FUSE_UNMOUNT: ${(error as Error).message}\n`));
+        await control?.close();
         await server?.close();
       } finally {
         await device.close();

@@ -1,0 +1,132 @@
+// Wire format of the mount control channel, one JSON object per line in each direction:
+//
+//   request  {"id": <integer>, "op": <name>, "args": {...}}
+//   reply    {"id": <same integer | null>, "result": <value>}
+//         or {"id": <same integer | null>, "error": {"code": "SBM_*", "message": <detail>, "data": {...}}}
+//
+//   op              args                                   result
+//   token           {}                                     {token}
+//   changedSince    {since, audit?: auto|full|directory}   {sinceKind, bandSizeBytes, report}
+//   snapshotCreate  {name}                                 SnapshotInfo
+//   snapshotList    {}                                     {snapshots: SnapshotInfo[]}
+//   snapshotDelete  {name}                                 {deleted}
+//   snapshotRevert  {name}                                 {bandsChanged}
+//
+// `message` is the error's detail without the leading code; the client rebuilds an SbmError with
+// the same code, so exit statuses (10 for refused tokens) survive the trip. id is null when the
+// request was too malformed to carry one.
+
+import { ERROR_CODES, SbmError, type SbmErrorCode } from '../errors.js';
+import type { AuditMode } from '../tracking/change-tracker.js';
+
+export type ControlRequest =
+  | { readonly id: number; readonly op: 'token' | 'snapshotList' }
+  | { readonly id: number; readonly op: 'changedSince'; readonly since: string; readonly audit?: AuditMode }
+  | { readonly id: number; readonly op: 'snapshotCreate' | 'snapshotDelete' | 'snapshotRevert'; readonly name: string };
+
+export type ControlOp = ControlRequest['op'];
+
+export interface WireError {
+  readonly code: string;
+  readonly message: string;
+  readonly data: Record<string, unknown>;
+}
+
+export type ControlReply = { readonly id: number | null; readonly result: unknown } | { readonly id: number | null; readonly error: WireError };
+
+const NO_ARGS_OPS = new Set<string>(['token', 'snapshotList']);
+const NAME_OPS = new Set<string>(['snapshotCreate', 'snapshotDelete', 'snapshotRevert']);
+const AUDIT_MODES = new Set<string>(['auto', 'full', 'directory']);
+/** Longer than any snapshot name, token or time `--since` accepts. */
+const MAX_STRING_ARG = 1024;
+
+/** Decodes one request line; throws SBM_CONTROL (with data.id when one was readable). */
+export function parseRequest(line: string): ControlRequest {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    throw new SbmError('SBM_CONTROL', 'request is not valid JSON', { id: null });
+  }
+  if (!isRecord(value)) throw new SbmError('SBM_CONTROL', 'request is not a JSON object', { id: null });
+  const id = value.id;
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) throw new SbmError('SBM_CONTROL', 'request id is not a non-negative integer', { id: null });
+  const op = value.op;
+  const args = value.args ?? {};
+  if (!isRecord(args)) throw new SbmError('SBM_CONTROL', `request ${id}: args is not an object`, { id });
+  if (typeof op !== 'string') throw new SbmError('SBM_CONTROL', `request ${id}: op is not a string`, { id });
+  if (NO_ARGS_OPS.has(op)) return { id, op: op as 'token' | 'snapshotList' };
+  if (NAME_OPS.has(op)) return { id, op: op as 'snapshotCreate', name: stringArg(args, 'name', id) };
+  if (op === 'changedSince') {
+    const since = stringArg(args, 'since', id);
+    const audit = args.audit;
+    if (audit === undefined) return { id, op, since };
+    if (typeof audit !== 'string' || !AUDIT_MODES.has(audit)) throw new SbmError('SBM_CONTROL', `request ${id}: audit must be auto, full or directory`, { id });
+    return { id, op, since, audit: audit as AuditMode };
+  }
+  throw new SbmError('SBM_CONTROL', `request ${id}: unknown op "${op.slice(0, 64)}"`, { id, op: op.slice(0, 64) });
+}
+
+export function encodeRequest(request: ControlRequest): string {
+  const { id, op, ...args } = request;
+  return `${JSON.stringify({ id, op, args })}\n`;
+}
+
+export function encodeReply(reply: ControlReply): string {
+  return `${JSON.stringify(reply, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value))}\n`;
+}
+
+/** The wire form of any thrown value; non-sbm errors become SBM_INTERNAL (they are bugs). */
+export function errorToWire(error: unknown): WireError {
+  if (error instanceof SbmError) {
+    const prefix = `${error.code}: `;
+    const message = error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+    return { code: error.code, message, data: jsonSafe(error.data) };
+  }
+  return { code: 'SBM_INTERNAL', message: error instanceof Error ? error.message : String(error), data: {} };
+}
+
+/** Rebuilds the SbmError a reply carries; an unknown code becomes SBM_CONTROL. */
+export function errorFromWire(wire: WireError): SbmError {
+  if (Object.hasOwn(ERROR_CODES, wire.code)) return new SbmError(wire.code as SbmErrorCode, wire.message, { ...wire.data, remote: true });
+  return new SbmError('SBM_CONTROL', `the mount replied with unknown error ${wire.code}: ${wire.message}`, { code: wire.code });
+}
+
+/** Decodes one reply line; throws SBM_CONTROL when it is not a reply. */
+export function parseReply(line: string): ControlReply {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    throw new SbmError('SBM_CONTROL', 'reply from the mount is not valid JSON');
+  }
+  if (!isRecord(value) || !(typeof value.id === 'number' || value.id === null)) throw new SbmError('SBM_CONTROL', 'reply from the mount has no id');
+  const id = value.id;
+  if ('error' in value) {
+    const error = value.error;
+    if (!isRecord(error) || typeof error.code !== 'string' || typeof error.message !== 'string') throw new SbmError('SBM_CONTROL', 'reply from the mount has a malformed error');
+    return { id, error: { code: error.code, message: error.message, data: isRecord(error.data) ? error.data : {} } };
+  }
+  if (!('result' in value)) throw new SbmError('SBM_CONTROL', 'reply from the mount has neither result nor error');
+  return { id, result: value.result };
+}
+
+function stringArg(args: Record<string, unknown>, key: string, id: number): string {
+  const value = args[key];
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_STRING_ARG) {
+    throw new SbmError('SBM_CONTROL', `request ${id}: ${key} must be a non-empty string of at most ${MAX_STRING_ARG} characters`, { id });
+  }
+  return value;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function jsonSafe(data: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  try {
+    return JSON.parse(JSON.stringify(data, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value))) as Record<string, unknown>;
+  } catch {
+    return {}; // circular or otherwise unserialisable data: the code and message still travel
+  }
+}

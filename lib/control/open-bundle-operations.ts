@@ -1,0 +1,19 @@
+// Opens a bundle for read-write-level operations: locally when the lock is free, else through
+// the control channel of the `sbm mount` that holds it. Any other holder (a second sbm process, a
+// dead mount's stale control.json) leaves the original SBM_LOCKED error untouched.
+
+import { SparseBundle, type OpenBundleOptions } from '../engine/sparse-bundle.js';
+import { isSbmError } from '../errors.js';
+import { type BundleOperations, localOperations } from './bundle-operations.js';
+import { connectControl } from './connect-control.js';
+
+export async function openBundleOperations(path: string, options: OpenBundleOptions = {}): Promise<BundleOperations> {
+  try {
+    return localOperations(await SparseBundle.open(path, options), { owned: true });
+  } catch (error) {
+    if (!isSbmError(error, 'SBM_LOCKED')) throw error;
+    const client = await connectControl(path);
+    if (client === undefined) throw error;
+    return client;
+  }
+}

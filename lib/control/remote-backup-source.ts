@@ -1,0 +1,17 @@
+// A BackupSource for a bundle a running `sbm mount` holds: the frozen point is a snapshot the
+// mount takes (with its I/O drained), read here straight from <bundle>/.sbm/snapshots/.
+// Naming, stale cleanup and token refusals are shared with the local source.
+
+import { snapshotBackupSource } from '../backup/bundle-backup-source.js';
+import type { BackupSource } from '../backup/create-backup.js';
+import type { ControlClient } from './control-client.js';
+
+export function remoteBackupSource(client: ControlClient, bundlePath: string): BackupSource {
+  return snapshotBackupSource({
+    path: bundlePath,
+    listSnapshots: () => client.snapshotList(),
+    createSnapshot: (name) => client.snapshotCreate(name),
+    deleteSnapshot: (name) => client.snapshotDelete(name),
+    changedSince: async (token) => (await client.changedSince(token)).report,
+  });
+}
