@@ -1,10 +1,10 @@
-// sbm backup <bundle> <dest>: an incremental, complete, openable backup of the disk.
+// sbm backup <bundle> <dest>: an incremental, complete, openable backup of the disk. While
+// `sbm mount` serves the bundle, the mount takes the snapshot for us (control channel).
 
 import type { CommandModule } from 'yargs';
-import { bundleBackupSource } from '../../lib/backup/bundle-backup-source.js';
 import { createBackup } from '../../lib/backup/create-backup.js';
 import { thinBackups } from '../../lib/backup/thin-backups.js';
-import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
+import { openBundleOperations } from '../../lib/control/open-bundle-operations.js';
 import { formatSize } from '../../lib/size.js';
 import { type ThinArgs, thinOptions, thinPolicyOf } from '../backup-options.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
@@ -30,10 +30,10 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
       .example('$0 backup vm.sparsebundle /Volumes/Backup --keep-hourly 24 --keep-daily 30', 'back up, then thin'),
   handler: action(async (argv) => {
     const onWarning = warningSink(argv);
-    const bundle = await SparseBundle.open(argv.bundle, { onWarning });
+    const bundle = await openBundleOperations(argv.bundle, { onWarning });
     try {
       const showProgress = argv.progress && !argv.json && process.stderr.isTTY;
-      const result = await createBackup(bundleBackupSource(bundle), argv.dest, {
+      const result = await createBackup(bundle.backupSource(), argv.dest, {
         copyMode: argv.copy,
         onWarning,
         onProgress: showProgress ? ({ bandsDone, bandsTotal }) => process.stderr.write(`\rbacking up: ${bandsDone}/${bandsTotal} bands`) : undefined,

@@ -1,13 +1,13 @@
 // sbm changed-bands <bundle> --since <token|snapshot|time>: the bands to copy for an incremental
 // backup, as paths for rsync --files-from / tar -T / xargs, plus the token to use next time
 // (stderr, or in --json), taken at the same quiet point so a token -> backup -> token loop
-// never misses a write. Deleted bands are listed too, so a mirror can delete them.
+// never misses a write. Deleted bands are listed too, so a mirror can delete them. Works on a
+// bundle `sbm mount` serves, through its control channel.
 
 import { writeFile } from 'node:fs/promises';
 import type { CommandModule } from 'yargs';
-import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
+import { openBundleOperations } from '../../lib/control/open-bundle-operations.js';
 import { SbmError } from '../../lib/errors.js';
-import { resolveSince } from '../../lib/snapshots/resolve-since.js';
 import type { AuditMode, ChangedBand } from '../../lib/tracking/change-tracker.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, strictOption, warningSink } from '../command-kit.js';
@@ -42,17 +42,16 @@ export const changedBandsCommand: CommandModule<object, ChangedBandsArgs> = {
   handler: action(async (argv) => {
     if (argv.ranges && (argv.relative || argv.null)) throw new SbmError('SBM_USAGE', '--ranges prints byte ranges; it does not combine with --relative or --null');
     const warnings: SbmWarning[] = [];
-    const bundle = await SparseBundle.open(argv.bundle, { onWarning: warningSink(argv, warnings) });
+    const bundle = await openBundleOperations(argv.bundle, { onWarning: warningSink(argv, warnings) });
     try {
-      const since = await resolveSince(bundle, argv.since);
-      const report = await bundle.changedSince(since.token, { audit: argv.audit });
+      const { sinceKind, bandSizeBytes, report } = await bundle.changedSince(argv.since, argv.audit);
       if (argv.tokenFile !== undefined && report.token !== undefined) await writeFile(argv.tokenFile, `${report.token}\n`);
       if (argv.json) {
         printJson({
           since: report.since,
-          sinceKind: since.kind,
+          sinceKind,
           token: report.token,
-          bandSizeBytes: bundle.bandSizeBytes,
+          bandSizeBytes,
           audit: report.audit,
           bandCount: report.bands.length,
           totalBytes: report.totalBytes,

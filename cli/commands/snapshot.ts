@@ -1,8 +1,9 @@
 // sbm snapshot create|list|delete|revert <bundle> [name]: copy-on-write snapshots kept in
-// <bundle>/.sbm/snapshots/<name>.sparsebundle (complete bundles; bands are hard links).
+// <bundle>/.sbm/snapshots/<name>.sparsebundle (complete bundles; bands are hard links). Works on
+// a bundle `sbm mount` serves, through its control channel.
 
 import type { CommandModule } from 'yargs';
-import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
+import { openBundleOperations } from '../../lib/control/open-bundle-operations.js';
 import { SbmError } from '../../lib/errors.js';
 import { formatSize } from '../../lib/size.js';
 import type { SbmWarning } from '../../lib/warnings.js';
@@ -28,11 +29,10 @@ export const snapshotCommand: CommandModule<object, SnapshotArgs> = {
   handler: action(async (argv) => {
     const warnings: SbmWarning[] = [];
     const readOnly = argv.action === 'list';
-    const bundle = await SparseBundle.open(argv.bundle, { readOnly, onWarning: warningSink(argv, warnings) });
+    const bundle = await openBundleOperations(argv.bundle, { readOnly, onWarning: warningSink(argv, warnings) });
     try {
-      const snapshots = bundle.snapshots;
       if (argv.action === 'list') {
-        const list = await snapshots.list();
+        const list = await bundle.snapshotList();
         if (argv.json) printJson({ snapshots: list, warnings });
         else for (const item of list) printLine(`${item.name}\t${item.createdAt}\t${formatSize(item.uniqueBytes)} unique\t${item.token}`);
         return;
@@ -40,14 +40,14 @@ export const snapshotCommand: CommandModule<object, SnapshotArgs> = {
       const name = argv.name ?? (argv.action === 'create' ? new Date().toISOString().replace(/[:.]/g, '-') : undefined);
       if (name === undefined) throw new SbmError('SBM_USAGE', `sbm snapshot ${argv.action} needs a snapshot name`);
       if (argv.action === 'create') {
-        const info = await snapshots.create(name);
+        const info = await bundle.snapshotCreate(name);
         if (argv.json) printJson({ ...info, warnings });
         else printLine(`${info.path}\n${info.token}`);
       } else if (argv.action === 'delete') {
-        await snapshots.delete(name);
+        await bundle.snapshotDelete(name);
         if (argv.json) printJson({ deleted: name, warnings });
       } else {
-        const result = await snapshots.revert(name);
+        const result = await bundle.snapshotRevert(name);
         if (argv.json) printJson({ reverted: name, ...result, warnings });
         else printLine(`reverted to ${name}: ${result.bandsChanged} band(s) replaced`);
       }

@@ -1,8 +1,9 @@
 // sbm token <bundle>: closes the current change-tracking generation and prints a token naming
-// this point; `sbm changed-bands --since <token>` later lists what changed after it.
+// this point; `sbm changed-bands --since <token>` later lists what changed after it. Works on a
+// bundle `sbm mount` serves, through its control channel.
 
 import type { CommandModule } from 'yargs';
-import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
+import { openBundleOperations } from '../../lib/control/open-bundle-operations.js';
 import { parseToken } from '../../lib/tracking/tracking-token.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
@@ -18,7 +19,7 @@ export const tokenCommand: CommandModule<object, TokenArgs> = {
     yargs.positional('bundle', { type: 'string', demandOption: true, describe: 'a sparse bundle' }).options({ ...jsonOption, ...strictOption }),
   handler: action(async (argv) => {
     const warnings: SbmWarning[] = [];
-    const bundle = await SparseBundle.open(argv.bundle, { onWarning: warningSink(argv, warnings) });
+    const bundle = await openBundleOperations(argv.bundle, { onWarning: warningSink(argv, warnings) });
     try {
       const token = await bundle.token();
       if (argv.json) printJson({ token, ...parseToken(token), warnings });

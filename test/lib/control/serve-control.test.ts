@@ -1,0 +1,147 @@
+// The control server end to end in one process: a real SparseBundle, a real Unix socket, raw
+// lines from a hostile client and the ControlClient a CLI command uses.
+
+import test, { type ExecutionContext } from 'ava';
+import { createConnection } from 'node:net';
+import { readdir, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+
+import { connectControl } from '../../../lib/control/connect-control.js';
+import { controlFilePath, readControlFile } from '../../../lib/control/control-file.js';
+import { openBundleOperations } from '../../../lib/control/open-bundle-operations.js';
+import { type ControlServerHandle, serveControl } from '../../../lib/control/serve-control.js';
+import { MAX_REQUEST_BYTES } from '../../../lib/control/constants.js';
+import { SparseBundle } from '../../../lib/engine/sparse-bundle.js';
+import { isSbmError } from '../../../lib/errors.js';
+import { seededBytes, tempDir } from '../../helpers/tools.js';
+
+const MIB = 1024 * 1024;
+
+interface Served {
+  bundle: SparseBundle;
+  control: ControlServerHandle;
+  path: string;
+}
+
+async function served(t: ExecutionContext): Promise<Served> {
+  const dir = await tempDir(t);
+  const path = join(dir, 'vm.sparsebundle');
+  const bundle = await SparseBundle.create(path, { sizeBytes: 32 * MIB });
+  await bundle.write(0, seededBytes(4096, 1));
+  const control = await serveControl(bundle);
+  t.teardown(async () => {
+    await control.close();
+    await bundle.close();
+  });
+  return { bundle, control, path };
+}
+
+/** Sends raw bytes, collects reply lines until the server closes or `count` lines arrived. */
+function rawExchange(socketPath: string, payload: string | Buffer, count: number): Promise<{ lines: unknown[]; closed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ path: socketPath });
+    let text = '';
+    const finish = (closed: boolean): void => {
+      socket.destroy();
+      resolve({ lines: text.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as unknown), closed });
+    };
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+      if (text.split('\n').length - 1 >= count) finish(false);
+    });
+    socket.on('close', () => finish(true));
+    socket.on('error', (error: NodeJS.ErrnoException) => (error.code === 'EPIPE' || error.code === 'ECONNRESET' ? undefined : reject(error)));
+    socket.write(payload);
+  });
+}
+
+test('control.json names this process and a 0700 socket directory; close removes both', async (t) => {
+  const { control, path } = await served(t);
+  t.deepEqual(await readControlFile(path), { version: 1, pid: process.pid, socket: control.socketPath });
+  t.is((await stat(dirname(control.socketPath))).mode & 0o777, 0o700);
+  t.true((await stat(control.socketPath)).isSocket());
+  await control.close();
+  await t.throwsAsync(stat(controlFilePath(path)));
+  await t.throwsAsync(stat(dirname(control.socketPath)));
+  t.is(await connectControl(path), undefined);
+});
+
+test('malformed, unknown and oversized requests get error replies; the server keeps serving', async (t) => {
+  const { control, path } = await served(t);
+  const bad = await rawExchange(control.socketPath, 'garbage\n{"id":4,"op":"format"}\n{"id":5,"op":"snapshotList"}\n', 3);
+  t.like(bad.lines[0], { id: null, error: { code: 'SBM_CONTROL' } });
+  t.like(bad.lines[1], { id: 4, error: { code: 'SBM_CONTROL', message: 'request 4: unknown op "format"' } });
+  t.like(bad.lines[2], { id: 5, result: { snapshots: [] } });
+
+  const huge = await rawExchange(control.socketPath, Buffer.alloc(MAX_REQUEST_BYTES + 10, 0x20), 5);
+  t.true(huge.closed, 'the connection is closed after an oversized request');
+  t.like(huge.lines[0], { id: null, error: { code: 'SBM_CONTROL' } });
+  t.regex((huge.lines[0] as { error: { message: string } }).error.message, /exceeds 65536 bytes/);
+
+  const client = await connectControl(path);
+  if (client === undefined) return t.fail('no live mount found');
+  t.teardown(() => client.close());
+  t.regex(await client.token(), /^sbm1:/);
+});
+
+test('errors come back as SbmErrors with the code and exit status; paths are the client\'s', async (t) => {
+  const { path } = await served(t);
+  const client = await connectControl(path);
+  if (client === undefined) return t.fail('no live mount found');
+  t.teardown(() => client.close());
+  const missing = await client.snapshotDelete('nope').catch((error: unknown) => error);
+  t.true(isSbmError(missing, 'SBM_NOT_FOUND'));
+  const foreign = await client.changedSince('sbm1:00000000-0000-4000-8000-000000000000:00000001:1').catch((error: unknown) => error);
+  t.true(isSbmError(foreign), String(foreign));
+  t.is((foreign as { exitCode: number }).exitCode, 10);
+  const refused = await client.backupSource().changedSince('sbm1:00000000-0000-4000-8000-000000000000:00000001:1');
+  t.is(refused.kind, 'refused', 'the backup source maps the refusal like the local one');
+
+  const info = await client.snapshotCreate('s1');
+  t.is(info.path, join(path, '.sbm', 'snapshots', 's1.sparsebundle'));
+  const changed = await client.changedSince('s1', 'full');
+  t.is(changed.sinceKind, 'snapshot');
+  t.is(changed.bandSizeBytes, 8 * MIB);
+  t.deepEqual(changed.report.bands, []);
+  t.deepEqual((await client.snapshotList()).map((item) => item.name), ['s1']);
+});
+
+test('a backup snapshot is held by its connection: others cannot delete it, a vanished client\'s is deleted', async (t) => {
+  const { path, bundle } = await served(t);
+  const first = await connectControl(path);
+  const second = await connectControl(path);
+  if (first === undefined || second === undefined) return t.fail('no live mount found');
+  t.teardown(() => second.close());
+  const frozen = await first.backupSource().freeze();
+  const name = frozen.bundlePath.slice(frozen.bundlePath.lastIndexOf('/') + 1).replace('.sparsebundle', '');
+  t.regex(name, /^sbm-backup-/);
+  const refused = await second.snapshotDelete(name).catch((error: unknown) => error);
+  t.true(isSbmError(refused, 'SBM_LOCKED'));
+  // A second backup's stale cleanup skips the held snapshot instead of failing.
+  const other = await second.backupSource().freeze();
+  t.is((await bundle.snapshots.list()).length, 2);
+  await other.release();
+  await first.close(); // like a killed `sbm backup`
+  for (let tries = 0; tries < 100 && (await bundle.snapshots.list()).length > 0; tries++) await new Promise((resolve) => setTimeout(resolve, 20));
+  t.deepEqual(await bundle.snapshots.list(), []);
+});
+
+test('a stale control.json (dead pid, or a socket that is gone) is ignored', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'vm.sparsebundle');
+  await (await SparseBundle.create(path, { sizeBytes: 32 * MIB })).close();
+  await writeFile(controlFilePath(path), JSON.stringify({ version: 1, pid: 2 ** 22 + 12345, socket: join(dir, 'gone.sock') }));
+  t.is(await connectControl(path), undefined);
+  await writeFile(controlFilePath(path), JSON.stringify({ version: 1, pid: process.pid, socket: join(dir, 'gone.sock') }));
+  t.is(await connectControl(path), undefined);
+  // Nothing holds the lock: the normal open succeeds.
+  const operations = await openBundleOperations(path);
+  t.false(operations.remote);
+  await operations.close();
+  // Someone else holds the lock and no mount answers: SBM_LOCKED stays SBM_LOCKED.
+  const holder = await SparseBundle.open(path);
+  t.teardown(() => holder.close());
+  const locked = await openBundleOperations(path).catch((error: unknown) => error);
+  t.true(isSbmError(locked, 'SBM_LOCKED'));
+  t.true((await readdir(join(path, '.sbm'))).includes('control.json'), 'a stale file is left alone, not trusted');
+});
