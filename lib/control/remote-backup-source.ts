@@ -4,6 +4,7 @@
 
 import { snapshotBackupSource } from '../backup/bundle-backup-source.js';
 import type { BackupSource } from '../backup/create-backup.js';
+import { isSbmError } from '../errors.js';
 import type { ControlClient } from './control-client.js';
 
 export function remoteBackupSource(client: ControlClient, bundlePath: string): BackupSource {
@@ -11,7 +12,12 @@ export function remoteBackupSource(client: ControlClient, bundlePath: string): B
     path: bundlePath,
     listSnapshots: () => client.snapshotList(),
     createSnapshot: (name) => client.snapshotCreate(name),
-    deleteSnapshot: (name) => client.snapshotDelete(name),
+    deleteSnapshot: (name) =>
+      client.snapshotDelete(name).catch((error: unknown) => {
+        // The mount stopped after the backup read its snapshot: the backup is complete; the
+        // snapshot stays until the next backup's stale cleanup.
+        if (!isSbmError(error, 'SBM_CONTROL')) throw error;
+      }),
     changedSince: async (token) => (await client.changedSince(token)).report,
   });
 }

@@ -1,7 +1,9 @@
 // Server end of the mount control channel, started by `sbm mount` for a bundle it serves
 // read-write. Start: private 0700 directory -> listen on control.sock in it -> write
 // <bundle>/.sbm/control.json atomically. Close: remove control.json (if still ours) -> stop
-// accepting, end connections, release their backup snapshots -> remove socket and directory.
+// accepting, end connections -> remove socket and directory. Backup snapshots held by clients are
+// left in place on close (a backup still copying from one can finish; the next backup's stale
+// cleanup removes it); while the mount runs, a vanished client's are deleted.
 // A misbehaving client gets an error reply or a closed connection, never a crashed mount.
 
 import { mkdtemp, rm, rmdir, unlink } from 'node:fs/promises';
@@ -49,10 +51,11 @@ export async function serveControl(bundle: SparseBundle, options: ControlServerO
   const connections = new Set<Promise<void>>();
   const sockets = new Set<Socket>();
   let nextConnectionId = 1;
+  let closing: Promise<void> | undefined;
   const warn = (message: string): void => options.onWarning?.({ code: 'SBM_CONTROL', message });
   const server = createServer((socket) => {
     sockets.add(socket);
-    const done = serveConnection(socket, nextConnectionId++, dispatcher, warn).finally(() => {
+    const done = serveConnection(socket, nextConnectionId++, dispatcher, warn, () => closing === undefined).finally(() => {
       sockets.delete(socket);
       connections.delete(done);
     });
@@ -68,7 +71,6 @@ export async function serveControl(bundle: SparseBundle, options: ControlServerO
     await removeDir();
     throw error instanceof SbmError ? error : fromSystemError(error, 'cannot start the control channel of', bundle.path);
   }
-  let closing: Promise<void> | undefined;
   return {
     socketPath,
     controlFile: controlFilePath(bundle.path),
@@ -101,7 +103,7 @@ function listen(server: Server, path: string): Promise<void> {
 }
 
 /** Reads request lines, answers each in order; resolves when the connection is gone and released. */
-function serveConnection(socket: Socket, connectionId: number, dispatcher: ControlDispatcher, warn: (message: string) => void): Promise<void> {
+function serveConnection(socket: Socket, connectionId: number, dispatcher: ControlDispatcher, warn: (message: string) => void, releaseOnClose: () => boolean): Promise<void> {
   const framer = new LineFramer(MAX_REQUEST_BYTES);
   let chain: Promise<void> = Promise.resolve();
   const reply = (text: string): void => {
@@ -131,7 +133,7 @@ function serveConnection(socket: Socket, connectionId: number, dispatcher: Contr
   return new Promise<void>((resolveDone) => {
     socket.on('close', () => {
       void chain
-        .then(() => dispatcher.release(connectionId, (error) => warn(`cannot delete a killed backup's snapshot: ${(error as Error).message}`)))
+        .then(() => (releaseOnClose() ? dispatcher.release(connectionId, (error) => warn(`cannot delete a killed backup's snapshot: ${(error as Error).message}`)) : undefined))
         .then(resolveDone, resolveDone);
     });
   });

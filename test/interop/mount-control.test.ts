@@ -111,6 +111,10 @@ test('backups, tokens and changed-bands of a bundle being written through sbm mo
   t.is((await writer2).exitCode, 0);
   t.is(second.mode, 'tracked', 'the tracker answered through the mount: no hash-compare fallback');
   t.true(second.bandsLinked > 0, 'band 1 is linked to the first backup');
+  const created = await sbmJson<{ name: string; path: string }>(t, ['snapshot', 'create', bundlePath, 'daily']);
+  t.is(created.path, join(bundlePath, '.sbm', 'snapshots', 'daily.sparsebundle'));
+  t.like(await sbmJson<{ snapshots: Array<{ name: string }> }>(t, ['snapshot', 'list', bundlePath]), { snapshots: [{ name: 'daily' }] });
+  t.like(await sbmJson<{ deleted: string }>(t, ['snapshot', 'delete', bundlePath, 'daily']), { deleted: 'daily' });
   const listed = await sbmJson<{ snapshots: Array<{ name: string }> }>(t, ['snapshot', 'list', bundlePath]);
   t.deepEqual(listed.snapshots, [], 'the backups released their snapshots');
 

@@ -145,3 +145,21 @@ test('a stale control.json (dead pid, or a socket that is gone) is ignored', asy
   t.true(isSbmError(locked, 'SBM_LOCKED'));
   t.true((await readdir(join(path, '.sbm'))).includes('control.json'), 'a stale file is left alone, not trusted');
 });
+
+test('revert through the client changes the live disk; closing the server keeps a backup\'s snapshot', async (t) => {
+  const { path, bundle, control } = await served(t);
+  const client = await connectControl(path);
+  if (client === undefined) return t.fail('no live mount found');
+  t.teardown(() => client.close());
+  await client.snapshotCreate('before');
+  await bundle.write(0, seededBytes(4096, 2));
+  t.deepEqual(await client.snapshotRevert('before'), { bandsChanged: 1 });
+  t.true((await bundle.read(0, 4096)).equals(seededBytes(4096, 1)));
+  await client.snapshotDelete('before');
+
+  const frozen = await client.backupSource().freeze();
+  await control.close();
+  await t.notThrowsAsync(stat(frozen.bundlePath), 'a backup still copying from it can finish');
+  await t.notThrowsAsync(frozen.release(), 'releasing after the mount stopped leaves the snapshot to the next backup');
+  t.is((await bundle.snapshots.list()).length, 1);
+});
