@@ -42,7 +42,9 @@ export async function convertToBundle(source: BlockDevice, bundlePath: string, o
       },
     },
     async (stagingPath) => {
-      const bundle = await SparseBundle.create(stagingPath, { sizeBytes, bandSizeBytes, onWarning: options.onWarning });
+      // Untracked while under construction: no token can name a bundle that does not exist yet,
+      // and a durable change record per new band would cost one fdatasync each.
+      const bundle = await SparseBundle.create(stagingPath, { sizeBytes, bandSizeBytes, onWarning: options.onWarning, untracked: true });
       try {
         const copied = await copyDevice(source, bundle, { chunkBytes: bandSizeBytes, ...options.copy });
         const bandsWritten = bundle.bandsPresent().length;

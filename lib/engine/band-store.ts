@@ -17,11 +17,13 @@ import { bandFileName } from '../bundle/bundle-paths.js';
 import { fsyncDirectory } from '../fs/atomic-write.js';
 import { readFully, writeFully } from '../fs/read-fully.js';
 import { allocatedRuns } from '../fs/sparse-seek.js';
+import { mapLimit } from '../map-limit.js';
 import { type BandLease, BandPool } from './band-pool.js';
 import type { MappedBitmaps } from './mapped-bitmaps.js';
 
 const debug = createDebug('sbm:engine');
 const LOCK_STRIPES = 256;
+const FLUSH_CONCURRENCY = 8;
 const ZERO_WRITE_CHUNK = Buffer.alloc(1024 * 1024);
 
 /** Told before a band's content or existence changes; the change waits for the promise. */
@@ -189,14 +191,21 @@ export class BandStore {
     await this.options.mapped?.flush();
     const bands = [...this.dirtyBands];
     this.dirtyBands.clear();
-    for (const bandIndex of bands) {
-      const lease = this.present.has(bandIndex) ? await this.pool.acquire(bandIndex, false) : undefined;
-      if (lease === undefined) continue;
-      try {
-        await lease.entry.handle.datasync();
-      } finally {
-        await this.pool.release(lease);
-      }
+    try {
+      // Several fdatasyncs in flight let the device work on them together.
+      await mapLimit(bands, FLUSH_CONCURRENCY, async (bandIndex) => {
+        const lease = this.present.has(bandIndex) ? await this.pool.acquire(bandIndex, false) : undefined;
+        if (lease === undefined) return;
+        try {
+          await lease.entry.handle.datasync();
+        } finally {
+          await this.pool.release(lease);
+        }
+      });
+    } catch (error) {
+      // Nothing was proven durable: the next flush must try these bands again.
+      for (const bandIndex of bands) this.dirtyBands.add(bandIndex);
+      throw error;
     }
     if (this.bandsDirDirty) {
       this.bandsDirDirty = false;

@@ -34,6 +34,8 @@ export interface CreateBundleOptions {
   readonly sizeBytes: number;
   readonly bandSizeBytes?: number;
   readonly onWarning?: WarningSink;
+  /** Open the new bundle without change tracking (see OpenBundleOptions.untracked). */
+  readonly untracked?: boolean;
 }
 
 export interface OpenBundleOptions {
@@ -43,6 +45,12 @@ export interface OpenBundleOptions {
    * process is writing. Reads may see writes in progress.
    */
   readonly forceShare?: boolean;
+  /**
+   * No change tracking: for a bundle still being built under a temporary name (convert, restore),
+   * where no token can exist yet. Tracking starts at the first ordinary read-write open, which
+   * begins a new epoch; tokens, changedSince and snapshots are refused until then.
+   */
+  readonly untracked?: boolean;
   readonly onWarning?: WarningSink;
   /** Upper bound on band files held open at once (default 64, as macOS). */
   readonly maxOpenBands?: number;
@@ -54,7 +62,7 @@ export class SparseBundle implements BlockDevice {
   readonly preferredBlockSize = 4096;
   private readonly gate = new IoGate();
   private closing: Promise<void> | undefined;
-  private tracker!: ChangeTracker;
+  private tracker: ChangeTracker | undefined;
   private snapshotManager: SnapshotManager | undefined;
 
   private constructor(
@@ -120,7 +128,7 @@ export class SparseBundle implements BlockDevice {
       paths.tmp,
     );
     await fsyncDirectory(paths.sbm);
-    return SparseBundle.open(path, { onWarning });
+    return SparseBundle.open(path, { onWarning, untracked: options.untracked });
   }
 
   static async open(path: string, options: OpenBundleOptions = {}): Promise<SparseBundle> {
@@ -153,8 +161,11 @@ export class SparseBundle implements BlockDevice {
         maxOpenBands: options.maxOpenBands,
       });
       const bundle = new SparseBundle(path, paths, info, readOnly, store, lock, hasMappedDir);
-      bundle.tracker = await ChangeTracker.open({ host: bundle.trackerHost(), readOnly, onWarning });
-      if (!readOnly) store.onBandChange((bandIndex) => bundle.tracker.beforeChange(bandIndex));
+      if (options.untracked !== true) {
+        const tracker = await ChangeTracker.open({ host: bundle.trackerHost(), readOnly, onWarning });
+        bundle.tracker = tracker;
+        if (!readOnly) store.onBandChange((bandIndex) => tracker.beforeChange(bandIndex));
+      }
       return bundle;
     } catch (error) {
       await lock.release();
@@ -272,7 +283,8 @@ export class SparseBundle implements BlockDevice {
   async token(): Promise<string> {
     this.assertOpen();
     if (this.readOnly) throw new SbmError('SBM_READ_ONLY', `bundle ${this.path} is open read-only`);
-    return this.withQuiescedIo(() => this.tracker.checkpoint());
+    const tracker = this.changeTracker;
+    return this.withQuiescedIo(() => tracker.checkpoint());
   }
 
   /**
@@ -281,11 +293,15 @@ export class SparseBundle implements BlockDevice {
    */
   async changedSince(since: string, options: ChangedSinceOptions = {}): Promise<ChangeReport> {
     this.assertOpen();
-    return this.withQuiescedIo(() => this.tracker.changedSince(since, options));
+    const tracker = this.changeTracker;
+    return this.withQuiescedIo(() => tracker.changedSince(since, options));
   }
 
   /** The change tracker (token checks, time lookups, audits) for snapshot and CLI code. */
   get changeTracker(): ChangeTracker {
+    if (this.tracker === undefined) {
+      throw new SbmError('SBM_UNSUPPORTED', `bundle ${this.path} was opened without change tracking (it is still being built)`);
+    }
     return this.tracker;
   }
 
@@ -313,7 +329,7 @@ export class SparseBundle implements BlockDevice {
     this.closing ??= this.gate.exclusive(async () => {
       try {
         if (!this.readOnly) await this.store.flush();
-        await this.tracker.close();
+        await this.tracker?.close();
         await this.store.closeFiles();
       } finally {
         await this.lock.release();

@@ -236,3 +236,19 @@ test('the band pool stays bounded while many bands are written and read concurre
   await small.close();
   t.is((await readdir(join(path, 'bands'))).length, 64);
 });
+
+test('an untracked bundle (still being built) refuses tokens; its first ordinary open starts tracking', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'built.sparsebundle');
+  const building = await SparseBundle.create(path, { sizeBytes: 4 * MIB, bandSizeBytes: MIB, untracked: true });
+  await building.write(0, Buffer.from('data'));
+  await t.throwsAsync(building.token(), { message: /^SBM_UNSUPPORTED: .*without change tracking/ });
+  await building.close();
+  await t.throwsAsync(stat(join(path, '.sbm', 'changes.log')), { code: 'ENOENT' });
+  const bundle = await SparseBundle.open(path);
+  const token = await bundle.token();
+  await bundle.write(2 * MIB, Buffer.from('later'));
+  const report = await bundle.changedSince(token);
+  t.deepEqual(report.bands.map((band) => band.bandIndex), [2]);
+  await bundle.close();
+});
