@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the reference tools the interop tests drive (Debian/Ubuntu), only when missing.
 set -euo pipefail
-packages=(qemu-utils libnbd-bin nbdkit fuse3 libvmdk-utils e2fsprogs)
+packages=(qemu-utils libnbd-bin nbdkit fuse3 libvmdk-utils e2fsprogs python3-vmdkstream)
 tools=(qemu-img qemu-io qemu-nbd nbdinfo nbdcopy nbdfuse nbdkit vmdkinfo mkfs.ext4 e2fsck fusermount3)
 missing=()
 for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+# VMDKstream is a Python module of Debian's own python3, not a command.
+[ -f /usr/lib/python3/dist-packages/VMDKstream.py ] || missing+=(VMDKstream.py)
 if [ ${#missing[@]} -eq 0 ]; then
   echo "test tools present"
   exit 0

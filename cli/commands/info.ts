@@ -59,6 +59,7 @@ function labelOf(key: string): string {
 
 function describe(key: string, value: unknown): string {
   if (typeof value === 'number' && /Bytes$/.test(key)) return `${formatSize(value)} (${value} bytes)`;
+  if (Array.isArray(value)) return value.map((item) => `\n    ${typeof item === 'object' ? JSON.stringify(item) : String(item)}`).join('');
   if (typeof value === 'object' && value !== null) return JSON.stringify(value);
   return String(value);
 }

@@ -181,3 +181,11 @@ test('info describes a bundle another process has open for writing, with a warni
   t.deepEqual(parsed.warnings.map((w: { code: string }) => w.code), ['SBM_IN_USE']);
   t.is((await runSbm(['convert', bundle, join(dir, 'copy.sparsebundle')])).exitCode, 3, 'other commands still refuse a bundle in use');
 });
+
+test('a reader that closes the pipe early (| head) is not an error', async (t) => {
+  const { execa } = await import('execa');
+  const { SBM_BIN } = await import('../helpers/tools.js');
+  const result = await execa('bash', ['-c', `node ${SBM_BIN} info ${HDIUTIL_FIXTURE} | head -c 1 >/dev/null; echo "status=\${PIPESTATUS[0]}"`], { reject: false });
+  t.regex(result.stdout, /status=0/);
+  t.notRegex(result.stderr, /EPIPE|Error/);
+});
