@@ -34,6 +34,20 @@ export class BandPool {
     return this.entries.size;
   }
 
+  /**
+   * Leases the band's file if it is already open, without awaiting anything (the per-request fast
+   * path); undefined when it is not open, or when the pool is over its bound and acquire() should
+   * run to evict.
+   */
+  leaseOpen(bandIndex: number): BandLease | undefined {
+    const entry = this.entries.get(bandIndex);
+    if (entry === undefined || this.entries.size > this.maxOpen) return undefined;
+    this.entries.delete(bandIndex);
+    this.entries.set(bandIndex, entry);
+    entry.leases++;
+    return { bandIndex, entry };
+  }
+
   /** Leases the band's file; creates it when `create` is set. Returns undefined when it does not exist. */
   async acquire(bandIndex: number, create: boolean): Promise<BandLease | undefined> {
     let entry = this.entries.get(bandIndex);
@@ -58,10 +72,11 @@ export class BandPool {
     return { bandIndex, entry };
   }
 
-  async release(lease: BandLease): Promise<void> {
+  /** Returns a lease; only the last lease of a retired handle closes it (then the promise is returned). */
+  release(lease: BandLease): Promise<void> | undefined {
     const { entry } = lease;
     entry.leases--;
-    if (entry.retired && entry.leases === 0) await entry.handle.close();
+    return entry.retired && entry.leases === 0 ? entry.handle.close() : undefined;
   }
 
   /** Forgets the band's handle (the file was deleted or renamed over); closes it when unused. */

@@ -10,35 +10,46 @@
 import { copyFile, constants as fsConstants, open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Mutex } from 'async-mutex';
 import createDebug from 'debug';
 import { type Extent, isAllZero, pushExtent } from '../block-device.js';
 import { bandFileName } from '../bundle/bundle-paths.js';
 import { fsyncDirectory } from '../fs/atomic-write.js';
-import { readFully, writeFully, writeFullySync } from '../fs/read-fully.js';
+import { readFully, readFullySync, writeFully, writeFullySync } from '../fs/read-fully.js';
 import { allocatedRuns } from '../fs/sparse-seek.js';
 import { mapLimit } from '../map-limit.js';
 import { type BandLease, BandPool } from './band-pool.js';
+import { StripeLock } from './stripe-lock.js';
 import type { MappedBitmaps } from './mapped-bitmaps.js';
 
 const debug = createDebug('sbm:engine');
 const LOCK_STRIPES = 256;
 const FLUSH_CONCURRENCY = 8;
 const ZERO_WRITE_CHUNK = Buffer.alloc(1024 * 1024);
+const ZERO_SCAN_STEP = 4096;
 /**
- * Writes up to this size are issued synchronously. Writes to one band run one after another under
- * its lock anyway, so the thread pool adds no parallelism there, only a round trip (~45 us on a
- * busy 2-core VM, against ~2 us for a 4 KiB pwrite into the page cache).
+ * Reads and writes up to this size are issued synchronously. Writes to one band run one after
+ * another under its lock anyway, so the thread pool adds no parallelism there, only a round trip
+ * (~45 us on a busy 2-core VM, against ~2 us for a 4 KiB pwrite into the page cache).
  */
-const SYNC_WRITE_MAX_BYTES = 64 * 1024;
+const SYNC_IO_MAX_BYTES = 64 * 1024;
 /**
- * At most this many synchronous writes per event-loop turn: a caller writing in a tight loop would
- * otherwise never give timers and sockets a turn (every await would settle as a microtask).
+ * At most this many synchronous reads and writes per event-loop turn: a caller writing in a tight
+ * loop would otherwise never give timers and sockets a turn (every await would settle as a microtask).
  */
-const SYNC_WRITES_PER_TURN = 64;
+const SYNC_IO_PER_TURN = 64;
+/**
+ * A synchronous read slower than this was not served from the page cache; reads then go back to
+ * the thread pool (where several device reads overlap) for SYNC_READ_BACKOFF_MS, so a cold disk
+ * stalls the event loop for at most one read per backoff period.
+ */
+const SLOW_SYNC_READ_MS = 1;
+const SYNC_READ_BACKOFF_MS = 1000;
 
-/** Told before a band's content or existence changes; the change waits for the promise. */
-export type BandChangeListener = (bandIndex: number) => Promise<void>;
+/**
+ * Told before a band's content or existence changes; the change waits for the promise. A listener
+ * with nothing to wait for (the change is already recorded) returns undefined.
+ */
+export type BandChangeListener = (bandIndex: number) => Promise<void> | undefined;
 
 export interface BandStoreOptions {
   readonly bandsDir: string;
@@ -55,11 +66,13 @@ export class BandStore {
   /** Indexes of band files that exist; loaded once at open, kept current by every change. */
   readonly present: Set<number>;
   private readonly pool: BandPool;
-  private readonly stripes = Array.from({ length: LOCK_STRIPES }, () => new Mutex());
+  private readonly stripes = new StripeLock(LOCK_STRIPES);
   private readonly dirtyBands = new Set<number>();
   private bandsDirDirty = false;
   private readonly listeners: BandChangeListener[] = [];
-  private syncWritesThisTurn = 0;
+  private syncIoThisTurn = 0;
+  /** performance.now() before which reads use the thread pool (after a slow synchronous read). */
+  private asyncReadsUntil = 0;
 
   constructor(private readonly options: BandStoreOptions) {
     this.bandSizeBytes = options.bandSizeBytes;
@@ -80,45 +93,56 @@ export class BandStore {
       target.fill(0);
       return;
     }
-    const lease = await this.pool.acquire(bandIndex, false);
+    const lease = this.pool.leaseOpen(bandIndex) ?? (await this.pool.acquire(bandIndex, false));
     if (lease === undefined) {
       target.fill(0); // deleted between the check and the open: it reads as zeros now
       return;
     }
     try {
-      await readFully(lease.entry.handle, target, offsetInBand);
+      if (this.maySyncRead(target.length)) {
+        const started = performance.now();
+        readFullySync(lease.entry.handle.fd, target, offsetInBand);
+        const finished = performance.now();
+        if (finished - started > SLOW_SYNC_READ_MS) this.asyncReadsUntil = finished + SYNC_READ_BACKOFF_MS;
+      } else {
+        await readFully(lease.entry.handle, target, offsetInBand);
+      }
     } finally {
-      await this.pool.release(lease);
+      const closing = this.pool.release(lease);
+      if (closing !== undefined) await closing;
     }
   }
 
   async write(bandIndex: number, offsetInBand: number, data: Uint8Array, durable: boolean): Promise<void> {
     await this.withBandLock(bandIndex, async () => {
       const exists = this.present.has(bandIndex);
-      const allZero = isAllZero(data);
+      // One scan from the end answers both "all zero?" and "where does the data end?".
+      const lastNonZero = lastNonZeroIndex(data);
+      const allZero = lastNonZero < 0;
       if (!exists && allZero) return;
       const lease = exists ? await this.leaseForChange(bandIndex) : undefined;
       const fileSize = lease?.entry.sizeBytes ?? 0;
       // Never extend a band with trailing zeros: write up to the last non-zero byte, or up to the
       // current end of file when the write overlaps existing bytes.
-      const lastNonZero = allZero ? -1 : lastNonZeroIndex(data);
       const writeEnd = Math.max(offsetInBand + lastNonZero + 1, Math.min(offsetInBand + data.length, fileSize));
       if (writeEnd <= offsetInBand) {
         if (lease !== undefined) await this.pool.release(lease);
         return;
       }
-      await this.notifyChange(bandIndex);
-      await this.options.mapped?.markWritten(bandIndex, offsetInBand, data.length);
+      const recording = this.notifyChange(bandIndex);
+      if (recording !== undefined) await recording;
+      if (this.options.mapped !== undefined) await this.options.mapped.markWritten(bandIndex, offsetInBand, data.length);
       const target = lease ?? (await this.createBand(bandIndex));
       try {
         const piece = data.subarray(0, writeEnd - offsetInBand);
-        if (this.maySyncWrite(piece.length)) writeFullySync(target.entry.handle.fd, piece, offsetInBand);
+        if (this.maySyncIo(piece.length)) writeFullySync(target.entry.handle.fd, piece, offsetInBand);
         else await writeFully(target.entry.handle, piece, offsetInBand);
         target.entry.sizeBytes = Math.max(target.entry.sizeBytes, writeEnd);
         this.dirtyBands.add(bandIndex);
         if (durable) await this.syncBand(target);
       } finally {
-        await this.pool.release(target);
+        const closing = this.pool.release(target);
+        if (closing !== undefined) await closing;
       }
     });
   }
@@ -232,24 +256,37 @@ export class BandStore {
     await this.pool.closeAll();
   }
 
-  private maySyncWrite(length: number): boolean {
-    if (length > SYNC_WRITE_MAX_BYTES) return false;
-    if (this.syncWritesThisTurn === 0) setImmediate(() => (this.syncWritesThisTurn = 0));
-    return ++this.syncWritesThisTurn <= SYNC_WRITES_PER_TURN;
+  private maySyncIo(length: number): boolean {
+    if (length > SYNC_IO_MAX_BYTES) return false;
+    if (this.syncIoThisTurn === 0) setImmediate(() => (this.syncIoThisTurn = 0));
+    return ++this.syncIoThisTurn <= SYNC_IO_PER_TURN;
+  }
+
+  private maySyncRead(length: number): boolean {
+    return length <= SYNC_IO_MAX_BYTES && (this.asyncReadsUntil === 0 || performance.now() >= this.asyncReadsUntil) && this.maySyncIo(length);
   }
 
   private async withBandLock<T>(bandIndex: number, operation: () => Promise<T>): Promise<T> {
-    const stripe = this.stripes[bandIndex % LOCK_STRIPES] as Mutex;
-    return stripe.runExclusive(operation);
+    return this.stripes.run(bandIndex, operation);
   }
 
-  private async notifyChange(bandIndex: number): Promise<void> {
-    for (const listener of this.listeners) await listener(bandIndex);
+  /** Tells the listeners in turn; undefined (nothing to await) when none has anything to wait for. */
+  private notifyChange(bandIndex: number): Promise<void> | undefined {
+    for (let index = 0; index < this.listeners.length; index++) {
+      const pending = (this.listeners[index] as BandChangeListener)(bandIndex);
+      if (pending !== undefined) return this.notifyRest(pending, bandIndex, index + 1);
+    }
+    return undefined;
+  }
+
+  private async notifyRest(pending: Promise<void>, bandIndex: number, from: number): Promise<void> {
+    await pending;
+    for (const listener of this.listeners.slice(from)) await listener(bandIndex);
   }
 
   /** Leases an existing band for modification, first breaking any sharing of its inode. */
   private async leaseForChange(bandIndex: number): Promise<BandLease | undefined> {
-    const lease = await this.pool.acquire(bandIndex, false);
+    const lease = this.pool.leaseOpen(bandIndex) ?? (await this.pool.acquire(bandIndex, false));
     if (lease === undefined || lease.entry.linkCount <= 1) return lease;
     await this.pool.release(lease);
     await this.breakSharing(bandIndex);
@@ -303,7 +340,13 @@ export class BandStore {
   }
 }
 
+/** Index of the last non-zero byte, or -1 when all are zero; whole zero pages are skipped natively. */
 function lastNonZeroIndex(data: Uint8Array): number {
-  for (let index = data.length - 1; index >= 0; index--) if (data[index] !== 0) return index;
+  const view = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  for (let end = view.length; end > 0; end -= ZERO_SCAN_STEP) {
+    const start = Math.max(0, end - ZERO_SCAN_STEP);
+    if (view.compare(ZERO_WRITE_CHUNK, 0, end - start, start, end) === 0) continue;
+    for (let index = end - 1; index >= start; index--) if (view[index] !== 0) return index;
+  }
   return -1;
 }

@@ -12,18 +12,41 @@ export class IoGate {
   private readonly waitingExclusive: Wake[] = [];
 
   /** Runs an I/O operation; many may run at once. */
-  async io<T>(operation: () => Promise<T>): Promise<T> {
-    if (this.exclusiveHeld || this.waitingExclusive.length > 0) {
-      await new Promise<void>((resolve) => this.waitingIo.push(resolve)); // activeIo counted by wake()
-    } else {
-      this.activeIo++;
+  io<T>(operation: () => Promise<T>): Promise<T> {
+    if (this.exclusiveHeld || this.waitingExclusive.length > 0) return this.ioAfterWaiting(operation);
+    // Uncontended (the common case): no extra promise or async frame per request.
+    this.activeIo++;
+    let running: Promise<T>;
+    try {
+      running = operation();
+    } catch (error) {
+      this.ioDone();
+      return Promise.reject(error);
     }
+    return running.then(
+      (value) => {
+        this.ioDone();
+        return value;
+      },
+      (error: unknown) => {
+        this.ioDone();
+        throw error;
+      },
+    );
+  }
+
+  private async ioAfterWaiting<T>(operation: () => Promise<T>): Promise<T> {
+    await new Promise<void>((resolve) => this.waitingIo.push(resolve)); // activeIo counted by wake()
     try {
       return await operation();
     } finally {
-      this.activeIo--;
-      this.wake();
+      this.ioDone();
     }
+  }
+
+  private ioDone(): void {
+    this.activeIo--;
+    this.wake();
   }
 
   /** Runs `operation` once every in-flight I/O has finished; new I/O waits behind it. */

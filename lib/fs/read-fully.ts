@@ -1,6 +1,6 @@
 // Positional I/O without short reads or writes: loop until the whole range is done.
 
-import { writeSync } from 'node:fs';
+import { readSync, writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 
 /** Reads target.length bytes at `position`; bytes past end of file are left as zeros. Returns bytes read. */
@@ -32,4 +32,18 @@ export async function writeFully(handle: FileHandle, data: Uint8Array, position:
 export function writeFullySync(fd: number, data: Uint8Array, position: number): void {
   let done = 0;
   while (done < data.length) done += writeSync(fd, data, done, data.length - done, position + done);
+}
+
+/** readFully without the thread-pool round trip, for small reads likely served from the page cache. */
+export function readFullySync(fd: number, target: Uint8Array, position: number): number {
+  let done = 0;
+  while (done < target.length) {
+    const bytesRead = readSync(fd, target, done, target.length - done, position + done);
+    if (bytesRead === 0) {
+      target.fill(0, done);
+      break;
+    }
+    done += bytesRead;
+  }
+  return done;
 }
