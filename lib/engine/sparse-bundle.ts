@@ -164,7 +164,8 @@ export class SparseBundle implements BlockDevice {
       if (options.untracked !== true) {
         const tracker = await ChangeTracker.open({ host: bundle.trackerHost(), readOnly, onWarning });
         bundle.tracker = tracker;
-        if (!readOnly) store.onBandChange((bandIndex) => tracker.beforeChange(bandIndex));
+        // Only the first change of a band per generation waits for its durable record.
+        if (!readOnly) store.onBandChange((bandIndex) => (tracker.isDurablyRecorded(bandIndex) ? undefined : tracker.beforeChange(bandIndex)));
       }
       return bundle;
     } catch (error) {

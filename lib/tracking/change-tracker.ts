@@ -85,6 +85,8 @@ interface OpenOptions {
 export class ChangeTracker {
   /** Per band: the promise of its record in the open generation (shared by concurrent writers). */
   private readonly recorded = new Map<number, Promise<void>>();
+  /** Bands whose record for the open generation is durable: their changes need not wait. */
+  private readonly durablyRecorded = new Set<number>();
   /** Bands sbm changed (or found changed) since the stat-cache was last saved. */
   private readonly touched = new Set<number>();
 
@@ -109,6 +111,14 @@ export class ChangeTracker {
   }
 
   /** Band-change listener: resolves once a record of this band in the open generation is durable. */
+  /**
+   * True when a change of the band may go ahead without calling beforeChange: its record for the
+   * open generation is already durable (and the band is already among the touched ones).
+   */
+  isDurablyRecorded(bandIndex: number): boolean {
+    return this.durablyRecorded.has(bandIndex);
+  }
+
   async beforeChange(bandIndex: number, kind = CHANGE_KIND_WRITE): Promise<void> {
     const { state, log } = this.writableParts();
     this.touched.add(bandIndex);
@@ -117,6 +127,8 @@ export class ChangeTracker {
       const generation = state.generation;
       durable = log.append(encodeChangeRecord(epochTagOf(state.epochId), generation, bandIndex, kind)).then(() => {
         if ((this.latest.get(bandIndex) ?? -1) < generation) this.latest.set(bandIndex, generation);
+        // Still this generation's record (a checkpoint clears the map): later changes may skip waiting.
+        if (this.recorded.get(bandIndex) === durable) this.durablyRecorded.add(bandIndex);
       });
       this.recorded.set(bandIndex, durable);
       // A failed append must not be remembered as done: the next change retries it.
@@ -140,6 +152,7 @@ export class ChangeTracker {
     await writeTrackingState(this.host.paths.sbm, this.host.paths.tmp, next);
     this.state = next;
     this.recorded.clear();
+    this.durablyRecorded.clear();
     return formatToken({ bundleId: state.bundleId, epochId: state.epochId, generation: closed });
   }
 
