@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [-- --only convert,backup] [-- --runs N]
+// npm run bench [-- --quick] [-- --only convert,backup] [-- --runs N] [-- --out FILE]
 // Builds its own data in a scratch folder, runs sbm and its peers interleaved (at least 5 times
 // each), and writes BENCHMARKS.md: command, median, min-max, ratio sbm / peer, peak RSS, and
 // whether each target of the project is met. Needs qemu-utils, rsync and GNU time.
@@ -18,6 +18,9 @@ const quick = args.includes('--quick');
 const runs = Number(args[args.indexOf('--runs') + 1] ?? 0) || 5;
 const onlyIndex = args.indexOf('--only');
 const only = onlyIndex >= 0 ? (args[onlyIndex + 1] ?? '').split(',') : undefined;
+// A partial or exploratory run can write its report elsewhere and leave BENCHMARKS.md alone.
+const outIndex = args.indexOf('--out');
+const outPath = outIndex >= 0 ? resolve(args[outIndex + 1] ?? '') : join(REPO, 'BENCHMARKS.md');
 
 const GROUPS: Record<string, (context: BenchContext) => ReturnType<typeof convertWorkloads>> = {
   convert: convertWorkloads,
@@ -49,7 +52,7 @@ async function main(): Promise<void> {
     }
   }
   const report = await renderReport(results);
-  await writeFile(join(REPO, 'BENCHMARKS.md'), report);
+  await writeFile(outPath, report);
   process.stdout.write(report);
 }
 
