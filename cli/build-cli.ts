@@ -1,6 +1,7 @@
 // Builds the yargs parser: global options, every command module, and usage errors mapped to
 // SBM_USAGE (exit 2) in the same one-line form as every other error.
 
+import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { SbmError } from '../lib/errors.js';
 import { reportError } from './command-kit.js';
@@ -15,7 +16,7 @@ export async function buildCli(args: string[]): Promise<Argv> {
     .recommendCommands()
     .help()
     .alias('help', 'h')
-    .version()
+    .version(packageVersion())
     .wrap(Math.min(120, yargs().terminalWidth()))
     .fail((message, error) => {
       if (error !== undefined && error !== null) {
@@ -28,4 +29,20 @@ export async function buildCli(args: string[]): Promise<Argv> {
     });
   for (const command of await loadCommands(args)) parser = parser.command(command);
   return parser;
+}
+
+/**
+ * sbm's version from its package.json: two folders up from both the bundled CLI
+ * (dist/cli/sbm.js) and tsc's output (dist/cli/build-cli.js), one up from the sources.
+ */
+function packageVersion(): string {
+  for (const relative of ['../../package.json', '../package.json']) {
+    try {
+      const manifest = JSON.parse(readFileSync(new URL(relative, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (manifest.name === 'sbm' && typeof manifest.version === 'string') return manifest.version;
+    } catch {
+      // not this folder: try the next
+    }
+  }
+  return 'unknown';
 }

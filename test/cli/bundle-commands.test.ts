@@ -4,7 +4,7 @@ import test from 'ava';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ERROR_CODES } from '../../lib/errors.js';
-import { HDIUTIL_FIXTURE, runSbm, seededBytes, tempDir } from '../helpers/tools.js';
+import { HDIUTIL_FIXTURE, REPO_ROOT, runSbm, seededBytes, tempDir } from '../helpers/tools.js';
 
 const MIB = 1024 * 1024;
 
@@ -29,6 +29,16 @@ test('create, then info --json describes the bundle', async (t) => {
   const again = await runSbm(['create', bundle, '--size', '1G']);
   t.is(again.exitCode, ERROR_CODES.SBM_EXISTS.exitCode);
   t.regex(again.stderr, /^sbm: SBM_EXISTS: /);
+});
+
+test('the built CLI is one bundled file that reports the package version', async (t) => {
+  const manifest = JSON.parse(await readFile(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+  const version = await runSbm(['--version']);
+  t.is(version.exitCode, 0, version.stderr);
+  t.is(version.stdout.trim(), manifest.version);
+  // Start-up cost comes from loading many modules; the bundle must not import our own sources.
+  const built = await readFile(join(REPO_ROOT, 'dist/cli/sbm.js'), 'utf8');
+  t.notRegex(built, /from ["']\.\.?\//, 'no relative imports left in dist/cli/sbm.js');
 });
 
 test('bad arguments give one line with a stable code and exit 2', async (t) => {
