@@ -42,7 +42,8 @@ export const changedBandsCommand: CommandModule<object, ChangedBandsArgs> = {
   handler: action(async (argv) => {
     if (argv.ranges && (argv.relative || argv.null)) throw new SbmError('SBM_USAGE', '--ranges prints byte ranges; it does not combine with --relative or --null');
     const warnings: SbmWarning[] = [];
-    const bundle = await openBundleOperations(argv.bundle, { onWarning: warningSink(argv, warnings) });
+    // Neither command asks which bands exist: skip listing bands/ (O(bands)) at open.
+    const bundle = await openBundleOperations(argv.bundle, { onWarning: warningSink(argv, warnings), deferBandListing: true });
     try {
       const { sinceKind, bandSizeBytes, report } = await bundle.changedSince(argv.since, argv.audit);
       if (argv.tokenFile !== undefined && report.token !== undefined) await writeFile(argv.tokenFile, `${report.token}\n`);

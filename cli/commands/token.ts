@@ -19,7 +19,8 @@ export const tokenCommand: CommandModule<object, TokenArgs> = {
     yargs.positional('bundle', { type: 'string', demandOption: true, describe: 'a sparse bundle' }).options({ ...jsonOption, ...strictOption }),
   handler: action(async (argv) => {
     const warnings: SbmWarning[] = [];
-    const bundle = await openBundleOperations(argv.bundle, { onWarning: warningSink(argv, warnings) });
+    // A token needs no list of bands: skip listing bands/ (O(bands)) at open.
+    const bundle = await openBundleOperations(argv.bundle, { onWarning: warningSink(argv, warnings), deferBandListing: true });
     try {
       const token = await bundle.token();
       if (argv.json) printJson({ token, ...parseToken(token), warnings });

@@ -2,13 +2,15 @@
 // written atomically in macOS's order), token (encryption check), bands/ listing, and the staging
 // folder. SparseBundle.open and the backup code read bundles through these.
 
+import { readdirSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { SbmError, fromSystemError } from '../errors.js';
 import { replaceFilesInOrder } from '../fs/atomic-write.js';
 import type { WarningSink } from '../warnings.js';
 import { type BundlePaths, parseBandName } from './bundle-paths.js';
 import { BAND_COUNT_ADVICE, ENCRYPTED_TOKEN_MAGIC } from './constants.js';
-import { type BundleInfo, parseInfoPlist, renderInfoPlist } from './info-plist.js';
+import { LazyBandSet } from './lazy-band-set.js';
+import { type BundleInfo, parseInfoPlistAsync, renderInfoPlist } from './info-plist.js';
 
 /** Writes Info.bckup then Info.plist, each atomically, keeping version 2 and its uuid. */
 export async function writeInfoFiles(paths: BundlePaths, info: BundleInfo): Promise<void> {
@@ -47,7 +49,7 @@ export async function readBundleInfo(paths: BundlePaths, onWarning: WarningSink)
       continue;
     }
     try {
-      const info = parseInfoPlist(bytes, name);
+      const info = await parseInfoPlistAsync(bytes, name);
       if (attempts.length > 0) {
         onWarning({ code: 'SBM_PLIST_FALLBACK', message: `using Info.bckup because ${attempts.join('; ')}`, data: { path: paths.root } });
       }
@@ -88,19 +90,42 @@ export async function listBands(paths: BundlePaths, info: BundleInfo, readOnly: 
     if (!readOnly) await mkdir(paths.bands);
     return new Set();
   }
+  return bandIndexesOf(names, info, onWarning, new Set());
+}
+
+/**
+ * The same listing, deferred: a set whose first use lists bands/ synchronously. For short commands
+ * that never ask which bands exist (token, changed-bands), so a 20,000-band folder is not read.
+ * Resolves to the eager listing when bands/ is missing (it warns and may create the folder).
+ */
+export async function deferredBandListing(paths: BundlePaths, info: BundleInfo, readOnly: boolean, onWarning: WarningSink): Promise<Set<number>> {
+  if (!(await isDirectory(paths.bands))) return listBands(paths, info, readOnly, onWarning);
+  return new LazyBandSet(() => {
+    let names: string[];
+    try {
+      names = readdirSync(paths.bands);
+    } catch (error) {
+      throw fromSystemError(error, 'cannot list bands of', paths.root);
+    }
+    return bandIndexesOf(names, info, onWarning, []);
+  });
+}
+
+function bandIndexesOf<T extends Set<number> | number[]>(names: readonly string[], info: BundleInfo, onWarning: WarningSink, into: T): T {
   const bandCount = Math.ceil(info.sizeBytes / info.bandSizeBytes);
-  const present = new Set<number>();
   for (const name of names) {
     const bandIndex = parseBandName(name);
     if (bandIndex === undefined) {
       onWarning({ code: 'SBM_STRAY_FILE', message: `bands/${name} is not a band name; ignored`, data: { name } });
     } else if (bandIndex >= bandCount) {
       onWarning({ code: 'SBM_BAND_PAST_END', message: `bands/${name} lies past the end of the disk; ignored`, data: { name } });
+    } else if (Array.isArray(into)) {
+      into.push(bandIndex);
     } else {
-      present.add(bandIndex);
+      into.add(bandIndex);
     }
   }
-  return present;
+  return into;
 }
 
 /** Leftovers in .sbm/tmp are from a crash: nothing refers to them while we hold the write lock. */

@@ -16,6 +16,8 @@ export class BundleLock {
   private constructor(
     private readonly handle: FileHandle | undefined,
     private readonly ownerFile?: string,
+    /** The owner file being written: advisory, so open does not wait for it; release does. */
+    private readonly ownerWritten: Promise<void> = Promise.resolve(),
   ) {}
 
   /** No lock at all: for force-shared read-only looks at a bundle someone else writes. */
@@ -53,8 +55,8 @@ export class BundleLock {
       throw fromSystemError(error, 'cannot lock', paths.lock);
     }
     if (mode === 'exclusive') {
-      await writeFile(paths.owner, `${process.pid}\n`).catch(() => undefined); // advisory only; the flock is what counts
-      return new BundleLock(handle, paths.owner);
+      const ownerWritten = writeFile(paths.owner, `${process.pid}\n`).catch(() => undefined); // advisory only; the flock is what counts
+      return new BundleLock(handle, paths.owner, ownerWritten);
     }
     return new BundleLock(handle);
   }
@@ -62,6 +64,7 @@ export class BundleLock {
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
+    await this.ownerWritten; // unlink after the write, or a late write would leave a stale file
     if (this.ownerFile !== undefined) await unlink(this.ownerFile).catch(() => undefined); // stale owner files are checked for liveness anyway
     // Closing the descriptor drops the flock.
     await this.handle?.close();

@@ -8,7 +8,7 @@ import type { SbmWarning } from '../warnings.js';
 import { BundleLock } from './bundle-lock.js';
 import { type BundlePaths, bundlePaths, parseBandName } from './bundle-paths.js';
 import { MAPPED_BLOCK_BYTES } from './constants.js';
-import { type BundleInfo, parseInfoPlist, renderInfoPlist, validateGeometry } from './info-plist.js';
+import { type BundleInfo, parseInfoPlistAsync, renderInfoPlist, validateGeometry } from './info-plist.js';
 
 export interface CheckFinding {
   readonly code: string;
@@ -70,7 +70,7 @@ async function checkPlists(paths: BundlePaths, problem: Report, warn: Report): P
       continue;
     }
     try {
-      const parsed = parseInfoPlist(bytes, name);
+      const parsed = await parseInfoPlistAsync(bytes, name);
       validateGeometry(parsed.bandSizeBytes, parsed.sizeBytes);
       info ??= parsed;
       if (!renderInfoPlist(parsed).equals(bytes)) {

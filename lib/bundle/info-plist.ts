@@ -10,8 +10,13 @@
 //   \t<key>size</key> \t<integer>S</integer>
 //   [\t<key>uuid</key> \t<string>U</string>]   version 2 only
 //   </dict> </plist>
+//
+// Reading: bytes in exactly that layout (what sbm and hdiutil write) are parsed by matching the
+// template and rendering it back: equal bytes mean equal values, with no XML parser. Anything
+// else (other whitespace or key order, extra keys, binary plists) goes to the `plist` package,
+// loaded on first need: it brings an XML DOM that costs ~10 ms to load, more than `sbm token`
+// spends on everything else.
 
-import * as plist from 'plist';
 import { SbmError } from '../errors.js';
 import {
   BAND_SIZE_ALIGNMENT_BYTES,
@@ -55,10 +60,38 @@ export function renderInfoPlist(info: BundleInfo): Buffer {
   return Buffer.from(lines.join('\n'), 'utf8');
 }
 
-/** Parses Info.plist bytes the way DI2 does; throws SBM_BAD_PLIST with the reason. */
+type PlistModule = typeof import('plist');
+
+let plistModule: PlistModule | undefined;
+let plistLoading: Promise<PlistModule> | undefined;
+
+/** Loads the general plist parser (XML and binary); parseInfoPlist uses it for non-canonical bytes. */
+export async function loadInfoPlistParser(): Promise<void> {
+  plistLoading ??= import('plist').then((loaded) => (plistModule = loaded));
+  await plistLoading;
+}
+
+/** Parses Info.plist bytes the way DI2 does; loads the general parser when the bytes need it. */
+export async function parseInfoPlistAsync(bytes: Buffer, name = 'Info.plist'): Promise<BundleInfo> {
+  checkPlistLength(bytes, name);
+  const canonical = parseCanonicalInfoPlist(bytes);
+  if (canonical !== undefined) return canonical;
+  await loadInfoPlistParser();
+  return parseInfoPlist(bytes, name);
+}
+
+/**
+ * Parses Info.plist bytes the way DI2 does; throws SBM_BAD_PLIST with the reason. Synchronous:
+ * bytes that are not in the canonical layout need loadInfoPlistParser() to have run first
+ * (parseInfoPlistAsync does that).
+ */
 export function parseInfoPlist(bytes: Buffer, name = 'Info.plist'): BundleInfo {
-  if (bytes.length > INFO_PLIST_MAX_BYTES) {
-    throw new SbmError('SBM_BAD_PLIST', `${name} is ${bytes.length} bytes; macOS reads only the first ${INFO_PLIST_MAX_BYTES}`);
+  checkPlistLength(bytes, name);
+  const canonical = parseCanonicalInfoPlist(bytes);
+  if (canonical !== undefined) return canonical;
+  const plist = plistModule;
+  if (plist === undefined) {
+    throw new SbmError('SBM_INTERNAL', `${name} is not in hdiutil's layout and the general plist parser is not loaded (use parseInfoPlistAsync)`);
   }
   const binary = bytes.subarray(0, 8).toString('latin1') === 'bplist00';
   // The XML parser prints its own complaints to the console: reject obvious non-plists first.
@@ -85,6 +118,35 @@ export function parseInfoPlist(bytes: Buffer, name = 'Info.plist'): BundleInfo {
     throw new SbmError('SBM_BAD_PLIST', `${name} has diskimage-bundle-type "${String(type)}", expected ${BUNDLE_TYPE}`);
   }
   return uuid === undefined ? { bandSizeBytes, sizeBytes, version } : { bandSizeBytes, sizeBytes, version, uuid };
+}
+
+// The values of the template's three integers and optional uuid; the whole match is then checked
+// by rendering, so this pattern only has to find candidates. The uuid excludes '&' and '<' so no
+// XML entity can hide in it (the general parser would decode one).
+const CANONICAL_VALUES =
+  /<key>band-size<\/key>\n\t<integer>([0-9]{1,16})<\/integer>\n\t<key>bundle-backingstore-version<\/key>\n\t<integer>([0-9]{1,16})<\/integer>\n[^]*<key>size<\/key>\n\t<integer>([0-9]{1,16})<\/integer>\n(?:\t<key>uuid<\/key>\n\t<string>([0-9A-Za-z-]{1,64})<\/string>\n)?<\/dict>/;
+
+/**
+ * The values of bytes that are exactly renderInfoPlist's output (hdiutil's layout), or undefined
+ * for anything else. Exact: the values are rendered back and must reproduce every byte.
+ */
+export function parseCanonicalInfoPlist(bytes: Buffer): BundleInfo | undefined {
+  if (bytes.length > INFO_PLIST_MAX_BYTES) return undefined;
+  const match = CANONICAL_VALUES.exec(bytes.toString('latin1'));
+  if (match === null) return undefined;
+  const bandSizeBytes = Number(match[1]);
+  const version = Number(match[2]);
+  const sizeBytes = Number(match[3]);
+  const uuid = match[4];
+  if (![bandSizeBytes, version, sizeBytes].every(Number.isSafeInteger)) return undefined;
+  const info: BundleInfo = uuid === undefined ? { bandSizeBytes, sizeBytes, version } : { bandSizeBytes, sizeBytes, version, uuid };
+  return renderInfoPlist(info).equals(bytes) ? info : undefined;
+}
+
+function checkPlistLength(bytes: Buffer, name: string): void {
+  if (bytes.length > INFO_PLIST_MAX_BYTES) {
+    throw new SbmError('SBM_BAD_PLIST', `${name} is ${bytes.length} bytes; macOS reads only the first ${INFO_PLIST_MAX_BYTES}`);
+  }
 }
 
 function plistInteger(value: unknown, key: string, name: string): number {

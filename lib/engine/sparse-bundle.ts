@@ -1,5 +1,6 @@
 // SparseBundle: an Apple sparse bundle folder as a BlockDevice. Opening reads Info.plist (falling
-// back to Info.bckup), takes the flock on `lock`, and lists bands/ once; from then on every
+// back to Info.bckup), takes the flock on `lock`, and lists bands/ once (at open, or at first need
+// with deferBandListing); from then on every
 // request is split at band edges and handed to the BandStore.
 //
 //   virtual disk  |---- band 0 ----|---- band 1 ----|-- ... --|- last band -|
@@ -15,13 +16,15 @@ import {
   assertBundleDirectory,
   assertNotEncrypted,
   clearStaging,
+  deferredBandListing,
   isDirectory,
   listBands,
   readBundleInfo,
   warnOnBandCount,
   writeInfoFiles,
 } from '../bundle/bundle-files.js';
-import { type BundleInfo, renderInfoPlist, validateGeometry } from '../bundle/info-plist.js';
+import { type BundleInfo, loadInfoPlistParser, renderInfoPlist, validateGeometry } from '../bundle/info-plist.js';
+import { LazyBandSet } from '../bundle/lazy-band-set.js';
 import { fsyncDirectory, replaceFilesInOrder } from '../fs/atomic-write.js';
 import { WarningList, type WarningSink } from '../warnings.js';
 import { BandStore } from './band-store.js';
@@ -54,6 +57,12 @@ export interface OpenBundleOptions {
   readonly onWarning?: WarningSink;
   /** Upper bound on band files held open at once (default 64, as macOS). */
   readonly maxOpenBands?: number;
+  /**
+   * Do not list bands/ at open; list it (synchronously) the first time anything asks which bands
+   * exist. For short commands that never do (token, changed-bands): a 20,000-band folder costs
+   * ~10 ms to list. Warnings about stray names in bands/ then come at that first use.
+   */
+  readonly deferBandListing?: boolean;
 }
 
 export class SparseBundle implements BlockDevice {
@@ -148,7 +157,7 @@ export class SparseBundle implements BlockDevice {
     const lock = options.forceShare === true ? BundleLock.none() : await BundleLock.acquire(paths, readOnly ? 'shared' : 'exclusive', onWarning);
     try {
       if (!readOnly) await clearStaging(paths);
-      const presentBands = await listBands(paths, info, readOnly, onWarning);
+      const presentBands = await (options.deferBandListing === true ? deferredBandListing : listBands)(paths, info, readOnly, onWarning);
       const hasMappedDir = await isDirectory(paths.mapped);
       const mapped = hasMappedDir && !readOnly ? new MappedBitmaps(paths.mapped, info.bandSizeBytes) : undefined;
       const store = new BandStore({
@@ -216,6 +225,20 @@ export class SparseBundle implements BlockDevice {
     this.assertOpen();
     if (this.readOnly) return;
     await this.gate.io(() => this.store.flush());
+  }
+
+  /**
+   * Makes the data of the bands overlapping [offset, offset+length) durable now, ahead of flush()
+   * (which still has to run: it makes the names of new bands durable). Convert calls it for each
+   * band it has finished, so the syncs overlap the copy.
+   */
+  async flushBands(offset: number, length: number): Promise<void> {
+    this.assertOpen();
+    if (this.readOnly || length === 0) return;
+    checkRange(this.sizeBytes, offset, length);
+    const bands: number[] = [];
+    for (let bandIndex = Math.floor(offset / this.bandSizeBytes); bandIndex * this.bandSizeBytes < offset + length; bandIndex++) bands.push(bandIndex);
+    await this.gate.io(() => this.store.syncBands(bands));
   }
 
   async extents(offset: number, length: number): Promise<Extent[]> {
@@ -308,6 +331,9 @@ export class SparseBundle implements BlockDevice {
 
   /** Copy-on-write snapshots under .sbm/snapshots/. */
   get snapshots(): SnapshotManager {
+    // Snapshot revert parses the snapshot's Info.plist synchronously; a plist not in hdiutil's
+    // layout needs the general parser, so start loading it (off the token/changed-bands path).
+    if (this.snapshotManager === undefined) void loadInfoPlistParser().catch(() => undefined); // a failure resurfaces where the parser is needed
     this.snapshotManager ??= new SnapshotManager(this, (snapshotPath) => SparseBundle.open(snapshotPath, { readOnly: true }));
     return this.snapshotManager;
   }
@@ -358,7 +384,7 @@ export class SparseBundle implements BlockDevice {
         return bundle.bandCount;
       },
       bandPath: (bandIndex) => store.pathOf(bandIndex),
-      presentBandCount: () => store.present.size,
+      presentBandCount: () => (store.present instanceof LazyBandSet ? store.present.sizeIfListed() : store.present.size),
     };
   }
 

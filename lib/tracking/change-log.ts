@@ -44,6 +44,11 @@ export interface LogScan {
   readonly damaged: boolean;
 }
 
+const readEpochTag = CHANGE_RECORD.reader('epochTag');
+const readGeneration = CHANGE_RECORD.reader('generation');
+const readBandIndex = CHANGE_RECORD.reader('bandIndex');
+
+/** One pass over the log; reads fields in place (no per-record objects): it runs on every open. */
 export function scanChangeLog(bytes: Buffer, epochTag: number): LogScan {
   const latest = new Map<number, number>();
   let recordCount = 0;
@@ -51,21 +56,22 @@ export function scanChangeLog(bytes: Buffer, epochTag: number): LogScan {
   let damaged = false;
   let sawInvalid = false;
   for (let offset = 0; offset + CHANGE_RECORD_SIZE <= bytes.length; offset += CHANGE_RECORD_SIZE) {
-    const view = bytes.subarray(offset, offset + CHANGE_RECORD_SIZE);
-    const valid = view.readUInt32LE(0) === CHANGE_RECORD_MAGIC && view.readUInt32LE(4) === checksum(view, 8, CHANGE_RECORD_SIZE);
+    const valid = bytes.readUInt32LE(offset) === CHANGE_RECORD_MAGIC && bytes.readUInt32LE(offset + 4) === checksum(bytes, offset + 8, offset + CHANGE_RECORD_SIZE);
     if (!valid) {
       sawInvalid = true;
       continue;
     }
     if (sawInvalid) damaged = true;
-    const record = CHANGE_RECORD.decode(view);
-    if (record.epochTag !== epochTag) {
+    if (readEpochTag(bytes, offset) !== epochTag) {
       damaged = true; // a record of another epoch: the log does not belong to this state
       continue;
     }
+    const generation = readGeneration(bytes, offset);
+    const bandIndex = readBandIndex(bytes, offset);
     recordCount++;
     if (!sawInvalid) validBytes = offset + CHANGE_RECORD_SIZE;
-    if ((latest.get(record.bandIndex) ?? -1) < record.generation) latest.set(record.bandIndex, record.generation);
+    const known = latest.get(bandIndex);
+    if (known === undefined || known < generation) latest.set(bandIndex, generation);
   }
   return { latest, recordCount, validBytes, damaged };
 }

@@ -19,7 +19,8 @@
 //              saved it, fall back to full. Catches bands created, deleted or renamed over
 //              (rsync, cp, editors that save by rename), but NOT in-place rewrites of a band file
 //              that sbm did not change since the token: those need a full audit;
-//   auto       full when at most AUTO_FULL_AUDIT_MAX_BANDS bands exist, directory otherwise.
+//   auto       full when at most AUTO_FULL_AUDIT_MAX_BANDS bands exist, directory otherwise (the
+//              count is the engine's listing, or the stat cache's when bands/ was not listed).
 
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -44,8 +45,8 @@ export interface TrackerHost {
   readonly sizeBytes: number;
   readonly bandCount: number;
   bandPath(bandIndex: number): string;
-  /** Number of band files the engine knows of (cheap). */
-  presentBandCount(): number;
+  /** Number of band files the engine knows of, or undefined when it has not listed them yet. */
+  presentBandCount(): number | undefined;
 }
 
 export interface ChangedBand {
@@ -253,7 +254,10 @@ export class ChangeTracker {
   private async audit(mode: AuditMode, skip: ReadonlySet<number>): Promise<{ kind: 'full' | 'directory'; foreign: number[]; stamps: Map<number, FileStamp | undefined> }> {
     const stamps = new Map<number, FileStamp | undefined>();
     const cache = this.requireCache();
-    let full = mode === 'full' || (mode === 'auto' && this.host.presentBandCount() <= AUTO_FULL_AUDIT_MAX_BANDS);
+    // auto: when the engine has not listed bands/ (deferred listing), the stat cache's count of
+    // present bands stands in; it is exact unless bands/ changed, and then the directory audit
+    // below falls back to full anyway.
+    let full = mode === 'full' || (mode === 'auto' && (this.host.presentBandCount() ?? cache.presentCount()) <= AUTO_FULL_AUDIT_MAX_BANDS);
     if (!full) full = !sameDirStamp(cache.dirStamp, await stampPath(this.host.paths.bands));
     if (!full) return { kind: 'directory', foreign: [], stamps };
     const candidates = new Set<number>(cache.presentBands());
@@ -359,7 +363,7 @@ async function openReadWrite({ host, onWarning }: OpenOptions): Promise<ChangeTr
   // Bands with a record newer than their cached stat were changed by a session that ended
   // without saving stats (a crash): restat them at the next checkpoint.
   const touched: number[] = [];
-  for (const [bandIndex, generation] of scan.latest) if (generation > cache.slot(bandIndex).statGeneration) touched.push(bandIndex);
+  for (const [bandIndex, generation] of scan.latest) if (generation > cache.statGenerationOf(bandIndex)) touched.push(bandIndex);
   const log = await ChangeLog.openForAppend(join(host.paths.sbm, CHANGE_LOG_FILE), scan.validBytes);
   const next = nextGeneration(state, Date.now());
   await writeTrackingState(host.paths.sbm, host.paths.tmp, next);

@@ -51,6 +51,14 @@ export const STAT_SLOT = defineTable('STAT_SLOT', STAT_SLOT_SIZE, [
   { name: 'ctimeUs', offset: 40, type: 'u64' },
 ] as const);
 
+const readSlotCrc = STAT_SLOT.reader('crc');
+const readSlotState = STAT_SLOT.reader('state');
+const readSlotStatGeneration = STAT_SLOT.reader('statGeneration');
+const readSlotIno = STAT_SLOT.reader('ino');
+const readSlotSize = STAT_SLOT.reader('size');
+const readSlotMtimeUs = STAT_SLOT.reader('mtimeUs');
+const readSlotCtimeUs = STAT_SLOT.reader('ctimeUs');
+
 /** A stat as the cache keeps it; undefined = the file does not exist. */
 export interface FileStamp {
   readonly ino: number;
@@ -116,13 +124,23 @@ export class StatCache {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw error;
     }
-    const { size } = await handle.stat();
-    const bytes = Buffer.alloc(Math.max(size, STAT_CACHE_HEADER_SIZE));
-    await readFully(handle, bytes, 0);
-    const header = STAT_CACHE_HEADER.decode(bytes.subarray(0, STAT_CACHE_HEADER_SIZE));
+    let bytes: Buffer;
+    try {
+      const { size } = await handle.stat();
+      // One read of the whole file, no zero-filling first: readFully zeroes whatever it cannot read.
+      bytes = Buffer.allocUnsafe(Math.max(size, STAT_CACHE_HEADER_SIZE));
+      await readFully(handle, bytes, 0);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+    // Magic, checksum and version before any field is decoded: a damaged header is a missing cache.
     const headerValid =
-      header.magic === STAT_CACHE_MAGIC && header.crc === checksum(bytes, 8, STAT_CACHE_HEADER_SIZE) && header.version === STAT_CACHE_VERSION;
-    if (!headerValid || header.epochTag !== epochTag) {
+      bytes.readUInt32LE(0) === STAT_CACHE_MAGIC &&
+      bytes.readUInt32LE(4) === checksum(bytes, 8, STAT_CACHE_HEADER_SIZE) &&
+      bytes.readUInt16LE(12) === STAT_CACHE_VERSION;
+    const header = headerValid ? STAT_CACHE_HEADER.decode(bytes.subarray(0, STAT_CACHE_HEADER_SIZE)) : undefined;
+    if (header === undefined || header.epochTag !== epochTag) {
       await handle.close();
       return undefined;
     }
@@ -140,18 +158,25 @@ export class StatCache {
   }
 
   slot(bandIndex: number): SlotEntry {
-    const offset = STAT_CACHE_HEADER_SIZE + bandIndex * STAT_SLOT_SIZE;
-    if (offset + STAT_SLOT_SIZE > this.bytes.length) return UNKNOWN;
-    const view = this.bytes.subarray(offset, offset + STAT_SLOT_SIZE);
-    if (view.readUInt32LE(0) !== checksum(view, 4, STAT_SLOT_SIZE)) return UNKNOWN;
-    const slot = STAT_SLOT.decode(view);
-    if (slot.state === SLOT_ABSENT) return { state: 'absent', statGeneration: slot.statGeneration };
-    if (slot.state !== SLOT_PRESENT) return UNKNOWN;
+    const offset = this.validSlotOffset(bandIndex);
+    if (offset === undefined) return UNKNOWN;
+    const bytes = this.bytes;
+    const state = readSlotState(bytes, offset);
+    if (state === SLOT_ABSENT) return { state: 'absent', statGeneration: readSlotStatGeneration(bytes, offset) };
+    if (state !== SLOT_PRESENT) return UNKNOWN;
     return {
       state: 'present',
-      statGeneration: slot.statGeneration,
-      stamp: { ino: slot.ino, size: slot.size, mtimeUs: slot.mtimeUs, ctimeUs: slot.ctimeUs },
+      statGeneration: readSlotStatGeneration(bytes, offset),
+      stamp: { ino: readSlotIno(bytes, offset), size: readSlotSize(bytes, offset), mtimeUs: readSlotMtimeUs(bytes, offset), ctimeUs: readSlotCtimeUs(bytes, offset) },
     };
+  }
+
+  /** slot(bandIndex).statGeneration without building the entry (-1 = unknown): run per logged band on open. */
+  statGenerationOf(bandIndex: number): number {
+    const offset = this.validSlotOffset(bandIndex);
+    if (offset === undefined) return -1;
+    const state = readSlotState(this.bytes, offset);
+    return state === SLOT_PRESENT || state === SLOT_ABSENT ? readSlotStatGeneration(this.bytes, offset) : -1;
   }
 
   /** Band indexes whose slot says the band exists. Reads every slot: O(bands), used by full audits. */
@@ -159,10 +184,29 @@ export class StatCache {
     const list: number[] = [];
     const slots = Math.floor((this.bytes.length - STAT_CACHE_HEADER_SIZE) / STAT_SLOT_SIZE);
     for (let bandIndex = 0; bandIndex < slots; bandIndex++) {
-      const offset = STAT_CACHE_HEADER_SIZE + bandIndex * STAT_SLOT_SIZE + 4;
-      if (this.bytes.readUInt32LE(offset) === SLOT_PRESENT && this.slot(bandIndex).state === 'present') list.push(bandIndex);
+      const offset = STAT_CACHE_HEADER_SIZE + bandIndex * STAT_SLOT_SIZE;
+      if (readSlotState(this.bytes, offset) === SLOT_PRESENT && this.validSlotOffset(bandIndex) !== undefined) list.push(bandIndex);
     }
     return list;
+  }
+
+  /**
+   * How many slots say "present", counted without checksums (a quick estimate for choosing the
+   * audit, never for deciding what changed).
+   */
+  presentCount(): number {
+    let count = 0;
+    for (let offset = STAT_CACHE_HEADER_SIZE + 4; offset + STAT_SLOT_SIZE - 4 <= this.bytes.length; offset += STAT_SLOT_SIZE) {
+      if (this.bytes.readUInt32LE(offset) === SLOT_PRESENT) count++;
+    }
+    return count;
+  }
+
+  /** Offset of the band's slot when it lies inside the file and its checksum holds. */
+  private validSlotOffset(bandIndex: number): number | undefined {
+    const offset = STAT_CACHE_HEADER_SIZE + bandIndex * STAT_SLOT_SIZE;
+    if (offset + STAT_SLOT_SIZE > this.bytes.length) return undefined;
+    return readSlotCrc(this.bytes, offset) === checksum(this.bytes, offset + 4, offset + STAT_SLOT_SIZE) ? offset : undefined;
   }
 
   /** Records stamps (undefined = absent) for bands, then the folder stamp; fdatasyncs once. */

@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import * as plist from 'plist';
-import { parseInfoPlist, renderInfoPlist, validateGeometry } from '../../../lib/bundle/info-plist.js';
+import { parseCanonicalInfoPlist, parseInfoPlist, parseInfoPlistAsync, renderInfoPlist, validateGeometry } from '../../../lib/bundle/info-plist.js';
 import { HDIUTIL_FIXTURE, tempDir } from '../../helpers/tools.js';
 
 const digits = (value: number) => String(value).length;
@@ -65,21 +65,47 @@ test('parses a binary plist written by python plistlib, ignoring unknown keys', 
   ]);
   const bytes = await readFile(out);
   t.is(bytes.subarray(0, 8).toString(), 'bplist00');
-  t.deepEqual(parseInfoPlist(bytes), { bandSizeBytes: 8388608, sizeBytes: 1073741824, version: 1 });
+  t.deepEqual(await parseInfoPlistAsync(bytes), { bandSizeBytes: 8388608, sizeBytes: 1073741824, version: 1 });
   await writeFile(out, ''); // keep tempDir cleanup simple
 });
 
-test('refuses plists macOS would refuse', (t) => {
+test('refuses plists macOS would refuse', async (t) => {
   const good = renderInfoPlist({ bandSizeBytes: 8388608, sizeBytes: 1 << 30, version: 1 }).toString();
   const long = good.replace('<dict>', `<dict>\n\t<key>padding</key>\n\t<string>${'x'.repeat(600)}</string>`);
   t.throws(() => parseInfoPlist(Buffer.from(long)), { message: /SBM_BAD_PLIST: .*only the first 1024/ });
-  t.throws(() => parseInfoPlist(Buffer.from('not a plist')), { message: /^SBM_BAD_PLIST/ });
-  t.throws(() => parseInfoPlist(Buffer.from(good.replace('<integer>1073741824</integer>', '<string>big</string>'))), {
+  await t.throwsAsync(parseInfoPlistAsync(Buffer.from('not a plist')), { message: /^SBM_BAD_PLIST/ });
+  await t.throwsAsync(parseInfoPlistAsync(Buffer.from(good.replace('<integer>1073741824</integer>', '<string>big</string>'))), {
     message: /no valid integer "size"/,
   });
-  t.throws(() => parseInfoPlist(Buffer.from(good.replace('com.apple.diskimage.sparsebundle', 'com.example.other'))), {
+  await t.throwsAsync(parseInfoPlistAsync(Buffer.from(good.replace('com.apple.diskimage.sparsebundle', 'com.example.other'))), {
     message: /diskimage-bundle-type/,
   });
+});
+
+test('the canonical fast path takes exactly the template bytes and agrees with the general parser', async (t) => {
+  const v1 = renderInfoPlist({ bandSizeBytes: 8388608, sizeBytes: 2 ** 40, version: 1 });
+  const v2 = renderInfoPlist({ bandSizeBytes: 67108864, sizeBytes: 2 ** 36, version: 2, uuid: '0F5E0C52-2A4C-4B0E-9D2C-1D1F3E0B9A77' });
+  const golden = await readFile(join(HDIUTIL_FIXTURE, 'Info.plist'));
+  for (const bytes of [v1, v2, golden]) {
+    const fast = parseCanonicalInfoPlist(bytes);
+    t.not(fast, undefined);
+    t.deepEqual(fast, await parseInfoPlistAsync(Buffer.from(bytes.toString('utf8').replace(/\t/g, '    '))));
+    t.deepEqual(parseInfoPlist(bytes), fast); // synchronous without the general parser
+  }
+  const text = v1.toString('utf8');
+  // Same values in other spellings: not the template, so the general parser decides.
+  const variants = [
+    text.replace(/\n/g, '\r\n'),
+    text.replace('<integer>8388608</integer>', '<integer>08388608</integer>'),
+    text.replace('\t<key>size</key>', '\t<key>extra</key>\n\t<true/>\n\t<key>size</key>'),
+    text.replace('</dict>', '\t<key>uuid</key>\n\t<string>a&amp;b</string>\n</dict>'),
+    `${text}\n`,
+    text.replace('<integer>1099511627776</integer>', '<integer>99999999999999999</integer>'),
+  ];
+  for (const variant of variants) t.is(parseCanonicalInfoPlist(Buffer.from(variant)), undefined, variant);
+  const parsed = await parseInfoPlistAsync(Buffer.from(variants[3] as string));
+  t.is(parsed.uuid, 'a&b');
+  t.deepEqual(await parseInfoPlistAsync(Buffer.from(variants[0] as string)), { bandSizeBytes: 8388608, sizeBytes: 2 ** 40, version: 1 });
 });
 
 test('validateGeometry enforces Apple band limits and sbm size limits', (t) => {

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { cp, link, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { cp, link, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { renderInfoPlist } from '../../../lib/bundle/info-plist.js';
@@ -251,4 +251,49 @@ test('an untracked bundle (still being built) refuses tokens; its first ordinary
   const report = await bundle.changedSince(token);
   t.deepEqual(report.bands.map((band) => band.bandIndex), [2]);
   await bundle.close();
+});
+
+test('deferBandListing: bands/ is listed at first need, with the same answers and warnings', async (t) => {
+  const path = await fixtureCopy(t);
+  await writeFile(join(path, 'lock'), '');
+  await writeFile(join(path, 'bands', '1f.tmp'), 'x');
+  const eagerWarnings = new WarningList();
+  const eager = await SparseBundle.open(path, { readOnly: true, onWarning: eagerWarnings.sink });
+  const expected = { present: eager.bandsPresent(), data: sha256(await eager.read(0, eager.sizeBytes)) };
+  await eager.close();
+  t.deepEqual(eagerWarnings.items.map((w) => w.code), ['SBM_STRAY_FILE']);
+
+  const warnings = new WarningList();
+  const bundle = await SparseBundle.open(path, { deferBandListing: true, onWarning: warnings.sink });
+  t.teardown(() => bundle.close());
+  t.deepEqual(warnings.items.map((w) => w.code), [], 'nothing listed yet');
+  t.is(sha256(await bundle.read(0, bundle.sizeBytes)), expected.data);
+  t.deepEqual(warnings.items.map((w) => w.code), ['SBM_STRAY_FILE'], 'the first read listed bands/');
+  t.deepEqual(bundle.bandsPresent(), expected.present);
+  await bundle.write(5 * 8 * MIB, Buffer.from('new band'));
+  t.deepEqual(bundle.bandsPresent(), [...expected.present, 5].sort((a, b) => a - b));
+});
+
+test('deferBandListing: a write before any listing still knows existing bands (no truncation)', async (t) => {
+  const { path, bundle } = await newBundle(t);
+  await bundle.write(2 * MIB, Buffer.alloc(MIB, 0xab));
+  await bundle.close();
+  const reopened = await SparseBundle.open(path, { deferBandListing: true });
+  await reopened.write(2 * MIB + 10, Buffer.from('xy'));
+  const expected = Buffer.alloc(MIB, 0xab);
+  expected.write('xy', 10);
+  t.true((await reopened.read(2 * MIB, MIB)).equals(expected));
+  await reopened.close();
+});
+
+test('deferBandListing with bands/ missing warns at open and creates it, as an eager open does', async (t) => {
+  const { path, bundle } = await newBundle(t);
+  await bundle.close();
+  await rm(join(path, 'bands'), { recursive: true });
+  const warnings = new WarningList();
+  const reopened = await SparseBundle.open(path, { deferBandListing: true, onWarning: warnings.sink });
+  t.true(warnings.items.some((w) => w.code === 'SBM_NO_BANDS_DIR'));
+  t.true((await stat(join(path, 'bands'))).isDirectory());
+  t.deepEqual(reopened.bandsPresent(), []);
+  await reopened.close();
 });

@@ -83,3 +83,15 @@ test('directory audit with an unchanged bands/ folder stats nothing (the documen
   t.is(report.audit, 'directory');
   t.deepEqual(report.bands.map((entry) => entry.bandIndex), [5]);
 });
+
+test('auto audit on a bundle opened without listing bands/ counts bands from the stat cache', async (t) => {
+  const { path, token } = await makeBundle(t);
+  const handle = await open(join(path, 'bands', '1'), 'r+');
+  await handle.write(Buffer.from('x'), 0);
+  await handle.close();
+  const bundle = await SparseBundle.open(path, { deferBandListing: true });
+  t.teardown(() => bundle.close());
+  const report = await bundle.changedSince(token);
+  t.is(report.audit, 'full', '6 bands known to the stat cache: small enough for a full audit');
+  t.deepEqual(report.bands.map((entry) => [entry.bandIndex, entry.foreign]), [[1, true]]);
+});
