@@ -2,6 +2,15 @@
 // allocated runs, skips blocks that are all zeros, and writes into a target that starts empty
 // (a fresh bundle or a sparse file), so holes stay holes. A bounded window of chunks is in flight
 // to overlap reads and writes.
+//
+//   source extents   |data|hole|data|..zero..|data|        |data|
+//   chunks           [-------- chunk k --------)[------ chunk k+1 ------)
+//   spans read       [=====================]             [====)
+//
+// Data extents of one chunk that lie close together (gap <= MERGE_GAP_BYTES) are read as one span
+// into a reused chunk buffer: one source read instead of one per extent (a stream VMDK's grains
+// between zero grains would otherwise cost a worker round trip each). The gaps read as zeros and
+// the zero scan keeps them out of the target.
 
 import { type BlockDevice, isAllZero } from './block-device.js';
 import { mapLimit } from './map-limit.js';
@@ -21,6 +30,12 @@ export interface CopyOptions {
   readonly onProgress?: (progress: CopyProgress) => void;
   /** Checked between chunks; throw from it to abort (e.g. on SIGINT). */
   readonly checkAborted?: () => void;
+  /**
+   * Told when every write of the chunk-aligned range [offset, offset+length) has completed (only
+   * for chunks that held data). Convert starts the durable sync of a finished band here, while
+   * the next bands are copied. Must not throw; report failures through its own channel.
+   */
+  readonly onChunkWritten?: (offset: number, length: number) => void;
 }
 
 export interface CopyResult {
@@ -30,10 +45,19 @@ export interface CopyResult {
 }
 
 const EXTENT_WINDOW_BYTES = 1024 * 1024 * 1024;
+/** Holes and zero runs up to this size between two data extents are read rather than split on. */
+export const MERGE_GAP_BYTES = 1024 * 1024;
 
 interface Chunk {
   readonly offset: number;
   readonly length: number;
+}
+
+/** One chunk-aligned range and the spans of it to read, in order. */
+interface ChunkTask {
+  readonly chunkStart: number;
+  readonly chunkLength: number;
+  readonly spans: Chunk[];
 }
 
 export async function copyDevice(source: BlockDevice, target: BlockDevice, options: CopyOptions = {}): Promise<CopyResult> {
@@ -45,49 +69,85 @@ export async function copyDevice(source: BlockDevice, target: BlockDevice, optio
   let bytesWritten = 0;
   let bytesDone = 0;
   const total = source.sizeBytes;
+  // Chunk buffers are reused across chunks: at most `concurrency` exist, and no large buffer is
+  // left to the garbage collector per chunk. They are shared memory, so a reader that decodes in
+  // worker threads (VMDK streamOptimized) can decode straight into them.
+  const freeBuffers: Buffer[] = [];
 
-  const copyChunk = async (chunk: Chunk): Promise<void> => {
-    options.checkAborted?.();
-    const data = await source.read(chunk.offset, chunk.length);
-    bytesRead += chunk.length;
+  const copySpan = async (span: Chunk, buffer: Buffer): Promise<void> => {
+    const data = buffer.subarray(0, span.length);
+    await source.readInto(span.offset, data);
+    bytesRead += span.length;
     // Write maximal runs of non-zero blocks, so zero blocks allocate nothing in the target.
     let runStart = -1;
-    const flushRun = async (runEnd: number): Promise<void> => {
-      if (runStart < 0) return;
-      await target.write(chunk.offset + runStart, data.subarray(runStart, runEnd));
-      bytesWritten += runEnd - runStart;
-      runStart = -1;
-    };
-    for (let position = 0; position < data.length; position += zeroBlockBytes) {
-      const end = Math.min(position + zeroBlockBytes, data.length);
-      if (!isAllZero(data.subarray(position, end))) {
+    // Blocks are aligned to the disk (not the span), so a merged span splits where a lone read would.
+    let position = span.offset;
+    const spanEnd = span.offset + span.length;
+    while (position <= spanEnd) {
+      const end = Math.min(spanEnd, (Math.floor(position / zeroBlockBytes) + 1) * zeroBlockBytes);
+      const zero = position === spanEnd || isAllZero(data.subarray(position - span.offset, end - span.offset));
+      if (!zero) {
         if (runStart < 0) runStart = position;
-      } else {
-        await flushRun(position);
+      } else if (runStart >= 0) {
+        await target.write(runStart, data.subarray(runStart - span.offset, position - span.offset));
+        bytesWritten += position - runStart;
+        runStart = -1;
       }
+      if (position === spanEnd) break;
+      position = end;
     }
-    await flushRun(data.length);
-    bytesDone += chunk.length;
+  };
+
+  const copyChunk = async (task: ChunkTask): Promise<void> => {
+    options.checkAborted?.();
+    const buffer = freeBuffers.pop() ?? Buffer.from(new SharedArrayBuffer(chunkBytes));
+    try {
+      for (const span of task.spans) await copySpan(span, buffer);
+    } finally {
+      freeBuffers.push(buffer);
+    }
+    bytesDone += task.spans.reduce((sum, span) => sum + span.length, 0);
+    options.onChunkWritten?.(task.chunkStart, task.chunkLength);
     options.onProgress?.({ bytesDone, bytesTotal: total });
   };
 
   for (let windowStart = 0; windowStart < total; windowStart += EXTENT_WINDOW_BYTES) {
     options.checkAborted?.();
     const windowLength = Math.min(EXTENT_WINDOW_BYTES, total - windowStart);
-    const chunks: Chunk[] = [];
-    for (const extent of await source.extents(windowStart, windowLength)) {
-      if (extent.kind !== 'data') {
-        bytesDone += extent.length;
-        continue;
-      }
-      for (const chunk of splitAligned(extent.offset, extent.length, chunkBytes)) chunks.push(chunk);
-    }
-    await mapLimit(chunks, concurrency, copyChunk);
+    const tasks = chunkTasks(await source.extents(windowStart, windowLength), chunkBytes, total);
+    let spanned = 0;
+    for (const task of tasks) for (const span of task.spans) spanned += span.length;
+    bytesDone += windowLength - spanned;
+    await mapLimit(tasks, concurrency, copyChunk);
     options.onProgress?.({ bytesDone, bytesTotal: total });
   }
   await target.flush();
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   return { bytesRead, bytesWritten, seconds };
+}
+
+/**
+ * Groups the data extents by chunk (multiples of `chunkBytes`) and merges neighbours within a
+ * chunk whose gap is at most MERGE_GAP_BYTES into one span.
+ */
+export function chunkTasks(extents: Iterable<{ readonly offset: number; readonly length: number; readonly kind: string }>, chunkBytes: number, totalBytes: number): ChunkTask[] {
+  const tasks: ChunkTask[] = [];
+  for (const extent of extents) {
+    if (extent.kind !== 'data') continue;
+    for (const piece of splitAligned(extent.offset, extent.length, chunkBytes)) {
+      const chunkStart = Math.floor(piece.offset / chunkBytes) * chunkBytes;
+      let task = tasks[tasks.length - 1];
+      if (task === undefined || task.chunkStart !== chunkStart) {
+        task = { chunkStart, chunkLength: Math.min(chunkBytes, totalBytes - chunkStart), spans: [] };
+        tasks.push(task);
+      }
+      const last = task.spans[task.spans.length - 1];
+      if (last !== undefined && piece.offset - (last.offset + last.length) <= MERGE_GAP_BYTES) {
+        task.spans[task.spans.length - 1] = { offset: last.offset, length: piece.offset + piece.length - last.offset };
+      } else task.spans.push(piece);
+    }
+  }
+  return tasks;
 }
 
 /** Splits [offset, offset+length) at multiples of `alignment`. */

@@ -1,7 +1,9 @@
 // Reads streamOptimized grains: each GTE points at a grain marker (u64 lba, u32 size) followed by
 // `size` bytes of zlib data. Grains of one request are sorted by file offset and grouped into
-// batches of neighbours (up to 8 MiB of file each); a pool of worker threads reads and inflates
-// the batches in parallel (grain-inflater.ts does the checks and the zlib work).
+// batches of neighbours (up to 2 MiB of file each); a pool of worker threads reads and inflates
+// the batches in parallel (grain-inflater.ts does the checks and the zlib work). When the caller's
+// buffer is shared memory the workers inflate straight into it; otherwise each batch's bytes are
+// transferred back and copied into place.
 
 import type { FileHandle } from 'node:fs/promises';
 import { SbmError } from '../../lib/errors.js';
@@ -47,6 +49,14 @@ export async function readCompressedGrains(source: CompressedSource, grains: rea
     const first = batch[0];
     const last = batch[batch.length - 1];
     if (first === undefined || last === undefined) return;
+    // Views into shared memory (copyDevice's chunk buffers) are filled by the worker itself.
+    const shared = sharedBufferOf(batch);
+    let outputBytes = 0;
+    const grains = batch.map(({ grain, markerOffset, view, offsetInGrain }) => {
+      const at = shared === undefined ? outputBytes : view.byteOffset;
+      outputBytes += view.length;
+      return { grain, markerOffset, offsetInGrain, length: view.length, at };
+    });
     const request: InflateBatch = {
       path: source.path,
       fileSize: source.fileSize,
@@ -55,15 +65,25 @@ export async function readCompressedGrains(source: CompressedSource, grains: rea
       capacityBytes: source.capacityBytes,
       start: first.markerOffset,
       end: Math.min(source.fileSize, last.markerOffset + maxGrain),
-      grains: batch.map(({ grain, markerOffset }) => ({ grain, markerOffset })),
+      grains,
+      shared,
+      outputBytes: shared === undefined ? outputBytes : 0,
     };
     const result = await inflatePool().run(request);
     if (result.failure !== undefined) {
       throw new SbmError('SBM_CORRUPT', result.failure.message, { path: source.path, grain: result.failure.grain });
     }
+    if (shared !== undefined) return;
     batch.forEach((grain, index) => {
-      const from = index * source.grainBytes + grain.offsetInGrain;
-      grain.view.set(result.data.subarray(from, from + grain.view.length));
+      const at = grains[index]?.at ?? 0;
+      grain.view.set(result.data.subarray(at, at + grain.view.length));
     });
   });
+}
+
+/** The SharedArrayBuffer every view of the batch lies in, if there is one. */
+function sharedBufferOf(batch: readonly CompressedGrain[]): SharedArrayBuffer | undefined {
+  const buffer = batch[0]?.view.buffer;
+  if (!(buffer instanceof SharedArrayBuffer)) return undefined;
+  return batch.every((grain) => grain.view.buffer === buffer) ? buffer : undefined;
 }

@@ -1,7 +1,8 @@
 // A hosted sparse extent (KDMV): monolithicSparse, each file of twoGbMaxExtentSparse, delta links
 // and streamOptimized. Reads walk the grain map for the requested range and merge neighbouring
-// grains that are also neighbours in the file into one read; compressed grains go through
-// compressed-grains.ts.
+// grains that are also neighbours in the file into one read, and grains that follow each other in
+// the file but not in virtual space (zero grains between them) into one scattered read (readv);
+// compressed grains go through compressed-grains.ts.
 
 import type { FileHandle } from 'node:fs/promises';
 import { mapLimit } from '../../lib/map-limit.js';
@@ -11,9 +12,12 @@ import { GTE_UNALLOCATED, GTE_ZEROED, SECTOR_SIZE } from './constants.js';
 import { GrainMap } from './grain-map.js';
 import { readCowdGeometry } from './cowd-header.js';
 import { type SparseGeometry, readSparseGeometry } from './sparse-header-check.js';
-import { type Fallback, type Segment, type VmdkExtent, pushSegment, readExact } from './vmdk-extent.js';
+import { type Fallback, type Segment, type VmdkExtent, pushSegment, readExact, readvExact } from './vmdk-extent.js';
 
 const READS_IN_FLIGHT = 8;
+/** Bounds of one scattered read (readv) over grains that follow each other in the file. */
+const MAX_CHAIN_BYTES = 8 * 1024 * 1024;
+const MAX_CHAIN_RUNS = 512;
 
 interface Run {
   offset: number;
@@ -21,6 +25,35 @@ interface Run {
   kind: 'data' | 'zero' | 'absent';
   /** File byte offset of the first byte, data runs only. */
   fileOffset: number;
+}
+
+/**
+ * Groups data runs whose grains follow each other in the file (but not in virtual space: zero or
+ * absent grains lie between them) into chains read with one readv; absent runs stay alone.
+ */
+function fileChains(runs: readonly Run[]): Run[][] {
+  const chains: Run[][] = [];
+  let bytes = 0;
+  for (const run of runs) {
+    const chain = chains[chains.length - 1];
+    const last = chain?.[chain.length - 1];
+    const joins =
+      chain !== undefined &&
+      last !== undefined &&
+      run.kind === 'data' &&
+      last.kind === 'data' &&
+      last.fileOffset + last.length === run.fileOffset &&
+      chain.length < MAX_CHAIN_RUNS &&
+      bytes + run.length <= MAX_CHAIN_BYTES;
+    if (joins) {
+      chain.push(run);
+      bytes += run.length;
+    } else {
+      chains.push([run]);
+      bytes = run.length;
+    }
+  }
+  return chains;
 }
 
 export class SparseExtent implements VmdkExtent {
@@ -153,10 +186,13 @@ export class SparseExtent implements VmdkExtent {
         compressed.push({ grain, markerOffset: run.fileOffset - (run.offset - grain * this.grainBytes), view, offsetInGrain: run.offset - grain * this.grainBytes });
       } else direct.push(run);
     }
-    await mapLimit(direct, READS_IN_FLIGHT, async (run) => {
-      const view = target.subarray(run.offset - offset, run.offset - offset + run.length);
-      if (run.kind === 'absent') await fallback(run.offset, view);
-      else await readExact(this.handle, view, run.fileOffset, this.path);
+    await mapLimit(fileChains(direct), READS_IN_FLIGHT, async (chain) => {
+      const views = chain.map((run) => target.subarray(run.offset - offset, run.offset - offset + run.length));
+      const first = chain[0];
+      if (first === undefined) return;
+      if (first.kind === 'absent') await fallback(first.offset, views[0] ?? new Uint8Array(0));
+      else if (views.length === 1) await readExact(this.handle, views[0] ?? new Uint8Array(0), first.fileOffset, this.path);
+      else await readvExact(this.handle, views, first.fileOffset, this.path);
     });
     if (compressed.length > 0) {
       await readCompressedGrains(

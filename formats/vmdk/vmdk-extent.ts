@@ -57,3 +57,27 @@ export async function readExact(handle: FileHandle, target: Uint8Array, position
     done += bytesRead;
   }
 }
+
+/** readExact for a file range scattered over several buffers (one readv per attempt). */
+export async function readvExact(handle: FileHandle, targets: readonly Uint8Array[], position: number, path: string): Promise<void> {
+  let buffers = targets.filter((target) => target.length > 0);
+  const total = buffers.reduce((sum, target) => sum + target.length, 0);
+  let done = 0;
+  while (buffers.length > 0) {
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await handle.readv(buffers, position + done));
+    } catch (error) {
+      throw fromSystemError(error, 'cannot read VMDK extent', path);
+    }
+    if (bytesRead === 0) {
+      throw new SbmError('SBM_CORRUPT', `${path} is truncated: reading ${total} bytes at ${position} hit end of file`, { path, position });
+    }
+    done += bytesRead;
+    // A short read: drop the buffers it filled and continue in the one it stopped in.
+    let skip = bytesRead;
+    while (buffers.length > 0 && skip >= (buffers[0]?.length ?? 0)) skip -= buffers.shift()?.length ?? 0;
+    const partial = buffers[0];
+    if (partial !== undefined && skip > 0) buffers = [partial.subarray(skip), ...buffers.slice(1)];
+  }
+}

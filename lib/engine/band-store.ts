@@ -68,6 +68,8 @@ export class BandStore {
   private readonly pool: BandPool;
   private readonly stripes = new StripeLock(LOCK_STRIPES);
   private readonly dirtyBands = new Set<number>();
+  /** syncBands() calls running; flush() waits for them. */
+  private readonly syncsInFlight = new Set<Promise<void>>();
   private bandsDirDirty = false;
   private readonly listeners: BandChangeListener[] = [];
   private syncIoThisTurn = 0;
@@ -226,9 +228,40 @@ export class BandStore {
 
   /** Makes every acknowledged change durable: bitmaps first, then bands, then the bands folder. */
   async flush(): Promise<void> {
+    // Early syncs still running (syncBands) must end first; a failed one put its bands back in
+    // dirtyBands, so they are tried again below.
+    if (this.syncsInFlight.size > 0) await Promise.allSettled([...this.syncsInFlight]);
     await this.options.mapped?.flush();
     const bands = [...this.dirtyBands];
     this.dirtyBands.clear();
+    await this.datasyncBands(bands);
+    if (this.bandsDirDirty) {
+      this.bandsDirDirty = false;
+      await fsyncDirectory(this.options.bandsDir);
+    }
+  }
+
+  /**
+   * Makes the data of these bands durable now, ahead of the next flush() (convert syncs each band
+   * it has finished while it copies the next ones, so the final flush has little left to wait
+   * for). Bitmaps go first, as in flush(); the bands folder is left to flush().
+   */
+  async syncBands(bandIndexes: Iterable<number>): Promise<void> {
+    await this.options.mapped?.flush();
+    const bands: number[] = [];
+    for (const bandIndex of bandIndexes) if (this.dirtyBands.delete(bandIndex)) bands.push(bandIndex);
+    if (bands.length === 0) return;
+    const syncing = this.datasyncBands(bands);
+    this.syncsInFlight.add(syncing);
+    try {
+      await syncing;
+    } finally {
+      this.syncsInFlight.delete(syncing);
+    }
+  }
+
+  /** fdatasyncs bands already taken out of dirtyBands; on failure they go back in. */
+  private async datasyncBands(bands: readonly number[]): Promise<void> {
     try {
       // Several fdatasyncs in flight let the device work on them together.
       await mapLimit(bands, FLUSH_CONCURRENCY, async (bandIndex) => {
@@ -244,10 +277,6 @@ export class BandStore {
       // Nothing was proven durable: the next flush must try these bands again.
       for (const bandIndex of bands) this.dirtyBands.add(bandIndex);
       throw error;
-    }
-    if (this.bandsDirDirty) {
-      this.bandsDirDirty = false;
-      await fsyncDirectory(this.options.bandsDir);
     }
   }
 
