@@ -8,6 +8,9 @@ import { SparseBundle } from './engine/sparse-bundle.js';
 import { withStagedOutput } from './fs/staged-output.js';
 import type { WarningSink } from './warnings.js';
 
+/** Band syncs in flight during a convert: they hold file-pool threads the copy also needs. */
+const SYNCS_IN_FLIGHT = 2;
+
 export interface ConvertOptions {
   readonly bandSizeBytes?: number;
   readonly force?: boolean;
@@ -45,13 +48,71 @@ export async function convertToBundle(source: BlockDevice, bundlePath: string, o
       // Untracked while under construction: no token can name a bundle that does not exist yet,
       // and a durable change record per new band would cost one fdatasync each.
       const bundle = await SparseBundle.create(stagingPath, { sizeBytes, bandSizeBytes, onWarning: options.onWarning, untracked: true });
+      // Each finished band is made durable while the next ones are copied, so the flush before
+      // the rename has only the last few left to wait for.
+      const syncs = new BandSyncQueue(bundle);
       try {
-        const copied = await copyDevice(source, bundle, { chunkBytes: bandSizeBytes, ...options.copy });
+        const copy = options.copy;
+        const copied = await copyDevice(source, bundle, {
+          chunkBytes: bandSizeBytes,
+          ...copy,
+          onChunkWritten: (offset, length) => {
+            copy?.onChunkWritten?.(offset, length);
+            syncs.add(offset, length);
+          },
+        });
+        await syncs.settle();
         const bandsWritten = bundle.bandsPresent().length;
         return { ...copied, bundlePath, sizeBytes, bandSizeBytes, bandsWritten };
       } finally {
+        await syncs.settle().catch(() => undefined); // after a failure: the first error is already on its way
         await bundle.close();
       }
     },
   );
+}
+
+/** Band syncs started in the background, a few at a time; settle() waits for all of them. */
+class BandSyncQueue {
+  private readonly waiting: Array<readonly [number, number]> = [];
+  private running = 0;
+  private failure: { error: unknown } | undefined;
+  private idle: Array<() => void> = [];
+
+  constructor(private readonly bundle: SparseBundle) {}
+
+  add(offset: number, length: number): void {
+    this.waiting.push([offset, length]);
+    this.pump();
+  }
+
+  /** Resolves when every sync added so far has ended; rejects with the first failure. */
+  async settle(): Promise<void> {
+    if (this.running > 0 || this.waiting.length > 0) await new Promise<void>((resolve) => this.idle.push(resolve));
+    if (this.failure !== undefined) throw this.failure.error;
+  }
+
+  private pump(): void {
+    while (this.running < SYNCS_IN_FLIGHT && this.failure === undefined) {
+      const next = this.waiting.shift();
+      if (next === undefined) break;
+      this.running++;
+      this.bundle.flushBands(next[0], next[1]).then(
+        () => this.done(),
+        (error: unknown) => {
+          this.failure ??= { error };
+          this.done();
+        },
+      );
+    }
+    if (this.running === 0 && (this.waiting.length === 0 || this.failure !== undefined)) {
+      this.waiting.length = 0;
+      for (const resolve of this.idle.splice(0)) resolve();
+    }
+  }
+
+  private done(): void {
+    this.running--;
+    this.pump();
+  }
 }
