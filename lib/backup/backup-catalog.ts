@@ -7,7 +7,7 @@ import { SbmError } from '../errors.js';
 import { mapLimit } from '../map-limit.js';
 import { readManifest } from './backup-manifest.js';
 import { type BackupEntry, listBackups, parseBackupName } from './backup-set.js';
-import { hashFile } from './create-backup.js';
+import { hashFile } from './band-files.js';
 
 export interface BackupSummary {
   readonly name: string;

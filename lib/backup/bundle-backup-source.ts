@@ -1,13 +1,23 @@
-// Binds a live disk to the backup engine: the frozen point is a temporary snapshot
-// (hard links, taken with I/O drained), and changed bands come from the tracker. Asking the
-// tracker after the snapshot can only over-report (writes after the point), never under-report.
-// The disk is either a SparseBundle this process holds (bundleBackupSource) or, through the
-// control channel, one a running `sbm mount` holds (lib/control/remote-backup-source.ts); both go
-// through snapshotBackupSource so naming, stale cleanup and token refusals are the same.
+// Binds a live disk to the backup engine. Two ways to freeze it:
+//
+//   held      (bundleBackupSource, the default) this process opened the bundle read-write, so the
+//             exclusive flock keeps every other process out; holding the bundle's I/O gate for the
+//             whole backup keeps this process's own writers out too. The backup reads bands/
+//             directly: no snapshot, no hard links into the live bundle, no restamping.
+//             gate: drain + flush -> tracker answer for the previous token + checkpoint (one
+//             quiet point, one token) -> backup reads -> release (held-back I/O resumes)
+//   snapshot  (snapshotBackupSource, and bundleBackupSource with freeze: 'snapshot') a temporary
+//             snapshot taken with I/O drained; writers keep going while the backup copies. Used for
+//             a bundle a running `sbm mount` holds (lib/control/remote-backup-source.ts) and for a
+//             library caller whose own writers must not wait. Asking the tracker after the snapshot
+//             can only over-report (writes after the point), never under-report.
+//
+// Both clean up backup snapshots of killed runs and report token refusals the same way.
 
 import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { isSbmError } from '../errors.js';
+import { SbmError, isSbmError } from '../errors.js';
 import type { SparseBundle } from '../engine/sparse-bundle.js';
 import type { BackupSource, ChangedAnswer, FrozenPoint } from './create-backup.js';
 
@@ -25,24 +35,89 @@ export interface SnapshotHost {
   changedSince(token: string): Promise<{ readonly bands: ReadonlyArray<{ readonly bandIndex: number }> }>;
 }
 
-export function bundleBackupSource(bundle: SparseBundle): BackupSource {
-  return snapshotBackupSource({
+export interface BundleBackupSourceOptions {
+  /**
+   * 'held' (default): the bundle's I/O waits while the backup reads the live bands (no snapshot).
+   * 'snapshot': a temporary snapshot, so the caller's writes keep flowing during the backup.
+   */
+  readonly freeze?: 'held' | 'snapshot';
+}
+
+export function bundleBackupSource(bundle: SparseBundle, options: BundleBackupSourceOptions = {}): BackupSource {
+  if (options.freeze === 'snapshot') {
+    return snapshotBackupSource({
+      path: bundle.path,
+      listSnapshots: () => bundle.snapshots.list(),
+      createSnapshot: (name) => bundle.snapshots.create(name),
+      deleteSnapshot: (name) => bundle.snapshots.delete(name),
+      changedSince: (token) => bundle.changedSince(token),
+    });
+  }
+  return {
     path: bundle.path,
-    listSnapshots: () => bundle.snapshots.list(),
-    createSnapshot: (name) => bundle.snapshots.create(name),
-    deleteSnapshot: (name) => bundle.snapshots.delete(name),
-    changedSince: (token) => bundle.changedSince(token),
+    name: backupSetName(bundle.path),
+    async freeze(previousToken?: string): Promise<FrozenPoint> {
+      if (bundle.readOnly) throw new SbmError('SBM_READ_ONLY', `bundle ${bundle.path} is open read-only`);
+      await removeStaleBackupSnapshots(bundle);
+      return holdBundle(bundle, previousToken);
+    },
+    changedSince: (token) => refusalAsAnswer(() => bundle.changedSince(token)),
+  };
+}
+
+/** Holds the bundle's I/O gate from the quiet point until release(). */
+async function holdBundle(bundle: SparseBundle, previousToken: string | undefined): Promise<FrozenPoint> {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let frozen!: (point: Omit<FrozenPoint, 'release'>) => void;
+  const point = new Promise<Omit<FrozenPoint, 'release'>>((resolve) => (frozen = resolve));
+  const holding = bundle.withQuiescedIo(async () => {
+    const tracker = bundle.changeTracker;
+    const takenAt = new Date();
+    let changed: ChangedAnswer | undefined;
+    let token: string | undefined;
+    if (previousToken !== undefined) {
+      // One quiet point: the answer and the new token (the report's checkpoint) name the same state.
+      changed = await refusalAsAnswer(async () => {
+        const report = await tracker.changedSince(previousToken);
+        token = report.token;
+        return report;
+      });
+    }
+    token ??= await tracker.checkpoint();
+    frozen({ bundlePath: bundle.path, takenAt, token, ...(changed === undefined ? {} : { changed }) });
+    await released;
   });
+  // Fails before the point is frozen: reject the freeze. After it, the gate only waits for release.
+  const ready = await Promise.race([point, holding.then(() => undefined)]);
+  if (ready === undefined) throw new SbmError('SBM_CLOSED', `bundle ${bundle.path} was released before its backup point was taken`);
+  return {
+    ...ready,
+    release: async () => {
+      release();
+      await holding;
+    },
+  };
+}
+
+/** A killed backup leaves its snapshot behind; it would pin old bands forever. */
+async function removeStaleBackupSnapshots(bundle: SparseBundle): Promise<void> {
+  const names = await readdir(bundle.snapshots.directory).catch(() => [] as string[]);
+  for (const entry of names) {
+    if (entry.startsWith(BACKUP_SNAPSHOT_PREFIX) && entry.endsWith('.sparsebundle')) {
+      await bundle.snapshots.delete(entry.slice(0, -'.sparsebundle'.length));
+    }
+  }
 }
 
 export function snapshotBackupSource(host: SnapshotHost): BackupSource {
   return {
     path: host.path,
-    name: basename(host.path.replace(/\/+$/, '')).replace(/\.(sparsebundle|backupbundle)$/, ''),
-    async freeze(): Promise<FrozenPoint> {
-      // A killed backup leaves its snapshot behind; it would pin old bands forever. Whoever holds
-      // the bundle's write lock runs one backup at a time, except a mount serving several control
-      // clients: it refuses (SBM_LOCKED) to delete a snapshot a live client's backup still holds.
+    name: backupSetName(host.path),
+    async freeze(previousToken?: string): Promise<FrozenPoint> {
+      // Whoever holds the bundle's write lock runs one backup at a time, except a mount serving
+      // several control clients: it refuses (SBM_LOCKED) to delete a snapshot a live client's
+      // backup still holds.
       for (const stale of await host.listSnapshots()) {
         if (!stale.name.startsWith(BACKUP_SNAPSHOT_PREFIX)) continue;
         await host.deleteSnapshot(stale.name).catch((error: unknown) => {
@@ -51,21 +126,35 @@ export function snapshotBackupSource(host: SnapshotHost): BackupSource {
       }
       const name = `${BACKUP_SNAPSHOT_PREFIX}${Date.now()}-${randomBytes(3).toString('hex')}`;
       const snapshot = await host.createSnapshot(name);
-      return {
-        bundlePath: snapshot.path,
-        takenAt: new Date(snapshot.createdAt),
-        token: snapshot.token,
-        release: () => host.deleteSnapshot(name),
-      };
-    },
-    async changedSince(token: string): Promise<ChangedAnswer> {
+      const release = () => host.deleteSnapshot(name);
       try {
-        const report = await host.changedSince(token);
-        return { kind: 'changed', bands: new Set(report.bands.map((band) => band.bandIndex)) };
+        const changed = previousToken === undefined ? undefined : await refusalAsAnswer(() => host.changedSince(previousToken));
+        return {
+          bundlePath: snapshot.path,
+          takenAt: new Date(snapshot.createdAt),
+          token: snapshot.token,
+          ...(changed === undefined ? {} : { changed }),
+          release,
+        };
       } catch (error) {
-        if (isSbmError(error) && TOKEN_REFUSALS.has(error.code)) return { kind: 'refused', reason: error.message };
+        await release();
         throw error;
       }
     },
+    changedSince: (token) => refusalAsAnswer(() => host.changedSince(token)),
   };
+}
+
+function backupSetName(path: string): string {
+  return basename(path.replace(/\/+$/, '')).replace(/\.(sparsebundle|backupbundle)$/, '');
+}
+
+async function refusalAsAnswer(ask: () => Promise<{ readonly bands: ReadonlyArray<{ readonly bandIndex: number }> }>): Promise<ChangedAnswer> {
+  try {
+    const report = await ask();
+    return { kind: 'changed', bands: new Set(report.bands.map((band) => band.bandIndex)) };
+  } catch (error) {
+    if (isSbmError(error) && TOKEN_REFUSALS.has(error.code)) return { kind: 'refused', reason: error.message };
+    throw error;
+  }
 }

@@ -2,33 +2,37 @@
 // previous backup and hard-linking every other band to it.
 //
 //   1. lock the set; discard *.inProgress left by interrupted runs
-//   2. freeze the source (a snapshot: writes arriving meanwhile do not reach it)
-//   3. ask the tracker which bands changed since the previous backup's token;
-//      refused (foreign / reset / stale token) -> hash every band, compare with the manifest
-//   4. build <stem>.inProgress/: copy changed bands (hashing them), link the rest, copy the plists
-//      and token, write .sbm/manifest.json; fsync every file written and every folder
+//   2. freeze the source at one point and, at that same point, ask the tracker which bands changed
+//      since the previous backup's token (bundle-backup-source.ts: the held live bundle, or a
+//      temporary snapshot while writers keep going); refused (foreign / reset / stale token) ->
+//      hash every band, compare with the manifest
+//   4. build <stem>.inProgress/: copy changed bands (hashed during the copy, one read), link the
+//      rest, write the plists, token and lock, then .sbm/manifest.json; fsync each new file once
+//      and every folder once (hard links add no data to fsync)
 //   5. rename <stem>.inProgress -> <stem>.sparsebundle, fsync the set folder
-//   6. release the frozen point; on any failure remove <stem>.inProgress (no other backup is touched)
+//   6. release the frozen point (as soon as the bands are read); on any failure remove
+//      <stem>.inProgress (no other backup is touched)
 
-import { copyFile, link, mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
-import { basename, join } from 'node:path';
+import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { bandFileName, bundlePaths, parseBandName } from '../bundle/bundle-paths.js';
 import { SbmError, fromSystemError, isSbmError } from '../errors.js';
 import { readBundleInfo } from '../bundle/bundle-files.js';
 import { fsyncDirectory, writeNewFileDurably } from '../fs/atomic-write.js';
-import { writeFully } from '../fs/read-fully.js';
 import { mapLimit } from '../map-limit.js';
 import type { WarningSink } from '../warnings.js';
+import { COPY_CONCURRENCY, copyBandHashing, hashFile, linkBands, linkOrCopy, readBandHashing, writeNewBand } from './band-files.js';
 import { type BackupManifest, type BackupMode, type BandRecord, MANIFEST_RELATIVE_PATH, MANIFEST_VERSION, readManifest } from './backup-manifest.js';
 import { BACKUP_SUFFIX, IN_PROGRESS_SUFFIX, discardInterrupted, freeBackupStem, listBackups, lockBackupSet } from './backup-set.js';
 
-/** A frozen, complete bundle folder (bands may be hard links into the live bundle). */
+/** A complete bundle folder that does not change until release(): a snapshot, or the held live bundle. */
 export interface FrozenPoint {
   readonly bundlePath: string;
   readonly takenAt: Date;
   /** Tracker token of the point; the next backup asks for changes since it. */
   readonly token?: string;
+  /** The tracker's answer for the token freeze() was given (absent when it was given none). */
+  readonly changed?: ChangedAnswer;
   release(): Promise<void>;
 }
 
@@ -39,8 +43,12 @@ export interface BackupSource {
   readonly path: string;
   /** Name of the backup set folder under the destination. */
   readonly name: string;
-  freeze(): Promise<FrozenPoint>;
-  /** Bands changed since `token` (a superset is fine), or why the tracker cannot say. */
+  /**
+   * Freezes the disk. Given the previous backup's token, the point also carries the bands changed
+   * since it (a superset is fine), or why the tracker cannot say.
+   */
+  freeze(previousToken?: string): Promise<FrozenPoint>;
+  /** Bands changed since `token` (a superset is fine), or why the tracker cannot say; not while frozen. */
   changedSince(token: string): Promise<ChangedAnswer>;
 }
 
@@ -62,7 +70,6 @@ export interface BackupResult {
   readonly seconds: number;
 }
 
-const COPY_CHUNK_BYTES = 1024 * 1024;
 
 export async function createBackup(source: BackupSource, destination: string, options: BackupOptions = {}): Promise<BackupResult> {
   const started = process.hrtime.bigint();
@@ -75,9 +82,12 @@ export async function createBackup(source: BackupSource, destination: string, op
     }
     const previous = (await listBackups(setDir)).at(-1);
     const previousManifest = previous === undefined ? undefined : await readManifest(previous.path);
-    const frozen = await source.freeze();
+    const frozen = await source.freeze(previousManifest?.token);
+    let releasing: Promise<void> | undefined;
+    // Once the bands are read the source is free again (writers it holds back resume).
+    const release = () => (releasing ??= frozen.release());
     try {
-      const plan = await planBackup(source, frozen, previousManifest);
+      const plan = await planBackup(frozen, previousManifest);
       if (plan.fallbackReason !== undefined) {
         options.onWarning?.({ code: 'SBM_BACKUP_FULL_COMPARE', message: `${plan.fallbackReason}; comparing every band's hash with the previous backup` });
       }
@@ -85,6 +95,7 @@ export async function createBackup(source: BackupSource, destination: string, op
       const building = join(setDir, stem + IN_PROGRESS_SUFFIX);
       try {
         const built = await buildBackup(building, frozen, plan, previous?.path, previousManifest, options);
+        await release();
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         const manifest: BackupManifest = {
           version: MANIFEST_VERSION,
@@ -98,9 +109,11 @@ export async function createBackup(source: BackupSource, destination: string, op
           bands: built.bands,
           stats: { bandsCopied: built.bandsCopied, bandsLinked: built.bandsLinked, bytesWritten: built.bytesWritten, seconds },
         };
-        await writeNewFileDurably(join(building, MANIFEST_RELATIVE_PATH), Buffer.from(`${JSON.stringify(manifest, null, 1)}\n`));
-        await fsyncDirectory(join(building, '.sbm'));
-        await fsyncDirectory(building);
+        const writeManifest = async () => {
+          await writeNewFileDurably(join(building, MANIFEST_RELATIVE_PATH), Buffer.from(`${JSON.stringify(manifest, null, 1)}\n`));
+          await fsyncDirectory(join(building, '.sbm'));
+        };
+        await settleAll([writeManifest(), fsyncDirectory(building)]); // building's own entries are all made
         const finalPath = join(setDir, stem + BACKUP_SUFFIX);
         await rename(building, finalPath);
         await fsyncDirectory(setDir);
@@ -110,7 +123,7 @@ export async function createBackup(source: BackupSource, destination: string, op
         throw error;
       }
     } finally {
-      await frozen.release();
+      await release();
     }
   } catch (error) {
     throw translateWriteError(error, destination);
@@ -130,7 +143,7 @@ interface BackupPlan {
   readonly changed?: ReadonlySet<number>;
 }
 
-async function planBackup(source: BackupSource, frozen: FrozenPoint, previous: BackupManifest | undefined): Promise<BackupPlan> {
+async function planBackup(frozen: FrozenPoint, previous: BackupManifest | undefined): Promise<BackupPlan> {
   const info = await readBundleInfo(bundlePaths(frozen.bundlePath), () => undefined);
   const present = (await readdir(join(frozen.bundlePath, 'bands')))
     .map(parseBandName)
@@ -142,7 +155,8 @@ async function planBackup(source: BackupSource, frozen: FrozenPoint, previous: B
     return { ...base, mode: 'hash-compare', fallbackReason: 'the band size changed since the previous backup' };
   }
   if (previous.token === undefined) return { ...base, mode: 'hash-compare', fallbackReason: 'the previous backup has no tracker token' };
-  const answer = await source.changedSince(previous.token);
+  const answer = frozen.changed;
+  if (answer === undefined) throw new Error('the backup source froze the disk without answering for the previous token');
   if (answer.kind === 'refused') return { ...base, mode: 'hash-compare', fallbackReason: `the tracker refused the previous token (${answer.reason})` };
   return { ...base, mode: 'tracked', changed: answer.bands };
 }
@@ -163,108 +177,73 @@ async function buildBackup(
   options: BackupOptions,
 ): Promise<BuiltBands> {
   const frozenPaths = bundlePaths(frozen.bundlePath);
-  await mkdir(join(building, 'bands'), { recursive: true });
+  const bandsDir = join(building, 'bands');
+  await mkdir(bandsDir, { recursive: true });
   await mkdir(join(building, '.sbm'));
   // The backup carries the frozen point's plist bytes: a complete bundle that hdiutil opens.
   const plist = await readFile(frozenPaths.infoPlist).catch(() => readFile(frozenPaths.infoBackup));
-  await writeNewFileDurably(join(building, 'Info.bckup'), plist);
-  await writeNewFileDurably(join(building, 'Info.plist'), plist);
-  await writeNewFileDurably(join(building, 'token'), Buffer.alloc(0));
-  await writeNewFileDurably(join(building, 'lock'), Buffer.alloc(0));
-
-  const bands: Record<string, BandRecord> = {};
-  let bandsCopied = 0;
-  let bandsLinked = 0;
-  let bytesWritten = 0;
+  const copyMode = options.copyMode === true;
+  const built = { bands: {} as Record<string, BandRecord>, bandsCopied: 0, bandsLinked: 0, bytesWritten: 0 };
   let bandsDone = 0;
-  await mapLimit(plan.present, 2, async (bandIndex) => {
+  const done = () => options.onProgress?.({ bandsDone: ++bandsDone, bandsTotal: plan.present.length });
+  const copied = (name: string, record: BandRecord) => {
+    built.bands[name] = record;
+    built.bytesWritten += record.size;
+    built.bandsCopied++;
+    done();
+  };
+  const linked = (name: string, record: BandRecord) => {
+    built.bands[name] = record;
+    built.bandsLinked++;
+  };
+  // Sort every band into: link (unchanged per the tracker), copy, or hash first (hash-compare).
+  const links: Array<readonly [string, string]> = [];
+  const copies: string[] = [];
+  const compares: string[] = [];
+  for (const bandIndex of plan.present) {
     const name = bandFileName(bandIndex);
-    const from = join(frozenPaths.bands, name);
-    const to = join(building, 'bands', name);
     const before = previous?.bands[name];
-    let reuse = false;
-    if (before !== undefined && previousPath !== undefined) {
-      if (plan.mode === 'tracked') reuse = !(plan.changed?.has(bandIndex) ?? true);
-      else if (plan.mode === 'hash-compare') reuse = (await hashFile(from)).sha256 === before.sha256;
+    if (before === undefined || previousPath === undefined || plan.mode === 'full') copies.push(name);
+    else if (plan.mode === 'hash-compare') compares.push(name);
+    else if (plan.changed?.has(bandIndex) ?? true) copies.push(name);
+    else {
+      links.push([join(previousPath, 'bands', name), join(bandsDir, name)]);
+      linked(name, before);
     }
-    if (reuse && before !== undefined && previousPath !== undefined) {
-      await linkOrCopy(join(previousPath, 'bands', name), to, options.copyMode === true);
-      bands[name] = before;
-      bandsLinked++;
-    } else {
-      bands[name] = await copyHashing(from, to);
-      bytesWritten += bands[name].size;
-      bandsCopied++;
-    }
-    options.onProgress?.({ bandsDone: ++bandsDone, bandsTotal: plan.present.length });
-  });
-  await fsyncDirectory(join(building, 'bands'));
-  return { bands, bandsCopied, bandsLinked, bytesWritten };
+  }
+  const from = (name: string) => join(frozenPaths.bands, name);
+  await settleAll([
+    writeNewFileDurably(join(building, 'Info.bckup'), plist),
+    writeNewFileDurably(join(building, 'Info.plist'), plist),
+    writeNewFileDurably(join(building, 'token'), Buffer.alloc(0)),
+    writeNewFileDurably(join(building, 'lock'), Buffer.alloc(0)),
+    mapLimit(copies, COPY_CONCURRENCY, async (name) => copied(name, await copyBandHashing(from(name), join(bandsDir, name)))),
+    linkBands(links, copyMode, done),
+    mapLimit(compares, COPY_CONCURRENCY, async (name) => {
+      const before = previous?.bands[name];
+      const to = join(bandsDir, name);
+      // Held whole when small: one read serves the hash and, if it differs, the copy.
+      const read = await readBandHashing(from(name));
+      const record = read?.record ?? (await hashFile(from(name)));
+      if (before === undefined || previousPath === undefined || record.sha256 !== before.sha256) {
+        copied(name, read === undefined ? await copyBandHashing(from(name), to) : await writeNewBand(to, read.data));
+        return;
+      }
+      await linkOrCopy(join(previousPath, 'bands', name), to, copyMode);
+      linked(name, before);
+      done();
+    }),
+  ]);
+  await fsyncDirectory(bandsDir);
+  return built;
 }
 
-/** Links `from` to `to`; copies instead in copy mode or when the inode has too many links. */
-async function linkOrCopy(from: string, to: string, copyMode: boolean): Promise<void> {
-  if (copyMode) {
-    await copyFile(from, to);
-    return;
-  }
-  try {
-    await link(from, to);
-  } catch (error) {
-    const errno = (error as NodeJS.ErrnoException).code;
-    if (errno === 'EMLINK') {
-      await copyFile(from, to); // a fresh inode; later backups link to this one
-      return;
-    }
-    if (errno === 'EPERM' || errno === 'ENOTSUP' || errno === 'EOPNOTSUPP' || errno === 'EXDEV') {
-      throw new SbmError('SBM_NO_HARDLINKS', `the destination cannot hard-link ${basename(from)} (${errno}); use --copy`, { errno });
-    }
-    throw error;
-  }
+/** Waits for every task (none is left running behind a failure), then throws the first failure. */
+async function settleAll(tasks: ReadonlyArray<Promise<unknown>>): Promise<void> {
+  const results = await Promise.allSettled(tasks);
+  const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
 }
-
-/** Copies a band while hashing it; the copy is fsynced before it counts. */
-async function copyHashing(from: string, to: string): Promise<BandRecord> {
-  const hash = createHash('sha256');
-  const source = await open(from, 'r');
-  const target = await open(to, 'wx', 0o644);
-  try {
-    const buffer = Buffer.allocUnsafe(COPY_CHUNK_BYTES);
-    let position = 0;
-    for (;;) {
-      const { bytesRead } = await source.read(buffer, 0, buffer.length, position);
-      if (bytesRead === 0) break;
-      const chunk = buffer.subarray(0, bytesRead);
-      hash.update(chunk);
-      await writeFully(target, chunk, position);
-      position += bytesRead;
-    }
-    await target.sync();
-    return { size: position, sha256: hash.digest('hex') };
-  } finally {
-    await source.close();
-    await target.close();
-  }
-}
-
-export async function hashFile(path: string): Promise<BandRecord> {
-  const hash = createHash('sha256');
-  const handle = await open(path, 'r');
-  try {
-    const buffer = Buffer.allocUnsafe(COPY_CHUNK_BYTES);
-    let size = 0;
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, size);
-      if (bytesRead === 0) break;
-      hash.update(buffer.subarray(0, bytesRead));
-      size += bytesRead;
-    }
-    return { size, sha256: hash.digest('hex') };
-  } finally {
-    await handle.close();
-  }
-}
-
 
 function translateWriteError(error: unknown, destination: string): unknown {
   if (isSbmError(error)) return error;

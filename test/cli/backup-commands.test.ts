@@ -107,7 +107,8 @@ test('SIGKILL mid-backup never leaves a partial backup under a final name; the r
   const original = join(dir, 'original.raw');
   t.is((await runSbm(['export', disk, original, '--format', 'raw'])).exitCode, 0);
   t.true((await readFile(restored)).equals(await readFile(original)));
-  t.deepEqual(await readdir(join(disk, '.sbm', 'snapshots')), [], 'snapshots of killed runs were removed');
+  // An unmounted bundle is backed up without a snapshot; none may be left behind either way.
+  t.deepEqual(await readdir(join(disk, '.sbm', 'snapshots')).catch(() => []), [], 'no snapshot of a killed run is left');
   t.is((await runSbm(['check', disk])).exitCode, 0);
 });
 

@@ -53,7 +53,7 @@ async function randomWrites(bundle: SparseBundle, oracle: Buffer, round: number)
   }
 }
 
-test('20 rounds: every backup restores exactly, copies only changed bands, links the rest', async (t) => {
+const everyRound = test.macro(async (t, freeze: 'held' | 'snapshot', rounds: number) => {
   const dir = await tempDir(t);
   const path = join(dir, 'vm.sparsebundle');
   const dest = join(dir, 'backups');
@@ -61,9 +61,9 @@ test('20 rounds: every backup restores exactly, copies only changed bands, links
   t.teardown(() => bundle.close());
   const oracle = Buffer.alloc(SIZE);
   const expected = new Map<string, string>(); // backup path -> sha256 of the disk at its time
-  const source = bundleBackupSource(bundle);
+  const source = bundleBackupSource(bundle, { freeze });
   let previous: { path: string; bands: Map<string, string> } | undefined;
-  for (let round = 0; round < 20; round++) {
+  for (let round = 0; round < rounds; round++) {
     await randomWrites(bundle, oracle, round);
     // Independent oracle of what changed: band file bytes now vs at the previous backup.
     const bandsNow = new Map<string, string>();
@@ -87,9 +87,13 @@ test('20 rounds: every backup restores exactly, copies only changed bands, links
   for (const [backupPath, digest] of expected) t.is(sha(await readAll(backupPath)), digest, backupPath);
   const report = await verifyBackups(join(dest, 'vm'));
   t.deepEqual(report.damaged, []);
-  t.is(report.backupsChecked, 20);
-  t.deepEqual(await readdir(join(path, '.sbm', 'snapshots')), [], 'temporary snapshots are removed');
+  t.is(report.backupsChecked, rounds);
+  t.deepEqual(await readdir(join(path, '.sbm', 'snapshots')).catch(() => []), [], 'no snapshot is left behind');
+  for (const name of await readdir(join(path, 'bands'))) t.is((await stat(join(path, 'bands', name))).nlink, 1, `bands/${name} is linked by nothing else`);
 });
+
+test('20 rounds, bundle held: every backup restores exactly, copies only changed bands, links the rest', everyRound, 'held', 20);
+test('8 rounds, through a snapshot: every backup restores exactly, copies only changed bands, links the rest', everyRound, 'snapshot', 8);
 
 test('thinning random subsets never changes the bytes of the backups that remain', async (t) => {
   const dir = await tempDir(t);
@@ -118,7 +122,7 @@ test('thinning random subsets never changes the bytes of the backups that remain
   t.deepEqual((await verifyBackups(setDir)).damaged, []);
 });
 
-test('a backup taken while a writer keeps writing equals the disk at one exact point', async (t) => {
+const onePoint = test.macro(async (t, freeze: 'held' | 'snapshot') => {
   const dir = await tempDir(t);
   const path = join(dir, 'busy.sparsebundle');
   const bundle = await SparseBundle.create(path, { sizeBytes: 8 * MIB, bandSizeBytes: BAND });
@@ -136,7 +140,7 @@ test('a backup taken while a writer keeps writing equals the disk at one exact p
     }
   })();
   await new Promise((resolve) => setTimeout(resolve, 30));
-  const result = await createBackup(bundleBackupSource(bundle), join(dir, 'backups'));
+  const result = await createBackup(bundleBackupSource(bundle, { freeze }), join(dir, 'backups'));
   await new Promise((resolve) => setTimeout(resolve, 30));
   stop = true;
   await writer;
@@ -146,7 +150,10 @@ test('a backup taken while a writer keeps writing equals the disk at one exact p
   t.true(point < states.length - 1, 'and writes continued after the point without reaching the backup');
 });
 
-test('a refused token falls back to comparing hashes and stays incremental in bytes', async (t) => {
+test('a backup taken while a writer keeps writing equals the disk at one exact point (held: the writer waits)', onePoint, 'held');
+test('a backup taken while a writer keeps writing equals the disk at one exact point (snapshot)', onePoint, 'snapshot');
+
+const refusedToken = test.macro(async (t, freeze: 'held' | 'snapshot') => {
   const dir = await tempDir(t);
   const path = join(dir, 'vm.sparsebundle');
   const dest = join(dir, 'backups');
@@ -165,13 +172,24 @@ test('a refused token falls back to comparing hashes and stays incremental in by
   await bundle.write(3 * MIB + 5, Buffer.from('one changed band'));
   oracle.write('one changed band', 3 * MIB + 5);
   const warnings: string[] = [];
-  const result = await createBackup(bundleBackupSource(bundle), dest, { onWarning: (w) => warnings.push(w.code) });
+  const result = await createBackup(bundleBackupSource(bundle, { freeze }), dest, { onWarning: (w) => warnings.push(w.code) });
   t.is(result.mode, 'hash-compare');
   t.true(warnings.includes('SBM_BACKUP_FULL_COMPARE'));
   t.is(result.bandsCopied, 1);
   t.is(sha(await readAll(result.path)), sha(oracle));
   t.truthy((await readManifest(result.path)).fallbackReason);
+  t.is(result.bandsLinked, (await readdir(join(result.path, 'bands'))).length - 1);
+  // The fallback run took a token of its own: the next run is tracked again.
+  await bundle.write(5 * MIB, Buffer.from('another'));
+  oracle.write('another', 5 * MIB);
+  const next = await createBackup(bundleBackupSource(bundle, { freeze }), dest);
+  t.like(next, { mode: 'tracked', bandsCopied: 1 });
+  t.is(sha(await readAll(next.path)), sha(oracle));
 });
+
+test('a refused token falls back to comparing hashes and stays incremental in bytes (held)', refusedToken, 'held');
+test('a refused token falls back to comparing hashes and stays incremental in bytes (snapshot)', refusedToken, 'snapshot');
+
 
 test('copy mode shares no band file with earlier backups', async (t) => {
   const dir = await tempDir(t);
@@ -182,4 +200,47 @@ test('copy mode shares no band file with earlier backups', async (t) => {
   const second = await createBackup(bundleBackupSource(bundle), join(dir, 'b'), { copyMode: true });
   t.is(second.bandsLinked, (await readdir(join(first.path, 'bands'))).length);
   for (const name of await readdir(join(second.path, 'bands'))) t.is((await stat(join(second.path, 'bands', name))).nlink, 1);
+});
+
+test('held: a killed run\'s backup snapshot is removed, other snapshots stay, a read-only bundle is refused', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'vm.sparsebundle');
+  const bundle = await SparseBundle.create(path, { sizeBytes: SIZE, bandSizeBytes: BAND });
+  const oracle = Buffer.alloc(SIZE);
+  await randomWrites(bundle, oracle, 3);
+  await bundle.snapshots.create('sbm-backup-1-abcdef');
+  await bundle.snapshots.create('keep');
+  const result = await createBackup(bundleBackupSource(bundle), join(dir, 'backups'));
+  t.is(sha(await readAll(result.path)), sha(oracle));
+  t.deepEqual(await readdir(join(path, '.sbm', 'snapshots')), ['keep.sparsebundle']);
+  await bundle.close();
+  const readOnly = await SparseBundle.open(path, { readOnly: true });
+  t.teardown(() => readOnly.close());
+  const error = await t.throwsAsync(createBackup(bundleBackupSource(readOnly), join(dir, 'backups')));
+  t.is((error as { code?: string }).code, 'SBM_READ_ONLY');
+});
+
+test('held: a failed backup removes its in-progress folder and lets held-back writes through', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'vm.sparsebundle');
+  const dest = join(dir, 'backups');
+  const bundle = await SparseBundle.create(path, { sizeBytes: SIZE, bandSizeBytes: BAND });
+  t.teardown(() => bundle.close());
+  for (let band = 0; band < 4; band++) await bundle.write(band * BAND, seededBytes(BAND, band + 1));
+  const first = await createBackup(bundleBackupSource(bundle), dest);
+  await rm(join(first.path, 'bands', '2')); // the next run cannot link band 2 to it
+  await bundle.write(0, Buffer.from('changed'));
+  const source = bundleBackupSource(bundle);
+  let writeDuringBackup: Promise<void> | undefined;
+  const freeze = source.freeze.bind(source);
+  const failing = createBackup({ ...source, freeze: async (token) => {
+    const point = await freeze(token);
+    writeDuringBackup = bundle.write(BAND, Buffer.from('held back'));
+    return point;
+  } }, dest);
+  await t.throwsAsync(failing, { code: 'SBM_NOT_FOUND' });
+  await writeDuringBackup;
+  t.deepEqual((await readdir(join(dest, 'vm'))).filter((name) => name.endsWith('.inProgress')), []);
+  t.is((await listBackups(join(dest, 'vm'))).length, 1);
+  t.is((await bundle.read(BAND, 9)).toString(), 'held back');
 });
