@@ -46,7 +46,7 @@ export interface CopyResult {
 
 const EXTENT_WINDOW_BYTES = 1024 * 1024 * 1024;
 /** Holes and zero runs up to this size between two data extents are read rather than split on. */
-export const MERGE_GAP_BYTES = 1024 * 1024;
+export const MERGE_GAP_BYTES = 256 * 1024;
 
 interface Chunk {
   readonly offset: number;

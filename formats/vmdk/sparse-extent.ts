@@ -33,23 +33,20 @@ interface Run {
  */
 function fileChains(runs: readonly Run[]): Run[][] {
   const chains: Run[][] = [];
+  let chain: Run[] | undefined; // the data chain being extended
   let bytes = 0;
   for (const run of runs) {
-    const chain = chains[chains.length - 1];
+    if (run.kind !== 'data') {
+      chains.push([run]);
+      continue;
+    }
     const last = chain?.[chain.length - 1];
-    const joins =
-      chain !== undefined &&
-      last !== undefined &&
-      run.kind === 'data' &&
-      last.kind === 'data' &&
-      last.fileOffset + last.length === run.fileOffset &&
-      chain.length < MAX_CHAIN_RUNS &&
-      bytes + run.length <= MAX_CHAIN_BYTES;
-    if (joins) {
+    if (chain !== undefined && last !== undefined && last.fileOffset + last.length === run.fileOffset && chain.length < MAX_CHAIN_RUNS && bytes + run.length <= MAX_CHAIN_BYTES) {
       chain.push(run);
       bytes += run.length;
     } else {
-      chains.push([run]);
+      chain = [run];
+      chains.push(chain);
       bytes = run.length;
     }
   }

@@ -247,17 +247,28 @@ export class BandStore {
    * for). Bitmaps go first, as in flush(); the bands folder is left to flush().
    */
   async syncBands(bandIndexes: Iterable<number>): Promise<void> {
-    await this.options.mapped?.flush();
+    // Out of dirtyBands and into syncsInFlight with no await between: a flush() starting at any
+    // moment finds every band in one or the other.
     const bands: number[] = [];
     for (const bandIndex of bandIndexes) if (this.dirtyBands.delete(bandIndex)) bands.push(bandIndex);
     if (bands.length === 0) return;
-    const syncing = this.datasyncBands(bands);
+    const syncing = this.syncMappedThenBands(bands);
     this.syncsInFlight.add(syncing);
     try {
       await syncing;
     } finally {
       this.syncsInFlight.delete(syncing);
     }
+  }
+
+  private async syncMappedThenBands(bands: readonly number[]): Promise<void> {
+    try {
+      await this.options.mapped?.flush();
+    } catch (error) {
+      for (const bandIndex of bands) this.dirtyBands.add(bandIndex);
+      throw error;
+    }
+    await this.datasyncBands(bands);
   }
 
   /** fdatasyncs bands already taken out of dirtyBands; on failure they go back in. */
