@@ -4,7 +4,13 @@
 // buffer the pool did not hand out, or releasing twice, is a no-op, so a slip cannot make two
 // requests share memory.
 
-const SIZE_CLASSES = [4096, 64 * 1024, 256 * 1024, 1024 * 1024, 4 * 1024 * 1024, 32 * 1024 * 1024 + 64];
+/**
+ * Each class holds a power-of-two payload plus room for a reply header, so a 256 KiB READ reply
+ * (header + data in one frame) takes a 256 KiB buffer, not a 1 MiB one: with 1 MiB buffers,
+ * nbdcopy's 4 x 64 requests in flight outgrew the idle cap and every reply allocated afresh.
+ */
+export const FRAME_HEADROOM_BYTES = 64;
+const SIZE_CLASSES = [4096, 64 * 1024, 256 * 1024, 1024 * 1024, 4 * 1024 * 1024, 32 * 1024 * 1024].map((size) => size + FRAME_HEADROOM_BYTES);
 /** Idle memory kept across all classes; more is left to the GC. */
 const DEFAULT_MAX_IDLE_BYTES = 128 * 1024 * 1024;
 

@@ -121,5 +121,14 @@ export const SBM_MAX_STRING_BYTES = 4096;
 export const SBM_MAX_OPTIONS = 64;
 /** Extents per BLOCK_STATUS chunk when the client did not set REQ_ONE. */
 export const SBM_MAX_EXTENTS_PER_REPLY = 8192;
+/**
+ * Adjacent READs (or WRITEs) received together are run as one device call when each is at most
+ * this big (larger requests already amortise the per-call cost)...
+ */
+export const SBM_COALESCE_MAX_REQUEST_BYTES = 32 * 1024;
+/** ...and the merged range stays within this (the engine issues I/O up to 64 KiB synchronously). */
+export const SBM_COALESCE_MAX_BYTES = 64 * 1024;
+/** Requests gathered in one pass before they start, whether or not they turn out contiguous. */
+export const SBM_COALESCE_MAX_BATCH_BYTES = 1024 * 1024;
 /** Id of base:allocation in SET_META_CONTEXT replies (LIST replies use 0). */
 export const SBM_BASE_ALLOCATION_ID = 1;

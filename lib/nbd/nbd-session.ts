@@ -12,6 +12,7 @@ import type { BufferPool } from './buffer-pool.js';
 import * as C from './constants.js';
 import type { NbdExport } from './nbd-export.js';
 import { requestErrorReply } from './nbd-replies.js';
+import { RequestBatch, canBatch, runMerged } from './nbd-request-batch.js';
 import { runRequest } from './nbd-request-runner.js';
 import { type NbdAction, type NbdRequest, NbdServerProtocol } from './nbd-server-protocol.js';
 
@@ -38,6 +39,10 @@ export const DEFAULT_SESSION_LIMITS: SessionLimits = {
 /** Fixed cost charged per request on top of its data, so tiny requests are bounded too. */
 const REQUEST_OVERHEAD_BYTES = 64;
 
+function costOf(request: NbdRequest): number {
+  return REQUEST_OVERHEAD_BYTES + (request.type === C.NBD_CMD_READ || request.type === C.NBD_CMD_WRITE ? request.length : 0);
+}
+
 export class NbdSession {
   private readonly protocol: NbdServerProtocol;
   private inFlightBytes = 0;
@@ -48,6 +53,8 @@ export class NbdSession {
   private inputEnded = false;
   private pumping = false;
   private corked = false;
+  /** Requests parsed in this pump pass that may still be joined by the next one. */
+  private batch: RequestBatch | undefined;
   private handshakeTimer: NodeJS.Timeout | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
   readonly done: Promise<void>;
@@ -119,6 +126,7 @@ export class NbdSession {
       }
     } finally {
       this.pumping = false;
+      this.startBatch();
     }
     if (this.stopped || this.socket.destroyed) return;
     // Requests already received still run after the client shuts its sending side.
@@ -136,6 +144,7 @@ export class NbdSession {
   }
 
   private handle(action: NbdAction): void {
+    if (action.kind !== 'request') this.startBatch();
     switch (action.kind) {
       case 'send':
         this.write(action.data);
@@ -156,14 +165,43 @@ export class NbdSession {
   }
 
   private start(request: NbdRequest): void {
-    const cost = REQUEST_OVERHEAD_BYTES + (request.type === C.NBD_CMD_READ || request.type === C.NBD_CMD_WRITE ? request.length : 0);
-    this.inFlightBytes += cost;
+    this.inFlightBytes += costOf(request);
     this.inFlightRequests++;
-    void runRequest(this.device, request, this.pool).then((frame) => {
-      if (request.data !== undefined) this.pool.release(request.data);
-      if (this.socket.destroyed || !this.socket.writable) return this.release(cost, frame);
-      this.write(frame, () => this.release(cost, frame));
-    });
+    // Adjacent small READs/WRITEs parsed in this pass run as one device call (nbd-request-batch.ts).
+    if (this.batch?.tryAdd(request) === true) return;
+    this.startBatch();
+    if (canBatch(request)) {
+      this.batch = new RequestBatch(request);
+      return;
+    }
+    this.launch(request);
+  }
+
+  /** Starts the pending batch, if any; called before anything else starts and at the end of a pass. */
+  private startBatch(): void {
+    const batch = this.batch;
+    if (batch === undefined) return;
+    this.batch = undefined;
+    for (const run of batch.runs()) {
+      if (run.length === 1) {
+        this.launch(run[0] as NbdRequest);
+        continue;
+      }
+      void runMerged(this.device, run, this.pool).then((frames) => {
+        for (let index = 0; index < run.length; index++) this.finish(run[index] as NbdRequest, frames[index] as Buffer);
+      });
+    }
+  }
+
+  private launch(request: NbdRequest): void {
+    void runRequest(this.device, request, this.pool).then((frame) => this.finish(request, frame));
+  }
+
+  private finish(request: NbdRequest, frame: Buffer): void {
+    const cost = costOf(request);
+    if (request.data !== undefined) this.pool.release(request.data);
+    if (this.socket.destroyed || !this.socket.writable) return this.release(cost, frame);
+    this.write(frame, () => this.release(cost, frame));
   }
 
   private release(cost: number, frame: Buffer): void {
@@ -176,18 +214,24 @@ export class NbdSession {
     else this.pump();
   }
 
-  /** Writes one whole frame; small replies produced in one turn share a writev (cork). */
+  /**
+   * Writes one whole frame. Frames written in one event-loop iteration share a writev: the socket
+   * stays corked until the check phase, so replies completed by several thread-pool callbacks of
+   * the same poll phase (not only those of one microtask run) go out in one system call.
+   */
   private write(frame: Buffer, onFlushed?: () => void): void {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
+      setImmediate(this.uncork);
     }
     this.socket.write(frame, onFlushed === undefined ? undefined : () => onFlushed());
   }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   private stop(reason: string): void {
     if (this.stopped) return;
