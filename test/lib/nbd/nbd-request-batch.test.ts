@@ -84,7 +84,7 @@ test('runMerged READ: one device call, each reply carries its own slice (simple 
   t.deepEqual(device.reads, [[8192, 8192]]);
   const first = parseReply(frames[0] as Buffer);
   if (first.reply.kind !== 'chunk') return t.fail();
-  t.is(first.reply.cookie, run[0]?.cookie);
+  t.is(first.reply.cookie, (run[0] as NbdRequest).cookie);
   t.is(first.reply.payload.readBigUInt64BE(0), 8192n);
   t.true(first.reply.payload.subarray(8).equals(bytes.subarray(8192, 12288)));
   const second = parseReply(frames[1] as Buffer, 0, 1000);
