@@ -14,6 +14,7 @@ import { basename } from 'node:path';
 import { SbmError } from '../errors.js';
 import { readFully, writeFully } from '../fs/read-fully.js';
 import { mapLimit } from '../map-limit.js';
+import { inSyncRuns } from '../snapshots/sync-runs.js';
 import type { BandRecord } from './backup-manifest.js';
 
 const COPY_CHUNK_BYTES = 1024 * 1024;
@@ -21,8 +22,6 @@ const COPY_CHUNK_BYTES = 1024 * 1024;
 export const COPY_CONCURRENCY = 4;
 /** Bands up to this size are read in one call and held whole while written and hashed. */
 const WHOLE_BAND_MAX_BYTES = 64 * 1024 * 1024;
-/** Synchronous links between turns of the event loop (each a few tens of microseconds). */
-const LINKS_PER_TURN = 32;
 
 /** Size and sha256 of a file. */
 export async function hashFile(path: string): Promise<BandRecord> {
@@ -85,26 +84,22 @@ async function readWhole(handle: FileHandle, wholeMaxBytes: number): Promise<Buf
 }
 
 /**
- * Hard-links each `[from, to]` pair: synchronously in short runs (a link is a few tens of
- * microseconds; a thread-pool round trip costs as much again and they all serialise on the target
- * folder's lock anyway), yielding to the event loop between runs so copies in flight progress.
- * Copy mode, and an inode at its link limit, copy instead.
+ * Hard-links each `[from, to]` pair synchronously in short runs (sync-runs.ts), yielding to the
+ * event loop between runs so copies in flight progress. Copy mode, and an inode at its link
+ * limit, copy instead (fsynced).
  */
 export async function linkBands(pairs: ReadonlyArray<readonly [string, string]>, copyMode: boolean, onDone: () => void): Promise<void> {
-  if (copyMode) {
-    await mapLimit(pairs, COPY_CONCURRENCY, async ([from, to]) => {
-      await copyDurably(from, to);
-      onDone();
+  const copies: Array<readonly [string, string]> = copyMode ? [...pairs] : [];
+  if (!copyMode) {
+    await inSyncRuns(pairs, (pair) => {
+      if (linkSyncOrLimit(pair[0], pair[1])) onDone();
+      else copies.push(pair); // at the link limit: a fresh inode; later backups link to this one
     });
-    return;
   }
-  for (let start = 0; start < pairs.length; start += LINKS_PER_TURN) {
-    for (const [from, to] of pairs.slice(start, start + LINKS_PER_TURN)) {
-      if (!linkSyncOrLimit(from, to)) await copyDurably(from, to); // a fresh inode; later backups link to this one
-      onDone();
-    }
-    await new Promise<void>((resolve) => setImmediate(resolve));
-  }
+  await mapLimit(copies, COPY_CONCURRENCY, async ([from, to]) => {
+    await copyDurably(from, to);
+    onDone();
+  });
 }
 
 /** Links `from` to `to` on the thread pool; copies instead in copy mode or at the link limit. */

@@ -17,6 +17,7 @@
 //     record n -> link snapshot band into .sbm/tmp -> rename over bands/n   (or unlink bands/n)
 //   fsync bands/; interrupted? run revert again: it is idempotent.
 
+import { linkSync, statSync } from 'node:fs';
 import { link, mkdir, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -27,8 +28,8 @@ import type { BandStore } from '../engine/band-store.js';
 import type { SparseBundle } from '../engine/sparse-bundle.js';
 import { SbmError, fromSystemError } from '../errors.js';
 import { fsyncDirectory, writeNewFileDurably } from '../fs/atomic-write.js';
-import { mapLimit } from '../map-limit.js';
 import { stampPath } from '../tracking/stat-cache.js';
+import { inSyncRuns } from './sync-runs.js';
 
 export const SNAPSHOTS_DIR = 'snapshots';
 export const SNAPSHOT_SUFFIX = '.sparsebundle';
@@ -86,9 +87,7 @@ export class SnapshotManager {
       const bands = [...store.present].sort((a, b) => a - b);
       // Linking changes each band's ctime: check first that none was edited behind sbm's back.
       await this.bundle.changeTracker.auditBeforeRestamp(bands);
-      await mapLimit(bands, 16, async (bandIndex) => {
-        await link(store.pathOf(bandIndex), join(stagePaths.bands, bandFileName(bandIndex)));
-      });
+      await inSyncRuns(bands, (bandIndex) => linkSync(store.pathOf(bandIndex), join(stagePaths.bands, bandFileName(bandIndex))));
       await store.closeFiles(); // pooled handles cache link counts that are now stale
       const token = await this.bundle.changeTracker.checkpoint(bands);
       const meta: SnapshotMeta = {
@@ -205,8 +204,8 @@ export class SnapshotManager {
     let uniqueBytes = 0;
     let allocatedBytes = 0;
     const bands = await listBandIndexes(bandsDir);
-    await mapLimit(bands, 16, async (bandIndex) => {
-      const info = await stat(join(bandsDir, bandFileName(bandIndex)));
+    await inSyncRuns(bands, (bandIndex) => {
+      const info = statSync(join(bandsDir, bandFileName(bandIndex)));
       allocatedBytes += info.blocks * 512;
       if (info.nlink === 1) uniqueBytes += info.blocks * 512;
     });
@@ -253,10 +252,10 @@ async function listBandIndexes(bandsDir: string): Promise<number[]> {
 /** Live bands that are the same inode as the snapshot's band of the same index. */
 async function sharedBands(store: BandStore, snapshotBandsDir: string): Promise<number[]> {
   const shared: number[] = [];
-  await mapLimit(await listBandIndexes(snapshotBandsDir), 16, async (bandIndex) => {
-    const live = await stampPath(store.pathOf(bandIndex));
-    const frozen = await stampPath(join(snapshotBandsDir, bandFileName(bandIndex)));
-    if (live !== undefined && live.ino === frozen?.ino) shared.push(bandIndex);
+  const inode = (path: string) => statSync(path, { bigint: true, throwIfNoEntry: false })?.ino;
+  await inSyncRuns(await listBandIndexes(snapshotBandsDir), (bandIndex) => {
+    const live = inode(store.pathOf(bandIndex));
+    if (live !== undefined && live === inode(join(snapshotBandsDir, bandFileName(bandIndex)))) shared.push(bandIndex);
   });
   return shared.sort((a, b) => a - b);
 }
