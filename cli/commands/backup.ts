@@ -1,5 +1,7 @@
-// sbm backup <bundle> <dest>: an incremental, complete, openable backup of the disk. While
-// `sbm mount` serves the bundle, the mount takes the snapshot for us (control channel).
+// sbm backup <bundle> <dest>: an incremental, complete, openable backup of the disk. An unmounted
+// bundle is opened read-write (the exclusive lock keeps every other writer out) and read directly,
+// no snapshot needed; while `sbm mount` serves it, the mount takes a temporary snapshot for us
+// (control channel) so its clients keep writing.
 
 import type { CommandModule } from 'yargs';
 import { createBackup } from '../../lib/backup/create-backup.js';
