@@ -6,11 +6,11 @@
 //      since the previous backup's token (bundle-backup-source.ts: the held live bundle, or a
 //      temporary snapshot while writers keep going); refused (foreign / reset / stale token) ->
 //      hash every band, compare with the manifest
-//   4. build <stem>.inProgress/: copy changed bands (hashed during the copy, one read), link the
+//   3. build <stem>.inProgress/: copy changed bands (hashed during the copy, one read), link the
 //      rest, write the plists, token and lock, then .sbm/manifest.json; fsync each new file once
 //      and every folder once (hard links add no data to fsync)
-//   5. rename <stem>.inProgress -> <stem>.sparsebundle, fsync the set folder
-//   6. release the frozen point (as soon as the bands are read); on any failure remove
+//   4. rename <stem>.inProgress -> <stem>.sparsebundle, fsync the set folder
+//   5. release the frozen point (as soon as the bands are read); on any failure remove
 //      <stem>.inProgress (no other backup is touched)
 
 import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises';
@@ -87,7 +87,7 @@ export async function createBackup(source: BackupSource, destination: string, op
     // Once the bands are read the source is free again (writers it holds back resume).
     const release = () => (releasing ??= frozen.release());
     try {
-      const plan = await planBackup(frozen, previousManifest);
+      const plan = await planBackup(source, frozen, previousManifest);
       if (plan.fallbackReason !== undefined) {
         options.onWarning?.({ code: 'SBM_BACKUP_FULL_COMPARE', message: `${plan.fallbackReason}; comparing every band's hash with the previous backup` });
       }
@@ -143,7 +143,7 @@ interface BackupPlan {
   readonly changed?: ReadonlySet<number>;
 }
 
-async function planBackup(frozen: FrozenPoint, previous: BackupManifest | undefined): Promise<BackupPlan> {
+async function planBackup(source: BackupSource, frozen: FrozenPoint, previous: BackupManifest | undefined): Promise<BackupPlan> {
   const info = await readBundleInfo(bundlePaths(frozen.bundlePath), () => undefined);
   const present = (await readdir(join(frozen.bundlePath, 'bands')))
     .map(parseBandName)
@@ -155,8 +155,8 @@ async function planBackup(frozen: FrozenPoint, previous: BackupManifest | undefi
     return { ...base, mode: 'hash-compare', fallbackReason: 'the band size changed since the previous backup' };
   }
   if (previous.token === undefined) return { ...base, mode: 'hash-compare', fallbackReason: 'the previous backup has no tracker token' };
-  const answer = frozen.changed;
-  if (answer === undefined) throw new Error('the backup source froze the disk without answering for the previous token');
+  // Sources here answer at the freeze (a held bundle cannot be asked while frozen); others are asked now.
+  const answer = frozen.changed ?? (await source.changedSince(previous.token));
   if (answer.kind === 'refused') return { ...base, mode: 'hash-compare', fallbackReason: `the tracker refused the previous token (${answer.reason})` };
   return { ...base, mode: 'tracked', changed: answer.bands };
 }

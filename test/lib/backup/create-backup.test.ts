@@ -244,3 +244,25 @@ test('held: a failed backup removes its in-progress folder and lets held-back wr
   t.is((await listBackups(join(dest, 'vm'))).length, 1);
   t.is((await bundle.read(BAND, 9)).toString(), 'held back');
 });
+
+test('a source whose frozen point carries no tracker answer is asked afterwards', async (t) => {
+  const dir = await tempDir(t);
+  const bundle = await SparseBundle.create(join(dir, 'vm.sparsebundle'), { sizeBytes: SIZE, bandSizeBytes: BAND });
+  t.teardown(() => bundle.close());
+  const oracle = Buffer.alloc(SIZE);
+  await randomWrites(bundle, oracle, 9);
+  const inner = bundleBackupSource(bundle, { freeze: 'snapshot' });
+  let asked = 0;
+  const source = {
+    ...inner,
+    freeze: async () => ({ ...(await inner.freeze()), changed: undefined }),
+    changedSince: (token: string) => (asked++, inner.changedSince(token)),
+  };
+  await createBackup(source, join(dir, 'b'));
+  await bundle.write(7 * MIB, Buffer.from('x'));
+  oracle.write('x', 7 * MIB);
+  const second = await createBackup(source, join(dir, 'b'));
+  t.is(asked, 1);
+  t.like(second, { mode: 'tracked', bandsCopied: 1 });
+  t.is(sha(await readAll(second.path)), sha(oracle));
+});
