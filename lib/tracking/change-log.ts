@@ -1,79 +1,84 @@
 // .sbm/changes.log: the durable half of the tracker. Before a band's first change in a
 // generation is acknowledged, a 32-byte record (generation, band) is appended and fdatasynced.
 // Concurrent callers share one write + fdatasync (group commit): whoever arrives while a sync is
-// running joins the next batch.
-//
-//   CHANGE_RECORD (32 bytes, little-endian)
-//   +0 magic u32 "SBMC" | +4 crc32 u32 of bytes 8..31 | +8 epochTag u32 | +12 kind u16
-//   +14 reserved u16 | +16 generation u64 | +24 bandIndex u64
+// running joins the next batch. Record layout: change-record.ts.
 //
 // A crash can leave a torn tail (a partial or garbage last record): it is dropped on open. An
 // invalid record followed by valid ones is damage, not a torn tail: the caller resets tracking.
+//
+// Open checks every record's checksum, except in a prefix the stat cache names as verified
+// (length + CRC-32 of those bytes): one CRC over the prefix stands for all of its records. The log
+// keeps the CRC of its valid bytes as it grows, so each save can name the current point.
 
 import { open, rename, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import { fsyncDirectory } from '../fs/atomic-write.js';
 import { readFully, writeFully } from '../fs/read-fully.js';
-import { checksum, defineTable } from './binary-table.js';
-import { CHANGE_KIND_WRITE, CHANGE_RECORD_MAGIC, CHANGE_RECORD_SIZE } from './constants.js';
+import { isValidRecord, readRecordBandIndex, readRecordEpochTag, readRecordGeneration } from './change-record.js';
+import { CHANGE_RECORD_SIZE } from './constants.js';
+import { LogIndex } from './log-index.js';
+import type { LogPoint } from './stat-cache.js';
 
-export const CHANGE_RECORD = defineTable('CHANGE_RECORD', CHANGE_RECORD_SIZE, [
-  { name: 'magic', offset: 0, type: 'u32' },
-  { name: 'crc', offset: 4, type: 'u32' },
-  { name: 'epochTag', offset: 8, type: 'u32' },
-  { name: 'kind', offset: 12, type: 'u16' },
-  { name: 'reserved', offset: 14, type: 'u16' },
-  { name: 'generation', offset: 16, type: 'u64' },
-  { name: 'bandIndex', offset: 24, type: 'u64' },
-] as const);
-
-export function encodeChangeRecord(epochTag: number, generation: number, bandIndex: number, kind = CHANGE_KIND_WRITE): Buffer {
-  const record = CHANGE_RECORD.encode({ magic: CHANGE_RECORD_MAGIC, crc: 0, epochTag, kind, reserved: 0, generation, bandIndex });
-  record.writeUInt32LE(checksum(record, 8, CHANGE_RECORD_SIZE), 4);
-  return record;
-}
+export { CHANGE_RECORD, encodeChangeRecord } from './change-record.js';
 
 export interface LogScan {
   /** Highest generation with a record, per band. */
-  readonly latest: Map<number, number>;
+  readonly index: LogIndex;
   readonly recordCount: number;
   /** Bytes of valid records from the start; anything past it is a torn tail. */
   readonly validBytes: number;
+  /** CRC-32 of the valid bytes. */
+  readonly validCrc: number;
+  /** The stat cache's trusted point when the log still starts with it (its records were not re-checked). */
+  readonly trustedPoint: LogPoint | undefined;
   /** An invalid record was followed by valid ones (damage, not a crash). */
   readonly damaged: boolean;
 }
 
-const readEpochTag = CHANGE_RECORD.reader('epochTag');
-const readGeneration = CHANGE_RECORD.reader('generation');
-const readBandIndex = CHANGE_RECORD.reader('bandIndex');
+/** CRC-32 of a byte range, continuing from `previous` (zlib's: fast on large ranges). */
+export function logCrc(bytes: Uint8Array, previous = 0): number {
+  return crc32(bytes, previous) >>> 0;
+}
 
-/** One pass over the log; reads fields in place (no per-record objects): it runs on every open. */
-export function scanChangeLog(bytes: Buffer, epochTag: number): LogScan {
-  const latest = new Map<number, number>();
-  let recordCount = 0;
-  let validBytes = 0;
+/**
+ * One pass over the log; reads fields in place (no per-record objects): it runs on every open.
+ * `trusted` is the stat cache's verified point: when the log still starts with exactly those
+ * bytes, their records are not checked one by one (nor indexed until a question needs it).
+ */
+export function scanChangeLog(bytes: Buffer, epochTag: number, trusted?: LogPoint): LogScan {
+  const matched =
+    trusted !== undefined &&
+    trusted.bytes % CHANGE_RECORD_SIZE === 0 &&
+    trusted.bytes <= bytes.length &&
+    logCrc(bytes.subarray(0, trusted.bytes)) === trusted.crc;
+  const start = matched ? trusted.bytes : 0;
+  const recent = new Map<number, number>();
+  let recordCount = start / CHANGE_RECORD_SIZE;
+  let validBytes = start;
   let damaged = false;
   let sawInvalid = false;
-  for (let offset = 0; offset + CHANGE_RECORD_SIZE <= bytes.length; offset += CHANGE_RECORD_SIZE) {
-    const valid = bytes.readUInt32LE(offset) === CHANGE_RECORD_MAGIC && bytes.readUInt32LE(offset + 4) === checksum(bytes, offset + 8, offset + CHANGE_RECORD_SIZE);
-    if (!valid) {
+  for (let offset = start; offset + CHANGE_RECORD_SIZE <= bytes.length; offset += CHANGE_RECORD_SIZE) {
+    if (!isValidRecord(bytes, offset)) {
       sawInvalid = true;
       continue;
     }
     if (sawInvalid) damaged = true;
-    if (readEpochTag(bytes, offset) !== epochTag) {
+    if (readRecordEpochTag(bytes, offset) !== epochTag) {
       damaged = true; // a record of another epoch: the log does not belong to this state
       continue;
     }
-    const generation = readGeneration(bytes, offset);
-    const bandIndex = readBandIndex(bytes, offset);
+    const generation = readRecordGeneration(bytes, offset);
+    const bandIndex = readRecordBandIndex(bytes, offset);
     recordCount++;
     if (!sawInvalid) validBytes = offset + CHANGE_RECORD_SIZE;
-    const known = latest.get(bandIndex);
-    if (known === undefined || known < generation) latest.set(bandIndex, generation);
+    const known = recent.get(bandIndex);
+    if (known === undefined || known < generation) recent.set(bandIndex, generation);
   }
-  return { latest, recordCount, validBytes, damaged };
+  const validCrc = logCrc(bytes.subarray(start, validBytes), matched ? trusted.crc : 0);
+  const trustedPoint = matched ? trusted : undefined;
+  return { index: new LogIndex(bytes.subarray(0, start), recent), recordCount, validBytes, validCrc, trustedPoint, damaged };
 }
 
 interface Pending {
@@ -86,12 +91,21 @@ export class ChangeLog {
   private pending: Pending[] = [];
   private syncing = false;
   private sizeBytes: number;
+  /** CRC-32 of the first sizeBytes (undefined when the log was opened without it). */
+  private crc: number | undefined;
 
   private constructor(
     private readonly handle: FileHandle,
     sizeBytes: number,
+    crc: number | undefined,
   ) {
     this.sizeBytes = sizeBytes;
+    this.crc = crc;
+  }
+
+  /** The durable length and its CRC-32: the point a stat-cache save can name as verified. */
+  point(): LogPoint | undefined {
+    return this.crc === undefined ? undefined : { bytes: this.sizeBytes, crc: this.crc };
   }
 
   /** Reads the whole log (missing = empty). */
@@ -113,8 +127,8 @@ export class ChangeLog {
     }
   }
 
-  /** Opens for appending after `validBytes`, cutting a torn tail off first. */
-  static async openForAppend(path: string, validBytes: number): Promise<ChangeLog> {
+  /** Opens for appending after `validBytes` (whose CRC-32 is `validCrc`), cutting a torn tail off first. */
+  static async openForAppend(path: string, validBytes: number, validCrc?: number): Promise<ChangeLog> {
     const handle = await open(path, 'a+').then(async (probe) => {
       await probe.close();
       return open(path, 'r+');
@@ -124,7 +138,7 @@ export class ChangeLog {
       await handle.truncate(validBytes);
       await handle.datasync();
     }
-    return new ChangeLog(handle, validBytes);
+    return new ChangeLog(handle, validBytes, validCrc);
   }
 
   /** Writes a fresh log holding `records` (tmp + fsync + rename + fsync dir). */
@@ -164,6 +178,7 @@ export class ChangeLog {
         await writeFully(this.handle, bytes, this.sizeBytes);
         await this.handle.datasync();
         this.sizeBytes += bytes.length;
+        if (this.crc !== undefined) this.crc = logCrc(bytes, this.crc);
         for (const item of batch) item.resolve();
       } catch (error) {
         for (const item of batch) item.reject(error);

@@ -10,8 +10,9 @@
 // A crash anywhere leaves records for every change that may have landed (some for changes that
 // did not: over-reporting). On the next read-write open, bands with a record newer than their
 // cached stat are re-stated at the next checkpoint, so their crash-time state is not mistaken for
-// a foreign edit. Each read-write open starts a new generation, so writes of a session always
-// carry records newer than any stat taken before it.
+// a foreign edit (only records after the stat cache's trusted log point need this look: see
+// stat-cache.ts). A session starts a new generation before its first change record, so writes
+// of a session always carry records newer than any stat taken before it.
 //
 // Foreign edits are found by an audit whose cost is chosen per call:
 //   full       stat every band file (listing of bands/ + every band the cache knows): O(bands);
@@ -31,7 +32,8 @@ import { mapLimit } from '../map-limit.js';
 import type { WarningSink } from '../warnings.js';
 import { ChangeLog, encodeChangeRecord, scanChangeLog } from './change-log.js';
 import { AUTO_FULL_AUDIT_MAX_BANDS, CHANGE_KIND_FOREIGN, CHANGE_KIND_WRITE, CHANGE_LOG_FILE, STAT_CACHE_FILE } from './constants.js';
-import { type FileStamp, StatCache, sameStamp, slotMatches, stampPath } from './stat-cache.js';
+import { type FileStamp, type LogPoint, StatCache, sameStamp, slotMatches, stampPath } from './stat-cache.js';
+import { LogIndex } from './log-index.js';
 import { type TrackingState, epochTagOf, folderIdentity, nextGeneration, readTrackingState, writeTrackingState } from './tracking-state.js';
 import { type TrackingToken, formatToken, parseToken, refuseToken } from './tracking-token.js';
 import { startEpoch } from './start-epoch.js';
@@ -90,12 +92,19 @@ export class ChangeTracker {
   private readonly durablyRecorded = new Set<number>();
   /** Bands sbm changed (or found changed) since the stat-cache was last saved. */
   private readonly touched = new Set<number>();
+  /** The log point every slot on disk covers (see stat-cache.ts), as of the last completed save. */
+  private lastComplete: LogPoint | undefined;
+  /** A save completed in this session (close need not save again when nothing was touched since). */
+  private savedThisSession = false;
+  /** The open generation began in this session, after every stat taken so far (see startGeneration). */
+  private freshGeneration = false;
+  private startingGeneration: Promise<void> | undefined;
 
   private constructor(
     private readonly host: TrackerHost,
     private state: TrackingState | undefined,
     private readonly unavailableReason: string | undefined,
-    private readonly latest: Map<number, number>,
+    private readonly index: LogIndex,
     private readonly cache: StatCache | undefined,
     private readonly log: ChangeLog | undefined,
     private readonly onWarning: WarningSink,
@@ -121,13 +130,15 @@ export class ChangeTracker {
   }
 
   async beforeChange(bandIndex: number, kind = CHANGE_KIND_WRITE): Promise<void> {
+    this.writableParts();
+    if (!this.freshGeneration) await this.startGeneration();
     const { state, log } = this.writableParts();
     this.touched.add(bandIndex);
     let durable = this.recorded.get(bandIndex);
     if (durable === undefined) {
       const generation = state.generation;
       durable = log.append(encodeChangeRecord(epochTagOf(state.epochId), generation, bandIndex, kind)).then(() => {
-        if ((this.latest.get(bandIndex) ?? -1) < generation) this.latest.set(bandIndex, generation);
+        this.index.note(bandIndex, generation);
         // Still this generation's record (a checkpoint clears the map): later changes may skip waiting.
         if (this.recorded.get(bandIndex) === durable) this.durablyRecorded.add(bandIndex);
       });
@@ -152,6 +163,7 @@ export class ChangeTracker {
     const next = nextGeneration(state, Date.now());
     await writeTrackingState(this.host.paths.sbm, this.host.paths.tmp, next);
     this.state = next;
+    this.freshGeneration = true;
     this.recorded.clear();
     this.durablyRecorded.clear();
     return formatToken({ bundleId: state.bundleId, epochId: state.epochId, generation: closed });
@@ -205,8 +217,7 @@ export class ChangeTracker {
   /** Bands changed since `sinceText`; read-write trackers also close the generation (new token). */
   async changedSince(sinceText: string, options: ChangedSinceOptions = {}): Promise<ChangeReport> {
     const since = this.checkToken(sinceText);
-    const reported = new Set<number>();
-    for (const [bandIndex, generation] of this.latest) if (generation > since.generation) reported.add(bandIndex);
+    const reported = new Set<number>(this.index.bandsNewerThan(since.generation));
     const audit = await this.audit(options.audit ?? 'auto', reported);
     for (const bandIndex of audit.foreign) reported.add(bandIndex);
     if (audit.foreign.length > 0) {
@@ -246,7 +257,8 @@ export class ChangeTracker {
 
   /** Saves the stat of touched bands (clean close). The next read-write open starts a new generation. */
   async close(): Promise<void> {
-    if (this.log !== undefined && this.state !== undefined) await this.saveStamps([]);
+    const unsaved = !this.savedThisSession || this.touched.size > 0;
+    if (this.log !== undefined && this.state !== undefined && unsaved) await this.saveStamps([]);
     await this.log?.close();
     await this.cache?.close();
   }
@@ -280,7 +292,7 @@ export class ChangeTracker {
     const slot = this.requireCache().slot(bandIndex);
     if (slotMatches(slot, stamp)) return false;
     // A record newer than the cached stat means sbm changed the band after that stat was taken.
-    return (this.latest.get(bandIndex) ?? -1) <= slot.statGeneration;
+    return (this.index.latestOf(bandIndex) ?? -1) <= slot.statGeneration;
   }
 
   private async recordForeign(bands: readonly number[]): Promise<void> {
@@ -290,13 +302,51 @@ export class ChangeTracker {
 
   private async saveStamps(restamp: Iterable<number>): Promise<void> {
     const state = this.requireState();
-    const bands = new Set([...this.touched, ...restamp]);
+    const cache = this.requireCache();
+    const bands = new Set(this.touched);
+    // Bands restamped without a new record are not re-checked by an open that trusts the log
+    // point, so their slots must be durable before any header names a point: clear it first.
+    let distrustFirst = false;
+    for (const bandIndex of restamp) {
+      if (!bands.has(bandIndex)) distrustFirst = true;
+      bands.add(bandIndex);
+    }
     const entries = new Map<number, FileStamp | undefined>();
     await mapLimit(bands, 16, async (bandIndex) => {
       entries.set(bandIndex, await stampPath(this.host.bandPath(bandIndex)));
     });
-    await this.requireCache().save(entries, await stampPath(this.host.paths.bands), state.generation);
+    const point = this.log?.point();
+    const logBandsAtLeast = Math.max(cache.logBandsAtLeast, this.index.distinctBandsIfKnown() ?? this.index.recentEntries.size);
+    // A save that writes slots and header together can only vouch for the previous save's point;
+    // once its fdatasync returns, this save's point is the one every slot covers. A save with no
+    // slot to write (every logged band's slot was found current) or one whose slots are durable
+    // before its header (distrustFirst) vouches for the current point at once.
+    await cache.save(entries, await stampPath(this.host.paths.bands), state.generation, {
+      logTrusted: distrustFirst || entries.size === 0 ? point : this.lastComplete,
+      logBandsAtLeast,
+      distrustFirst,
+    });
+    this.lastComplete = point;
+    this.savedThisSession = true;
     this.touched.clear();
+  }
+
+  /**
+   * Starts a new generation (durably) before the session's first change record, so every record
+   * of this session is newer than any stat taken before it (earlier sessions' saves included).
+   * Done on first need rather than at open: a session that only asks (token, changed-bands)
+   * then writes .sbm/state once, at its checkpoint.
+   */
+  private startGeneration(): Promise<void> {
+    this.startingGeneration ??= (async () => {
+      const next = nextGeneration(this.requireState(), Date.now());
+      await writeTrackingState(this.host.paths.sbm, this.host.paths.tmp, next);
+      this.state = next;
+      this.freshGeneration = true;
+    })().finally(() => {
+      this.startingGeneration = undefined; // a failure is retried by the next change
+    });
+    return this.startingGeneration;
   }
 
   private writableParts(): { state: TrackingState; log: ChangeLog } {
@@ -321,14 +371,16 @@ export class ChangeTracker {
     host: TrackerHost,
     state: TrackingState | undefined,
     unavailableReason: string | undefined,
-    latest: Map<number, number>,
+    index: LogIndex,
     cache: StatCache | undefined,
     log: ChangeLog | undefined,
     onWarning: WarningSink,
     touched: Iterable<number> = [],
+    lastComplete: LogPoint | undefined = undefined,
   ): ChangeTracker {
-    const tracker = new ChangeTracker(host, state, unavailableReason, latest, cache, log, onWarning);
+    const tracker = new ChangeTracker(host, state, unavailableReason, index, cache, log, onWarning);
     for (const bandIndex of touched) tracker.touched.add(bandIndex);
+    tracker.lastComplete = lastComplete;
     return tracker;
   }
 }
@@ -342,14 +394,14 @@ async function openReadOnly({ host, onWarning }: OpenOptions): Promise<ChangeTra
   const read = await readTrackingState(host.paths.sbm);
   if (read.kind !== 'ok') {
     const reason = read.kind === 'missing' ? undefined : `tracking state damaged: ${read.reason}`;
-    return ChangeTracker.build(host, undefined, reason, new Map(), undefined, undefined, onWarning);
+    return ChangeTracker.build(host, undefined, reason, new LogIndex(Buffer.alloc(0), new Map()), undefined, undefined, onWarning);
   }
   const state = read.state;
   const problem = await readOnlyProblem(host, state);
-  const scan = scanChangeLog(await ChangeLog.read(join(host.paths.sbm, CHANGE_LOG_FILE)), epochTagOf(state.epochId));
   const cache = await StatCache.load(join(host.paths.sbm, STAT_CACHE_FILE), epochTagOf(state.epochId), false);
+  const scan = scanChangeLog(await ChangeLog.read(join(host.paths.sbm, CHANGE_LOG_FILE)), epochTagOf(state.epochId), cache?.logTrusted);
   const reason = problem ?? (scan.damaged ? 'change log damaged' : cache === undefined ? 'stat cache missing or damaged' : undefined);
-  return ChangeTracker.build(host, state, reason, scan.latest, cache, undefined, onWarning);
+  return ChangeTracker.build(host, state, reason, scan.index, cache, undefined, onWarning);
 }
 
 async function readOnlyProblem(host: TrackerHost, state: TrackingState): Promise<string | undefined> {
@@ -361,11 +413,11 @@ async function openReadWrite({ host, onWarning }: OpenOptions): Promise<ChangeTr
   const opened = await startEpoch(host, onWarning);
   const { state, scan, cache } = opened;
   // Bands with a record newer than their cached stat were changed by a session that ended
-  // without saving stats (a crash): restat them at the next checkpoint.
+  // without saving stats (a crash): restat them at the next checkpoint. Records in the trusted
+  // part of the log are covered by completed saves, so only the records after it are looked at.
   const touched: number[] = [];
-  for (const [bandIndex, generation] of scan.latest) if (generation > cache.statGenerationOf(bandIndex)) touched.push(bandIndex);
-  const log = await ChangeLog.openForAppend(join(host.paths.sbm, CHANGE_LOG_FILE), scan.validBytes);
-  const next = nextGeneration(state, Date.now());
-  await writeTrackingState(host.paths.sbm, host.paths.tmp, next);
-  return ChangeTracker.build(host, next, undefined, scan.latest, cache, log, onWarning, touched);
+  for (const [bandIndex, generation] of scan.index.recentEntries) if (generation > cache.statGenerationOf(bandIndex)) touched.push(bandIndex);
+  const log = await ChangeLog.openForAppend(join(host.paths.sbm, CHANGE_LOG_FILE), scan.validBytes, scan.validCrc);
+  // The generation moves on before this session's first change record (startGeneration), not here.
+  return ChangeTracker.build(host, state, undefined, scan.index, cache, log, onWarning, touched, scan.trustedPoint);
 }

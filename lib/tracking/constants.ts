@@ -17,6 +17,10 @@ export const CHANGE_KIND_FOREIGN = 2; // the audit found a change made behind sb
 export const STAT_CACHE_MAGIC = 0x534d4253; // "SBMS" read little-endian
 export const STAT_CACHE_VERSION = 1;
 export const STAT_CACHE_HEADER_SIZE = 64;
+/** Header flag: logTrustedBytes/logTrustedCrc name a verified, fully stamped prefix of changes.log. */
+export const STAT_CACHE_FLAG_LOG_TRUSTED = 0x1;
+/** Header flag: presentBands holds the number of slots saying "present". */
+export const STAT_CACHE_FLAG_PRESENT_COUNT = 0x2;
 export const STAT_SLOT_SIZE = 48;
 export const SLOT_UNKNOWN = 0;
 export const SLOT_PRESENT = 1;

@@ -15,7 +15,8 @@ import { parseBandName } from '../bundle/bundle-paths.js';
 import { fsyncDirectory } from '../fs/atomic-write.js';
 import { mapLimit } from '../map-limit.js';
 import type { WarningSink } from '../warnings.js';
-import { ChangeLog, type LogScan, encodeChangeRecord, scanChangeLog } from './change-log.js';
+import { ChangeLog, type LogScan, encodeChangeRecord, logCrc, scanChangeLog } from './change-log.js';
+import { LogIndex } from './log-index.js';
 import type { TrackerHost } from './change-tracker.js';
 import { CHANGE_LOG_FILE, COMPACT_MIN_RECORDS, STAT_CACHE_FILE } from './constants.js';
 import { type FileStamp, StatCache, stampPath } from './stat-cache.js';
@@ -42,8 +43,8 @@ export async function startEpoch(host: TrackerHost, onWarning: WarningSink): Pro
     const state = read.state;
     bundleId = state.bundleId;
     const tag = epochTagOf(state.epochId);
-    const scan = scanChangeLog(await ChangeLog.read(logPath), tag);
     const cache = await StatCache.load(join(sbm, STAT_CACHE_FILE), tag, true);
+    const scan = scanChangeLog(await ChangeLog.read(logPath), tag, cache?.logTrusted);
     if (folder.dev !== state.folder.dev || folder.ino !== state.folder.ino) {
       reason = 'the bundle folder was copied, moved to another filesystem or restored';
     } else if (scan.damaged) {
@@ -51,7 +52,7 @@ export async function startEpoch(host: TrackerHost, onWarning: WarningSink): Pro
     } else if (cache === undefined) {
       reason = 'stat cache missing or damaged';
     } else {
-      return { state, scan: await compactIfLarge(host, logPath, scan, tag), cache };
+      return { state, scan: await compactIfLarge(host, logPath, scan, tag, cache.logBandsAtLeast), cache };
     }
     await cache?.close();
   }
@@ -69,7 +70,7 @@ export async function startEpoch(host: TrackerHost, onWarning: WarningSink): Pro
   await writeTrackingState(sbm, host.paths.tmp, state);
   const cache = await StatCache.load(join(sbm, STAT_CACHE_FILE), tag, true);
   if (cache === undefined) throw new Error('stat cache written but not readable');
-  return { state, scan: { latest: new Map(), recordCount: 0, validBytes: 0, damaged: false }, cache };
+  return { state, scan: emptyScan(new Map()), cache };
 }
 
 /** Stats every band file: the reference later audits compare against. O(bands), once per epoch. */
@@ -84,7 +85,7 @@ async function writeBaseline(host: TrackerHost, tag: number, generation: number)
   const staged = join(host.paths.tmp, `stat-cache.${randomBytes(6).toString('hex')}`);
   const cache = await StatCache.create(staged, tag);
   try {
-    await cache.save(entries, await stampPath(host.paths.bands), generation);
+    await cache.save(entries, await stampPath(host.paths.bands), generation, { logTrusted: undefined, logBandsAtLeast: 0 });
   } finally {
     await cache.close();
   }
@@ -92,11 +93,24 @@ async function writeBaseline(host: TrackerHost, tag: number, generation: number)
   await fsyncDirectory(host.paths.sbm);
 }
 
-/** Keeps the log proportional to the bands ever changed: one record per band, its latest generation. */
-async function compactIfLarge(host: TrackerHost, logPath: string, scan: LogScan, tag: number): Promise<LogScan> {
-  if (scan.recordCount < COMPACT_MIN_RECORDS || scan.recordCount < 4 * scan.latest.size) return scan;
-  const records = [...scan.latest].sort((a, b) => a[0] - b[0]).map(([bandIndex, generation]) => encodeChangeRecord(tag, generation, bandIndex));
+/**
+ * Keeps the log proportional to the bands ever changed: one record per band, its latest generation.
+ * `bandsAtLeast` (from the stat cache) bounds the distinct bands from below, so a log that cannot
+ * need compacting is not indexed to find out.
+ */
+async function compactIfLarge(host: TrackerHost, logPath: string, scan: LogScan, tag: number, bandsAtLeast: number): Promise<LogScan> {
+  if (scan.recordCount < COMPACT_MIN_RECORDS) return scan;
+  const distinctAtLeast = scan.index.distinctBandsIfKnown() ?? Math.max(bandsAtLeast, scan.index.recentEntries.size);
+  if (scan.recordCount < 4 * distinctAtLeast) return scan;
+  const latest = scan.index.all();
+  if (scan.recordCount < 4 * latest.size) return scan;
+  const records = [...latest].sort((a, b) => a[0] - b[0]).map(([bandIndex, generation]) => encodeChangeRecord(tag, generation, bandIndex));
   const bytes = Buffer.concat(records);
   await ChangeLog.rewrite(logPath, host.paths.tmp, bytes);
-  return { latest: scan.latest, recordCount: records.length, validBytes: bytes.length, damaged: false };
+  // The rewritten log no longer starts with the stat cache's trusted bytes: nothing is trusted.
+  return { ...emptyScan(latest), recordCount: records.length, validBytes: bytes.length, validCrc: logCrc(bytes) };
+}
+
+function emptyScan(latest: Map<number, number>): LogScan {
+  return { index: new LogIndex(Buffer.alloc(0), latest), recordCount: 0, validBytes: 0, validCrc: 0, trustedPoint: undefined, damaged: false };
 }

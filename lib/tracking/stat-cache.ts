@@ -1,26 +1,44 @@
 // .sbm/stat-cache: what sbm last saw of each band file (inode, size, mtime, ctime in microseconds) and of
 // the bands/ folder, so edits made behind sbm's back show up as a stat difference. Slots are
-// indexed by band, so one band is checked or updated with one positional read or write.
+// indexed by band, so one band is checked or updated with one positional read or write; the
+// whole file is read only by audits that look at every band.
 //
 //   STAT_CACHE_HEADER (64 bytes)                 STAT_SLOT (48 bytes, at 64 + band * 48)
 //   +0 magic u32 "SBMS" | +4 crc32 of 8..63      +0 crc32 of 4..47 | +4 state u32 (0 unknown,
 //   +8 epochTag u32 | +12 version u16              1 present, 2 absent) | +8 statGeneration u64
-//   +14 reserved u16 | +16 dirIno u64             +16 ino u64 | +24 size u64 | +32 mtimeUs u64
+//   +14 flags u16 | +16 dirIno u64                +16 ino u64 | +24 size u64 | +32 mtimeUs u64
 //   +24 dirMtimeUs u64 | +32 dirCtimeUs u64       +40 ctimeUs u64
-//   +40 statGeneration u64 | +48 reserved u64 x2
+//   +40 statGeneration u64
+//   +48 logTrustedBytes u32 | +52 logTrustedCrc u32   (flag LOG_TRUSTED)
+//   +56 presentBands u32                              (flag PRESENT_COUNT)
+//   +60 logBandsAtLeast u32
 //
 // A slot's statGeneration is the generation during which the stat was taken; sbm's own later
 // changes to that band carry records of a higher generation, which is how an audit tells them
 // from foreign edits. A slot with a bad checksum reads as unknown (an audit then reports the band
 // unless a record explains it), so torn slot writes can only over-report.
+//
+// The fields from +48 were reserved (zero) in earlier files, and zero flags mean "not known":
+//   log trusted   the first logTrustedBytes of changes.log (CRC-32 logTrustedCrc) hold only valid
+//                 records of this epoch, and every band they name has a slot saved by a save that
+//                 completed (its fdatasync returned). So an open whose log still starts with those
+//                 bytes checks records and slots only for the records after them. A plain save
+//                 writes slots and header together, so its header names the previous save's log
+//                 point; a save of bands without new records (restamps) clears the flag first.
+//   presentBands  slots saying "present" (kept up to date by each save): picks the audit for
+//                 `auto` without reading every slot. An estimate, never used to decide a change.
+//   logBandsAtLeast  a lower bound on the distinct bands in changes.log, to decide compaction
+//                 without indexing the whole log.
 
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
-import { readFully, writeFully } from '../fs/read-fully.js';
+import { readFully, readFullySync, writeFully } from '../fs/read-fully.js';
 import { checksum, defineTable } from './binary-table.js';
 import {
   SLOT_ABSENT,
   SLOT_PRESENT,
+  STAT_CACHE_FLAG_LOG_TRUSTED,
+  STAT_CACHE_FLAG_PRESENT_COUNT,
   STAT_CACHE_HEADER_SIZE,
   STAT_CACHE_MAGIC,
   STAT_CACHE_VERSION,
@@ -32,13 +50,15 @@ export const STAT_CACHE_HEADER = defineTable('STAT_CACHE_HEADER', STAT_CACHE_HEA
   { name: 'crc', offset: 4, type: 'u32' },
   { name: 'epochTag', offset: 8, type: 'u32' },
   { name: 'version', offset: 12, type: 'u16' },
-  { name: 'reserved0', offset: 14, type: 'u16' },
+  { name: 'flags', offset: 14, type: 'u16' },
   { name: 'dirIno', offset: 16, type: 'u64' },
   { name: 'dirMtimeUs', offset: 24, type: 'u64' },
   { name: 'dirCtimeUs', offset: 32, type: 'u64' },
   { name: 'statGeneration', offset: 40, type: 'u64' },
-  { name: 'reserved1', offset: 48, type: 'u64' },
-  { name: 'reserved2', offset: 56, type: 'u64' },
+  { name: 'logTrustedBytes', offset: 48, type: 'u32' },
+  { name: 'logTrustedCrc', offset: 52, type: 'u32' },
+  { name: 'presentBands', offset: 56, type: 'u32' },
+  { name: 'logBandsAtLeast', offset: 60, type: 'u32' },
 ] as const);
 
 export const STAT_SLOT = defineTable('STAT_SLOT', STAT_SLOT_SIZE, [
@@ -106,16 +126,58 @@ export function slotMatches(slot: SlotEntry, now: FileStamp | undefined): boolea
   return sameStamp(slot.stamp, now);
 }
 
-export class StatCache {
-  private constructor(
-    private readonly handle: FileHandle | undefined,
-    private bytes: Buffer,
-    readonly epochTag: number,
-    readonly headerValid: boolean,
-    public dirStamp: FileStamp | undefined,
-  ) {}
+/** A prefix of changes.log: its length and the CRC-32 of those bytes. */
+export interface LogPoint {
+  readonly bytes: number;
+  readonly crc: number;
+}
 
-  /** Loads the cache; a missing file, a bad header or another epoch's file loads as `undefined`. */
+export interface SaveOptions {
+  /** The prefix of changes.log that every slot on disk covers once this save is durable. */
+  readonly logTrusted: LogPoint | undefined;
+  /** Lower bound on the distinct bands in changes.log. */
+  readonly logBandsAtLeast: number;
+  /**
+   * Some bands are saved without a change record after the trusted log point (restamps): clear
+   * the trusted flag durably before touching their slots, so a crash part-way makes the next open
+   * check every slot again.
+   */
+  readonly distrustFirst?: boolean;
+}
+
+export class StatCache {
+  /** The whole file, once something needed every slot; until then slots are read one by one. */
+  private bytes: Buffer | undefined;
+  private fileBytes: number;
+  private flags: number;
+  private presentCountValue: number;
+  private readonly scratch = Buffer.alloc(STAT_SLOT_SIZE);
+  /** Slots read one at a time so far; past SINGLE_SLOT_READS_MAX the whole file is read instead. */
+  private singleReads = 0;
+
+  private constructor(
+    private readonly handle: FileHandle,
+    readonly writable: boolean,
+    header: Record<'flags' | 'presentBands' | 'logTrustedBytes' | 'logTrustedCrc' | 'logBandsAtLeast', number>,
+    fileBytes: number,
+    readonly epochTag: number,
+    public dirStamp: FileStamp | undefined,
+    bytes?: Buffer,
+  ) {
+    this.flags = header.flags;
+    this.presentCountValue = header.presentBands;
+    this.logTrusted = (header.flags & STAT_CACHE_FLAG_LOG_TRUSTED) === 0 ? undefined : { bytes: header.logTrustedBytes, crc: header.logTrustedCrc };
+    this.logBandsAtLeast = header.logBandsAtLeast;
+    this.fileBytes = fileBytes;
+    this.bytes = bytes;
+  }
+
+  /** The trusted prefix of changes.log as loaded (see the header notes), if any. */
+  readonly logTrusted: LogPoint | undefined;
+  /** Lower bound on the distinct bands in changes.log as loaded (0 = unknown). */
+  readonly logBandsAtLeast: number;
+
+  /** Loads the header; a missing file, a bad header or another epoch's file loads as `undefined`. */
   static async load(path: string, epochTag: number, writable: boolean): Promise<StatCache | undefined> {
     let handle: FileHandle;
     try {
@@ -124,43 +186,39 @@ export class StatCache {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw error;
     }
-    let bytes: Buffer;
     try {
       const { size } = await handle.stat();
-      // One read of the whole file, no zero-filling first: readFully zeroes whatever it cannot read.
-      bytes = Buffer.allocUnsafe(Math.max(size, STAT_CACHE_HEADER_SIZE));
+      const bytes = Buffer.alloc(STAT_CACHE_HEADER_SIZE);
       await readFully(handle, bytes, 0);
+      // Magic, checksum and version before any field is decoded: a damaged header is a missing cache.
+      const headerValid =
+        bytes.readUInt32LE(0) === STAT_CACHE_MAGIC &&
+        bytes.readUInt32LE(4) === checksum(bytes, 8, STAT_CACHE_HEADER_SIZE) &&
+        bytes.readUInt16LE(12) === STAT_CACHE_VERSION;
+      const header = headerValid ? STAT_CACHE_HEADER.decode(bytes) : undefined;
+      if (header === undefined || header.epochTag !== epochTag) {
+        await handle.close();
+        return undefined;
+      }
+      const dirStamp = header.dirIno === 0 ? undefined : { ino: header.dirIno, size: 0, mtimeUs: header.dirMtimeUs, ctimeUs: header.dirCtimeUs };
+      return new StatCache(handle, writable, header, Math.max(size, STAT_CACHE_HEADER_SIZE), epochTag, dirStamp);
     } catch (error) {
       await handle.close();
       throw error;
     }
-    // Magic, checksum and version before any field is decoded: a damaged header is a missing cache.
-    const headerValid =
-      bytes.readUInt32LE(0) === STAT_CACHE_MAGIC &&
-      bytes.readUInt32LE(4) === checksum(bytes, 8, STAT_CACHE_HEADER_SIZE) &&
-      bytes.readUInt16LE(12) === STAT_CACHE_VERSION;
-    const header = headerValid ? STAT_CACHE_HEADER.decode(bytes.subarray(0, STAT_CACHE_HEADER_SIZE)) : undefined;
-    if (header === undefined || header.epochTag !== epochTag) {
-      await handle.close();
-      return undefined;
-    }
-    if (!writable) await handle.close();
-    const dirStamp = header.dirIno === 0 ? undefined : { ino: header.dirIno, size: 0, mtimeUs: header.dirMtimeUs, ctimeUs: header.dirCtimeUs };
-    return new StatCache(writable ? handle : undefined, bytes, epochTag, headerValid, dirStamp);
   }
 
   /** Creates an empty cache file for a new epoch (caller renames it into place). */
   static async create(path: string, epochTag: number): Promise<StatCache> {
     const handle = await open(path, 'w+', 0o644);
-    const bytes = Buffer.alloc(STAT_CACHE_HEADER_SIZE);
-    const cache = new StatCache(handle, bytes, epochTag, false, undefined);
-    return cache;
+    const empty = { flags: STAT_CACHE_FLAG_PRESENT_COUNT, presentBands: 0, logTrustedBytes: 0, logTrustedCrc: 0, logBandsAtLeast: 0 };
+    return new StatCache(handle, true, empty, STAT_CACHE_HEADER_SIZE, epochTag, undefined, Buffer.alloc(STAT_CACHE_HEADER_SIZE));
   }
 
   slot(bandIndex: number): SlotEntry {
-    const offset = this.validSlotOffset(bandIndex);
-    if (offset === undefined) return UNKNOWN;
-    const bytes = this.bytes;
+    const located = this.validSlot(bandIndex);
+    if (located === undefined) return UNKNOWN;
+    const [bytes, offset] = located;
     const state = readSlotState(bytes, offset);
     if (state === SLOT_ABSENT) return { state: 'absent', statGeneration: readSlotStatGeneration(bytes, offset) };
     if (state !== SLOT_PRESENT) return UNKNOWN;
@@ -171,47 +229,51 @@ export class StatCache {
     };
   }
 
-  /** slot(bandIndex).statGeneration without building the entry (-1 = unknown): run per logged band on open. */
+  /** slot(bandIndex).statGeneration without building the entry (-1 = unknown). */
   statGenerationOf(bandIndex: number): number {
-    const offset = this.validSlotOffset(bandIndex);
-    if (offset === undefined) return -1;
-    const state = readSlotState(this.bytes, offset);
-    return state === SLOT_PRESENT || state === SLOT_ABSENT ? readSlotStatGeneration(this.bytes, offset) : -1;
+    const located = this.validSlot(bandIndex);
+    if (located === undefined) return -1;
+    const state = readSlotState(located[0], located[1]);
+    return state === SLOT_PRESENT || state === SLOT_ABSENT ? readSlotStatGeneration(located[0], located[1]) : -1;
   }
 
   /** Band indexes whose slot says the band exists. Reads every slot: O(bands), used by full audits. */
   presentBands(): number[] {
+    const bytes = this.loadAll();
     const list: number[] = [];
-    const slots = Math.floor((this.bytes.length - STAT_CACHE_HEADER_SIZE) / STAT_SLOT_SIZE);
+    const slots = Math.floor((bytes.length - STAT_CACHE_HEADER_SIZE) / STAT_SLOT_SIZE);
     for (let bandIndex = 0; bandIndex < slots; bandIndex++) {
       const offset = STAT_CACHE_HEADER_SIZE + bandIndex * STAT_SLOT_SIZE;
-      if (readSlotState(this.bytes, offset) === SLOT_PRESENT && this.validSlotOffset(bandIndex) !== undefined) list.push(bandIndex);
+      if (readSlotState(bytes, offset) === SLOT_PRESENT && this.validSlot(bandIndex) !== undefined) list.push(bandIndex);
     }
     return list;
   }
 
   /**
-   * How many slots say "present", counted without checksums (a quick estimate for choosing the
-   * audit, never for deciding what changed).
+   * How many slots say "present": from the header when it knows, else by reading every slot
+   * (without checksums). An estimate for choosing the audit, never for deciding what changed.
    */
   presentCount(): number {
-    let count = 0;
-    for (let offset = STAT_CACHE_HEADER_SIZE + 4; offset + STAT_SLOT_SIZE - 4 <= this.bytes.length; offset += STAT_SLOT_SIZE) {
-      if (this.bytes.readUInt32LE(offset) === SLOT_PRESENT) count++;
+    if ((this.flags & STAT_CACHE_FLAG_PRESENT_COUNT) === 0) {
+      const bytes = this.loadAll();
+      let count = 0;
+      for (let offset = STAT_CACHE_HEADER_SIZE; offset + STAT_SLOT_SIZE <= bytes.length; offset += STAT_SLOT_SIZE) {
+        if (readSlotState(bytes, offset) === SLOT_PRESENT) count++;
+      }
+      this.presentCountValue = count;
+      this.flags |= STAT_CACHE_FLAG_PRESENT_COUNT;
     }
-    return count;
+    return this.presentCountValue;
   }
 
-  /** Offset of the band's slot when it lies inside the file and its checksum holds. */
-  private validSlotOffset(bandIndex: number): number | undefined {
-    const offset = STAT_CACHE_HEADER_SIZE + bandIndex * STAT_SLOT_SIZE;
-    if (offset + STAT_SLOT_SIZE > this.bytes.length) return undefined;
-    return readSlotCrc(this.bytes, offset) === checksum(this.bytes, offset + 4, offset + STAT_SLOT_SIZE) ? offset : undefined;
-  }
-
-  /** Records stamps (undefined = absent) for bands, then the folder stamp; fdatasyncs once. */
-  async save(entries: ReadonlyMap<number, FileStamp | undefined>, dirStamp: FileStamp | undefined, statGeneration: number): Promise<void> {
-    if (this.handle === undefined) throw new Error('stat cache opened read-only');
+  /** Records stamps (undefined = absent) for bands, then the folder stamp; fdatasyncs once (three times with distrustFirst). */
+  async save(entries: ReadonlyMap<number, FileStamp | undefined>, dirStamp: FileStamp | undefined, statGeneration: number, options: SaveOptions): Promise<void> {
+    if (!this.writable) throw new Error('stat cache opened read-only');
+    const header = (logTrusted: LogPoint | undefined) => this.encodeHeader(dirStamp, statGeneration, logTrusted, options.logBandsAtLeast);
+    if (options.distrustFirst === true && entries.size > 0) {
+      await writeFully(this.handle, header(undefined), 0);
+      await this.handle.datasync();
+    }
     for (const [bandIndex, stamp] of [...entries].sort((a, b) => a[0] - b[0])) {
       const slot = STAT_SLOT.encode({
         crc: 0,
@@ -223,39 +285,92 @@ export class StatCache {
         ctimeUs: stamp?.ctimeUs ?? 0,
       });
       slot.writeUInt32LE(checksum(slot, 4, STAT_SLOT_SIZE), 0);
+      const wasPresent = this.slotState(bandIndex) === SLOT_PRESENT;
+      this.presentCountValue += (stamp === undefined ? 0 : 1) - (wasPresent ? 1 : 0);
       const offset = STAT_CACHE_HEADER_SIZE + bandIndex * STAT_SLOT_SIZE;
-      this.ensureLength(offset + STAT_SLOT_SIZE);
-      slot.copy(this.bytes, offset);
       await writeFully(this.handle, slot, offset);
+      this.fileBytes = Math.max(this.fileBytes, offset + STAT_SLOT_SIZE);
+      if (this.bytes !== undefined) {
+        this.bytes = grown(this.bytes, offset + STAT_SLOT_SIZE);
+        slot.copy(this.bytes, offset);
+      }
     }
-    const header = STAT_CACHE_HEADER.encode({
-      magic: STAT_CACHE_MAGIC,
-      crc: 0,
-      epochTag: this.epochTag,
-      version: STAT_CACHE_VERSION,
-      reserved0: 0,
-      dirIno: dirStamp?.ino ?? 0,
-      dirMtimeUs: dirStamp?.mtimeUs ?? 0,
-      dirCtimeUs: dirStamp?.ctimeUs ?? 0,
-      statGeneration,
-      reserved1: 0,
-      reserved2: 0,
-    });
-    header.writeUInt32LE(checksum(header, 8, STAT_CACHE_HEADER_SIZE), 4);
-    header.copy(this.bytes, 0);
-    await writeFully(this.handle, header, 0);
+    if (options.distrustFirst === true && entries.size > 0) await this.handle.datasync();
+    const finalHeader = header(options.logTrusted);
+    if (this.bytes !== undefined) finalHeader.copy(this.bytes, 0);
+    await writeFully(this.handle, finalHeader, 0);
     await this.handle.datasync();
     this.dirStamp = dirStamp;
   }
 
   async close(): Promise<void> {
-    await this.handle?.close();
+    await this.handle.close();
   }
 
-  private ensureLength(length: number): void {
-    if (length <= this.bytes.length) return;
-    const grown = Buffer.alloc(Math.max(length, this.bytes.length * 2));
-    this.bytes.copy(grown);
-    this.bytes = grown;
+  private encodeHeader(dirStamp: FileStamp | undefined, statGeneration: number, logTrusted: LogPoint | undefined, logBandsAtLeast: number): Buffer {
+    // A trusted point must fit its u32 field; a longer log is simply not trusted (full check on open).
+    const trusted = logTrusted !== undefined && logTrusted.bytes <= 0xffffffff ? logTrusted : undefined;
+    const flags = (trusted === undefined ? 0 : STAT_CACHE_FLAG_LOG_TRUSTED) | (this.flags & STAT_CACHE_FLAG_PRESENT_COUNT);
+    const header = STAT_CACHE_HEADER.encode({
+      magic: STAT_CACHE_MAGIC,
+      crc: 0,
+      epochTag: this.epochTag,
+      version: STAT_CACHE_VERSION,
+      flags,
+      dirIno: dirStamp?.ino ?? 0,
+      dirMtimeUs: dirStamp?.mtimeUs ?? 0,
+      dirCtimeUs: dirStamp?.ctimeUs ?? 0,
+      statGeneration,
+      logTrustedBytes: trusted?.bytes ?? 0,
+      logTrustedCrc: trusted?.crc ?? 0,
+      presentBands: (this.flags & STAT_CACHE_FLAG_PRESENT_COUNT) === 0 ? 0 : Math.max(0, Math.min(this.presentCountValue, 0xffffffff)),
+      logBandsAtLeast: Math.min(logBandsAtLeast, 0xffffffff),
+    });
+    header.writeUInt32LE(checksum(header, 8, STAT_CACHE_HEADER_SIZE), 4);
+    return header;
   }
+
+  /** Reads the whole file once (synchronously: callers are about to look at every slot). */
+  private loadAll(): Buffer {
+    if (this.bytes === undefined) {
+      const bytes = Buffer.allocUnsafe(this.fileBytes);
+      readFullySync(this.handle.fd, bytes, 0); // zero-fills past the end of the file
+      this.bytes = bytes;
+    }
+    return this.bytes;
+  }
+
+  /** The state word of a slot, checksum unchecked (for the present count). */
+  private slotState(bandIndex: number): number {
+    const offset = STAT_CACHE_HEADER_SIZE + bandIndex * STAT_SLOT_SIZE;
+    if (offset + STAT_SLOT_SIZE > this.fileBytes) return 0;
+    if (this.bytes !== undefined) return readSlotState(this.bytes, offset);
+    readFullySync(this.handle.fd, this.scratch, offset);
+    return readSlotState(this.scratch, 0);
+  }
+
+  /** The slot's bytes and offset in them when the slot lies inside the file and its checksum holds. */
+  private validSlot(bandIndex: number): [Buffer, number] | undefined {
+    let offset = STAT_CACHE_HEADER_SIZE + bandIndex * STAT_SLOT_SIZE;
+    if (offset + STAT_SLOT_SIZE > this.fileBytes) return undefined;
+    if (this.bytes === undefined && ++this.singleReads > SINGLE_SLOT_READS_MAX) this.loadAll();
+    let bytes = this.bytes;
+    if (bytes === undefined) {
+      // One small positional read from the page cache: cheaper than a thread-pool round trip.
+      bytes = this.scratch;
+      readFullySync(this.handle.fd, bytes, offset);
+      offset = 0;
+    }
+    return readSlotCrc(bytes, offset) === checksum(bytes, offset + 4, offset + STAT_SLOT_SIZE) ? [bytes, offset] : undefined;
+  }
+}
+
+/** A caller going through more slots than this (an audit, a crash recovery) gets one whole-file read. */
+const SINGLE_SLOT_READS_MAX = 256;
+
+function grown(bytes: Buffer, length: number): Buffer {
+  if (length <= bytes.length) return bytes;
+  const larger = Buffer.alloc(Math.max(length, bytes.length * 2));
+  bytes.copy(larger);
+  return larger;
 }

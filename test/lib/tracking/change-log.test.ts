@@ -47,7 +47,7 @@ test('a torn tail is dropped and cut off; garbage followed by valid records is d
   const torn = scanChangeLog(await readFile(path), 5);
   t.false(torn.damaged);
   t.is(torn.validBytes, 64);
-  t.deepEqual([...torn.latest], [
+  t.deepEqual([...torn.index.all()], [
     [1, 1],
     [9, 2],
   ]);
@@ -55,7 +55,7 @@ test('a torn tail is dropped and cut off; garbage followed by valid records is d
   await log.append(encodeChangeRecord(5, 3, 1));
   await log.close();
   t.is((await stat(path)).size, 96);
-  t.deepEqual([...scanChangeLog(await readFile(path), 5).latest], [
+  t.deepEqual([...scanChangeLog(await readFile(path), 5).index.all()], [
     [1, 3],
     [9, 2],
   ]);
