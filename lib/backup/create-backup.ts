@@ -7,18 +7,20 @@
 //      temporary snapshot while writers keep going); refused (foreign / reset / stale token) ->
 //      hash every band, compare with the manifest
 //   3. build <stem>.inProgress/: copy changed bands (hashed during the copy, one read), link the
-//      rest, write the plists, token and lock, then .sbm/manifest.json; fsync each new file once
-//      and every folder once (hard links add no data to fsync)
+//      rest, write the plists, token and lock (each new file fsynced once, concurrently), then
+//      .sbm/manifest.json; fsync it and every folder of the build together (hard links add no
+//      data to fsync)
 //   4. rename <stem>.inProgress -> <stem>.sparsebundle, fsync the set folder
 //   5. release the frozen point (as soon as the bands are read); on any failure remove
 //      <stem>.inProgress (no other backup is touched)
 
-import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { bandFileName, bundlePaths, parseBandName } from '../bundle/bundle-paths.js';
 import { SbmError, fromSystemError, isSbmError } from '../errors.js';
 import { readBundleInfo } from '../bundle/bundle-files.js';
 import { fsyncDirectory, writeNewFileDurably } from '../fs/atomic-write.js';
+import { writeFully } from '../fs/read-fully.js';
 import { mapLimit } from '../map-limit.js';
 import type { WarningSink } from '../warnings.js';
 import { COPY_CONCURRENCY, copyBandHashing, hashFile, linkBands, linkOrCopy, readBandHashing, writeNewBand } from './band-files.js';
@@ -109,11 +111,7 @@ export async function createBackup(source: BackupSource, destination: string, op
           bands: built.bands,
           stats: { bandsCopied: built.bandsCopied, bandsLinked: built.bandsLinked, bytesWritten: built.bytesWritten, seconds },
         };
-        const writeManifest = async () => {
-          await writeNewFileDurably(join(building, MANIFEST_RELATIVE_PATH), Buffer.from(`${JSON.stringify(manifest, null, 1)}\n`));
-          await fsyncDirectory(join(building, '.sbm'));
-        };
-        await settleAll([writeManifest(), fsyncDirectory(building)]); // building's own entries are all made
+        await writeManifestAndSync(building, manifest);
         const finalPath = join(setDir, stem + BACKUP_SUFFIX);
         await rename(building, finalPath);
         await fsyncDirectory(setDir);
@@ -234,8 +232,21 @@ async function buildBackup(
       done();
     }),
   ]);
-  await fsyncDirectory(bandsDir);
-  return built;
+  return built; // bands/ is fsynced with the manifest (writeManifestAndSync)
+}
+
+/**
+ * Writes .sbm/manifest.json, then fsyncs it and every folder of the build at once: the entries
+ * all exist by now, and concurrent fsyncs share journal commits, which matters on a busy disk.
+ */
+async function writeManifestAndSync(building: string, manifest: BackupManifest): Promise<void> {
+  const handle = await open(join(building, MANIFEST_RELATIVE_PATH), 'wx', 0o644);
+  try {
+    await writeFully(handle, Buffer.from(`${JSON.stringify(manifest, null, 1)}\n`), 0);
+    await settleAll([handle.sync(), fsyncDirectory(join(building, '.sbm')), fsyncDirectory(join(building, 'bands')), fsyncDirectory(building)]);
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Waits for every task (none is left running behind a failure), then throws the first failure. */
