@@ -32,6 +32,11 @@ export interface CompressedSource {
 const MAX_BATCH_BYTES = 2 * 1024 * 1024;
 const BATCHES_IN_FLIGHT = 4;
 
+/** Starts the inflate workers ahead of the first read (they take tens of ms to load). */
+export function prewarmInflation(): void {
+  inflatePool().prewarm();
+}
+
 export async function readCompressedGrains(source: CompressedSource, grains: readonly CompressedGrain[]): Promise<void> {
   const sorted = [...grains].sort((a, b) => a.markerOffset - b.markerOffset);
   const maxGrain = maxCompressedBytes(source.grainBytes) + 12;

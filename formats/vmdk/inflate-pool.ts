@@ -1,6 +1,11 @@
 // A small pool of worker threads that inflate streamOptimized grain batches in parallel (zlib is
 // the bottleneck of stream input, ~300-500 MB/s per core). Workers are unref'd while idle, so the
 // pool never keeps the process alive.
+//
+// The calling thread inflates a batch itself (inline) when that is quicker than waiting: while no
+// worker has finished starting (a worker takes 30-100 ms to load), and when every ready worker
+// already has WORKER_QUEUE_DEPTH batches queued (then the caller would only wait). Opening a
+// stream extent starts the workers early (prewarm), so they boot while the bundle is created.
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
@@ -14,19 +19,31 @@ interface Pending {
 
 interface Reply {
   readonly id: number;
+  /** Sent once, when the worker has loaded and listens. */
+  readonly ready?: boolean;
   readonly data?: Uint8Array;
   readonly failure?: InflatedBatch['failure'];
   readonly error?: string;
 }
 
 const MAX_WORKERS = 4;
+/** Batches queued on one worker before the calling thread starts inflating batches itself. */
+const WORKER_QUEUE_DEPTH = 2;
+
+export interface InflatePoolStats {
+  /** Batches inflated on the calling thread. */
+  inline: number;
+  /** Batches sent to a worker. */
+  offloaded: number;
+}
 
 class InflatePool {
   private readonly workers: Worker[] = [];
+  private readonly ready = new Set<Worker>();
   private readonly pending = new Map<number, Pending>();
   private readonly busy = new Map<Worker, number>();
   private nextId = 1;
-  private next = 0;
+  readonly stats: InflatePoolStats = { inline: 0, offloaded: 0 };
 
   /**
    * Run from TypeScript sources (tests under tsx) there is no compiled worker file and workers do
@@ -36,15 +53,24 @@ class InflatePool {
 
   constructor(private readonly size: number) {}
 
+  /** Starts the workers now, so they are ready when the first batches come. */
+  prewarm(): void {
+    if (this.inline) return;
+    while (this.workers.length < this.size) this.workers.push(this.spawn());
+  }
+
   async run(batch: InflateBatch): Promise<InflatedBatch> {
-    if (this.inline) {
+    this.prewarm();
+    const worker = this.inline ? undefined : this.pick();
+    if (worker === undefined) {
+      this.stats.inline++;
       try {
         return runBatch(batch);
       } catch (error) {
         throw fromSystemError(error, 'cannot read VMDK grains', batch.path);
       }
     }
-    const worker = this.pick();
+    this.stats.offloaded++;
     const id = this.nextId++;
     return new Promise<InflatedBatch>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
@@ -54,21 +80,27 @@ class InflatePool {
     });
   }
 
-  private pick(): Worker {
-    if (this.workers.length < this.size) {
-      const worker = this.spawn();
-      this.workers.push(worker);
-      return worker;
+  /** The ready worker with the fewest batches queued, unless all have WORKER_QUEUE_DEPTH. */
+  private pick(): Worker | undefined {
+    let best: Worker | undefined;
+    let bestLoad = WORKER_QUEUE_DEPTH;
+    for (const worker of this.ready) {
+      const load = this.busy.get(worker) ?? 0;
+      if (load < bestLoad) {
+        best = worker;
+        bestLoad = load;
+      }
     }
-    const worker = this.workers[this.next % this.workers.length] as Worker;
-    this.next++;
-    return worker;
+    return best;
   }
 
   private spawn(): Worker {
     const worker = new Worker(new URL('./inflate-worker.js', import.meta.url));
-    worker.unref();
     worker.on('message', (reply: Reply) => {
+      if (reply.ready === true) {
+        this.ready.add(worker);
+        return;
+      }
       const waiting = this.pending.get(reply.id);
       this.pending.delete(reply.id);
       const left = (this.busy.get(worker) ?? 1) - 1;
@@ -81,6 +113,8 @@ class InflatePool {
     });
     worker.on('error', (error) => this.fail(worker, error));
     worker.on('exit', () => this.fail(worker, new Error('inflate worker exited')));
+    // After the listeners: adding a 'message' listener refs the worker's port again.
+    worker.unref();
     return worker;
   }
 
@@ -88,6 +122,7 @@ class InflatePool {
   private fail(worker: Worker, error: Error): void {
     const index = this.workers.indexOf(worker);
     if (index >= 0) this.workers.splice(index, 1);
+    this.ready.delete(worker);
     if ((this.busy.get(worker) ?? 0) === 0) return;
     this.busy.delete(worker);
     // Requests are not tracked per worker; fail every pending one (rare: a worker crash).

@@ -13,3 +13,6 @@ parentPort?.on('message', (request: { readonly id: number; readonly batch: Infla
     parentPort?.postMessage({ id: request.id, error: error instanceof Error ? error.message : String(error) });
   }
 });
+
+// Tells the pool this worker has loaded: until then the pool inflates on the calling thread.
+parentPort?.postMessage({ id: 0, ready: true });

@@ -7,7 +7,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { mapLimit } from '../../lib/map-limit.js';
 import type { WarningSink } from '../../lib/warnings.js';
-import { type CompressedGrain, readCompressedGrains } from './compressed-grains.js';
+import { type CompressedGrain, prewarmInflation, readCompressedGrains } from './compressed-grains.js';
 import { GTE_UNALLOCATED, GTE_ZEROED, SECTOR_SIZE } from './constants.js';
 import { GrainMap } from './grain-map.js';
 import { readCowdGeometry } from './cowd-header.js';
@@ -108,6 +108,7 @@ export class SparseExtent implements VmdkExtent {
       });
     }
     const extent = new SparseExtent(handle, path, geometry, map, onWarning, fileSize);
+    if (geometry.compressed && map !== undefined && map.allocatedGrains > 0) prewarmInflation();
     if (map !== undefined && map.zeroedGrains > 0 && !geometry.zeroedGrainsFlag) extent.warnStrayZero();
     return extent;
   }
