@@ -3,7 +3,7 @@
 
 import test, { type ExecutionContext } from 'ava';
 import { type ResultPromise, execa } from 'execa';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, readdir, readlink, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
@@ -164,4 +164,22 @@ test('sbm mount --fuse exposes DIR/disk and unmounts it on SIGTERM', async (t) =
   t.is((await child).exitCode, 0);
   const mounts = await readFile('/proc/mounts', 'utf8');
   t.false(mounts.includes(fuseDir), 'the FUSE mount is gone');
+});
+
+test('sbm mount keeps more band files open than the engine default, so I/O across many bands does not reopen them', async (t) => {
+  await requireTool(t, 'nbdcopy');
+  const dir = await tempDir(t);
+  const bundlePath = join(dir, 'wide.sparsebundle');
+  const bundle = await SparseBundle.create(bundlePath, { sizeBytes: 100 * MIB, bandSizeBytes: MIB });
+  for (let band = 0; band < 100; band++) await bundle.write(band * MIB, seededBytes(4096, band));
+  await bundle.close();
+  const { child, output } = await startMount(t, [bundlePath, '--json'], parsesAsJson);
+  const info = JSON.parse(output) as { uri: string; pid: number };
+  await execa('nbdcopy', [info.uri, 'null:']);
+  const fds = await readdir(`/proc/${info.pid}/fd`);
+  const targets = await Promise.all(fds.map((fd) => readlink(`/proc/${info.pid}/fd/${fd}`).catch(() => '')));
+  const bandFiles = targets.filter((target) => target.startsWith(join(bundlePath, 'bands')));
+  t.is(bandFiles.length, 100, 'every band read stays open (the engine default would have kept 64)');
+  process.kill(child.pid as number, 'SIGTERM');
+  t.is((await child).exitCode, 0);
 });
