@@ -154,7 +154,7 @@ export async function backupWorkloads({ dir, quick }: BenchContext): Promise<Wor
       id: 'backup-incremental',
       title: `Incremental backup after ${changedPerRun} of ${bandCount} bands (1%) of a ${size / GIB} GiB disk changed`,
       notes:
-        'sbm: snapshot, tracker query, copy the changed bands (fsynced, hashed), hard-link the rest, manifest. rsync --link-dest must copy the whole flat image because it changed; cp copies just the changed band files (the lower bound).',
+        'sbm: hold the bundle (no snapshot when unmounted), tracker query, copy the changed bands (hashed while written, fsynced), hard-link the rest, manifest. rsync --link-dest must copy the whole flat image because it changed; cp copies just the changed band files (the lower bound).',
       subject: 'sbm backup',
       variants: [
         { label: 'sbm backup', command: sbm('backup', path, dest), before: dirty },
