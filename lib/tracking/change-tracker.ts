@@ -255,7 +255,7 @@ export class ChangeTracker {
     return { since: formatToken(since), token, bands, totalBytes, audit: audit.kind };
   }
 
-  /** Saves the stat of touched bands (clean close). The next read-write open starts a new generation. */
+  /** Saves the stat of touched bands (clean close); nothing when a save this session already did. */
   async close(): Promise<void> {
     const unsaved = !this.savedThisSession || this.touched.size > 0;
     if (this.log !== undefined && this.state !== undefined && unsaved) await this.saveStamps([]);

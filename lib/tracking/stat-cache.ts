@@ -9,23 +9,24 @@
 //   +14 flags u16 | +16 dirIno u64                +16 ino u64 | +24 size u64 | +32 mtimeUs u64
 //   +24 dirMtimeUs u64 | +32 dirCtimeUs u64       +40 ctimeUs u64
 //   +40 statGeneration u64
-//   +48 logTrustedBytes u32 | +52 logTrustedCrc u32   (flag LOG_TRUSTED)
-//   +56 presentBands u32                              (flag PRESENT_COUNT)
-//   +60 logBandsAtLeast u32
+//   +48 logTrustedBytes u32 | +52 logBandsAtLeast u32 | +56 logTrustedCrc u32 | +60 presentBands u32
 //
 // A slot's statGeneration is the generation during which the stat was taken; sbm's own later
 // changes to that band carry records of a higher generation, which is how an audit tells them
 // from foreign edits. A slot with a bad checksum reads as unknown (an audit then reports the band
 // unless a record explains it), so torn slot writes can only over-report.
 //
-// The fields from +48 were reserved (zero) in earlier files, and zero flags mean "not known":
-//   log trusted   the first logTrustedBytes of changes.log (CRC-32 logTrustedCrc) hold only valid
+// The fields from +48 were two reserved u64 (zero) in earlier files, and zero flags mean "not
+// known". Earlier sbm decodes those u64s and refuses values past 2^53, so the u32 at +52 and +60
+// (their high halves) stay at most 0x1fffff: a larger lower bound is lowered, a larger count is
+// not kept.
+//   log trusted   (flag LOG_TRUSTED) the first logTrustedBytes of changes.log (CRC-32 logTrustedCrc) hold only valid
 //                 records of this epoch, and every band they name has a slot saved by a save that
 //                 completed (its fdatasync returned). So an open whose log still starts with those
 //                 bytes checks records and slots only for the records after them. A plain save
 //                 writes slots and header together, so its header names the previous save's log
 //                 point; a save of bands without new records (restamps) clears the flag first.
-//   presentBands  slots saying "present" (kept up to date by each save): picks the audit for
+//   presentBands  slots saying "present" (flag PRESENT_COUNT, kept up to date by each save): picks the audit for
 //                 `auto` without reading every slot. An estimate, never used to decide a change.
 //   logBandsAtLeast  a lower bound on the distinct bands in changes.log, to decide compaction
 //                 without indexing the whole log.
@@ -56,9 +57,9 @@ export const STAT_CACHE_HEADER = defineTable('STAT_CACHE_HEADER', STAT_CACHE_HEA
   { name: 'dirCtimeUs', offset: 32, type: 'u64' },
   { name: 'statGeneration', offset: 40, type: 'u64' },
   { name: 'logTrustedBytes', offset: 48, type: 'u32' },
-  { name: 'logTrustedCrc', offset: 52, type: 'u32' },
-  { name: 'presentBands', offset: 56, type: 'u32' },
-  { name: 'logBandsAtLeast', offset: 60, type: 'u32' },
+  { name: 'logBandsAtLeast', offset: 52, type: 'u32' },
+  { name: 'logTrustedCrc', offset: 56, type: 'u32' },
+  { name: 'presentBands', offset: 60, type: 'u32' },
 ] as const);
 
 export const STAT_SLOT = defineTable('STAT_SLOT', STAT_SLOT_SIZE, [
@@ -310,7 +311,8 @@ export class StatCache {
   private encodeHeader(dirStamp: FileStamp | undefined, statGeneration: number, logTrusted: LogPoint | undefined, logBandsAtLeast: number): Buffer {
     // A trusted point must fit its u32 field; a longer log is simply not trusted (full check on open).
     const trusted = logTrusted !== undefined && logTrusted.bytes <= 0xffffffff ? logTrusted : undefined;
-    const flags = (trusted === undefined ? 0 : STAT_CACHE_FLAG_LOG_TRUSTED) | (this.flags & STAT_CACHE_FLAG_PRESENT_COUNT);
+    const countKnown = (this.flags & STAT_CACHE_FLAG_PRESENT_COUNT) !== 0 && this.presentCountValue >= 0 && this.presentCountValue <= OLD_READER_HIGH_WORD_MAX;
+    const flags = (trusted === undefined ? 0 : STAT_CACHE_FLAG_LOG_TRUSTED) | (countKnown ? STAT_CACHE_FLAG_PRESENT_COUNT : 0);
     const header = STAT_CACHE_HEADER.encode({
       magic: STAT_CACHE_MAGIC,
       crc: 0,
@@ -323,8 +325,8 @@ export class StatCache {
       statGeneration,
       logTrustedBytes: trusted?.bytes ?? 0,
       logTrustedCrc: trusted?.crc ?? 0,
-      presentBands: (this.flags & STAT_CACHE_FLAG_PRESENT_COUNT) === 0 ? 0 : Math.max(0, Math.min(this.presentCountValue, 0xffffffff)),
-      logBandsAtLeast: Math.min(logBandsAtLeast, 0xffffffff),
+      presentBands: countKnown ? this.presentCountValue : 0,
+      logBandsAtLeast: Math.min(logBandsAtLeast, OLD_READER_HIGH_WORD_MAX),
     });
     header.writeUInt32LE(checksum(header, 8, STAT_CACHE_HEADER_SIZE), 4);
     return header;
@@ -364,6 +366,9 @@ export class StatCache {
     return readSlotCrc(bytes, offset) === checksum(bytes, offset + 4, offset + STAT_SLOT_SIZE) ? [bytes, offset] : undefined;
   }
 }
+
+/** Largest value of a u32 that earlier sbm reads as the high half of a u64 (2^53 - 1 >> 32). */
+const OLD_READER_HIGH_WORD_MAX = 0x1fffff;
 
 /** A caller going through more slots than this (an audit, a crash recovery) gets one whole-file read. */
 const SINGLE_SLOT_READS_MAX = 256;

@@ -104,3 +104,18 @@ test.serial('a save of bands without new records clears the trusted flag durably
     'datasync',
   ]);
 });
+
+test('earlier sbm can still read the header: its two reserved u64 stay below 2^53', async (t) => {
+  const path = await newCache(t);
+  const cache = await StatCache.load(path, 0x1234, true);
+  if (cache === undefined) throw new Error('cache did not load');
+  await cache.save(new Map([[1, stamp(11)]]), stamp(1), 2, { logTrusted: { bytes: 0xffffffe0, crc: 0xffffffff }, logBandsAtLeast: 2 ** 31 });
+  await cache.close();
+  const bytes = await readFile(path);
+  for (const offset of [48, 56]) t.true(bytes.readBigUInt64LE(offset) <= BigInt(Number.MAX_SAFE_INTEGER), `u64 at ${offset}`);
+  const reloaded = await StatCache.load(path, 0x1234, false);
+  t.teardown(() => reloaded?.close());
+  t.deepEqual(reloaded?.logTrusted, { bytes: 0xffffffe0, crc: 0xffffffff });
+  t.is(reloaded?.logBandsAtLeast, 0x1fffff, 'a lower bound may be lowered');
+  t.is(reloaded?.presentCount(), 4);
+});
