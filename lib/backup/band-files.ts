@@ -14,7 +14,7 @@ import { basename } from 'node:path';
 import { SbmError } from '../errors.js';
 import { readFully, writeFully } from '../fs/read-fully.js';
 import { mapLimit } from '../map-limit.js';
-import { inSyncRuns } from '../snapshots/sync-runs.js';
+import { inSyncRuns } from '../sync-runs.js';
 import type { BandRecord } from './backup-manifest.js';
 
 const COPY_CHUNK_BYTES = 1024 * 1024;

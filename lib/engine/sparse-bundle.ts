@@ -23,7 +23,7 @@ import {
   warnOnBandCount,
   writeInfoFiles,
 } from '../bundle/bundle-files.js';
-import { type BundleInfo, loadInfoPlistParser, renderInfoPlist, validateGeometry } from '../bundle/info-plist.js';
+import { type BundleInfo, renderInfoPlist, validateGeometry } from '../bundle/info-plist.js';
 import { LazyBandSet } from '../bundle/lazy-band-set.js';
 import { fsyncDirectory, replaceFilesInOrder } from '../fs/atomic-write.js';
 import { WarningList, type WarningSink } from '../warnings.js';
@@ -331,9 +331,6 @@ export class SparseBundle implements BlockDevice {
 
   /** Copy-on-write snapshots under .sbm/snapshots/. */
   get snapshots(): SnapshotManager {
-    // Snapshot revert parses the snapshot's Info.plist synchronously; a plist not in hdiutil's
-    // layout needs the general parser, so start loading it (off the token/changed-bands path).
-    if (this.snapshotManager === undefined) void loadInfoPlistParser().catch(() => undefined); // a failure resurfaces where the parser is needed
     this.snapshotManager ??= new SnapshotManager(this, (snapshotPath) => SparseBundle.open(snapshotPath, { readOnly: true }));
     return this.snapshotManager;
   }

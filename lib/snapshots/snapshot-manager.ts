@@ -23,13 +23,13 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { BlockDevice } from '../block-device.js';
 import { bandFileName, bundlePaths, parseBandName } from '../bundle/bundle-paths.js';
-import { parseInfoPlist } from '../bundle/info-plist.js';
+import { parseInfoPlistAsync } from '../bundle/info-plist.js';
 import type { BandStore } from '../engine/band-store.js';
 import type { SparseBundle } from '../engine/sparse-bundle.js';
 import { SbmError, fromSystemError } from '../errors.js';
 import { fsyncDirectory, writeNewFileDurably } from '../fs/atomic-write.js';
 import { stampPath } from '../tracking/stat-cache.js';
-import { inSyncRuns } from './sync-runs.js';
+import { inSyncRuns } from '../sync-runs.js';
 
 export const SNAPSHOTS_DIR = 'snapshots';
 export const SNAPSHOT_SUFFIX = '.sparsebundle';
@@ -163,7 +163,7 @@ export class SnapshotManager {
     this.assertWritable();
     const meta = await this.meta(name);
     const snapshotPaths = bundlePaths(this.pathOf(name));
-    const info = parseInfoPlist(await readFile(snapshotPaths.infoPlist), 'Info.plist');
+    const info = await parseInfoPlistAsync(await readFile(snapshotPaths.infoPlist), 'Info.plist');
     if (info.bandSizeBytes !== this.bundle.bandSizeBytes) {
       throw new SbmError('SBM_UNSUPPORTED', `snapshot "${meta.name}" has band size ${info.bandSizeBytes}, the bundle ${this.bundle.bandSizeBytes}`);
     }

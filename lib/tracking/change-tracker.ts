@@ -28,11 +28,11 @@ import { join } from 'node:path';
 import { SbmError } from '../errors.js';
 import type { BundlePaths } from '../bundle/bundle-paths.js';
 import { parseBandName } from '../bundle/bundle-paths.js';
-import { mapLimit } from '../map-limit.js';
+import { inSyncRuns } from '../sync-runs.js';
 import type { WarningSink } from '../warnings.js';
 import { ChangeLog, encodeChangeRecord, scanChangeLog } from './change-log.js';
 import { AUTO_FULL_AUDIT_MAX_BANDS, CHANGE_KIND_FOREIGN, CHANGE_KIND_WRITE, CHANGE_LOG_FILE, STAT_CACHE_FILE } from './constants.js';
-import { type FileStamp, type LogPoint, StatCache, sameStamp, slotMatches, stampPath } from './stat-cache.js';
+import { type FileStamp, type LogPoint, StatCache, sameStamp, slotMatches, stampPath, stampPathSync } from './stat-cache.js';
 import { LogIndex } from './log-index.js';
 import { type TrackingState, epochTagOf, folderIdentity, nextGeneration, readTrackingState, writeTrackingState } from './tracking-state.js';
 import { type TrackingToken, formatToken, parseToken, refuseToken } from './tracking-token.js';
@@ -176,8 +176,8 @@ export class ChangeTracker {
    */
   async auditBeforeRestamp(bands: Iterable<number>): Promise<number[]> {
     const foreign: number[] = [];
-    await mapLimit(bands, 16, async (bandIndex) => {
-      if (await this.isForeign(bandIndex, await stampPath(this.host.bandPath(bandIndex)))) foreign.push(bandIndex);
+    await inSyncRuns([...bands], (bandIndex) => {
+      if (this.isForeign(bandIndex, stampPathSync(this.host.bandPath(bandIndex)))) foreign.push(bandIndex);
     });
     await this.recordForeign(foreign);
     return foreign;
@@ -233,8 +233,8 @@ export class ChangeTracker {
     const bands: ChangedBand[] = [];
     const order = [...reported].sort((a, b) => a - b);
     const stamps = new Map<number, FileStamp | undefined>();
-    await mapLimit(order, 16, async (bandIndex) => {
-      stamps.set(bandIndex, audit.stamps.has(bandIndex) ? audit.stamps.get(bandIndex) : await stampPath(this.host.bandPath(bandIndex)));
+    await inSyncRuns(order, (bandIndex) => {
+      stamps.set(bandIndex, audit.stamps.has(bandIndex) ? audit.stamps.get(bandIndex) : stampPathSync(this.host.bandPath(bandIndex)));
     });
     let totalBytes = 0;
     for (const bandIndex of order) {
@@ -278,17 +278,17 @@ export class ChangeTracker {
       if (bandIndex !== undefined && bandIndex < this.host.bandCount) candidates.add(bandIndex);
     }
     const foreign: number[] = [];
-    await mapLimit(candidates, 16, async (bandIndex) => {
+    await inSyncRuns([...candidates], (bandIndex) => {
       if (skip.has(bandIndex)) return;
-      const stamp = await stampPath(this.host.bandPath(bandIndex));
+      const stamp = stampPathSync(this.host.bandPath(bandIndex));
       stamps.set(bandIndex, stamp);
-      if (await this.isForeign(bandIndex, stamp)) foreign.push(bandIndex);
+      if (this.isForeign(bandIndex, stamp)) foreign.push(bandIndex);
     });
     foreign.sort((a, b) => a - b);
     return { kind: 'full', foreign, stamps };
   }
 
-  private async isForeign(bandIndex: number, stamp: FileStamp | undefined): Promise<boolean> {
+  private isForeign(bandIndex: number, stamp: FileStamp | undefined): boolean {
     const slot = this.requireCache().slot(bandIndex);
     if (slotMatches(slot, stamp)) return false;
     // A record newer than the cached stat means sbm changed the band after that stat was taken.
@@ -312,8 +312,8 @@ export class ChangeTracker {
       bands.add(bandIndex);
     }
     const entries = new Map<number, FileStamp | undefined>();
-    await mapLimit(bands, 16, async (bandIndex) => {
-      entries.set(bandIndex, await stampPath(this.host.bandPath(bandIndex)));
+    await inSyncRuns([...bands], (bandIndex) => {
+      entries.set(bandIndex, stampPathSync(this.host.bandPath(bandIndex)));
     });
     const point = this.log?.point();
     const logBandsAtLeast = Math.max(cache.logBandsAtLeast, this.index.distinctBandsIfKnown() ?? this.index.recentEntries.size);

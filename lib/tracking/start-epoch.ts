@@ -13,13 +13,13 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parseBandName } from '../bundle/bundle-paths.js';
 import { fsyncDirectory } from '../fs/atomic-write.js';
-import { mapLimit } from '../map-limit.js';
+import { inSyncRuns } from '../sync-runs.js';
 import type { WarningSink } from '../warnings.js';
 import { ChangeLog, type LogScan, encodeChangeRecord, logCrc, scanChangeLog } from './change-log.js';
 import { LogIndex } from './log-index.js';
 import type { TrackerHost } from './change-tracker.js';
 import { CHANGE_LOG_FILE, COMPACT_MIN_RECORDS, STAT_CACHE_FILE } from './constants.js';
-import { type FileStamp, StatCache, stampPath } from './stat-cache.js';
+import { type FileStamp, StatCache, stampPath, stampPathSync } from './stat-cache.js';
 import { type TrackingState, epochTagOf, folderIdentity, newEpochState, readTrackingState, writeTrackingState } from './tracking-state.js';
 
 export interface OpenedEpoch {
@@ -77,10 +77,10 @@ export async function startEpoch(host: TrackerHost, onWarning: WarningSink): Pro
 async function writeBaseline(host: TrackerHost, tag: number, generation: number): Promise<void> {
   const entries = new Map<number, FileStamp | undefined>();
   const names = await readdir(host.paths.bands).catch(() => [] as string[]);
-  await mapLimit(names, 16, async (name) => {
+  await inSyncRuns(names, (name) => {
     const bandIndex = parseBandName(name);
     if (bandIndex === undefined || bandIndex >= host.bandCount) return;
-    entries.set(bandIndex, await stampPath(host.bandPath(bandIndex)));
+    entries.set(bandIndex, stampPathSync(host.bandPath(bandIndex)));
   });
   const staged = join(host.paths.tmp, `stat-cache.${randomBytes(6).toString('hex')}`);
   const cache = await StatCache.create(staged, tag);

@@ -32,7 +32,7 @@
 //                 without indexing the whole log.
 
 import { open, stat, type FileHandle } from 'node:fs/promises';
-import type { BigIntStats } from 'node:fs';
+import { statSync, type BigIntStats } from 'node:fs';
 import { readFully, readFullySync, writeFully } from '../fs/read-fully.js';
 import { checksum, defineTable } from './binary-table.js';
 import {
@@ -113,6 +113,15 @@ export async function stampPath(path: string): Promise<FileStamp | undefined> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
   }
+}
+
+/**
+ * stampPath without the thread pool, for stat-ing many bands in a row (inSyncRuns): one stat is a
+ * few microseconds in the kernel, a thread-pool round trip costs more than that again.
+ */
+export function stampPathSync(path: string): FileStamp | undefined {
+  const stats = statSync(path, { bigint: true, throwIfNoEntry: false });
+  return stats === undefined ? undefined : stampOf(stats);
 }
 
 export function sameStamp(a: FileStamp | undefined, b: FileStamp | undefined): boolean {
