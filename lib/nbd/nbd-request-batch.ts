@@ -79,42 +79,40 @@ export class RequestBatch {
   }
 }
 
-/** Runs one contiguous run (two or more requests) as one device call and returns one reply frame per request, in order. */
+/**
+ * Runs one contiguous run (two or more requests) as one device call and returns one reply frame
+ * per request, in order. Never rejects: if the merged call fails, each request runs alone.
+ */
 export async function runMerged(device: BlockDevice, requests: readonly NbdRequest[], frames: FrameAllocator): Promise<Buffer[]> {
-  const first = requests[0] as NbdRequest;
   let total = 0;
   for (const request of requests) total += request.length;
   const merged = frames.acquire(total);
   try {
-    if (first.type === C.NBD_CMD_READ) {
-      try {
-        await device.readInto(first.offset, merged);
-      } catch {
-        return await runAlone(device, requests, frames);
-      }
-      return requests.map((request) => {
-        const reply = readReply(request.cookie, request.offset, request.length, request.structured, (size) => frames.acquire(size));
-        const from = request.offset - first.offset;
-        merged.copy(reply.data, 0, from, from + request.length);
-        return reply.frame;
-      });
-    }
-    let at = 0;
-    for (const request of requests) {
-      (request.data as Buffer).copy(merged, at);
-      at += request.length;
-    }
-    try {
-      await device.write(first.offset, merged, { fua: (first.flags & C.NBD_CMD_FLAG_FUA) !== 0 });
-    } catch {
-      return await runAlone(device, requests, frames);
-    }
-    return requests.map((request) => simpleReply(request.cookie, 0));
+    return await mergedCall(device, requests, merged, frames);
+  } catch {
+    return await Promise.all(requests.map((request) => runRequest(device, request, frames)));
   } finally {
     frames.release(merged);
   }
 }
 
-function runAlone(device: BlockDevice, requests: readonly NbdRequest[], frames: FrameAllocator): Promise<Buffer[]> {
-  return Promise.all(requests.map((request) => runRequest(device, request, frames)));
+async function mergedCall(device: BlockDevice, requests: readonly NbdRequest[], merged: Buffer, frames: FrameAllocator): Promise<Buffer[]> {
+  const first = requests[0] as NbdRequest;
+  if (first.type === C.NBD_CMD_READ) {
+    await device.readInto(first.offset, merged);
+    return requests.map((request) => {
+      const reply = readReply(request.cookie, request.offset, request.length, request.structured, (size) => frames.acquire(size));
+      const from = request.offset - first.offset;
+      merged.copy(reply.data, 0, from, from + request.length);
+      return reply.frame;
+    });
+  }
+  let at = 0;
+  for (const request of requests) {
+    if (request.data === undefined || request.data.length !== request.length) throw new RangeError('WRITE without its payload');
+    request.data.copy(merged, at);
+    at += request.length;
+  }
+  await device.write(first.offset, merged, { fua: (first.flags & C.NBD_CMD_FLAG_FUA) !== 0 });
+  return requests.map((request) => simpleReply(request.cookie, 0));
 }
