@@ -17,7 +17,7 @@ export async function buildCli(args: string[]): Promise<Argv> {
     .help()
     .alias('help', 'h')
     .version(packageVersion())
-    .wrap(Math.min(120, yargs().terminalWidth()))
+    .wrap(Math.min(120, process.stdout.columns ?? 80)) // not yargs().terminalWidth(): a second parser costs start-up
     .fail((message, error) => {
       if (error !== undefined && error !== null) {
         reportError(error);

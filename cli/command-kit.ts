@@ -1,11 +1,11 @@
 // Shared plumbing for command modules: one-line errors with stable codes, --json output,
 // warnings on stderr, and --strict. Commands hold no logic the library lacks.
 
-import createDebug from 'debug';
+import { debugLog } from '../lib/debug-log.js';
 import { SbmError, isSbmError } from '../lib/errors.js';
 import type { SbmWarning, WarningSink } from '../lib/warnings.js';
 
-const debug = createDebug('sbm:cli');
+const debug = debugLog('sbm:cli');
 
 export interface GlobalOptions {
   json?: boolean;

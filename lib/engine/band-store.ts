@@ -10,7 +10,7 @@
 import { copyFile, constants as fsConstants, open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import createDebug from 'debug';
+import { debugLog } from '../debug-log.js';
 import { type Extent, isAllZero, pushExtent } from '../block-device.js';
 import { bandFileName } from '../bundle/bundle-paths.js';
 import { fsyncDirectory } from '../fs/atomic-write.js';
@@ -21,7 +21,7 @@ import { type BandLease, BandPool } from './band-pool.js';
 import { StripeLock } from './stripe-lock.js';
 import type { MappedBitmaps } from './mapped-bitmaps.js';
 
-const debug = createDebug('sbm:engine');
+const debug = debugLog('sbm:engine');
 const LOCK_STRIPES = 256;
 const FLUSH_CONCURRENCY = 8;
 const ZERO_WRITE_CHUNK = Buffer.alloc(1024 * 1024);

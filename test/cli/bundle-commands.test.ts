@@ -56,6 +56,10 @@ test('bad arguments give one line with a stable code and exit 2', async (t) => {
     t.regex(result.stderr.split('\n')[0] ?? '', /^sbm: SBM_[A-Z_]+: /, args.join(' '));
     t.notRegex(result.stderr, /\n\s+at /, 'no stack trace without DEBUG');
   }
+  // The debug logger loads only when DEBUG is set, and then shows where an error came from.
+  const traced = await runSbm(['info', join(dir, 'missing.vmdk')], { env: { DEBUG: 'sbm:*' } });
+  t.is(traced.exitCode, ERROR_CODES.SBM_NOT_FOUND.exitCode);
+  t.regex(traced.stderr, /sbm:cli SbmError: SBM_NOT_FOUND: [^\n]*\n\s+at /);
   const usage = await runSbm(['create', join(dir, 'd.sparsebundle')]);
   t.is(usage.exitCode, 2);
   const band = await runSbm(['create', join(dir, 'e.sparsebundle'), '--size', '1G', '--band-size', '1000']);
