@@ -1,6 +1,7 @@
 // The thin socket glue of one NBD connection: feeds received bytes to the sans-IO protocol, runs
-// requests concurrently against the device, and writes each reply whole as it completes (replies
-// go out of order). Backpressure: while the bytes of requests in flight (payloads, read buffers,
+// requests concurrently against the device (adjacent small READs/WRITEs received together as one
+// device call, see nbd-request-batch.ts), and writes each reply whole as it completes (replies
+// go out of order; those completed in one event-loop iteration share a writev). Backpressure: while the bytes of requests in flight (payloads, read buffers,
 // replies not yet handed to the kernel) exceed the cap, the session stops pulling requests and
 // pauses the socket, so a client cannot make the server buffer without bound.
 
