@@ -7,11 +7,11 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import createDebug from 'debug';
+import { debugLog } from '../debug-log.js';
 
 import { SbmError, fromSystemError } from '../errors.js';
 
-const debug = createDebug('sbm:nbd');
+const debug = debugLog('sbm:nbd');
 const READY_TIMEOUT_MS = 15_000;
 const EXIT_TIMEOUT_MS = 10_000;
 

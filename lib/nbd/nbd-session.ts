@@ -6,7 +6,7 @@
 // pauses the socket, so a client cannot make the server buffer without bound.
 
 import type { Socket } from 'node:net';
-import createDebug from 'debug';
+import { debugLog } from '../debug-log.js';
 
 import type { BlockDevice } from '../block-device.js';
 import type { BufferPool } from './buffer-pool.js';
@@ -17,7 +17,7 @@ import { RequestBatch, canBatch, runMerged } from './nbd-request-batch.js';
 import { runRequest } from './nbd-request-runner.js';
 import { type NbdAction, type NbdRequest, NbdServerProtocol } from './nbd-server-protocol.js';
 
-const debug = createDebug('sbm:nbd');
+const debug = debugLog('sbm:nbd');
 
 export interface SessionLimits {
   /** Bytes of requests in flight before the session stops reading (default 64 MiB). */

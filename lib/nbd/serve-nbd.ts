@@ -10,7 +10,7 @@ import { mkdtemp, rm, rmdir, stat } from 'node:fs/promises';
 import { type AddressInfo, type Server, type Socket, createServer, isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import createDebug from 'debug';
+import { debugLog } from '../debug-log.js';
 
 import type { BlockDevice } from '../block-device.js';
 import { SbmError, fromSystemError } from '../errors.js';
@@ -18,7 +18,7 @@ import { BufferPool } from './buffer-pool.js';
 import type { NbdExport } from './nbd-export.js';
 import { DEFAULT_SESSION_LIMITS, NbdSession, type SessionLimits } from './nbd-session.js';
 
-const debug = createDebug('sbm:nbd');
+const debug = debugLog('sbm:nbd');
 
 export interface ServeNbdOptions {
   /** Export name (default ""); clients asking for "" get it too. */
