@@ -11,6 +11,7 @@ import { copyFile, constants as fsConstants, open, rename, unlink } from 'node:f
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { debugLog } from '../debug-log.js';
+import { ReadBackoff } from './read-backoff.js';
 import { type Extent, isAllZero, pushExtent } from '../block-device.js';
 import { bandFileName } from '../bundle/bundle-paths.js';
 import { fsyncDirectory } from '../fs/atomic-write.js';
@@ -37,19 +38,6 @@ const SYNC_IO_MAX_BYTES = 64 * 1024;
  * loop would otherwise never give timers and sockets a turn (every await would settle as a microtask).
  */
 const SYNC_IO_PER_TURN = 64;
-/**
- * A synchronous read slower than this was not served from the page cache; reads then go back to
- * the thread pool (where several device reads overlap) for a backoff period that starts at
- * SYNC_READ_BACKOFF_MIN_MS and doubles with every slow read up to SYNC_READ_BACKOFF_MAX_MS, and a
- * fast read resets it. A cold disk stalls the event loop for at most one read per period (and
- * reaches the 1 s period within about 2 s); one page-cache miss on a warm disk costs 5 ms of
- * thread-pool reads, not a second of them (a flat 1 s made random reads 1.5x slower on a VM whose
- * page cache held a third of the disk).
- */
-const SLOW_SYNC_READ_MS = 1;
-const SYNC_READ_BACKOFF_MIN_MS = 5;
-const SYNC_READ_BACKOFF_MAX_MS = 1000;
-
 /**
  * Told before a band's content or existence changes; the change waits for the promise. A listener
  * with nothing to wait for (the change is already recorded) returns undefined.
@@ -78,10 +66,8 @@ export class BandStore {
   private bandsDirDirty = false;
   private readonly listeners: BandChangeListener[] = [];
   private syncIoThisTurn = 0;
-  /** performance.now() before which reads use the thread pool (after a slow synchronous read). */
-  private asyncReadsUntil = 0;
-  /** The current backoff period; 0 after a fast synchronous read. */
-  private readBackoffMs = 0;
+  /** Sends reads to the thread pool for a while after one missed the page cache. */
+  private readonly readBackoff = new ReadBackoff();
 
   constructor(private readonly options: BandStoreOptions) {
     this.bandSizeBytes = options.bandSizeBytes;
@@ -111,13 +97,7 @@ export class BandStore {
       if (this.maySyncRead(target.length)) {
         const started = performance.now();
         readFullySync(lease.entry.handle.fd, target, offsetInBand);
-        const finished = performance.now();
-        if (finished - started > SLOW_SYNC_READ_MS) {
-          this.readBackoffMs = Math.min(SYNC_READ_BACKOFF_MAX_MS, this.readBackoffMs === 0 ? SYNC_READ_BACKOFF_MIN_MS : 2 * this.readBackoffMs);
-          this.asyncReadsUntil = finished + this.readBackoffMs;
-        } else {
-          this.readBackoffMs = 0;
-        }
+        this.readBackoff.record(started, performance.now());
       } else {
         await readFully(lease.entry.handle, target, offsetInBand);
       }
@@ -315,7 +295,7 @@ export class BandStore {
   }
 
   private maySyncRead(length: number): boolean {
-    return length <= SYNC_IO_MAX_BYTES && (this.asyncReadsUntil === 0 || performance.now() >= this.asyncReadsUntil) && this.maySyncIo(length);
+    return length <= SYNC_IO_MAX_BYTES && this.readBackoff.allowsSync(performance.now()) && this.maySyncIo(length);
   }
 
   private async withBandLock<T>(bandIndex: number, operation: () => Promise<T>): Promise<T> {
