@@ -20,8 +20,12 @@ import type { BandRecord } from './backup-manifest.js';
 const COPY_CHUNK_BYTES = 1024 * 1024;
 /** Band copies in flight at once (each may hold a whole band in memory). */
 export const COPY_CONCURRENCY = 4;
-/** Bands up to this size are read in one call and held whole while written and hashed. */
-const WHOLE_BAND_MAX_BYTES = 64 * 1024 * 1024;
+/**
+ * Bands up to this size are read in one call and held whole while written and hashed. With
+ * COPY_CONCURRENCY copies in flight that is at most 64 MiB of band data, so peak memory stays
+ * bounded (< 256 MiB) whatever the band size; larger bands stream.
+ */
+const WHOLE_BAND_MAX_BYTES = 16 * 1024 * 1024;
 
 /** Size and sha256 of a file. */
 export async function hashFile(path: string): Promise<BandRecord> {
