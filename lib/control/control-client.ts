@@ -2,7 +2,7 @@
 // Paths in replies are the mount's; they are rebuilt from this process's bundle path (the mount
 // may have been started from another working directory).
 
-import { type Socket, createConnection } from 'node:net';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { BackupSource } from '../backup/create-backup.js';
 import { bundlePaths } from '../bundle/bundle-paths.js';
@@ -43,7 +43,10 @@ export class ControlClient implements BundleOperations {
   }
 
   /** Connects to `socketPath`; rejects with the socket error (ENOENT, ECONNREFUSED, timeout). */
-  static connect(bundlePath: string, socketPath: string, timeoutMs = CONNECT_TIMEOUT_MS): Promise<ControlClient> {
+  static async connect(bundlePath: string, socketPath: string, timeoutMs = CONNECT_TIMEOUT_MS): Promise<ControlClient> {
+    // Loaded here, not at the top: only a bundle served by `sbm mount` needs it, and every
+    // `sbm token` / `changed-bands` would otherwise pay for loading `net` at start-up.
+    const { createConnection } = await import('node:net');
     return new Promise((resolve, reject) => {
       const socket = createConnection({ path: socketPath });
       const timer = setTimeout(() => {
