@@ -12,12 +12,16 @@
 // checks that. fs-ext stays external: it is a native addon loaded from node_modules.
 
 import { build } from 'esbuild';
-import { dirname, resolve } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const WORKER_SOURCE = 'formats/vmdk/inflate-worker.ts';
 const POOL_SOURCE = 'formats/vmdk/inflate-pool.ts';
+
+// Chunk names carry content hashes: drop the previous build's so they don't pile up.
+await rm(join(REPO, 'dist/cli/chunks'), { recursive: true, force: true });
 
 const result = await build({
   absWorkingDir: REPO,
