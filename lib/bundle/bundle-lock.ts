@@ -25,7 +25,11 @@ export class BundleLock {
     return new BundleLock(undefined);
   }
 
-  static async acquire(paths: BundlePaths, mode: LockMode, onWarning: WarningSink): Promise<BundleLock> {
+  /**
+   * `recordOwner: false` takes an exclusive lock without writing .sbm/owner: for a bundle that
+   * must not change while locked (a snapshot about to be deleted).
+   */
+  static async acquire(paths: BundlePaths, mode: LockMode, onWarning: WarningSink, options: { recordOwner?: boolean } = {}): Promise<BundleLock> {
     let handle: FileHandle;
     try {
       // Read-only opens must not create files, but may lock an existing `lock`.
@@ -54,7 +58,7 @@ export class BundleLock {
       }
       throw fromSystemError(error, 'cannot lock', paths.lock);
     }
-    if (mode === 'exclusive') {
+    if (mode === 'exclusive' && options.recordOwner !== false) {
       const ownerWritten = writeFile(paths.owner, `${process.pid}\n`).catch(() => undefined); // advisory only; the flock is what counts
       return new BundleLock(handle, paths.owner, ownerWritten);
     }

@@ -22,11 +22,12 @@ import { link, mkdir, readFile, readdir, rename, rm, stat, unlink } from 'node:f
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { BlockDevice } from '../block-device.js';
-import { bandFileName, bundlePaths, parseBandName } from '../bundle/bundle-paths.js';
+import { BundleLock } from '../bundle/bundle-lock.js';
+import { type BundlePaths, bandFileName, bundlePaths, parseBandName } from '../bundle/bundle-paths.js';
 import { parseInfoPlistAsync } from '../bundle/info-plist.js';
 import type { BandStore } from '../engine/band-store.js';
 import type { SparseBundle } from '../engine/sparse-bundle.js';
-import { SbmError, fromSystemError } from '../errors.js';
+import { SbmError, fromSystemError, isSbmError } from '../errors.js';
 import { fsyncDirectory, writeNewFileDurably } from '../fs/atomic-write.js';
 import { stampPath } from '../tracking/stat-cache.js';
 import { inSyncRuns } from '../sync-runs.js';
@@ -113,7 +114,13 @@ export class SnapshotManager {
     for (const entry of names.sort()) {
       if (!entry.endsWith(SNAPSHOT_SUFFIX)) continue;
       const name = entry.slice(0, -SNAPSHOT_SUFFIX.length);
-      if (NAME_PATTERN.test(name)) list.push(await this.describe(name));
+      if (!NAME_PATTERN.test(name)) continue;
+      // A snapshot deleted while we look (another process, or the mount's cleanup) is skipped.
+      const info = await this.describe(name).catch((error: unknown) => {
+        if (isSbmError(error, 'SBM_NOT_FOUND') || (error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw error;
+      });
+      if (info !== undefined) list.push(info);
     }
     return list.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.name.localeCompare(b.name));
   }
@@ -145,6 +152,22 @@ export class SnapshotManager {
     this.assertWritable();
     await this.meta(name);
     const { paths } = this.bundle;
+    // A reader of the snapshot (sbm mount --snapshot, an export) holds its shared lock: deleting
+    // the files under it would pull the disk out from under its clients.
+    const lock = await BundleLock.acquire(bundlePaths(path), 'exclusive', () => undefined, { recordOwner: false }).catch((error: unknown) => {
+      if (isSbmError(error, 'SBM_LOCKED')) {
+        throw new SbmError('SBM_LOCKED', `snapshot "${name}" of ${this.bundle.path} is in use (served by sbm mount --snapshot, or being read); stop that first`, { name });
+      }
+      throw error;
+    });
+    try {
+      await this.deleteLocked(name, path, paths);
+    } finally {
+      await lock.release();
+    }
+  }
+
+  private async deleteLocked(name: string, path: string, paths: BundlePaths): Promise<void> {
     await this.quiesced(`cannot delete snapshot "${name}" of`, async (store) => {
       const shared = await sharedBands(store, join(path, 'bands'));
       await this.bundle.changeTracker.auditBeforeRestamp(shared);

@@ -129,3 +129,20 @@ test('revert makes the live disk equal to the snapshot, is tracked, and keeps ev
   t.is(await hashBundle(bundle.snapshots.pathOf('base')), hashBase);
   t.deepEqual((await checkBundle(bundle.path)).problems, []);
 });
+
+test('a snapshot being read (as sbm mount --snapshot does) cannot be deleted until its reader closes', async (t) => {
+  const bundle = await newBundle(t);
+  await bundle.write(0, seededBytes(2 * MiB, 7));
+  const info = await bundle.snapshots.create('served');
+  const hash = await hashBundle(info.path);
+  const reader = await bundle.snapshots.open('served'); // holds the snapshot's shared lock
+  const refused = await t.throwsAsync(bundle.snapshots.delete('served'));
+  t.true(isSbmError(refused, 'SBM_LOCKED'), String(refused));
+  t.regex(refused?.message ?? '', /snapshot "served" .* is in use/);
+  t.is(await hashBundle(info.path), hash, 'the refused delete changed nothing');
+  t.true((await reader.read(0, 2 * MiB)).equals(seededBytes(2 * MiB, 7)));
+  await reader.close();
+  await bundle.snapshots.delete('served');
+  t.deepEqual(await bundle.snapshots.list(), []);
+  await t.throwsAsync(stat(info.path), { code: 'ENOENT' });
+});
