@@ -27,8 +27,6 @@ export interface NumberTable<N extends string> {
   decode(source: Uint8Array): Record<N, number>;
   /** Allocation-free reader of one field; u64 fields throw SBM_CORRUPT past 2^53 like decode. */
   reader(field: N): FieldReader;
-  /** Byte offset of a field in the record. */
-  offsetOf(field: N): number;
 }
 
 /** Declares a little-endian table; throws at load when fields overlap, leave gaps or miss the size. */
@@ -46,11 +44,6 @@ export function defineTable<N extends string>(name: string, sizeBytes: number, f
         out[field.name] = typeof value === 'bigint' ? toSafeInteger(value, `${name}.${field.name}`) : value;
       }
       return out;
-    },
-    offsetOf(fieldName) {
-      const field = fields.find((candidate) => candidate.name === fieldName);
-      if (field === undefined) throw new SbmError('SBM_INTERNAL', `${name} has no field ${fieldName}`);
-      return field.offset;
     },
     reader(fieldName) {
       const field = fields.find((candidate) => candidate.name === fieldName);
