@@ -18,7 +18,7 @@ import { fsyncDirectory } from '../fs/atomic-write.js';
 import { readFully, writeFully } from '../fs/read-fully.js';
 import { isValidRecord, readRecordBandIndex, readRecordEpochTag, readRecordGeneration } from './change-record.js';
 import { CHANGE_RECORD_SIZE } from './constants.js';
-import { LogIndex } from './log-index.js';
+import { LogIndex, keepHighest } from './log-index.js';
 import type { LogPoint } from './stat-cache.js';
 
 export { CHANGE_RECORD, encodeChangeRecord } from './change-record.js';
@@ -73,8 +73,7 @@ export function scanChangeLog(bytes: Buffer, epochTag: number, trusted?: LogPoin
     const bandIndex = readRecordBandIndex(bytes, offset);
     recordCount++;
     if (!sawInvalid) validBytes = offset + CHANGE_RECORD_SIZE;
-    const known = recent.get(bandIndex);
-    if (known === undefined || known < generation) recent.set(bandIndex, generation);
+    keepHighest(recent, bandIndex, generation);
   }
   const validCrc = logCrc(bytes.subarray(start, validBytes), matched ? trusted.crc : 0);
   const trustedPoint = matched ? trusted : undefined;

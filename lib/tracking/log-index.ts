@@ -14,7 +14,7 @@ import { readRecordBandIndex, readRecordGeneration } from './change-record.js';
 import { CHANGE_RECORD_SIZE } from './constants.js';
 
 /** Records `generation` for the band unless a higher one is already there. */
-function keepHighest(map: Map<number, number>, bandIndex: number, generation: number): void {
+export function keepHighest(map: Map<number, number>, bandIndex: number, generation: number): void {
   const known = map.get(bandIndex);
   if (known === undefined || known < generation) map.set(bandIndex, generation);
 }
