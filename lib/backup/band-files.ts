@@ -7,7 +7,7 @@
 // digests queue behind the reads, writes and fsyncs for the pool's 4 threads.)
 // Bands larger than WHOLE_BAND_MAX_BYTES stream in COPY_CHUNK_BYTES chunks instead.
 
-import { copyFile, link, open, type FileHandle } from 'node:fs/promises';
+import { copyFile, open, type FileHandle } from 'node:fs/promises';
 import { constants, linkSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
@@ -104,19 +104,6 @@ export async function linkBands(pairs: ReadonlyArray<readonly [string, string]>,
     await copyDurably(from, to);
     onDone();
   });
-}
-
-/** Links `from` to `to` on the thread pool; copies instead in copy mode or at the link limit. */
-export async function linkOrCopy(from: string, to: string, copyMode: boolean): Promise<void> {
-  if (!copyMode) {
-    try {
-      await link(from, to);
-      return;
-    } catch (error) {
-      if (!atLinkLimit(error, from)) throw error;
-    }
-  }
-  await copyDurably(from, to);
 }
 
 /** copyFile (reflinked where the filesystem can), then fsync: a copy counts only once durable. */

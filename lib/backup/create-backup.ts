@@ -23,7 +23,7 @@ import { fsyncDirectory, writeNewFileDurably } from '../fs/atomic-write.js';
 import { writeFully } from '../fs/read-fully.js';
 import { mapLimit } from '../map-limit.js';
 import type { WarningSink } from '../warnings.js';
-import { COPY_CONCURRENCY, copyBandHashing, hashFile, linkBands, linkOrCopy, readBandHashing, writeNewBand } from './band-files.js';
+import { COPY_CONCURRENCY, copyBandHashing, hashFile, linkBands, readBandHashing, writeNewBand } from './band-files.js';
 import { type BackupManifest, type BackupMode, type BandRecord, MANIFEST_RELATIVE_PATH, MANIFEST_VERSION, readManifest } from './backup-manifest.js';
 import { BACKUP_SUFFIX, IN_PROGRESS_SUFFIX, discardInterrupted, freeBackupStem, listBackups, lockBackupSet } from './backup-set.js';
 
@@ -227,9 +227,8 @@ async function buildBackup(
         copied(name, read === undefined ? await copyBandHashing(from(name), to) : await writeNewBand(to, read.data));
         return;
       }
-      await linkOrCopy(join(previousPath, 'bands', name), to, copyMode);
       linked(name, before);
-      done();
+      await linkBands([[join(previousPath, 'bands', name), to]], copyMode, done);
     }),
   ]);
   return built; // bands/ is fsynced with the manifest (writeManifestAndSync)
