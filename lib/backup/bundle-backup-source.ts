@@ -19,6 +19,7 @@ import { readdir } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { SbmError, isSbmError } from '../errors.js';
 import type { SparseBundle } from '../engine/sparse-bundle.js';
+import { SNAPSHOT_SUFFIX } from '../snapshots/snapshot-manager.js';
 import type { BackupSource, ChangedAnswer, FrozenPoint } from './create-backup.js';
 
 /** Temporary snapshots a backup freezes the disk with are named `sbm-backup-<ms>-<hex>`. */
@@ -58,7 +59,9 @@ export function bundleBackupSource(bundle: SparseBundle, options: BundleBackupSo
     name: backupSetName(bundle.path),
     async freeze(previousToken?: string): Promise<FrozenPoint> {
       if (bundle.readOnly) throw new SbmError('SBM_READ_ONLY', `bundle ${bundle.path} is open read-only`);
-      await removeStaleBackupSnapshots(bundle);
+      const entries = await readdir(bundle.snapshots.directory).catch(() => [] as string[]);
+      const names = entries.filter((entry) => entry.endsWith(SNAPSHOT_SUFFIX)).map((entry) => entry.slice(0, -SNAPSHOT_SUFFIX.length));
+      await removeStaleBackupSnapshots(names, (name) => bundle.snapshots.delete(name));
       return holdBundle(bundle, previousToken);
     },
     changedSince: (token) => refusalAsAnswer(() => bundle.changedSince(token)),
@@ -100,13 +103,16 @@ async function holdBundle(bundle: SparseBundle, previousToken: string | undefine
   };
 }
 
-/** A killed backup leaves its snapshot behind; it would pin old bands forever. */
-async function removeStaleBackupSnapshots(bundle: SparseBundle): Promise<void> {
-  const names = await readdir(bundle.snapshots.directory).catch(() => [] as string[]);
-  for (const entry of names) {
-    if (entry.startsWith(BACKUP_SNAPSHOT_PREFIX) && entry.endsWith('.sparsebundle')) {
-      await bundle.snapshots.delete(entry.slice(0, -'.sparsebundle'.length));
-    }
+/**
+ * A killed backup leaves its snapshot behind; it would pin old bands forever. One still in use
+ * (SBM_LOCKED: a live client's backup on a mount serving several, or a reader) is left alone.
+ */
+async function removeStaleBackupSnapshots(names: Iterable<string>, deleteSnapshot: (name: string) => Promise<void>): Promise<void> {
+  for (const name of names) {
+    if (!name.startsWith(BACKUP_SNAPSHOT_PREFIX)) continue;
+    await deleteSnapshot(name).catch((error: unknown) => {
+      if (!isSbmError(error, 'SBM_LOCKED')) throw error;
+    });
   }
 }
 
@@ -115,15 +121,7 @@ export function snapshotBackupSource(host: SnapshotHost): BackupSource {
     path: host.path,
     name: backupSetName(host.path),
     async freeze(previousToken?: string): Promise<FrozenPoint> {
-      // Whoever holds the bundle's write lock runs one backup at a time, except a mount serving
-      // several control clients: it refuses (SBM_LOCKED) to delete a snapshot a live client's
-      // backup still holds.
-      for (const stale of await host.listSnapshots()) {
-        if (!stale.name.startsWith(BACKUP_SNAPSHOT_PREFIX)) continue;
-        await host.deleteSnapshot(stale.name).catch((error: unknown) => {
-          if (!isSbmError(error, 'SBM_LOCKED')) throw error;
-        });
-      }
+      await removeStaleBackupSnapshots((await host.listSnapshots()).map((stale) => stale.name), (name) => host.deleteSnapshot(name));
       const name = `${BACKUP_SNAPSHOT_PREFIX}${Date.now()}-${randomBytes(3).toString('hex')}`;
       const snapshot = await host.createSnapshot(name);
       const release = () => host.deleteSnapshot(name);
