@@ -5,9 +5,10 @@ import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { SbmError } from '../lib/errors.js';
 import { reportError } from './command-kit.js';
-import { loadCommands } from './commands/index.js';
+import { type AnyCommand, loadCommands } from './commands/index.js';
 
-export async function buildCli(args: string[]): Promise<Argv> {
+/** `commands` replaces the command modules `args` needs (tests parse without running handlers). */
+export async function buildCli(args: string[], commands?: readonly AnyCommand[]): Promise<Argv> {
   let parser = yargs(args)
     .scriptName('sbm')
     .usage('$0 <command> [options]\n\nSparse-bundle virtual disk manager: hdiutil-compatible bundles, change tracking, NBD, backups.')
@@ -22,21 +23,22 @@ export async function buildCli(args: string[]): Promise<Argv> {
       if (error !== undefined && error !== null) {
         reportError(error);
       } else {
-        reportError(new SbmError('SBM_USAGE', message ?? 'bad arguments'));
+        // yargs breaks some messages (invalid choices) over lines; errors here are one line.
+        reportError(new SbmError('SBM_USAGE', (message ?? 'bad arguments').replace(/\s*\n\s*/g, ' ')));
         process.stderr.write('sbm: see sbm --help\n');
       }
       process.exit(process.exitCode ?? 2);
     });
-  for (const command of await loadCommands(args)) parser = parser.command(command);
+  for (const command of commands ?? (await loadCommands(args))) parser = parser.command(command);
   return parser;
 }
 
 /**
- * sbm's version from its package.json: two folders up from both the bundled CLI
- * (dist/cli/sbm.js) and tsc's output (dist/cli/build-cli.js), one up from the sources.
+ * sbm's version from its package.json: three folders up from the bundle's chunk
+ * (dist/cli/chunks/), two up from tsc's output (dist/cli/build-cli.js), one up from the sources.
  */
 function packageVersion(): string {
-  for (const relative of ['../../package.json', '../package.json']) {
+  for (const relative of ['../../../package.json', '../../package.json', '../package.json']) {
     try {
       const manifest = JSON.parse(readFileSync(new URL(relative, import.meta.url), 'utf8')) as { name?: string; version?: string };
       if (manifest.name === 'sbm' && typeof manifest.version === 'string') return manifest.version;

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Entry point of the `sbm` command.
 
-import { hideBin } from 'yargs/helpers';
-import { buildCli } from './build-cli.js';
+import { LEAN_COMMAND_LOADERS } from './commands/index.js';
+import { runLean } from './lean-parse.js';
 
 // `sbm changed-bands ... | head` closes the pipe early: that is not an error.
 for (const stream of [process.stdout, process.stderr]) {
@@ -12,4 +12,10 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-await (await buildCli(hideBin(process.argv))).parseAsync();
+const args = process.argv.slice(2);
+const lean = args[0] === undefined ? undefined : LEAN_COMMAND_LOADERS[args[0]];
+// yargs is loaded only when the lean path steps aside: it is a quarter of a changed-bands call.
+if (lean === undefined || !(await runLean(await lean(), args.slice(1)))) {
+  const { buildCli } = await import('./build-cli.js');
+  await (await buildCli(args)).parseAsync();
+}

@@ -11,6 +11,7 @@ import { SbmError } from '../../lib/errors.js';
 import type { AuditMode, ChangedBand } from '../../lib/tracking/change-tracker.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, strictOption, warningSink } from '../command-kit.js';
+import type { LeanCommand, LeanOptions } from '../lean-parse.js';
 
 interface ChangedBandsArgs extends GlobalOptions {
   bundle: string;
@@ -22,23 +23,30 @@ interface ChangedBandsArgs extends GlobalOptions {
   tokenFile?: string;
 }
 
+/** Shared by yargs and the lean fast path (cli/lean-parse.ts) that backup scripts' calls take. */
+const CHANGED_BANDS_OPTIONS = {
+  since: { type: 'string', demandOption: true, describe: 'token (sbm1:...), snapshot name or ISO-8601 time' },
+  relative: { type: 'boolean', default: false, describe: 'print paths relative to the bundle (bands/<n>)' },
+  null: { alias: '0', type: 'boolean', default: false, describe: 'end each path with NUL instead of newline' },
+  ranges: { type: 'boolean', default: false, describe: 'print virtual byte ranges "<offset> <length>" instead of paths' },
+  audit: {
+    type: 'string',
+    choices: ['auto', 'full', 'directory'],
+    default: 'auto',
+    describe: 'stat audit for edits behind sbm\'s back: full = stat every band; directory = only when bands/ changed',
+  },
+  'token-file': { type: 'string', describe: 'also write the next token to this file' },
+  ...jsonOption,
+  ...strictOption,
+} as const satisfies LeanOptions;
+
 export const changedBandsCommand: CommandModule<object, ChangedBandsArgs> = {
   command: 'changed-bands <bundle>',
   describe: 'list bands changed since a token, snapshot or time (exit 10: full backup required)',
   builder: (yargs) =>
     yargs
       .positional('bundle', { type: 'string', demandOption: true, describe: 'a sparse bundle' })
-      .option('since', { type: 'string', demandOption: true, describe: 'token (sbm1:...), snapshot name or ISO-8601 time' })
-      .option('relative', { type: 'boolean', default: false, describe: 'print paths relative to the bundle (bands/<n>)' })
-      .option('null', { alias: '0', type: 'boolean', default: false, describe: 'end each path with NUL instead of newline' })
-      .option('ranges', { type: 'boolean', default: false, describe: 'print virtual byte ranges "<offset> <length>" instead of paths' })
-      .option('audit', {
-        choices: ['auto', 'full', 'directory'] as const,
-        default: 'auto' as AuditMode,
-        describe: 'stat audit for edits behind sbm\'s back: full = stat every band; directory = only when bands/ changed',
-      })
-      .option('token-file', { type: 'string', describe: 'also write the next token to this file' })
-      .options({ ...jsonOption, ...strictOption }),
+      .options(CHANGED_BANDS_OPTIONS),
   handler: action(async (argv) => {
     if (argv.ranges && (argv.relative || argv.null)) throw new SbmError('SBM_USAGE', '--ranges prints byte ranges; it does not combine with --relative or --null');
     const warnings: SbmWarning[] = [];
@@ -91,3 +99,9 @@ function mergeRanges(bands: readonly ChangedBand[]): Array<{ offset: number; len
   }
   return ranges;
 }
+
+export const changedBandsLean: LeanCommand = {
+  command: changedBandsCommand.command as string,
+  options: CHANGED_BANDS_OPTIONS,
+  handler: changedBandsCommand.handler as LeanCommand['handler'],
+};

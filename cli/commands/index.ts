@@ -3,9 +3,10 @@
 // Add new commands to this table; the key is the command's name.
 
 import type { CommandModule } from 'yargs';
+import type { LeanCommand } from '../lean-parse.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-type AnyCommand = CommandModule<any, any>;
+export type AnyCommand = CommandModule<any, any>;
 
 export const COMMAND_LOADERS: Readonly<Record<string, () => Promise<AnyCommand>>> = {
   create: async () => (await import('./create.js')).createCommand,
@@ -23,6 +24,15 @@ export const COMMAND_LOADERS: Readonly<Record<string, () => Promise<AnyCommand>>
   restore: async () => (await import('./restore.js')).restoreCommand,
   verify: async () => (await import('./verify.js')).verifyCommand,
   thin: async () => (await import('./thin.js')).thinCommand,
+};
+
+/**
+ * The commands backup scripts call in loops, which may skip yargs when their arguments are
+ * plain (cli/lean-parse.ts). Each also stays in COMMAND_LOADERS for everything else.
+ */
+export const LEAN_COMMAND_LOADERS: Readonly<Record<string, () => Promise<LeanCommand>>> = {
+  token: async () => (await import('./token.js')).tokenLean,
+  'changed-bands': async () => (await import('./changed-bands.js')).changedBandsLean,
 };
 
 /** The command modules needed to parse `args`: the named one, or all (for help and typos). */

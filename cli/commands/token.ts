@@ -7,16 +7,20 @@ import { openBundleOperations } from '../../lib/control/open-bundle-operations.j
 import { parseToken } from '../../lib/tracking/tracking-token.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import type { LeanCommand, LeanOptions } from '../lean-parse.js';
 
 interface TokenArgs extends GlobalOptions {
   bundle: string;
 }
 
+/** Shared by yargs and the lean fast path (cli/lean-parse.ts) that backup scripts' calls take. */
+const TOKEN_OPTIONS = { ...jsonOption, ...strictOption } as const satisfies LeanOptions;
+
 export const tokenCommand: CommandModule<object, TokenArgs> = {
   command: 'token <bundle>',
   describe: 'print a change-tracking token naming this point (closes the current generation)',
   builder: (yargs) =>
-    yargs.positional('bundle', { type: 'string', demandOption: true, describe: 'a sparse bundle' }).options({ ...jsonOption, ...strictOption }),
+    yargs.positional('bundle', { type: 'string', demandOption: true, describe: 'a sparse bundle' }).options(TOKEN_OPTIONS),
   handler: action(async (argv) => {
     const warnings: SbmWarning[] = [];
     // A token needs no list of bands: skip listing bands/ (O(bands)) at open.
@@ -29,4 +33,10 @@ export const tokenCommand: CommandModule<object, TokenArgs> = {
       await bundle.close();
     }
   }),
+};
+
+export const tokenLean: LeanCommand = {
+  command: tokenCommand.command as string,
+  options: TOKEN_OPTIONS,
+  handler: tokenCommand.handler as LeanCommand['handler'],
 };

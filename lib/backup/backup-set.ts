@@ -5,7 +5,7 @@
 
 import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import fsExt from 'fs-ext';
+import { fsExt } from '../fs/fs-ext.js';
 import { SbmError } from '../errors.js';
 
 export const BACKUP_SUFFIX = '.sparsebundle';
@@ -77,7 +77,7 @@ export async function lockBackupSet(setDir: string): Promise<{ release(): Promis
   await mkdir(setDir, { recursive: true });
   const handle: FileHandle = await open(join(setDir, '.lock'), 'a+');
   try {
-    fsExt.flockSync(handle.fd, 'exnb');
+    fsExt().flockSync(handle.fd, 'exnb');
   } catch (error) {
     await handle.close();
     const errno = (error as NodeJS.ErrnoException).code;

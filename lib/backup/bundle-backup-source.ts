@@ -14,7 +14,7 @@
 //
 // Both clean up backup snapshots of killed runs and report token refusals the same way.
 
-import { randomBytes } from 'node:crypto';
+import { randomTag } from '../fs/temp-name.js';
 import { readdir } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { SbmError, isSbmError } from '../errors.js';
@@ -122,7 +122,7 @@ export function snapshotBackupSource(host: SnapshotHost): BackupSource {
     name: backupSetName(host.path),
     async freeze(previousToken?: string): Promise<FrozenPoint> {
       await removeStaleBackupSnapshots((await host.listSnapshots()).map((stale) => stale.name), (name) => host.deleteSnapshot(name));
-      const name = `${BACKUP_SNAPSHOT_PREFIX}${Date.now()}-${randomBytes(3).toString('hex')}`;
+      const name = `${BACKUP_SNAPSHOT_PREFIX}${Date.now()}-${randomTag(6)}`;
       const snapshot = await host.createSnapshot(name);
       const release = () => host.deleteSnapshot(name);
       try {

@@ -3,10 +3,10 @@
 // refused opener can say who holds it.
 
 import { open, readFile, unlink, writeFile, type FileHandle } from 'node:fs/promises';
-import fsExt from 'fs-ext';
 import { SbmError, fromSystemError } from '../errors.js';
 import type { WarningSink } from '../warnings.js';
 import type { BundlePaths } from './bundle-paths.js';
+import { fsExt } from '../fs/fs-ext.js';
 
 export type LockMode = 'exclusive' | 'shared';
 
@@ -43,7 +43,7 @@ export class BundleLock {
       throw fromSystemError(error, 'cannot open lock file', paths.lock);
     }
     try {
-      fsExt.flockSync(handle.fd, mode === 'exclusive' ? 'exnb' : 'shnb');
+      fsExt().flockSync(handle.fd, mode === 'exclusive' ? 'exnb' : 'shnb');
     } catch (error) {
       const errno = (error as NodeJS.ErrnoException).code;
       if (errno === 'ENOTSUP' || errno === 'EOPNOTSUPP' || errno === 'ENOLCK') {

@@ -9,7 +9,7 @@
 
 import { copyFile, constants as fsConstants, open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomTag } from '../fs/temp-name.js';
 import { debugLog } from '../debug-log.js';
 import { ReadBackoff } from './read-backoff.js';
 import { type Extent, isAllZero, pushExtent } from '../block-device.js';
@@ -328,7 +328,7 @@ export class BandStore {
   /** Copy-on-write: gives bands/<n> a private inode; the shared one keeps the old bytes. */
   private async breakSharing(bandIndex: number): Promise<void> {
     const source = this.pathOf(bandIndex);
-    const staged = join(this.options.tmpDir, `cow-${bandFileName(bandIndex)}-${randomBytes(6).toString('hex')}`);
+    const staged = join(this.options.tmpDir, `cow-${bandFileName(bandIndex)}-${randomTag()}`);
     debug('copy-on-write band %s', bandFileName(bandIndex));
     await copyFile(source, staged, fsConstants.COPYFILE_FICLONE);
     const handle = await open(staged, 'r+');

@@ -3,7 +3,7 @@
 
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomTag } from './temp-name.js';
 import { writeFully } from './read-fully.js';
 
 export async function fsyncDirectory(path: string): Promise<void> {
@@ -17,7 +17,7 @@ export async function fsyncDirectory(path: string): Promise<void> {
 
 /** Replaces `target` with `data` atomically, staging in `stagingDir`. Does not fsync the directory. */
 export async function replaceFile(target: string, data: Uint8Array, stagingDir: string): Promise<void> {
-  const temp = join(stagingDir, `${basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
+  const temp = join(stagingDir, `${basename(target)}.${randomTag()}.tmp`);
   const handle = await open(temp, 'wx', 0o644);
   try {
     await writeFully(handle, data, 0);

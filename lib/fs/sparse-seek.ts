@@ -2,7 +2,7 @@
 // skip holes without reading them. Filesystems without support report the whole file as data,
 // which is a safe answer (callers still skip zero blocks by content).
 
-import fsExt from 'fs-ext';
+import { fsExt } from './fs-ext.js';
 
 const SEEK_DATA = 3;
 const SEEK_HOLE = 4;
@@ -19,7 +19,7 @@ export function allocatedRuns(fd: number, start: number, end: number): ByteRun[]
   while (position < end) {
     let dataStart: number;
     try {
-      dataStart = fsExt.seekSync(fd, position, SEEK_DATA);
+      dataStart = fsExt().seekSync(fd, position, SEEK_DATA);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENXIO') break; // no data at or after `position`
@@ -27,7 +27,7 @@ export function allocatedRuns(fd: number, start: number, end: number): ByteRun[]
       throw error;
     }
     if (dataStart >= end) break;
-    const holeStart = Math.min(end, fsExt.seekSync(fd, dataStart, SEEK_HOLE));
+    const holeStart = Math.min(end, fsExt().seekSync(fd, dataStart, SEEK_HOLE));
     runs.push({ offset: dataStart, length: holeStart - dataStart });
     position = holeStart;
   }

@@ -10,7 +10,7 @@
 import { lstat, rename, rm } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomTag } from './temp-name.js';
 import { SbmError, fromSystemError } from '../errors.js';
 import { fsyncDirectory } from './atomic-write.js';
 
@@ -30,7 +30,7 @@ export async function withStagedOutput<T>(
     throw new SbmError('SBM_EXISTS', `${finalPath} already exists (use --force to replace it)`, { path: finalPath });
   }
   const parent = dirname(finalPath);
-  const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tag = `${process.pid}-${randomTag(8)}`;
   const stagingPath = join(parent, `.${basename(finalPath)}.sbm-partial-${tag}`);
   const removeStaging = (): void => rmSync(stagingPath, { recursive: true, force: true });
   const onSignal = (signal: NodeJS.Signals): void => {

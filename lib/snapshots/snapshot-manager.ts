@@ -20,7 +20,7 @@
 import { linkSync, statSync } from 'node:fs';
 import { link, mkdir, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomTag } from '../fs/temp-name.js';
 import type { BlockDevice } from '../block-device.js';
 import { BundleLock } from '../bundle/bundle-lock.js';
 import { type BundlePaths, bandFileName, bundlePaths, parseBandName } from '../bundle/bundle-paths.js';
@@ -77,7 +77,7 @@ export class SnapshotManager {
     await mkdir(this.directory, { recursive: true });
     const { paths } = this.bundle;
     await this.quiesced(`cannot create snapshot "${name}" of`, async (store) => {
-      const stage = join(paths.tmp, `snap-${randomBytes(6).toString('hex')}${SNAPSHOT_SUFFIX}`);
+      const stage = join(paths.tmp, `snap-${randomTag()}${SNAPSHOT_SUFFIX}`);
       const stagePaths = bundlePaths(stage);
       await mkdir(stagePaths.bands, { recursive: true });
       await mkdir(stagePaths.sbm);
@@ -171,7 +171,7 @@ export class SnapshotManager {
     await this.quiesced(`cannot delete snapshot "${name}" of`, async (store) => {
       const shared = await sharedBands(store, join(path, 'bands'));
       await this.bundle.changeTracker.auditBeforeRestamp(shared);
-      const doomed = join(paths.tmp, `del-${randomBytes(6).toString('hex')}`);
+      const doomed = join(paths.tmp, `del-${randomTag()}`);
       await rename(path, doomed);
       await fsyncDirectory(this.directory);
       await fsyncDirectory(paths.tmp);
@@ -207,7 +207,7 @@ export class SnapshotManager {
           await unlink(store.pathOf(bandIndex));
           store.present.delete(bandIndex);
         } else {
-          const staged = join(paths.tmp, `rev-${bandFileName(bandIndex)}-${randomBytes(6).toString('hex')}`);
+          const staged = join(paths.tmp, `rev-${bandFileName(bandIndex)}-${randomTag()}`);
           await link(join(snapshotPaths.bands, bandFileName(bandIndex)), staged);
           await rename(staged, store.pathOf(bandIndex));
           store.present.add(bandIndex);

@@ -12,7 +12,7 @@
 
 import { open, rename, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomTag } from '../fs/temp-name.js';
 import { crc32 } from 'node:zlib';
 import { fsyncDirectory } from '../fs/atomic-write.js';
 import { readFully, writeFully } from '../fs/read-fully.js';
@@ -142,7 +142,7 @@ export class ChangeLog {
 
   /** Writes a fresh log holding `records` (tmp + fsync + rename + fsync dir). */
   static async rewrite(path: string, tmpDir: string, records: Buffer): Promise<void> {
-    const staged = join(tmpDir, `changes.log.${randomBytes(6).toString('hex')}`);
+    const staged = join(tmpDir, `changes.log.${randomTag()}`);
     const handle = await open(staged, 'wx', 0o644);
     try {
       await writeFully(handle, records, 0);

@@ -10,7 +10,7 @@
 
 import { readdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomTag } from '../fs/temp-name.js';
 import { parseBandName } from '../bundle/bundle-paths.js';
 import { fsyncDirectory } from '../fs/atomic-write.js';
 import { inSyncRuns } from '../sync-runs.js';
@@ -82,7 +82,7 @@ async function writeBaseline(host: TrackerHost, tag: number, generation: number)
     if (bandIndex === undefined || bandIndex >= host.bandCount) return;
     entries.set(bandIndex, stampPathSync(host.bandPath(bandIndex)));
   });
-  const staged = join(host.paths.tmp, `stat-cache.${randomBytes(6).toString('hex')}`);
+  const staged = join(host.paths.tmp, `stat-cache.${randomTag()}`);
   const cache = await StatCache.create(staged, tag);
   try {
     await cache.save(entries, await stampPath(host.paths.bands), generation, { logTrusted: undefined, logBandsAtLeast: 0 });

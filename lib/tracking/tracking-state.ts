@@ -6,7 +6,6 @@
 
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes, randomUUID } from 'node:crypto';
 import { fsyncDirectory, replaceFile } from '../fs/atomic-write.js';
 import { GENERATION_TIMES_KEPT, STATE_FILE, STATE_FORMAT } from './constants.js';
 
@@ -74,8 +73,8 @@ export function newEpochState(
   return {
     ...(resetReason === undefined ? {} : { resetReason }),
     format: STATE_FORMAT,
-    bundleId: bundleId ?? randomUUID(),
-    epochId: randomBytes(4).toString('hex'),
+    bundleId: bundleId ?? crypto.randomUUID(), // Web Crypto global: loaded only on this (rare) path
+    epochId: Buffer.from(crypto.getRandomValues(new Uint8Array(4))).toString('hex'),
     epochStartedAt: new Date(nowMs).toISOString(),
     generation: 1,
     folder,

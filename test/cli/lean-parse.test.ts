@@ -1,0 +1,112 @@
+// The lean fast path (cli/lean-parse.ts) must hand a command's handler exactly what yargs would,
+// or step aside. Random argument lists, mixing plain and awkward forms, are parsed by both.
+
+import test from 'ava';
+import fc from 'fast-check';
+import { buildCli } from '../../cli/build-cli.js';
+import { COMMAND_LOADERS, LEAN_COMMAND_LOADERS } from '../../cli/commands/index.js';
+import { type LeanCommand, leanParse } from '../../cli/lean-parse.js';
+
+/** What yargs hands the command's handler for `args` (after the command name), or its error. */
+async function parseWithYargs(name: string, args: readonly string[]): Promise<{ argv?: Record<string, unknown>; error?: string }> {
+  const real = await COMMAND_LOADERS[name]!();
+  let captured: Record<string, unknown> | undefined;
+  const capture = { ...real, handler: (argv: Record<string, unknown>) => void (captured = argv) };
+  const parser = (await buildCli([name, ...args], [capture])).exitProcess(false).fail((message, error) => {
+    throw error ?? new Error(message);
+  });
+  try {
+    await parser.parseAsync();
+  } catch (error) {
+    return { error: String(error) };
+  }
+  return captured === undefined ? { error: 'no handler ran' } : { argv: captured };
+}
+
+/** The keys a handler reads: positionals and options, in both spellings, and aliases. */
+function handlerKeys(command: LeanCommand): string[] {
+  const keys = [...command.command.matchAll(/<([\w-]+)>/g)].map((match) => match[1]!);
+  for (const [key, option] of Object.entries(command.options)) {
+    keys.push(key, key.replace(/-([a-z])/g, (_match, letter: string) => letter.toUpperCase()));
+    if (option.alias !== undefined) keys.push(option.alias);
+  }
+  return keys;
+}
+
+const pick = (argv: Record<string, unknown>, keys: readonly string[]) => Object.fromEntries(keys.map((key) => [key, argv[key]]));
+
+const VALUES = ['sbm1:4e63:e158:3', '2026-01-01T00:00:00Z', 'nightly', '7', '-5', '', 'a b'];
+const POSITIONALS = ['vm.sparsebundle', 'a b', '123', 'true', 'false', '-', '-x', ''];
+
+/** Argument pieces: each option of the command in plain and awkward forms, plus generic trouble. */
+function pieces(command: LeanCommand): fc.Arbitrary<string[]> {
+  const forms: Array<fc.Arbitrary<string[]>> = [fc.constantFrom(...POSITIONALS).map((value) => [value])];
+  for (const [key, option] of Object.entries(command.options)) {
+    const camel = key.replace(/-([a-z])/g, (_match, letter: string) => letter.toUpperCase());
+    if (option.type === 'boolean') {
+      forms.push(fc.constantFrom([`--${key}`], [`--no-${key}`], [`--${key}=true`], [`--${key}`, 'false'], [`--${key}`, 'true']));
+    } else {
+      const values = option.choices === undefined ? VALUES : [...option.choices, 'bogus'];
+      forms.push(fc.constantFrom(...values).chain((value) => fc.constantFrom([`--${key}`, value], [`--${key}=${value}`], [`--${camel}`, value], [`--${key}`])));
+    }
+    if (option.alias !== undefined) forms.push(fc.constant([`-${option.alias}`]));
+  }
+  forms.push(fc.constantFrom(['--'], ['-h'], ['--help'], ['--version'], ['--bogus']));
+  return fc.array(fc.oneof(...forms), { maxLength: 6 }).map((chunks) => chunks.flat());
+}
+
+/** A plain call: the positionals, then some options in their usual form, in random order. */
+function plainCall(command: LeanCommand): fc.Arbitrary<string[]> {
+  const positionals = [...command.command.matchAll(/<([\w-]+)>/g)].map(() => ['vm.sparsebundle']);
+  const options = Object.entries(command.options).map(([key, option]) => {
+    if (option.type === 'boolean') return fc.constantFrom<string[][]>([], [`--${key}`], option.alias === undefined ? [] : [`-${option.alias}`]);
+    const values = option.choices ?? VALUES.filter((value) => !value.startsWith('-'));
+    const usage = fc.constantFrom(...values).chain((value) => fc.constantFrom([[`--${key}`, value]], [[`--${key}=${value}`]]));
+    return option.demandOption === true ? usage : fc.oneof(fc.constant<string[][]>([]), usage);
+  });
+  return fc.tuple(...options).chain((chosen) => fc.shuffledSubarray([...positionals, ...chosen.flat()], { minLength: positionals.length + chosen.flat().length })).map((chunks) => chunks.flat());
+}
+
+for (const name of Object.keys(LEAN_COMMAND_LOADERS)) {
+  test(`${name}: whatever the lean parser accepts, yargs parses to the same handler arguments`, async (t) => {
+    const command = await LEAN_COMMAND_LOADERS[name]!();
+    const keys = handlerKeys(command);
+    let accepted = 0;
+    await fc.assert(
+      fc.asyncProperty(pieces(command), async (args) => {
+        const lean = leanParse(command, args);
+        if (lean === undefined) return;
+        accepted++;
+        const yargs = await parseWithYargs(name, args);
+        t.is(yargs.error, undefined, `yargs rejected ${JSON.stringify(args)} which the lean parser accepted`);
+        t.deepEqual(pick(lean, keys), pick(yargs.argv ?? {}, keys), JSON.stringify(args));
+      }),
+      { numRuns: 300 },
+    );
+    t.true(accepted > 0, 'the random lists included calls the lean parser took');
+  });
+
+  test(`${name}: the lean parser takes every plain call, as yargs reads it`, async (t) => {
+    const command = await LEAN_COMMAND_LOADERS[name]!();
+    const keys = handlerKeys(command);
+    await fc.assert(
+      fc.asyncProperty(plainCall(command), async (args) => {
+        const lean = leanParse(command, args);
+        t.not(lean, undefined, `the lean parser stepped aside for ${JSON.stringify(args)}`);
+        const yargs = await parseWithYargs(name, args);
+        t.deepEqual(pick(lean ?? {}, keys), pick(yargs.argv ?? {}, keys), JSON.stringify(args));
+      }),
+      { numRuns: 100 },
+    );
+  });
+}
+
+test('the lean parser steps aside for help, unknown options, repeats, "--" and bad choices', async (t) => {
+  const command = await LEAN_COMMAND_LOADERS['changed-bands']!();
+  const base = ['vm.sparsebundle', '--since', 'nightly'];
+  t.truthy(leanParse(command, base));
+  for (const extra of [['--help'], ['-h'], ['--bogus'], ['--since', 'again'], ['--'], ['--audit', 'bogus'], ['--no-relative'], ['--json', 'false'], ['second']]) {
+    t.is(leanParse(command, [...base, ...extra]), undefined, extra.join(' '));
+  }
+  t.is(leanParse(command, ['vm.sparsebundle']), undefined, 'missing --since');
+});
