@@ -1,6 +1,5 @@
 // Pieces shared by the VMDK writers: the header both write, the embedded descriptor, and sizes.
 
-import { randomBytes } from 'node:crypto';
 import { SbmError } from '../../lib/errors.js';
 import {
   DEFAULT_DESCRIPTOR_SIZE_SECTORS,
@@ -68,7 +67,7 @@ export function descriptorArea(createType: string, fileName: string, capacitySec
   const sectorsPerTrack = 63;
   const text = formatDescriptor({
     version: 1,
-    cid: randomBytes(4).readUInt32LE(0) || 1,
+    cid: crypto.getRandomValues(new Uint32Array(1))[0] || 1,
     parentCid: NO_PARENT_CID,
     createType,
     parentFileNameHint: undefined,
