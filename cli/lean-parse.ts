@@ -1,11 +1,11 @@
-// A fast path for the commands backup scripts call in loops (`sbm token`, `sbm changed-bands`):
-// their plain arguments are parsed with node:util's parseArgs against the command's own option
+// A fast path for the commands scripts call most (`sbm token`, `sbm changed-bands`, `sbm backup`,
+// `sbm convert`): their plain arguments are parsed with node:util's parseArgs against the command's own option
 // table, and the handler runs without loading yargs at all. Loading, building and running yargs
 // is about a quarter of such a call (~25 ms), which is what keeps changed-bands under 0.1 s.
 //
 // The fast path takes only arguments it reads exactly as yargs would. Anything else (help,
-// version, an unknown, repeated or negated option, `--`, a value that looks like an option or a
-// boolean, a bad choice, a missing argument) makes it step aside, and yargs parses the same
+// version, an unknown or repeated option, `--`, a value that looks like an option or a boolean, a
+// number yargs might read differently, a bad choice, a missing argument) makes it step aside, and yargs parses the same
 // arguments with its usual answers and errors. test/cli/lean-parse.test.ts checks that both
 // parsers agree on every argument list the fast path accepts.
 
@@ -13,17 +13,17 @@ import { parseArgs } from 'node:util';
 
 /** The subset of yargs' option settings the fast path understands. */
 export interface LeanOption {
-  readonly type: 'boolean' | 'string';
+  readonly type: 'boolean' | 'string' | 'number';
   readonly describe: string;
   readonly alias?: string;
-  readonly default?: boolean | string;
+  readonly default?: boolean | string | number;
   readonly choices?: readonly string[];
   readonly demandOption?: boolean;
 }
 
 export type LeanOptions = Readonly<Record<string, LeanOption>>;
 
-/** A command the fast path may run: its yargs `command` string (required positionals only), options and handler. */
+/** A command the fast path may run: its yargs `command` string (`<required>` then `[optional]` positionals), options and handler. */
 export interface LeanCommand {
   readonly command: string;
   readonly options: LeanOptions;
@@ -37,14 +37,20 @@ export interface LeanCommand {
 export function leanParse(command: LeanCommand, args: readonly string[]): Record<string, unknown> | undefined {
   const [name, ...words] = command.command.split(' ');
   const positionalNames: string[] = [];
+  let requiredCount = 0;
   for (const word of words) {
-    const required = /^<([\w-]+)>$/.exec(word);
-    if (required?.[1] === undefined) return undefined; // optional or variadic positionals: yargs' job
-    positionalNames.push(required[1]);
+    const required = /^<([\w-]+)>$/.exec(word)?.[1];
+    const optional = /^\[([\w-]+)\]$/.exec(word)?.[1];
+    if (required !== undefined && requiredCount === positionalNames.length) requiredCount++;
+    else if (optional === undefined) return undefined; // variadic, or required after optional: yargs' job
+    positionalNames.push(required ?? (optional as string));
   }
+  // Numbers are read as text and converted below; `--no-KEY` (yargs' negation) is its own flag.
   const config: Record<string, { type: 'boolean' | 'string'; short?: string }> = {};
   for (const [key, option] of Object.entries(command.options)) {
-    config[key] = option.alias === undefined ? { type: option.type } : { type: option.type, short: option.alias };
+    const type = option.type === 'boolean' ? 'boolean' : 'string';
+    config[key] = option.alias === undefined ? { type } : { type, short: option.alias };
+    if (option.type === 'boolean') config[`no-${key}`] = { type: 'boolean' };
   }
   let parsed: ReturnType<typeof parseArgs<{ args: string[]; options: typeof config; strict: true; allowPositionals: true; tokens: true }>>;
   try {
@@ -56,19 +62,31 @@ export function leanParse(command: LeanCommand, args: readonly string[]): Record
   for (const token of parsed.tokens) {
     if (token.kind === 'option-terminator') return undefined;
     if (token.kind === 'option') {
-      if (seen.has(token.name)) return undefined; // yargs collects repeats into an array
-      seen.add(token.name);
+      const key = token.name.replace(/^no-/, '');
+      if (seen.has(key)) return undefined; // yargs collects repeats into an array
+      seen.add(key);
+      // yargs does not take "-" or "-x" as the value of the option before it
+      if (token.inlineValue === false && token.value?.startsWith('-') === true) return undefined;
     } else if (token.value === 'true' || token.value === 'false' || token.value.startsWith('-')) {
       return undefined; // yargs may read it as the value of a preceding boolean flag
     }
   }
-  if (parsed.positionals.length !== positionalNames.length) return undefined;
+  if (parsed.positionals.length < requiredCount || parsed.positionals.length > positionalNames.length) return undefined;
 
   const argv: Record<string, unknown> = { _: [name], $0: 'sbm' };
-  positionalNames.forEach((positional, index) => setKey(argv, positional, parsed.positionals[index]));
+  parsed.positionals.forEach((value, index) => setKey(argv, positionalNames[index] as string, value));
   const values = parsed.values as Record<string, string | boolean | undefined>;
   for (const [key, option] of Object.entries(command.options)) {
-    const value = values[key] ?? option.default;
+    let given: string | boolean | number | undefined = values[key];
+    if (values[`no-${key}`] !== undefined) {
+      if (given !== undefined) return undefined; // both spellings: let yargs pick
+      given = false;
+    }
+    if (option.type === 'number' && given !== undefined) {
+      if (typeof given !== 'string' || !/^(0|[1-9][0-9]{0,14})$/.test(given)) return undefined;
+      given = Number(given);
+    }
+    const value = given ?? option.default;
     if (value === undefined) {
       if (option.demandOption === true) return undefined;
       continue;

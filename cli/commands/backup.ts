@@ -10,6 +10,7 @@ import { openBundleOperations } from '../../lib/control/open-bundle-operations.j
 import { formatSize } from '../../lib/size.js';
 import { type ThinArgs, thinOptions, thinPolicyOf } from '../backup-options.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import type { LeanCommand, LeanOptions } from '../lean-parse.js';
 
 interface BackupArgs extends GlobalOptions, ThinArgs {
   bundle: string;
@@ -18,6 +19,15 @@ interface BackupArgs extends GlobalOptions, ThinArgs {
   progress: boolean;
 }
 
+/** Shared by yargs and the lean fast path (cli/lean-parse.ts). */
+const BACKUP_OPTIONS = {
+  copy: { type: 'boolean', default: false, describe: 'copy unchanged bands instead of hard-linking them' },
+  progress: { type: 'boolean', default: true, describe: 'progress on a TTY (--no-progress to hide)' },
+  ...thinOptions,
+  ...jsonOption,
+  ...strictOption,
+} as const satisfies LeanOptions;
+
 export const backupCommand: CommandModule<object, BackupArgs> = {
   command: 'backup <bundle> <dest>',
   describe: 'back up the disk to DEST/NAME/<time>.sparsebundle, copying only changed bands',
@@ -25,10 +35,7 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
     yargs
       .positional('bundle', { type: 'string', demandOption: true })
       .positional('dest', { type: 'string', demandOption: true, describe: 'destination folder (holds one set per disk)' })
-      .option('copy', { type: 'boolean', default: false, describe: 'copy unchanged bands instead of hard-linking them' })
-      .option('progress', { type: 'boolean', default: true, describe: 'progress on a TTY (--no-progress to hide)' })
-      .options(thinOptions)
-      .options({ ...jsonOption, ...strictOption })
+      .options(BACKUP_OPTIONS)
       .example('$0 backup vm.sparsebundle /Volumes/Backup --keep-hourly 24 --keep-daily 30', 'back up, then thin'),
   handler: action(async (argv) => {
     const onWarning = warningSink(argv);
@@ -55,4 +62,10 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
       await bundle.close();
     }
   }),
+};
+
+export const backupLean: LeanCommand = {
+  command: backupCommand.command as string,
+  options: BACKUP_OPTIONS,
+  handler: backupCommand.handler as LeanCommand['handler'],
 };

@@ -7,6 +7,7 @@ import { DEFAULT_BAND_SIZE_BYTES } from '../../lib/bundle/constants.js';
 import { convertToBundle } from '../../lib/convert-to-bundle.js';
 import { formatSize, parseSize } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import type { LeanCommand, LeanOptions } from '../lean-parse.js';
 import { progressReporter } from '../progress.js';
 
 interface ConvertArgs extends GlobalOptions {
@@ -19,6 +20,17 @@ interface ConvertArgs extends GlobalOptions {
   'allow-outside': boolean;
 }
 
+/** Shared by yargs and the lean fast path (cli/lean-parse.ts). */
+const CONVERT_OPTIONS = {
+  'band-size': { type: 'string', default: String(DEFAULT_BAND_SIZE_BYTES), describe: 'band size of the new bundle' },
+  force: { type: 'boolean', default: false, describe: 'replace an existing output bundle' },
+  progress: { type: 'boolean', default: true, describe: 'progress bar on a TTY (--no-progress to hide)' },
+  format: { type: 'string', describe: 'skip detection and read the input as this format' },
+  'allow-outside': { type: 'boolean', default: false, describe: 'let descriptors name files outside their folder' },
+  ...jsonOption,
+  ...strictOption,
+} as const satisfies LeanOptions;
+
 export const convertCommand: CommandModule<object, ConvertArgs> = {
   command: 'convert <image> [bundle]',
   describe: 'convert a disk image (raw, VMDK, ...) into a sparse bundle',
@@ -26,12 +38,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
     yargs
       .positional('image', { type: 'string', demandOption: true, describe: 'input image, detected by content' })
       .positional('bundle', { type: 'string', describe: 'output bundle (default: NAME.sparsebundle beside the input)' })
-      .option('band-size', { type: 'string', default: String(DEFAULT_BAND_SIZE_BYTES), describe: 'band size of the new bundle' })
-      .option('force', { type: 'boolean', default: false, describe: 'replace an existing output bundle' })
-      .option('progress', { type: 'boolean', default: true, describe: 'progress bar on a TTY (--no-progress to hide)' })
-      .option('format', { type: 'string', describe: 'skip detection and read the input as this format' })
-      .option('allow-outside', { type: 'boolean', default: false, describe: 'let descriptors name files outside their folder' })
-      .options({ ...jsonOption, ...strictOption })
+      .options(CONVERT_OPTIONS)
       .example('$0 convert vm.vmdk', 'writes vm.sparsebundle beside vm.vmdk'),
   handler: action(async (argv) => {
     const onWarning = warningSink(argv);
@@ -68,3 +75,9 @@ function defaultBundlePath(image: string): string {
   const stem = extension.length > 0 && extension.length < name.length ? name.slice(0, -extension.length) : name;
   return join(dirname(image), `${stem}.sparsebundle`);
 }
+
+export const convertLean: LeanCommand = {
+  command: convertCommand.command as string,
+  options: CONVERT_OPTIONS,
+  handler: convertCommand.handler as LeanCommand['handler'],
+};

@@ -27,12 +27,14 @@ export const COMMAND_LOADERS: Readonly<Record<string, () => Promise<AnyCommand>>
 };
 
 /**
- * The commands backup scripts call in loops, which may skip yargs when their arguments are
- * plain (cli/lean-parse.ts). Each also stays in COMMAND_LOADERS for everything else.
+ * The commands scripts call most, which skip yargs when their arguments are plain
+ * (cli/lean-parse.ts). Each also stays in COMMAND_LOADERS for everything else.
  */
 export const LEAN_COMMAND_LOADERS: Readonly<Record<string, () => Promise<LeanCommand>>> = {
   token: async () => (await import('./token.js')).tokenLean,
   'changed-bands': async () => (await import('./changed-bands.js')).changedBandsLean,
+  backup: async () => (await import('./backup.js')).backupLean,
+  convert: async () => (await import('./convert.js')).convertLean,
 };
 
 /** The command modules needed to parse `args`: the named one, or all (for help and typos). */

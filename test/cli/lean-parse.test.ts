@@ -25,7 +25,7 @@ async function parseWithYargs(name: string, args: readonly string[]): Promise<{ 
 
 /** The keys a handler reads: positionals and options, in both spellings, and aliases. */
 function handlerKeys(command: LeanCommand): string[] {
-  const keys = [...command.command.matchAll(/<([\w-]+)>/g)].map((match) => match[1]!);
+  const keys = [...command.command.matchAll(/[<[]([\w-]+)[>\]]/g)].map((match) => match[1]!);
   for (const [key, option] of Object.entries(command.options)) {
     keys.push(key, key.replace(/-([a-z])/g, (_match, letter: string) => letter.toUpperCase()));
     if (option.alias !== undefined) keys.push(option.alias);
@@ -37,6 +37,7 @@ const pick = (argv: Record<string, unknown>, keys: readonly string[]) => Object.
 
 const VALUES = ['sbm1:4e63:e158:3', '2026-01-01T00:00:00Z', 'nightly', '7', '-5', '', 'a b'];
 const POSITIONALS = ['vm.sparsebundle', 'a b', '123', 'true', 'false', '-', '-x', ''];
+const NUMBERS = ['3', '0', '24', '024', '1e3', '2.5', '-2', 'x', '99999999999999999999'];
 
 /** Argument pieces: each option of the command in plain and awkward forms, plus generic trouble. */
 function pieces(command: LeanCommand): fc.Arbitrary<string[]> {
@@ -46,25 +47,46 @@ function pieces(command: LeanCommand): fc.Arbitrary<string[]> {
     if (option.type === 'boolean') {
       forms.push(fc.constantFrom([`--${key}`], [`--no-${key}`], [`--${key}=true`], [`--${key}`, 'false'], [`--${key}`, 'true']));
     } else {
-      const values = option.choices === undefined ? VALUES : [...option.choices, 'bogus'];
+      const values = option.type === 'number' ? NUMBERS : option.choices === undefined ? VALUES : [...option.choices, 'bogus'];
       forms.push(fc.constantFrom(...values).chain((value) => fc.constantFrom([`--${key}`, value], [`--${key}=${value}`], [`--${camel}`, value], [`--${key}`])));
     }
     if (option.alias !== undefined) forms.push(fc.constant([`-${option.alias}`]));
   }
   forms.push(fc.constantFrom(['--'], ['-h'], ['--help'], ['--version'], ['--bogus']));
-  return fc.array(fc.oneof(...forms), { maxLength: 6 }).map((chunks) => chunks.flat());
+  // Usually led by the required positionals, so that some lists get past them.
+  const required = [...command.command.matchAll(/<([\w-]+)>/g)].map(() => 'vm.sparsebundle');
+  return fc
+    .tuple(fc.boolean(), fc.array(fc.oneof(...forms), { maxLength: 6 }))
+    .map(([lead, chunks]) => [...(lead ? required : []), ...chunks.flat()]);
 }
 
 /** A plain call: the positionals, then some options in their usual form, in random order. */
 function plainCall(command: LeanCommand): fc.Arbitrary<string[]> {
   const positionals = [...command.command.matchAll(/<([\w-]+)>/g)].map(() => ['vm.sparsebundle']);
+  const optional = [...command.command.matchAll(/\[([\w-]+)\]/g)].map(() => fc.constantFrom<string[][]>([], [['out.sparsebundle']]));
   const options = Object.entries(command.options).map(([key, option]) => {
-    if (option.type === 'boolean') return fc.constantFrom<string[][]>([], [`--${key}`], option.alias === undefined ? [] : [`-${option.alias}`]);
-    const values = option.choices ?? VALUES.filter((value) => !value.startsWith('-'));
+    if (option.type === 'boolean') return fc.constantFrom<string[][]>([], [[`--${key}`]], [[`--no-${key}`]], option.alias === undefined ? [] : [[`-${option.alias}`]]);
+    const values = option.type === 'number' ? ['0', '3', '24'] : (option.choices ?? VALUES.filter((value) => !value.startsWith('-')));
     const usage = fc.constantFrom(...values).chain((value) => fc.constantFrom([[`--${key}`, value]], [[`--${key}=${value}`]]));
     return option.demandOption === true ? usage : fc.oneof(fc.constant<string[][]>([]), usage);
   });
-  return fc.tuple(...options).chain((chosen) => fc.shuffledSubarray([...positionals, ...chosen.flat()], { minLength: positionals.length + chosen.flat().length })).map((chunks) => chunks.flat());
+  // Positionals keep their order among themselves; options go anywhere around them.
+  return fc
+    .tuple(fc.tuple(...optional), fc.tuple(...options))
+    .chain(([extra, chosen]) => {
+      const ordered = [...positionals, ...extra.flat()];
+      const flags = chosen.flat() as string[][];
+      return fc.array(fc.nat({ max: ordered.length }), { minLength: flags.length, maxLength: flags.length }).map((slots) => {
+        const out: string[][] = ordered.map((positional) => [...positional]);
+        const before: string[][] = [];
+        flags.forEach((flag, index) => {
+          const slot = slots[index] ?? 0;
+          if (slot === 0) before.push(flag);
+          else (out[slot - 1] as string[]).push(...flag);
+        });
+        return [...before.flat(), ...out.flat()];
+      });
+    });
 }
 
 for (const name of Object.keys(LEAN_COMMAND_LOADERS)) {
@@ -105,8 +127,17 @@ test('the lean parser steps aside for help, unknown options, repeats, "--" and b
   const command = await LEAN_COMMAND_LOADERS['changed-bands']!();
   const base = ['vm.sparsebundle', '--since', 'nightly'];
   t.truthy(leanParse(command, base));
-  for (const extra of [['--help'], ['-h'], ['--bogus'], ['--since', 'again'], ['--'], ['--audit', 'bogus'], ['--no-relative'], ['--json', 'false'], ['second']]) {
+  for (const extra of [['--help'], ['-h'], ['--bogus'], ['--since', 'again'], ['--'], ['--audit', 'bogus'], ['--relative', '--no-relative'], ['--json', 'false'], ['second']]) {
     t.is(leanParse(command, [...base, ...extra]), undefined, extra.join(' '));
   }
   t.is(leanParse(command, ['vm.sparsebundle']), undefined, 'missing --since');
+});
+
+test('the lean parser reads negations, numbers and optional positionals as yargs does', async (t) => {
+  const convert = await LEAN_COMMAND_LOADERS.convert!();
+  t.like(leanParse(convert, ['vm.vmdk', '--no-progress']), { image: 'vm.vmdk', bundle: undefined, progress: false, force: false });
+  t.like(leanParse(convert, ['vm.vmdk', 'out.sparsebundle', '--band-size', '1M']), { bundle: 'out.sparsebundle', bandSize: '1M', 'band-size': '1M' });
+  const backup = await LEAN_COMMAND_LOADERS.backup!();
+  t.like(leanParse(backup, ['vm.sparsebundle', 'dest', '--keep-hourly', '24']), { keepHourly: 24, 'keep-hourly': 24, progress: true });
+  for (const odd of ['024', '1e3', '-2', 'x']) t.is(leanParse(backup, ['vm.sparsebundle', 'dest', '--keep-hourly', odd]), undefined, odd);
 });
