@@ -15,7 +15,7 @@ import { ReadBackoff } from './read-backoff.js';
 import { type Extent, isAllZero, pushExtent } from '../block-device.js';
 import { bandFileName } from '../bundle/bundle-paths.js';
 import { fsyncDirectory } from '../fs/atomic-write.js';
-import { readFully, readFullySync, writeFully, writeFullySync } from '../fs/read-fully.js';
+import { readFullyFd, readFullySync, writeFully, writeFullySync } from '../fs/read-fully.js';
 import { allocatedRuns } from '../fs/sparse-seek.js';
 import { mapLimit } from '../map-limit.js';
 import { type BandLease, BandPool } from './band-pool.js';
@@ -99,7 +99,7 @@ export class BandStore {
         readFullySync(lease.entry.handle.fd, target, offsetInBand);
         this.readBackoff.record(started, performance.now());
       } else {
-        await readFully(lease.entry.handle, target, offsetInBand);
+        await readFullyFd(lease.entry.handle.fd, target, offsetInBand);
       }
     } finally {
       const closing = this.pool.release(lease);
