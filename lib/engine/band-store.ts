@@ -15,7 +15,7 @@ import { ReadBackoff } from './read-backoff.js';
 import { type Extent, isAllZero, pushExtent } from '../block-device.js';
 import { bandFileName } from '../bundle/bundle-paths.js';
 import { fsyncDirectory } from '../fs/atomic-write.js';
-import { readFullyFd, readFullySync, writeFully, writeFullySync } from '../fs/read-fully.js';
+import { readFullyFd, readFullySync, writeFully, writeFullyFd, writeFullySync } from '../fs/read-fully.js';
 import { allocatedRuns } from '../fs/sparse-seek.js';
 import { mapLimit } from '../map-limit.js';
 import { type BandLease, BandPool } from './band-pool.js';
@@ -130,7 +130,7 @@ export class BandStore {
       try {
         const piece = data.subarray(0, writeEnd - offsetInBand);
         if (this.maySyncIo(piece.length)) writeFullySync(target.entry.handle.fd, piece, offsetInBand);
-        else await writeFully(target.entry.handle, piece, offsetInBand);
+        else await writeFullyFd(target.entry.handle.fd, piece, offsetInBand);
         target.entry.sizeBytes = Math.max(target.entry.sizeBytes, writeEnd);
         this.dirtyBands.add(bandIndex);
         if (durable) await this.syncBand(target);
