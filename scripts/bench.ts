@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, totalmem, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type WorkloadResult, renderWorkload, runWorkload } from './bench/harness.js';
+import { EXTRA_ROUNDS_BELOW_SECONDS, EXTRA_ROUNDS_MAX, type WorkloadResult, renderWorkload, runWorkload } from './bench/harness.js';
 import { nbdWorkloads } from './bench/nbd-workloads.js';
 import { type BenchContext, backupWorkloads, changedBandsWorkloads, convertWorkloads, memoryWorkloads } from './bench/workloads.js';
 
@@ -64,7 +64,8 @@ async function renderReport(results: WorkloadResult[]): Promise<string> {
     '',
     `Written by \`npm run bench${quick ? ' -- --quick' : ''}\` on ${new Date().toISOString().slice(0, 10)}: ${cpus().length} cores ` +
       `(${cpus()[0]?.model ?? 'unknown'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, ${qemu}. ` +
-      `Each variant ran ${runs} times, interleaved with its peers; times are wall-clock seconds under GNU time. ` +
+      `Each variant ran at least ${runs} times (${EXTRA_ROUNDS_MAX} when a round of the workload takes under ${EXTRA_ROUNDS_BELOW_SECONDS} s), interleaved with its peers; ` +
+      'times are wall-clock seconds, measured around GNU time (which records peak RSS and adds about a millisecond to every variant alike). ' +
       '"sbm time ÷ this" is sbm\'s median divided by this variant\'s median: below 1.00 sbm is faster.',
     '',
     '## Targets',

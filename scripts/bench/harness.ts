@@ -1,6 +1,10 @@
 // Benchmark harness: runs every variant of a workload interleaved (sbm, peer, sbm, peer, ...)
 // at least `runs` times under GNU time, so machine noise hits all of them alike, and reduces the
-// samples to median, min, max and peak RSS. Not a test: numbers go to BENCHMARKS.md.
+// samples to median, min, max and peak RSS. Short workloads get more rounds (up to
+// EXTRA_ROUNDS_MAX while a round takes under EXTRA_ROUNDS_BELOW_SECONDS): their medians move
+// most with noise. Wall-clock time is taken here in nanoseconds around the GNU time wrapper
+// (which adds about a millisecond to every variant alike); GNU time itself reports only
+// hundredths, too coarse for a 0.1 s target. Not a test: numbers go to BENCHMARKS.md.
 
 import { execa } from 'execa';
 
@@ -43,27 +47,38 @@ export interface WorkloadResult {
   readonly results: readonly VariantResult[];
 }
 
+/** Rounds a short workload may run beyond `runs`... */
+export const EXTRA_ROUNDS_MAX = 11;
+/** ...while one round of all its variants takes less than this. */
+export const EXTRA_ROUNDS_BELOW_SECONDS = 3;
+
 export async function runWorkload(workload: Workload, runs: number, log: (line: string) => void): Promise<WorkloadResult> {
   const samples = new Map<string, { seconds: number[]; rssKiB: number[] }>();
   for (const variant of workload.variants) samples.set(variant.label, { seconds: [], rssKiB: [] });
-  for (let run = 0; run < runs; run++) {
+  let rounds = runs;
+  for (let run = 0; run < rounds; run++) {
+    let roundSeconds = 0;
     for (const variant of workload.variants) {
       await variant.before?.();
       const command = commandOf(variant);
-      const timed = await execa('/usr/bin/time', ['-f', 'SBM_BENCH %e %M', ...command], {
+      const started = process.hrtime.bigint();
+      const timed = await execa('/usr/bin/time', ['-f', 'SBM_BENCH %M', ...command], {
         reject: false,
         env: variant.env,
         all: true,
       });
-      const match = /SBM_BENCH ([\d.]+) (\d+)/.exec(timed.stderr);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const match = /SBM_BENCH (\d+)/.exec(timed.stderr);
       if (timed.exitCode !== 0 || match === null) {
         throw new Error(`${workload.id}/${variant.label} failed (exit ${timed.exitCode}): ${command.join(' ')}\n${timed.all}`);
       }
+      roundSeconds += seconds;
       const sample = samples.get(variant.label);
-      sample?.seconds.push(Number(match[1]));
-      sample?.rssKiB.push(Number(match[2]));
-      log(`  ${workload.id} run ${run + 1}/${runs} ${variant.label}: ${match[1]} s, ${(Number(match[2]) / 1024).toFixed(0)} MiB RSS`);
+      sample?.seconds.push(seconds);
+      sample?.rssKiB.push(Number(match[1]));
+      log(`  ${workload.id} run ${run + 1}/${rounds} ${variant.label}: ${seconds.toFixed(3)} s, ${(Number(match[1]) / 1024).toFixed(0)} MiB RSS`);
     }
+    if (run === 0 && roundSeconds < EXTRA_ROUNDS_BELOW_SECONDS) rounds = Math.max(runs, EXTRA_ROUNDS_MAX);
   }
   return {
     workload,
@@ -101,6 +116,8 @@ export function renderWorkload({ workload, results }: WorkloadResult): string {
     '',
     workload.notes,
     '',
+    `Runs per variant: ${subject?.samples.length ?? results[0]?.samples.length ?? 0}.`,
+    '',
     '| variant | median s | min–max s | MiB/s | sbm time ÷ this | peak RSS MiB | command |',
     '|---|---:|---:|---:|---:|---:|---|',
   ];
@@ -108,7 +125,7 @@ export function renderWorkload({ workload, results }: WorkloadResult): string {
     const ratio = subject === undefined || result.secondsMedian === 0 ? '' : (subject.secondsMedian / result.secondsMedian).toFixed(2);
     const rate = result.bytes === undefined || result.secondsMedian === 0 ? '' : (result.bytes / 1024 / 1024 / result.secondsMedian).toFixed(0);
     lines.push(
-      `| ${result.label} | ${result.secondsMedian.toFixed(3)} | ${result.secondsMin.toFixed(2)}–${result.secondsMax.toFixed(2)} | ${rate} | ${result === subject ? '1.00' : ratio} | ${result.peakRssMiB.toFixed(0)} | \`${shorten(result.command)}\` |`,
+      `| ${result.label} | ${result.secondsMedian.toFixed(3)} | ${result.secondsMin.toFixed(3)}–${result.secondsMax.toFixed(3)} | ${rate} | ${result === subject ? '1.00' : ratio} | ${result.peakRssMiB.toFixed(0)} | \`${shorten(result.command)}\` |`,
     );
   }
   lines.push('');
