@@ -9,6 +9,7 @@ import type { SparseBundle } from '../engine/sparse-bundle.js';
 import { resolveSince } from '../snapshots/resolve-since.js';
 import type { SnapshotInfo } from '../snapshots/snapshot-manager.js';
 import type { AuditMode, ChangeReport } from '../tracking/change-tracker.js';
+import type { WarningSink } from '../warnings.js';
 
 export interface ChangedSinceResult {
   readonly sinceKind: 'token' | 'snapshot' | 'time';
@@ -22,8 +23,11 @@ export interface BundleOperations {
   /** True when the work is done by a running `sbm mount`. */
   readonly remote: boolean;
   token(): Promise<string>;
-  /** `since` is a token, a snapshot name or an ISO-8601 time (resolveSince). */
-  changedSince(since: string, audit?: AuditMode): Promise<ChangedSinceResult>;
+  /**
+   * `since` is a token, a snapshot name or an ISO-8601 time (resolveSince). Warnings go to
+   * `onWarning` when given, else to the sink the bundle was opened with.
+   */
+  changedSince(since: string, audit?: AuditMode, onWarning?: WarningSink): Promise<ChangedSinceResult>;
   snapshotCreate(name: string): Promise<SnapshotInfo>;
   snapshotList(): Promise<SnapshotInfo[]>;
   snapshotDelete(name: string): Promise<void>;
@@ -42,9 +46,9 @@ export function localOperations(bundle: SparseBundle, options: { owned: boolean 
     path: bundle.path,
     remote: false,
     token: () => bundle.token(),
-    async changedSince(since, audit) {
+    async changedSince(since, audit, onWarning) {
       const resolved = await resolveSince(bundle, since);
-      const report = await bundle.changedSince(resolved.token, audit === undefined ? {} : { audit });
+      const report = await bundle.changedSince(resolved.token, { ...(audit === undefined ? {} : { audit }), ...(onWarning === undefined ? {} : { onWarning }) });
       return { sinceKind: resolved.kind, bandSizeBytes: bundle.bandSizeBytes, report };
     },
     snapshotCreate: (name) => bundle.snapshots.create(name),

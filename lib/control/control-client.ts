@@ -12,6 +12,7 @@ import type { AuditMode, ChangeReport } from '../tracking/change-tracker.js';
 import type { BundleOperations, ChangedSinceResult } from './bundle-operations.js';
 import { CONNECT_TIMEOUT_MS, MAX_REPLY_BYTES } from './constants.js';
 import { type ControlRequest, encodeRequest, errorFromWire, parseReply } from './control-protocol.js';
+import type { SbmWarning, WarningSink } from '../warnings.js';
 import { LineFramer } from './line-framer.js';
 import { remoteBackupSource } from './remote-backup-source.js';
 
@@ -35,6 +36,8 @@ export class ControlClient implements BundleOperations {
   private constructor(
     readonly path: string,
     socket: Socket,
+    /** Receives the warnings the mount raised while answering this client's requests. */
+    private readonly onWarning: WarningSink,
   ) {
     this.#socket = socket;
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
@@ -43,7 +46,7 @@ export class ControlClient implements BundleOperations {
   }
 
   /** Connects to `socketPath`; rejects with the socket error (ENOENT, ECONNREFUSED, timeout). */
-  static async connect(bundlePath: string, socketPath: string, timeoutMs = CONNECT_TIMEOUT_MS): Promise<ControlClient> {
+  static async connect(bundlePath: string, socketPath: string, onWarning: WarningSink, timeoutMs = CONNECT_TIMEOUT_MS): Promise<ControlClient> {
     // Loaded here, not at the top: only a bundle served by `sbm mount` needs it, and every
     // `sbm token` / `changed-bands` would otherwise pay for loading `net` at start-up.
     const { createConnection } = await import('node:net');
@@ -60,7 +63,7 @@ export class ControlClient implements BundleOperations {
       socket.once('connect', () => {
         clearTimeout(timer);
         socket.removeAllListeners('error');
-        resolve(new ControlClient(bundlePath, socket));
+        resolve(new ControlClient(bundlePath, socket, onWarning));
       });
     });
   }
@@ -70,8 +73,11 @@ export class ControlClient implements BundleOperations {
     return result.token;
   }
 
-  async changedSince(since: string, audit?: AuditMode): Promise<ChangedSinceResult> {
-    const result = (await this.call(audit === undefined ? { op: 'changedSince', since } : { op: 'changedSince', since, audit })) as ChangedSinceResult;
+  async changedSince(since: string, audit?: AuditMode, onWarning: WarningSink = this.onWarning): Promise<ChangedSinceResult> {
+    const { warnings, ...result } = (await this.call(audit === undefined ? { op: 'changedSince', since } : { op: 'changedSince', since, audit })) as ChangedSinceResult & {
+      warnings?: SbmWarning[];
+    };
+    for (const warning of warnings ?? []) onWarning(warning);
     const report: ChangeReport = { ...result.report, bands: result.report.bands.map((band) => ({ ...band, path: join(this.path, band.relativePath) })) };
     return { ...result, report };
   }

@@ -6,6 +6,7 @@
 
 import { BACKUP_SNAPSHOT_PREFIX } from '../backup/bundle-backup-source.js';
 import { SbmError } from '../errors.js';
+import type { SbmWarning } from '../warnings.js';
 import type { BundleOperations } from './bundle-operations.js';
 import { type ControlReply, type ControlRequest, errorToWire, parseRequest } from './control-protocol.js';
 
@@ -45,8 +46,12 @@ export class ControlDispatcher {
     switch (request.op) {
       case 'token':
         return { token: await this.operations.token() };
-      case 'changedSince':
-        return this.operations.changedSince(request.since, request.audit);
+      case 'changedSince': {
+        // The caller's warnings (edits found behind sbm's back) go back to the caller, not to the mount's stderr.
+        const warnings: SbmWarning[] = [];
+        const result = await this.operations.changedSince(request.since, request.audit, (warning) => void warnings.push(warning));
+        return { ...result, warnings };
+      }
       case 'snapshotList':
         return { snapshots: await this.operations.snapshotList() };
       case 'snapshotCreate': {

@@ -6,7 +6,7 @@
 //
 //   op              args                                   result
 //   token           {}                                     {token}
-//   changedSince    {since, audit?: auto|full|directory}   {sinceKind, bandSizeBytes, report}
+//   changedSince    {since, audit?: auto|full|directory}   {sinceKind, bandSizeBytes, report, warnings}
 //   snapshotCreate  {name}                                 SnapshotInfo
 //   snapshotList    {}                                     {snapshots: SnapshotInfo[]}
 //   snapshotDelete  {name}                                 {deleted}

@@ -12,7 +12,7 @@ export async function openBundleOperations(path: string, options: OpenBundleOpti
     return localOperations(await SparseBundle.open(path, options), { owned: true });
   } catch (error) {
     if (!isSbmError(error, 'SBM_LOCKED')) throw error;
-    const client = await connectControl(path);
+    const client = await connectControl(path, options.onWarning);
     if (client === undefined) throw error;
     return client;
   }

@@ -77,6 +77,8 @@ export interface ChangeReport {
 
 export interface ChangedSinceOptions {
   readonly audit?: AuditMode;
+  /** Where this call's warnings go instead of the tracker's sink (a request from another process). */
+  readonly onWarning?: WarningSink;
 }
 
 interface OpenOptions {
@@ -222,7 +224,7 @@ export class ChangeTracker {
     for (const bandIndex of audit.foreign) reported.add(bandIndex);
     if (audit.foreign.length > 0) {
       const names = audit.foreign.slice(0, 8).map((bandIndex) => `bands/${bandIndex.toString(16)}`);
-      this.onWarning({
+      (options.onWarning ?? this.onWarning)({
         code: 'SBM_FOREIGN_CHANGE',
         message: `${audit.foreign.length} band(s) changed behind sbm's back (${names.join(', ')}${audit.foreign.length > 8 ? ', ...' : ''}); included`,
         data: { bands: audit.foreign },

@@ -13,6 +13,7 @@ import { type ControlServerHandle, serveControl } from '../../../lib/control/ser
 import { MAX_REQUEST_BYTES } from '../../../lib/control/constants.js';
 import { SparseBundle } from '../../../lib/engine/sparse-bundle.js';
 import { isSbmError } from '../../../lib/errors.js';
+import type { SbmWarning } from '../../../lib/warnings.js';
 import { seededBytes, tempDir } from '../../helpers/tools.js';
 
 const MIB = 1024 * 1024;
@@ -162,4 +163,24 @@ test('revert through the client changes the live disk; closing the server keeps 
   await t.notThrowsAsync(stat(frozen.bundlePath), 'a backup still copying from it can finish');
   await t.notThrowsAsync(frozen.release(), 'releasing after the mount stopped leaves the snapshot to the next backup');
   t.is((await bundle.snapshots.list()).length, 1);
+});
+
+test('warnings a request raises in the mount (an edit behind sbm\'s back) go to the caller', async (t) => {
+  const { path } = await served(t);
+  const warnings: SbmWarning[] = [];
+  const operations = await openBundleOperations(path, { onWarning: (warning) => void warnings.push(warning) });
+  t.teardown(() => operations.close());
+  t.true(operations.remote, 'the served bundle is reached through its mount');
+  const token = await operations.token();
+  await writeFile(join(path, 'bands', '0'), seededBytes(8192, 9)); // not through sbm
+  const changed = await operations.changedSince(token, 'full');
+  t.deepEqual(
+    changed.report.bands.map((band) => [band.bandIndex, band.foreign]),
+    [[0, true]],
+  );
+  t.deepEqual(
+    warnings.map((warning) => warning.code),
+    ['SBM_FOREIGN_CHANGE'],
+  );
+  t.regex(warnings[0]?.message ?? '', /bands\/0/);
 });
