@@ -133,3 +133,32 @@ test('a destination that fills up fails cleanly and leaves earlier backups untou
   t.deepEqual(names.filter((name) => name.endsWith('.inProgress')), []);
   t.is((await runSbm(['verify', join(mountPoint, 'vm')])).exitCode, 0);
 });
+
+test('a destination that refuses hard links fails with SBM_NO_HARDLINKS, leaves no partial backup, and --copy works', async (t) => {
+  await requireTool(t, 'chattr');
+  const dir = await tempDir(t);
+  const disk = join(dir, 'vm.sparsebundle');
+  const dest = join(dir, 'dest');
+  await bundleWithData(disk, 3);
+  t.is((await runSbm(['backup', disk, dest])).exitCode, 0);
+  // link(2) of an immutable file fails with EPERM, as it does on filesystems without hard links.
+  const [first] = await listBackups(join(dest, 'vm'));
+  const pinned = join(first?.path ?? '', 'bands', '0');
+  await execa('chattr', ['+i', pinned]);
+  t.teardown(() => execa('chattr', ['-i', pinned]).then(() => undefined));
+  const bundle = await SparseBundle.open(disk);
+  await bundle.write(2 * MIB, Buffer.from('changed'));
+  await bundle.close();
+
+  const refused = await runSbm(['backup', disk, dest]);
+  t.is(refused.exitCode, ERROR_CODES.SBM_NO_HARDLINKS.exitCode);
+  t.regex(refused.stderr, /^sbm: SBM_NO_HARDLINKS: the destination cannot hard-link 0 \(EPERM\); use --copy\n$/);
+  const names = await readdir(join(dest, 'vm'));
+  t.is(names.filter((name) => name.endsWith('.sparsebundle')).length, 1);
+  t.deepEqual(names.filter((name) => name.endsWith('.inProgress')), []);
+
+  const copied = await runSbm(['backup', disk, dest, '--copy', '--json']);
+  t.is(copied.exitCode, 0, copied.stderr);
+  t.like(JSON.parse(copied.stdout), { bandsCopied: 1, bandsLinked: 2 });
+  t.is((await runSbm(['verify', join(dest, 'vm')])).exitCode, 0);
+});
