@@ -16,6 +16,8 @@ const sbm = (...args: string[]) => ['node', SBM, ...args];
 export interface BenchContext {
   readonly dir: string;
   readonly quick: boolean;
+  /** NODE_EXTRA_CA_CERTS as the environment set it (runs go without it). */
+  readonly extraCaCerts?: string | undefined;
 }
 
 export async function convertWorkloads({ dir, quick }: BenchContext): Promise<Workload[]> {
@@ -85,7 +87,7 @@ export async function memoryWorkloads({ dir, quick }: BenchContext): Promise<Wor
 }
 
 /** changed-bands on a 1 TiB-virtual bundle vs stat-ing every band file. */
-export async function changedBandsWorkloads({ dir, quick }: BenchContext): Promise<Workload[]> {
+export async function changedBandsWorkloads({ dir, quick, extraCaCerts }: BenchContext): Promise<Workload[]> {
   const populated = quick ? 4000 : 20_000;
   const workloads: Workload[] = [];
   const variants = [];
@@ -106,6 +108,11 @@ export async function changedBandsWorkloads({ dir, quick }: BenchContext): Promi
     if (label === '1 TiB, 10 changed') {
       variants.push({ label: `stat every band file (find -newer, ${bandCount} band files)`, command: ['find', join(path, 'bands'), '-type', 'f', '-newer', join(path, 'Info.plist')] });
       variants.push(NODE_STARTUP);
+      if (extraCaCerts !== undefined) {
+        const env = { NODE_EXTRA_CA_CERTS: extraCaCerts };
+        variants.push({ label: `sbm changed-bands (${label}) with NODE_EXTRA_CA_CERTS set`, command: sbm('changed-bands', path, '--since', token), env });
+        variants.push({ ...NODE_STARTUP, label: 'node -e 0 with NODE_EXTRA_CA_CERTS set', env });
+      }
     }
   }
   workloads.push({
