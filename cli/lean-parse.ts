@@ -1,13 +1,14 @@
 // A fast path for the commands scripts call most (`sbm token`, `sbm changed-bands`, `sbm backup`,
-// `sbm convert`): their plain arguments are parsed with node:util's parseArgs against the command's own option
-// table, and the handler runs without loading yargs at all. Loading, building and running yargs
-// is about a quarter of such a call (~25 ms), which is what keeps changed-bands under 0.1 s.
+// `sbm convert`): their plain arguments are parsed with node:util's parseArgs against the
+// command's own option table, and the handler runs without loading yargs at all. Loading,
+// building and running yargs is about a quarter of a changed-bands call (~25 ms).
 //
 // The fast path takes only arguments it reads exactly as yargs would. Anything else (help,
-// version, an unknown or repeated option, `--`, a value that looks like an option or a boolean, a
-// number yargs might read differently, a bad choice, a missing argument) makes it step aside, and yargs parses the same
-// arguments with its usual answers and errors. test/cli/lean-parse.test.ts checks that both
-// parsers agree on every argument list the fast path accepts.
+// version, an unknown or repeated option, `--`, a value that looks like an option or a boolean,
+// a number yargs might read differently, a bad choice, a missing argument) makes it step aside,
+// and yargs parses the same arguments with its usual answers and errors.
+// test/cli/lean-parse.test.ts checks that both parsers agree on every list the fast path takes.
+// Option names must not start with `no-` (that is yargs' negation, `--no-progress`).
 
 import { parseArgs } from 'node:util';
 
@@ -23,7 +24,10 @@ export interface LeanOption {
 
 export type LeanOptions = Readonly<Record<string, LeanOption>>;
 
-/** A command the fast path may run: its yargs `command` string (`<required>` then `[optional]` positionals), options and handler. */
+/**
+ * A command the fast path may run: its yargs `command` string (`<required>` then `[optional]`
+ * positionals), its option table (the one its yargs builder uses) and its handler.
+ */
 export interface LeanCommand {
   readonly command: string;
   readonly options: LeanOptions;
@@ -77,11 +81,8 @@ export function leanParse(command: LeanCommand, args: readonly string[]): Record
   parsed.positionals.forEach((value, index) => setKey(argv, positionalNames[index] as string, value));
   const values = parsed.values as Record<string, string | boolean | undefined>;
   for (const [key, option] of Object.entries(command.options)) {
-    let given: string | boolean | number | undefined = values[key];
-    if (values[`no-${key}`] !== undefined) {
-      if (given !== undefined) return undefined; // both spellings: let yargs pick
-      given = false;
-    }
+    // `--KEY --no-KEY` was refused above as a repeat.
+    let given: string | boolean | number | undefined = values[`no-${key}`] === true ? false : values[key];
     if (option.type === 'number' && given !== undefined) {
       if (typeof given !== 'string' || !/^(0|[1-9][0-9]{0,14})$/.test(given)) return undefined;
       given = Number(given);
