@@ -3,9 +3,13 @@
 // final name, and an existing output is replaced only with `force`.
 //
 //   1. build     .NAME.sbm-partial-<pid>-<rand>       (removed on error or SIGINT/SIGTERM)
-//   2. if force  rename NAME -> .NAME.sbm-replaced-*   (old output kept until the new one is in)
+//   2. if force  rename NAME -> .NAME.sbm-replaced-*   (old output kept until the new one is in,
+//                and renamed back if the new one cannot be)
 //   3. rename    .NAME.sbm-partial-* -> NAME, fsync the parent folder
 //   4. remove    .NAME.sbm-replaced-*
+//
+// A signal during steps 2-4 waits for them: stopping between the two renames would leave no
+// output under NAME. The command then exits 130 with its output complete.
 
 import { lstat, rename, rm } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
@@ -33,25 +37,42 @@ export async function withStagedOutput<T>(
   const tag = `${process.pid}-${randomTag(8)}`;
   const stagingPath = join(parent, `.${basename(finalPath)}.sbm-partial-${tag}`);
   const removeStaging = (): void => rmSync(stagingPath, { recursive: true, force: true });
+  let committing = false;
+  let deferredSignal: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
+    if (committing) {
+      deferredSignal ??= signal;
+      return;
+    }
     removeStaging();
     process.stderr.write(`sbm: SBM_INTERRUPTED: ${signal} received; removed the partial ${finalPath}\n`);
     process.exit(130);
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     const result = await build(stagingPath);
     if (exists) {
       await options.beforeReplace?.(finalPath);
       const replaced = join(parent, `.${basename(finalPath)}.sbm-replaced-${tag}`);
+      committing = true;
       await rename(finalPath, replaced);
-      await rename(stagingPath, finalPath);
+      try {
+        await rename(stagingPath, finalPath);
+      } catch (error) {
+        await rename(replaced, finalPath).catch(() => undefined); // the old output goes back under its name
+        throw error;
+      }
       await fsyncDirectory(parent);
       await rm(replaced, { recursive: true, force: true });
     } else {
+      committing = true;
       await rename(stagingPath, finalPath);
       await fsyncDirectory(parent);
+    }
+    if (deferredSignal !== undefined) {
+      process.stderr.write(`sbm: SBM_INTERRUPTED: ${deferredSignal} received while ${finalPath} was put in place; it is complete\n`);
+      process.exit(130);
     }
     return result;
   } catch (error) {
