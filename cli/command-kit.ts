@@ -3,7 +3,7 @@
 
 import { debugLog } from '../lib/debug-log.js';
 import { SbmError, isSbmError } from '../lib/errors.js';
-import type { SbmWarning, WarningSink } from '../lib/warnings.js';
+import { type SbmWarning, type WarningSink, strictWarningError } from '../lib/warnings.js';
 
 const debug = debugLog('sbm:cli');
 
@@ -39,7 +39,7 @@ export function reportError(error: unknown): void {
 export function warningSink(argv: GlobalOptions, collected: SbmWarning[] = []): WarningSink {
   return (warning) => {
     collected.push(warning);
-    if (argv.strict) throw new SbmError('SBM_STRICT', `${warning.code}: ${warning.message}`, { warning });
+    if (argv.strict) throw strictWarningError(warning);
     process.stderr.write(`sbm: warning ${warning.code}: ${warning.message}\n`);
   };
 }

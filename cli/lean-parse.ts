@@ -5,8 +5,9 @@
 //
 // The fast path takes only arguments it reads exactly as yargs would. Anything else (help,
 // version, an unknown or repeated option, `--`, a value that looks like an option or a boolean,
-// a number yargs might read differently, a bad choice, a missing argument) makes it step aside,
-// and yargs parses the same arguments with its usual answers and errors.
+// an inline value in quotes, a number yargs might read differently, a bad choice, a missing
+// argument) makes it step aside, and yargs parses the same arguments with its usual answers and
+// errors.
 // test/cli/lean-parse.test.ts checks that both parsers agree on every list the fast path takes.
 // Option names must not start with `no-` (that is yargs' negation, `--no-progress`).
 
@@ -69,8 +70,10 @@ export function leanParse(command: LeanCommand, args: readonly string[]): Record
       const key = token.name.replace(/^no-/, '');
       if (seen.has(key)) return undefined; // yargs collects repeats into an array
       seen.add(key);
-      // yargs does not take "-" or "-x" as the value of the option before it
+      // yargs does not take "-" or "-x" as the value of the option before it, and strips the
+      // quotes around an inline value (--since="x" is x to yargs)
       if (token.inlineValue === false && token.value?.startsWith('-') === true) return undefined;
+      if (token.inlineValue === true && /^["']/.test(token.value ?? '')) return undefined;
     } else if (token.value === 'true' || token.value === 'false' || token.value.startsWith('-')) {
       return undefined; // yargs may read it as the value of a preceding boolean flag
     }

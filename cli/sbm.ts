@@ -13,7 +13,8 @@ for (const stream of [process.stdout, process.stderr]) {
 }
 
 const args = process.argv.slice(2);
-const lean = args[0] === undefined ? undefined : LEAN_COMMAND_LOADERS[args[0]];
+// Own keys only: `sbm constructor` must reach yargs' unknown-command error, not Object.
+const lean = args[0] !== undefined && Object.hasOwn(LEAN_COMMAND_LOADERS, args[0]) ? LEAN_COMMAND_LOADERS[args[0]] : undefined;
 // yargs is loaded only when the lean path steps aside: it is a quarter of a changed-bands call.
 if (lean === undefined || !(await runLean(await lean(), args.slice(1)))) {
   const { buildCli } = await import('./build-cli.js');

@@ -2,6 +2,8 @@
 // warnings with stable codes. They go to a sink the caller chooses; `--strict` in the CLI turns
 // any warning into an SBM_STRICT failure.
 
+import { SbmError } from './errors.js';
+
 export interface SbmWarning {
   readonly code: string;
   readonly message: string;
@@ -9,6 +11,11 @@ export interface SbmWarning {
 }
 
 export type WarningSink = (warning: SbmWarning) => void;
+
+/** The error `--strict` turns a warning into (the CLI's sink and a mount answering for it alike). */
+export function strictWarningError(warning: SbmWarning): SbmError {
+  return new SbmError('SBM_STRICT', `${warning.code}: ${warning.message}`, { warning });
+}
 
 /** Collects warnings in memory; the default sink for library callers that did not pass one. */
 export class WarningList {

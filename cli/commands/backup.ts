@@ -39,7 +39,7 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
       .example('$0 backup vm.sparsebundle /Volumes/Backup --keep-hourly 24 --keep-daily 30', 'back up, then thin'),
   handler: action(async (argv) => {
     const onWarning = warningSink(argv);
-    const bundle = await openBundleOperations(argv.bundle, { onWarning });
+    const bundle = await openBundleOperations(argv.bundle, { onWarning, strictWarnings: argv.strict === true });
     try {
       const showProgress = argv.progress && !argv.json && process.stderr.isTTY;
       const result = await createBackup(bundle.backupSource(), argv.dest, {

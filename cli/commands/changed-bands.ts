@@ -51,7 +51,7 @@ export const changedBandsCommand: CommandModule<object, ChangedBandsArgs> = {
     if (argv.ranges && (argv.relative || argv.null)) throw new SbmError('SBM_USAGE', '--ranges prints byte ranges; it does not combine with --relative or --null');
     const warnings: SbmWarning[] = [];
     // Neither command asks which bands exist: skip listing bands/ (O(bands)) at open.
-    const bundle = await openBundleOperations(argv.bundle, { onWarning: warningSink(argv, warnings), deferBandListing: true });
+    const bundle = await openBundleOperations(argv.bundle, { onWarning: warningSink(argv, warnings), strictWarnings: argv.strict === true, deferBandListing: true });
     try {
       const { sinceKind, bandSizeBytes, report } = await bundle.changedSince(argv.since, argv.audit);
       if (argv.tokenFile !== undefined && report.token !== undefined) await writeFile(argv.tokenFile, `${report.token}\n`);

@@ -40,7 +40,7 @@ export const LEAN_COMMAND_LOADERS: Readonly<Record<string, () => Promise<LeanCom
 /** The command modules needed to parse `args`: the named one, or all (for help and typos). */
 export async function loadCommands(args: readonly string[]): Promise<AnyCommand[]> {
   const name = args.find((arg) => !arg.startsWith('-'));
-  const loader = name === undefined ? undefined : COMMAND_LOADERS[name];
+  const loader = name !== undefined && Object.hasOwn(COMMAND_LOADERS, name) ? COMMAND_LOADERS[name] : undefined;
   if (loader !== undefined) return [await loader()];
   return Promise.all(Object.values(COMMAND_LOADERS).map((load) => load()));
 }

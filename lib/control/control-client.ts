@@ -11,10 +11,16 @@ import { SNAPSHOTS_DIR, SNAPSHOT_SUFFIX, type SnapshotInfo } from '../snapshots/
 import type { AuditMode, ChangeReport } from '../tracking/change-tracker.js';
 import type { BundleOperations, ChangedSinceResult } from './bundle-operations.js';
 import { CONNECT_TIMEOUT_MS, MAX_REPLY_BYTES } from './constants.js';
-import { type ControlRequest, encodeRequest, errorFromWire, parseReply } from './control-protocol.js';
-import type { SbmWarning, WarningSink } from '../warnings.js';
+import { type ControlRequest, encodeRequest, errorFromWire, parseReply, parseReplyWarnings } from './control-protocol.js';
+import type { WarningSink } from '../warnings.js';
 import { LineFramer } from './line-framer.js';
 import { remoteBackupSource } from './remote-backup-source.js';
+
+/** Where warnings the mount raises for this client go, and whether they fail the request. */
+export interface RemoteWarnings {
+  readonly onWarning: WarningSink;
+  readonly strict: boolean;
+}
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
@@ -38,6 +44,8 @@ export class ControlClient implements BundleOperations {
     socket: Socket,
     /** Receives the warnings the mount raised while answering this client's requests. */
     private readonly onWarning: WarningSink,
+    /** The caller's --strict: the mount then fails a request at its first warning, as a local run would. */
+    private readonly strictWarnings: boolean,
   ) {
     this.#socket = socket;
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
@@ -46,7 +54,7 @@ export class ControlClient implements BundleOperations {
   }
 
   /** Connects to `socketPath`; rejects with the socket error (ENOENT, ECONNREFUSED, timeout). */
-  static async connect(bundlePath: string, socketPath: string, onWarning: WarningSink, timeoutMs = CONNECT_TIMEOUT_MS): Promise<ControlClient> {
+  static async connect(bundlePath: string, socketPath: string, warnings: RemoteWarnings, timeoutMs = CONNECT_TIMEOUT_MS): Promise<ControlClient> {
     // Loaded here, not at the top: only a bundle served by `sbm mount` needs it, and every
     // `sbm token` / `changed-bands` would otherwise pay for loading `net` at start-up.
     const { createConnection } = await import('node:net');
@@ -63,7 +71,7 @@ export class ControlClient implements BundleOperations {
       socket.once('connect', () => {
         clearTimeout(timer);
         socket.removeAllListeners('error');
-        resolve(new ControlClient(bundlePath, socket, onWarning));
+        resolve(new ControlClient(bundlePath, socket, warnings.onWarning, warnings.strict));
       });
     });
   }
@@ -74,10 +82,9 @@ export class ControlClient implements BundleOperations {
   }
 
   async changedSince(since: string, audit?: AuditMode, onWarning: WarningSink = this.onWarning): Promise<ChangedSinceResult> {
-    const { warnings, ...result } = (await this.call(audit === undefined ? { op: 'changedSince', since } : { op: 'changedSince', since, audit })) as ChangedSinceResult & {
-      warnings?: SbmWarning[];
-    };
-    for (const warning of warnings ?? []) onWarning(warning);
+    const request = { op: 'changedSince', since, ...(audit === undefined ? {} : { audit }), returnWarnings: true, strict: this.strictWarnings } as const;
+    const { warnings, ...result } = (await this.call(request)) as ChangedSinceResult & { warnings?: unknown };
+    for (const warning of parseReplyWarnings(warnings)) onWarning(warning);
     const report: ChangeReport = { ...result.report, bands: result.report.bands.map((band) => ({ ...band, path: join(this.path, band.relativePath) })) };
     return { ...result, report };
   }

@@ -6,7 +6,7 @@
 
 import { BACKUP_SNAPSHOT_PREFIX } from '../backup/bundle-backup-source.js';
 import { SbmError } from '../errors.js';
-import type { SbmWarning } from '../warnings.js';
+import { type SbmWarning, strictWarningError } from '../warnings.js';
 import type { BundleOperations } from './bundle-operations.js';
 import { type ControlReply, type ControlRequest, errorToWire, parseRequest } from './control-protocol.js';
 
@@ -47,10 +47,15 @@ export class ControlDispatcher {
       case 'token':
         return { token: await this.operations.token() };
       case 'changedSince': {
-        // The caller's warnings (edits found behind sbm's back) go back to the caller, not to the mount's stderr.
+        // The caller's warnings (edits found behind sbm's back) go back to the caller, not to the
+        // mount's output, when it asks (every client since the field exists does).
+        if (request.returnWarnings !== true) return this.operations.changedSince(request.since, request.audit);
         const warnings: SbmWarning[] = [];
-        const result = await this.operations.changedSince(request.since, request.audit, (warning) => void warnings.push(warning));
-        return { ...result, warnings };
+        const sink = (warning: SbmWarning): void => {
+          if (request.strict === true) throw strictWarningError(warning);
+          warnings.push(warning);
+        };
+        return { ...(await this.operations.changedSince(request.since, request.audit, sink)), warnings };
       }
       case 'snapshotList':
         return { snapshots: await this.operations.snapshotList() };

@@ -6,11 +6,17 @@
 //
 //   op              args                                   result
 //   token           {}                                     {token}
-//   changedSince    {since, audit?: auto|full|directory}   {sinceKind, bandSizeBytes, report, warnings}
+//   changedSince    {since, audit?: auto|full|directory,   {sinceKind, bandSizeBytes, report,
+//                    returnWarnings?, strict?}               warnings (with returnWarnings)}
 //   snapshotCreate  {name}                                 SnapshotInfo
 //   snapshotList    {}                                     {snapshots: SnapshotInfo[]}
 //   snapshotDelete  {name}                                 {deleted}
 //   snapshotRevert  {name}                                 {bandsChanged}
+//
+// With returnWarnings, warnings the request raises come back in the reply (strict: the request
+// fails with SBM_STRICT at the first, as the caller's own --strict would); without it (an older
+// client) they go to the mount's own warning output. Unknown args are ignored, so an older mount
+// simply leaves `warnings` out.
 //
 // `message` is the error's detail without the leading code; the client rebuilds an SbmError with
 // the same code, so exit statuses (10 for refused tokens) survive the trip. id is null when the
@@ -18,10 +24,18 @@
 
 import { ERROR_CODES, SbmError, type SbmErrorCode } from '../errors.js';
 import type { AuditMode } from '../tracking/change-tracker.js';
+import type { SbmWarning } from '../warnings.js';
 
 export type ControlRequest =
   | { readonly id: number; readonly op: 'token' | 'snapshotList' }
-  | { readonly id: number; readonly op: 'changedSince'; readonly since: string; readonly audit?: AuditMode }
+  | {
+      readonly id: number;
+      readonly op: 'changedSince';
+      readonly since: string;
+      readonly audit?: AuditMode;
+      readonly returnWarnings?: boolean;
+      readonly strict?: boolean;
+    }
   | { readonly id: number; readonly op: 'snapshotCreate' | 'snapshotDelete' | 'snapshotRevert'; readonly name: string };
 
 export type ControlOp = ControlRequest['op'];
@@ -60,9 +74,19 @@ export function parseRequest(line: string): ControlRequest {
   if (op === 'changedSince') {
     const since = stringArg(args, 'since', id);
     const audit = args.audit;
-    if (audit === undefined) return { id, op, since };
-    if (typeof audit !== 'string' || !AUDIT_MODES.has(audit)) throw new SbmError('SBM_CONTROL', `request ${id}: audit must be auto, full or directory`, { id });
-    return { id, op, since, audit: audit as AuditMode };
+    if (audit !== undefined && (typeof audit !== 'string' || !AUDIT_MODES.has(audit))) {
+      throw new SbmError('SBM_CONTROL', `request ${id}: audit must be auto, full or directory`, { id });
+    }
+    const returnWarnings = booleanArg(args, 'returnWarnings', id);
+    const strict = booleanArg(args, 'strict', id);
+    return {
+      id,
+      op,
+      since,
+      ...(audit === undefined ? {} : { audit: audit as AuditMode }),
+      ...(returnWarnings === undefined ? {} : { returnWarnings }),
+      ...(strict === undefined ? {} : { strict }),
+    };
   }
   throw new SbmError('SBM_CONTROL', `request ${id}: unknown op "${op.slice(0, 64)}"`, { id, op: op.slice(0, 64) });
 }
@@ -117,6 +141,25 @@ function stringArg(args: Record<string, unknown>, key: string, id: number): stri
     throw new SbmError('SBM_CONTROL', `request ${id}: ${key} must be a non-empty string of at most ${MAX_STRING_ARG} characters`, { id });
   }
   return value;
+}
+
+function booleanArg(args: Record<string, unknown>, key: string, id: number): boolean | undefined {
+  const value = args[key];
+  if (value !== undefined && typeof value !== 'boolean') throw new SbmError('SBM_CONTROL', `request ${id}: ${key} must be true or false`, { id });
+  return value;
+}
+
+/** The warnings of a changedSince reply; anything else there is a broken reply. */
+export function parseReplyWarnings(value: unknown): SbmWarning[] {
+  if (value === undefined) return []; // an older mount: its warnings went to its own output
+  if (!Array.isArray(value) || !value.every((item) => isRecord(item) && typeof item.code === 'string' && typeof item.message === 'string')) {
+    throw new SbmError('SBM_CONTROL', 'reply from the mount has malformed warnings');
+  }
+  return value.map((item: Record<string, unknown>) => ({
+    code: item.code as string,
+    message: item.message as string,
+    ...(isRecord(item.data) ? { data: item.data } : {}),
+  }));
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

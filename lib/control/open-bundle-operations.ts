@@ -7,12 +7,20 @@ import { isSbmError } from '../errors.js';
 import { type BundleOperations, localOperations } from './bundle-operations.js';
 import { connectControl } from './connect-control.js';
 
-export async function openBundleOperations(path: string, options: OpenBundleOptions = {}): Promise<BundleOperations> {
+export interface BundleOperationsOptions extends OpenBundleOptions {
+  /**
+   * The caller's sink throws at the first warning (--strict). Through a mount the request then
+   * fails at the same point as a local run, before the mount records anything.
+   */
+  readonly strictWarnings?: boolean;
+}
+
+export async function openBundleOperations(path: string, options: BundleOperationsOptions = {}): Promise<BundleOperations> {
   try {
     return localOperations(await SparseBundle.open(path, options), { owned: true });
   } catch (error) {
     if (!isSbmError(error, 'SBM_LOCKED')) throw error;
-    const client = await connectControl(path, options.onWarning);
+    const client = await connectControl(path, { onWarning: options.onWarning ?? (() => undefined), strict: options.strictWarnings === true });
     if (client === undefined) throw error;
     return client;
   }

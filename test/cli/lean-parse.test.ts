@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { buildCli } from '../../cli/build-cli.js';
 import { COMMAND_LOADERS, LEAN_COMMAND_LOADERS } from '../../cli/commands/index.js';
 import { type LeanCommand, leanParse } from '../../cli/lean-parse.js';
+import { runSbm } from '../helpers/tools.js';
 
 /** What yargs hands the command's handler for `args` (after the command name), or its error. */
 async function parseWithYargs(name: string, args: readonly string[]): Promise<{ argv?: Record<string, unknown>; error?: string }> {
@@ -35,7 +36,7 @@ function handlerKeys(command: LeanCommand): string[] {
 
 const pick = (argv: Record<string, unknown>, keys: readonly string[]) => Object.fromEntries(keys.map((key) => [key, argv[key]]));
 
-const VALUES = ['sbm1:4e63:e158:3', '2026-01-01T00:00:00Z', 'nightly', '7', '-5', '', 'a b'];
+const VALUES = ['sbm1:4e63:e158:3', '2026-01-01T00:00:00Z', 'nightly', '7', '-5', '', 'a b', '"x"', "'", "'y'", 'é😀'];
 const POSITIONALS = ['vm.sparsebundle', 'a b', '123', 'true', 'false', '-', '-x', ''];
 const NUMBERS = ['3', '0', '24', '024', '1e3', '2.5', '-2', 'x', '99999999999999999999'];
 
@@ -66,7 +67,7 @@ function plainCall(command: LeanCommand): fc.Arbitrary<string[]> {
   const optional = [...command.command.matchAll(/\[([\w-]+)\]/g)].map(() => fc.constantFrom<string[][]>([], [['out.sparsebundle']]));
   const options = Object.entries(command.options).map(([key, option]) => {
     if (option.type === 'boolean') return fc.constantFrom<string[][]>([], [[`--${key}`]], [[`--no-${key}`]], option.alias === undefined ? [] : [[`-${option.alias}`]]);
-    const values = option.type === 'number' ? ['0', '3', '24'] : (option.choices ?? VALUES.filter((value) => !value.startsWith('-')));
+    const values = option.type === 'number' ? ['0', '3', '24'] : (option.choices ?? VALUES.filter((value) => !/^[-"']/.test(value)));
     const usage = fc.constantFrom(...values).chain((value) => fc.constantFrom([[`--${key}`, value]], [[`--${key}=${value}`]]));
     return option.demandOption === true ? usage : fc.oneof(fc.constant<string[][]>([]), usage);
   });
@@ -140,4 +141,12 @@ test('the lean parser reads negations, numbers and optional positionals as yargs
   const backup = await LEAN_COMMAND_LOADERS.backup!();
   t.like(leanParse(backup, ['vm.sparsebundle', 'dest', '--keep-hourly', '24']), { keepHourly: 24, 'keep-hourly': 24, progress: true });
   for (const odd of ['024', '1e3', '-2', 'x']) t.is(leanParse(backup, ['vm.sparsebundle', 'dest', '--keep-hourly', odd]), undefined, odd);
+});
+
+test('names inherited from Object are unknown commands, not crashes', async (t) => {
+  for (const name of ['constructor', 'toString', '__proto__']) {
+    const result = await runSbm([name, 'x']);
+    t.is(result.exitCode, 2, `${name}: ${result.stderr}`);
+    t.regex(result.stderr, /^sbm: SBM_USAGE: /);
+  }
 });

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { encodeReply, encodeRequest, errorFromWire, errorToWire, parseReply, parseRequest } from '../../../lib/control/control-protocol.js';
+import { encodeReply, encodeRequest, errorFromWire, errorToWire, parseReply, parseReplyWarnings, parseRequest } from '../../../lib/control/control-protocol.js';
 import { ERROR_CODES, SbmError, isSbmError } from '../../../lib/errors.js';
 
 function controlError(line: string): SbmError {
@@ -21,6 +21,7 @@ test('requests round-trip through encodeRequest and parseRequest', (t) => {
     { id: 5, op: 'snapshotCreate', name: 'daily' },
     { id: 6, op: 'snapshotDelete', name: 'daily' },
     { id: 7, op: 'snapshotRevert', name: 'daily' },
+    { id: 8, op: 'changedSince', since: 'sbm1:x', returnWarnings: true, strict: false },
   ] as const;
   for (const request of requests) {
     const line = encodeRequest(request);
@@ -41,6 +42,7 @@ test('malformed requests are SBM_CONTROL errors that keep a readable id', (t) =>
   t.is(controlError('{"id":9,"op":"snapshotCreate","args":{"name":42}}').data.id, 9);
   t.is(controlError('{"id":10,"op":"changedSince","args":{"since":"x","audit":"some"}}').data.id, 10);
   t.is(controlError('{"id":11,"op":"token","args":[]}').data.id, 11);
+  t.regex(controlError('{"id":13,"op":"changedSince","args":{"since":"x","strict":"yes"}}').message, /strict must be true or false/);
   t.regex(controlError(`{"id":12,"op":"snapshotCreate","args":{"name":"${'a'.repeat(2000)}"}}`).message, /at most 1024/);
 });
 
@@ -70,4 +72,14 @@ test('malformed replies are SBM_CONTROL errors', (t) => {
     t.throws(() => parseReply(line), { code: 'SBM_CONTROL' } as never, line);
   }
   t.deepEqual(parseReply('{"id":null,"result":null}'), { id: null, result: null });
+});
+
+test('reply warnings are checked before they reach the caller', (t) => {
+  t.deepEqual(parseReplyWarnings(undefined), [], 'an older mount sends none');
+  t.deepEqual(parseReplyWarnings([{ code: 'SBM_FOREIGN_CHANGE', message: 'm', data: { bands: [1] } }]), [
+    { code: 'SBM_FOREIGN_CHANGE', message: 'm', data: { bands: [1] } },
+  ]);
+  for (const bad of [{}, 'x', [{ code: 1, message: 'm' }], [null]]) {
+    t.throws(() => parseReplyWarnings(bad), { message: /malformed warnings/ });
+  }
 });

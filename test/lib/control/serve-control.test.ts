@@ -13,7 +13,7 @@ import { type ControlServerHandle, serveControl } from '../../../lib/control/ser
 import { MAX_REQUEST_BYTES } from '../../../lib/control/constants.js';
 import { SparseBundle } from '../../../lib/engine/sparse-bundle.js';
 import { isSbmError } from '../../../lib/errors.js';
-import type { SbmWarning } from '../../../lib/warnings.js';
+import { type SbmWarning, WarningList, strictWarningError } from '../../../lib/warnings.js';
 import { seededBytes, tempDir } from '../../helpers/tools.js';
 
 const MIB = 1024 * 1024;
@@ -183,4 +183,43 @@ test('warnings a request raises in the mount (an edit behind sbm\'s back) go to 
     ['SBM_FOREIGN_CHANGE'],
   );
   t.regex(warnings[0]?.message ?? '', /bands\/0/);
+});
+
+test('with --strict the mount fails the request at the warning, before it records anything, as a local run does', async (t) => {
+  const { path } = await served(t);
+  const strictSink = (warning: SbmWarning): void => {
+    throw strictWarningError(warning);
+  };
+  const operations = await openBundleOperations(path, { onWarning: strictSink, strictWarnings: true });
+  t.teardown(() => operations.close());
+  const token = await operations.token();
+  await writeFile(join(path, 'bands', '0'), seededBytes(8192, 9));
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const failed = await operations.changedSince(token, 'full').catch((error: unknown) => error);
+    t.true(isSbmError(failed, 'SBM_STRICT'), String(failed));
+    t.regex((failed as Error).message, /SBM_FOREIGN_CHANGE/, 'and again: nothing was recorded or closed');
+  }
+});
+
+test('a client that does not ask for warnings (an older sbm) leaves them to the mount\'s own output', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'vm.sparsebundle');
+  const mountWarnings = new WarningList();
+  const bundle = await SparseBundle.create(path, { sizeBytes: 32 * MIB, onWarning: mountWarnings.sink });
+  await bundle.write(0, seededBytes(4096, 1));
+  const control = await serveControl(bundle);
+  t.teardown(async () => {
+    await control.close();
+    await bundle.close();
+  });
+  const token = await bundle.token();
+  await writeFile(join(path, 'bands', '0'), seededBytes(8192, 9));
+  const { lines } = await rawExchange(control.socketPath, `${JSON.stringify({ id: 1, op: 'changedSince', args: { since: token, audit: 'full' } })}\n`, 1);
+  const reply = lines[0] as { result: { warnings?: unknown; report: { bands: unknown[] } } };
+  t.is(reply.result.warnings, undefined);
+  t.is(reply.result.report.bands.length, 1);
+  t.deepEqual(
+    mountWarnings.items.map((warning) => warning.code),
+    ['SBM_FOREIGN_CHANGE'],
+  );
 });
