@@ -330,7 +330,7 @@ export class BandStore {
     const source = this.pathOf(bandIndex);
     const staged = join(this.options.tmpDir, `cow-${bandFileName(bandIndex)}-${randomTag()}`);
     debug('copy-on-write band %s', bandFileName(bandIndex));
-    await copyFile(source, staged, fsConstants.COPYFILE_FICLONE);
+    await copyFile(source, staged, fsConstants.COPYFILE_FICLONE | fsConstants.COPYFILE_EXCL);
     const handle = await open(staged, 'r+');
     try {
       await handle.sync();

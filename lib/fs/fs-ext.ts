@@ -3,12 +3,20 @@
 // its source for exports first (~4 ms of every CLI start), and most commands lock only once.
 
 import { createRequire } from 'node:module';
+import { SbmError } from '../errors.js';
 
 type FsExt = typeof import('fs-ext');
 
 let loaded: FsExt | undefined;
 
 export function fsExt(): FsExt {
-  loaded ??= createRequire(import.meta.url)('fs-ext') as FsExt;
+  if (loaded === undefined) {
+    try {
+      loaded = createRequire(import.meta.url)('fs-ext') as FsExt;
+    } catch (error) {
+      // Loaded lazily, a broken install would otherwise surface as an odd lock or seek failure.
+      throw new SbmError('SBM_INTERNAL', `cannot load the fs-ext native addon (${(error as Error).message}); reinstall with npm ci`, {}, { cause: error });
+    }
+  }
   return loaded;
 }

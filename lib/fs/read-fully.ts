@@ -37,17 +37,22 @@ function transferFully(transfer: Transfer, fd: number, buffer: Uint8Array, posit
   return new Promise((resolve, reject) => {
     let done = 0;
     const next = (): void => {
-      transfer(fd, buffer, done, buffer.length - done, position + done, (error, bytes) => {
-        if (error !== null) return reject(error);
-        if (bytes === 0) {
-          if (onNoProgress === 'fail') return reject(new Error(`write of ${buffer.length - done} bytes at ${position + done} made no progress`));
-          buffer.fill(0, done);
-          return resolve(done);
-        }
-        done += bytes;
-        if (done < buffer.length) next();
-        else resolve(done);
-      });
+      try {
+        transfer(fd, buffer, done, buffer.length - done, position + done, settle);
+      } catch (error) {
+        reject(error as Error); // a bad argument throws at once rather than calling back
+      }
+    };
+    const settle = (error: Error | null, bytes: number): void => {
+      if (error !== null) return reject(error);
+      if (bytes === 0) {
+        if (onNoProgress === 'fail') return reject(noProgress(buffer.length - done, position + done));
+        buffer.fill(0, done);
+        return resolve(done);
+      }
+      done += bytes;
+      if (done < buffer.length) next();
+      else resolve(done);
     };
     if (buffer.length === 0) resolve(0);
     else next();
@@ -58,6 +63,7 @@ export async function writeFully(handle: FileHandle, data: Uint8Array, position:
   let done = 0;
   while (done < data.length) {
     const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
+    if (bytesWritten === 0) throw noProgress(data.length - done, position + done);
     done += bytesWritten;
   }
 }
@@ -68,7 +74,16 @@ export async function writeFully(handle: FileHandle, data: Uint8Array, position:
  */
 export function writeFullySync(fd: number, data: Uint8Array, position: number): void {
   let done = 0;
-  while (done < data.length) done += writeSync(fd, data, done, data.length - done, position + done);
+  while (done < data.length) {
+    const bytesWritten = writeSync(fd, data, done, data.length - done, position + done);
+    if (bytesWritten === 0) throw noProgress(data.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+/** A write that returned 0 would loop forever; no filesystem should, but a broken one may. */
+function noProgress(bytes: number, position: number): Error {
+  return Object.assign(new Error(`write of ${bytes} bytes at ${position} made no progress`), { code: 'EIO' });
 }
 
 /** readFully without the thread-pool round trip, for small reads likely served from the page cache. */

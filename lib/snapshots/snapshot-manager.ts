@@ -79,7 +79,8 @@ export class SnapshotManager {
     await this.quiesced(`cannot create snapshot "${name}" of`, async (store) => {
       const stage = join(paths.tmp, `snap-${randomTag()}${SNAPSHOT_SUFFIX}`);
       const stagePaths = bundlePaths(stage);
-      await mkdir(stagePaths.bands, { recursive: true });
+      await mkdir(stage); // fails rather than share a folder with another stage
+      await mkdir(stagePaths.bands);
       await mkdir(stagePaths.sbm);
       for (const file of [paths.infoBackup, paths.infoPlist]) await copyDurably(file, join(stage, file.slice(paths.root.length + 1)));
       await writeNewFileDurably(stagePaths.token, Buffer.alloc(0));

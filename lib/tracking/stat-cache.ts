@@ -220,7 +220,7 @@ export class StatCache {
 
   /** Creates an empty cache file for a new epoch (caller renames it into place). */
   static async create(path: string, epochTag: number): Promise<StatCache> {
-    const handle = await open(path, 'w+', 0o644);
+    const handle = await open(path, 'wx+', 0o644); // a fresh staged name: never someone else's file
     const empty = { flags: STAT_CACHE_FLAG_PRESENT_COUNT, presentBands: 0, logTrustedBytes: 0, logTrustedCrc: 0, logBandsAtLeast: 0 };
     return new StatCache(handle, true, empty, STAT_CACHE_HEADER_SIZE, epochTag, undefined, Buffer.alloc(STAT_CACHE_HEADER_SIZE));
   }
