@@ -47,7 +47,7 @@ async function main(): Promise<void> {
     try {
       log(`preparing ${group} data in ${dir}`);
       for (const workload of await build({ dir, quick, extraCaCerts })) {
-        log(`running ${workload.id} (${runs} interleaved runs)`);
+        log(`running ${workload.id} (at least ${runs} interleaved runs)`);
         try {
           results.push(await runWorkload(workload, runs, log));
         } finally {
@@ -71,12 +71,12 @@ async function renderReport(results: WorkloadResult[]): Promise<string> {
     '',
     `Written by \`npm run bench${quick ? ' -- --quick' : ''}\` on ${new Date().toISOString().slice(0, 10)}: ${cpus().length} cores ` +
       `(${cpus()[0]?.model ?? 'unknown'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, ${qemu}. ` +
-      `Each variant ran at least ${runs} times (${EXTRA_ROUNDS_MAX} when a round of the workload takes under ${EXTRA_ROUNDS_BELOW_SECONDS} s), interleaved with its peers; ` +
+      `Each variant ran ${runs} times (at least ${EXTRA_ROUNDS_MAX} when a round of the workload takes under ${EXTRA_ROUNDS_BELOW_SECONDS} s), interleaved with its peers; ` +
       'times are wall-clock seconds, measured around GNU time (which records peak RSS and adds about a millisecond to every variant alike). ' +
       '"sbm time ÷ this" is sbm\'s median divided by this variant\'s median: below 1.00 sbm is faster. ' +
       (extraCaCerts === undefined
         ? 'NODE_EXTRA_CA_CERTS was not set.'
-        : `This machine sets NODE_EXTRA_CA_CERTS (${extraCaCerts}), which makes every Node start parse that file; runs go without it, as on a machine that does not set it, and the changed-bands table shows its cost.`),
+        : 'This machine sets NODE_EXTRA_CA_CERTS, which makes every Node start parse that certificate file; runs go without it, as on a machine that does not set it, and the changed-bands table shows its cost.'),
     '',
     '## Targets',
     '',

@@ -1,7 +1,7 @@
 // Random tags for temporary file names. They need to be unlikely to collide, not unguessable:
-// every temporary name is claimed exclusively (O_EXCL, COPYFILE_EXCL, a plain mkdir), so a
-// collision or a name someone guessed fails the operation instead of sharing a file; most are
-// also made under the bundle's lock. Math.random spares the commands that only write a temporary
+// temporary names are claimed exclusively (O_EXCL, COPYFILE_EXCL, a plain mkdir), so a collision
+// or a name someone guessed fails the operation instead of sharing a file; the one made by a
+// rename (a snapshot being deleted) is made under the bundle's lock, as most others are too. Math.random spares the commands that only write a temporary
 // file from loading node:crypto (~3 ms of a CLI start).
 
 /** `hexDigits` random lowercase hex digits. */

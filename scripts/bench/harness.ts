@@ -76,7 +76,7 @@ export async function runWorkload(workload: Workload, runs: number, log: (line: 
       const sample = samples.get(variant.label);
       sample?.seconds.push(seconds);
       sample?.rssKiB.push(Number(match[1]));
-      log(`  ${workload.id} run ${run + 1}/${rounds} ${variant.label}: ${seconds.toFixed(3)} s, ${(Number(match[1]) / 1024).toFixed(0)} MiB RSS`);
+      log(`  ${workload.id} run ${run + 1} ${variant.label}: ${seconds.toFixed(3)} s, ${(Number(match[1]) / 1024).toFixed(0)} MiB RSS`);
     }
     if (run === 0 && roundSeconds < EXTRA_ROUNDS_BELOW_SECONDS) rounds = Math.max(runs, EXTRA_ROUNDS_MAX);
   }
