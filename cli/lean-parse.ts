@@ -26,6 +26,13 @@ export interface LeanOption {
 export type LeanOptions = Readonly<Record<string, LeanOption>>;
 
 /**
+ * Settings the fast path honours. Tables built by spreading shared ones escape TypeScript's
+ * excess-property check, so an option with anything else (coerce, implies, array...) is left to
+ * yargs at run time too.
+ */
+const LEAN_SETTINGS = new Set(['type', 'describe', 'alias', 'default', 'choices', 'demandOption']);
+
+/**
  * A command the fast path may run: its yargs `command` string (`<required>` then `[optional]`
  * positionals), its option table (the one its yargs builder uses) and its handler.
  */
@@ -53,6 +60,7 @@ export function leanParse(command: LeanCommand, args: readonly string[]): Record
   // Numbers are read as text and converted below; `--no-KEY` (yargs' negation) is its own flag.
   const config: Record<string, { type: 'boolean' | 'string'; short?: string }> = {};
   for (const [key, option] of Object.entries(command.options)) {
+    if (Object.keys(option).some((setting) => !LEAN_SETTINGS.has(setting))) return undefined;
     const type = option.type === 'boolean' ? 'boolean' : 'string';
     config[key] = option.alias === undefined ? { type } : { type, short: option.alias };
     if (option.type === 'boolean') config[`no-${key}`] = { type: 'boolean' };

@@ -150,3 +150,13 @@ test('names inherited from Object are unknown commands, not crashes', async (t) 
     t.regex(result.stderr, /^sbm: SBM_USAGE: /);
   }
 });
+
+test('an option with a setting the lean parser does not know leaves the command to yargs', (t) => {
+  const command: LeanCommand = {
+    command: 'x <bundle>',
+    options: { size: { type: 'string', describe: 'd', coerce: (value: string) => value.length } as never },
+    handler: () => undefined,
+  };
+  t.is(leanParse(command, ['b', '--size', '3']), undefined);
+  t.truthy(leanParse({ ...command, options: { size: { type: 'string', describe: 'd' } } }, ['b', '--size', '3']));
+});
