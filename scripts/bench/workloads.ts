@@ -145,7 +145,8 @@ export async function changedBandsWorkloads({ dir, quick, extraCaCerts }: BenchC
     title: 'changed-bands: cost grows with the changes, not the disk',
     notes:
       `Bundles with ${populated} band files (1 TiB virtual) or all of their bands (1 GiB). The peer stats every band file, ` +
-      'which is what a tracker-less backup script must do. Every sbm call also audits for edits made behind its back.',
+      'which is what a tracker-less backup script must do. Every sbm call also audits for edits made behind its back: it stats every band ' +
+      'file when there are at most 4,096 (the 1 GiB bundle, and every bundle of a --quick run), else only the bands folder (--audit auto).',
     subject: variants[0]?.label ?? '',
     variants,
   });
