@@ -7,11 +7,12 @@
 // digests queue behind the reads, writes and fsyncs for the pool's 4 threads.)
 // Bands larger than WHOLE_BAND_MAX_BYTES stream in COPY_CHUNK_BYTES chunks instead.
 
-import { copyFile, open, type FileHandle } from 'node:fs/promises';
-import { constants, linkSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { linkSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
 import { SbmError } from '../errors.js';
+import { copyFileDurably } from '../fs/atomic-write.js';
 import { readFully, writeFully } from '../fs/read-fully.js';
 import { mapLimit } from '../map-limit.js';
 import { inSyncRuns } from '../sync-runs.js';
@@ -101,20 +102,9 @@ export async function linkBands(pairs: ReadonlyArray<readonly [string, string]>,
     });
   }
   await mapLimit(copies, COPY_CONCURRENCY, async ([from, to]) => {
-    await copyDurably(from, to);
+    await copyFileDurably(from, to);
     onDone();
   });
-}
-
-/** copyFile (reflinked where the filesystem can), then fsync: a copy counts only once durable. */
-async function copyDurably(from: string, to: string): Promise<void> {
-  await copyFile(from, to, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
-  const handle = await open(to, 'r+');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 /** True when linked; false when the inode has too many links (the caller copies). */

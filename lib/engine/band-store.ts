@@ -7,14 +7,14 @@
 //     copies it into .sbm/tmp, fsyncs, renames it over bands/<n>, and only then modifies it;
 //   - changes to one band are ordered by a lock stripe; reads take no lock.
 
-import { copyFile, constants as fsConstants, open, rename, unlink } from 'node:fs/promises';
+import { rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomTag } from '../fs/temp-name.js';
 import { debugLog } from '../debug-log.js';
 import { ReadBackoff } from './read-backoff.js';
 import { type Extent, isAllZero, pushExtent } from '../block-device.js';
 import { bandFileName } from '../bundle/bundle-paths.js';
-import { fsyncDirectory } from '../fs/atomic-write.js';
+import { copyFileDurably, fsyncDirectory } from '../fs/atomic-write.js';
 import { readFullyFd, readFullySync, writeFully, writeFullyFd, writeFullySync } from '../fs/read-fully.js';
 import { allocatedRuns } from '../fs/sparse-seek.js';
 import { mapLimit } from '../map-limit.js';
@@ -330,13 +330,7 @@ export class BandStore {
     const source = this.pathOf(bandIndex);
     const staged = join(this.options.tmpDir, `cow-${bandFileName(bandIndex)}-${randomTag()}`);
     debug('copy-on-write band %s', bandFileName(bandIndex));
-    await copyFile(source, staged, fsConstants.COPYFILE_FICLONE | fsConstants.COPYFILE_EXCL);
-    const handle = await open(staged, 'r+');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await copyFileDurably(source, staged);
     await this.pool.retire(bandIndex);
     // The copy is durable before the rename; the rename itself becomes durable at the next flush
     // (until then a crash leaves the shared inode in place, which still holds the flushed bytes).

@@ -1,7 +1,7 @@
 // Crash-safe file replacement: write a temp file in a staging folder on the same filesystem,
 // fsync it, rename it over the target, then fsync the target's directory.
 
-import { open, rename, unlink } from 'node:fs/promises';
+import { constants, copyFile, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomTag } from './temp-name.js';
 import { writeFully } from './read-fully.js';
@@ -36,6 +36,20 @@ export async function replaceFilesInOrder(files: ReadonlyArray<{ path: string; d
   for (const file of files) await replaceFile(file.path, file.data, stagingDir);
   const directories = new Set(files.map((file) => dirname(file.path)));
   for (const directory of directories) await fsyncDirectory(directory);
+}
+
+/**
+ * Copies `from` to the new file `to` (which must not exist; reflinked where the filesystem can),
+ * fsynced: a copy counts only once durable.
+ */
+export async function copyFileDurably(from: string, to: string): Promise<void> {
+  await copyFile(from, to, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+  const handle = await open(to, 'r+');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Creates `path` (which must not exist) with `data`, fsynced. For files inside a folder that is renamed into place later. */

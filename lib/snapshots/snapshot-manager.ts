@@ -28,7 +28,7 @@ import { parseInfoPlistAsync } from '../bundle/info-plist.js';
 import type { BandStore } from '../engine/band-store.js';
 import type { SparseBundle } from '../engine/sparse-bundle.js';
 import { SbmError, fromSystemError, isSbmError } from '../errors.js';
-import { fsyncDirectory, writeNewFileDurably } from '../fs/atomic-write.js';
+import { copyFileDurably, fsyncDirectory, writeNewFileDurably } from '../fs/atomic-write.js';
 import { stampPath } from '../tracking/stat-cache.js';
 import { inSyncRuns } from '../sync-runs.js';
 
@@ -82,7 +82,7 @@ export class SnapshotManager {
       await mkdir(stage); // fails rather than share a folder with another stage
       await mkdir(stagePaths.bands);
       await mkdir(stagePaths.sbm);
-      for (const file of [paths.infoBackup, paths.infoPlist]) await copyDurably(file, join(stage, file.slice(paths.root.length + 1)));
+      for (const file of [paths.infoBackup, paths.infoPlist]) await copyFileDurably(file, join(stage, file.slice(paths.root.length + 1)));
       await writeNewFileDurably(stagePaths.token, Buffer.alloc(0));
       await writeNewFileDurably(stagePaths.lock, Buffer.alloc(0));
       if (this.bundle.hasMappedDir) await copyFolder(paths.mapped, stagePaths.mapped);
@@ -285,12 +285,8 @@ async function sharedBands(store: BandStore, snapshotBandsDir: string): Promise<
 }
 
 
-async function copyDurably(source: string, target: string): Promise<void> {
-  await writeNewFileDurably(target, await readFile(source));
-}
-
 async function copyFolder(source: string, target: string): Promise<void> {
   await mkdir(target);
-  for (const name of await readdir(source)) await copyDurably(join(source, name), join(target, name));
+  for (const name of await readdir(source)) await copyFileDurably(join(source, name), join(target, name));
   await fsyncDirectory(target);
 }
