@@ -42,6 +42,11 @@ export interface LeanCommand {
   readonly handler: (argv: Record<string, unknown>) => void | Promise<void>;
 }
 
+/** The lean form of a yargs command module whose builder uses `options` as its option table. */
+export function leanCommand(command: { command?: string | readonly string[]; handler: (argv: never) => void | Promise<void> }, options: LeanOptions): LeanCommand {
+  return { command: String(command.command), options, handler: command.handler as LeanCommand['handler'] };
+}
+
 /**
  * The argv yargs would hand `command`'s handler for `args` (the arguments after the command
  * name), or undefined when the arguments are not plain enough to be sure: then yargs decides.

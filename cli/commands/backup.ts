@@ -10,7 +10,7 @@ import { openBundleOperations } from '../../lib/control/open-bundle-operations.j
 import { formatSize } from '../../lib/size.js';
 import { type ThinArgs, thinOptions, thinPolicyOf } from '../backup-options.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
-import type { LeanCommand, LeanOptions } from '../lean-parse.js';
+import { type LeanOptions, leanCommand } from '../lean-parse.js';
 
 interface BackupArgs extends GlobalOptions, ThinArgs {
   bundle: string;
@@ -64,8 +64,4 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
   }),
 };
 
-export const backupLean: LeanCommand = {
-  command: backupCommand.command as string,
-  options: BACKUP_OPTIONS,
-  handler: backupCommand.handler as LeanCommand['handler'],
-};
+export const backupLean = leanCommand(backupCommand, BACKUP_OPTIONS);

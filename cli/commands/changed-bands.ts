@@ -11,7 +11,7 @@ import { SbmError } from '../../lib/errors.js';
 import type { AuditMode, ChangedBand } from '../../lib/tracking/change-tracker.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, strictOption, warningSink } from '../command-kit.js';
-import type { LeanCommand, LeanOptions } from '../lean-parse.js';
+import { type LeanOptions, leanCommand } from '../lean-parse.js';
 
 interface ChangedBandsArgs extends GlobalOptions {
   bundle: string;
@@ -100,8 +100,4 @@ function mergeRanges(bands: readonly ChangedBand[]): Array<{ offset: number; len
   return ranges;
 }
 
-export const changedBandsLean: LeanCommand = {
-  command: changedBandsCommand.command as string,
-  options: CHANGED_BANDS_OPTIONS,
-  handler: changedBandsCommand.handler as LeanCommand['handler'],
-};
+export const changedBandsLean = leanCommand(changedBandsCommand, CHANGED_BANDS_OPTIONS);

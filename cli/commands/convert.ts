@@ -7,7 +7,7 @@ import { DEFAULT_BAND_SIZE_BYTES } from '../../lib/bundle/constants.js';
 import { convertToBundle } from '../../lib/convert-to-bundle.js';
 import { formatSize, parseSize } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
-import type { LeanCommand, LeanOptions } from '../lean-parse.js';
+import { type LeanOptions, leanCommand } from '../lean-parse.js';
 import { progressReporter } from '../progress.js';
 
 interface ConvertArgs extends GlobalOptions {
@@ -76,8 +76,4 @@ function defaultBundlePath(image: string): string {
   return join(dirname(image), `${stem}.sparsebundle`);
 }
 
-export const convertLean: LeanCommand = {
-  command: convertCommand.command as string,
-  options: CONVERT_OPTIONS,
-  handler: convertCommand.handler as LeanCommand['handler'],
-};
+export const convertLean = leanCommand(convertCommand, CONVERT_OPTIONS);

@@ -7,7 +7,7 @@ import { openBundleOperations } from '../../lib/control/open-bundle-operations.j
 import { parseToken } from '../../lib/tracking/tracking-token.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
-import type { LeanCommand, LeanOptions } from '../lean-parse.js';
+import { type LeanOptions, leanCommand } from '../lean-parse.js';
 
 interface TokenArgs extends GlobalOptions {
   bundle: string;
@@ -35,8 +35,4 @@ export const tokenCommand: CommandModule<object, TokenArgs> = {
   }),
 };
 
-export const tokenLean: LeanCommand = {
-  command: tokenCommand.command as string,
-  options: TOKEN_OPTIONS,
-  handler: tokenCommand.handler as LeanCommand['handler'],
-};
+export const tokenLean = leanCommand(tokenCommand, TOKEN_OPTIONS);

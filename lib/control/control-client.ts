@@ -19,6 +19,7 @@ import { remoteBackupSource } from './remote-backup-source.js';
 /** Where warnings the mount raises for this client go, and whether they fail the request. */
 export interface RemoteWarnings {
   readonly onWarning: WarningSink;
+  /** The caller's --strict: the mount then fails a request at its first warning, as a local run would. */
   readonly strict: boolean;
 }
 
@@ -42,10 +43,7 @@ export class ControlClient implements BundleOperations {
   private constructor(
     readonly path: string,
     socket: Socket,
-    /** Receives the warnings the mount raised while answering this client's requests. */
-    private readonly onWarning: WarningSink,
-    /** The caller's --strict: the mount then fails a request at its first warning, as a local run would. */
-    private readonly strictWarnings: boolean,
+    private readonly warnings: RemoteWarnings,
   ) {
     this.#socket = socket;
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
@@ -71,7 +69,7 @@ export class ControlClient implements BundleOperations {
       socket.once('connect', () => {
         clearTimeout(timer);
         socket.removeAllListeners('error');
-        resolve(new ControlClient(bundlePath, socket, warnings.onWarning, warnings.strict));
+        resolve(new ControlClient(bundlePath, socket, warnings));
       });
     });
   }
@@ -81,8 +79,8 @@ export class ControlClient implements BundleOperations {
     return result.token;
   }
 
-  async changedSince(since: string, audit?: AuditMode, onWarning: WarningSink = this.onWarning): Promise<ChangedSinceResult> {
-    const request = { op: 'changedSince', since, ...(audit === undefined ? {} : { audit }), returnWarnings: true, strict: this.strictWarnings } as const;
+  async changedSince(since: string, audit?: AuditMode, onWarning: WarningSink = this.warnings.onWarning): Promise<ChangedSinceResult> {
+    const request = { op: 'changedSince', since, ...(audit === undefined ? {} : { audit }), returnWarnings: true, strict: this.warnings.strict } as const;
     const { warnings, ...result } = (await this.call(request)) as ChangedSinceResult & { warnings?: unknown };
     for (const warning of parseReplyWarnings(warnings)) onWarning(warning);
     const report: ChangeReport = { ...result.report, bands: result.report.bands.map((band) => ({ ...band, path: join(this.path, band.relativePath) })) };
