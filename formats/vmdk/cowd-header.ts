@@ -8,29 +8,29 @@
 // All u32. Grain tables hold 4096 u32 entries; GTE 0 = in the parent, 1 = zeroed grain.
 
 import type { FileHandle } from 'node:fs/promises';
+import { defineLayout } from '../../lib/binary-layout.js';
 import { SbmError } from '../../lib/errors.js';
 import type { WarningSink } from '../../lib/warnings.js';
-import { decodeStruct, defineStruct } from './binary-struct.js';
 import { COWD_GTES_PER_GT, COWD_HEADER_SIZE, COWD_MAGICNUMBER, MAX_GD_ENTRIES, MAX_GRAIN_SIZE_SECTORS, SECTOR_SIZE } from './constants.js';
 import type { SparseGeometry } from './sparse-header-check.js';
 import { readExact } from './vmdk-extent.js';
 
-export const COWD_EXTENT_HEADER = defineStruct('VMDK COWD extent header', COWD_HEADER_SIZE, [
-  { name: 'magicNumber', offset: 0, size: 4, type: 'u32' },
-  { name: 'version', offset: 4, size: 4, type: 'u32' },
-  { name: 'flags', offset: 8, size: 4, type: 'u32' },
-  { name: 'numSectors', offset: 12, size: 4, type: 'u32' },
-  { name: 'grainSize', offset: 16, size: 4, type: 'u32' },
-  { name: 'gdOffset', offset: 20, size: 4, type: 'u32' },
-  { name: 'numGDEntries', offset: 24, size: 4, type: 'u32' },
-  { name: 'freeSector', offset: 28, size: 4, type: 'u32' },
+export const COWD_EXTENT_HEADER = defineLayout('VMDK COWD extent header', COWD_HEADER_SIZE, 'le', [
+  { name: 'magicNumber', offset: 0, type: 'u32' },
+  { name: 'version', offset: 4, type: 'u32' },
+  { name: 'flags', offset: 8, type: 'u32' },
+  { name: 'numSectors', offset: 12, type: 'u32' },
+  { name: 'grainSize', offset: 16, type: 'u32' },
+  { name: 'gdOffset', offset: 20, type: 'u32' },
+  { name: 'numGDEntries', offset: 24, type: 'u32' },
+  { name: 'freeSector', offset: 28, type: 'u32' },
   { name: 'parentOrGeometry', offset: 32, size: 1028, type: 'bytes' },
-  { name: 'generation', offset: 1060, size: 4, type: 'u32' },
+  { name: 'generation', offset: 1060, type: 'u32' },
   { name: 'name', offset: 1064, size: 60, type: 'bytes' },
   { name: 'description', offset: 1124, size: 512, type: 'bytes' },
-  { name: 'savedGeneration', offset: 1636, size: 4, type: 'u32' },
+  { name: 'savedGeneration', offset: 1636, type: 'u32' },
   { name: 'reserved', offset: 1640, size: 8, type: 'bytes' },
-  { name: 'uncleanShutdown', offset: 1648, size: 4, type: 'u32' },
+  { name: 'uncleanShutdown', offset: 1648, type: 'u32' },
   { name: 'pad', offset: 1652, size: 396, type: 'bytes' },
 ] as const);
 
@@ -39,19 +39,19 @@ export async function readCowdGeometry(handle: FileHandle, path: string, fileSiz
   if (fileSize < COWD_HEADER_SIZE) throw corrupt(`vmfsSparse extent is truncated (${fileSize} bytes)`);
   const raw = Buffer.alloc(COWD_HEADER_SIZE);
   await readExact(handle, raw, 0, path);
-  const header = decodeStruct(COWD_EXTENT_HEADER, raw);
+  const header = COWD_EXTENT_HEADER.decode(raw, 0, path);
   if (header.magicNumber !== COWD_MAGICNUMBER) throw corrupt('not a vmfsSparse extent (expected magic "COWD")');
   if (header.version !== 1) throw new SbmError('SBM_UNSUPPORTED', `${path}: unsupported vmfsSparse version ${String(header.version)}`, { path });
-  const capacitySectors = header.numSectors as number;
-  const grainSizeSectors = header.grainSize as number;
+  const capacitySectors = header.numSectors;
+  const grainSizeSectors = header.grainSize;
   if (grainSizeSectors < 1 || grainSizeSectors > MAX_GRAIN_SIZE_SECTORS || (grainSizeSectors & (grainSizeSectors - 1)) !== 0) {
     throw corrupt(`grain size ${grainSizeSectors} sectors is not a power of two between 1 and ${MAX_GRAIN_SIZE_SECTORS}`);
   }
-  const gdEntries = header.numGDEntries as number;
+  const gdEntries = header.numGDEntries;
   const needed = Math.ceil(capacitySectors / (COWD_GTES_PER_GT * grainSizeSectors));
   if (gdEntries < needed) throw corrupt(`grain directory has ${gdEntries} entries, the capacity needs ${needed}`);
   if (gdEntries > MAX_GD_ENTRIES) throw new SbmError('SBM_UNSUPPORTED', `${path}: grain directory of ${gdEntries} entries is too large`, { path });
-  const gdOffsetSectors = header.gdOffset as number;
+  const gdOffsetSectors = header.gdOffset;
   if (gdOffsetSectors * SECTOR_SIZE < COWD_HEADER_SIZE && gdEntries > 0) throw corrupt(`grain directory at sector ${gdOffsetSectors} overlaps the header`);
   if (gdOffsetSectors * SECTOR_SIZE + gdEntries * 4 > fileSize) throw corrupt('grain directory lies past end of file (absurd capacity or truncated file)');
   const uncleanShutdown = header.uncleanShutdown !== 0;
@@ -62,7 +62,7 @@ export async function readCowdGeometry(handle: FileHandle, path: string, fileSiz
   return {
     label: 'VMFSSPARSE',
     version: 1,
-    flags: header.flags as number,
+    flags: header.flags,
     capacitySectors,
     grainSizeSectors,
     gtEntries: COWD_GTES_PER_GT,

@@ -7,6 +7,7 @@
 
 import { closeSync, openSync, readSync } from 'node:fs';
 import { inflateRawSync, inflateSync } from 'node:zlib';
+import { GRAIN_MARKER } from './sparse-header.js';
 
 export interface BatchGrain {
   readonly grain: number;
@@ -50,7 +51,9 @@ export interface InflatedBatch {
   readonly failure?: GrainFailure;
 }
 
-const MARKER_BYTES = 12;
+const MARKER_BYTES = GRAIN_MARKER.sizeBytes;
+const readMarkerLba = GRAIN_MARKER.reader('lba');
+const readMarkerSize = GRAIN_MARKER.reader('size');
 
 /** Upper bound of a compressed grain's size: deflate grows incompressible data only slightly. */
 export function maxCompressedBytes(grainBytes: number): number {
@@ -79,8 +82,8 @@ export function inflateBatch(batch: InflateBatch, range: Buffer, readMore: (offs
     const fail = (why: string): InflatedBatch => ({ data, failure: { grain: item.grain, message: `${batch.path}: ${where} ${why}` } });
     const at = item.markerOffset - batch.start;
     if (at < 0 || at + MARKER_BYTES > range.length) return fail('lies past end of file');
-    const lba = range.readBigUInt64LE(at);
-    const size = range.readUInt32LE(at + 8);
+    const lba = readMarkerLba(range, at);
+    const size = readMarkerSize(range, at);
     const expectedLba = BigInt(item.grain) * BigInt(batch.grainSizeSectors);
     if (lba !== expectedLba) return fail(`is marked for sector ${lba}, expected ${expectedLba}`);
     if (size === 0 || size > maxCompressedBytes(grainBytes)) return fail(`has an impossible compressed size of ${size} bytes`);

@@ -23,6 +23,7 @@ import { FlatExtent, ZeroExtent } from './flat-extent.js';
 import { SparseExtent } from './sparse-extent.js';
 import type { VmdkExtent } from './vmdk-extent.js';
 import { type PlacedExtent, VmdkImage } from './vmdk-image.js';
+import { extentMagicOf } from './sparse-header.js';
 
 const MAX_CHAIN_DEPTH = 64;
 
@@ -72,7 +73,7 @@ async function openLink(path: string, state: OpenState): Promise<VmdkImage> {
   let handed = false;
   try {
     const head = await readHead(handle, Math.min(info.size, MAX_DESCRIPTOR_FILE_BYTES));
-    const magic = head.length >= 4 ? head.readUInt32LE(0) : 0;
+    const magic = extentMagicOf(head);
     if (magic === SPARSE_MAGICNUMBER || magic === SPARSE_MAGICNUMBER_INCOMPLETE) {
       // One extent of a set (a text descriptor beside it lists it): open the whole disk.
       const owner = findDescriptorNaming(real);
@@ -169,7 +170,7 @@ async function openExtent(descriptorPath: string, item: DescriptorExtent, state:
     let extent: SparseExtent;
     try {
       const head = await readHead(handle, 4);
-      const magic = head.length >= 4 ? head.readUInt32LE(0) : 0;
+      const magic = extentMagicOf(head);
       if (item.type === 'VMFSSPARSE' && magic !== COWD_MAGICNUMBER) {
         throw new SbmError('SBM_UNSUPPORTED', `${file}: unsupported subformat (VMFSSPARSE extent without a COWD header)`, { path: file });
       }

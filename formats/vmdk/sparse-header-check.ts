@@ -5,7 +5,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { SbmError } from '../../lib/errors.js';
 import type { WarningSink } from '../../lib/warnings.js';
-import { toSafeNumber } from './binary-struct.js';
+import { toSafeInteger } from '../../lib/binary-layout.js';
 import {
   GRAIN_MARKER_FOOTER,
   MAX_COMPRESSED_GRAIN_SIZE_SECTORS,
@@ -32,7 +32,6 @@ import {
   VMDK_COMPRESSION_NONE,
 } from './constants.js';
 import { METADATA_MARKER, type SparseExtentHeader, decodeSparseHeader } from './sparse-header.js';
-import { decodeStruct } from './binary-struct.js';
 import { readExact } from './vmdk-extent.js';
 
 export interface SparseGeometry {
@@ -98,9 +97,9 @@ async function readFooter(handle: FileHandle, path: string, fileSize: number): P
   const lastAt = tailBytes - 2 * SECTOR_SIZE;
   const start = lastAt >= firstAligned ? lastAt - ((lastAt - firstAligned) % SECTOR_SIZE) : -1;
   for (let at = start; at >= firstAligned; at -= SECTOR_SIZE) {
-    const marker = decodeStruct(METADATA_MARKER, tail, at);
+    const marker = METADATA_MARKER.decode(tail, at, path);
     if (marker.size !== 0 || marker.type !== GRAIN_MARKER_FOOTER) continue;
-    const footer = decodeSparseHeader(tail, at + SECTOR_SIZE);
+    const footer = decodeSparseHeader(tail, at + SECTOR_SIZE, path);
     if (footer.magicNumber !== SPARSE_MAGICNUMBER || footer.gdOffset === SPARSE_GD_AT_END) continue;
     return footer;
   }
@@ -112,7 +111,7 @@ export async function readSparseGeometry(handle: FileHandle, path: string, fileS
   if (fileSize < SECTOR_SIZE) throw corrupt(path, `sparse extent is truncated (${fileSize} bytes)`);
   const first = Buffer.alloc(SECTOR_SIZE);
   await readExact(handle, first, 0, path);
-  let header = decodeSparseHeader(first);
+  let header = decodeSparseHeader(first, 0, path);
   checkHeaderFields(header, path);
   let gdSource = 'header';
   if (header.gdOffset === SPARSE_GD_AT_END) {
@@ -132,7 +131,7 @@ export async function readSparseGeometry(handle: FileHandle, path: string, fileS
     throw new SbmError('SBM_UNSUPPORTED', `${path}: compressed flag set but compression algorithm is ${header.compressAlgorithm}`, { path });
   }
 
-  const grainSizeSectors = toSafeNumber(header.grainSize, 'grainSize', path);
+  const grainSizeSectors = toSafeInteger(header.grainSize, 'grainSize', path);
   const maxGrain = compressed ? MAX_COMPRESSED_GRAIN_SIZE_SECTORS : MAX_GRAIN_SIZE_SECTORS;
   if (grainSizeSectors < 1 || grainSizeSectors > maxGrain || (grainSizeSectors & (grainSizeSectors - 1)) !== 0) {
     throw corrupt(path, `grain size ${header.grainSize} sectors is not a power of two between 1 and ${maxGrain}`);
@@ -142,20 +141,20 @@ export async function readSparseGeometry(handle: FileHandle, path: string, fileS
   }
   const gtEntries = header.numGTEsPerGT;
   if (gtEntries < 1 || gtEntries > MAX_NUM_GTES_PER_GT) throw corrupt(path, `numGTEsPerGT ${gtEntries} is out of range`);
-  const capacitySectors = toSafeNumber(header.capacity, 'capacity', path);
+  const capacitySectors = toSafeInteger(header.capacity, 'capacity', path);
   if (capacitySectors * SECTOR_SIZE > Number.MAX_SAFE_INTEGER) throw corrupt(path, `capacity of ${capacitySectors} sectors is absurd`);
   const gdEntries = Math.ceil(capacitySectors / (gtEntries * grainSizeSectors));
-  const gdOffsetSectors = gdEntries === 0 ? 0 : toSafeNumber(header.gdOffset, 'gdOffset', path);
+  const gdOffsetSectors = gdEntries === 0 ? 0 : toSafeInteger(header.gdOffset, 'gdOffset', path);
   if (gdOffsetSectors * SECTOR_SIZE + gdEntries * 4 > fileSize) {
     throw corrupt(path, `grain directory for a capacity of ${capacitySectors} sectors lies past end of file (absurd capacity or truncated file)`);
   }
   if (gdEntries > MAX_GD_ENTRIES) {
     throw new SbmError('SBM_UNSUPPORTED', `${path}: grain directory of ${gdEntries} entries is too large`, { path });
   }
-  const overheadSectors = toSafeNumber(header.overHead, 'overHead', path);
+  const overheadSectors = toSafeInteger(header.overHead, 'overHead', path);
   if (overheadSectors * SECTOR_SIZE > fileSize) throw corrupt(path, `sparse extent is truncated (shorter than its ${overheadSectors}-sector metadata)`);
-  const descriptorOffsetSectors = toSafeNumber(header.descriptorOffset, 'descriptorOffset', path);
-  const descriptorSizeSectors = toSafeNumber(header.descriptorSize, 'descriptorSize', path);
+  const descriptorOffsetSectors = toSafeInteger(header.descriptorOffset, 'descriptorOffset', path);
+  const descriptorSizeSectors = toSafeInteger(header.descriptorSize, 'descriptorSize', path);
   if (descriptorOffsetSectors > 0) {
     if (descriptorSizeSectors > MAX_DESCRIPTOR_SECTORS) throw corrupt(path, `embedded descriptor of ${descriptorSizeSectors} sectors is too large`);
     if ((descriptorOffsetSectors + descriptorSizeSectors) * SECTOR_SIZE > fileSize) throw corrupt(path, 'embedded descriptor lies past end of file');

@@ -13,7 +13,6 @@ import { deflate } from 'node:zlib';
 import type { BlockDevice } from '../../lib/block-device.js';
 import type { CopyOptions } from '../../lib/copy-device.js';
 import { writeFully } from '../../lib/fs/read-fully.js';
-import { encodeStruct } from './binary-struct.js';
 import {
   GRAIN_MARKER_EOS,
   GRAIN_MARKER_FOOTER,
@@ -39,7 +38,7 @@ function deflateAsync(data: Buffer): Promise<Buffer> {
 }
 
 function metadataMarker(type: number, numSectors: number): Buffer {
-  return encodeStruct(METADATA_MARKER, { numSectors: BigInt(numSectors), size: 0, type });
+  return METADATA_MARKER.encode({ numSectors: BigInt(numSectors), size: 0, type });
 }
 
 function padToSector(length: number): number {
@@ -84,9 +83,9 @@ export async function writeStreamOptimized(
     const windowStart = position;
     window.grains.forEach((grain, index) => {
       const data = compressed[index] ?? Buffer.alloc(0);
-      const record = Buffer.alloc(padToSector(GRAIN_MARKER.size + data.length));
-      encodeStruct(GRAIN_MARKER, { lba: BigInt(grain.grainIndex * WRITE_GRAIN_SECTORS), size: data.length }).copy(record);
-      data.copy(record, GRAIN_MARKER.size);
+      const record = Buffer.alloc(padToSector(GRAIN_MARKER.sizeBytes + data.length));
+      GRAIN_MARKER.encode({ lba: BigInt(grain.grainIndex * WRITE_GRAIN_SECTORS), size: data.length }, record);
+      data.copy(record, GRAIN_MARKER.sizeBytes);
       gt.writeUInt32LE((windowStart + pieceBytes) / SECTOR_SIZE, (grain.grainIndex - window.gtIndex * WRITE_GT_ENTRIES) * 4);
       pieces.push(record);
       pieceBytes += record.length;

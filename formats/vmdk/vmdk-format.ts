@@ -6,10 +6,11 @@ import { COWD_MAGICNUMBER, MAX_DESCRIPTOR_FILE_BYTES, SPARSE_MAGICNUMBER, SPARSE
 import { looksLikeDescriptor } from './descriptor.js';
 import { findDescriptorNaming } from './descriptor-lookup.js';
 import { openVmdk } from './open-vmdk.js';
+import { extentMagicOf } from './sparse-header.js';
 
 export function detectVmdk(probe: ProbeInput): boolean {
   if (probe.isDirectory) return false;
-  const magic = probe.head.length >= 4 ? probe.head.readUInt32LE(0) : 0;
+  const magic = extentMagicOf(probe.head);
   if (magic === SPARSE_MAGICNUMBER || magic === SPARSE_MAGICNUMBER_INCOMPLETE || magic === COWD_MAGICNUMBER) return true;
   if (probe.sizeBytes <= MAX_DESCRIPTOR_FILE_BYTES && looksLikeDescriptor(probe.head)) return true;
   return /\.vmdk$/i.test(probe.path) && findDescriptorNaming(probe.path) !== undefined;

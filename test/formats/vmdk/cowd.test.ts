@@ -5,7 +5,6 @@ import test from 'ava';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { COWD_EXTENT_HEADER } from '../../../formats/vmdk/cowd-header.js';
-import { encodeStruct } from '../../../formats/vmdk/binary-struct.js';
 import { COWD_MAGICNUMBER } from '../../../formats/vmdk/constants.js';
 import { openVmdk } from '../../../formats/vmdk/open-vmdk.js';
 import { requireTool, seededBytes, tempDir } from '../../helpers/tools.js';
@@ -21,7 +20,7 @@ function cowd(grains: ReadonlyArray<{ lba: number; data?: Buffer; zeroed?: boole
   const gtStart = gdOffset + 1;
   const gtSectors = (GT_ENTRIES * 4) / 512;
   let next = gtStart + gdEntries * gtSectors;
-  const header = encodeStruct(COWD_EXTENT_HEADER, {
+  const header = COWD_EXTENT_HEADER.encode({
     magicNumber: COWD_MAGICNUMBER,
     version: 1,
     flags: 3,
@@ -29,6 +28,10 @@ function cowd(grains: ReadonlyArray<{ lba: number; data?: Buffer; zeroed?: boole
     grainSize: 1,
     gdOffset,
     numGDEntries: gdEntries,
+    freeSector: 0,
+    generation: 0,
+    savedGeneration: 0,
+    uncleanShutdown: 0,
   });
   const tables = Buffer.alloc(gdEntries * gtSectors * 512);
   const gd = Buffer.alloc(512);
