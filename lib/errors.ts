@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   SBM_USAGE: { exitCode: 2, summary: 'bad command-line arguments or option values' },
   SBM_INVALID_ARGUMENT: { exitCode: 2, summary: 'a library call got an argument outside its contract' },
   SBM_OUT_OF_RANGE: { exitCode: 2, summary: 'offset or length outside the disk' },
+  SBM_OUTPUT_INSIDE_INPUT: { exitCode: 2, summary: 'the output path is an input, lies inside one, or (when replaced) holds one, symlinks resolved; --force does not override' },
   SBM_READ_ONLY: { exitCode: 1, summary: 'write, trim or resize on a device opened read-only' },
   SBM_CLOSED: { exitCode: 1, summary: 'operation on a device that was already closed' },
   SBM_EXISTS: { exitCode: 1, summary: 'output already exists (use --force to replace it)' },

@@ -5,6 +5,7 @@ import type { CommandModule } from 'yargs';
 import { openImage } from '../../formats/index.js';
 import { DEFAULT_BAND_SIZE_BYTES } from '../../lib/bundle/constants.js';
 import { convertToBundle } from '../../lib/convert-to-bundle.js';
+import { assertOutputOutsideInputs, imageInputPaths } from '../../lib/fs/output-inside-input.js';
 import { formatSize, parseSize } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { type LeanOptions, leanCommand } from '../lean-parse.js';
@@ -25,7 +26,7 @@ const CONVERT_OPTIONS = {
   'band-size': { type: 'string', default: String(DEFAULT_BAND_SIZE_BYTES), describe: 'band size of the new bundle' },
   force: { type: 'boolean', default: false, describe: 'replace an existing output bundle' },
   progress: { type: 'boolean', default: true, describe: 'progress bar on a TTY (--no-progress to hide)' },
-  format: { type: 'string', describe: 'skip detection and read the input as this format' },
+  format: { type: 'string', describe: 'skip detection and read the input as this format (raw: take any file as raw bytes)' },
   'allow-outside': { type: 'boolean', default: false, describe: 'let descriptors name files outside their folder' },
   ...jsonOption,
   ...strictOption,
@@ -47,6 +48,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
     const reader = await openImage(argv.image, { format: argv.format, onWarning, allowOutside: argv['allow-outside'] });
     const progress = progressReporter('converting', argv.progress && !argv.json);
     try {
+      await assertOutputOutsideInputs(output, await imageInputPaths(argv.image, reader));
       const result = await convertToBundle(reader, output, {
         bandSizeBytes,
         force: argv.force,

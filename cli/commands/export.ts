@@ -2,6 +2,7 @@
 
 import type { CommandModule } from 'yargs';
 import { EXPORTERS, findExporter, openImage } from '../../formats/index.js';
+import { assertOutputOutsideInputs, imageInputPaths } from '../../lib/fs/output-inside-input.js';
 import { withStagedOutput } from '../../lib/fs/staged-output.js';
 import { formatSize } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
@@ -33,6 +34,7 @@ export const exportCommand: CommandModule<object, ExportArgs> = {
     const source = await openImage(argv.bundle, { onWarning: warningSink(argv) });
     const progress = progressReporter('exporting', argv.progress && !argv.json);
     try {
+      await assertOutputOutsideInputs(argv.out, await imageInputPaths(argv.bundle, source));
       const result = await withStagedOutput(argv.out, { force: argv.force }, (staging) =>
         exporter.export(source, staging, { subformat: argv.subformat, copy: { onProgress: progress.onProgress } }),
       );

@@ -9,6 +9,7 @@ import { overwriteBundle } from '../../lib/backup/restore-backup.js';
 import { convertToBundle } from '../../lib/convert-to-bundle.js';
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
 import { SbmError } from '../../lib/errors.js';
+import { assertOutputOutsideInputs } from '../../lib/fs/output-inside-input.js';
 import { withStagedOutput } from '../../lib/fs/staged-output.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, warningSink } from '../command-kit.js';
 
@@ -32,6 +33,7 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
   handler: action(async (argv) => {
     const onWarning = warningSink(argv);
     const manifest = await readManifest(argv.backup);
+    await assertOutputOutsideInputs(argv.target, [argv.backup]);
     const source = await SparseBundle.open(argv.backup, { readOnly: true, onWarning });
     try {
       let result: object;

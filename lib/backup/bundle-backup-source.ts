@@ -12,18 +12,46 @@
 //             library caller whose own writers must not wait. Asking the tracker after the snapshot
 //             can only over-report (writes after the point), never under-report.
 //
-// Both clean up backup snapshots of killed runs and report token refusals the same way.
+// Both clean up backup snapshots of killed runs and report token refusals the same way. Only a
+// snapshot whose name carries a backup run's check digits is removed: a user may name snapshots
+// freely (even "sbm-backup-..."), and those stay, with a warning naming them.
 
 import { randomTag } from '../fs/temp-name.js';
 import { readdir } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { SbmError, isSbmError } from '../errors.js';
+import type { WarningSink } from '../warnings.js';
 import type { SparseBundle } from '../engine/sparse-bundle.js';
 import { SNAPSHOT_SUFFIX } from '../snapshots/snapshot-manager.js';
 import type { BackupSource, ChangedAnswer, FrozenPoint } from './create-backup.js';
 
-/** Temporary snapshots a backup freezes the disk with are named `sbm-backup-<ms>-<hex>`. */
+/** Temporary snapshots a backup freezes the disk with are named `sbm-backup-<ms>-<tag>-<check>`. */
 export const BACKUP_SNAPSHOT_PREFIX = 'sbm-backup-';
+const BACKUP_SNAPSHOT_PATTERN = /^sbm-backup-(\d{13})-([0-9a-f]{12})-([0-9a-f]{8})$/;
+
+/** A fresh backup snapshot name; its last part is a check over the rest (see isBackupSnapshotName). */
+export function backupSnapshotName(nowMs = Date.now(), tag = randomTag(12)): string {
+  return `${BACKUP_SNAPSHOT_PREFIX}${nowMs}-${tag}-${nameCheck(`${nowMs}-${tag}`)}`;
+}
+
+/**
+ * True for names backupSnapshotName makes. The check digits are sbm's marker: a name a person
+ * picks (or one an older sbm made without them) does not carry them, so it is never removed.
+ */
+export function isBackupSnapshotName(name: string): boolean {
+  const match = BACKUP_SNAPSHOT_PATTERN.exec(name);
+  return match !== null && match[3] === nameCheck(`${match[1]}-${match[2]}`);
+}
+
+/** FNV-1a (32 bits) of a salted string: enough to tell sbm's names from chosen ones, no crypto load. */
+function nameCheck(text: string): string {
+  let hash = 0x811c9dc5;
+  for (const char of `sbm backup snapshot ${text}`) {
+    hash ^= char.charCodeAt(0);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash.toString(16).padStart(8, '0');
+}
 /** Exit status 10 marks the tracker's "full backup required" refusals. */
 const TOKEN_REFUSALS = new Set(['SBM_TOKEN_FOREIGN', 'SBM_TOKEN_STALE', 'SBM_TOKEN_FUTURE', 'SBM_BAD_TOKEN']);
 
@@ -57,11 +85,11 @@ export function bundleBackupSource(bundle: SparseBundle, options: BundleBackupSo
   return {
     path: bundle.path,
     name: backupSetName(bundle.path),
-    async freeze(previousToken?: string): Promise<FrozenPoint> {
+    async freeze(previousToken?: string, options: { readonly onWarning?: WarningSink } = {}): Promise<FrozenPoint> {
       if (bundle.readOnly) throw new SbmError('SBM_READ_ONLY', `bundle ${bundle.path} is open read-only`);
       const entries = await readdir(bundle.snapshots.directory).catch(() => [] as string[]);
       const names = entries.filter((entry) => entry.endsWith(SNAPSHOT_SUFFIX)).map((entry) => entry.slice(0, -SNAPSHOT_SUFFIX.length));
-      await removeStaleBackupSnapshots(names, (name) => bundle.snapshots.delete(name));
+      await removeStaleBackupSnapshots(bundle.path, names, (name) => bundle.snapshots.delete(name), options.onWarning);
       return holdBundle(bundle, previousToken);
     },
     changedSince: (token) => refusalAsAnswer(() => bundle.changedSince(token)),
@@ -105,11 +133,25 @@ async function holdBundle(bundle: SparseBundle, previousToken: string | undefine
 
 /**
  * A killed backup leaves its snapshot behind; it would pin old bands forever. One still in use
- * (SBM_LOCKED: a live client's backup on a mount serving several, or a reader) is left alone.
+ * (SBM_LOCKED: a live client's backup on a mount serving several, or a reader) is left alone, as
+ * is any snapshot whose name only looks like a backup's (no check digits: not provably ours).
  */
-async function removeStaleBackupSnapshots(names: Iterable<string>, deleteSnapshot: (name: string) => Promise<void>): Promise<void> {
+async function removeStaleBackupSnapshots(
+  bundlePath: string,
+  names: Iterable<string>,
+  deleteSnapshot: (name: string) => Promise<void>,
+  onWarning: WarningSink | undefined,
+): Promise<void> {
   for (const name of names) {
     if (!name.startsWith(BACKUP_SNAPSHOT_PREFIX)) continue;
+    if (!isBackupSnapshotName(name)) {
+      onWarning?.({
+        code: 'SBM_BACKUP_LEFT_ALONE',
+        message: `left snapshot "${name}" of ${bundlePath} alone: its name lacks a backup run's check digits, so sbm did not make it for a backup (sbm snapshot delete removes it)`,
+        data: { path: bundlePath, snapshot: name },
+      });
+      continue;
+    }
     await deleteSnapshot(name).catch((error: unknown) => {
       if (!isSbmError(error, 'SBM_LOCKED')) throw error;
     });
@@ -120,9 +162,10 @@ export function snapshotBackupSource(host: SnapshotHost): BackupSource {
   return {
     path: host.path,
     name: backupSetName(host.path),
-    async freeze(previousToken?: string): Promise<FrozenPoint> {
-      await removeStaleBackupSnapshots((await host.listSnapshots()).map((stale) => stale.name), (name) => host.deleteSnapshot(name));
-      const name = `${BACKUP_SNAPSHOT_PREFIX}${Date.now()}-${randomTag(6)}`;
+    async freeze(previousToken?: string, options: { readonly onWarning?: WarningSink } = {}): Promise<FrozenPoint> {
+      const stale = (await host.listSnapshots()).map((snapshot) => snapshot.name);
+      await removeStaleBackupSnapshots(host.path, stale, (name) => host.deleteSnapshot(name), options.onWarning);
+      const name = backupSnapshotName();
       const snapshot = await host.createSnapshot(name);
       const release = () => host.deleteSnapshot(name);
       try {

@@ -1,12 +1,15 @@
 // sbm backup: one complete, openable bundle per run, copying only the bands that changed since the
 // previous backup and hard-linking every other band to it.
 //
-//   1. lock the set; discard *.inProgress left by interrupted runs
+//   0. refuse a destination inside the source bundle (it would back itself up, or be thinned away)
+//   1. lock the set; discard *.inProgress left by interrupted runs (only folders carrying the
+//      marker step 3 writes first; any other folder is left alone with a warning)
 //   2. freeze the source at one point and, at that same point, ask the tracker which bands changed
 //      since the previous backup's token (bundle-backup-source.ts: the held live bundle, or a
 //      temporary snapshot while writers keep going); refused (foreign / reset / stale token) ->
 //      hash every band, compare with the manifest
-//   3. build <stem>.inProgress/: copy changed bands (hashed during the copy, one read), link the
+//   3. build <stem>.inProgress/: created exclusively with .sbm/in-progress.json (durable) before
+//      anything else; copy changed bands (hashed during the copy, one read), link the
 //      rest, write the plists, token and lock (each new file fsynced once, concurrently), then
 //      .sbm/manifest.json; fsync it and every folder of the build together (hard links add no
 //      data to fsync)
@@ -20,12 +23,13 @@ import { bandFileName, bundlePaths, parseBandName } from '../bundle/bundle-paths
 import { SbmError, fromSystemError, isSbmError } from '../errors.js';
 import { readBundleInfo } from '../bundle/bundle-files.js';
 import { fsyncDirectory, writeNewFileDurably } from '../fs/atomic-write.js';
+import { assertOutputOutsideInputs } from '../fs/output-inside-input.js';
 import { writeFully } from '../fs/read-fully.js';
 import { mapLimit } from '../map-limit.js';
 import type { WarningSink } from '../warnings.js';
 import { COPY_CONCURRENCY, copyBandHashing, hashFile, linkBands, readBandHashing, writeNewBand } from './band-files.js';
 import { type BackupManifest, type BackupMode, type BandRecord, MANIFEST_RELATIVE_PATH, MANIFEST_VERSION, readManifest } from './backup-manifest.js';
-import { BACKUP_SUFFIX, IN_PROGRESS_SUFFIX, discardInterrupted, freeBackupStem, listBackups, lockBackupSet } from './backup-set.js';
+import { BACKUP_SUFFIX, claimBuildFolder, discardInterrupted, freeBackupStem, listBackups, lockBackupSet } from './backup-set.js';
 
 /** A complete bundle folder that does not change until release(): a snapshot, or the held live bundle. */
 export interface FrozenPoint {
@@ -49,7 +53,7 @@ export interface BackupSource {
    * Freezes the disk. Given the previous backup's token, the point also carries the bands changed
    * since it (a superset is fine), or why the tracker cannot say.
    */
-  freeze(previousToken?: string): Promise<FrozenPoint>;
+  freeze(previousToken?: string, options?: { readonly onWarning?: WarningSink }): Promise<FrozenPoint>;
   /** Bands changed since `token` (a superset is fine), or why the tracker cannot say; not while frozen. */
   changedSince(token: string): Promise<ChangedAnswer>;
 }
@@ -76,15 +80,23 @@ export interface BackupResult {
 export async function createBackup(source: BackupSource, destination: string, options: BackupOptions = {}): Promise<BackupResult> {
   const started = process.hrtime.bigint();
   const setDir = join(destination, source.name);
+  await assertOutputOutsideInputs(setDir, [source.path], { outputLabel: 'backup destination', refuseInputInsideOutput: false });
   const setLock = await lockBackupSet(setDir);
   try {
     const discarded = await discardInterrupted(setDir);
-    if (discarded.length > 0) {
-      options.onWarning?.({ code: 'SBM_BACKUP_DISCARDED', message: `removed ${discarded.length} interrupted backup(s): ${discarded.join(', ')}` });
+    if (discarded.removed.length > 0) {
+      options.onWarning?.({ code: 'SBM_BACKUP_DISCARDED', message: `removed ${discarded.removed.length} interrupted backup(s): ${discarded.removed.join(', ')}` });
+    }
+    for (const name of discarded.leftAlone) {
+      options.onWarning?.({
+        code: 'SBM_BACKUP_LEFT_ALONE',
+        message: `left ${join(setDir, name)} alone: it carries no sbm marker, so sbm did not make it`,
+        data: { path: join(setDir, name) },
+      });
     }
     const previous = (await listBackups(setDir)).at(-1);
     const previousManifest = previous === undefined ? undefined : await readManifest(previous.path);
-    const frozen = await source.freeze(previousManifest?.token);
+    const frozen = await source.freeze(previousManifest?.token, { ...(options.onWarning === undefined ? {} : { onWarning: options.onWarning }) });
     let releasing: Promise<void> | undefined;
     // Once the bands are read the source is free again (writers it holds back resume).
     const release = () => (releasing ??= frozen.release());
@@ -94,7 +106,7 @@ export async function createBackup(source: BackupSource, destination: string, op
         options.onWarning?.({ code: 'SBM_BACKUP_FULL_COMPARE', message: `${plan.fallbackReason}; comparing every band's hash with the previous backup` });
       }
       const stem = await freeBackupStem(setDir, frozen.takenAt);
-      const building = join(setDir, stem + IN_PROGRESS_SUFFIX);
+      const building = await claimBuildFolder(setDir, stem, { source: source.path, startedAt: new Date() });
       try {
         const built = await buildBackup(building, frozen, plan, previous?.path, previousManifest, options);
         await release();
@@ -117,7 +129,7 @@ export async function createBackup(source: BackupSource, destination: string, op
         await fsyncDirectory(setDir);
         return { path: finalPath, name: stem + BACKUP_SUFFIX, mode: plan.mode, ...(plan.fallbackReason ? { fallbackReason: plan.fallbackReason } : {}), ...manifest.stats };
       } catch (error) {
-        await rm(building, { recursive: true, force: true });
+        await rm(building, { recursive: true, force: true }); // claimed by this run: its marker is ours
         throw error;
       }
     } finally {
@@ -176,8 +188,7 @@ async function buildBackup(
 ): Promise<BuiltBands> {
   const frozenPaths = bundlePaths(frozen.bundlePath);
   const bandsDir = join(building, 'bands');
-  await mkdir(bandsDir, { recursive: true });
-  await mkdir(join(building, '.sbm'));
+  await mkdir(bandsDir); // building/ and building/.sbm/ came with the marker (claimBuildFolder)
   // The backup carries the frozen point's plist bytes: a complete bundle that hdiutil opens.
   const plist = await readFile(frozenPaths.infoPlist).catch(() => readFile(frozenPaths.infoBackup));
   const copyMode = options.copyMode === true;

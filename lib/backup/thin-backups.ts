@@ -4,13 +4,15 @@
 // Policy (Time Machine's shape): keep the newest backup of each of the last N hours, days and
 // weeks (UTC), always keep the newest backup, then, if --max-bytes is set, delete the oldest
 // remaining backups until the set fits. A deletion renames the backup to .deleting-* first, so a
-// crash mid-delete never leaves a half backup that looks complete.
+// crash mid-delete never leaves a half backup that looks complete. Only backups with a manifest
+// count (listBackups): a folder that merely has a backup's name is never deleted.
 
-import { rename, rm, stat } from 'node:fs/promises';
+import { lstat, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readdir } from 'node:fs/promises';
 import { fsyncDirectory } from '../fs/atomic-write.js';
-import { type BackupEntry, listBackups } from './backup-set.js';
+import { randomTag } from '../fs/temp-name.js';
+import { type BackupEntry, DELETING_PREFIX, listBackups } from './backup-set.js';
 
 export interface ThinPolicy {
   readonly keepHourly?: number;
@@ -83,7 +85,8 @@ export async function thinBackups(setDir: string, policy: ThinPolicy, now = new 
 }
 
 async function deleteBackup(setDir: string, backup: BackupEntry): Promise<void> {
-  const doomed = join(setDir, `.deleting-${backup.name}`);
+  // A tag keeps the name free even beside a folder of that name someone else made.
+  const doomed = join(setDir, `${DELETING_PREFIX}${backup.name}-${randomTag(8)}`);
   await rename(backup.path, doomed);
   await fsyncDirectory(setDir);
   await rm(doomed, { recursive: true, force: true });
@@ -95,8 +98,13 @@ async function setBytes(backups: readonly BackupEntry[]): Promise<number> {
   let bytes = 0;
   for (const backup of backups) {
     const bandsDir = join(backup.path, 'bands');
-    for (const name of await readdir(bandsDir)) {
-      const info = await stat(join(bandsDir, name));
+    // A backup whose bands/ is gone holds no band bytes (verify reports it).
+    const names = await readdir(bandsDir).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return [] as string[];
+      throw error;
+    });
+    for (const name of names) {
+      const info = await lstat(join(bandsDir, name)); // a symlink counts as itself, not its target
       const key = `${info.dev}:${info.ino}`;
       if (seen.has(key)) continue;
       seen.add(key);

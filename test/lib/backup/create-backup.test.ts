@@ -2,13 +2,14 @@ import test from 'ava';
 import { createHash } from 'node:crypto';
 import { cp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { bundleBackupSource } from '../../../lib/backup/bundle-backup-source.js';
+import { backupSnapshotName, bundleBackupSource } from '../../../lib/backup/bundle-backup-source.js';
 import { describeBackups, verifyBackups } from '../../../lib/backup/backup-catalog.js';
 import { readManifest } from '../../../lib/backup/backup-manifest.js';
 import { listBackups } from '../../../lib/backup/backup-set.js';
 import { createBackup } from '../../../lib/backup/create-backup.js';
 import { thinBackups } from '../../../lib/backup/thin-backups.js';
 import { SparseBundle } from '../../../lib/engine/sparse-bundle.js';
+import type { SbmWarning } from '../../../lib/warnings.js';
 import { seededBytes, tempDir } from '../../helpers/tools.js';
 
 const MIB = 1024 * 1024;
@@ -202,17 +203,20 @@ test('copy mode shares no band file with earlier backups', async (t) => {
   for (const name of await readdir(join(second.path, 'bands'))) t.is((await stat(join(second.path, 'bands', name))).nlink, 1);
 });
 
-test('held: a killed run\'s backup snapshot is removed, other snapshots stay, a read-only bundle is refused', async (t) => {
+test('held: a killed run\'s backup snapshot is removed, other snapshots (even named sbm-backup-*) stay, a read-only bundle is refused', async (t) => {
   const dir = await tempDir(t);
   const path = join(dir, 'vm.sparsebundle');
   const bundle = await SparseBundle.create(path, { sizeBytes: SIZE, bandSizeBytes: BAND });
   const oracle = Buffer.alloc(SIZE);
   await randomWrites(bundle, oracle, 3);
+  await bundle.snapshots.create(backupSnapshotName(1_700_000_000_000, 'abcdef012345'));
   await bundle.snapshots.create('sbm-backup-1-abcdef');
   await bundle.snapshots.create('keep');
-  const result = await createBackup(bundleBackupSource(bundle), join(dir, 'backups'));
+  const warnings: SbmWarning[] = [];
+  const result = await createBackup(bundleBackupSource(bundle), join(dir, 'backups'), { onWarning: (w) => warnings.push(w) });
   t.is(sha(await readAll(result.path)), sha(oracle));
-  t.deepEqual(await readdir(join(path, '.sbm', 'snapshots')), ['keep.sparsebundle']);
+  t.deepEqual((await readdir(join(path, '.sbm', 'snapshots'))).sort(), ['keep.sparsebundle', 'sbm-backup-1-abcdef.sparsebundle']);
+  t.deepEqual(warnings.map((w) => [w.code, w.data?.['snapshot']]), [['SBM_BACKUP_LEFT_ALONE', 'sbm-backup-1-abcdef']]);
   await bundle.close();
   const readOnly = await SparseBundle.open(path, { readOnly: true });
   t.teardown(() => readOnly.close());
