@@ -24,19 +24,20 @@
 //              count is the engine's listing, or the stat cache's when bands/ was not listed).
 
 import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { SbmError } from '../errors.js';
 import type { BundlePaths } from '../bundle/bundle-paths.js';
 import { parseBandName } from '../bundle/bundle-paths.js';
 import { inSyncRuns } from '../sync-runs.js';
 import type { WarningSink } from '../warnings.js';
-import { ChangeLog, encodeChangeRecord, scanChangeLog } from './change-log.js';
-import { AUTO_FULL_AUDIT_MAX_BANDS, CHANGE_KIND_FOREIGN, CHANGE_KIND_WRITE, CHANGE_LOG_FILE, STAT_CACHE_FILE } from './constants.js';
+import { type ChangeLog, encodeChangeRecord } from './change-log.js';
+import { AUTO_FULL_AUDIT_MAX_BANDS, CHANGE_KIND_FOREIGN, CHANGE_KIND_WRITE } from './constants.js';
 import { type FileStamp, type LogPoint, StatCache, sameStamp, slotMatches, stampPath, stampPathSync } from './stat-cache.js';
 import { LogIndex } from './log-index.js';
-import { type TrackingState, epochTagOf, folderIdentity, nextGeneration, readTrackingState, writeTrackingState } from './tracking-state.js';
+import { type TrackingState, epochTagOf, nextGeneration, writeTrackingState } from './tracking-state.js';
 import { type TrackingToken, formatToken, parseToken, refuseToken } from './tracking-token.js';
-import { startEpoch } from './start-epoch.js';
+import { openReadOnly, openReadWrite } from './open-tracker.js';
+import { withSpace } from './tracking-file.js';
+import { isSbmError } from '../errors.js';
 
 export type AuditMode = 'auto' | 'full' | 'directory';
 
@@ -81,7 +82,7 @@ export interface ChangedSinceOptions {
   readonly onWarning?: WarningSink;
 }
 
-interface OpenOptions {
+export interface OpenOptions {
   readonly host: TrackerHost;
   readonly readOnly: boolean;
   readonly onWarning: WarningSink;
@@ -159,15 +160,17 @@ export class ChangeTracker {
    * stat changed for reasons that are not content changes (a snapshot linked them).
    */
   async checkpoint(restamp: Iterable<number> = []): Promise<string> {
-    const { state } = this.writableParts();
-    await this.saveStamps(restamp);
+    const { state, log } = this.writableParts();
     const closed = state.generation;
-    const next = nextGeneration(state, Date.now());
-    await writeTrackingState(this.host.paths.sbm, this.host.paths.tmp, next);
+    // The state (with the log's high-water mark) goes first: stat-cache slots may only vouch for
+    // records a durable mark covers, or a log cut back to an older mark would hide their bands.
+    const next = { ...nextGeneration(state, Date.now()), logMark: log.point() ?? state.logMark };
+    await this.writeState(next);
     this.state = next;
     this.freshGeneration = true;
     this.recorded.clear();
     this.durablyRecorded.clear();
+    await this.saveStamps(restamp, closed);
     return formatToken({ bundleId: state.bundleId, epochId: state.epochId, generation: closed });
   }
 
@@ -260,9 +263,36 @@ export class ChangeTracker {
   /** Saves the stat of touched bands (clean close); nothing when a save this session already did. */
   async close(): Promise<void> {
     const unsaved = !this.savedThisSession || this.touched.size > 0;
-    if (this.log !== undefined && this.state !== undefined && unsaved) await this.saveStamps([]);
-    await this.log?.close();
-    await this.cache?.close();
+    try {
+      if (this.log !== undefined && this.state !== undefined && unsaved && (await this.markLog())) await this.saveStamps([], this.state.generation);
+    } catch (error) {
+      // A full filesystem: the records are durable, only the stat save is skipped, so the next
+      // open restats those bands (over-reporting at worst). Closing must not fail for it.
+      if (!isSbmError(error, 'SBM_NO_SPACE')) throw error;
+    } finally {
+      await this.log?.close();
+      await this.cache?.close();
+    }
+  }
+
+  /** Writes the state again when the log grew past its mark; false when there was no room (slots must then not be saved). */
+  private async markLog(): Promise<boolean> {
+    const { state, log } = this.writableParts();
+    const point = log.point();
+    if (point === undefined || (state.logMark?.bytes === point.bytes && state.logMark.crc === point.crc)) return true;
+    const marked = { ...state, logMark: point };
+    try {
+      await this.writeState(marked);
+    } catch (error) {
+      if (isSbmError(error, 'SBM_NO_SPACE')) return false;
+      throw error;
+    }
+    this.state = marked;
+    return true;
+  }
+
+  private writeState(state: TrackingState): Promise<void> {
+    return withSpace(this.host.paths.sbm, 'save the change-tracking state', () => writeTrackingState(this.host.paths.sbm, this.host.paths.tmp, state));
   }
 
   private async audit(mode: AuditMode, skip: ReadonlySet<number>): Promise<{ kind: 'full' | 'directory'; foreign: number[]; stamps: Map<number, FileStamp | undefined> }> {
@@ -302,8 +332,7 @@ export class ChangeTracker {
     for (const bandIndex of bands) await this.beforeChange(bandIndex, CHANGE_KIND_FOREIGN);
   }
 
-  private async saveStamps(restamp: Iterable<number>): Promise<void> {
-    const state = this.requireState();
+  private async saveStamps(restamp: Iterable<number>, statGeneration: number): Promise<void> {
     const cache = this.requireCache();
     const bands = new Set(this.touched);
     // Bands restamped without a new record are not re-checked by an open that trusts the log
@@ -323,11 +352,14 @@ export class ChangeTracker {
     // once its fdatasync returns, this save's point is the one every slot covers. A save with no
     // slot to write (every logged band's slot was found current) or one whose slots are durable
     // before its header (distrustFirst) vouches for the current point at once.
-    await cache.save(entries, await stampPath(this.host.paths.bands), state.generation, {
-      logTrusted: distrustFirst || entries.size === 0 ? point : this.lastComplete,
-      logBandsAtLeast,
-      distrustFirst,
-    });
+    const dirStamp = await stampPath(this.host.paths.bands);
+    await withSpace(this.host.paths.sbm, 'save the stat cache', () =>
+      cache.save(entries, dirStamp, statGeneration, {
+        logTrusted: distrustFirst || entries.size === 0 ? point : this.lastComplete,
+        logBandsAtLeast,
+        distrustFirst,
+      }),
+    );
     this.lastComplete = point;
     this.savedThisSession = true;
     this.touched.clear();
@@ -341,9 +373,19 @@ export class ChangeTracker {
    */
   private startGeneration(): Promise<void> {
     this.startingGeneration ??= (async () => {
-      const next = nextGeneration(this.requireState(), Date.now());
-      await writeTrackingState(this.host.paths.sbm, this.host.paths.tmp, next);
-      this.state = next;
+      const state = this.requireState();
+      const next = { ...nextGeneration(state, Date.now()), logMark: this.log?.point() ?? state.logMark };
+      try {
+        await this.writeState(next);
+        this.state = next;
+      } catch (error) {
+        // A full filesystem, even after the reserve: record this session's changes under the open
+        // generation instead. Every token issued names a generation below it, so its records are
+        // still reported to every token; the cost is that a band whose stat was saved in this
+        // generation may later be reported as a foreign change too (over-reporting). A trim, which
+        // frees space, must not fail because the state could not be rewritten.
+        if (!isSbmError(error, 'SBM_NO_SPACE')) throw error;
+      }
       this.freshGeneration = true;
     })().finally(() => {
       this.startingGeneration = undefined; // a failure is retried by the next change
@@ -390,36 +432,4 @@ export class ChangeTracker {
 function sameDirStamp(saved: FileStamp | undefined, now: FileStamp | undefined): boolean {
   if (saved === undefined || now === undefined) return false;
   return sameStamp({ ...saved, size: 0 }, { ...now, size: 0 });
-}
-
-async function openReadOnly({ host, onWarning }: OpenOptions): Promise<ChangeTracker> {
-  const read = await readTrackingState(host.paths.sbm);
-  if (read.kind !== 'ok') {
-    const reason = read.kind === 'missing' ? undefined : `tracking state damaged: ${read.reason}`;
-    return ChangeTracker.build(host, undefined, reason, new LogIndex(Buffer.alloc(0), new Map()), undefined, undefined, onWarning);
-  }
-  const state = read.state;
-  const problem = await readOnlyProblem(host, state);
-  const cache = await StatCache.load(join(host.paths.sbm, STAT_CACHE_FILE), epochTagOf(state.epochId), false);
-  const scan = scanChangeLog(await ChangeLog.read(join(host.paths.sbm, CHANGE_LOG_FILE)), epochTagOf(state.epochId), cache?.logTrusted);
-  const reason = problem ?? (scan.damaged ? 'change log damaged' : cache === undefined ? 'stat cache missing or damaged' : undefined);
-  return ChangeTracker.build(host, state, reason, scan.index, cache, undefined, onWarning);
-}
-
-async function readOnlyProblem(host: TrackerHost, state: TrackingState): Promise<string | undefined> {
-  const folder = await folderIdentity(host.paths.root);
-  return folder.dev === state.folder.dev && folder.ino === state.folder.ino ? undefined : 'the bundle folder was copied, moved or restored';
-}
-
-async function openReadWrite({ host, onWarning }: OpenOptions): Promise<ChangeTracker> {
-  const opened = await startEpoch(host, onWarning);
-  const { state, scan, cache } = opened;
-  // Bands with a record newer than their cached stat were changed by a session that ended
-  // without saving stats (a crash): restat them at the next checkpoint. Records in the trusted
-  // part of the log are covered by completed saves, so only the records after it are looked at.
-  const touched: number[] = [];
-  for (const [bandIndex, generation] of scan.index.recentEntries) if (generation > cache.statGenerationOf(bandIndex)) touched.push(bandIndex);
-  const log = await ChangeLog.openForAppend(join(host.paths.sbm, CHANGE_LOG_FILE), scan.validBytes, scan.validCrc);
-  // The generation moves on before this session's first change record (startGeneration), not here.
-  return ChangeTracker.build(host, state, undefined, scan.index, cache, log, onWarning, touched, scan.trustedPoint);
 }

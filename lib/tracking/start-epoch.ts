@@ -7,6 +7,11 @@
 //   3. state (new epoch id, generation 1) -> atomic replace of .sbm/state
 // A crash before 3 leaves the old state naming an epoch whose cache no longer matches it, so
 // the next open starts a new epoch again. Tokens of the old epoch are refused (full backup).
+//
+// Lost tracking, besides a missing or damaged state: a change log or stat cache that is missing,
+// damaged, not a regular file or absurdly large, and a log that no longer starts with the bytes
+// the state's high-water mark names (deleted, truncated, rolled back, overwritten: records
+// of acknowledged changes may be gone, so answering from it could under-report).
 
 import { readdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -19,7 +24,9 @@ import { ChangeLog, type LogScan, encodeChangeRecord, logCrc, scanChangeLog } fr
 import { LogIndex } from './log-index.js';
 import type { TrackerHost } from './change-tracker.js';
 import { CHANGE_LOG_FILE, COMPACT_MIN_RECORDS, STAT_CACHE_FILE } from './constants.js';
-import { type FileStamp, StatCache, stampPath, stampPathSync } from './stat-cache.js';
+import { type FileStamp, StatCache, stampPath, stampPathSync, statCacheMaxBytes } from './stat-cache.js';
+import { SbmError } from '../errors.js';
+import { removeIfNotFile, withSpace } from './tracking-file.js';
 import { type TrackingState, epochTagOf, folderIdentity, newEpochState, readTrackingState, writeTrackingState } from './tracking-state.js';
 
 export interface OpenedEpoch {
@@ -43,16 +50,26 @@ export async function startEpoch(host: TrackerHost, onWarning: WarningSink): Pro
     const state = read.state;
     bundleId = state.bundleId;
     const tag = epochTagOf(state.epochId);
-    const cache = await StatCache.load(join(sbm, STAT_CACHE_FILE), tag, true);
-    const scan = scanChangeLog(await ChangeLog.read(logPath), tag, cache?.logTrusted);
+    const cache = await StatCache.load(join(sbm, STAT_CACHE_FILE), tag, true, statCacheMaxBytes(host.bandCount));
+    const log = await ChangeLog.read(logPath);
+    const scan = scanChangeLog(log.bytes, tag, cache?.logTrusted, state.logMark);
     if (folder.dev !== state.folder.dev || folder.ino !== state.folder.ino) {
       reason = 'the bundle folder was copied, moved to another filesystem or restored';
+    } else if (log.problem !== undefined) {
+      reason = log.problem;
     } else if (scan.damaged) {
       reason = 'change log damaged';
+    } else if (!scan.markHeld) {
+      reason = LOG_BEHIND_MARK;
     } else if (cache === undefined) {
       reason = 'stat cache missing or damaged';
     } else {
-      return { state, scan: await compactIfLarge(host, logPath, scan, tag, cache.logBandsAtLeast), cache };
+      const compacted = await compactIfLarge(host, logPath, scan, tag, cache.logBandsAtLeast);
+      if (compacted === scan) return { state, scan, cache };
+      // The rewritten log is what the mark must name from now on.
+      const marked = { ...state, logMark: { bytes: compacted.validBytes, crc: compacted.validCrc } };
+      await withSpace(sbm, 'save the change-tracking state', () => writeTrackingState(sbm, host.paths.tmp, marked));
+      return { state: marked, scan: compacted, cache };
     }
     await cache?.close();
   }
@@ -65,13 +82,18 @@ export async function startEpoch(host: TrackerHost, onWarning: WarningSink): Pro
   }
   const state = newEpochState(bundleId, folder, Date.now(), read.kind === 'missing' ? undefined : reason);
   const tag = epochTagOf(state.epochId);
-  await writeBaseline(host, tag, state.generation);
-  await ChangeLog.rewrite(logPath, host.paths.tmp, Buffer.alloc(0));
-  await writeTrackingState(sbm, host.paths.tmp, state);
+  await withSpace(sbm, 'start a new change-tracking epoch', async () => {
+    await writeBaseline(host, tag, state.generation);
+    await ChangeLog.rewrite(logPath, host.paths.tmp, Buffer.alloc(0));
+    await writeTrackingState(sbm, host.paths.tmp, state);
+  });
   const cache = await StatCache.load(join(sbm, STAT_CACHE_FILE), tag, true);
-  if (cache === undefined) throw new Error('stat cache written but not readable');
+  if (cache === undefined) throw new SbmError('SBM_INTERNAL', 'stat cache written but not readable');
   return { state, scan: emptyScan(new Map()), cache };
 }
+
+/** Why a log that lost records made durable is not answered from. */
+export const LOG_BEHIND_MARK = 'change log is shorter than, or differs from, what sbm had made durable (records lost)';
 
 /** Stats every band file: the reference later audits compare against. O(bands), once per epoch. */
 async function writeBaseline(host: TrackerHost, tag: number, generation: number): Promise<void> {
@@ -89,6 +111,7 @@ async function writeBaseline(host: TrackerHost, tag: number, generation: number)
   } finally {
     await cache.close();
   }
+  await removeIfNotFile(join(host.paths.sbm, STAT_CACHE_FILE)); // a folder there would make the rename fail
   await rename(staged, join(host.paths.sbm, STAT_CACHE_FILE));
   await fsyncDirectory(host.paths.sbm);
 }
@@ -112,5 +135,5 @@ async function compactIfLarge(host: TrackerHost, logPath: string, scan: LogScan,
 }
 
 function emptyScan(latest: Map<number, number>): LogScan {
-  return { index: new LogIndex(Buffer.alloc(0), latest), recordCount: 0, validBytes: 0, validCrc: 0, trustedPoint: undefined, damaged: false };
+  return { index: new LogIndex(Buffer.alloc(0), latest), recordCount: 0, validBytes: 0, validCrc: 0, trustedPoint: undefined, damaged: false, markHeld: true };
 }

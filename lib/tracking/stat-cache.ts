@@ -32,7 +32,8 @@
 //                 without indexing the whole log.
 
 import { open, stat, type FileHandle } from 'node:fs/promises';
-import { statSync, type BigIntStats } from 'node:fs';
+import { constants, statSync, type BigIntStats } from 'node:fs';
+import { checkTrackingFile, openTrackingFile } from './tracking-file.js';
 import { readFully, readFullySync, writeFully } from '../fs/read-fully.js';
 import { checksum, defineTable } from './binary-table.js';
 import {
@@ -187,13 +188,19 @@ export class StatCache {
   /** Lower bound on the distinct bands in changes.log as loaded (0 = unknown). */
   readonly logBandsAtLeast: number;
 
-  /** Loads the header; a missing file, a bad header or another epoch's file loads as `undefined`. */
-  static async load(path: string, epochTag: number, writable: boolean): Promise<StatCache | undefined> {
+  /**
+   * Loads the header; a missing file, a bad header, another epoch's file, or something that is no
+   * regular file or is larger than `maxBytes` (it would be read whole by a full audit) loads as
+   * `undefined`: tracking was lost.
+   */
+  static async load(path: string, epochTag: number, writable: boolean, maxBytes = Number.MAX_SAFE_INTEGER): Promise<StatCache | undefined> {
+    if ((await checkTrackingFile(path, maxBytes)).kind !== 'ok') return undefined;
     let handle: FileHandle;
     try {
-      handle = await open(path, writable ? 'r+' : 'r');
+      handle = await openTrackingFile(path, writable ? constants.O_RDWR : constants.O_RDONLY);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ELOOP' || code === 'SBM_CORRUPT') return undefined;
       throw error;
     }
     try {
@@ -374,6 +381,11 @@ export class StatCache {
     }
     return readSlotCrc(bytes, offset) === checksum(bytes, offset + 4, offset + STAT_SLOT_SIZE) ? [bytes, offset] : undefined;
   }
+}
+
+/** The most bytes a stat cache of `bandCount` bands may hold (slots of bands cut by a shrink stay; at least 2^21 slots). */
+export function statCacheMaxBytes(bandCount: number): number {
+  return STAT_CACHE_HEADER_SIZE + STAT_SLOT_SIZE * Math.max(bandCount, 1 << 21);
 }
 
 /** Largest value of a u32 that earlier sbm reads as the high half of a u64 (2^53 - 1 >> 32). */

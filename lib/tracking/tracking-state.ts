@@ -3,11 +3,27 @@
 // plist's), the tracking epoch, the open generation, and where the bundle folder lived when the
 // epoch began: a folder with another device/inode is a copy or a restore, so its history does
 // not apply and tracking restarts with a new epoch.
+//
+// logMark is the tracker's durable high-water mark of changes.log: its length and CRC-32 when
+// this state was written. Every write of the state names the log as far as it is durable, and
+// the stat cache is only saved after a state naming the records it covers (change-tracker.ts).
+// An open finding the log shorter than the mark, or its first mark.bytes different, knows records
+// were lost: tracking restarts. A log longer than the mark is normal (records appended since).
 
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fsyncDirectory, replaceFile } from '../fs/atomic-write.js';
-import { GENERATION_TIMES_KEPT, STATE_FILE, STATE_FORMAT } from './constants.js';
+import { CHANGE_RECORD_SIZE, GENERATION_TIMES_KEPT, STATE_FILE, STATE_FORMAT } from './constants.js';
+import { readTrackingFile, removeIfNotFile } from './tracking-file.js';
+
+/** A state file larger than this is not sbm's (4,096 kept generations take ~200 KiB). */
+const STATE_MAX_BYTES = 1024 * 1024;
+
+/** A prefix of changes.log: its length and the CRC-32 of those bytes. */
+export interface LogMark {
+  readonly bytes: number;
+  readonly crc: number;
+}
 
 export interface TrackingState {
   readonly format: number;
@@ -22,18 +38,16 @@ export interface TrackingState {
   readonly generationStarts: ReadonlyArray<readonly [number, number]>;
   /** Why this epoch replaced an earlier one, for the message refusing older tokens. */
   readonly resetReason?: string;
+  /** changes.log as far as it was durable when this state was written (absent in older files: nothing known). */
+  readonly logMark?: LogMark;
 }
 
 export type StateReadResult = { kind: 'missing' } | { kind: 'damaged'; reason: string } | { kind: 'ok'; state: TrackingState };
 
 export async function readTrackingState(sbmDir: string): Promise<StateReadResult> {
-  let text: string;
-  try {
-    text = await readFile(join(sbmDir, STATE_FILE), 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
-    throw error;
-  }
+  const read = await readTrackingFile(join(sbmDir, STATE_FILE), STATE_MAX_BYTES);
+  if (read.kind !== 'ok') return read.kind === 'missing' ? read : { kind: 'damaged', reason: read.reason };
+  const text = read.bytes.toString('utf8');
   try {
     const value = JSON.parse(text) as TrackingState;
     const valid =
@@ -46,14 +60,20 @@ export async function readTrackingState(sbmDir: string): Promise<StateReadResult
       value.generation >= 1 &&
       typeof value.folder?.dev === 'string' &&
       typeof value.folder?.ino === 'string' &&
-      Array.isArray(value.generationStarts);
+      Array.isArray(value.generationStarts) &&
+      (value.logMark === undefined || validMark(value.logMark));
     return valid ? { kind: 'ok', state: value } : { kind: 'damaged', reason: 'fields missing or invalid' };
   } catch (error) {
     return { kind: 'damaged', reason: (error as Error).message };
   }
 }
 
+function validMark(mark: LogMark): boolean {
+  return Number.isSafeInteger(mark.bytes) && mark.bytes >= 0 && mark.bytes % CHANGE_RECORD_SIZE === 0 && Number.isInteger(mark.crc) && mark.crc >= 0 && mark.crc <= 0xffffffff;
+}
+
 export async function writeTrackingState(sbmDir: string, tmpDir: string, state: TrackingState): Promise<void> {
+  await removeIfNotFile(join(sbmDir, STATE_FILE)); // a folder there would make the rename fail
   await replaceFile(join(sbmDir, STATE_FILE), Buffer.from(`${JSON.stringify(state, null, 2)}\n`), tmpDir);
   await fsyncDirectory(sbmDir);
 }
@@ -79,6 +99,7 @@ export function newEpochState(
     generation: 1,
     folder,
     generationStarts: [[1, nowMs]],
+    logMark: { bytes: 0, crc: 0 },
   };
 }
 

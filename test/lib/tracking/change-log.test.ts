@@ -15,7 +15,7 @@ test('CHANGE_RECORD is declared as 32 bytes and round-trips', (t) => {
 test('concurrent appends share fdatasyncs (group commit) and all become durable', async (t) => {
   const dir = await tempDir(t);
   const path = join(dir, 'changes.log');
-  const log = await ChangeLog.openForAppend(path, 0);
+  const log = await ChangeLog.openForAppend(path, 0, 0, dir);
   // Count fdatasync calls on the log's handle.
   const probe = await open(path, 'r');
   const prototype = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
@@ -51,7 +51,7 @@ test('a torn tail is dropped and cut off; garbage followed by valid records is d
     [1, 1],
     [9, 2],
   ]);
-  const log = await ChangeLog.openForAppend(path, torn.validBytes);
+  const log = await ChangeLog.openForAppend(path, torn.validBytes, torn.validCrc, dir);
   await log.append(encodeChangeRecord(5, 3, 1));
   await log.close();
   t.is((await stat(path)).size, 96);
