@@ -43,6 +43,12 @@ export class BufferPool {
     }
   }
 
+  /** Lets go of every idle buffer (buffers still out are unaffected and may be released later). */
+  clear(): void {
+    for (const list of this.free) list.length = 0;
+    this.idleBytes = 0;
+  }
+
   get idleBuffers(): number {
     return this.free.reduce((sum, list) => sum + list.length, 0);
   }

@@ -107,5 +107,26 @@ export function nbdErrorOf(error: unknown): number {
   if (isSbmError(error, 'SBM_OUT_OF_RANGE') || isSbmError(error, 'SBM_INVALID_ARGUMENT')) return C.NBD_EINVAL;
   if (isSbmError(error, 'SBM_READ_ONLY')) return C.NBD_EPERM;
   if (isSbmError(error, 'SBM_CLOSED')) return C.NBD_ESHUTDOWN;
+  // qemu pauses the guest on ENOSPC (werror=enospc) so space can be freed; on EIO it fails the I/O.
+  if (isNoSpace(error)) return C.NBD_ENOSPC;
   return C.NBD_EIO;
+}
+
+const NO_SPACE_ERRNOS = new Set(['ENOSPC', 'EDQUOT']);
+
+/**
+ * Whether a failure is "no space left" (or quota exceeded): a raw errno, an SbmError carrying the
+ * errno in data.errno or SBM_NO_SPACE, or any of these as a cause (the engine may wrap).
+ */
+function isNoSpace(error: unknown): boolean {
+  let current = error;
+  // A few levels are enough: wrappers add one or two; a cause cycle must not loop forever.
+  for (let depth = 0; depth < 8 && typeof current === 'object' && current !== null; depth++) {
+    if (isSbmError(current, 'SBM_NO_SPACE')) return true;
+    const { code, data, cause } = current as { code?: unknown; data?: { errno?: unknown }; cause?: unknown };
+    if (typeof code === 'string' && NO_SPACE_ERRNOS.has(code)) return true;
+    if (typeof data?.errno === 'string' && NO_SPACE_ERRNOS.has(data.errno)) return true;
+    current = cause;
+  }
+  return false;
 }

@@ -86,6 +86,14 @@ export class NbdServerProtocol {
     return this.phase.name === 'request-header' || this.phase.name === 'write-payload' || this.phase.name === 'write-skip';
   }
 
+  /**
+   * Payload bytes of the WRITE whose payload is being received (0 otherwise): the session reserves
+   * them before reading on, so a half-received payload never waits for memory held by others.
+   */
+  get pendingPayloadBytes(): number {
+    return this.phase.name === 'write-payload' ? this.phase.request.length : 0;
+  }
+
   /** Bytes received and not yet parsed. */
   get bufferedBytes(): number {
     return this.input.length;

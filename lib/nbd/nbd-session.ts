@@ -1,9 +1,14 @@
 // The thin socket glue of one NBD connection: feeds received bytes to the sans-IO protocol, runs
 // requests concurrently against the device (adjacent small READs/WRITEs received together as one
 // device call, see nbd-request-batch.ts), and writes each reply whole as it completes (replies
-// go out of order; those completed in one event-loop iteration share a writev). Backpressure: while the bytes of requests in flight (payloads, read buffers,
-// replies not yet handed to the kernel) exceed the cap, the session stops pulling requests and
-// pauses the socket, so a client cannot make the server buffer without bound.
+// go out of order; those completed in one event-loop iteration share a writev).
+//
+// Backpressure: every request is admitted against two caps before it starts: this connection's
+// bytes in flight (payloads, read buffers, replies not yet handed to the kernel) and the server-wide
+// InFlightBudget shared by all connections. A request that does not fit is parked (one at most) and
+// the socket paused until its own replies drain (own cap) or the budget lets it in (first come,
+// first served). A WRITE payload is reserved in full before it is read, so half-received payloads
+// never hold memory while waiting for more. A client cannot make the server buffer without bound.
 
 import type { Socket } from 'node:net';
 import { debugLog } from '../debug-log.js';
@@ -11,6 +16,7 @@ import { debugLog } from '../debug-log.js';
 import type { BlockDevice } from '../block-device.js';
 import type { BufferPool } from './buffer-pool.js';
 import * as C from './constants.js';
+import type { BudgetWaiter, InFlightBudget } from './in-flight-budget.js';
 import type { NbdExport } from './nbd-export.js';
 import { requestErrorReply } from './nbd-replies.js';
 import { RequestBatch, canBatch, runMerged } from './nbd-request-batch.js';
@@ -20,7 +26,11 @@ import { type NbdAction, type NbdRequest, NbdServerProtocol } from './nbd-server
 const debug = debugLog('sbm:nbd');
 
 export interface SessionLimits {
-  /** Bytes of requests in flight before the session stops reading (default 64 MiB). */
+  /**
+   * Bytes of requests in flight on one connection before it stops reading (default 40 MiB: one
+   * largest request fits, and it stays well below the server-wide budget, so one client that never
+   * reads its replies cannot take all of it).
+   */
   readonly maxInFlightBytes: number;
   /** Requests in flight before the session stops reading (default 64). */
   readonly maxInFlightRequests: number;
@@ -31,7 +41,7 @@ export interface SessionLimits {
 }
 
 export const DEFAULT_SESSION_LIMITS: SessionLimits = {
-  maxInFlightBytes: 64 * 1024 * 1024,
+  maxInFlightBytes: 40 * 1024 * 1024,
   maxInFlightRequests: 64,
   handshakeTimeoutMs: 10_000,
   drainTimeoutMs: 10_000,
@@ -44,10 +54,22 @@ function costOf(request: NbdRequest): number {
   return REQUEST_OVERHEAD_BYTES + (request.type === C.NBD_CMD_READ || request.type === C.NBD_CMD_WRITE ? request.length : 0);
 }
 
-export class NbdSession {
+/** Why a request cannot start yet: its own connection is full, or the server-wide budget is. */
+type Admission = 'yes' | 'own' | 'budget';
+
+export class NbdSession implements BudgetWaiter {
   private readonly protocol: NbdServerProtocol;
+  /** This connection's share of the budget: admitted requests, a payload reservation, queued error replies. */
   private inFlightBytes = 0;
   private inFlightRequests = 0;
+  /** A parsed request waiting for admission (it owns its WRITE payload until then). */
+  private parked: NbdRequest | undefined;
+  /** Budget taken for the WRITE payload being received; it becomes that request's cost. */
+  private payloadReservedBytes = 0;
+  /** Replies handed to the kernel: the server's sweeps compare it to see progress. */
+  private completed = 0;
+  private completedAtSweep = 0;
+  private quietSince = Date.now();
   /** No more input is parsed: DISC, ABORT, EOF or server shutdown. */
   private stopped = false;
   /** The client shut its sending side: finish what it sent, then close. */
@@ -66,10 +88,11 @@ export class NbdSession {
     target: NbdExport,
     private readonly limits: SessionLimits,
     private readonly pool: BufferPool,
+    private readonly budget: InFlightBudget,
   ) {
     this.protocol = new NbdServerProtocol(target, (length) => pool.acquire(length));
     this.done = new Promise((resolve) => socket.once('close', () => resolve()));
-    socket.once('close', () => this.clearTimers());
+    socket.once('close', () => this.released());
     socket.on('error', (error: NodeJS.ErrnoException) => {
       // EPIPE/ECONNRESET are how clients leave; nothing to report beyond debug.
       debug('socket error %s', error.code ?? error.message);
@@ -100,56 +123,151 @@ export class NbdSession {
     this.stop('server shutting down');
     // Requests already received but not started are refused rather than silently dropped.
     if (this.protocol.inTransmission && !this.socket.destroyed) {
+      if (this.parked !== undefined) this.refuse(this.parked);
+      this.parked = undefined;
       for (let action = this.protocol.next(); action !== undefined; action = this.protocol.next()) {
-        if (action.kind === 'request') {
-          if (action.request.data !== undefined) this.pool.release(action.request.data);
-          this.write(requestErrorReply(action.request.cookie, C.NBD_ESHUTDOWN, action.request.structured, 'server is shutting down'));
-        } else if (action.kind === 'send') {
-          this.write(action.data);
-        }
+        if (action.kind === 'request') this.refuse(action.request);
+        else if (action.kind === 'send') this.write(action.data);
       }
     }
     return this.done;
+  }
+
+  /** Budget was released and this session is first in line. */
+  onBudget(): void {
+    this.pump();
+  }
+
+  /** Ends an idle connection gracefully (the server is at its connection limit). */
+  evict(reason: string): void {
+    this.stop(reason);
+  }
+
+  /** Drops the connection at once (its client stopped reading while others wait for budget). */
+  drop(reason: string): void {
+    debug('dropping connection: %s', reason);
+    this.socket.destroy();
+  }
+
+  /** Called by the server's periodic sweep: notes when the session last made progress. */
+  observe(now: number): void {
+    if (this.completed !== this.completedAtSweep || !this.protocol.inTransmission) {
+      this.completedAtSweep = this.completed;
+      this.quietSince = now;
+    }
+  }
+
+  /** How long the session has been idle in transmission (nothing in flight, nothing done), or -1. */
+  idleMs(now: number): number {
+    if (this.stopped || !this.protocol.inTransmission || this.inFlightBytes > 0 || this.parked !== undefined) return -1;
+    return this.completed === this.completedAtSweep ? now - this.quietSince : -1;
+  }
+
+  /**
+   * How long the session has held budget without completing anything while its client is the
+   * holdup (replies it does not read, or a WRITE payload it does not finish sending), or -1.
+   */
+  stalledMs(now: number): number {
+    if (this.inFlightBytes === 0 || this.completed !== this.completedAtSweep) return -1;
+    if (this.socket.writableLength === 0 && this.payloadReservedBytes === 0) return -1;
+    return now - this.quietSince;
+  }
+
+  private refuse(request: NbdRequest): void {
+    if (request.data !== undefined) this.pool.release(request.data);
+    this.write(requestErrorReply(request.cookie, C.NBD_ESHUTDOWN, request.structured, 'server is shutting down'));
   }
 
   private pump(): void {
     if (this.pumping) return;
     this.pumping = true;
     let exhausted = false;
+    let waitFor: Admission = 'yes';
     try {
-      while (!this.stopped && !this.socket.destroyed && !this.saturated()) {
+      while (!this.stopped && !this.socket.destroyed) {
+        const parked = this.parked;
+        if (parked !== undefined) {
+          waitFor = this.admit(parked);
+          if (waitFor !== 'yes') break;
+          this.parked = undefined;
+          this.start(parked);
+          continue;
+        }
+        if (this.saturated()) break;
         const action = this.protocol.next();
         if (action === undefined) {
           exhausted = true;
           break;
         }
-        this.handle(action);
+        // Every request goes through the one admission step above.
+        if (action.kind === 'request') this.parked = action.request;
+        else this.handle(action);
       }
     } finally {
       this.pumping = false;
       this.startBatch();
     }
-    if (this.stopped || this.socket.destroyed) return;
+    if (this.stopped || this.socket.destroyed) return this.budget.leave(this);
+    if (exhausted && !this.inputEnded && this.payloadReservedBytes === 0 && this.protocol.pendingPayloadBytes > 0) {
+      waitFor = this.reservePayload(this.protocol.pendingPayloadBytes);
+      exhausted = waitFor === 'yes';
+    }
+    if (waitFor === 'budget') this.budget.wait(this);
+    else this.budget.leave(this);
     // Requests already received still run after the client shuts its sending side.
     if (exhausted && this.inputEnded) this.stop('client closed its end');
-    else if (this.saturated()) this.socket.pause();
+    else if (!exhausted) this.socket.pause();
     else if (this.socket.isPaused() && !this.inputEnded) this.socket.resume();
   }
 
+  /** Per-connection limits checked before parsing more (bytes are checked per request in admit). */
   private saturated(): boolean {
-    return (
-      this.inFlightBytes >= this.limits.maxInFlightBytes ||
-      this.inFlightRequests >= this.limits.maxInFlightRequests ||
-      this.socket.writableLength >= this.limits.maxInFlightBytes
-    );
+    return this.inFlightRequests >= this.limits.maxInFlightRequests || this.socket.writableLength >= this.limits.maxInFlightBytes;
+  }
+
+  /** Charges `request` to this connection and the server-wide budget, if both have room. */
+  private admit(request: NbdRequest): Admission {
+    const cost = costOf(request);
+    if (request.data !== undefined && this.payloadReservedBytes > 0) {
+      // The reservation was made for this very payload (the protocol parses one WRITE at a time).
+      const extra = cost - this.payloadReservedBytes;
+      this.payloadReservedBytes = 0;
+      this.inFlightBytes += extra;
+      this.budget.charge(extra);
+      return 'yes';
+    }
+    const verdict = this.take(cost);
+    if (verdict === 'yes') this.inFlightBytes += cost;
+    return verdict;
+  }
+
+  private reservePayload(length: number): Admission {
+    const cost = REQUEST_OVERHEAD_BYTES + length;
+    const verdict = this.take(cost);
+    if (verdict === 'yes') {
+      this.payloadReservedBytes = cost;
+      this.inFlightBytes += cost;
+    }
+    return verdict;
+  }
+
+  /** A connection with nothing in flight may always take one request, however large. */
+  private take(cost: number): Admission {
+    if (this.inFlightBytes > 0 && this.inFlightBytes + cost > this.limits.maxInFlightBytes) return 'own';
+    return this.budget.tryTake(cost, this) ? 'yes' : 'budget';
   }
 
   private handle(action: NbdAction): void {
     if (action.kind !== 'request') this.startBatch();
     switch (action.kind) {
-      case 'send':
-        this.write(action.data);
+      case 'send': {
+        // Error replies to invalid requests are charged too, so a flood of them is bounded.
+        const bytes = action.data.length;
+        this.inFlightBytes += bytes;
+        this.budget.charge(bytes);
+        this.write(action.data, () => this.releaseBytes(bytes));
         return;
+      }
       case 'transmission':
         if (this.handshakeTimer !== undefined) clearTimeout(this.handshakeTimer);
         this.handshakeTimer = undefined;
@@ -166,7 +284,6 @@ export class NbdSession {
   }
 
   private start(request: NbdRequest): void {
-    this.inFlightBytes += costOf(request);
     this.inFlightRequests++;
     // Adjacent small READs/WRITEs parsed in this pass run as one device call (nbd-request-batch.ts).
     if (this.batch?.tryAdd(request) === true) return;
@@ -209,10 +326,29 @@ export class NbdSession {
     // The write callback runs once the frame is handed to the kernel (or the write failed):
     // either way the socket no longer needs the memory.
     this.pool.release(frame);
-    this.inFlightBytes -= cost;
     this.inFlightRequests--;
+    this.completed++;
+    this.releaseBytes(cost);
+  }
+
+  private releaseBytes(bytes: number): void {
+    this.inFlightBytes -= bytes;
+    this.budget.release(bytes);
     if (this.stopped) this.finishIfIdle();
     else this.pump();
+  }
+
+  /** The socket closed: give back what no request will release (a parked request, a payload reservation). */
+  private released(): void {
+    this.clearTimers();
+    this.budget.leave(this);
+    if (this.parked?.data !== undefined) this.pool.release(this.parked.data);
+    this.parked = undefined;
+    if (this.payloadReservedBytes > 0) {
+      this.inFlightBytes -= this.payloadReservedBytes;
+      this.budget.release(this.payloadReservedBytes);
+      this.payloadReservedBytes = 0;
+    }
   }
 
   /**

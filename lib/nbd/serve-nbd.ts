@@ -5,6 +5,10 @@
 // close(): stop accepting -> each session stops reading and drains its in-flight requests ->
 // flush the device -> remove the socket and its private directory. The device stays open: the
 // caller owns it.
+//
+// Memory: bytes in flight over all connections stay under maxInFlightBytes (InFlightBudget; each
+// connection under its own, smaller cap), idle pooled buffers under POOL_MAX_IDLE_BYTES, and the
+// pool is emptied when the last client leaves. Connections: see connection-guard.ts.
 
 import { mkdtemp, rm, rmdir, stat } from 'node:fs/promises';
 import { type AddressInfo, type Server, type Socket, createServer, isIP } from 'node:net';
@@ -15,10 +19,21 @@ import { debugLog } from '../debug-log.js';
 import type { BlockDevice } from '../block-device.js';
 import { SbmError, fromSystemError } from '../errors.js';
 import { BufferPool } from './buffer-pool.js';
+import { ConnectionGuard } from './connection-guard.js';
+import { InFlightBudget, type InFlightBudgetStats } from './in-flight-budget.js';
 import type { NbdExport } from './nbd-export.js';
 import { DEFAULT_SESSION_LIMITS, NbdSession, type SessionLimits } from './nbd-session.js';
 
 const debug = debugLog('sbm:nbd');
+
+/** Connections served at once (each costs a descriptor; the mount keeps 512 for bands). */
+export const DEFAULT_MAX_CONNECTIONS = 128;
+/** A connection idle this long may give its place to a new client when the server is full. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
+/** Bytes in flight over all connections; with the idle pool below, RSS stays well under 256 MiB. */
+export const DEFAULT_MAX_IN_FLIGHT_BYTES = 96 * 1024 * 1024;
+/** Released buffers kept for reuse (enough for nbdcopy's 4 x 64 requests of 256 KiB). */
+const POOL_MAX_IDLE_BYTES = 64 * 1024 * 1024 + 64 * 1024;
 
 export interface ServeNbdOptions {
   /** Export name (default ""); clients asking for "" get it too. */
@@ -35,8 +50,18 @@ export interface ServeNbdOptions {
   readonly allowRemote?: boolean;
   /** Advertise CAN_MULTI_CONN (default true: every connection shares this device and its flush). */
   readonly multiConn?: boolean;
+  /** Connections served at once (default 128); see connection-guard.ts for who gives way. */
   readonly maxConnections?: number;
+  /** Idle time after which a connection may be replaced by a new one at the limit (default 60 s). */
+  readonly idleTimeoutMs?: number;
+  /** Bytes in flight over all connections (default 96 MiB); never below one connection's cap. */
+  readonly maxInFlightBytes?: number;
+  /** Per-connection limits. */
   readonly limits?: Partial<SessionLimits>;
+}
+
+export interface NbdServerStats extends InFlightBudgetStats {
+  readonly connections: number;
 }
 
 export interface NbdServerHandle extends AsyncDisposable {
@@ -48,6 +73,8 @@ export interface NbdServerHandle extends AsyncDisposable {
   readonly port?: number;
   /** Connections currently open. */
   readonly connections: number;
+  /** Connections and the server-wide in-flight accounting, now. */
+  stats(): NbdServerStats;
   /** Idempotent. */
   close(): Promise<void>;
 }
@@ -63,21 +90,39 @@ export async function serveNbd(device: BlockDevice, options: ServeNbdOptions = {
     multiConn: options.multiConn ?? true,
   };
   const limits: SessionLimits = { ...DEFAULT_SESSION_LIMITS, ...options.limits };
-  const sessions = new Set<NbdSession>();
-  const pool = new BufferPool();
+  const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  if (!Number.isSafeInteger(maxConnections) || maxConnections < 1) throw new SbmError('SBM_USAGE', `maxConnections ${maxConnections} is not a positive integer`);
+  if (!Number.isFinite(idleTimeoutMs) || idleTimeoutMs <= 0) throw new SbmError('SBM_USAGE', `idleTimeoutMs ${idleTimeoutMs} is not a positive number`);
+  // The budget must hold one connection's worth, or a largest request could never start.
+  const budget = new InFlightBudget(Math.max(options.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES, limits.maxInFlightBytes));
+  const guard = new ConnectionGuard({ maxConnections, idleTimeoutMs }, budget);
+  const sessions = guard.sessions;
+  const pool = new BufferPool(POOL_MAX_IDLE_BYTES);
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket: Socket) => {
+    if (!guard.admit()) {
+      socket.destroy();
+      return;
+    }
     if ('setNoDelay' in socket && socket.remoteFamily !== undefined) socket.setNoDelay(true);
-    const session = new NbdSession(socket, device, target, limits, pool);
-    sessions.add(session);
-    void session.done.then(() => sessions.delete(session));
+    const session = new NbdSession(socket, device, target, limits, pool, budget);
+    guard.add(session);
+    // Memory kept for reuse goes back once nobody is connected.
+    void session.done.then(() => {
+      if (sessions.size === 0) pool.clear();
+    });
   });
-  server.maxConnections = options.maxConnections ?? 64;
 
   let listening: Listening;
-  if (options.port !== undefined) {
-    listening = await listenTcp(server, options.port, options.host ?? '127.0.0.1', options.allowRemote === true);
-  } else {
-    listening = await listenUnix(server, options.socketPath);
+  try {
+    if (options.port !== undefined) {
+      listening = await listenTcp(server, options.port, options.host ?? '127.0.0.1', options.allowRemote === true);
+    } else {
+      listening = await listenUnix(server, options.socketPath);
+    }
+  } catch (error) {
+    guard.close();
+    throw error;
   }
   const uri = listening.socketPath !== undefined
     ? `nbd+unix:///${encodeURIComponent(name)}?socket=${encodeSocketPath(listening.socketPath)}`
@@ -87,6 +132,7 @@ export async function serveNbd(device: BlockDevice, options: ServeNbdOptions = {
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      guard.close();
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       await Promise.all([...sessions].map((session) => session.shutdown()));
       await stopped;
@@ -107,6 +153,7 @@ export async function serveNbd(device: BlockDevice, options: ServeNbdOptions = {
     get connections() {
       return sessions.size;
     },
+    stats: () => ({ connections: sessions.size, ...budget.stats() }),
     close,
     [Symbol.asyncDispose]: close,
   };

@@ -1,0 +1,78 @@
+// Keeps a server answering new clients whatever the connected ones do. Two rules, both measured by
+// a periodic sweep (a quarter of the idle timeout, at most 5 s) so the request path pays nothing:
+//
+// - Connection limit: a client arriving when maxConnections are open takes the place of the
+//   connection idle longest (in transmission, nothing in flight, no reply completed) for at least
+//   idleTimeoutMs; if none is, the newcomer is refused (closed at once). Idle connections are never
+//   dropped below the limit: an idle VM disk is normal.
+// - Stalled readers: while some connection waits for the server-wide in-flight budget, a
+//   connection that has held budget for idleTimeoutMs with replies its client never reads is
+//   dropped, so its bytes go back to the ones waiting.
+//
+// Clients still in the handshake have their own deadline (SessionLimits.handshakeTimeoutMs).
+
+import { debugLog } from '../debug-log.js';
+import type { InFlightBudget } from './in-flight-budget.js';
+import type { NbdSession } from './nbd-session.js';
+
+const debug = debugLog('sbm:nbd');
+
+export interface ConnectionGuardLimits {
+  readonly maxConnections: number;
+  readonly idleTimeoutMs: number;
+}
+
+export class ConnectionGuard {
+  readonly sessions = new Set<NbdSession>();
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly limits: ConnectionGuardLimits,
+    private readonly budget: InFlightBudget,
+  ) {
+    const sweepMs = Math.max(10, Math.min(5000, Math.floor(limits.idleTimeoutMs / 4)));
+    this.#timer = setInterval(() => this.sweep(Date.now()), sweepMs);
+    this.#timer.unref();
+  }
+
+  /** Whether a new connection may be served now (evicting the longest-idle one if needed). */
+  admit(): boolean {
+    if (this.sessions.size < this.limits.maxConnections) return true;
+    const now = Date.now();
+    let victim: NbdSession | undefined;
+    let longest = this.limits.idleTimeoutMs - 1;
+    // Insertion order: on a tie the older connection goes first.
+    for (const session of this.sessions) {
+      const idle = session.idleMs(now);
+      if (idle > longest) {
+        longest = idle;
+        victim = session;
+      }
+    }
+    if (victim === undefined) {
+      debug('refusing a connection: %d open, none idle for %d ms', this.sessions.size, this.limits.idleTimeoutMs);
+      return false;
+    }
+    victim.evict(`idle for ${longest} ms at the connection limit`);
+    this.sessions.delete(victim);
+    return true;
+  }
+
+  add(session: NbdSession): void {
+    this.sessions.add(session);
+    void session.done.then(() => this.sessions.delete(session));
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+  }
+
+  private sweep(now: number): void {
+    for (const session of this.sessions) session.observe(now);
+    if (this.budget.waiting === 0) return;
+    for (const session of this.sessions) {
+      const stalled = session.stalledMs(now);
+      if (stalled >= this.limits.idleTimeoutMs) session.drop(`replies unread for ${stalled} ms while others wait for memory`);
+    }
+  }
+}
