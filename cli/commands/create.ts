@@ -1,6 +1,9 @@
 // sbm create <bundle> --size 20G [--band-size 8M]
 
+import { lstat } from 'node:fs/promises';
 import type { CommandModule } from 'yargs';
+import { SbmError } from '../../lib/errors.js';
+import { withStagedOutput } from '../../lib/fs/staged-output.js';
 import { DEFAULT_BAND_SIZE_BYTES, SIZE_ALIGNMENT_BYTES } from '../../lib/bundle/constants.js';
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
 import { formatSize, parseSize } from '../../lib/size.js';
@@ -26,10 +29,17 @@ export const createCommand: CommandModule<object, CreateArgs> = {
     const requested = parseSize(argv.size, '--size');
     const sizeBytes = Math.ceil(requested / SIZE_ALIGNMENT_BYTES) * SIZE_ALIGNMENT_BYTES;
     const bandSizeBytes = parseSize(argv['band-size'], '--band-size');
-    const bundle = await SparseBundle.create(argv.bundle, { sizeBytes, bandSizeBytes, onWarning: warningSink(argv) });
-    await bundle.close();
-    const result = { path: argv.bundle, sizeBytes, bandSizeBytes, bandCount: bundle.bandCount };
+    // lstat, not withStagedOutput's --force advice: create never replaces anything.
+    if (await lstat(argv.bundle).then(() => true, () => false)) throw new SbmError('SBM_EXISTS', `${argv.bundle} already exists`, { path: argv.bundle });
+    // Built under a temporary name and renamed when complete: a full filesystem or a signal
+    // leaves nothing under the name that would block a retry.
+    const bandCount = await withStagedOutput(argv.bundle, {}, async (staging) => {
+      const bundle = await SparseBundle.create(staging, { sizeBytes, bandSizeBytes, onWarning: warningSink(argv) });
+      await bundle.close();
+      return bundle.bandCount;
+    });
+    const result = { path: argv.bundle, sizeBytes, bandSizeBytes, bandCount };
     if (argv.json) printJson(result);
-    else printLine(`created ${argv.bundle}: ${formatSize(sizeBytes)} in ${bundle.bandCount} bands of ${formatSize(bandSizeBytes)}`);
+    else printLine(`created ${argv.bundle}: ${formatSize(sizeBytes)} in ${bandCount} bands of ${formatSize(bandSizeBytes)}`);
   }),
 };

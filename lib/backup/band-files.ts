@@ -8,11 +8,12 @@
 // Bands larger than WHOLE_BAND_MAX_BYTES stream in COPY_CHUNK_BYTES chunks instead.
 
 import { open, type FileHandle } from 'node:fs/promises';
-import { linkSync } from 'node:fs';
+import { constants, linkSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename } from 'node:path';
 import { SbmError } from '../errors.js';
 import { copyFileDurably } from '../fs/atomic-write.js';
+import { isNotRegularFile, openRegular } from '../fs/safe-open.js';
 import { readFully, writeFully } from '../fs/read-fully.js';
 import { mapLimit } from '../map-limit.js';
 import { inSyncRuns } from '../sync-runs.js';
@@ -30,7 +31,7 @@ const WHOLE_BAND_MAX_BYTES = 16 * 1024 * 1024;
 
 /** Size and sha256 of a file. */
 export async function hashFile(path: string): Promise<BandRecord> {
-  const handle = await open(path, 'r');
+  const handle = await openBandForReading(path);
   try {
     const hash = createHash('sha256');
     const size = await streamFile(handle, (chunk) => hash.update(chunk));
@@ -42,7 +43,7 @@ export async function hashFile(path: string): Promise<BandRecord> {
 
 /** Copies a band into a new file `to` while hashing it; the copy is fsynced before it counts. */
 export async function copyBandHashing(from: string, to: string, wholeMaxBytes = WHOLE_BAND_MAX_BYTES): Promise<BandRecord> {
-  const source = await open(from, 'r');
+  const source = await openBandForReading(from);
   try {
     const data = await readWhole(source, wholeMaxBytes);
     return data === undefined ? await copyStreaming(source, to) : await writeNewBand(to, data);
@@ -71,12 +72,25 @@ export async function writeNewBand(to: string, data: Buffer): Promise<BandRecord
 
 /** Reads a whole band with its record, or undefined when it is too big to hold (see WHOLE_BAND_MAX_BYTES). */
 export async function readBandHashing(path: string, wholeMaxBytes = WHOLE_BAND_MAX_BYTES): Promise<{ data: Buffer; record: BandRecord } | undefined> {
-  const handle = await open(path, 'r');
+  const handle = await openBandForReading(path);
   try {
     const data = await readWhole(handle, wholeMaxBytes);
     return data === undefined ? undefined : { data, record: { size: data.length, sha256: createHash('sha256').update(data).digest('hex') } };
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * Opens a band without following a symlink or blocking on a FIFO: a backup copies regular band
+ * files only, never what a symlink in the bundle points at.
+ */
+async function openBandForReading(path: string): Promise<FileHandle> {
+  try {
+    return (await openRegular(path, constants.O_RDONLY)).handle;
+  } catch (error) {
+    if (!isNotRegularFile(error)) throw error;
+    throw new SbmError('SBM_BAD_BAND', `${path} is a ${error.kind}, not a regular file; it is not backed up (see sbm check)`, { path, kind: error.kind });
   }
 }
 

@@ -2,13 +2,16 @@
 // written atomically in macOS's order), token (encryption check), bands/ listing, and the staging
 // folder. SparseBundle.open and the backup code read bundles through these.
 
-import { readdirSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
-import { SbmError, fromSystemError } from '../errors.js';
-import { replaceFilesInOrder } from '../fs/atomic-write.js';
+import { constants, readdirSync } from 'node:fs';
+import { lstat, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SbmError, fromSystemError, isSbmError } from '../errors.js';
+import { fsyncDirectory, replaceFilesInOrder } from '../fs/atomic-write.js';
+import { readFully } from '../fs/read-fully.js';
+import { directoryKind, isNotRegularFile, openRegular, readSmallFile } from '../fs/safe-open.js';
 import type { WarningSink } from '../warnings.js';
 import { type BundlePaths, parseBandName } from './bundle-paths.js';
-import { BAND_COUNT_ADVICE, ENCRYPTED_TOKEN_MAGIC } from './constants.js';
+import { BAND_COUNT_ADVICE, ENCRYPTED_TOKEN_MAGIC, INFO_PLIST_MAX_BYTES } from './constants.js';
 import { LazyBandSet } from './lazy-band-set.js';
 import { type BundleInfo, parseInfoPlistAsync, renderInfoPlist } from './info-plist.js';
 
@@ -24,6 +27,23 @@ export async function writeInfoFiles(paths: BundlePaths, info: BundleInfo): Prom
   );
 }
 
+/** The files of a new, empty bundle in the existing empty folder `paths.root`, durable. */
+export async function writeEmptyBundle(paths: BundlePaths, plistBytes: Buffer): Promise<void> {
+  await mkdir(paths.bands);
+  await mkdir(paths.tmp, { recursive: true });
+  await replaceFilesInOrder(
+    [
+      { path: paths.token, data: Buffer.alloc(0) },
+      { path: paths.lock, data: Buffer.alloc(0) },
+      // Info.bckup first, as macOS does: a crash between the two leaves one valid copy.
+      { path: paths.infoBackup, data: plistBytes },
+      { path: paths.infoPlist, data: plistBytes },
+    ],
+    paths.tmp,
+  );
+  await fsyncDirectory(paths.sbm);
+}
+
 export async function assertBundleDirectory(paths: BundlePaths): Promise<void> {
   let info;
   try {
@@ -34,7 +54,28 @@ export async function assertBundleDirectory(paths: BundlePaths): Promise<void> {
   if (!info.isDirectory()) throw new SbmError('SBM_NOT_A_BUNDLE', `${paths.root} is not a directory`, { path: paths.root });
 }
 
-/** Info.plist, or Info.bckup when Info.plist is missing, too long or unparsable. */
+/**
+ * The folders sbm writes into (bands/, mapped/, .sbm/, .sbm/tmp, .sbm/snapshots) must be real
+ * folders when present: a symlinked bands/ would put every band file outside the bundle, a
+ * symlinked .sbm/tmp would have its contents (outside) removed at open.
+ */
+export async function assertRealFolders(paths: BundlePaths): Promise<void> {
+  const bandsKind = await directoryKind(paths.bands);
+  if (bandsKind !== undefined && bandsKind !== 'directory') {
+    throw new SbmError('SBM_BAD_BAND', `${paths.bands} is a ${bandsKind}, not a folder; sbm will not read or write band files through it`, {
+      path: paths.bands,
+      kind: bandsKind,
+    });
+  }
+  for (const folder of [paths.mapped, paths.sbm, paths.tmp, join(paths.sbm, 'snapshots')]) {
+    const kind = await directoryKind(folder);
+    if (kind !== undefined && kind !== 'directory') {
+      throw new SbmError('SBM_CORRUPT', `${folder} is a ${kind}, not a folder; sbm will not write through it (remove it to continue)`, { path: folder, kind });
+    }
+  }
+}
+
+/** Info.plist, or Info.bckup when Info.plist is missing, too long, not a regular file or unparsable. */
 export async function readBundleInfo(paths: BundlePaths, onWarning: WarningSink): Promise<BundleInfo> {
   const attempts: string[] = [];
   for (const [file, name] of [
@@ -43,9 +84,9 @@ export async function readBundleInfo(paths: BundlePaths, onWarning: WarningSink)
   ] as const) {
     let bytes: Buffer;
     try {
-      bytes = await readFile(file);
+      bytes = await readPlistBytes(file, name);
     } catch (error) {
-      attempts.push(`${name}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+      attempts.push(isSbmError(error) ? plistReason(error) : `${name}: ${(error as NodeJS.ErrnoException).code ?? 'unreadable'}`);
       continue;
     }
     try {
@@ -64,16 +105,54 @@ export async function readBundleInfo(paths: BundlePaths, onWarning: WarningSink)
   throw new SbmError('SBM_BAD_PLIST', `${paths.root}: ${attempts.join('; ')}`, { path: paths.root });
 }
 
-export async function assertNotEncrypted(paths: BundlePaths, onWarning: WarningSink): Promise<void> {
-  let token: Buffer;
+/**
+ * An Info.plist's bytes, read only when it is a regular file within Apple's 1 KiB limit: a 2 GB
+ * plist or a FIFO costs one fstat, not a read. Throws SBM_BAD_PLIST naming the reason.
+ */
+export async function readPlistBytes(file: string, name: string): Promise<Buffer> {
+  let read;
   try {
-    token = await readFile(paths.token);
-  } catch {
+    read = await readSmallFile(file, INFO_PLIST_MAX_BYTES);
+  } catch (error) {
+    if (isNotRegularFile(error)) throw new SbmError('SBM_BAD_PLIST', `${name} is a ${error.kind}, not a regular file`, { path: file, kind: error.kind });
+    throw error;
+  }
+  if (read.tooLong) {
+    throw new SbmError('SBM_BAD_PLIST', `${name} is ${read.sizeBytes} bytes; macOS reads only the first ${INFO_PLIST_MAX_BYTES}`, { path: file });
+  }
+  return read.bytes;
+}
+
+function plistReason(error: Error): string {
+  return error.message.replace(/^SBM_BAD_PLIST: /, '');
+}
+
+/** Bytes of `token` sbm looks at: empty, or the start of an encryption header. */
+const TOKEN_READ_BYTES = 8;
+
+export async function assertNotEncrypted(paths: BundlePaths, onWarning: WarningSink): Promise<void> {
+  let opened;
+  try {
+    opened = await openRegular(paths.token, constants.O_RDONLY);
+  } catch (error) {
+    if (isNotRegularFile(error)) {
+      throw new SbmError('SBM_CORRUPT', `${paths.token} is a ${error.kind}, not a regular file; sbm cannot tell whether the bundle is encrypted`, {
+        path: paths.token,
+        kind: error.kind,
+      });
+    }
     onWarning({ code: 'SBM_NO_TOKEN', message: `${paths.root} has no token file; macOS will not recognise it` });
     return;
   }
-  if (token.length > 0) {
-    const kind = token.subarray(0, 8).toString('latin1') === ENCRYPTED_TOKEN_MAGIC ? 'encrcdsa' : 'non-empty token';
+  // Only the size and the first 8 bytes matter: a token of any length is never read whole.
+  const token = Buffer.alloc(Math.min(opened.stats.size, TOKEN_READ_BYTES));
+  try {
+    await readFully(opened.handle, token, 0);
+  } finally {
+    await opened.handle.close();
+  }
+  if (opened.stats.size > 0) {
+    const kind = token.toString('latin1') === ENCRYPTED_TOKEN_MAGIC ? 'encrcdsa' : 'non-empty token';
     throw new SbmError('SBM_ENCRYPTED', `${paths.root} is an encrypted bundle (${kind}); sbm opens unencrypted bundles only`, {
       path: paths.root,
     });
@@ -133,8 +212,9 @@ export async function clearStaging(paths: BundlePaths): Promise<void> {
   for (const name of await readdir(paths.tmp)) await rm(`${paths.tmp}/${name}`, { recursive: true, force: true });
 }
 
+/** A real folder (a symlink to one does not count). */
 export async function isDirectory(path: string): Promise<boolean> {
-  return stat(path).then(
+  return lstat(path).then(
     (info) => info.isDirectory(),
     () => false,
   );

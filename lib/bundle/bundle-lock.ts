@@ -2,11 +2,13 @@
 // as macOS DiskImages2 does. The lock file stays empty; the holder's pid goes to .sbm/owner so a
 // refused opener can say who holds it.
 
-import { open, readFile, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { unlink, type FileHandle } from 'node:fs/promises';
 import { SbmError, fromSystemError } from '../errors.js';
 import type { WarningSink } from '../warnings.js';
 import type { BundlePaths } from './bundle-paths.js';
 import { fsExt } from '../fs/fs-ext.js';
+import { isNotRegularFile, openRegular, readSmallFile } from '../fs/safe-open.js';
 
 export type LockMode = 'exclusive' | 'shared';
 
@@ -32,9 +34,17 @@ export class BundleLock {
   static async acquire(paths: BundlePaths, mode: LockMode, onWarning: WarningSink, options: { recordOwner?: boolean } = {}): Promise<BundleLock> {
     let handle: FileHandle;
     try {
-      // Read-only opens must not create files, but may lock an existing `lock`.
-      handle = await open(paths.lock, mode === 'exclusive' ? 'a+' : 'r');
+      // Read-only opens must not create files, but may lock an existing `lock`. Never through a
+      // symlink (it would create or lock a file outside the bundle), never blocking on a FIFO.
+      const flags = mode === 'exclusive' ? constants.O_RDWR | constants.O_APPEND | constants.O_CREAT : constants.O_RDONLY;
+      handle = (await openRegular(paths.lock, flags)).handle;
     } catch (error) {
+      if (isNotRegularFile(error)) {
+        throw new SbmError('SBM_CORRUPT', `${paths.lock} is a ${error.kind}, not a regular file; sbm will not lock through it (replace it with an empty file)`, {
+          path: paths.lock,
+          kind: error.kind,
+        });
+      }
       const errno = (error as NodeJS.ErrnoException).code;
       if (errno === 'ENOENT' || errno === 'EROFS' || errno === 'EACCES') {
         onWarning({ code: 'SBM_NO_LOCK', message: `cannot open ${paths.lock} (${errno}); continuing without a lock` });
@@ -59,7 +69,7 @@ export class BundleLock {
       throw fromSystemError(error, 'cannot lock', paths.lock);
     }
     if (mode === 'exclusive' && options.recordOwner !== false) {
-      const ownerWritten = writeFile(paths.owner, `${process.pid}\n`).catch(() => undefined); // advisory only; the flock is what counts
+      const ownerWritten = writeOwnerFile(paths.owner).catch(() => undefined); // advisory only; the flock is what counts
       return new BundleLock(handle, paths.owner, ownerWritten);
     }
     return new BundleLock(handle);
@@ -75,9 +85,24 @@ export class BundleLock {
   }
 }
 
+/** A fresh file (unlinked first, then created exclusively, no symlink followed): nothing outside the bundle is written. */
+async function writeOwnerFile(path: string): Promise<void> {
+  await unlink(path).catch(() => undefined); // absent is the usual case
+  const { handle } = await openRegular(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL);
+  try {
+    await handle.writeFile(`${process.pid}\n`);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A pid is a few digits: the owner file is read only when it is a small regular file. */
+const OWNER_FILE_MAX_BYTES = 64;
+
 async function readOwnerPid(paths: BundlePaths): Promise<number | undefined> {
   try {
-    const pid = Number.parseInt(await readFile(paths.owner, 'utf8'), 10);
+    const owner = await readSmallFile(paths.owner, OWNER_FILE_MAX_BYTES);
+    const pid = Number.parseInt(owner.bytes.toString('utf8'), 10);
     if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
     process.kill(pid, 0); // throws when no such process: the file is stale
     return pid;

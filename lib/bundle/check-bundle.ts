@@ -2,12 +2,14 @@
 // macOS or other readers would trip on (or that break sbm's guarantees); warnings are oddities
 // that are tolerated. Reads only; never repairs.
 
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { lstat, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { SbmError, isSbmError } from '../errors.js';
 import type { SbmWarning } from '../warnings.js';
 import { BundleLock } from './bundle-lock.js';
 import { type BundlePaths, bundlePaths, parseBandName } from './bundle-paths.js';
-import { MAPPED_BLOCK_BYTES } from './constants.js';
+import { INFO_PLIST_MAX_BYTES, MAPPED_BLOCK_BYTES } from './constants.js';
+import { directoryKind, fileKind, isNotRegularFile, readSmallFile } from '../fs/safe-open.js';
 import { type BundleInfo, parseInfoPlistAsync, renderInfoPlist, validateGeometry } from './info-plist.js';
 
 export interface CheckFinding {
@@ -38,8 +40,9 @@ export async function checkBundle(path: string): Promise<CheckReport> {
   try {
     lock = await BundleLock.acquire(paths, 'shared', (w) => lockWarnings.push(w));
   } catch (error) {
-    if (!isSbmError(error, 'SBM_LOCKED')) throw error;
-    warn('SBM_IN_USE', `${path} is open for writing by another process; results may be out of date`);
+    if (isSbmError(error, 'SBM_CORRUPT')) problem('SBM_CORRUPT', 'lock is not a regular file (symlink, FIFO or other special file)');
+    else if (isSbmError(error, 'SBM_LOCKED')) warn('SBM_IN_USE', `${path} is open for writing by another process; results may be out of date`);
+    else throw error;
   }
   try {
     const info = await checkPlists(paths, problem, warn);
@@ -49,6 +52,7 @@ export async function checkBundle(path: string): Promise<CheckReport> {
       await checkMapped(paths, info, problem, warn);
     }
     await checkStaging(paths, warn);
+    await checkFolders(paths, problem);
   } finally {
     await lock?.release();
   }
@@ -57,9 +61,22 @@ export async function checkBundle(path: string): Promise<CheckReport> {
 
 type Report = (code: string, message: string) => void;
 
+/** The plist's bytes; undefined when missing; a reported problem (and undefined) when too long or not a file. */
+async function readPlistForCheck(path: string, name: string, problem: Report): Promise<Buffer | undefined> {
+  try {
+    const read = await readSmallFile(path, INFO_PLIST_MAX_BYTES);
+    if (!read.tooLong) return read.bytes;
+    problem('SBM_BAD_PLIST', `${name} is ${read.sizeBytes} bytes; macOS reads only the first ${INFO_PLIST_MAX_BYTES}`);
+  } catch (error) {
+    if (!isNotRegularFile(error)) return undefined;
+    problem('SBM_BAD_PLIST', `${name} is a ${error.kind}, not a regular file`);
+  }
+  return Buffer.alloc(0);
+}
+
 async function checkPlists(paths: BundlePaths, problem: Report, warn: Report): Promise<BundleInfo | undefined> {
-  const plistBytes = await readFile(paths.infoPlist).catch(() => undefined);
-  const backupBytes = await readFile(paths.infoBackup).catch(() => undefined);
+  const plistBytes = await readPlistForCheck(paths.infoPlist, 'Info.plist', problem);
+  const backupBytes = await readPlistForCheck(paths.infoBackup, 'Info.bckup', problem);
   let info: BundleInfo | undefined;
   for (const [name, bytes] of [
     ['Info.plist', plistBytes],
@@ -69,6 +86,7 @@ async function checkPlists(paths: BundlePaths, problem: Report, warn: Report): P
       (name === 'Info.plist' ? problem : warn)('SBM_PLIST_MISSING', `${name} is missing`);
       continue;
     }
+    if (bytes.length === 0) continue; // reported by readPlistForCheck (an empty plist is not a plist anyway)
     try {
       const parsed = await parseInfoPlistAsync(bytes, name);
       validateGeometry(parsed.bandSizeBytes, parsed.sizeBytes);
@@ -87,12 +105,18 @@ async function checkPlists(paths: BundlePaths, problem: Report, warn: Report): P
 }
 
 async function checkToken(paths: BundlePaths, problem: Report): Promise<void> {
-  const token = await stat(paths.token).catch(() => undefined);
+  const token = await lstat(paths.token).catch(() => undefined);
   if (token === undefined) problem('SBM_NO_TOKEN', 'token is missing; macOS will not recognise the bundle');
+  else if (!token.isFile()) problem('SBM_CORRUPT', `token is a ${fileKind(token)}, not a regular file`);
   else if (token.size > 0) problem('SBM_ENCRYPTED', 'token is not empty: the bundle is encrypted and sbm cannot check its bands');
 }
 
 async function checkBands(paths: BundlePaths, info: BundleInfo, problem: Report): Promise<number> {
+  const folder = await lstat(paths.bands).catch(() => undefined);
+  if (folder !== undefined && !folder.isDirectory()) {
+    problem('SBM_BAD_BAND', `bands/ is a ${fileKind(folder)}, not a folder (band files would lie outside the bundle)`);
+    return 0;
+  }
   const names = await readdir(paths.bands).catch(() => undefined);
   if (names === undefined) {
     problem('SBM_NO_BANDS_DIR', 'bands/ is missing');
@@ -106,9 +130,10 @@ async function checkBands(paths: BundlePaths, info: BundleInfo, problem: Report)
       problem('SBM_STRAY_FILE', `bands/${name} is not a canonical band name (macOS may read it as a band)`);
       continue;
     }
-    const entry = await stat(`${paths.bands}/${name}`);
+    const entry = await lstat(`${paths.bands}/${name}`).catch(() => undefined);
+    if (entry === undefined) continue; // removed while we looked
     if (!entry.isFile()) {
-      problem('SBM_STRAY_FILE', `bands/${name} is not a regular file`);
+      problem('SBM_BAD_BAND', `bands/${name} is a ${fileKind(entry)}, not a regular file; sbm refuses to read or write it`);
       continue;
     }
     checked++;
@@ -131,8 +156,10 @@ async function checkMapped(paths: BundlePaths, info: BundleInfo, problem: Report
       warn('SBM_STRAY_FILE', `mapped/${name} is not a band name`);
       continue;
     }
-    const entry = await stat(`${paths.mapped}/${name}`);
-    if (entry.size < expected) problem('SBM_MAPPED_SHORT', `mapped/${name} is ${entry.size} bytes, expected ${expected}`);
+    const entry = await lstat(`${paths.mapped}/${name}`).catch(() => undefined);
+    if (entry === undefined) continue;
+    if (!entry.isFile()) problem('SBM_CORRUPT', `mapped/${name} is a ${fileKind(entry)}, not a regular file`);
+    else if (entry.size < expected) problem('SBM_MAPPED_SHORT', `mapped/${name} is ${entry.size} bytes, expected ${expected}`);
   }
   if (info.bandSizeBytes !== 8 * 1024 * 1024) {
     warn('SBM_MAPPED_UNVERIFIED', `mapped/ bitmaps for ${info.bandSizeBytes}-byte bands are sized by inference, not verified on macOS`);
@@ -144,6 +171,19 @@ async function checkStaging(paths: BundlePaths, warn: Report): Promise<void> {
   if (leftovers.length > 0) {
     warn('SBM_STAGING_LEFTOVERS', `${leftovers.length} leftover file(s) in .sbm/tmp from an interrupted run (removed at next read-write open)`);
   }
-  const lock = await stat(paths.lock).catch(() => undefined);
-  if (lock !== undefined && lock.size > 0) warn('SBM_LOCK_NOT_EMPTY', 'lock is not empty');
+  const lock = await lstat(paths.lock).catch(() => undefined);
+  if (lock !== undefined && lock.isFile() && lock.size > 0) warn('SBM_LOCK_NOT_EMPTY', 'lock is not empty');
+}
+
+/** Folders sbm writes into must be real folders: through a symlink, sbm would write outside the bundle. */
+async function checkFolders(paths: BundlePaths, problem: Report): Promise<void> {
+  for (const [folder, name] of [
+    [paths.mapped, 'mapped/'],
+    [paths.sbm, '.sbm/'],
+    [paths.tmp, '.sbm/tmp/'],
+    [join(paths.sbm, 'snapshots'), '.sbm/snapshots/'],
+  ] as const) {
+    const kind = await directoryKind(folder).catch(() => undefined);
+    if (kind !== undefined && kind !== 'directory') problem('SBM_CORRUPT', `${name} is a ${kind}, not a folder`);
+  }
 }

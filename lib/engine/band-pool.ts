@@ -2,8 +2,11 @@
 // leased with a reference count: an entry in use is never closed under its user; eviction and
 // retirement (band deleted or replaced) close it once the last lease is returned.
 
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { constants } from 'node:fs';
+import { SbmError } from '../errors.js';
+import { bandFileName } from '../bundle/bundle-paths.js';
+import { isNotRegularFile, openRegular } from '../fs/safe-open.js';
 
 interface PoolEntry {
   readonly handle: FileHandle;
@@ -92,17 +95,28 @@ export class BandPool {
     for (const bandIndex of [...this.entries.keys()]) await this.retire(bandIndex);
   }
 
+  /**
+   * Opens without following a symlink and checks the file is regular (fstat on the open
+   * descriptor, so nothing can swap it in between): a band that is a symlink, FIFO or device is
+   * damage, never read or written through. Checked here, once per open, not per I/O.
+   */
   private async openBand(bandIndex: number, create: boolean): Promise<PoolEntry | undefined> {
     const flags = this.writable ? constants.O_RDWR | (create ? constants.O_CREAT : 0) : constants.O_RDONLY;
-    let handle: FileHandle;
+    const path = this.pathOf(bandIndex);
     try {
-      handle = await open(this.pathOf(bandIndex), flags, 0o644);
+      const { handle, stats } = await openRegular(path, flags);
+      return { handle, sizeBytes: stats.size, linkCount: stats.nlink, leases: 0, retired: false };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT' && !create) return undefined;
+      if (isNotRegularFile(error)) {
+        throw new SbmError('SBM_BAD_BAND', `band ${bandFileName(bandIndex)} (${path}) is a ${error.kind}, not a regular file; sbm will not read or write through it (see sbm check)`, {
+          path,
+          bandIndex,
+          kind: error.kind,
+        });
+      }
       throw error;
     }
-    const stat = await handle.stat();
-    return { handle, sizeBytes: stat.size, linkCount: stat.nlink, leases: 0, retired: false };
   }
 
   private async evictIdle(): Promise<void> {

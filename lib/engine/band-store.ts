@@ -11,6 +11,7 @@ import { rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomTag } from '../fs/temp-name.js';
 import { debugLog } from '../debug-log.js';
+import { SbmError } from '../errors.js';
 import { ReadBackoff } from './read-backoff.js';
 import { type Extent, isAllZero, pushExtent } from '../block-device.js';
 import { bandFileName } from '../bundle/bundle-paths.js';
@@ -127,6 +128,9 @@ export class BandStore {
       if (recording !== undefined) await recording;
       if (this.options.mapped !== undefined) await this.options.mapped.markWritten(bandIndex, offsetInBand, data.length);
       const target = lease ?? (await this.createBand(bandIndex));
+      // A band this write brings into existence (empty when opened) goes again if the write fails
+      // (ENOSPC, EIO): the band read as zeros before, and an empty or partial file must not stay.
+      const createdEmpty = lease === undefined && target.entry.sizeBytes === 0;
       try {
         const piece = data.subarray(0, writeEnd - offsetInBand);
         if (this.maySyncIo(piece.length)) writeFullySync(target.entry.handle.fd, piece, offsetInBand);
@@ -134,6 +138,9 @@ export class BandStore {
         target.entry.sizeBytes = Math.max(target.entry.sizeBytes, writeEnd);
         this.dirtyBands.add(bandIndex);
         if (durable) await this.syncBand(target);
+      } catch (error) {
+        if (createdEmpty && target.entry.sizeBytes === 0) await this.discardCreatedBand(bandIndex, target);
+        throw error;
       } finally {
         const closing = this.pool.release(target);
         if (closing !== undefined) await closing;
@@ -340,10 +347,24 @@ export class BandStore {
 
   private async createBand(bandIndex: number): Promise<BandLease> {
     const lease = await this.pool.acquire(bandIndex, true);
-    if (lease === undefined) throw new Error(`band ${bandIndex} could not be created`);
+    if (lease === undefined) throw new SbmError('SBM_INTERNAL', `band ${bandFileName(bandIndex)} could not be created`, { bandIndex });
     this.present.add(bandIndex);
     this.bandsDirDirty = true;
     return lease;
+  }
+
+  /**
+   * Removes the file a failed write created. The lease is retired (closed when released); a
+   * failure to unlink is left for the caller's error, which matters more.
+   */
+  private async discardCreatedBand(bandIndex: number, lease: BandLease): Promise<void> {
+    await this.pool.retire(bandIndex);
+    if (lease.entry.retired) {
+      await unlink(this.pathOf(bandIndex)).catch(() => undefined); // the write's own error is reported instead
+      this.present.delete(bandIndex);
+      this.dirtyBands.delete(bandIndex);
+      this.bandsDirDirty = true;
+    }
   }
 
   private async deleteBand(bandIndex: number): Promise<void> {

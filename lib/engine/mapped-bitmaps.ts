@@ -3,7 +3,10 @@
 // block a write touches, and never clears a bit (an extra bit is harmless; a missing one could
 // make macOS read zeros). Bitmaps are made durable no later than the band data (flush order).
 
-import { open } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { SbmError } from '../errors.js';
+import { isNotRegularFile, openRegular } from '../fs/safe-open.js';
 import { join } from 'node:path';
 import { MAPPED_BLOCK_BYTES } from '../bundle/constants.js';
 import { bandFileName } from '../bundle/bundle-paths.js';
@@ -42,7 +45,7 @@ export class MappedBitmaps {
       }
     }
     if (!changed) return;
-    const handle = await open(this.pathOf(bandIndex), 'r+');
+    const handle = await this.openBitmap(bandIndex, constants.O_RDWR);
     try {
       await writeFully(handle, bitmap, 0);
     } finally {
@@ -56,7 +59,7 @@ export class MappedBitmaps {
     const bands = [...this.dirty];
     this.dirty.clear();
     for (const bandIndex of bands) {
-      const handle = await open(this.pathOf(bandIndex), 'r');
+      const handle = await this.openBitmap(bandIndex, constants.O_RDONLY);
       try {
         await handle.datasync();
       } finally {
@@ -74,6 +77,17 @@ export class MappedBitmaps {
     }
   }
 
+  /** Never through a symlink or into a FIFO: bitmaps are written, and must stay inside the bundle. */
+  private async openBitmap(bandIndex: number, flags: number): Promise<FileHandle> {
+    const path = this.pathOf(bandIndex);
+    try {
+      return (await openRegular(path, flags)).handle;
+    } catch (error) {
+      if (!isNotRegularFile(error)) throw error;
+      throw new SbmError('SBM_CORRUPT', `${path} is a ${error.kind}, not a regular file; sbm will not write the bitmap through it`, { path, kind: error.kind });
+    }
+  }
+
   private pathOf(bandIndex: number): string {
     return join(this.directory, bandFileName(bandIndex));
   }
@@ -83,7 +97,7 @@ export class MappedBitmaps {
     if (cached !== undefined) return cached;
     const bitmap = Buffer.alloc(this.bitmapBytes);
     // 'a+' creates a missing bitmap without truncating an existing one.
-    const handle = await open(this.pathOf(bandIndex), 'a+');
+    const handle = await this.openBitmap(bandIndex, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT);
     try {
       const stat = await handle.stat();
       if (stat.size === 0) {

@@ -6,7 +6,7 @@
 //   virtual disk  |---- band 0 ----|---- band 1 ----|-- ... --|- last band -|
 //   bundle        bands/0          bands/1                    bands/<hex>   (missing = zeros)
 
-import { mkdir, stat } from 'node:fs/promises';
+import { lstat, mkdir, rm } from 'node:fs/promises';
 import { type BlockDevice, type Extent, type WriteOptions, checkRange } from '../block-device.js';
 import { SbmError, fromSystemError, isSbmError } from '../errors.js';
 import { BundleLock } from '../bundle/bundle-lock.js';
@@ -15,17 +15,19 @@ import { DEFAULT_BAND_SIZE_BYTES } from '../bundle/constants.js';
 import {
   assertBundleDirectory,
   assertNotEncrypted,
+  assertRealFolders,
   clearStaging,
   deferredBandListing,
   isDirectory,
   listBands,
   readBundleInfo,
   warnOnBandCount,
+  writeEmptyBundle,
   writeInfoFiles,
 } from '../bundle/bundle-files.js';
 import { type BundleInfo, renderInfoPlist, validateGeometry } from '../bundle/info-plist.js';
 import { LazyBandSet } from '../bundle/lazy-band-set.js';
-import { fsyncDirectory, replaceFilesInOrder } from '../fs/atomic-write.js';
+import { isNoSpace, noSpaceOrSystemError } from '../fs/no-space.js';
 import { WarningList, type WarningSink } from '../warnings.js';
 import { BandStore } from './band-store.js';
 import { IoGate } from './io-gate.js';
@@ -121,23 +123,18 @@ export class SparseBundle implements BlockDevice {
       await mkdir(path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new SbmError('SBM_EXISTS', `${path} already exists`, { path });
-      throw fromSystemError(error, 'cannot create bundle', path);
+      throw noSpaceOrSystemError(error, 'cannot create bundle', path);
     }
     const plistBytes = renderInfoPlist({ bandSizeBytes, sizeBytes: options.sizeBytes, version: 1 });
-    await mkdir(paths.bands);
-    await mkdir(paths.tmp, { recursive: true });
-    await replaceFilesInOrder(
-      [
-        { path: paths.token, data: Buffer.alloc(0) },
-        { path: paths.lock, data: Buffer.alloc(0) },
-        // Info.bckup first, as macOS does: a crash between the two leaves one valid copy.
-        { path: paths.infoBackup, data: plistBytes },
-        { path: paths.infoPlist, data: plistBytes },
-      ],
-      paths.tmp,
-    );
-    await fsyncDirectory(paths.sbm);
-    return SparseBundle.open(path, { onWarning, untracked: options.untracked });
+    // The folder is ours (mkdir is exclusive): a failure anywhere below removes it, so a full
+    // filesystem leaves nothing that would block a retry.
+    try {
+      await writeEmptyBundle(paths, plistBytes);
+      return await SparseBundle.open(path, { onWarning, untracked: options.untracked });
+    } catch (error) {
+      await rm(path, { recursive: true, force: true }).catch(() => undefined); // the failure itself matters more
+      throw isSbmError(error) && !isNoSpace(error) ? error : noSpaceOrSystemError(error, 'cannot create bundle', path);
+    }
   }
 
   static async open(path: string, options: OpenBundleOptions = {}): Promise<SparseBundle> {
@@ -145,6 +142,7 @@ export class SparseBundle implements BlockDevice {
     const onWarning = options.onWarning ?? new WarningList().sink;
     const paths = bundlePaths(path);
     await assertBundleDirectory(paths);
+    await assertRealFolders(paths);
     const info = await readBundleInfo(paths, onWarning);
     validateGeometry(info.bandSizeBytes, info.sizeBytes);
     await assertNotEncrypted(paths, onWarning);
@@ -286,8 +284,9 @@ export class SparseBundle implements BlockDevice {
     let allocatedBytes = 0;
     let bandFileBytes = 0;
     for (const bandIndex of this.bandsPresent()) {
-      const info = await stat(this.bandPath(bandIndex)).catch(() => undefined);
-      if (info === undefined) continue;
+      // lstat: a symlinked band counts for what it is here, not for the file it points at.
+      const info = await lstat(this.bandPath(bandIndex)).catch(() => undefined);
+      if (info === undefined || !info.isFile()) continue;
       allocatedBytes += info.blocks * 512;
       bandFileBytes += info.size;
     }

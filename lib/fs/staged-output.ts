@@ -17,6 +17,7 @@ import { basename, dirname, join } from 'node:path';
 import { randomTag } from './temp-name.js';
 import { SbmError, fromSystemError } from '../errors.js';
 import { fsyncDirectory } from './atomic-write.js';
+import { isNoSpace, noSpaceOrSystemError } from './no-space.js';
 
 export interface StagedOutputOptions {
   readonly force?: boolean;
@@ -77,7 +78,8 @@ export async function withStagedOutput<T>(
     return result;
   } catch (error) {
     removeStaging();
-    throw error instanceof SbmError ? error : fromSystemError(error, 'cannot write output', finalPath);
+    // A full filesystem says so (SBM_NO_SPACE) even when a lower layer wrapped the ENOSPC as SBM_IO.
+    throw isNoSpace(error) ? noSpaceOrSystemError(error, 'cannot write', finalPath) : error instanceof SbmError ? error : fromSystemError(error, 'cannot write output', finalPath);
   } finally {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);

@@ -17,14 +17,16 @@
 //     record n -> link snapshot band into .sbm/tmp -> rename over bands/n   (or unlink bands/n)
 //   fsync bands/; interrupted? run revert again: it is idempotent.
 
-import { linkSync, statSync } from 'node:fs';
-import { link, mkdir, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { linkSync, lstatSync, statSync } from 'node:fs';
+import { link, lstat, mkdir, readdir, rename, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomTag } from '../fs/temp-name.js';
 import type { BlockDevice } from '../block-device.js';
 import { BundleLock } from '../bundle/bundle-lock.js';
 import { type BundlePaths, bandFileName, bundlePaths, parseBandName } from '../bundle/bundle-paths.js';
 import { parseInfoPlistAsync } from '../bundle/info-plist.js';
+import { readPlistBytes } from '../bundle/bundle-files.js';
+import { assertRegularSync, isNotRegularFile, readSmallFile } from '../fs/safe-open.js';
 import type { BandStore } from '../engine/band-store.js';
 import type { SparseBundle } from '../engine/sparse-bundle.js';
 import { SbmError, fromSystemError, isSbmError } from '../errors.js';
@@ -36,6 +38,8 @@ export const SNAPSHOTS_DIR = 'snapshots';
 export const SNAPSHOT_SUFFIX = '.sparsebundle';
 export const SNAPSHOT_META_FILE = 'snapshot.json';
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+/** snapshot.json is a few hundred bytes; anything far larger is not one. */
+const SNAPSHOT_META_MAX_BYTES = 64 * 1024;
 
 export interface SnapshotMeta {
   readonly name: string;
@@ -82,14 +86,18 @@ export class SnapshotManager {
       await mkdir(stage); // fails rather than share a folder with another stage
       await mkdir(stagePaths.bands);
       await mkdir(stagePaths.sbm);
-      for (const file of [paths.infoBackup, paths.infoPlist]) await copyFileDurably(file, join(stage, file.slice(paths.root.length + 1)));
+      for (const file of [paths.infoBackup, paths.infoPlist]) await copyRegularFile(file, join(stage, file.slice(paths.root.length + 1)));
       await writeNewFileDurably(stagePaths.token, Buffer.alloc(0));
       await writeNewFileDurably(stagePaths.lock, Buffer.alloc(0));
       if (this.bundle.hasMappedDir) await copyFolder(paths.mapped, stagePaths.mapped);
       const bands = [...store.present].sort((a, b) => a - b);
       // Linking changes each band's ctime: check first that none was edited behind sbm's back.
       await this.bundle.changeTracker.auditBeforeRestamp(bands);
-      await inSyncRuns(bands, (bandIndex) => linkSync(store.pathOf(bandIndex), join(stagePaths.bands, bandFileName(bandIndex))));
+      // link(2) would link a symlink itself; a snapshot holds regular band files only.
+      await inSyncRuns(bands, (bandIndex) => {
+        assertRegularBand(store.pathOf(bandIndex), bandIndex);
+        linkSync(store.pathOf(bandIndex), join(stagePaths.bands, bandFileName(bandIndex)));
+      });
       await store.closeFiles(); // pooled handles cache link counts that are now stale
       const token = await this.bundle.changeTracker.checkpoint(bands);
       const meta: SnapshotMeta = {
@@ -130,9 +138,12 @@ export class SnapshotManager {
     const path = this.pathOf(name);
     let text: string;
     try {
-      text = await readFile(join(path, '.sbm', SNAPSHOT_META_FILE), 'utf8');
+      const read = await readSmallFile(join(path, '.sbm', SNAPSHOT_META_FILE), SNAPSHOT_META_MAX_BYTES);
+      if (read.tooLong) throw new SbmError('SBM_CORRUPT', `${path}/.sbm/${SNAPSHOT_META_FILE} is ${read.sizeBytes} bytes, too long for snapshot metadata`, { name });
+      text = read.bytes.toString('utf8');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new SbmError('SBM_NOT_FOUND', `no snapshot named "${name}" in ${this.bundle.path}`, { name });
+      if (isNotRegularFile(error)) throw new SbmError('SBM_CORRUPT', `${error.path} is a ${error.kind}, not a regular file`, { name });
       throw error;
     }
     try {
@@ -187,7 +198,7 @@ export class SnapshotManager {
     this.assertWritable();
     const meta = await this.meta(name);
     const snapshotPaths = bundlePaths(this.pathOf(name));
-    const info = await parseInfoPlistAsync(await readFile(snapshotPaths.infoPlist), 'Info.plist');
+    const info = await parseInfoPlistAsync(await readPlistBytes(snapshotPaths.infoPlist, 'Info.plist'), 'Info.plist');
     if (info.bandSizeBytes !== this.bundle.bandSizeBytes) {
       throw new SbmError('SBM_UNSUPPORTED', `snapshot "${meta.name}" has band size ${info.bandSizeBytes}, the bundle ${this.bundle.bandSizeBytes}`);
     }
@@ -209,6 +220,7 @@ export class SnapshotManager {
           store.present.delete(bandIndex);
         } else {
           const staged = join(paths.tmp, `rev-${bandFileName(bandIndex)}-${randomTag()}`);
+          assertRegularBand(join(snapshotPaths.bands, bandFileName(bandIndex)), bandIndex);
           await link(join(snapshotPaths.bands, bandFileName(bandIndex)), staged);
           await rename(staged, store.pathOf(bandIndex));
           store.present.add(bandIndex);
@@ -229,7 +241,7 @@ export class SnapshotManager {
     let allocatedBytes = 0;
     const bands = await listBandIndexes(bandsDir);
     await inSyncRuns(bands, (bandIndex) => {
-      const info = statSync(join(bandsDir, bandFileName(bandIndex)));
+      const info = lstatSync(join(bandsDir, bandFileName(bandIndex)));
       allocatedBytes += info.blocks * 512;
       if (info.nlink === 1) uniqueBytes += info.blocks * 512;
     });
@@ -259,7 +271,7 @@ function assertName(name: string): void {
 }
 
 async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
+  return lstat(path).then(
     () => true,
     () => false,
   );
@@ -287,6 +299,30 @@ async function sharedBands(store: BandStore, snapshotBandsDir: string): Promise<
 
 async function copyFolder(source: string, target: string): Promise<void> {
   await mkdir(target);
-  for (const name of await readdir(source)) await copyFileDurably(join(source, name), join(target, name));
+  for (const name of await readdir(source)) await copyRegularFile(join(source, name), join(target, name));
   await fsyncDirectory(target);
+}
+
+/** copyFileDurably of a file inside the bundle, refused when it is not a regular file (copyFile follows symlinks). */
+async function copyRegularFile(from: string, to: string): Promise<void> {
+  try {
+    assertRegularSync(from);
+  } catch (error) {
+    if (isNotRegularFile(error)) throw new SbmError('SBM_CORRUPT', `${from} is a ${error.kind}, not a regular file; no snapshot was taken`, { path: from });
+    throw error;
+  }
+  await copyFileDurably(from, to);
+}
+
+function assertRegularBand(path: string, bandIndex: number): void {
+  try {
+    assertRegularSync(path);
+  } catch (error) {
+    if (!isNotRegularFile(error)) throw error;
+    throw new SbmError('SBM_BAD_BAND', `band ${bandFileName(bandIndex)} (${path}) is a ${error.kind}, not a regular file; no snapshot holds it (see sbm check)`, {
+      path,
+      bandIndex,
+      kind: error.kind,
+    });
+  }
 }
