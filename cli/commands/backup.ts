@@ -7,6 +7,7 @@ import type { CommandModule } from 'yargs';
 import { createBackup } from '../../lib/backup/create-backup.js';
 import { thinBackups } from '../../lib/backup/thin-backups.js';
 import { openBundleOperations } from '../../lib/control/open-bundle-operations.js';
+import { assertOutputOutsideInputs } from '../../lib/fs/output-inside-input.js';
 import { formatSize } from '../../lib/size.js';
 import { type ThinArgs, thinOptions, thinPolicyOf } from '../backup-options.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
@@ -39,6 +40,9 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
       .example('$0 backup vm.sparsebundle /Volumes/Backup --keep-hourly 24 --keep-daily 30', 'back up, then thin'),
   handler: action(async (argv) => {
     const onWarning = warningSink(argv);
+    // Before the bundle is opened (opening it read-write already writes in it); createBackup
+    // checks the set folder itself again.
+    await assertOutputOutsideInputs(argv.dest, [argv.bundle], { outputLabel: 'backup destination', refuseInputInsideOutput: false });
     const bundle = await openBundleOperations(argv.bundle, { onWarning, strictWarnings: argv.strict === true });
     try {
       const showProgress = argv.progress && !argv.json && process.stderr.isTTY;
