@@ -40,7 +40,7 @@ export async function checkBundle(path: string): Promise<CheckReport> {
   try {
     lock = await BundleLock.acquire(paths, 'shared', (w) => lockWarnings.push(w));
   } catch (error) {
-    if (isSbmError(error, 'SBM_CORRUPT')) problem('SBM_CORRUPT', 'lock is not a regular file (symlink, FIFO or other special file)');
+    if (isSbmError(error, 'SBM_CORRUPT')) problem('SBM_CORRUPT', `lock is a ${String(error.data.kind ?? 'special file')}, not a regular file`);
     else if (isSbmError(error, 'SBM_LOCKED')) warn('SBM_IN_USE', `${path} is open for writing by another process; results may be out of date`);
     else throw error;
   }

@@ -26,7 +26,7 @@ import { BundleLock } from '../bundle/bundle-lock.js';
 import { type BundlePaths, bandFileName, bundlePaths, parseBandName } from '../bundle/bundle-paths.js';
 import { parseInfoPlistAsync } from '../bundle/info-plist.js';
 import { readPlistBytes } from '../bundle/bundle-files.js';
-import { assertRegularSync, isNotRegularFile, readSmallFile } from '../fs/safe-open.js';
+import { assertRegularSync, fileKind, isNotRegularFile, readSmallFile } from '../fs/safe-open.js';
 import type { BandStore } from '../engine/band-store.js';
 import type { SparseBundle } from '../engine/sparse-bundle.js';
 import { SbmError, fromSystemError, isSbmError } from '../errors.js';
@@ -136,6 +136,12 @@ export class SnapshotManager {
 
   async meta(name: string): Promise<SnapshotMeta> {
     const path = this.pathOf(name);
+    // A snapshot is a real folder of the bundle: through a symlink, sbm would read (and revert
+    // to) a bundle that lies elsewhere.
+    const folder = await lstat(path).catch(() => undefined);
+    if (folder !== undefined && !folder.isDirectory()) {
+      throw new SbmError('SBM_CORRUPT', `${path} is a ${fileKind(folder)}, not a folder; sbm will not use it as a snapshot`, { name });
+    }
     let text: string;
     try {
       const read = await readSmallFile(join(path, '.sbm', SNAPSHOT_META_FILE), SNAPSHOT_META_MAX_BYTES);

@@ -221,7 +221,7 @@ test('sbm check reports symlinked and special band files, a symlinked bands/ and
   const problems = report.problems.map((problem) => `${problem.code} ${problem.message}`);
   t.true(problems.includes('SBM_BAD_BAND bands/1 is a symlink, not a regular file; sbm refuses to read or write it'), problems.join('\n'));
   t.true(problems.includes('SBM_BAD_BAND bands/2 is a FIFO, not a regular file; sbm refuses to read or write it'), problems.join('\n'));
-  t.true(problems.some((line) => line.startsWith('SBM_CORRUPT lock is not a regular file')), problems.join('\n'));
+  t.true(problems.includes('SBM_CORRUPT lock is a FIFO, not a regular file'), problems.join('\n'));
 
   const elsewhere = join(dir, 'elsewhere');
   await rename(join(path, 'bands'), elsewhere);
@@ -239,4 +239,24 @@ test('backup band reads refuse a symlinked or FIFO band instead of copying what 
   await mkfifo(band(2));
   await within(t, t.throwsAsync(hashFile(band(2)), { message: /^SBM_BAD_BAND: .* is a FIFO/ }));
   t.is((await hashFile(band(0))).size, MIB);
+});
+
+test('a snapshot folder that is a symlink to a bundle elsewhere is neither opened nor reverted to', async (t) => {
+  const { dir, path } = await setup(t);
+  const elsewhere = join(dir, 'elsewhere.sparsebundle');
+  const other = await SparseBundle.create(elsewhere, { sizeBytes: 4 * MIB, bandSizeBytes: MIB });
+  await other.write(0, Buffer.from('not this disk'));
+  await other.close();
+  const bundle = await SparseBundle.open(path);
+  try {
+    const live = await bundle.read(0, MIB);
+    await bundle.snapshots.create('real');
+    await rm(join(bundle.snapshots.directory, 'real.sparsebundle'), { recursive: true });
+    await symlink(elsewhere, join(bundle.snapshots.directory, 'real.sparsebundle'));
+    await t.throwsAsync(bundle.snapshots.open('real'), { message: /^SBM_CORRUPT: .*real\.sparsebundle is a symlink, not a folder/ });
+    await t.throwsAsync(bundle.snapshots.revert('real'), { message: /^SBM_CORRUPT/ });
+    t.true((await bundle.read(0, MIB)).equals(live), 'the live disk is unchanged');
+  } finally {
+    await bundle.close();
+  }
 });
