@@ -11,6 +11,8 @@ export interface ProbeInput {
   readonly isDirectory: boolean;
   /** Up to the first 64 KiB of a regular file (empty for directories). */
   readonly head: Buffer;
+  /** Up to the last 1 KiB of a regular file, for trailers (VHD footer, UDIF `koly`). */
+  readonly tail?: Buffer;
   readonly sizeBytes: number;
 }
 

@@ -1,9 +1,15 @@
 // The format registry: opens any supported input by looking at its content, never at its name.
-// Order matters: specific magics first, raw (no magic) last.
+// Detection (formats/detect/) knows every format sbm may meet; a recognised format without a
+// reader here is refused with SBM_UNSUPPORTED, and raw is only the fallback for content that
+// matches none of them (or the explicit `--format raw`).
 
 import { open, stat } from 'node:fs/promises';
 import { SbmError, fromSystemError } from '../lib/errors.js';
+import { readFully } from '../lib/fs/read-fully.js';
 import { SparseBundle } from '../lib/engine/sparse-bundle.js';
+import { PROBE_TAIL_BYTES, detectContent } from './detect/detect-content.js';
+import { detectDirectory } from './detect/detect-directory.js';
+import { type Detection, KNOWN_FORMAT_LABELS } from './detect/signatures.js';
 import type { ImageExporter, ImageFormat, ImageReader, OpenImageOptions, ProbeInput } from './image-format.js';
 import { rawExporter } from './raw/raw-exporter.js';
 import { rawFormat } from './raw/raw-format.js';
@@ -11,6 +17,7 @@ import { vmdkExporter } from './vmdk/vmdk-exporter.js';
 import { vmdkFormat } from './vmdk/vmdk-format.js';
 
 export type { ExportOptions, ImageExporter, ImageFormat, ImageReader, OpenImageOptions, ProbeInput } from './image-format.js';
+export type { Detection } from './detect/signatures.js';
 
 const PROBE_BYTES = 64 * 1024;
 
@@ -20,7 +27,11 @@ const sparseBundleFormat: ImageFormat = {
   open: (path, options) => SparseBundle.open(path, { readOnly: true, onWarning: options.onWarning }),
 };
 
-/** Every known format, most specific first. Register new formats above `rawFormat`. */
+/**
+ * Every format sbm reads, by name. Readers whose formats are named by the signature table
+ * (formats/detect/signatures.ts) register here under the table's name; VMDK keeps its own
+ * detection (descriptor text, extents named by a descriptor beside them).
+ */
 export const FORMATS: readonly ImageFormat[] = [sparseBundleFormat, vmdkFormat, rawFormat];
 
 export async function probeImage(path: string): Promise<ProbeInput> {
@@ -34,28 +45,61 @@ export async function probeImage(path: string): Promise<ProbeInput> {
   if (!info.isFile()) {
     throw new SbmError('SBM_UNSUPPORTED', `${path} is not a regular file or bundle directory (devices are not read)`, { path });
   }
-  const handle = await open(path, 'r');
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch (error) {
+    throw fromSystemError(error, 'cannot read input', path);
+  }
   try {
     const head = Buffer.alloc(Math.min(PROBE_BYTES, info.size));
-    await handle.read(head, 0, head.length, 0);
-    return { path, isDirectory: false, head, sizeBytes: info.size };
+    const headRead = await readFully(handle, head, 0);
+    const tail = Buffer.alloc(Math.min(PROBE_TAIL_BYTES, info.size));
+    const tailRead = await readFully(handle, tail, info.size - tail.length);
+    return { path, isDirectory: false, head: head.subarray(0, headRead), tail: tail.subarray(0, tailRead), sizeBytes: info.size };
+  } catch (error) {
+    throw fromSystemError(error, 'cannot read input', path);
   } finally {
     await handle.close();
   }
 }
 
+/** The refusal every command gives for a recognised format without a reader. */
+export function unsupportedFormat(path: string, detection: Detection): SbmError {
+  return new SbmError('SBM_UNSUPPORTED', `${path}: ${detection.label} images are not supported`, { path, format: detection.name });
+}
+
+function readerNamed(name: string): ImageFormat | undefined {
+  return FORMATS.find((candidate) => candidate.name === name);
+}
+
+/** What the content is: a reader's name, or a known format sbm cannot read (refused by detectFormat). */
+export async function identifyImage(path: string): Promise<Detection> {
+  const probe = await probeImage(path);
+  if (probe.isDirectory) return (await detectDirectory(path)) ?? { name: sparseBundleFormat.name, label: 'sparse bundle' };
+  if (vmdkFormat.detect(probe)) return { name: vmdkFormat.name, label: 'VMDK' };
+  return detectContent(probe) ?? { name: rawFormat.name, label: 'raw' };
+}
+
+/**
+ * The reader for `path`: by content, or the one `formatName` names (`--format`). A known format
+ * without a reader, detected or named, is refused with SBM_UNSUPPORTED before anything is read.
+ */
 export async function detectFormat(path: string, formatName?: string): Promise<ImageFormat> {
   if (formatName !== undefined) {
-    const format = FORMATS.find((candidate) => candidate.name === formatName);
-    if (format === undefined) {
-      throw new SbmError('SBM_USAGE', `unknown format "${formatName}" (known: ${FORMATS.map((f) => f.name).join(', ')})`);
+    const named = readerNamed(formatName);
+    if (named === rawFormat && (await probeImage(path)).isDirectory) {
+      throw new SbmError('SBM_USAGE', `--format raw reads a file; ${path} is a folder`, { path });
     }
-    return format;
+    if (named !== undefined) return named;
+    const label = KNOWN_FORMAT_LABELS.get(formatName);
+    if (label !== undefined) throw unsupportedFormat(path, { name: formatName, label });
+    throw new SbmError('SBM_USAGE', `unknown format "${formatName}" (known: ${FORMATS.map((f) => f.name).join(', ')})`);
   }
-  const probe = await probeImage(path);
-  const format = FORMATS.find((candidate) => candidate.detect(probe));
-  if (format === undefined) throw new SbmError('SBM_UNKNOWN_FORMAT', `cannot tell the format of ${path}`, { path });
-  return format;
+  const detection = await identifyImage(path);
+  const reader = readerNamed(detection.name);
+  if (reader === undefined) throw unsupportedFormat(path, detection);
+  return reader;
 }
 
 /** Opens any supported image read-only. */

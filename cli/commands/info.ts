@@ -20,7 +20,7 @@ export const infoCommand: CommandModule<object, InfoArgs> = {
   builder: (yargs) =>
     yargs
       .positional('image', { type: 'string', demandOption: true, describe: 'a sparse bundle or a disk image (detected by content)' })
-      .option('format', { type: 'string', describe: 'skip detection and read as this format' })
+      .option('format', { type: 'string', describe: 'skip detection and read as this format (raw: take any file as raw bytes)' })
       .option('allow-outside', { type: 'boolean', default: false, describe: 'let descriptors name files outside their folder' })
       .options({ ...jsonOption, ...strictOption }),
   handler: action(async (argv) => {
