@@ -16,7 +16,7 @@ import { type FuseMount, fuseMount } from '../../lib/nbd/fuse-mount.js';
 import { type NbdServerHandle, isLoopbackHost, serveNbd } from '../../lib/nbd/serve-nbd.js';
 import { SNAPSHOTS_DIR, SNAPSHOT_SUFFIX } from '../../lib/snapshots/snapshot-manager.js';
 import type { WarningSink } from '../../lib/warnings.js';
-import { openImage, probeImage } from '../../formats/index.js';
+import { detectFormat, probeImage } from '../../formats/index.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 
 /**
@@ -38,6 +38,7 @@ interface MountArgs extends GlobalOptions {
   snapshot?: string;
   name?: string;
   fuse?: string;
+  format?: string;
 }
 
 export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
@@ -55,6 +56,7 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
         snapshot: { type: 'string', describe: 'serve this snapshot of the bundle, read-only' },
         name: { type: 'string', describe: 'export name (default: the source name without extension)' },
         fuse: { type: 'string', describe: 'also expose the disk as the file DIR/disk through nbdfuse' },
+        format: { type: 'string', describe: 'skip detection and serve the input as this format (read-only), e.g. raw' },
         ...jsonOption,
         ...strictOption,
       })
@@ -114,8 +116,11 @@ async function openSource(argv: MountArgs): Promise<BlockDevice> {
     if (!probe.isDirectory) throw new SbmError('SBM_USAGE', `--snapshot needs a sparse bundle; ${argv.source} is a file`);
     return openSnapshot(argv.source, argv.snapshot, onWarning);
   }
-  if (probe.isDirectory) return SparseBundle.open(argv.source, { readOnly: argv.readOnly, onWarning, maxOpenBands: MOUNT_MAX_OPEN_BANDS });
-  return openImage(argv.source, { onWarning });
+  // Detection first: a folder that is a Parallels disk or an OVF package, or a file in a format
+  // sbm cannot read, is refused here with SBM_UNSUPPORTED instead of being served.
+  const format = await detectFormat(argv.source, argv.format);
+  if (format.name === 'sparsebundle') return SparseBundle.open(argv.source, { readOnly: argv.readOnly, onWarning, maxOpenBands: MOUNT_MAX_OPEN_BANDS });
+  return format.open(argv.source, { onWarning });
 }
 
 /**
