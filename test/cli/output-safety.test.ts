@@ -78,6 +78,23 @@ test('export, convert and restore refuse outputs inside, equal to or holding an 
   t.is((await runSbm(['convert', raw])).exitCode, 0);
 });
 
+test('the files of a multi-file VMDK are inputs too: an output onto its extent is refused', async (t) => {
+  const dir = await tempDir(t);
+  const extent = join(dir, 'disk-flat.vmdk');
+  const data = randomBytes(2 * MIB);
+  await writeFile(extent, data);
+  const descriptor = join(dir, 'disk.vmdk');
+  await writeFile(
+    descriptor,
+    ['# Disk DescriptorFile', 'version=1', 'CID=fffffffe', 'parentCID=ffffffff', 'createType="monolithicFlat"', 'RW 4096 FLAT "disk-flat.vmdk" 0', ''].join('\n'),
+  );
+  refusedInside(t, await runSbm(['export', descriptor, extent, '--format', 'raw', '--force']), 'export onto the extent');
+  refusedInside(t, await runSbm(['convert', descriptor, extent, '--force']), 'convert onto the extent');
+  t.true((await readFile(extent)).equals(data), 'the extent is unchanged');
+  const converted = await runSbm(['convert', descriptor]);
+  t.is(converted.exitCode, 0, converted.stderr);
+});
+
 test('backup leaves a user\'s project.inProgress folder alone and names it in a warning', async (t) => {
   const dir = await tempDir(t);
   const disk = join(dir, 'project.sparsebundle');
