@@ -1,8 +1,10 @@
 // `sbm mount`: serves a bundle (read-write unless --read-only), one of its snapshots (read-only)
 // or any image sbm reads (read-only)
-// over NBD, prints the URI, and runs until SIGINT/SIGTERM. Shutdown order: unmount FUSE (it is a
-// client) -> stop the control channel (removes .sbm/control.json) -> stop accepting and drain ->
-// flush -> close the device (releases the bundle lock) -> remove the socket.
+// over NBD, prints the URI, and runs until SIGINT/SIGTERM. Start order: open the device (takes the
+// bundle lock) -> publish the control channel (.sbm/control.json) -> listen for NBD -> FUSE ->
+// print the URI. Shutdown order: unmount FUSE (it is a client) -> stop the control channel
+// (removes .sbm/control.json) -> stop accepting and drain -> flush -> close the device (releases
+// the bundle lock) -> remove the socket.
 
 import { basename, join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
@@ -75,6 +77,17 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
     let fuse: FuseMount | undefined;
     let control: ControlServerHandle | undefined;
     try {
+      // backup/token/changed-bands/snapshot of this bundle reach it through the control channel.
+      // It is published (control.json written) before the NBD socket exists: a command that sees
+      // the mount's socket or URI must find the control channel too, not a lock it cannot take.
+      // Without it the mount still works; those commands then fail with SBM_LOCKED as before.
+      if (device instanceof SparseBundle && !device.readOnly) {
+        const onWarning = warningSink(argv);
+        control = await serveControl(device, { onWarning }).catch((error: unknown) => {
+          onWarning({ code: 'SBM_CONTROL', message: `no control channel: ${(error as Error).message}` });
+          return undefined;
+        });
+      }
       server = await serveNbd(device, {
         name: argv.name ?? defaultExportName(argv.source, argv.snapshot),
         readOnly: argv.readOnly,
@@ -85,15 +98,6 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
       });
       if (argv.fuse !== undefined) {
         fuse = await fuseMount({ mountDir: argv.fuse, socketPath: server.socketPath, host: server.host, port: server.port, readOnly: device.readOnly || argv.readOnly });
-      }
-      // backup/token/changed-bands/snapshot of this bundle reach it through the control channel.
-      // Without it the mount still works; those commands then fail with SBM_LOCKED as before.
-      if (device instanceof SparseBundle && !device.readOnly) {
-        const onWarning = warningSink(argv);
-        control = await serveControl(device, { onWarning }).catch((error: unknown) => {
-          onWarning({ code: 'SBM_CONTROL', message: `no control channel: ${(error as Error).message}` });
-          return undefined;
-        });
       }
       report(argv, device, server, fuse);
       await waitForSignal();

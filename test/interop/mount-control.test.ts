@@ -6,6 +6,7 @@
 
 import test, { type ExecutionContext } from 'ava';
 import { type ResultPromise, execa } from 'execa';
+import { existsSync } from 'node:fs';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
@@ -154,4 +155,37 @@ test('a stale control.json (dead mount) is ignored: free bundle opens, held bund
     t.is(result.exitCode, 3, args.join(' '));
     t.regex(String(result.stderr), /SBM_LOCKED/);
   }
+});
+
+test('control.json is published before the NBD socket exists: a command never meets the mount as SBM_LOCKED', async (t) => {
+  const dir = await tempDir(t);
+  const bundlePath = join(dir, 'vm.sparsebundle');
+  await (await SparseBundle.create(bundlePath, { sizeBytes: DISK_BYTES })).close();
+  const socket = join(dir, 'nbd.sock');
+  const controlFile = join(bundlePath, '.sbm', 'control.json');
+  const child = execa('node', [SBM_BIN, 'mount', bundlePath, '--socket', socket], { reject: false, env: { NO_COLOR: '1' } });
+  t.teardown(() => {
+    if (child.exitCode === null && child.pid !== undefined) child.kill('SIGKILL');
+  });
+  let printed = '';
+  let controlWhenPrinted = false;
+  child.stdout?.on('data', (chunk: Buffer) => {
+    if (printed === '') controlWhenPrinted = existsSync(controlFile);
+    printed += chunk.toString();
+  });
+  // Polled between event-loop turns, so the gap between the socket and control.json, if any, is seen.
+  const deadline = Date.now() + 20_000;
+  while (!existsSync(socket)) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`no socket: ${String((await child).stderr)}`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  t.true(existsSync(controlFile), 'control.json exists the moment the NBD socket does');
+  const token = await runSbm(['token', bundlePath]);
+  t.is(token.exitCode, 0, String(token.stderr));
+  while (!printed.includes('\n')) await new Promise((resolve) => setTimeout(resolve, 10));
+  t.true(controlWhenPrinted, 'control.json exists when the URI is printed');
+  t.is(printed.split('\n')[0], `nbd+unix:///vm?socket=${socket}`);
+  child.kill('SIGTERM');
+  t.is((await child).exitCode, 0);
+  t.false(existsSync(controlFile));
 });
