@@ -6,6 +6,7 @@
 import test from 'ava';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { SbmError } from '../../../lib/errors.js';
 import { withStagedOutput } from '../../../lib/fs/staged-output.js';
 import { tempDir } from '../../helpers/tools.js';
 
@@ -83,4 +84,24 @@ test.serial('when the new output cannot be renamed into place, the old one goes 
   await t.throwsAsync(withStagedOutput(target, { force: true }, async () => undefined));
   t.is(await readFile(join(target, 'Info.plist'), 'utf8'), 'old');
   t.deepEqual(await readdir(dir), ['out.sparsebundle']);
+});
+
+test.serial('a build that runs out of space fails with SBM_NO_SPACE and leaves nothing, even when a lower layer wrapped the ENOSPC', async (t) => {
+  const dir = await tempDir(t);
+  const target = join(dir, 'out.sparsebundle');
+  const failures = [
+    Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }),
+    new SbmError('SBM_IO', 'write failed in x: ENOSPC: no space left on device', { errno: 'ENOSPC' }),
+  ];
+  for (const failure of failures) {
+    await t.throwsAsync(
+      withStagedOutput(target, {}, async (staging) => {
+        await mkdir(staging);
+        await writeFile(join(staging, 'half'), 'partial');
+        throw failure;
+      }),
+      { message: /^SBM_NO_SPACE: cannot write .*out\.sparsebundle: no space left on its filesystem; the partial output was removed$/ },
+    );
+    t.deepEqual(await readdir(dir), []);
+  }
 });
