@@ -1,5 +1,7 @@
 // Long SIGKILL stress run of the change tracker, engine and snapshots (the crash test's loop for
-// longer). usage: npx tsx scripts/stress-crash.ts [rounds=500] [seed=now] [maxRunMs=600]
+// longer). usage: npx tsx scripts/stress-crash.ts [rounds=500] [seed=now] [maxRunMs=600] [damageRate=0.1]
+// damageRate: share of rounds whose tracker files (.sbm/changes.log, .sbm/stat-cache) are
+// damaged after the kill; refused tokens then count as fine, under-reports never do.
 // Exits non-zero on the first violation; the seed in the message reproduces it.
 
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -10,6 +12,7 @@ import { createCrashBundle, runCrashRounds } from '../test/crash/crash-harness.j
 const rounds = Number(process.argv[2] ?? 500);
 const seed = Number(process.argv[3] ?? Date.now() % 1_000_000);
 const maxRunMs = Number(process.argv[4] ?? 600);
+const damageRate = Number(process.argv[5] ?? 0.1);
 const dir = await mkdtemp(join(tmpdir(), 'sbm-stress-'));
 const started = Date.now();
 try {
@@ -20,6 +23,7 @@ try {
     rounds,
     seed,
     maxRunMs,
+    damageRate,
     log: (line) => process.stderr.write(`${((Date.now() - started) / 1000).toFixed(1)}s ${line}\n`),
   });
   process.stdout.write(`${JSON.stringify({ seed, seconds: (Date.now() - started) / 1000, ...summary })}\n`);

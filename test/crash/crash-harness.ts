@@ -6,13 +6,17 @@
 //     a finished revert leaves exactly the snapshot's content;
 //   - for every token we hold the band hashes of, changedSince(token) ⊇ bands whose file changed;
 //   - every snapshot hashes as it did when taken (and none vanished without a DELETING line);
-//   - no tracking reset happened (a crash must never cost the user a full backup).
+//   - no tracking reset happened (a crash must never cost the user a full backup), except in
+//     rounds where the harness damaged the tracker's files after the kill (damage-tracker.ts):
+//     there old tokens may be refused (exit 10), but an answer must still never under-report.
 
 import { spawn } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { checkBundle } from '../../lib/bundle/check-bundle.js';
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
+import { isSbmError } from '../../lib/errors.js';
+import { DAMAGE_KINDS, damageTracker, keepTrackerCopies } from './damage-tracker.js';
 import { WarningList } from '../../lib/warnings.js';
 import { REPO_ROOT, seededBytes } from '../helpers/tools.js';
 import { type BandHashes, changedBetween, hashBands, hashBundle, rng } from '../lib/tracking/band-oracle.js';
@@ -23,6 +27,8 @@ export interface CrashRunOptions {
   readonly seed: number;
   /** Longest time the child runs before the kill, in ms (after it reports READY). */
   readonly maxRunMs: number;
+  /** Share of rounds (0..1) whose tracker files are damaged after the kill; 0 by default. */
+  readonly damageRate?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -31,6 +37,9 @@ export interface CrashRunSummary {
   operationsAnnounced: number;
   flushedOperations: number;
   tokensChecked: number;
+  /** Tokens refused with exit 10 after damage (allowed: a full backup instead of a wrong list). */
+  tokensRefused: number;
+  damagedRounds: number;
   snapshotsChecked: number;
   overReportedBands: number;
   exactBands: number;
@@ -49,21 +58,29 @@ export async function createCrashBundle(path: string): Promise<void> {
 export async function runCrashRounds(options: CrashRunOptions): Promise<CrashRunSummary> {
   const { bundlePath } = options;
   const random = rng(options.seed);
-  const summary: CrashRunSummary = { rounds: 0, operationsAnnounced: 0, flushedOperations: 0, tokensChecked: 0, snapshotsChecked: 0, overReportedBands: 0, exactBands: 0, revertsFinished: 0, revertsInterrupted: 0 };
+  const summary: CrashRunSummary = { rounds: 0, operationsAnnounced: 0, flushedOperations: 0, tokensChecked: 0, tokensRefused: 0, damagedRounds: 0, snapshotsChecked: 0, overReportedBands: 0, exactBands: 0, revertsFinished: 0, revertsInterrupted: 0 };
   const tokens: Array<{ token: string; hashes: BandHashes }> = [];
   const snapshotHashes = new Map<string, string>();
+  const copiesDir = `${bundlePath}.tracker-copies`;
+  await mkdir(copiesDir, { recursive: true });
   let model: Buffer;
   {
     const bundle = await SparseBundle.open(bundlePath);
     model = await bundle.read(0, bundle.sizeBytes);
     tokens.push({ token: await bundle.token(), hashes: await hashBands(bundlePath) });
     await bundle.close();
+    await keepTrackerCopies(bundlePath, copiesDir);
   }
   for (let round = 0; round < options.rounds; round++) {
     const where = `round ${round} (seed ${options.seed})`;
     const childSeed = options.seed * 1000 + round + 1;
     const lines = await runChild(bundlePath, childSeed, 20 + random(options.maxRunMs));
     const events = lines.map((line) => line.split(' '));
+    const damage = random(1000) < (options.damageRate ?? 0) * 1000 ? DAMAGE_KINDS[random(DAMAGE_KINDS.length)] : undefined;
+    if (damage !== undefined) {
+      await damageTracker(bundlePath, copiesDir, damage);
+      summary.damagedRounds++;
+    }
     // 1. structure
     const check = await checkBundle(bundlePath);
     if (check.problems.length > 0) throw new Error(`${where}: sbm check: ${JSON.stringify(check.problems)}`);
@@ -71,7 +88,7 @@ export async function runCrashRounds(options: CrashRunOptions): Promise<CrashRun
     const bundle = await SparseBundle.open(bundlePath, { onWarning: warnings.sink });
     try {
       const reset = warnings.items.find((warning) => warning.code === 'SBM_TRACKING_RESET');
-      if (reset !== undefined) throw new Error(`${where}: tracking was reset by a crash: ${reset.message}`);
+      if (reset !== undefined && damage === undefined) throw new Error(`${where}: tracking was reset by a crash: ${reset.message}`);
       // 2. flushed writes
       const ops = events.filter((event) => event[0] === 'OP');
       const flushed = Math.max(0, ...events.filter((event) => event[0] === 'FLUSHED').map((event) => Number(event[1])));
@@ -134,11 +151,18 @@ export async function runCrashRounds(options: CrashRunOptions): Promise<CrashRun
       }
       const now = await hashBands(bundlePath);
       for (const { token, hashes } of tokens.slice(-6)) {
-        const report = await bundle.changedSince(token, { audit: 'full' });
+        const report = await bundle.changedSince(token, { audit: 'full' }).catch((error: unknown) => {
+          if (isSbmError(error) && error.exitCode === 10) return undefined;
+          throw new Error(`${where}${damage === undefined ? '' : ` (${damage})`}: token ${token}: ${String(error)}`);
+        });
+        if (report === undefined) {
+          summary.tokensRefused++;
+          continue;
+        }
         const reported = new Set(report.bands.map((band) => band.bandIndex));
         const truth = changedBetween(hashes, now);
         const missed = truth.filter((band) => !reported.has(band));
-        if (missed.length > 0) throw new Error(`${where}: token ${token} under-reports bands ${missed.join(', ')} (reported ${[...reported].join(', ')})`);
+        if (missed.length > 0) throw new Error(`${where}${damage === undefined ? '' : ` (${damage})`}: token ${token} under-reports bands ${missed.join(', ')} (reported ${[...reported].join(', ')})`);
         summary.tokensChecked++;
         summary.exactBands += truth.length;
         summary.overReportedBands += reported.size - truth.length;
@@ -162,8 +186,9 @@ export async function runCrashRounds(options: CrashRunOptions): Promise<CrashRun
     } finally {
       await bundle.close();
     }
+    await keepTrackerCopies(bundlePath, copiesDir);
     summary.rounds++;
-    options.log?.(`${where}: ${events.filter((event) => event[0] === 'OP').length} ops, ${tokens.length} tokens, ${snapshotHashes.size} snapshots`);
+    options.log?.(`${where}: ${events.filter((event) => event[0] === 'OP').length} ops, ${tokens.length} tokens, ${snapshotHashes.size} snapshots${damage === undefined ? '' : `, ${damage}`}`);
   }
   return summary;
 }
