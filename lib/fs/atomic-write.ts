@@ -1,10 +1,11 @@
 // Crash-safe file replacement: write a temp file in a staging folder on the same filesystem,
 // fsync it, rename it over the target, then fsync the target's directory.
 
-import { constants, copyFile, open, rename, unlink } from 'node:fs/promises';
+import { constants, copyFile, lstat, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomTag } from './temp-name.js';
 import { writeFully } from './read-fully.js';
+import { NotRegularFileError, fileKind } from './safe-open.js';
 
 export async function fsyncDirectory(path: string): Promise<void> {
   const handle = await open(path, 'r');
@@ -43,6 +44,9 @@ export async function replaceFilesInOrder(files: ReadonlyArray<{ path: string; d
  * fsynced: a copy counts only once durable.
  */
 export async function copyFileDurably(from: string, to: string): Promise<void> {
+  // copyFile follows symlinks and blocks on FIFOs: copy only what is a regular file itself.
+  const source = await lstat(from);
+  if (!source.isFile()) throw new NotRegularFileError(from, fileKind(source));
   await copyFile(from, to, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
   const handle = await open(to, 'r+');
   try {

@@ -6,6 +6,7 @@ import { execa } from 'execa';
 import { constants } from 'node:fs';
 import { access, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { copyFileDurably } from '../../../lib/fs/atomic-write.js';
 import { isNotRegularFile, openRegular, readSmallFile } from '../../../lib/fs/safe-open.js';
 import { tempDir } from '../../helpers/tools.js';
 
@@ -44,4 +45,17 @@ test('readSmallFile reads a small file whole and reports a huge sparse one too l
   t.like(huge, { sizeBytes: 8 * 2 ** 30, tooLong: true });
   t.is(huge.bytes.length, 0);
   t.true(performance.now() - started < 1000);
+});
+
+test('copyFileDurably copies only a regular file: a symlink or FIFO source is refused without blocking', async (t) => {
+  t.timeout(10_000);
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'secret'), 'outside');
+  await symlink(join(dir, 'secret'), join(dir, 'link'));
+  await execa('mkfifo', [join(dir, 'fifo')]);
+  t.like(await t.throwsAsync(copyFileDurably(join(dir, 'link'), join(dir, 'copy-1'))), { kind: 'symlink' });
+  t.like(await t.throwsAsync(copyFileDurably(join(dir, 'fifo'), join(dir, 'copy-2'))), { kind: 'FIFO' });
+  await t.throwsAsync(access(join(dir, 'copy-1')), { code: 'ENOENT' });
+  await copyFileDurably(join(dir, 'secret'), join(dir, 'copy-3'));
+  t.pass();
 });
