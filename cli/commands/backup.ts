@@ -5,7 +5,8 @@
 
 import type { CommandModule } from 'yargs';
 import { createBackup } from '../../lib/backup/create-backup.js';
-import { thinBackups } from '../../lib/backup/thin-backups.js';
+import { lockBackupSet } from '../../lib/backup/backup-set.js';
+import { type ThinPolicy, type ThinResult, thinBackups } from '../../lib/backup/thin-backups.js';
 import { openBundleOperations } from '../../lib/control/open-bundle-operations.js';
 import { assertOutputOutsideInputs } from '../../lib/fs/output-inside-input.js';
 import { formatSize } from '../../lib/size.js';
@@ -53,7 +54,7 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
       });
       if (showProgress) process.stderr.write('\n');
       const policy = thinPolicyOf(argv);
-      const thinned = policy === undefined ? undefined : await thinBackups(result.path.slice(0, result.path.lastIndexOf('/')), policy);
+      const thinned = policy === undefined ? undefined : await thinSet(result.path.slice(0, result.path.lastIndexOf('/')), policy);
       if (argv.json) printJson({ ...result, thinned });
       else {
         printLine(
@@ -67,5 +68,15 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
     }
   }),
 };
+
+/** Thins under the set's lock, as `sbm thin` does: never while another run links bands to a backup it would delete. */
+async function thinSet(setDir: string, policy: ThinPolicy): Promise<ThinResult> {
+  const lock = await lockBackupSet(setDir);
+  try {
+    return await thinBackups(setDir, policy);
+  } finally {
+    await lock.release();
+  }
+}
 
 export const backupLean = leanCommand(backupCommand, BACKUP_OPTIONS);
