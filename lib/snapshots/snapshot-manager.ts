@@ -26,7 +26,7 @@ import { BundleLock } from '../bundle/bundle-lock.js';
 import { type BundlePaths, bandFileName, bundlePaths, parseBandName } from '../bundle/bundle-paths.js';
 import { parseInfoPlistAsync } from '../bundle/info-plist.js';
 import { readPlistBytes } from '../bundle/bundle-files.js';
-import { assertRegularSync, fileKind, isNotRegularFile, readSmallFile } from '../fs/safe-open.js';
+import { assertRegularSync, directoryKind, fileKind, isNotRegularFile, readSmallFile } from '../fs/safe-open.js';
 import type { BandStore } from '../engine/band-store.js';
 import type { SparseBundle } from '../engine/sparse-bundle.js';
 import { SbmError, fromSystemError, isSbmError } from '../errors.js';
@@ -204,6 +204,10 @@ export class SnapshotManager {
     this.assertWritable();
     const meta = await this.meta(name);
     const snapshotPaths = bundlePaths(this.pathOf(name));
+    const bandsKind = await directoryKind(snapshotPaths.bands);
+    if (bandsKind !== undefined && bandsKind !== 'directory') {
+      throw new SbmError('SBM_BAD_BAND', `${snapshotPaths.bands} is a ${bandsKind}, not a folder; sbm will not revert to band files outside the snapshot`, { name });
+    }
     const info = await parseInfoPlistAsync(await readPlistBytes(snapshotPaths.infoPlist, 'Info.plist'), 'Info.plist');
     if (info.bandSizeBytes !== this.bundle.bandSizeBytes) {
       throw new SbmError('SBM_UNSUPPORTED', `snapshot "${meta.name}" has band size ${info.bandSizeBytes}, the bundle ${this.bundle.bandSizeBytes}`);

@@ -260,3 +260,22 @@ test('a snapshot folder that is a symlink to a bundle elsewhere is neither opene
     await bundle.close();
   }
 });
+
+test('a snapshot whose bands/ is a symlink is not reverted to (no outside file is linked into the bundle)', async (t) => {
+  const { dir, path } = await setup(t);
+  const bundle = await SparseBundle.open(path);
+  try {
+    const live = await bundle.read(0, 2 * MIB);
+    await bundle.snapshots.create('s');
+    const snapshotBands = join(bundle.snapshots.pathOf('s'), 'bands');
+    const elsewhere = join(dir, 'elsewhere-bands');
+    await mkdir(elsewhere);
+    await writeFile(join(elsewhere, '0'), 'outside data');
+    await rm(snapshotBands, { recursive: true });
+    await symlink(elsewhere, snapshotBands);
+    await t.throwsAsync(bundle.snapshots.revert('s'), { message: /^SBM_BAD_BAND: .*bands is a symlink, not a folder/ });
+    t.true((await bundle.read(0, 2 * MIB)).equals(live));
+  } finally {
+    await bundle.close();
+  }
+});
