@@ -96,7 +96,7 @@ export async function createBackup(source: BackupSource, destination: string, op
     }
     const previous = (await listBackups(setDir)).at(-1);
     const previousManifest = previous === undefined ? undefined : await readManifest(previous.path);
-    const frozen = await source.freeze(previousManifest?.token, { ...(options.onWarning === undefined ? {} : { onWarning: options.onWarning }) });
+    const frozen = await source.freeze(previousManifest?.token, options);
     let releasing: Promise<void> | undefined;
     // Once the bands are read the source is free again (writers it holds back resume).
     const release = () => (releasing ??= frozen.release());
