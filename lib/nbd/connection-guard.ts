@@ -1,13 +1,15 @@
 // Keeps a server answering new clients whatever the connected ones do. Two rules, both measured by
-// a periodic sweep (a quarter of the idle timeout, at most 5 s) so the request path pays nothing:
+// a periodic sweep (a quarter of the shorter timeout, at most 5 s) so the request path pays nothing:
 //
 // - Connection limit: a client arriving when maxConnections are open takes the place of the
 //   connection idle longest (in transmission, nothing in flight, no reply completed) for at least
 //   idleTimeoutMs; if none is, the newcomer is refused (closed at once). Idle connections are never
 //   dropped below the limit: an idle VM disk is normal.
-// - Stalled readers: while some connection waits for the server-wide in-flight budget, a
-//   connection that has held budget for idleTimeoutMs with replies its client never reads is
-//   dropped, so its bytes go back to the ones waiting.
+// - Stalled clients: while some connection waits for the server-wide in-flight budget, a
+//   connection that has held budget for stallTimeoutMs without completing a request, because its
+//   client does not read the replies (or does not finish sending a WRITE payload), is dropped, so
+//   its bytes go back to the ones waiting. Without that, clients that never read could keep the
+//   whole budget (each one holds at most its own cap, but there may be many of them).
 //
 // Clients still in the handshake have their own deadline (SessionLimits.handshakeTimeoutMs).
 
@@ -20,6 +22,7 @@ const debug = debugLog('sbm:nbd');
 export interface ConnectionGuardLimits {
   readonly maxConnections: number;
   readonly idleTimeoutMs: number;
+  readonly stallTimeoutMs: number;
 }
 
 export class ConnectionGuard {
@@ -30,7 +33,7 @@ export class ConnectionGuard {
     private readonly limits: ConnectionGuardLimits,
     private readonly budget: InFlightBudget,
   ) {
-    const sweepMs = Math.max(10, Math.min(5000, Math.floor(limits.idleTimeoutMs / 4)));
+    const sweepMs = Math.max(10, Math.min(5000, Math.floor(Math.min(limits.idleTimeoutMs, limits.stallTimeoutMs) / 4)));
     this.#timer = setInterval(() => this.sweep(Date.now()), sweepMs);
     this.#timer.unref();
   }
@@ -72,7 +75,7 @@ export class ConnectionGuard {
     if (this.budget.waiting === 0) return;
     for (const session of this.sessions) {
       const stalled = session.stalledMs(now);
-      if (stalled >= this.limits.idleTimeoutMs) session.drop(`replies unread for ${stalled} ms while others wait for memory`);
+      if (stalled >= this.limits.stallTimeoutMs) session.drop(`replies unread for ${stalled} ms while others wait for memory`);
     }
   }
 }

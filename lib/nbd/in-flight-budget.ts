@@ -3,9 +3,15 @@
 // also has its own cap, below this one, so a client that never reads its replies holds at most
 // its own cap and the rest of the budget keeps serving the others.
 //
-// Waiting is first come, first served: while a session waits, no other session may take budget
-// ahead of it, so a 32 MiB READ is not starved by a stream of small ones. Every operation is O(1)
-// (a Set keeps insertion order, so its first element is the head of the queue).
+// Sessions that must wait queue first come, first served, in two lines: requests up to
+// SMALL_REQUEST_BYTES (a guest's usual I/O) and larger ones. Each line is strict FIFO, so a
+// 32 MiB READ is not overtaken by later large ones, and a small request is never stuck behind a
+// large one that cannot fit yet (clients that hold the budget with unread 32 MiB replies would
+// otherwise stall every small request too, until connection-guard.ts drops them). Every operation
+// is O(1) (a Set keeps insertion order, so its first element is the head of its line).
+
+/** Requests up to this size do not wait behind larger ones. */
+export const SMALL_REQUEST_BYTES = 1024 * 1024 + 64;
 
 /** A session waiting for budget; onBudget() runs when bytes were released and it is first in line. */
 export interface BudgetWaiter {
@@ -26,7 +32,8 @@ export interface InFlightBudgetStats {
 export class InFlightBudget {
   #usedBytes = 0;
   #peakBytes = 0;
-  readonly #waiters = new Set<BudgetWaiter>();
+  readonly #small = new Set<BudgetWaiter>();
+  readonly #large = new Set<BudgetWaiter>();
   #waking = false;
 
   constructor(readonly capacityBytes: number) {}
@@ -36,20 +43,21 @@ export class InFlightBudget {
   }
 
   get waiting(): number {
-    return this.#waiters.size;
+    return this.#small.size + this.#large.size;
   }
 
   stats(): InFlightBudgetStats {
-    return { capacityBytes: this.capacityBytes, inFlightBytes: this.#usedBytes, peakInFlightBytes: this.#peakBytes, waitingSessions: this.#waiters.size };
+    return { capacityBytes: this.capacityBytes, inFlightBytes: this.#usedBytes, peakInFlightBytes: this.#peakBytes, waitingSessions: this.waiting };
   }
 
   /**
-   * Takes `bytes` if they fit and no other session is waiting ahead of `taker`. On false the
-   * caller queues itself with wait(). A request bigger than the whole budget still runs alone
+   * Takes `bytes` if they fit and no other session waits ahead of `taker` in its line. On false
+   * the caller queues itself with wait(). A request bigger than the whole budget still runs alone
    * (when nothing else is in flight), so it cannot wait forever.
    */
   tryTake(bytes: number, taker: BudgetWaiter): boolean {
-    if (this.#waiters.size > 0 && this.#head() !== taker) return false;
+    const line = bytes <= SMALL_REQUEST_BYTES ? this.#small : this.#large;
+    if (line.size > 0 && first(line) !== taker) return false;
     if (this.#usedBytes + bytes > this.capacityBytes && this.#usedBytes > 0) return false;
     this.#add(bytes);
     return true;
@@ -65,18 +73,25 @@ export class InFlightBudget {
 
   release(bytes: number): void {
     this.#usedBytes -= bytes;
-    if (this.#waiters.size > 0) this.#wake();
+    if (this.#small.size > 0 || this.#large.size > 0) this.#wake();
   }
 
-  /** Queues `waiter` (a waiter already queued keeps its place). */
-  wait(waiter: BudgetWaiter): void {
-    this.#waiters.add(waiter);
+  /** Queues `waiter` in the line for a request of `bytes` (a waiter already there keeps its place). */
+  wait(waiter: BudgetWaiter, bytes: number): void {
+    const [line, other] = bytes <= SMALL_REQUEST_BYTES ? [this.#small, this.#large] : [this.#large, this.#small];
+    this.#leaveLine(other, waiter);
+    line.add(waiter);
   }
 
   /** Leaves the queue (got its budget, is now limited by its own cap, or went away). */
   leave(waiter: BudgetWaiter): void {
-    const wasHead = this.#head() === waiter;
-    if (this.#waiters.delete(waiter) && wasHead && this.#waiters.size > 0) this.#wake();
+    this.#leaveLine(this.#small, waiter);
+    this.#leaveLine(this.#large, waiter);
+  }
+
+  #leaveLine(line: Set<BudgetWaiter>, waiter: BudgetWaiter): void {
+    const wasHead = line.size > 0 && first(line) === waiter;
+    if (line.delete(waiter) && wasHead && line.size > 0) this.#wake();
   }
 
   #add(bytes: number): void {
@@ -84,23 +99,25 @@ export class InFlightBudget {
     if (this.#usedBytes > this.#peakBytes) this.#peakBytes = this.#usedBytes;
   }
 
-  #head(): BudgetWaiter | undefined {
-    for (const waiter of this.#waiters) return waiter;
-    return undefined;
-  }
-
-  /** Lets waiters in order until the head cannot proceed (it stays first). */
+  /** Lets waiters in, line by line, until each line's head cannot proceed (it stays first). */
   #wake(): void {
     if (this.#waking) return;
     this.#waking = true;
     try {
-      let previous: BudgetWaiter | undefined;
-      for (let head = this.#head(); head !== undefined && head !== previous; head = this.#head()) {
-        previous = head;
-        head.onBudget();
+      for (const line of [this.#small, this.#large]) {
+        let previous: BudgetWaiter | undefined;
+        for (let head = first(line); head !== undefined && head !== previous; head = first(line)) {
+          previous = head;
+          head.onBudget();
+        }
       }
     } finally {
       this.#waking = false;
     }
   }
+}
+
+function first(line: Set<BudgetWaiter>): BudgetWaiter | undefined {
+  for (const waiter of line) return waiter;
+  return undefined;
 }

@@ -66,6 +66,8 @@ export class NbdSession implements BudgetWaiter {
   private parked: NbdRequest | undefined;
   /** Budget taken for the WRITE payload being received; it becomes that request's cost. */
   private payloadReservedBytes = 0;
+  /** What the last refused take() asked the budget for (decides the waiting line). */
+  private wantedBytes = 0;
   /** Replies handed to the kernel: the server's sweeps compare it to see progress. */
   private completed = 0;
   private completedAtSweep = 0;
@@ -212,7 +214,7 @@ export class NbdSession implements BudgetWaiter {
       waitFor = this.reservePayload(this.protocol.pendingPayloadBytes);
       exhausted = waitFor === 'yes';
     }
-    if (waitFor === 'budget') this.budget.wait(this);
+    if (waitFor === 'budget') this.budget.wait(this, this.wantedBytes);
     else this.budget.leave(this);
     // Requests already received still run after the client shuts its sending side.
     if (exhausted && this.inputEnded) this.stop('client closed its end');
@@ -254,7 +256,9 @@ export class NbdSession implements BudgetWaiter {
   /** A connection with nothing in flight may always take one request, however large. */
   private take(cost: number): Admission {
     if (this.inFlightBytes > 0 && this.inFlightBytes + cost > this.limits.maxInFlightBytes) return 'own';
-    return this.budget.tryTake(cost, this) ? 'yes' : 'budget';
+    if (this.budget.tryTake(cost, this)) return 'yes';
+    this.wantedBytes = cost;
+    return 'budget';
   }
 
   private handle(action: NbdAction): void {

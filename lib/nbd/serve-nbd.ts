@@ -30,6 +30,8 @@ const debug = debugLog('sbm:nbd');
 export const DEFAULT_MAX_CONNECTIONS = 128;
 /** A connection idle this long may give its place to a new client when the server is full. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
+/** A connection whose client leaves its replies unread this long may be dropped while others wait for memory. */
+export const DEFAULT_STALL_TIMEOUT_MS = 10_000;
 /** Bytes in flight over all connections; with the idle pool below, RSS stays well under 256 MiB. */
 export const DEFAULT_MAX_IN_FLIGHT_BYTES = 96 * 1024 * 1024;
 /** Released buffers kept for reuse (enough for nbdcopy's 4 x 64 requests of 256 KiB). */
@@ -54,6 +56,8 @@ export interface ServeNbdOptions {
   readonly maxConnections?: number;
   /** Idle time after which a connection may be replaced by a new one at the limit (default 60 s). */
   readonly idleTimeoutMs?: number;
+  /** Unread replies held this long may be dropped while others wait for memory (default 10 s). */
+  readonly stallTimeoutMs?: number;
   /** Bytes in flight over all connections (default 96 MiB); never below one connection's cap. */
   readonly maxInFlightBytes?: number;
   /** Per-connection limits. */
@@ -92,11 +96,14 @@ export async function serveNbd(device: BlockDevice, options: ServeNbdOptions = {
   const limits: SessionLimits = { ...DEFAULT_SESSION_LIMITS, ...options.limits };
   const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  const stallTimeoutMs = options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
   if (!Number.isSafeInteger(maxConnections) || maxConnections < 1) throw new SbmError('SBM_USAGE', `maxConnections ${maxConnections} is not a positive integer`);
-  if (!Number.isFinite(idleTimeoutMs) || idleTimeoutMs <= 0) throw new SbmError('SBM_USAGE', `idleTimeoutMs ${idleTimeoutMs} is not a positive number`);
+  for (const [what, ms] of [['idleTimeoutMs', idleTimeoutMs], ['stallTimeoutMs', stallTimeoutMs]] as const) {
+    if (!Number.isFinite(ms) || ms <= 0) throw new SbmError('SBM_USAGE', `${what} ${ms} is not a positive number`);
+  }
   // The budget must hold one connection's worth, or a largest request could never start.
   const budget = new InFlightBudget(Math.max(options.maxInFlightBytes ?? DEFAULT_MAX_IN_FLIGHT_BYTES, limits.maxInFlightBytes));
-  const guard = new ConnectionGuard({ maxConnections, idleTimeoutMs }, budget);
+  const guard = new ConnectionGuard({ maxConnections, idleTimeoutMs, stallTimeoutMs }, budget);
   const sessions = guard.sessions;
   const pool = new BufferPool(POOL_MAX_IDLE_BYTES);
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket: Socket) => {

@@ -117,8 +117,19 @@ test('one client that never reads its replies holds only its own cap: another cl
   t.true(await served(other, 7n, 2000), 'served without waiting for the stalled client');
 });
 
-test('many clients sending large READs they never read: in-flight bytes stay under the global cap, others are served, the budget returns to 0', async (t) => {
-  const server = await serve(t, { maxInFlightBytes: GLOBAL_CAP, limits: { maxInFlightBytes: CONNECTION_CAP }, idleTimeoutMs: 300 });
+test('many clients sending large READs they never read: in-flight bytes stay under the global cap and a small READ is still served at once', async (t) => {
+  const server = await serve(t, { maxInFlightBytes: GLOBAL_CAP, limits: { maxInFlightBytes: CONNECTION_CAP }, stallTimeoutMs: 60_000 });
+  for (let index = 0; index < 6; index++) await stalledReader(t, server, 6, index * 100);
+  t.true(await until(() => server.stats().waitingSessions > 0, 2000), 'the budget is exhausted: some connections wait');
+  const other = await handshaken(t, server);
+  t.true(await served(other, 9999n, 2000), 'a small READ does not wait behind large ones that cannot fit');
+  const stats = server.stats();
+  t.is(stats.connections, 7, 'nobody was dropped');
+  t.true(stats.peakInFlightBytes <= GLOBAL_CAP, `peak ${stats.peakInFlightBytes} > cap ${GLOBAL_CAP}`);
+});
+
+test('clients that never read: stalled holders are dropped while others wait, a large READ gets its turn, the budget returns to 0', async (t) => {
+  const server = await serve(t, { maxInFlightBytes: GLOBAL_CAP, limits: { maxInFlightBytes: CONNECTION_CAP }, stallTimeoutMs: 300 });
   const stalled: RawClient[] = [];
   for (let index = 0; index < 6; index++) stalled.push(await stalledReader(t, server, 6, index * 100));
   const samples: number[] = [];
@@ -126,9 +137,10 @@ test('many clients sending large READs they never read: in-flight bytes stay und
   t.teardown(() => clearInterval(sampler));
   t.true(await until(() => server.stats().waitingSessions > 0, 2000), 'the budget is exhausted: some connections wait');
 
-  // The budget is full of unread replies; the stalled holders are dropped after the idle timeout.
+  // A READ as large as theirs queues behind them; the stalled holders are dropped after the timeout.
   const other = await handshaken(t, server);
-  t.true(await served(other, 9999n, 10_000), 'another client is still served');
+  other.send(request(C.NBD_CMD_READ, 0, 9999n, 0, READ_BYTES));
+  t.like(await other.simpleReply(READ_BYTES), { cookie: 9999n, error: 0 });
   clearInterval(sampler);
 
   const stats = server.stats();
@@ -145,7 +157,7 @@ test('many clients sending large READs they never read: in-flight bytes stay und
 });
 
 test('large WRITE payloads are reserved before they are read: half-sent payloads cannot exceed the budget', async (t) => {
-  const server = await serve(t, { maxInFlightBytes: GLOBAL_CAP, limits: { maxInFlightBytes: CONNECTION_CAP }, idleTimeoutMs: 300 });
+  const server = await serve(t, { maxInFlightBytes: GLOBAL_CAP, limits: { maxInFlightBytes: CONNECTION_CAP }, stallTimeoutMs: 300 });
   const writers: RawClient[] = [];
   for (let index = 0; index < 6; index++) {
     const raw = await handshaken(t, server);
