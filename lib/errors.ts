@@ -38,7 +38,7 @@ export const ERROR_CODES = {
   SBM_VERIFY_FAILED: { exitCode: 5, summary: '`sbm verify` found bands that do not match their backup manifest' },
   SBM_NOT_A_BACKUP: { exitCode: 4, summary: 'path is not an sbm backup (no .sbm/manifest.json) or backup set' },
   SBM_NO_HARDLINKS: { exitCode: 1, summary: 'the backup destination cannot hard-link files (use --copy)' },
-  SBM_NO_SPACE: { exitCode: 1, summary: 'the destination ran out of space; the partial output was removed' },
+  SBM_NO_SPACE: { exitCode: 1, summary: 'the filesystem ran out of space (a destination, or the bundle\'s own for change tracking); the partial output was removed' },
   SBM_STRICT: { exitCode: 4, summary: 'a warning was raised and --strict turns warnings into errors' },
   SBM_IO: { exitCode: 1, summary: 'an operating-system I/O call failed' },
   SBM_LISTEN: { exitCode: 1, summary: 'the NBD server cannot listen on the socket or port (in use, or no permission)' },
