@@ -1,0 +1,185 @@
+// Every image format sbm cannot read yet is refused by content, never converted as raw bytes:
+// `sbm convert` and `sbm info` exit 4 with exactly `SBM_UNSUPPORTED: <file>: <format> images are
+// not supported` and write nothing, while `--format raw` still takes the file as raw bytes.
+// Images come from qemu-img where it can write the format (see detect-kit.ts).
+// Needs `npm run build` first (runs dist/cli/sbm.js).
+
+import test, { type ExecutionContext } from 'ava';
+import { execa } from 'execa';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { requireTool, runSbm, tempDir } from '../helpers/tools.js';
+import { type FormatSample, KiB, SAMPLES } from './detect-kit.js';
+
+function refusal(path: string, label: string): string {
+  return `sbm: SBM_UNSUPPORTED: ${path}: ${label} images are not supported\n`;
+}
+
+/** The folder's entries, recursively, so a stray output anywhere is seen. */
+async function listing(dir: string): Promise<string[]> {
+  return (await readdir(dir, { recursive: true })).sort();
+}
+
+async function assertRefused(t: ExecutionContext, dir: string, path: string, label: string): Promise<void> {
+  const before = await listing(dir);
+  // Default output (NAME.sparsebundle beside the input) and an explicit one: neither may appear.
+  for (const args of [['convert', path, '--no-progress'], ['convert', path, join(dir, 'out.sparsebundle'), '--no-progress'], ['info', path], ['info', path, '--json']]) {
+    const result = await runSbm(args);
+    t.is(result.exitCode, 4, `${args.join(' ')}: ${result.stderr}`);
+    t.is(result.stderr, refusal(path, label), args.join(' '));
+    t.is(result.stdout, '', args.join(' '));
+  }
+  t.deepEqual(await listing(dir), before, 'nothing written');
+}
+
+/** `--format raw` converts the container's bytes; exported back they equal the file (plus zero padding to 512). */
+async function assertRawOverride(t: ExecutionContext, dir: string, path: string): Promise<void> {
+  const bundle = join(dir, 'as-raw.sparsebundle');
+  const convert = await runSbm(['convert', path, bundle, '--format', 'raw', '--no-progress', '--json']);
+  t.is(convert.exitCode, 0, convert.stderr);
+  t.is(JSON.parse(convert.stdout).format, 'raw');
+  const info = await runSbm(['info', path, '--format', 'raw', '--json']);
+  t.is(info.exitCode, 0, info.stderr);
+  const original = await readFile(path);
+  t.is(JSON.parse(info.stdout).sizeBytes, original.length);
+  const back = join(dir, 'back.raw');
+  const exported = await runSbm(['export', bundle, back, '--format', 'raw']);
+  t.is(exported.exitCode, 0, exported.stderr);
+  const bytes = await readFile(back);
+  t.is(bytes.length, Math.ceil(original.length / 512) * 512);
+  t.true(bytes.subarray(0, original.length).equals(original), 'the bundle holds the file bytes');
+  t.true(bytes.subarray(original.length).every((byte) => byte === 0), 'padding is zeros');
+}
+
+async function qemuProbe(path: string): Promise<string> {
+  const result = await execa('qemu-img', ['info', '--output=json', path]);
+  return (JSON.parse(result.stdout) as { format: string }).format;
+}
+
+for (const sample of SAMPLES) {
+  test(`${sample.file}: convert and info refuse ${sample.label} with exit 4 and write nothing; --format raw takes the bytes`, async (t) => {
+    await requireTool(t, 'qemu-img');
+    const dir = await tempDir(t);
+    const path = join(dir, sample.file);
+    await sample.make(path, dir);
+    if (sample.qemuFormat !== undefined) t.is(await qemuProbe(path), sample.qemuFormat, 'qemu-img probes the sample as this format');
+    await assertRefused(t, dir, path, sample.label);
+    await assertRawOverride(t, dir, path);
+  });
+}
+
+test('--format names a known format without a reader: refused the same way', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'plain.img');
+  await writeFile(path, Buffer.alloc(64 * KiB, 1));
+  const result = await runSbm(['info', path, '--format', 'vhdx']);
+  t.is(result.exitCode, 4);
+  t.is(result.stderr, refusal(path, 'VHDX'));
+  const unknown = await runSbm(['info', path, '--format', 'nonsense']);
+  t.is(unknown.exitCode, 2);
+  t.regex(unknown.stderr, /^sbm: SBM_USAGE: unknown format "nonsense"/);
+});
+
+test('export and mount refuse an unsupported image too; mount --format raw serves its bytes', async (t) => {
+  await requireTool(t, 'qemu-img');
+  const dir = await tempDir(t);
+  const sample = SAMPLES.find((candidate) => candidate.file === 'v3.qcow2') as FormatSample;
+  const path = join(dir, sample.file);
+  await sample.make(path, dir);
+  const exported = await runSbm(['export', path, join(dir, 'out.raw'), '--format', 'raw']);
+  t.is(exported.exitCode, 4);
+  t.is(exported.stderr, refusal(path, sample.label));
+  const mount = await runSbm(['mount', path, '--socket', join(dir, 'nbd.sock')]);
+  t.is(mount.exitCode, 4);
+  t.is(mount.stderr, refusal(path, sample.label));
+  t.deepEqual(await readdir(dir), [sample.file]);
+
+  const serving = execa('node', [join('dist', 'cli', 'sbm.js'), 'mount', path, '--format', 'raw', '--socket', join(dir, 'raw.sock'), '--json'], {
+    reject: false,
+    cwd: join(import.meta.dirname, '..', '..'),
+  });
+  try {
+    const line = await new Promise<string>((resolve, reject) => {
+      let text = '';
+      serving.stdout?.on('data', (chunk: Buffer) => {
+        text += chunk.toString('utf8');
+        if (text.includes('\n')) resolve(text);
+      });
+      serving.on('exit', () => reject(new Error(`mount exited early: ${text}`)));
+    });
+    const report = JSON.parse(line) as { sizeBytes: number; readOnly: boolean };
+    t.is(report.sizeBytes, (await readFile(path)).length);
+    t.true(report.readOnly);
+  } finally {
+    if (serving.pid !== undefined) process.kill(serving.pid, 'SIGTERM');
+    await serving;
+  }
+});
+
+test('folders: a Parallels .hdd disk, a Parallels .pvm machine and an OVF folder are refused; a sparse bundle is read', async (t) => {
+  await requireTool(t, 'qemu-img');
+  const dir = await tempDir(t);
+  const hdd = join(dir, 'harddisk.hdd');
+  await mkdir(hdd);
+  await writeFile(join(hdd, 'DiskDescriptor.xml'), '<?xml version="1.0"?>\n<Parallels_disk_image Version="1.0"/>\n');
+  await execa('qemu-img', ['create', '-q', '-f', 'parallels', join(hdd, 'harddisk.hdd.0.{5fbaabe3-6958-40ff-92a7-860e329aab41}.hds'), '16M']);
+  const pvm = join(dir, 'vm.pvm');
+  await mkdir(pvm);
+  await writeFile(join(pvm, 'config.pvs'), '<ParallelsVirtualMachine/>\n');
+  const ovf = join(dir, 'appliance');
+  await mkdir(ovf);
+  await writeFile(join(ovf, 'appliance.ovf'), '<Envelope/>\n');
+  for (const [path, label] of [
+    [hdd, 'Parallels (.hdd folder)'],
+    [pvm, 'Parallels virtual machine (.pvm folder)'],
+    [ovf, 'OVF folder'],
+  ] as const) {
+    await assertRefused(t, dir, path, label);
+    const mount = await runSbm(['mount', path, '--socket', join(dir, 'nbd.sock')]);
+    t.is(mount.exitCode, 4);
+    t.is(mount.stderr, refusal(path, label));
+  }
+  const bundle = join(dir, 'vm.sparsebundle');
+  t.is((await runSbm(['create', bundle, '--size', '8M'])).exitCode, 0);
+  const info = await runSbm(['info', bundle, '--json']);
+  t.is(info.exitCode, 0, info.stderr);
+  t.is(JSON.parse(info.stdout).format, 'sparsebundle');
+  const raw = await runSbm(['info', bundle, '--format', 'raw']);
+  t.is(raw.exitCode, 2);
+  t.regex(raw.stderr, /^sbm: SBM_USAGE: --format raw reads a file; .* is a folder\n$/);
+});
+
+test('an encrypted sparse bundle is refused by convert, info and mount with SBM_ENCRYPTED, and nothing is written', async (t) => {
+  const dir = await tempDir(t);
+  const bundle = join(dir, 'secret.sparsebundle');
+  t.is((await runSbm(['create', bundle, '--size', '8M'])).exitCode, 0);
+  const token = Buffer.alloc(0x1de00);
+  token.write('encrcdsa', 0, 'latin1');
+  token.writeUInt32BE(2, 8);
+  await writeFile(join(bundle, 'token'), token);
+  const before = await listing(dir);
+  for (const args of [['convert', bundle, join(dir, 'copy.sparsebundle'), '--no-progress'], ['info', bundle], ['mount', bundle, '--socket', join(dir, 'nbd.sock')]]) {
+    const result = await runSbm(args);
+    t.is(result.exitCode, 4, args.join(' '));
+    t.regex(result.stderr, /^sbm: SBM_ENCRYPTED: .*secret\.sparsebundle is an encrypted bundle \(encrcdsa\)/, args.join(' '));
+    t.is(result.stderr.split('\n').length, 2, 'one line');
+  }
+  t.deepEqual(await listing(dir), before);
+});
+
+test('a tar whose first member is not an .ovf, and files too short for any signature, stay raw', async (t) => {
+  const dir = await tempDir(t);
+  const staging = join(dir, 'staging');
+  await mkdir(staging);
+  await writeFile(join(staging, 'disk1.vmdk'), Buffer.alloc(4 * KiB, 3));
+  await writeFile(join(staging, 'appliance.ovf'), '<Envelope/>\n');
+  const tar = join(dir, 'not-an.ova');
+  await execa('tar', ['--format=ustar', '-cf', tar, '-C', staging, 'disk1.vmdk', 'appliance.ovf']);
+  const short = join(dir, 'short.img');
+  await writeFile(short, Buffer.from('QFI', 'latin1'));
+  for (const path of [tar, short]) {
+    const info = await runSbm(['info', path, '--json']);
+    t.is(info.exitCode, 0, info.stderr);
+    t.is(JSON.parse(info.stdout).format, 'raw');
+  }
+});
