@@ -43,7 +43,7 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
     const onWarning = warningSink(argv);
     // Before the bundle is opened (opening it read-write already writes in it); createBackup
     // checks the set folder itself again.
-    await assertOutputOutsideInputs(argv.dest, [argv.bundle], { outputLabel: 'backup destination', refuseInputInsideOutput: false });
+    await assertOutputOutsideInputs(argv.dest, [argv.bundle], { outputLabel: 'backup destination', inputLabel: 'source bundle', refuseInputInsideOutput: false });
     const bundle = await openBundleOperations(argv.bundle, { onWarning, strictWarnings: argv.strict === true });
     try {
       const showProgress = argv.progress && !argv.json && process.stderr.isTTY;

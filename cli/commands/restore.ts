@@ -33,7 +33,7 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
   handler: action(async (argv) => {
     const onWarning = warningSink(argv);
     const manifest = await readManifest(argv.backup);
-    await assertOutputOutsideInputs(argv.target, [argv.backup]);
+    await assertOutputOutsideInputs(argv.target, [argv.backup], { outputLabel: 'restore target', inputLabel: 'backup' });
     const source = await SparseBundle.open(argv.backup, { readOnly: true, onWarning });
     try {
       let result: object;

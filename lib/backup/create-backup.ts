@@ -80,7 +80,7 @@ export interface BackupResult {
 export async function createBackup(source: BackupSource, destination: string, options: BackupOptions = {}): Promise<BackupResult> {
   const started = process.hrtime.bigint();
   const setDir = join(destination, source.name);
-  await assertOutputOutsideInputs(setDir, [source.path], { outputLabel: 'backup destination', refuseInputInsideOutput: false });
+  await assertOutputOutsideInputs(setDir, [source.path], { outputLabel: 'backup destination', inputLabel: 'source bundle', refuseInputInsideOutput: false });
   const setLock = await lockBackupSet(setDir);
   try {
     const discarded = await discardInterrupted(setDir);

@@ -15,6 +15,8 @@ import { SbmError } from '../errors.js';
 export interface OverlapOptions {
   /** What the output is called in the message ("output", "backup destination", ...). */
   readonly outputLabel?: string;
+  /** What the inputs are called ("input", "source bundle", "backup"). */
+  readonly inputLabel?: string;
   /**
    * Also refuse an existing output that holds an input (default true). Off for outputs that are
    * only added to, never replaced (a backup set).
@@ -31,6 +33,7 @@ interface Resolved {
 /** Throws SBM_OUTPUT_INSIDE_INPUT when `output` equals, lies inside, or (when replaced) holds an input. */
 export async function assertOutputOutsideInputs(output: string, inputs: readonly string[], options: OverlapOptions = {}): Promise<void> {
   const label = options.outputLabel ?? 'output';
+  const inputLabel = options.inputLabel ?? 'input';
   const out = await resolveNearestExisting(output);
   const outAncestors = await identitiesUpward(out.existing);
   for (const input of inputs) {
@@ -40,19 +43,19 @@ export async function assertOutputOutsideInputs(output: string, inputs: readonly
     if (inputId === undefined) continue;
     if (outAncestors.has(inputId)) {
       const how = out.exists && (await identityOf(out.existing)) === inputId ? 'is' : 'lies inside';
-      throw overlapError(`${label} ${output} ${how} the input ${input}${real === resolve(input) ? '' : ` (${real})`}`, output, input);
+      throw overlapError(`${label} ${output} ${how} the ${inputLabel} ${input}${real === resolve(input) ? '' : ` (${real})`}`, output, input);
     }
     if (out.exists && options.refuseInputInsideOutput !== false) {
       const outId = await identityOf(out.existing);
       if (outId !== undefined && (await identitiesUpward(real)).has(outId)) {
-        throw overlapError(`${label} ${output} holds the input ${input}; replacing it would delete the input`, output, input);
+        throw overlapError(`${label} ${output} holds the ${inputLabel} ${input}; replacing it would delete the ${inputLabel}`, output, input);
       }
     }
   }
 }
 
 function overlapError(detail: string, output: string, input: string): SbmError {
-  return new SbmError('SBM_OUTPUT_INSIDE_INPUT', `${detail}; choose an output outside every input`, { output, input });
+  return new SbmError('SBM_OUTPUT_INSIDE_INPUT', `${detail}; choose a path outside it`, { output, input });
 }
 
 async function resolveNearestExisting(path: string): Promise<Resolved> {
