@@ -8,7 +8,8 @@ import { writeFully } from './read-fully.js';
 import { NotRegularFileError, fileKind } from './safe-open.js';
 
 export async function fsyncDirectory(path: string): Promise<void> {
-  const handle = await open(path, 'r');
+  // O_DIRECTORY: a FIFO left where a folder belongs fails at once instead of blocking the open.
+  const handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     await handle.sync();
   } finally {

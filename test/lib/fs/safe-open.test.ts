@@ -6,7 +6,7 @@ import { execa } from 'execa';
 import { constants } from 'node:fs';
 import { access, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { copyFileDurably } from '../../../lib/fs/atomic-write.js';
+import { copyFileDurably, fsyncDirectory } from '../../../lib/fs/atomic-write.js';
 import { isNotRegularFile, openRegular, readSmallFile } from '../../../lib/fs/safe-open.js';
 import { tempDir } from '../../helpers/tools.js';
 
@@ -57,5 +57,14 @@ test('copyFileDurably copies only a regular file: a symlink or FIFO source is re
   t.like(await t.throwsAsync(copyFileDurably(join(dir, 'fifo'), join(dir, 'copy-2'))), { kind: 'FIFO' });
   await t.throwsAsync(access(join(dir, 'copy-1')), { code: 'ENOENT' });
   await copyFileDurably(join(dir, 'secret'), join(dir, 'copy-3'));
+  t.pass();
+});
+
+test('fsyncDirectory fails at once on a FIFO where a folder belongs', async (t) => {
+  t.timeout(10_000);
+  const dir = await tempDir(t);
+  await execa('mkfifo', [join(dir, 'fifo')]);
+  await t.throwsAsync(fsyncDirectory(join(dir, 'fifo')), { code: 'ENOTDIR' });
+  await fsyncDirectory(dir);
   t.pass();
 });
