@@ -8,7 +8,7 @@ import { ChangeLog, scanChangeLog } from './change-log.js';
 import { ChangeTracker, type OpenOptions, type TrackerHost } from './change-tracker.js';
 import { CHANGE_LOG_FILE, STAT_CACHE_FILE } from './constants.js';
 import { LogIndex } from './log-index.js';
-import { LOG_BEHIND_MARK, startEpoch } from './start-epoch.js';
+import { LOG_BEHIND_MARK, STATE_BEHIND, startEpoch, stateBehind } from './start-epoch.js';
 import { StatCache, statCacheMaxBytes } from './stat-cache.js';
 import { ensureReserve } from './tracking-file.js';
 import { type TrackingState, epochTagOf, folderIdentity, readTrackingState } from './tracking-state.js';
@@ -28,7 +28,15 @@ export async function openReadOnly({ host, onWarning }: OpenOptions): Promise<Ch
   const reason =
     problem ??
     log.problem ??
-    (scan.damaged ? 'change log damaged' : !scan.markHeld ? LOG_BEHIND_MARK : cache === undefined ? 'stat cache missing or damaged' : undefined);
+    (scan.damaged
+      ? 'change log damaged'
+      : !scan.markHeld
+        ? LOG_BEHIND_MARK
+        : cache === undefined
+          ? 'stat cache missing or damaged'
+          : stateBehind(state, scan, cache)
+            ? STATE_BEHIND
+            : undefined);
   return ChangeTracker.build(host, state, reason, scan.index, cache, undefined, onWarning);
 }
 

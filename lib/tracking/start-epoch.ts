@@ -63,6 +63,8 @@ export async function startEpoch(host: TrackerHost, onWarning: WarningSink): Pro
       reason = LOG_BEHIND_MARK;
     } else if (cache === undefined) {
       reason = 'stat cache missing or damaged';
+    } else if (stateBehind(state, scan, cache)) {
+      reason = STATE_BEHIND;
     } else {
       const compacted = await compactIfLarge(host, logPath, scan, tag, cache.logBandsAtLeast);
       if (compacted === scan) return { state, scan, cache };
@@ -90,6 +92,20 @@ export async function startEpoch(host: TrackerHost, onWarning: WarningSink): Pro
   const cache = await StatCache.load(join(sbm, STAT_CACHE_FILE), tag, true);
   if (cache === undefined) throw new SbmError('SBM_INTERNAL', 'stat cache written but not readable');
   return { state, scan: emptyScan(new Map()), cache };
+}
+
+/** Why a state older than the log or the stat cache (rolled back) is not trusted. */
+export const STATE_BEHIND = 'tracking state is older than the change log or stat cache (rolled back)';
+
+/**
+ * Records are never written above the state's generation, and the stat cache is saved after the
+ * state it follows: anything newer means the state went back in time, and generations it hands
+ * out again would collide with tokens already issued.
+ */
+export function stateBehind(state: TrackingState, scan: LogScan, cache: StatCache): boolean {
+  if (cache.savedGeneration > state.generation) return true;
+  for (const generation of scan.index.recentEntries.values()) if (generation > state.generation) return true;
+  return false;
 }
 
 /** Why a log that lost records made durable is not answered from. */

@@ -169,7 +169,7 @@ export class StatCache {
   private constructor(
     private readonly handle: FileHandle,
     readonly writable: boolean,
-    header: Record<'flags' | 'presentBands' | 'logTrustedBytes' | 'logTrustedCrc' | 'logBandsAtLeast', number>,
+    header: Record<'flags' | 'presentBands' | 'logTrustedBytes' | 'logTrustedCrc' | 'logBandsAtLeast' | 'statGeneration', number>,
     fileBytes: number,
     readonly epochTag: number,
     public dirStamp: FileStamp | undefined,
@@ -179,6 +179,7 @@ export class StatCache {
     this.presentCountValue = header.presentBands;
     this.logTrusted = (header.flags & STAT_CACHE_FLAG_LOG_TRUSTED) === 0 ? undefined : { bytes: header.logTrustedBytes, crc: header.logTrustedCrc };
     this.logBandsAtLeast = header.logBandsAtLeast;
+    this.savedGeneration = header.statGeneration;
     this.fileBytes = fileBytes;
     this.bytes = bytes;
   }
@@ -187,6 +188,8 @@ export class StatCache {
   readonly logTrusted: LogPoint | undefined;
   /** Lower bound on the distinct bands in changes.log as loaded (0 = unknown). */
   readonly logBandsAtLeast: number;
+  /** The generation of the last save as loaded: never above the state's (the state is written first). */
+  readonly savedGeneration: number;
 
   /**
    * Loads the header; a missing file, a bad header, another epoch's file, or something that is no
@@ -228,7 +231,7 @@ export class StatCache {
   /** Creates an empty cache file for a new epoch (caller renames it into place). */
   static async create(path: string, epochTag: number): Promise<StatCache> {
     const handle = await open(path, 'wx+', 0o644); // a fresh staged name: never someone else's file
-    const empty = { flags: STAT_CACHE_FLAG_PRESENT_COUNT, presentBands: 0, logTrustedBytes: 0, logTrustedCrc: 0, logBandsAtLeast: 0 };
+    const empty = { flags: STAT_CACHE_FLAG_PRESENT_COUNT, presentBands: 0, logTrustedBytes: 0, logTrustedCrc: 0, logBandsAtLeast: 0, statGeneration: 0 };
     return new StatCache(handle, true, empty, STAT_CACHE_HEADER_SIZE, epochTag, undefined, Buffer.alloc(STAT_CACHE_HEADER_SIZE));
   }
 

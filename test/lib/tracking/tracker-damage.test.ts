@@ -21,7 +21,7 @@ interface Setup {
   readonly path: string;
   readonly token: string;
   /** Tracker files as they were right after the token. */
-  readonly atToken: { log: string; cache: string };
+  readonly atToken: { log: string; cache: string; state: string };
 }
 
 async function setup(t: Parameters<typeof tempDir>[0]): Promise<Setup> {
@@ -31,9 +31,10 @@ async function setup(t: Parameters<typeof tempDir>[0]): Promise<Setup> {
   for (let band = 0; band < 10; band++) await bundle.write(band * MiB, Buffer.alloc(4096, band + 1));
   const token = await bundle.token();
   await bundle.close();
-  const atToken = { log: join(dir, 'log-at-token'), cache: join(dir, 'cache-at-token') };
+  const atToken = { log: join(dir, 'log-at-token'), cache: join(dir, 'cache-at-token'), state: join(dir, 'state-at-token') };
   await copyFile(join(path, '.sbm', 'changes.log'), atToken.log);
   await copyFile(join(path, '.sbm', 'stat-cache'), atToken.cache);
+  await copyFile(join(path, '.sbm', 'state'), atToken.state);
   bundle = await SparseBundle.open(path);
   await bundle.write(1 * MiB + 100, Buffer.from('one'));
   await bundle.write(5 * MiB + 100, Buffer.from('five'));
@@ -137,4 +138,16 @@ test('a log longer than the mark (records appended after the last state write) i
   t.teardown(() => reopened.close());
   t.false(warnings.items.some((warning) => warning.code === 'SBM_TRACKING_RESET'));
   t.deepEqual((await reopened.changedSince(state.token)).bands.map((band) => band.bandIndex), [1, 2, 5, 7]);
+});
+
+test('a state file rolled back to the token (log and cache newer) refuses: its generations would be handed out again', async (t) => {
+  const state = await setup(t);
+  await copyFile(state.atToken.state, join(state.path, '.sbm', 'state'));
+  t.is(await assertNoUnderReport(t, state, 'state rolled back'), 'refused');
+  // The new epoch answers its own tokens.
+  const bundle = await SparseBundle.open(state.path);
+  const fresh = await bundle.token();
+  await bundle.write(2 * MiB, Buffer.from('two'));
+  t.deepEqual((await bundle.changedSince(fresh)).bands.map((band) => band.bandIndex), [2]);
+  await bundle.close();
 });
