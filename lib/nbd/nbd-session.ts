@@ -104,7 +104,7 @@ export class NbdSession implements BudgetWaiter {
       this.protocol.receive(chunk);
       this.pump();
     });
-    // Replies the client has not read yet also hold memory (error replies are not "in flight").
+    // Replies the client has not read yet hold memory: saturated() waits for them to drain.
     socket.on('drain', () => this.pump());
     socket.on('end', () => {
       this.inputEnded = true;
