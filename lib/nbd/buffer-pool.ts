@@ -49,6 +49,11 @@ export class BufferPool {
     this.idleBytes = 0;
   }
 
+  /** Bytes of idle buffers kept for reuse. */
+  get idleBufferBytes(): number {
+    return this.idleBytes;
+  }
+
   get idleBuffers(): number {
     return this.free.reduce((sum, list) => sum + list.length, 0);
   }

@@ -3,8 +3,10 @@
 //
 // - Connection limit: a client arriving when maxConnections are open takes the place of the
 //   connection idle longest (in transmission, nothing in flight, no reply completed) for at least
-//   idleTimeoutMs; if none is, the newcomer is refused (closed at once). Idle connections are never
-//   dropped below the limit: an idle VM disk is normal.
+//   idleTimeoutMs; failing that, of the client longest in the handshake for over a second (real
+//   clients finish it in milliseconds; slow ones are dropped at handshakeTimeoutMs anyway); if
+//   none, the newcomer is refused (closed at once). Nothing is dropped below the limit: an idle
+//   VM disk is normal.
 // - Stalled clients: while some connection waits for the server-wide in-flight budget, a
 //   connection that has held budget for stallTimeoutMs without completing a request, because its
 //   client does not read the replies (or does not finish sending a WRITE payload), is dropped, so
@@ -18,6 +20,9 @@ import type { InFlightBudget } from './in-flight-budget.js';
 import type { NbdSession } from './nbd-session.js';
 
 const debug = debugLog('sbm:nbd');
+
+/** At the connection limit, a client still in the handshake after this long may give way. */
+const HANDSHAKE_GRACE_MS = 1000;
 
 export interface ConnectionGuardLimits {
   readonly maxConnections: number;
@@ -52,13 +57,26 @@ export class ConnectionGuard {
         victim = session;
       }
     }
-    if (victim === undefined) {
-      debug('refusing a connection: %d open, none idle for %d ms', this.sessions.size, this.limits.idleTimeoutMs);
-      return false;
+    if (victim !== undefined) {
+      victim.evict(`idle for ${longest} ms at the connection limit`);
+      this.sessions.delete(victim);
+      return true;
     }
-    victim.evict(`idle for ${longest} ms at the connection limit`);
-    this.sessions.delete(victim);
-    return true;
+    let slowest = HANDSHAKE_GRACE_MS - 1;
+    for (const session of this.sessions) {
+      const connected = session.handshakeMs(now);
+      if (connected > slowest) {
+        slowest = connected;
+        victim = session;
+      }
+    }
+    if (victim !== undefined) {
+      victim.drop(`still in the handshake after ${slowest} ms at the connection limit`);
+      this.sessions.delete(victim);
+      return true;
+    }
+    debug('refusing a connection: %d open, none idle for %d ms', this.sessions.size, this.limits.idleTimeoutMs);
+    return false;
   }
 
   add(session: NbdSession): void {

@@ -72,6 +72,7 @@ export class NbdSession implements BudgetWaiter {
   private completed = 0;
   private completedAtSweep = 0;
   private quietSince = Date.now();
+  private readonly connectedAt = Date.now();
   /** No more input is parsed: DISC, ABORT, EOF or server shutdown. */
   private stopped = false;
   /** The client shut its sending side: finish what it sent, then close. */
@@ -163,6 +164,11 @@ export class NbdSession implements BudgetWaiter {
   idleMs(now: number): number {
     if (this.stopped || !this.protocol.inTransmission || this.inFlightBytes > 0 || this.parked !== undefined) return -1;
     return this.completed === this.completedAtSweep ? now - this.quietSince : -1;
+  }
+
+  /** How long a client still in the handshake has been connected, or -1 once it chose an export. */
+  handshakeMs(now: number): number {
+    return this.stopped || this.protocol.inTransmission || this.socket.destroyed ? -1 : now - this.connectedAt;
   }
 
   /**

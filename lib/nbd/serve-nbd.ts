@@ -66,6 +66,8 @@ export interface ServeNbdOptions {
 
 export interface NbdServerStats extends InFlightBudgetStats {
   readonly connections: number;
+  /** Released buffers kept for reuse (0 once the last client has left). */
+  readonly pooledBytes: number;
 }
 
 export interface NbdServerHandle extends AsyncDisposable {
@@ -160,7 +162,7 @@ export async function serveNbd(device: BlockDevice, options: ServeNbdOptions = {
     get connections() {
       return sessions.size;
     },
-    stats: () => ({ connections: sessions.size, ...budget.stats() }),
+    stats: () => ({ connections: sessions.size, pooledBytes: pool.idleBufferBytes, ...budget.stats() }),
     close,
     [Symbol.asyncDispose]: close,
   };

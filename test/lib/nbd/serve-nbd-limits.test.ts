@@ -60,7 +60,7 @@ async function until(condition: () => boolean, timeoutMs: number): Promise<boole
 }
 
 test('at the connection limit, a new client replaces the longest-idle one; a busy one is never evicted', async (t) => {
-  const server = await serve(t, { maxConnections: 3, idleTimeoutMs: 300 });
+  const server = await serve(t, { maxConnections: 3, idleTimeoutMs: 1000 });
   const busy = await handshaken(t, server);
   const idleA = await handshaken(t, server);
   const idleB = await handshaken(t, server);
@@ -71,9 +71,9 @@ test('at the connection limit, a new client replaces the longest-idle one; a bus
   t.is(server.stats().connections, 3);
 
   // The busy client keeps working; the other two sit idle past the timeout.
-  for (let round = 0; round < 8; round++) {
+  for (let round = 0; round < 14; round++) {
     t.true(await served(busy, BigInt(round)));
-    await sleep(60);
+    await sleep(100);
   }
   const late = await client(t, server);
   t.true(await greeted(late), 'a new client is served once a connection has been idle long enough');
@@ -83,6 +83,21 @@ test('at the connection limit, a new client replaces the longest-idle one; a bus
   t.false(busy.ended, 'a client using the disk is not evicted');
   t.true(await served(busy, 100n));
   t.is(server.stats().connections, 3);
+});
+
+test('at the connection limit, a client stuck in the handshake for over a second gives way to a new one', async (t) => {
+  const server = await serve(t, { maxConnections: 2, idleTimeoutMs: 60_000 });
+  const stuck = await client(t, server);
+  t.true(await greeted(stuck));
+  const working = await handshaken(t, server);
+  const early = await client(t, server);
+  t.false(await greeted(early), 'refused: the stuck client has not used its grace second yet');
+  await sleep(1100);
+  const late = await client(t, server);
+  t.true(await greeted(late));
+  await stuck.closed;
+  t.false(working.ended, 'a connection in use keeps its place');
+  t.true(await served(working, 1n));
 });
 
 test('idle clients are not dropped while the server is below its limit', async (t) => {
@@ -154,6 +169,10 @@ test('clients that never read: stalled holders are dropped while others wait, a 
   t.true(await until(() => server.stats().inFlightBytes === 0 && server.stats().connections === 1, 5000), `budget back to 0 (now ${server.stats().inFlightBytes})`);
   t.is(server.stats().waitingSessions, 0);
   t.true(await served(other, 10_000n));
+  t.true(server.stats().pooledBytes > 0, 'released buffers are kept for reuse while clients remain');
+  other.destroy();
+  t.true(await until(() => server.stats().connections === 0, 5000));
+  t.is(server.stats().pooledBytes, 0, 'and let go when the last client leaves');
 });
 
 test('large WRITE payloads are reserved before they are read: half-sent payloads cannot exceed the budget', async (t) => {
