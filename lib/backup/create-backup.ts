@@ -17,11 +17,11 @@
 //   5. release the frozen point (as soon as the bands are read); on any failure remove
 //      <stem>.inProgress (no other backup is touched)
 
-import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { bandFileName, bundlePaths, parseBandName } from '../bundle/bundle-paths.js';
 import { SbmError, fromSystemError, isSbmError } from '../errors.js';
-import { readBundleInfo } from '../bundle/bundle-files.js';
+import { readBundleInfo, readPlistBytes } from '../bundle/bundle-files.js';
 import { fsyncDirectory, writeNewFileDurably } from '../fs/atomic-write.js';
 import { assertOutputOutsideInputs } from '../fs/output-inside-input.js';
 import { writeFully } from '../fs/read-fully.js';
@@ -190,7 +190,7 @@ async function buildBackup(
   const bandsDir = join(building, 'bands');
   await mkdir(bandsDir); // building/ and building/.sbm/ came with the marker (claimBuildFolder)
   // The backup carries the frozen point's plist bytes: a complete bundle that hdiutil opens.
-  const plist = await readFile(frozenPaths.infoPlist).catch(() => readFile(frozenPaths.infoBackup));
+  const plist = await readPlistBytes(frozenPaths.infoPlist, 'Info.plist').catch(() => readPlistBytes(frozenPaths.infoBackup, 'Info.bckup'));
   const copyMode = options.copyMode === true;
   const built = { bands: {} as Record<string, BandRecord>, bandsCopied: 0, bandsLinked: 0, bytesWritten: 0 };
   let bandsDone = 0;
