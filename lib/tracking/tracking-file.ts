@@ -72,7 +72,8 @@ export async function readTrackingFile(path: string, maxBytes: number): Promise<
 /** Removes whatever non-file sits where a tracker file belongs (a folder included), so a new one can be renamed there. */
 export async function removeIfNotFile(path: string): Promise<void> {
   const info = await lstat(path).catch(() => undefined);
-  if (info !== undefined && !info.isFile() && !info.isSymbolicLink()) await rm(path, { recursive: true, force: true });
+  // rm removes a symlink itself, never its target.
+  if (info !== undefined && !info.isFile()) await rm(path, { recursive: true, force: true });
 }
 
 function kindOf(info: { isDirectory(): boolean; isFIFO(): boolean; isSymbolicLink(): boolean; isSocket(): boolean }): string {
@@ -93,19 +94,18 @@ export async function ensureReserve(sbmDir: string): Promise<void> {
   const path = join(sbmDir, RESERVE_FILE);
   const check = await checkTrackingFile(path, RESERVE_BYTES);
   if (check.kind === 'ok' && check.sizeBytes === RESERVE_BYTES) return;
-  if (check.kind === 'bad') await removeIfNotFile(path);
+  if (check.kind === 'bad') await rm(path, { recursive: true, force: true }); // rm never follows a symlink
   let handle: FileHandle | undefined;
   try {
     handle = await open(path, constants.O_WRONLY | constants.O_CREAT | SAFE_FLAGS, 0o600);
     // Written, not only sized: a sparse file would hold no blocks to give back.
     await writeFully(handle, Buffer.alloc(RESERVE_BYTES), 0);
     await handle.close();
-  } catch (error) {
+  } catch {
     await handle?.close().catch(() => undefined);
-    // No room (or the name is taken by something odd): run without a reserve; a partial one holds
-    // some blocks, which still helps, but a wrong-sized file is rebuilt next time anyway.
+    // No room (or the name is taken by something odd): run without a reserve this time. The
+    // reserve only helps on a full filesystem; failing to make it never fails an open.
     await unlink(path).catch(() => undefined);
-    if (!isNoSpace(error)) throw fromSystemError(error, 'cannot create the tracker reserve file', path);
   }
 }
 

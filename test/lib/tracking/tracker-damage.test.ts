@@ -5,7 +5,7 @@
 import test from 'ava';
 import { execa } from 'execa';
 import { join } from 'node:path';
-import { appendFile, copyFile, mkdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, lstat, mkdir, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { SparseBundle } from '../../../lib/engine/sparse-bundle.js';
 import { isSbmError } from '../../../lib/errors.js';
@@ -150,4 +150,20 @@ test('a state file rolled back to the token (log and cache newer) refuses: its g
   await bundle.write(2 * MiB, Buffer.from('two'));
   t.deepEqual((await bundle.changedSince(fresh)).bands.map((band) => band.bandIndex), [2]);
   await bundle.close();
+});
+
+test('.sbm/reserve that is a symlink or a folder: opens work, nothing outside the bundle is written', async (t) => {
+  const state = await setup(t);
+  const outside = join(state.path, '..', 'outside.txt');
+  await writeFile(outside, 'keep me');
+  const reserve = join(state.path, '.sbm', 'reserve');
+  for (const make of [() => symlink(outside, reserve), () => mkdir(reserve)]) {
+    await rm(reserve, { recursive: true, force: true });
+    await make();
+    const bundle = await SparseBundle.open(state.path);
+    await bundle.write(2 * MiB, Buffer.from('two'));
+    await bundle.close();
+    t.is(await readFile(outside, 'utf8'), 'keep me');
+    t.true((await lstat(reserve)).isFile(), 'a real reserve file replaced it');
+  }
 });
