@@ -99,15 +99,19 @@ test('export and mount refuse an unsupported image too; mount --format raw serve
     cwd: join(import.meta.dirname, '..', '..'),
   });
   try {
-    const line = await new Promise<string>((resolve, reject) => {
+    // The report is pretty-printed JSON and may arrive in several chunks: wait until it parses.
+    const report = await new Promise<{ sizeBytes: number; readOnly: boolean }>((resolve, reject) => {
       let text = '';
       serving.stdout?.on('data', (chunk: Buffer) => {
         text += chunk.toString('utf8');
-        if (text.includes('\n')) resolve(text);
+        try {
+          resolve(JSON.parse(text));
+        } catch {
+          // incomplete so far: keep reading
+        }
       });
       serving.on('exit', () => reject(new Error(`mount exited early: ${text}`)));
     });
-    const report = JSON.parse(line) as { sizeBytes: number; readOnly: boolean };
     t.is(report.sizeBytes, (await readFile(path)).length);
     t.true(report.readOnly);
   } finally {
