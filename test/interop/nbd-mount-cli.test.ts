@@ -222,3 +222,26 @@ test('sbm mount stays under 256 MiB RSS while 63 clients leave six 32 MiB READs 
   process.kill(pid, 'SIGTERM');
   t.is((await child).exitCode, 0);
 });
+
+test('sbm mount: 100 clients that finish the handshake and sit idle do not lock out the next one', async (t) => {
+  const path = await makeBundle(t);
+  const socket = join(dirname(path), 'nbd.sock');
+  const { child } = await startMount(t, [path, '--socket', socket], (text) => text.includes('\n'));
+  const idle: RawClient[] = [];
+  t.teardown(() => idle.forEach((raw) => raw.destroy()));
+  for (let index = 0; index < 100; index++) {
+    const raw = await RawClient.connect({ socketPath: socket });
+    idle.push(raw);
+    await raw.handshake();
+  }
+  const next = await RawClient.connect({ socketPath: socket });
+  t.teardown(() => next.destroy());
+  await next.handshake();
+  next.send(request(C.NBD_CMD_READ, 0, 1n, 8 * MIB, 4096));
+  const reply = await next.simpleReply(4096);
+  t.is(reply.error, 0);
+  t.true(reply.data.equals(seededBytes(4096, 5)));
+  t.true(idle.every((raw) => !raw.ended), 'below the limit nobody is evicted');
+  process.kill(child.pid as number, 'SIGTERM');
+  t.is((await child).exitCode, 0);
+});
