@@ -24,7 +24,7 @@
 //              count is the engine's listing, or the stat cache's when bands/ was not listed).
 
 import { readdir } from 'node:fs/promises';
-import { SbmError } from '../errors.js';
+import { SbmError, isSbmError } from '../errors.js';
 import type { BundlePaths } from '../bundle/bundle-paths.js';
 import { parseBandName } from '../bundle/bundle-paths.js';
 import { inSyncRuns } from '../sync-runs.js';
@@ -37,7 +37,6 @@ import { type TrackingState, epochTagOf, nextGeneration, writeTrackingState } fr
 import { type TrackingToken, formatToken, parseToken, refuseToken } from './tracking-token.js';
 import { openReadOnly, openReadWrite } from './open-tracker.js';
 import { withSpace } from './tracking-file.js';
-import { isSbmError } from '../errors.js';
 
 export type AuditMode = 'auto' | 'full' | 'directory';
 
