@@ -7,7 +7,8 @@
 import { writeFile } from 'node:fs/promises';
 import type { CommandModule } from 'yargs';
 import { openBundleOperations } from '../../lib/control/open-bundle-operations.js';
-import { SbmError } from '../../lib/errors.js';
+import { SbmError, fromSystemError } from '../../lib/errors.js';
+import { isNoSpace } from '../../lib/tracking/tracking-file.js';
 import type { AuditMode, ChangedBand } from '../../lib/tracking/change-tracker.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, strictOption, warningSink } from '../command-kit.js';
@@ -54,7 +55,7 @@ export const changedBandsCommand: CommandModule<object, ChangedBandsArgs> = {
     const bundle = await openBundleOperations(argv.bundle, { onWarning: warningSink(argv, warnings), strictWarnings: argv.strict === true, deferBandListing: true });
     try {
       const { sinceKind, bandSizeBytes, report } = await bundle.changedSince(argv.since, argv.audit);
-      if (argv.tokenFile !== undefined && report.token !== undefined) await writeFile(argv.tokenFile, `${report.token}\n`);
+      if (argv.tokenFile !== undefined && report.token !== undefined) await writeTokenFile(argv.tokenFile, report.token);
       if (argv.json) {
         printJson({
           since: report.since,
@@ -89,6 +90,18 @@ export const changedBandsCommand: CommandModule<object, ChangedBandsArgs> = {
     }
   }),
 };
+
+/** A full filesystem is SBM_NO_SPACE (the token given to --since stays valid), never an internal error. */
+async function writeTokenFile(path: string, token: string): Promise<void> {
+  try {
+    await writeFile(path, `${token}\n`);
+  } catch (error) {
+    if (isNoSpace(error)) {
+      throw new SbmError('SBM_NO_SPACE', `cannot write the next token to ${path}: the filesystem is full (the --since token is still valid)`, { path }, { cause: error });
+    }
+    throw fromSystemError(error, 'cannot write the next token', path);
+  }
+}
 
 function mergeRanges(bands: readonly ChangedBand[]): Array<{ offset: number; length: number }> {
   const ranges: Array<{ offset: number; length: number }> = [];

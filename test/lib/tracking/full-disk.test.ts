@@ -101,3 +101,16 @@ test('changed-bands with 0 bytes free answers, or fails with SBM_NO_SPACE (exit 
   t.is(again.exitCode, 0, again.stderr);
   t.is(again.stdout, 'bands/3\n');
 });
+
+test('--token-file on a full filesystem is SBM_NO_SPACE (exit 1), and the --since token stays valid', async (t) => {
+  const { path, token } = await bundleWithToken(await tempDir(t));
+  const bundle = await SparseBundle.open(path);
+  await bundle.write(3 * MiB, Buffer.from('three'));
+  await bundle.close();
+  const full = await runSbm(['changed-bands', path, '--since', token, '--relative', '--token-file', '/dev/full']);
+  t.is(full.exitCode, 1, full.stderr);
+  t.regex(full.stderr, /^sbm: SBM_NO_SPACE: cannot write the next token/);
+  const again = await runSbm(['changed-bands', path, '--since', token, '--relative']);
+  t.is(again.exitCode, 0, again.stderr);
+  t.is(again.stdout, 'bands/3\n');
+});
