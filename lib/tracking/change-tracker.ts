@@ -2,8 +2,11 @@
 //
 //   write path    record (generation, band) durable in changes.log  ->  band changes  ->  ack
 //                 (first change of a band per generation only; later ones cost nothing)
-//   checkpoint    stat the bands sbm touched -> stat-cache (fdatasync) -> generation + 1 in
-//                 .sbm/state (atomic) -> token names the closed generation
+//   checkpoint    generation + 1 and the log's high-water mark in .sbm/state (atomic) -> stat
+//                 the bands sbm touched -> stat-cache (fdatasync) -> token names the closed
+//                 generation. The state goes first: a slot may only vouch for records that a
+//                 durable mark covers, so a log cut back below the mark is found (start-epoch.ts)
+//                 rather than trusted. A clean close writes the mark the same way before its save.
 //   changedSince  bands with a record newer than the token  ∪  bands whose stat differs from the
 //                 stat-cache without a newer record explaining it (edits behind sbm's back)
 //
