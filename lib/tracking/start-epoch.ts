@@ -26,7 +26,7 @@ import type { TrackerHost } from './change-tracker.js';
 import { CHANGE_LOG_FILE, COMPACT_MIN_RECORDS, STAT_CACHE_FILE } from './constants.js';
 import { type FileStamp, StatCache, stampPath, stampPathSync, statCacheMaxBytes } from './stat-cache.js';
 import { SbmError } from '../errors.js';
-import { removeIfNotFile, withSpace } from './tracking-file.js';
+import { isNoSpace, removeIfNotFile, withSpace } from './tracking-file.js';
 import { type TrackingState, epochTagOf, folderIdentity, newEpochState, readTrackingState, writeTrackingState } from './tracking-state.js';
 
 export interface OpenedEpoch {
@@ -145,7 +145,12 @@ async function compactIfLarge(host: TrackerHost, logPath: string, scan: LogScan,
   if (scan.recordCount < 4 * latest.size) return scan;
   const records = [...latest].sort((a, b) => a[0] - b[0]).map(([bandIndex, generation]) => encodeChangeRecord(tag, generation, bandIndex));
   const bytes = Buffer.concat(records);
-  await ChangeLog.rewrite(logPath, host.paths.tmp, bytes);
+  try {
+    await ChangeLog.rewrite(logPath, host.paths.tmp, bytes);
+  } catch (error) {
+    if (isNoSpace(error)) return scan; // compaction only saves space later; without room, skip it
+    throw error;
+  }
   // The rewritten log no longer starts with the stat cache's trusted bytes: nothing is trusted.
   return { ...emptyScan(latest), recordCount: records.length, validBytes: bytes.length, validCrc: logCrc(bytes) };
 }
