@@ -10,19 +10,21 @@
 
 import { constants, lstatSync, type Stats } from 'node:fs';
 import { lstat, open, type FileHandle } from 'node:fs/promises';
+import { SbmError } from '../errors.js';
 
 const SAFE_FLAGS = constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
-/** A path inside a bundle is a symlink, FIFO, device, socket or folder where a file belongs. */
-export class NotRegularFileError extends Error {
-  readonly code = 'ENOTREGULAR';
+/**
+ * A path inside a bundle is a symlink, FIFO, device, socket or folder where a file belongs. Callers
+ * that know what the file is for turn it into their own code (SBM_BAD_BAND, SBM_BAD_PLIST, ...).
+ */
+export class NotRegularFileError extends SbmError {
   constructor(
     readonly path: string,
     /** What the path is instead: "symlink", "FIFO", "folder", ... */
     readonly kind: string,
   ) {
-    super(`${path} is a ${kind}, not a regular file`);
-    this.name = 'NotRegularFileError';
+    super('SBM_NOT_REGULAR_FILE', `${path} is a ${kind}, not a regular file`, { path, kind });
   }
 }
 
