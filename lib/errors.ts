@@ -32,6 +32,7 @@ export const ERROR_CODES = {
   SBM_UNKNOWN_FORMAT: { exitCode: 4, summary: 'input format not recognised from its content' },
   SBM_UNSUPPORTED: { exitCode: 4, summary: 'recognised format or feature that sbm does not support' },
   SBM_CORRUPT: { exitCode: 4, summary: 'input is damaged (bad structure, truncated, pointers out of range)' },
+  SBM_NOT_REGULAR_FILE: { exitCode: 4, summary: 'a file inside a bundle is a symlink, FIFO, device or folder where a regular file belongs' },
   SBM_BAD_BAND: { exitCode: 4, summary: 'a band file (or bands/ itself) is a symlink, FIFO, device or folder: damage sbm never reads or writes through' },
   SBM_PATH_OUTSIDE: { exitCode: 4, summary: 'a descriptor names a file outside its own folder (allow with --allow-outside)' },
   SBM_CHECK_FAILED: { exitCode: 5, summary: '`sbm check` found problems in the bundle' },
