@@ -96,7 +96,8 @@ for (const name of Object.keys(LEAN_COMMAND_LOADERS)) {
     const keys = handlerKeys(command);
     let accepted = 0;
     await fc.assert(
-      fc.asyncProperty(pieces(command), async (args) => {
+      // Plain calls mixed in: random pieces alone rarely make a call the lean parser takes.
+      fc.asyncProperty(fc.oneof(pieces(command), plainCall(command)), async (args) => {
         const lean = leanParse(command, args);
         if (lean === undefined) return;
         accepted++;
