@@ -29,6 +29,8 @@ export interface CrashRunOptions {
   readonly maxRunMs: number;
   /** Share of rounds (0..1) whose tracker files are damaged after the kill; 0 by default. */
   readonly damageRate?: number;
+  /** Start no new round after this many ms (rounds still caps the count): keeps a loaded CI run inside its timeout. */
+  readonly timeBudgetMs?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -71,7 +73,8 @@ export async function runCrashRounds(options: CrashRunOptions): Promise<CrashRun
     await bundle.close();
     await keepTrackerCopies(bundlePath, copiesDir);
   }
-  for (let round = 0; round < options.rounds; round++) {
+  const stopAt = options.timeBudgetMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeBudgetMs;
+  for (let round = 0; round < options.rounds && Date.now() < stopAt; round++) {
     const where = `round ${round} (seed ${options.seed})`;
     const childSeed = options.seed * 1000 + round + 1;
     const lines = await runChild(bundlePath, childSeed, 20 + random(options.maxRunMs));
