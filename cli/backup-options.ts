@@ -1,29 +1,44 @@
 // Options shared by `sbm backup` (thinning after each run) and `sbm thin`.
 
 import type { ThinPolicy } from '../lib/backup/thin-backups.js';
-import { parseSize } from '../lib/size.js';
+import { checkOptions, integer, size } from './option-values.js';
 
+/** Counts are strings in the table so that cli/option-values.ts judges what was typed. */
 export const thinOptions = {
-  'keep-hourly': { type: 'number', describe: 'keep the newest backup of each of the last N hours' },
-  'keep-daily': { type: 'number', describe: 'keep the newest backup of each of the last N days' },
-  'keep-weekly': { type: 'number', describe: 'keep the newest backup of each of the last N weeks' },
+  'keep-hourly': { type: 'string', describe: 'keep the newest backup of each of the last N hours (N >= 1)' },
+  'keep-daily': { type: 'string', describe: 'keep the newest backup of each of the last N days (N >= 1)' },
+  'keep-weekly': { type: 'string', describe: 'keep the newest backup of each of the last N weeks (N >= 1)' },
   'max-bytes': { type: 'string', describe: 'then delete the oldest backups until the set fits, e.g. 500G' },
 } as const;
 
+/** 10^6 hours is over a century: anything larger is a typo, not a policy. */
+const MAX_KEEP = 1_000_000;
+
+export const THIN_RULES = {
+  'keep-hourly': integer(1, MAX_KEEP),
+  'keep-daily': integer(1, MAX_KEEP),
+  'keep-weekly': integer(1, MAX_KEEP),
+  'max-bytes': size(0),
+} as const;
+
 export interface ThinArgs {
-  'keep-hourly'?: number;
-  'keep-daily'?: number;
-  'keep-weekly'?: number;
+  'keep-hourly'?: string;
+  'keep-daily'?: string;
+  'keep-weekly'?: string;
   'max-bytes'?: string;
 }
 
-/** The policy the options describe, or undefined when none was given. */
+/**
+ * The policy the options describe, or undefined when none was given. Every value is checked
+ * here (SBM_USAGE on the first bad one), so callers take the policy before touching anything.
+ */
 export function thinPolicyOf(argv: ThinArgs): ThinPolicy | undefined {
+  const values = checkOptions(argv, THIN_RULES);
   const policy: ThinPolicy = {
-    ...(argv['keep-hourly'] === undefined ? {} : { keepHourly: argv['keep-hourly'] }),
-    ...(argv['keep-daily'] === undefined ? {} : { keepDaily: argv['keep-daily'] }),
-    ...(argv['keep-weekly'] === undefined ? {} : { keepWeekly: argv['keep-weekly'] }),
-    ...(argv['max-bytes'] === undefined ? {} : { maxBytes: parseSize(argv['max-bytes'], '--max-bytes') }),
+    ...(values['keep-hourly'] === undefined ? {} : { keepHourly: values['keep-hourly'] }),
+    ...(values['keep-daily'] === undefined ? {} : { keepDaily: values['keep-daily'] }),
+    ...(values['keep-weekly'] === undefined ? {} : { keepWeekly: values['keep-weekly'] }),
+    ...(values['max-bytes'] === undefined ? {} : { maxBytes: values['max-bytes'] }),
   };
   return Object.keys(policy).length === 0 ? undefined : policy;
 }

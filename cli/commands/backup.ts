@@ -40,6 +40,9 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
       .options(BACKUP_OPTIONS)
       .example('$0 backup vm.sparsebundle /Volumes/Backup --keep-hourly 24 --keep-daily 30', 'back up, then thin'),
   handler: action(async (argv) => {
+    // Every option is checked before anything is written: a bad --max-bytes used to fail only
+    // after the backup was made.
+    const policy = thinPolicyOf(argv);
     const onWarning = warningSink(argv);
     // Before the bundle is opened (opening it read-write already writes in it); createBackup
     // checks the set folder itself again.
@@ -53,7 +56,6 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
         onProgress: showProgress ? ({ bandsDone, bandsTotal }) => process.stderr.write(`\rbacking up: ${bandsDone}/${bandsTotal} bands`) : undefined,
       });
       if (showProgress) process.stderr.write('\n');
-      const policy = thinPolicyOf(argv);
       const thinned = policy === undefined ? undefined : await thinSet(result.path.slice(0, result.path.lastIndexOf('/')), policy);
       if (argv.json) printJson({ ...result, thinned });
       else {

@@ -6,9 +6,11 @@ import { openImage } from '../../formats/index.js';
 import { DEFAULT_BAND_SIZE_BYTES } from '../../lib/bundle/constants.js';
 import { convertToBundle } from '../../lib/convert-to-bundle.js';
 import { assertOutputOutsideInputs, imageInputPaths } from '../../lib/fs/output-inside-input.js';
-import { formatSize, parseSize } from '../../lib/size.js';
+import { formatSize } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { type LeanOptions, leanCommand } from '../lean-parse.js';
+import { checkOptions, size } from '../option-values.js';
+import { refuseImageNamedBundle } from '../output-names.js';
 import { progressReporter } from '../progress.js';
 
 interface ConvertArgs extends GlobalOptions {
@@ -42,15 +44,16 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       .options(CONVERT_OPTIONS)
       .example('$0 convert vm.vmdk', 'writes vm.sparsebundle beside vm.vmdk'),
   handler: action(async (argv) => {
+    const { 'band-size': bandSizeBytes } = checkOptions(argv, { 'band-size': size(1) });
     const onWarning = warningSink(argv);
     const output = argv.bundle ?? defaultBundlePath(argv.image);
-    const bandSizeBytes = parseSize(argv['band-size'], '--band-size');
+    refuseImageNamedBundle(output, 'sbm convert', (exporter) => `to write one, run: sbm export ${argv.image} ${output} --format ${exporter}`);
     const reader = await openImage(argv.image, { format: argv.format, onWarning, allowOutside: argv['allow-outside'] });
     const progress = progressReporter('converting', argv.progress && !argv.json);
     try {
       await assertOutputOutsideInputs(output, await imageInputPaths(argv.image, reader));
       const result = await convertToBundle(reader, output, {
-        bandSizeBytes,
+        bandSizeBytes: bandSizeBytes ?? DEFAULT_BAND_SIZE_BYTES,
         force: argv.force,
         onWarning,
         copy: { onProgress: progress.onProgress },

@@ -1,4 +1,4 @@
-// sbm create <bundle> --size 20G [--band-size 8M]
+// sbm create <bundle> --size 20G [--band-size 8M]: `.sparsebundle` is appended when missing.
 
 import { lstat } from 'node:fs/promises';
 import type { CommandModule } from 'yargs';
@@ -6,8 +6,10 @@ import { SbmError } from '../../lib/errors.js';
 import { withStagedOutput } from '../../lib/fs/staged-output.js';
 import { DEFAULT_BAND_SIZE_BYTES, SIZE_ALIGNMENT_BYTES } from '../../lib/bundle/constants.js';
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
-import { formatSize, parseSize } from '../../lib/size.js';
+import { formatSize } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { checkOptions, size } from '../option-values.js';
+import { BUNDLE_EXTENSION, refuseImageNamedBundle } from '../output-names.js';
 
 interface CreateArgs extends GlobalOptions {
   bundle: string;
@@ -20,26 +22,38 @@ export const createCommand: CommandModule<object, CreateArgs> = {
   describe: 'create an empty sparse bundle (hdiutil-compatible)',
   builder: (yargs) =>
     yargs
-      .positional('bundle', { type: 'string', demandOption: true, describe: 'path of the new NAME.sparsebundle' })
+      .positional('bundle', { type: 'string', demandOption: true, describe: 'path of the new NAME.sparsebundle (.sparsebundle is appended when missing)' })
       .option('size', { type: 'string', demandOption: true, describe: 'virtual size, e.g. 20G (rounded up to 512 bytes)' })
       .option('band-size', { type: 'string', default: String(DEFAULT_BAND_SIZE_BYTES), describe: 'band size, 1M..8G, multiple of 4K (default 8M)' })
       .options({ ...jsonOption, ...strictOption })
       .example('$0 create vm.sparsebundle --size 40G', '40 GiB disk in 8 MiB bands'),
   handler: action(async (argv) => {
-    const requested = parseSize(argv.size, '--size');
-    const sizeBytes = Math.ceil(requested / SIZE_ALIGNMENT_BYTES) * SIZE_ALIGNMENT_BYTES;
-    const bandSizeBytes = parseSize(argv['band-size'], '--band-size');
+    const values = checkOptions(argv, { size: size(1), 'band-size': size(1) });
+    const sizeBytes = Math.ceil((values.size ?? 0) / SIZE_ALIGNMENT_BYTES) * SIZE_ALIGNMENT_BYTES;
+    const bandSizeBytes = values['band-size'] ?? DEFAULT_BAND_SIZE_BYTES;
+    const path = bundlePathFor(argv.bundle);
     // lstat, not withStagedOutput's --force advice: create never replaces anything.
-    if (await lstat(argv.bundle).then(() => true, () => false)) throw new SbmError('SBM_EXISTS', `${argv.bundle} already exists`, { path: argv.bundle });
+    if (await lstat(path).then(() => true, () => false)) throw new SbmError('SBM_EXISTS', `${path} already exists`, { path });
     // Built under a temporary name and renamed when complete: a full filesystem or a signal
     // leaves nothing under the name that would block a retry.
-    const bandCount = await withStagedOutput(argv.bundle, {}, async (staging) => {
+    const bandCount = await withStagedOutput(path, {}, async (staging) => {
       const bundle = await SparseBundle.create(staging, { sizeBytes, bandSizeBytes, onWarning: warningSink(argv) });
       await bundle.close();
       return bundle.bandCount;
     });
-    const result = { path: argv.bundle, sizeBytes, bandSizeBytes, bandCount };
+    const result = { path, sizeBytes, bandSizeBytes, bandCount };
     if (argv.json) printJson(result);
-    else printLine(`created ${argv.bundle}: ${formatSize(sizeBytes)} in ${bandCount} bands of ${formatSize(bandSizeBytes)}`);
+    else printLine(`created ${path}: ${formatSize(sizeBytes)} in ${bandCount} bands of ${formatSize(bandSizeBytes)}`);
   }),
 };
+
+/**
+ * As hdiutil does, `sbm create z` makes `z.sparsebundle`: a bundle is recognised by its name on
+ * macOS. A name that promises an image file (`z.vmdk`) is refused rather than made into a folder.
+ */
+function bundlePathFor(given: string): string {
+  const trimmed = given.replace(/(.)\/+$/, '$1');
+  if (trimmed.toLowerCase().endsWith(BUNDLE_EXTENSION)) return trimmed;
+  refuseImageNamedBundle(trimmed, 'sbm create', (exporter) => `create a bundle, then run: sbm export BUNDLE ${trimmed} --format ${exporter}`);
+  return `${trimmed}${BUNDLE_EXTENSION}`;
+}

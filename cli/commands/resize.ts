@@ -3,9 +3,11 @@
 import type { CommandModule } from 'yargs';
 import { SIZE_ALIGNMENT_BYTES } from '../../lib/bundle/constants.js';
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
+import { BundleSession } from '../../lib/session/bundle-session.js';
 import { SbmError } from '../../lib/errors.js';
-import { formatSize, parseSize } from '../../lib/size.js';
+import { formatSize } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { checkOptions, size } from '../option-values.js';
 
 interface ResizeArgs extends GlobalOptions {
   bundle: string;
@@ -23,14 +25,14 @@ export const resizeCommand: CommandModule<object, ResizeArgs> = {
       .option('shrink', { type: 'boolean', default: false, describe: 'allow a smaller size (data past the new end is deleted)' })
       .options({ ...jsonOption, ...strictOption }),
   handler: action(async (argv) => {
-    const sizeBytes = Math.ceil(parseSize(argv.size, '--size') / SIZE_ALIGNMENT_BYTES) * SIZE_ALIGNMENT_BYTES;
+    const sizeBytes = Math.ceil((checkOptions(argv, { size: size(1) }).size ?? 0) / SIZE_ALIGNMENT_BYTES) * SIZE_ALIGNMENT_BYTES;
     const bundle = await SparseBundle.open(argv.bundle, { onWarning: warningSink(argv) });
     try {
       const previousBytes = bundle.sizeBytes;
       if (sizeBytes < previousBytes && !argv.shrink) {
         throw new SbmError('SBM_USAGE', `${formatSize(sizeBytes)} is smaller than the disk (${formatSize(previousBytes)}); pass --shrink to cut it`);
       }
-      await bundle.resize(sizeBytes);
+      await new BundleSession(bundle).resize(sizeBytes);
       if (argv.json) printJson({ path: argv.bundle, previousBytes, sizeBytes });
       else printLine(`resized ${argv.bundle}: ${formatSize(previousBytes)} -> ${formatSize(sizeBytes)}`);
     } finally {

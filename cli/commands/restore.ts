@@ -1,5 +1,5 @@
 // sbm restore <backup> <target> [--to raw|vmdk]: into a new bundle, over a live one (--force,
-// tracked as changes), or as an image file.
+// tracked as changes), or as an image file (--to, or a target named .vmdk/.raw/.img).
 
 import { stat } from 'node:fs/promises';
 import type { CommandModule } from 'yargs';
@@ -12,6 +12,7 @@ import { SbmError } from '../../lib/errors.js';
 import { assertOutputOutsideInputs } from '../../lib/fs/output-inside-input.js';
 import { withStagedOutput } from '../../lib/fs/staged-output.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, warningSink } from '../command-kit.js';
+import { imageExtensionOf } from '../output-names.js';
 
 interface RestoreArgs extends GlobalOptions {
   backup: string;
@@ -27,18 +28,19 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
     yargs
       .positional('backup', { type: 'string', demandOption: true, describe: 'a backup: DEST/NAME/<time>.sparsebundle' })
       .positional('target', { type: 'string', demandOption: true })
-      .option('to', { type: 'string', describe: 'write an image file of this format instead of a bundle' })
+      .option('to', { type: 'string', describe: 'write an image file of this format instead of a bundle (default: from a .vmdk/.raw/.img target name)' })
       .option('force', { type: 'boolean', default: false, describe: 'overwrite an existing target (a bundle is rewritten in place, tracked)' })
       .options(jsonOption),
   handler: action(async (argv) => {
+    const to = argv.to ?? formatNamedBy(argv.target);
     const onWarning = warningSink(argv);
     const manifest = await readManifest(argv.backup);
     await assertOutputOutsideInputs(argv.target, [argv.backup], { outputLabel: 'restore target', inputLabel: 'backup' });
     const source = await SparseBundle.open(argv.backup, { readOnly: true, onWarning });
     try {
       let result: object;
-      if (argv.to !== undefined) {
-        const exporter = findExporter(argv.to);
+      if (to !== undefined) {
+        const exporter = findExporter(to);
         result = await withStagedOutput(argv.target, { force: argv.force }, (staging) => exporter.export(source, staging, {}));
       } else if (await isBundle(argv.target)) {
         if (!argv.force) throw new SbmError('SBM_EXISTS', `${argv.target} exists; --force rewrites it in place (tracked as changes)`);
@@ -51,13 +53,28 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
       } else {
         result = await convertToBundle(source, argv.target, { bandSizeBytes: manifest.bandSizeBytes, force: argv.force, onWarning });
       }
-      if (argv.json) printJson({ backup: argv.backup, target: argv.target, ...result });
-      else printLine(`restored ${argv.backup} -> ${argv.target}`);
+      if (argv.json) printJson({ backup: argv.backup, target: argv.target, ...(to === undefined ? {} : { format: to }), ...result });
+      else printLine(`restored ${argv.backup} -> ${argv.target}${to === undefined ? '' : ` (${to})`}`);
     } finally {
       await source.close();
     }
   }),
 };
+
+/**
+ * The image format a target's extension names (`new.vmdk` restores as --to vmdk would), so a
+ * target named like an image never becomes a bundle folder; one sbm cannot write is refused.
+ */
+function formatNamedBy(target: string): string | undefined {
+  const image = imageExtensionOf(target);
+  if (image === undefined) return undefined;
+  if (image.exporter === undefined) {
+    throw new SbmError('SBM_USAGE', `${target}: sbm cannot write ${image.extension} images; restore to a .sparsebundle, or pass --to raw or --to vmdk (sbm export writes the same formats); nothing was written`, {
+      path: target,
+    });
+  }
+  return image.exporter;
+}
 
 async function isBundle(path: string): Promise<boolean> {
   return stat(path).then(

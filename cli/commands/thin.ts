@@ -11,14 +11,22 @@ import { type GlobalOptions, action, jsonOption, printJson, printLine } from '..
 
 interface ThinCommandArgs extends GlobalOptions, ThinArgs {
   dest: string;
+  'dry-run': boolean;
 }
 
 export const thinCommand: CommandModule<object, ThinCommandArgs> = {
   command: 'thin <dest>',
   describe: 'delete old backups by policy (whole backups only; the newest is always kept)',
-  builder: (yargs) => yargs.positional('dest', { type: 'string', demandOption: true }).options(thinOptions).options(jsonOption),
+  builder: (yargs) =>
+    yargs
+      .positional('dest', { type: 'string', demandOption: true })
+      .options(thinOptions)
+      .option('dry-run', { type: 'boolean', default: false, describe: 'print what would be deleted; delete nothing' })
+      .options(jsonOption)
+      .example('$0 thin /mnt/backup --keep-daily 30 --dry-run', 'show which backups a 30-day policy would delete'),
   handler: action(async (argv) => {
-    const policy = thinPolicyOf(argv);
+    const policy = thinPolicyOf(argv); // every value checked before anything is read or locked
+    const dryRun = argv['dry-run'];
     if (policy === undefined) throw new SbmError('SBM_USAGE', 'give at least one of --keep-hourly, --keep-daily, --keep-weekly, --max-bytes');
     const sets = await resolveSets(argv.dest);
     // Checked before any lock file is made: nothing is created in a folder that is not a backup set.
@@ -29,14 +37,21 @@ export const thinCommand: CommandModule<object, ThinCommandArgs> = {
     }
     const results = [];
     for (const set of sets) {
+      // A dry run takes the lock too, so its answer is not a set another run is changing.
       const lock = await lockBackupSet(set);
       try {
-        results.push({ set, ...(await thinBackups(set, policy)) });
+        results.push({ set, dryRun, ...(await thinBackups(set, policy, new Date(), { dryRun })) });
       } finally {
         await lock.release();
       }
     }
     if (argv.json) printJson(results);
-    else for (const result of results) printLine(`${result.set}: deleted ${result.deleted.length}, kept ${result.kept.length} (${formatSize(result.bytesAfter)})`);
+    else {
+      for (const result of results) {
+        const verb = dryRun ? 'would delete' : 'deleted';
+        printLine(`${result.set}: ${verb} ${result.deleted.length}, kept ${result.kept.length} (${formatSize(result.bytesAfter)})`);
+        if (dryRun) for (const name of result.deleted) printLine(`  would delete ${name}`);
+      }
+    }
   }),
 };

@@ -5,11 +5,13 @@
 // weeks (UTC), always keep the newest backup, then, if --max-bytes is set, delete the oldest
 // remaining backups until the set fits. A deletion renames the backup to .deleting-* first, so a
 // crash mid-delete never leaves a half backup that looks complete. Only backups with a manifest
-// count (listBackups): a folder that merely has a backup's name is never deleted.
+// count (listBackups): a folder that merely has a backup's name is never deleted. A dry run
+// walks the same steps and deletes nothing.
 
 import { lstat, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readdir } from 'node:fs/promises';
+import { SbmError } from '../errors.js';
 import { fsyncDirectory } from '../fs/atomic-write.js';
 import { randomTag } from '../fs/temp-name.js';
 import { type BackupEntry, DELETING_PREFIX, listBackups } from './backup-set.js';
@@ -61,13 +63,33 @@ export function selectKept(backups: readonly BackupEntry[], policy: ThinPolicy, 
   return kept;
 }
 
-export async function thinBackups(setDir: string, policy: ThinPolicy, now = new Date()): Promise<ThinResult> {
+export interface ThinOptions {
+  /** Work out what would be deleted (and the set's size after) without deleting anything. */
+  readonly dryRun?: boolean;
+}
+
+/**
+ * Rejects counts and sizes that are not whole non-negative numbers: NaN or -1 once read as
+ * "no rule" or "keep nothing" and deleted backups.
+ */
+function assertPolicy(policy: ThinPolicy): void {
+  for (const [key, value] of Object.entries(policy)) {
+    const lowest = key === 'maxBytes' ? 0 : 1;
+    if (value !== undefined && (!Number.isSafeInteger(value) || (value as number) < lowest)) {
+      throw new SbmError('SBM_INVALID_ARGUMENT', `thin policy ${key} must be a whole number of at least ${lowest}, not ${String(value)}`, { key });
+    }
+  }
+}
+
+export async function thinBackups(setDir: string, policy: ThinPolicy, now = new Date(), options: ThinOptions = {}): Promise<ThinResult> {
+  assertPolicy(policy);
+  const remove = options.dryRun === true ? async () => undefined : deleteBackup;
   let backups = await listBackups(setDir);
   const kept = selectKept(backups, policy, now);
   const deleted: string[] = [];
   for (const backup of backups) {
     if (!kept.has(backup.name)) {
-      await deleteBackup(setDir, backup);
+      await remove(setDir, backup);
       deleted.push(backup.name);
     }
   }
@@ -76,7 +98,7 @@ export async function thinBackups(setDir: string, policy: ThinPolicy, now = new 
   if (policy.maxBytes !== undefined) {
     while (bytes > policy.maxBytes && backups.length > 1) {
       const oldest = backups.shift() as BackupEntry;
-      await deleteBackup(setDir, oldest);
+      await remove(setDir, oldest);
       deleted.push(oldest.name);
       bytes = await setBytes(backups);
     }
