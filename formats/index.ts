@@ -15,6 +15,7 @@ import { rawExporter } from './raw/raw-exporter.js';
 import { rawFormat } from './raw/raw-format.js';
 import { vmdkExporter } from './vmdk/vmdk-exporter.js';
 import { vmdkFormat } from './vmdk/vmdk-format.js';
+import { vhdxFormat } from './vhdx/vhdx-format.js';
 
 export type { ExportOptions, ImageExporter, ImageFormat, ImageReader, OpenImageOptions, ProbeInput } from './image-format.js';
 export type { Detection } from './detect/signatures.js';
@@ -32,7 +33,7 @@ const sparseBundleFormat: ImageFormat = {
  * (formats/detect/signatures.ts) register here under the table's name; VMDK keeps its own
  * detection (descriptor text, extents named by a descriptor beside them).
  */
-export const FORMATS: readonly ImageFormat[] = [sparseBundleFormat, vmdkFormat, rawFormat];
+export const FORMATS: readonly ImageFormat[] = [sparseBundleFormat, vmdkFormat, vhdxFormat, rawFormat];
 
 export async function probeImage(path: string): Promise<ProbeInput> {
   let info;

@@ -1,0 +1,98 @@
+// Opens a VHDX and, for a differencing disk, its chain of parents. Everything is validated here,
+// before any byte is served: header section, metadata, the whole BAT, the parent's identity.
+//
+// A parent may be any format sbm reads (the spec expects a VHDX; other formats open through
+// openImage). The chain of files being opened travels in an AsyncLocalStorage, so a loop is
+// caught even when it passes through another format's reader (VHDX -> qcow2 -> VHDX ...).
+
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { open, realpath } from 'node:fs/promises';
+import { SbmError, fromSystemError } from '../../lib/errors.js';
+import { type SbmWarning, WarningList } from '../../lib/warnings.js';
+import type { ImageReader, OpenImageOptions } from '../image-format.js';
+import { BlockAllocationTable } from './bat.js';
+import { guidToText, parseGuid } from './guid.js';
+import { readHeaderSection } from './header-section.js';
+import { readMetadata } from './metadata.js';
+import { type ParentLocator, resolveParentPath } from './parent-locator.js';
+import { VhdxFile } from './vhdx-file.js';
+import { VhdxImage } from './vhdx-image.js';
+
+/** Deeper chains than this are refused (Hyper-V checkpoints rarely pass a few dozen). */
+export const MAX_CHAIN_DEPTH = 256;
+
+const openingChain = new AsyncLocalStorage<readonly string[]>();
+
+async function openFile(path: string): Promise<VhdxFile> {
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch (error) {
+    throw fromSystemError(error, 'cannot open VHDX', path);
+  }
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw new SbmError('SBM_UNSUPPORTED', `${path} is not a regular file`, { path });
+    return new VhdxFile(path, handle, info.size);
+  } catch (error) {
+    await handle.close();
+    throw error instanceof SbmError ? error : fromSystemError(error, 'cannot open VHDX', path);
+  }
+}
+
+function linkageMatches(locator: ParentLocator, dataWriteGuid: Buffer): boolean {
+  return [locator.parentLinkage, locator.parentLinkage2].some((value) => {
+    const guid = value === undefined ? undefined : parseGuid(value);
+    return guid !== undefined && guid.equals(dataWriteGuid);
+  });
+}
+
+async function openParent(child: VhdxFile, locator: ParentLocator, options: OpenImageOptions, chain: readonly string[], warn: (warning: SbmWarning) => void): Promise<ImageReader> {
+  const parentPath = await resolveParentPath(child.path, locator, options.allowOutside === true);
+  if (chain.includes(parentPath)) throw child.corrupt(`VHDX parent chain loops back to ${parentPath}`);
+  if (chain.length >= MAX_CHAIN_DEPTH) throw child.unsupported(`VHDX parent chain is deeper than ${MAX_CHAIN_DEPTH} links`);
+  // Imported when needed: the registry imports this module, and parents of any format open through it.
+  const { identifyImage, openImage } = await import('../index.js');
+  const detected = await identifyImage(parentPath);
+  const nested = [...chain, parentPath];
+  const parent = detected.name === 'vhdx' ? await openLink(parentPath, options, nested) : await openingChain.run(nested, () => openImage(parentPath, options));
+  if (parent instanceof VhdxImage && !linkageMatches(locator, parent.section.header.dataWriteGuid)) {
+    warn({
+      code: 'SBM_VHDX_PARENT_MISMATCH',
+      message: `${child.path}: parent_linkage ${locator.parentLinkage} does not match the DataWriteGuid ${guidToText(parent.section.header.dataWriteGuid)} of ${parentPath} (the parent changed after this disk was made)`,
+      data: { path: child.path, parent: parentPath },
+    });
+  }
+  return parent;
+}
+
+async function openLink(path: string, options: OpenImageOptions, chain: readonly string[]): Promise<VhdxImage> {
+  const file = await openFile(path);
+  const collected = new WarningList();
+  const warn = (warning: SbmWarning): void => {
+    collected.sink(warning);
+    options.onWarning?.(warning);
+  };
+  let parent: ImageReader | undefined;
+  try {
+    const section = await readHeaderSection(file, warn);
+    const metadata = await readMetadata(file, section.metadata);
+    const bat = await BlockAllocationTable.load(file, section.bat, metadata, [section.bat, section.metadata, section.log]);
+    if (metadata.parentLocator !== undefined) parent = await openParent(file, metadata.parentLocator, options, chain, warn);
+    return new VhdxImage(file, section, metadata, bat, parent, collected.items);
+  } catch (error) {
+    await parent?.close();
+    await file.handle.close();
+    throw error;
+  }
+}
+
+/** Opens a VHDX (and its parents) read-only. */
+export async function openVhdx(path: string, options: OpenImageOptions = {}): Promise<VhdxImage> {
+  const real = await realpath(path).catch((error: unknown) => {
+    throw fromSystemError(error, 'cannot open VHDX', path);
+  });
+  const outer = openingChain.getStore() ?? [];
+  if (outer.includes(real)) throw new SbmError('SBM_CORRUPT', `${path}: the parent chain loops back to this disk`, { path });
+  return openLink(path, options, [...outer, real]);
+}
