@@ -1,11 +1,14 @@
-// `sbm mount`: serves a bundle (read-write unless --read-only), one of its snapshots (read-only)
+// `sbm mount`: serves a bundle (read-write unless --read-only; a backup read-only unless
+// --writable-backup), one of its snapshots (read-only)
 // or any image sbm reads (read-only)
 // over NBD, prints the URI, and runs until SIGINT/SIGTERM. Start order: open the device (takes the
 // bundle lock) -> publish the control channel (.sbm/control.json) -> listen for NBD -> FUSE ->
 // print the URI. Shutdown order: unmount FUSE (it is a client) -> stop the control channel
 // (removes .sbm/control.json) -> stop accepting and drain -> flush -> close the device (releases
-// the bundle lock) -> remove the socket.
+// the bundle lock) -> remove the socket. Signals after the first never cut that short
+// (cli/shutdown-signals.ts).
 
+import { lstat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 
@@ -19,7 +22,10 @@ import { type NbdServerHandle, isLoopbackHost, serveNbd } from '../../lib/nbd/se
 import { SNAPSHOTS_DIR, SNAPSHOT_SUFFIX } from '../../lib/snapshots/snapshot-manager.js';
 import type { WarningSink } from '../../lib/warnings.js';
 import { detectFormat, probeImage } from '../../formats/index.js';
+import { MANIFEST_RELATIVE_PATH } from '../../lib/backup/backup-manifest.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { checkOptions, integer } from '../option-values.js';
+import { shutdownSignals } from '../shutdown-signals.js';
 
 /**
  * Band files a mount keeps open (the engine's default is 64, i.e. 512 MiB of 8 MiB bands). A
@@ -33,10 +39,11 @@ const MOUNT_MAX_OPEN_BANDS = 512;
 interface MountArgs extends GlobalOptions {
   source: string;
   socket?: string;
-  port?: number;
+  port?: string;
   host?: string;
   allowRemote: boolean;
   readOnly: boolean;
+  writableBackup: boolean;
   snapshot?: string;
   name?: string;
   fuse?: string;
@@ -51,10 +58,15 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
       .positional('source', { type: 'string', demandOption: true, describe: 'sparse bundle, or an image to serve read-only' })
       .options({
         socket: { type: 'string', describe: 'Unix socket path (default: a new private directory under the temp dir)' },
-        port: { type: 'number', describe: 'listen on TCP instead (0 = any free port)' },
+        port: { type: 'string', describe: 'listen on TCP instead (0 = any free port)' },
         host: { type: 'string', describe: 'TCP address (default 127.0.0.1)' },
         'allow-remote': { type: 'boolean', default: false, describe: 'allow a non-loopback --host (NBD has no authentication)' },
         'read-only': { type: 'boolean', default: false, describe: 'serve read-only (writes get EPERM)' },
+        'writable-backup': {
+          type: 'boolean',
+          default: false,
+          describe: 'serve a backup (a bundle with .sbm/manifest.json) read-write; writes make it disagree with its manifest (sbm verify fails)',
+        },
         snapshot: { type: 'string', describe: 'serve this snapshot of the bundle, read-only' },
         name: { type: 'string', describe: 'export name (default: the source name without extension)' },
         fuse: { type: 'string', describe: 'also expose the disk as the file DIR/disk through nbdfuse' },
@@ -68,6 +80,9 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
       .conflicts('socket', 'port')
       .conflicts('socket', 'host') as unknown as Argv<MountArgs>,
   handler: action(async (argv: MountArgs) => {
+    const { port } = checkOptions(argv, { port: integer(0, 65_535) });
+    // Before anything is opened: a signal at any point from here on leads to a clean shutdown.
+    const signals = shutdownSignals();
     if (argv.host !== undefined && argv.port === undefined) throw new SbmError('SBM_USAGE', '--host needs --port');
     if (argv.host !== undefined && argv.allowRemote && !isLoopbackHost(argv.host)) {
       warningSink(argv)({ code: 'SBM_NBD_REMOTE', message: `${argv.host} exposes the disk without authentication to anyone who can reach it` });
@@ -92,7 +107,7 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
         name: argv.name ?? defaultExportName(argv.source, argv.snapshot),
         readOnly: argv.readOnly,
         socketPath: argv.socket,
-        port: argv.port,
+        port,
         host: argv.host,
         allowRemote: argv.allowRemote,
       });
@@ -100,14 +115,18 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
         fuse = await fuseMount({ mountDir: argv.fuse, socketPath: server.socketPath, host: server.host, port: server.port, readOnly: device.readOnly || argv.readOnly });
       }
       report(argv, device, server, fuse);
-      await waitForSignal();
+      await signals.requested;
     } finally {
+      signals.remaining([...(fuse === undefined ? [] : ['FUSE unmount']), 'drain and flush', 'unlock']);
       try {
         await fuse?.unmount().catch((error) => process.stderr.write(`sbm: warning SBM_FUSE_UNMOUNT: ${(error as Error).message}\n`));
+        signals.finished('FUSE unmount');
         await control?.close();
         await server?.close();
+        signals.finished('drain and flush');
       } finally {
         await device.close();
+        signals.finished('unlock');
       }
     }
   }),
@@ -123,7 +142,12 @@ async function openSource(argv: MountArgs): Promise<BlockDevice> {
   // Detection first: a folder that is a Parallels disk or an OVF package, or a file in a format
   // sbm cannot read, is refused here with SBM_UNSUPPORTED instead of being served.
   const format = await detectFormat(argv.source, argv.format);
-  if (format.name === 'sparsebundle') return SparseBundle.open(argv.source, { readOnly: argv.readOnly, onWarning, maxOpenBands: MOUNT_MAX_OPEN_BANDS });
+  if (format.name === 'sparsebundle') {
+    // A backup is served read-only, as restic and borg mount theirs: one write would make it
+    // disagree with its manifest, and even a read-write open adds tracking files to it.
+    const readOnly = argv.readOnly || ((await isBackup(argv.source)) && !argv.writableBackup);
+    return SparseBundle.open(argv.source, { readOnly, onWarning, maxOpenBands: MOUNT_MAX_OPEN_BANDS });
+  }
   return format.open(argv.source, { onWarning });
 }
 
@@ -140,6 +164,14 @@ async function openSnapshot(source: string, name: string, onWarning: WarningSink
     if (isSbmError(error, 'SBM_NOT_FOUND')) throw new SbmError('SBM_NOT_FOUND', `no snapshot named "${name}" in ${source}`, { name });
     throw error;
   }
+}
+
+/** Anything holding an sbm backup manifest counts, whether or not the manifest is valid. */
+async function isBackup(source: string): Promise<boolean> {
+  return lstat(join(source, MANIFEST_RELATIVE_PATH)).then(
+    () => true,
+    (error: NodeJS.ErrnoException) => error.code !== 'ENOENT' && error.code !== 'ENOTDIR',
+  );
 }
 
 function defaultExportName(source: string, snapshot: string | undefined): string {
@@ -166,14 +198,3 @@ function report(argv: MountArgs, device: BlockDevice, server: NbdServerHandle, f
   }
 }
 
-function waitForSignal(): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      process.off('SIGINT', done);
-      process.off('SIGTERM', done);
-      resolve();
-    };
-    process.on('SIGINT', done);
-    process.on('SIGTERM', done);
-  });
-}
