@@ -1,6 +1,6 @@
 // Benchmark: `changed-bands` cost grows with the changes, not with the disk. Builds a 1 GiB and a
 // 1 TiB (virtual) bundle with every band present (8 MiB bands: 128 vs 131,072 band files), takes
-// a token, changes 10 bands, and times changedSince (library, default `auto` audit) and the CLI.
+// a token, changes 10 bands, and times BundleSession.changedBands (library, default `auto` audit) and the CLI.
 // For contrast it also times a forced full stat audit of each bundle. `openMs` is
 // SparseBundle.open as the CLI does it (deferBandListing: bands/ is not listed; the tracker reads
 // the log and the stat cache header, and checks only records after the trusted log point).
@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { SparseBundle } from '../lib/engine/sparse-bundle.js';
 import { bandFileName } from '../lib/bundle/bundle-paths.js';
 import { mapLimit } from '../lib/map-limit.js';
+import { BundleSession } from '../lib/session/bundle-session.js';
 
 const GiB = 1024 ** 3;
 const TiB = 1024 ** 4;
@@ -44,7 +45,7 @@ async function build(path: string, sizeBytes: number, populate: number): Promise
   await mapLimit(Array.from({ length: populate }, (_, index) => index), 32, (index) => writeFile(join(path, 'bands', bandFileName(index)), block));
   await rm(join(path, '.sbm', 'state'));
   const reopened = await SparseBundle.open(path); // new epoch: one baseline stat of every band
-  const token = await reopened.token();
+  const token = await new BundleSession(reopened).token();
   for (let change = 0; change < 10; change++) {
     const bandIndex = Math.floor(((change + 0.5) * populate) / 10);
     await reopened.write(bandIndex * BAND + 8192, Buffer.alloc(4096, change + 1));
@@ -67,12 +68,12 @@ async function measure(label: string, path: string, token: string): Promise<Reco
     const opened = bundle as SparseBundle;
     changed.push(
       await timed(async () => {
-        const report = await opened.changedSince(token);
+        const report = await new BundleSession(opened).changedBands(token);
         reported = report.bands.length;
         audit = report.audit;
       }),
     );
-    full.push(await timed(() => opened.changedSince(token, { audit: 'full' })));
+    full.push(await timed(() => new BundleSession(opened).changedBands(token, { audit: 'full' })));
     await opened.close();
     if (existsSync(CLI)) cli.push(await timed(() => execFileSync(process.execPath, [CLI, 'changed-bands', path, '--since', token], { stdio: 'pipe' })));
   }

@@ -9,7 +9,7 @@ import type { CommandModule } from 'yargs';
 import { openBundleOperations } from '../../lib/control/open-bundle-operations.js';
 import { SbmError, fromSystemError } from '../../lib/errors.js';
 import { isNoSpace } from '../../lib/tracking/tracking-file.js';
-import type { AuditMode, ChangedBand } from '../../lib/tracking/change-tracker.js';
+import type { AuditMode, ChangedBand } from '../../lib/tracking/tracker-types.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, strictOption, warningSink } from '../command-kit.js';
 import { type LeanOptions, leanCommand } from '../lean-parse.js';
@@ -54,7 +54,7 @@ export const changedBandsCommand: CommandModule<object, ChangedBandsArgs> = {
     // Neither command asks which bands exist: skip listing bands/ (O(bands)) at open.
     const bundle = await openBundleOperations(argv.bundle, { onWarning: warningSink(argv, warnings), strictWarnings: argv.strict === true, deferBandListing: true });
     try {
-      const { sinceKind, bandSizeBytes, report } = await bundle.changedSince(argv.since, argv.audit);
+      const { sinceKind, bandSizeBytes, report } = await bundle.changedBandsSince(argv.since, argv.audit);
       if (argv.tokenFile !== undefined && report.token !== undefined) await writeTokenFile(argv.tokenFile, report.token);
       if (argv.json) {
         printJson({

@@ -22,6 +22,7 @@ import { basename } from 'node:path';
 import { SbmError, isSbmError } from '../errors.js';
 import type { WarningSink } from '../warnings.js';
 import type { SparseBundle } from '../engine/sparse-bundle.js';
+import { BundleSession } from '../session/bundle-session.js';
 import { SNAPSHOT_SUFFIX } from '../snapshots/snapshot-manager.js';
 import type { BackupSource, ChangedAnswer, FrozenPoint } from './create-backup.js';
 
@@ -61,7 +62,7 @@ export interface SnapshotHost {
   listSnapshots(): Promise<ReadonlyArray<{ readonly name: string }>>;
   createSnapshot(name: string): Promise<{ readonly path: string; readonly createdAt: string; readonly token: string }>;
   deleteSnapshot(name: string): Promise<void>;
-  changedSince(token: string): Promise<{ readonly bands: ReadonlyArray<{ readonly bandIndex: number }> }>;
+  changedBands(token: string): Promise<{ readonly bands: ReadonlyArray<{ readonly bandIndex: number }> }>;
 }
 
 export interface BundleBackupSourceOptions {
@@ -73,13 +74,14 @@ export interface BundleBackupSourceOptions {
 }
 
 export function bundleBackupSource(bundle: SparseBundle, options: BundleBackupSourceOptions = {}): BackupSource {
+  const session = new BundleSession(bundle);
   if (options.freeze === 'snapshot') {
     return snapshotBackupSource({
       path: bundle.path,
-      listSnapshots: () => bundle.snapshots.list(),
-      createSnapshot: (name) => bundle.snapshots.create(name),
-      deleteSnapshot: (name) => bundle.snapshots.delete(name),
-      changedSince: (token) => bundle.changedSince(token),
+      listSnapshots: () => session.snapshots.list(),
+      createSnapshot: (name) => session.snapshots.create(name),
+      deleteSnapshot: (name) => session.snapshots.delete(name),
+      changedBands: (token) => session.changedBands(token),
     });
   }
   return {
@@ -87,12 +89,12 @@ export function bundleBackupSource(bundle: SparseBundle, options: BundleBackupSo
     name: backupSetName(bundle.path),
     async freeze(previousToken?: string, options: { readonly onWarning?: WarningSink } = {}): Promise<FrozenPoint> {
       if (bundle.readOnly) throw new SbmError('SBM_READ_ONLY', `bundle ${bundle.path} is open read-only`);
-      const entries = await readdir(bundle.snapshots.directory).catch(() => [] as string[]);
+      const entries = await readdir(session.snapshots.directory).catch(() => [] as string[]);
       const names = entries.filter((entry) => entry.endsWith(SNAPSHOT_SUFFIX)).map((entry) => entry.slice(0, -SNAPSHOT_SUFFIX.length));
-      await removeStaleBackupSnapshots(bundle.path, names, (name) => bundle.snapshots.delete(name), options.onWarning);
+      await removeStaleBackupSnapshots(bundle.path, names, (name) => session.snapshots.delete(name), options.onWarning);
       return holdBundle(bundle, previousToken);
     },
-    changedSince: (token) => refusalAsAnswer(() => bundle.changedSince(token)),
+    answerChangedBands: (token) => refusalAsAnswer(() => session.changedBands(token)),
   };
 }
 
@@ -110,7 +112,7 @@ async function holdBundle(bundle: SparseBundle, previousToken: string | undefine
     if (previousToken !== undefined) {
       // One quiet point: the answer and the new token (the report's checkpoint) name the same state.
       changed = await refusalAsAnswer(async () => {
-        const report = await tracker.changedSince(previousToken);
+        const report = await tracker.reportSince(previousToken);
         token = report.token;
         return report;
       });
@@ -169,7 +171,7 @@ export function snapshotBackupSource(host: SnapshotHost): BackupSource {
       const snapshot = await host.createSnapshot(name);
       const release = () => host.deleteSnapshot(name);
       try {
-        const changed = previousToken === undefined ? undefined : await refusalAsAnswer(() => host.changedSince(previousToken));
+        const changed = previousToken === undefined ? undefined : await refusalAsAnswer(() => host.changedBands(previousToken));
         return {
           bundlePath: snapshot.path,
           takenAt: new Date(snapshot.createdAt),
@@ -182,7 +184,7 @@ export function snapshotBackupSource(host: SnapshotHost): BackupSource {
         throw error;
       }
     },
-    changedSince: (token) => refusalAsAnswer(() => host.changedSince(token)),
+    answerChangedBands: (token) => refusalAsAnswer(() => host.changedBands(token)),
   };
 }
 

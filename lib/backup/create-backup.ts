@@ -55,7 +55,7 @@ export interface BackupSource {
    */
   freeze(previousToken?: string, options?: { readonly onWarning?: WarningSink }): Promise<FrozenPoint>;
   /** Bands changed since `token` (a superset is fine), or why the tracker cannot say; not while frozen. */
-  changedSince(token: string): Promise<ChangedAnswer>;
+  answerChangedBands(token: string): Promise<ChangedAnswer>;
 }
 
 export interface BackupOptions {
@@ -166,7 +166,7 @@ async function planBackup(source: BackupSource, frozen: FrozenPoint, previous: B
   }
   if (previous.token === undefined) return { ...base, mode: 'hash-compare', fallbackReason: 'the previous backup has no tracker token' };
   // Sources here answer at the freeze (a held bundle cannot be asked while frozen); others are asked now.
-  const answer = frozen.changed ?? (await source.changedSince(previous.token));
+  const answer = frozen.changed ?? (await source.answerChangedBands(previous.token));
   if (answer.kind === 'refused') return { ...base, mode: 'hash-compare', fallbackReason: `the tracker refused the previous token (${answer.reason})` };
   return { ...base, mode: 'tracked', changed: answer.bands };
 }

@@ -5,6 +5,7 @@
 import { type BlockDevice, isAllZero } from '../block-device.js';
 import type { SparseBundle } from '../engine/sparse-bundle.js';
 import { SbmError } from '../errors.js';
+import { BundleSession } from '../session/bundle-session.js';
 
 export interface OverwriteResult {
   readonly bandsWritten: number;
@@ -14,7 +15,7 @@ export interface OverwriteResult {
 
 /** Makes `target` byte-identical to `source`, touching only the bands that differ. */
 export async function overwriteBundle(source: BlockDevice, target: SparseBundle): Promise<OverwriteResult> {
-  if (source.sizeBytes !== target.sizeBytes) await target.resize(source.sizeBytes);
+  if (source.sizeBytes !== target.sizeBytes) await new BundleSession(target).resize(source.sizeBytes);
   if (source.sizeBytes !== target.sizeBytes) {
     throw new SbmError('SBM_INTERNAL', `restore target is ${target.sizeBytes} bytes after resizing to ${source.sizeBytes}`);
   }

@@ -8,8 +8,9 @@ import type { BackupSource } from '../backup/create-backup.js';
 import { bundlePaths } from '../bundle/bundle-paths.js';
 import { SbmError } from '../errors.js';
 import { SNAPSHOTS_DIR, SNAPSHOT_SUFFIX, type SnapshotInfo } from '../snapshots/snapshot-manager.js';
-import type { AuditMode, ChangeReport } from '../tracking/change-tracker.js';
-import type { BundleOperations, ChangedSinceResult } from './bundle-operations.js';
+import type { ChangedBandsResult } from '../session/bundle-session.js';
+import type { AuditMode, ChangeReport } from '../tracking/tracker-types.js';
+import type { BundleOperations } from './bundle-operations.js';
 import { CONNECT_TIMEOUT_MS, MAX_REPLY_BYTES } from './constants.js';
 import { type ControlRequest, encodeRequest, errorFromWire, parseReply, parseReplyWarnings } from './control-protocol.js';
 import type { WarningSink } from '../warnings.js';
@@ -79,9 +80,9 @@ export class ControlClient implements BundleOperations {
     return result.token;
   }
 
-  async changedSince(since: string, audit?: AuditMode, onWarning: WarningSink = this.warnings.onWarning): Promise<ChangedSinceResult> {
+  async changedBandsSince(since: string, audit?: AuditMode, onWarning: WarningSink = this.warnings.onWarning): Promise<ChangedBandsResult> {
     const request = { op: 'changedSince', since, ...(audit === undefined ? {} : { audit }), returnWarnings: true, strict: this.warnings.strict } as const;
-    const { warnings, ...result } = (await this.call(request)) as ChangedSinceResult & { warnings?: unknown };
+    const { warnings, ...result } = (await this.call(request)) as ChangedBandsResult & { warnings?: unknown };
     for (const warning of parseReplyWarnings(warnings)) onWarning(warning);
     const report: ChangeReport = { ...result.report, bands: result.report.bands.map((band) => ({ ...band, path: join(this.path, band.relativePath) })) };
     return { ...result, report };

@@ -49,13 +49,13 @@ export class ControlDispatcher {
       case 'changedSince': {
         // The caller's warnings (edits found behind sbm's back) go back to the caller, not to the
         // mount's output, when it asks (every client since the field exists does).
-        if (request.returnWarnings !== true) return this.operations.changedSince(request.since, request.audit);
+        if (request.returnWarnings !== true) return this.operations.changedBandsSince(request.since, request.audit);
         const warnings: SbmWarning[] = [];
         const sink = (warning: SbmWarning): void => {
           if (request.strict === true) throw strictWarningError(warning);
           warnings.push(warning);
         };
-        return { ...(await this.operations.changedSince(request.since, request.audit, sink)), warnings };
+        return { ...(await this.operations.changedBandsSince(request.since, request.audit, sink)), warnings };
       }
       case 'snapshotList':
         return { snapshots: await this.operations.snapshotList() };

@@ -18,12 +18,15 @@
 // client) they go to the mount's own warning output. Unknown args are ignored, so an older mount
 // simply leaves `warnings` out.
 //
+// The op names are the wire's and stay as mounts already speak them: `changedSince` is
+// BundleSession.changedBandsSince run by the mount (ControlClient.changedBandsSince sends it).
+//
 // `message` is the error's detail without the leading code; the client rebuilds an SbmError with
 // the same code, so exit statuses (10 for refused tokens) survive the trip. id is null when the
 // request was too malformed to carry one.
 
 import { ERROR_CODES, SbmError, type SbmErrorCode } from '../errors.js';
-import type { AuditMode } from '../tracking/change-tracker.js';
+import type { AuditMode } from '../tracking/tracker-types.js';
 import type { SbmWarning } from '../warnings.js';
 
 export type ControlRequest =
@@ -149,7 +152,7 @@ function booleanArg(args: Record<string, unknown>, key: string, id: number): boo
   return value;
 }
 
-/** The warnings of a changedSince reply; anything else there is a broken reply. */
+/** The warnings of a changedSince (changedBandsSince) reply; anything else there is a broken reply. */
 export function parseReplyWarnings(value: unknown): SbmWarning[] {
   if (value === undefined) return []; // an older mount: its warnings went to its own output
   if (!Array.isArray(value) || !value.every((item) => isRecord(item) && typeof item.code === 'string' && typeof item.message === 'string')) {

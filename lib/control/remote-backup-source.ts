@@ -5,9 +5,9 @@
 import { snapshotBackupSource } from '../backup/bundle-backup-source.js';
 import type { BackupSource } from '../backup/create-backup.js';
 import { isSbmError } from '../errors.js';
-import type { ControlClient } from './control-client.js';
+import type { BundleOperations } from './bundle-operations.js';
 
-export function remoteBackupSource(client: ControlClient, bundlePath: string): BackupSource {
+export function remoteBackupSource(client: BundleOperations, bundlePath: string): BackupSource {
   return snapshotBackupSource({
     path: bundlePath,
     listSnapshots: () => client.snapshotList(),
@@ -18,6 +18,6 @@ export function remoteBackupSource(client: ControlClient, bundlePath: string): B
         // snapshot stays until the next backup's stale cleanup.
         if (!isSbmError(error, 'SBM_CONTROL')) throw error;
       }),
-    changedSince: async (token) => (await client.changedSince(token)).report,
+    changedBands: async (token) => (await client.changedBandsSince(token)).report,
   });
 }

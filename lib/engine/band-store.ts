@@ -7,7 +7,7 @@
 //     copies it into .sbm/tmp, fsyncs, renames it over bands/<n>, and only then modifies it;
 //   - changes to one band are ordered by a lock stripe; reads take no lock.
 
-import { rename, unlink } from 'node:fs/promises';
+import { link, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomTag } from '../fs/temp-name.js';
 import { debugLog } from '../debug-log.js';
@@ -288,6 +288,25 @@ export class BandStore {
       for (const bandIndex of bands) this.dirtyBands.add(bandIndex);
       throw error;
     }
+  }
+
+  /**
+   * Makes bands/<n> the inode of `sourceFile` (same filesystem): a link staged in tmp, renamed
+   * over the band. The rename is made durable by the next flush().
+   */
+  async replaceBand(bandIndex: number, sourceFile: string): Promise<void> {
+    const staged = join(this.options.tmpDir, `rev-${bandFileName(bandIndex)}-${randomTag()}`);
+    await this.pool.retire(bandIndex);
+    await link(sourceFile, staged);
+    await rename(staged, this.pathOf(bandIndex));
+    this.present.add(bandIndex);
+    this.dirtyBands.delete(bandIndex);
+    this.bandsDirDirty = true;
+  }
+
+  /** Deletes bands/<n> (absent already is fine); made durable by the next flush(). */
+  async removeBand(bandIndex: number): Promise<void> {
+    await this.deleteBand(bandIndex);
   }
 
   /** Closes every pooled band file and forgets cached link counts (after snapshots link bands). */

@@ -1,7 +1,10 @@
 // SparseBundle: an Apple sparse bundle folder as a BlockDevice. Opening reads Info.plist (falling
 // back to Info.bckup), takes the flock on `lock`, and lists bands/ once (at open, or at first need
-// with deferBandListing); from then on every
-// request is split at band edges and handed to the BandStore.
+// with deferBandListing); from then on every request is split at band edges and handed to the
+// BandStore. Block-device work only: tokens, change reports, snapshots and resizing are
+// operations of a BundleSession (lib/session/) over the open bundle; it reaches the band set
+// through the quiet-point methods here (withQuiescedIo, linkBandsInto, replaceBand, removeBand,
+// setSizeBytes), never through the store.
 //
 //   virtual disk  |---- band 0 ----|---- band 1 ----|-- ... --|- last band -|
 //   bundle        bands/0          bands/1                    bands/<hex>   (missing = zeros)
@@ -31,8 +34,10 @@ import { isNoSpace, noSpaceOrSystemError } from '../fs/no-space.js';
 import { WarningList, type WarningSink } from '../warnings.js';
 import { BandStore } from './band-store.js';
 import { IoGate } from './io-gate.js';
-import { type ChangeReport, type ChangedSinceOptions, ChangeTracker, type TrackerHost } from '../tracking/change-tracker.js';
-import { SnapshotManager } from '../snapshots/snapshot-manager.js';
+import type { ChangeTracker } from '../tracking/change-tracker.js';
+import { openChangeTracker } from '../tracking/open-tracker.js';
+import type { TrackerHost } from '../tracking/tracker-types.js';
+import { linkBandFiles } from './band-links.js';
 import { MappedBitmaps } from './mapped-bitmaps.js';
 
 export interface CreateBundleOptions {
@@ -53,7 +58,7 @@ export interface OpenBundleOptions {
   /**
    * No change tracking: for a bundle still being built under a temporary name (convert, restore),
    * where no token can exist yet. Tracking starts at the first ordinary read-write open, which
-   * begins a new epoch; tokens, changedSince and snapshots are refused until then.
+   * begins a new epoch; tokens, change reports and snapshots are refused until then.
    */
   readonly untracked?: boolean;
   readonly onWarning?: WarningSink;
@@ -74,7 +79,8 @@ export class SparseBundle implements BlockDevice {
   private readonly gate = new IoGate();
   private closing: Promise<void> | undefined;
   private tracker: ChangeTracker | undefined;
-  private snapshotManager: SnapshotManager | undefined;
+  /** True while withQuiescedIo runs its operation: the band-set methods require it. */
+  private quiesced = false;
 
   private constructor(
     readonly path: string,
@@ -169,7 +175,7 @@ export class SparseBundle implements BlockDevice {
       });
       const bundle = new SparseBundle(path, paths, info, readOnly, store, lock, hasMappedDir);
       if (options.untracked !== true) {
-        const tracker = await ChangeTracker.open({ host: bundle.trackerHost(), readOnly, onWarning });
+        const tracker = await openChangeTracker({ host: bundle.trackerHost(), readOnly, onWarning });
         bundle.tracker = tracker;
         // Only the first change of a band per generation waits for its durable record.
         if (!readOnly) store.onBandChange((bandIndex) => (tracker.isDurablyRecorded(bandIndex) ? undefined : tracker.beforeChange(bandIndex)));
@@ -257,8 +263,11 @@ export class SparseBundle implements BlockDevice {
     return list;
   }
 
-  /** Grows or shrinks the disk. Shrinking deletes or cuts the bands past the new end. */
-  async resize(newSizeBytes: number): Promise<void> {
+  /**
+   * The geometry change under a resize (BundleSession.resize): sets the disk size, deleting or
+   * cutting the bands past a smaller end, then rewrites Info.bckup and Info.plist.
+   */
+  async setSizeBytes(newSizeBytes: number): Promise<void> {
     this.assertOpen();
     if (this.readOnly) throw new SbmError('SBM_READ_ONLY', `bundle ${this.path} is open read-only`);
     validateGeometry(this.info.bandSizeBytes, newSizeBytes);
@@ -302,25 +311,7 @@ export class SparseBundle implements BlockDevice {
     };
   }
 
-  /** Closes the current change-tracking generation; the token names this point (after a flush). */
-  async token(): Promise<string> {
-    this.assertOpen();
-    if (this.readOnly) throw new SbmError('SBM_READ_ONLY', `bundle ${this.path} is open read-only`);
-    const tracker = this.changeTracker;
-    return this.withQuiescedIo(() => tracker.checkpoint());
-  }
-
-  /**
-   * Bands changed since `since` (a token) plus a token of now, taken at the same quiet point so a
-   * backup loop never misses a write. Refuses foreign, stale and future tokens (exit 10).
-   */
-  async changedSince(since: string, options: ChangedSinceOptions = {}): Promise<ChangeReport> {
-    this.assertOpen();
-    const tracker = this.changeTracker;
-    return this.withQuiescedIo(() => tracker.changedSince(since, options));
-  }
-
-  /** The change tracker (token checks, time lookups, audits) for snapshot and CLI code. */
+  /** The change tracker (records, checkpoints, token checks) the session asks at quiet points. */
   get changeTracker(): ChangeTracker {
     if (this.tracker === undefined) {
       throw new SbmError('SBM_UNSUPPORTED', `bundle ${this.path} was opened without change tracking (it is still being built)`);
@@ -328,24 +319,56 @@ export class SparseBundle implements BlockDevice {
     return this.tracker;
   }
 
-  /** Copy-on-write snapshots under .sbm/snapshots/. */
-  get snapshots(): SnapshotManager {
-    this.snapshotManager ??= new SnapshotManager(this, (snapshotPath) => SparseBundle.open(snapshotPath, { readOnly: true }));
-    return this.snapshotManager;
-  }
-
   /**
    * Runs `operation` with in-flight I/O drained and new I/O held back, after flushing: the point in
-   * time for tokens, snapshots and reverts. `operation` gets the band store (do not call the
-   * bundle's own I/O methods inside: they would wait for the gate).
+   * time for tokens, snapshots and reverts. Inside it, the band-set methods below may be called
+   * (not the bundle's I/O methods: they would wait for the gate); what they changed is flushed
+   * before the gate opens again.
    */
-  async withQuiescedIo<T>(operation: (store: BandStore) => Promise<T>): Promise<T> {
+  async withQuiescedIo<T>(operation: () => Promise<T>): Promise<T> {
     this.assertOpen();
     return this.gate.exclusive(async () => {
       this.assertOpen();
       if (!this.readOnly) await this.store.flush();
-      return operation(this.store);
+      this.quiesced = true;
+      try {
+        const result = await operation();
+        if (!this.readOnly) await this.store.flush();
+        return result;
+      } finally {
+        this.quiesced = false;
+      }
     });
+  }
+
+  /**
+   * Hard-links every present band into `folder` as bands are named there (a snapshot's bands/);
+   * refuses a band that is not a regular file. Returns the bands linked. Quiet point only.
+   */
+  async linkBandsInto(folder: string): Promise<number[]> {
+    this.assertQuiesced('linkBandsInto');
+    const bands = this.bandsPresent();
+    await linkBandFiles(bands, (bandIndex) => this.store.pathOf(bandIndex), folder);
+    await this.store.closeFiles(); // pooled handles cache link counts that are now stale
+    return bands;
+  }
+
+  /** Makes band `bandIndex` the inode of `sourceFile` (same filesystem, e.g. a snapshot's band). Quiet point only. */
+  async replaceBand(bandIndex: number, sourceFile: string): Promise<void> {
+    this.assertQuiesced('replaceBand');
+    await this.store.replaceBand(bandIndex, sourceFile);
+  }
+
+  /** Deletes band `bandIndex`'s file, if any. Quiet point only. */
+  async removeBand(bandIndex: number): Promise<void> {
+    this.assertQuiesced('removeBand');
+    await this.store.removeBand(bandIndex);
+  }
+
+  /** Re-reads link counts at next use (after links to the bands were added or removed elsewhere). Quiet point only. */
+  async forgetLinkCounts(): Promise<void> {
+    this.assertQuiesced('forgetLinkCounts');
+    await this.store.closeFiles();
   }
 
   close(): Promise<void> {
@@ -412,6 +435,10 @@ export class SparseBundle implements BlockDevice {
         throw isSbmError(error) ? error : fromSystemError(error, writes ? 'write failed in' : 'read failed in', this.path);
       }
     });
+  }
+
+  private assertQuiesced(method: string): void {
+    if (!this.quiesced) throw new SbmError('SBM_INTERNAL', `SparseBundle.${method} runs only inside withQuiescedIo`);
   }
 
   private assertOpen(): void {

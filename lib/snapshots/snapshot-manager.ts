@@ -17,8 +17,8 @@
 //     record n -> link snapshot band into .sbm/tmp -> rename over bands/n   (or unlink bands/n)
 //   fsync bands/; interrupted? run revert again: it is idempotent.
 
-import { linkSync, lstatSync, statSync } from 'node:fs';
-import { link, lstat, mkdir, readdir, rename, rm, unlink } from 'node:fs/promises';
+import { lstatSync, statSync } from 'node:fs';
+import { lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomTag } from '../fs/temp-name.js';
 import type { BlockDevice } from '../block-device.js';
@@ -27,8 +27,8 @@ import { type BundlePaths, bandFileName, bundlePaths, parseBandName } from '../b
 import { parseInfoPlistAsync } from '../bundle/info-plist.js';
 import { readPlistBytes } from '../bundle/bundle-files.js';
 import { assertRegularSync, directoryKind, fileKind, isNotRegularFile, readSmallFile } from '../fs/safe-open.js';
-import type { BandStore } from '../engine/band-store.js';
-import type { SparseBundle } from '../engine/sparse-bundle.js';
+import { assertRegularBand } from '../engine/band-links.js';
+import { SparseBundle } from '../engine/sparse-bundle.js';
 import { SbmError, fromSystemError, isSbmError } from '../errors.js';
 import { copyFileDurably, fsyncDirectory, writeNewFileDurably } from '../fs/atomic-write.js';
 import { stampPath } from '../tracking/stat-cache.js';
@@ -60,10 +60,7 @@ export interface SnapshotInfo extends SnapshotMeta {
 }
 
 export class SnapshotManager {
-  constructor(
-    private readonly bundle: SparseBundle,
-    private readonly openReadOnly: (path: string) => Promise<BlockDevice>,
-  ) {}
+  constructor(private readonly bundle: SparseBundle) {}
 
   get directory(): string {
     return join(this.bundle.paths.sbm, SNAPSHOTS_DIR);
@@ -80,7 +77,7 @@ export class SnapshotManager {
     if (await exists(target)) throw new SbmError('SBM_EXISTS', `snapshot "${name}" already exists (${target})`, { name });
     await mkdir(this.directory, { recursive: true });
     const { paths } = this.bundle;
-    await this.quiesced(`cannot create snapshot "${name}" of`, async (store) => {
+    await this.quiesced(`cannot create snapshot "${name}" of`, async () => {
       const stage = join(paths.tmp, `snap-${randomTag()}${SNAPSHOT_SUFFIX}`);
       const stagePaths = bundlePaths(stage);
       await mkdir(stage); // fails rather than share a folder with another stage
@@ -90,15 +87,9 @@ export class SnapshotManager {
       await writeNewFileDurably(stagePaths.token, Buffer.alloc(0));
       await writeNewFileDurably(stagePaths.lock, Buffer.alloc(0));
       if (this.bundle.hasMappedDir) await copyFolder(paths.mapped, stagePaths.mapped);
-      const bands = [...store.present].sort((a, b) => a - b);
       // Linking changes each band's ctime: check first that none was edited behind sbm's back.
-      await this.bundle.changeTracker.auditBeforeRestamp(bands);
-      // link(2) would link a symlink itself; a snapshot holds regular band files only.
-      await inSyncRuns(bands, (bandIndex) => {
-        assertRegularBand(store.pathOf(bandIndex), bandIndex);
-        linkSync(store.pathOf(bandIndex), join(stagePaths.bands, bandFileName(bandIndex)));
-      });
-      await store.closeFiles(); // pooled handles cache link counts that are now stale
+      await this.bundle.changeTracker.auditBeforeRestamp(this.bundle.bandsPresent());
+      const bands = await this.bundle.linkBandsInto(stagePaths.bands);
       const token = await this.bundle.changeTracker.checkpoint(bands);
       const meta: SnapshotMeta = {
         name,
@@ -162,7 +153,7 @@ export class SnapshotManager {
   /** Opens the snapshot as a read-only BlockDevice (a SparseBundle). */
   async open(name: string): Promise<BlockDevice> {
     await this.meta(name);
-    return this.openReadOnly(this.pathOf(name));
+    return SparseBundle.open(this.pathOf(name), { readOnly: true });
   }
 
   async delete(name: string): Promise<void> {
@@ -186,15 +177,15 @@ export class SnapshotManager {
   }
 
   private async deleteLocked(name: string, path: string, paths: BundlePaths): Promise<void> {
-    await this.quiesced(`cannot delete snapshot "${name}" of`, async (store) => {
-      const shared = await sharedBands(store, join(path, 'bands'));
+    await this.quiesced(`cannot delete snapshot "${name}" of`, async () => {
+      const shared = await sharedBands(this.bundle, join(path, 'bands'));
       await this.bundle.changeTracker.auditBeforeRestamp(shared);
       const doomed = join(paths.tmp, `del-${randomTag()}`);
       await rename(path, doomed);
       await fsyncDirectory(this.directory);
       await fsyncDirectory(paths.tmp);
       await rm(doomed, { recursive: true, force: true });
-      await store.closeFiles();
+      await this.bundle.forgetLinkCounts();
       await this.bundle.changeTracker.checkpoint(shared);
     });
   }
@@ -212,33 +203,27 @@ export class SnapshotManager {
     if (info.bandSizeBytes !== this.bundle.bandSizeBytes) {
       throw new SbmError('SBM_UNSUPPORTED', `snapshot "${meta.name}" has band size ${info.bandSizeBytes}, the bundle ${this.bundle.bandSizeBytes}`);
     }
-    if (info.sizeBytes !== this.bundle.sizeBytes) await this.bundle.resize(info.sizeBytes);
-    const { paths } = this.bundle;
+    if (info.sizeBytes !== this.bundle.sizeBytes) await this.bundle.setSizeBytes(info.sizeBytes);
     const tracker = this.bundle.changeTracker;
-    return this.quiesced(`cannot revert to snapshot "${name}":`, async (store) => {
+    return this.quiesced(`cannot revert to snapshot "${name}":`, async () => {
       const snapshotBands = await listBandIndexes(snapshotPaths.bands);
-      const all = [...new Set([...store.present, ...snapshotBands])].sort((a, b) => a - b);
+      const all = [...new Set([...this.bundle.bandsPresent(), ...snapshotBands])].sort((a, b) => a - b);
       let bandsChanged = 0;
       for (const bandIndex of all) {
-        const live = await stampPath(store.pathOf(bandIndex));
-        const frozen = await stampPath(join(snapshotPaths.bands, bandFileName(bandIndex)));
+        const live = await stampPath(this.bundle.bandPath(bandIndex));
+        const frozenPath = join(snapshotPaths.bands, bandFileName(bandIndex));
+        const frozen = await stampPath(frozenPath);
         if (live?.ino === frozen?.ino) continue; // same inode (or both absent): already equal
         await tracker.beforeChange(bandIndex);
-        await store.closeFiles();
         if (frozen === undefined) {
-          await unlink(store.pathOf(bandIndex));
-          store.present.delete(bandIndex);
+          await this.bundle.removeBand(bandIndex);
         } else {
-          const staged = join(paths.tmp, `rev-${bandFileName(bandIndex)}-${randomTag()}`);
-          assertRegularBand(join(snapshotPaths.bands, bandFileName(bandIndex)), bandIndex);
-          await link(join(snapshotPaths.bands, bandFileName(bandIndex)), staged);
-          await rename(staged, store.pathOf(bandIndex));
-          store.present.add(bandIndex);
+          assertRegularBand(frozenPath, bandIndex);
+          await this.bundle.replaceBand(bandIndex, frozenPath);
         }
         bandsChanged++;
       }
-      await store.closeFiles();
-      await fsyncDirectory(paths.bands);
+      // The replaced bands' renames are made durable by withQuiescedIo's flush before it returns.
       return { bandsChanged };
     });
   }
@@ -259,7 +244,7 @@ export class SnapshotManager {
   }
 
   /** Runs with I/O drained; system errors become SbmErrors naming the bundle. */
-  private async quiesced<T>(doing: string, operation: (store: BandStore) => Promise<T>): Promise<T> {
+  private async quiesced<T>(doing: string, operation: () => Promise<T>): Promise<T> {
     try {
       return await this.bundle.withQuiescedIo(operation);
     } catch (error) {
@@ -296,16 +281,15 @@ async function listBandIndexes(bandsDir: string): Promise<number[]> {
 }
 
 /** Live bands that are the same inode as the snapshot's band of the same index. */
-async function sharedBands(store: BandStore, snapshotBandsDir: string): Promise<number[]> {
+async function sharedBands(bundle: SparseBundle, snapshotBandsDir: string): Promise<number[]> {
   const shared: number[] = [];
   const inode = (path: string) => statSync(path, { bigint: true, throwIfNoEntry: false })?.ino;
   await inSyncRuns(await listBandIndexes(snapshotBandsDir), (bandIndex) => {
-    const live = inode(store.pathOf(bandIndex));
+    const live = inode(bundle.bandPath(bandIndex));
     if (live !== undefined && live === inode(join(snapshotBandsDir, bandFileName(bandIndex)))) shared.push(bandIndex);
   });
   return shared.sort((a, b) => a - b);
 }
-
 
 async function copyFolder(source: string, target: string): Promise<void> {
   await mkdir(target);
@@ -322,17 +306,4 @@ async function copyRegularFile(from: string, to: string): Promise<void> {
     throw error;
   }
   await copyFileDurably(from, to);
-}
-
-function assertRegularBand(path: string, bandIndex: number): void {
-  try {
-    assertRegularSync(path);
-  } catch (error) {
-    if (!isNotRegularFile(error)) throw error;
-    throw new SbmError('SBM_BAD_BAND', `band ${bandFileName(bandIndex)} (${path}) is a ${error.kind}, not a regular file; no snapshot holds it (see sbm check)`, {
-      path,
-      bandIndex,
-      kind: error.kind,
-    });
-  }
 }

@@ -7,7 +7,7 @@
 //                 generation. The state goes first: a slot may only vouch for records that a
 //                 durable mark covers, so a log cut back below the mark is found (start-epoch.ts)
 //                 rather than trusted. A clean close writes the mark the same way before its save.
-//   changedSince  bands with a record newer than the token  ∪  bands whose stat differs from the
+//   reportSince   bands with a record newer than the token  ∪  bands whose stat differs from the
 //                 stat-cache without a newer record explaining it (edits behind sbm's back)
 //
 // A crash anywhere leaves records for every change that may have landed (some for changes that
@@ -28,7 +28,6 @@
 
 import { readdir } from 'node:fs/promises';
 import { SbmError, isSbmError } from '../errors.js';
-import type { BundlePaths } from '../bundle/bundle-paths.js';
 import { parseBandName } from '../bundle/bundle-paths.js';
 import { inSyncRuns } from '../sync-runs.js';
 import type { WarningSink } from '../warnings.js';
@@ -38,57 +37,8 @@ import { type FileStamp, type LogPoint, StatCache, sameStamp, slotMatches, stamp
 import { LogIndex } from './log-index.js';
 import { type TrackingState, epochTagOf, nextGeneration, writeTrackingState } from './tracking-state.js';
 import { type TrackingToken, formatToken, parseToken, refuseToken } from './tracking-token.js';
-import { openReadOnly, openReadWrite } from './open-tracker.js';
+import type { AuditMode, ChangeReport, ChangedBand, ReportOptions, TrackerHost } from './tracker-types.js';
 import { withSpace } from './tracking-file.js';
-
-export type AuditMode = 'auto' | 'full' | 'directory';
-
-/** What the tracker needs from the bundle it serves. */
-export interface TrackerHost {
-  readonly paths: BundlePaths;
-  readonly bandSizeBytes: number;
-  readonly sizeBytes: number;
-  readonly bandCount: number;
-  bandPath(bandIndex: number): string;
-  /** Number of band files the engine knows of, or undefined when it has not listed them yet. */
-  presentBandCount(): number | undefined;
-}
-
-export interface ChangedBand {
-  readonly bandIndex: number;
-  readonly path: string;
-  /** Path relative to the bundle folder: bands/<hex>. */
-  readonly relativePath: string;
-  /** The band file no longer exists (trimmed, deleted, cut by a shrink): a mirror should delete it. */
-  readonly deleted: boolean;
-  /** The change was made behind sbm's back (found by the stat audit). */
-  readonly foreign: boolean;
-  /** Virtual byte range the band covers. */
-  readonly offset: number;
-  readonly length: number;
-}
-
-export interface ChangeReport {
-  /** The token the changes are relative to. */
-  readonly since: string;
-  /** Token of now, for the next call (undefined when the bundle is open read-only). */
-  readonly token: string | undefined;
-  readonly bands: ChangedBand[];
-  readonly totalBytes: number;
-  readonly audit: 'full' | 'directory';
-}
-
-export interface ChangedSinceOptions {
-  readonly audit?: AuditMode;
-  /** Where this call's warnings go instead of the tracker's sink (a request from another process). */
-  readonly onWarning?: WarningSink;
-}
-
-export interface OpenOptions {
-  readonly host: TrackerHost;
-  readonly readOnly: boolean;
-  readonly onWarning: WarningSink;
-}
 
 export class ChangeTracker {
   /** Per band: the promise of its record in the open generation (shared by concurrent writers). */
@@ -114,10 +64,6 @@ export class ChangeTracker {
     private readonly log: ChangeLog | undefined,
     private readonly onWarning: WarningSink,
   ) {}
-
-  static async open(options: OpenOptions): Promise<ChangeTracker> {
-    return options.readOnly ? openReadOnly(options) : openReadWrite(options);
-  }
 
   /** Identity and open generation, for `sbm info` and tests. */
   describe(): { bundleId: string; epochId: string; generation: number; epochStartedAt: string } | undefined {
@@ -222,7 +168,7 @@ export class ChangeTracker {
   }
 
   /** Bands changed since `sinceText`; read-write trackers also close the generation (new token). */
-  async changedSince(sinceText: string, options: ChangedSinceOptions = {}): Promise<ChangeReport> {
+  async reportSince(sinceText: string, options: ReportOptions = {}): Promise<ChangeReport> {
     const since = this.checkToken(sinceText);
     const reported = new Set<number>(this.index.bandsNewerThan(since.generation));
     const audit = await this.audit(options.audit ?? 'auto', reported);

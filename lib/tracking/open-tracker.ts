@@ -5,15 +5,21 @@
 
 import { join } from 'node:path';
 import { ChangeLog, scanChangeLog } from './change-log.js';
-import { ChangeTracker, type OpenOptions, type TrackerHost } from './change-tracker.js';
+import { ChangeTracker } from './change-tracker.js';
 import { CHANGE_LOG_FILE, STAT_CACHE_FILE } from './constants.js';
 import { LogIndex } from './log-index.js';
 import { LOG_BEHIND_MARK, STATE_BEHIND, startEpoch, stateBehind } from './start-epoch.js';
 import { StatCache, statCacheMaxBytes } from './stat-cache.js';
 import { ensureReserve } from './tracking-file.js';
 import { type TrackingState, epochTagOf, folderIdentity, readTrackingState } from './tracking-state.js';
+import type { OpenOptions, TrackerHost } from './tracker-types.js';
 
-export async function openReadOnly({ host, onWarning }: OpenOptions): Promise<ChangeTracker> {
+/** Opens the change tracker of the bundle `options.host` describes. */
+export function openChangeTracker(options: OpenOptions): Promise<ChangeTracker> {
+  return options.readOnly ? openReadOnly(options) : openReadWrite(options);
+}
+
+async function openReadOnly({ host, onWarning }: OpenOptions): Promise<ChangeTracker> {
   const read = await readTrackingState(host.paths.sbm);
   if (read.kind !== 'ok') {
     const reason = read.kind === 'missing' ? undefined : `tracking state damaged: ${read.reason}`;
@@ -45,7 +51,7 @@ async function readOnlyProblem(host: TrackerHost, state: TrackingState): Promise
   return folder.dev === state.folder.dev && folder.ino === state.folder.ino ? undefined : 'the bundle folder was copied, moved or restored';
 }
 
-export async function openReadWrite({ host, onWarning }: OpenOptions): Promise<ChangeTracker> {
+async function openReadWrite({ host, onWarning }: OpenOptions): Promise<ChangeTracker> {
   const opened = await startEpoch(host, onWarning);
   const { state, scan, cache } = opened;
   // Bands with a record newer than their cached stat were changed by a session that ended

@@ -22,7 +22,7 @@ import { inSyncRuns } from '../sync-runs.js';
 import type { WarningSink } from '../warnings.js';
 import { ChangeLog, type LogScan, encodeChangeRecord, logCrc, scanChangeLog } from './change-log.js';
 import { LogIndex } from './log-index.js';
-import type { TrackerHost } from './change-tracker.js';
+import type { TrackerHost } from './tracker-types.js';
 import { CHANGE_LOG_FILE, COMPACT_MIN_RECORDS, STAT_CACHE_FILE } from './constants.js';
 import { type FileStamp, StatCache, stampPath, stampPathSync, statCacheMaxBytes } from './stat-cache.js';
 import { SbmError } from '../errors.js';

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
 import { GIB, MIB, makeMixedRaw, rawToVmdk } from './data.js';
 import type { Workload } from './harness.js';
+import { BundleSession } from '../../lib/session/bundle-session.js';
 
 const SBM = resolve(fileURLToPath(new URL('../..', import.meta.url)), 'cli', 'sbm.js');
 const sbm = (...args: string[]) => ['node', SBM, ...args];
@@ -126,7 +127,7 @@ export async function changedBandsWorkloads({ dir, quick, extraCaCerts }: BenchC
     const bandCount = Math.min(bundle.bandCount, populated);
     const stride = Math.floor(bundle.bandCount / bandCount);
     for (let index = 0; index < bandCount; index++) await bundle.write(index * stride * 8 * MIB, Buffer.from([1]));
-    const token = await bundle.token();
+    const token = await new BundleSession(bundle).token();
     for (let index = 0; index < changes; index++) await bundle.write(((index * 7) % bandCount) * stride * 8 * MIB + 1, Buffer.from([2]));
     await bundle.close();
     variants.push({ label: `sbm changed-bands (${label}, ${bandCount} band files)`, command: sbm('changed-bands', path, '--since', token) });

@@ -5,6 +5,7 @@ import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ERROR_CODES } from '../../lib/errors.js';
 import { HDIUTIL_FIXTURE, REPO_ROOT, runSbm, seededBytes, tempDir } from '../helpers/tools.js';
+import { BundleSession } from '../../lib/session/bundle-session.js';
 
 const MIB = 1024 * 1024;
 
@@ -211,7 +212,7 @@ test('a reader that closes the pipe early (| head) is not an error', async (t) =
   const dir = await tempDir(t);
   const path = join(dir, 'many.sparsebundle');
   const bundle = await SparseBundle.create(path, { sizeBytes: 3000 * MIB, bandSizeBytes: MIB });
-  const token = await bundle.token();
+  const token = await new BundleSession(bundle).token();
   for (let band = 0; band < 3000; band++) await bundle.write(band * MIB, Buffer.from([1]));
   await bundle.close();
   const result = await execa('bash', ['-c', `node ${SBM_BIN} changed-bands ${path} --since ${token} | head -n 1 >/dev/null; echo "status=\${PIPESTATUS[0]}"`], {

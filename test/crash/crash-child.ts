@@ -17,6 +17,7 @@ import { writeSync } from 'node:fs';
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
 import { seededBytes } from '../helpers/tools.js';
 import { hashBands, hashBundle, rng } from '../lib/tracking/band-oracle.js';
+import { BundleSession } from '../../lib/session/bundle-session.js';
 
 function say(line: string): void {
   const bytes = Buffer.from(`${line}\n`);
@@ -67,25 +68,25 @@ for (;;) {
     await bundle.flush();
     say(`FLUSHED ${durable}`);
   } else if (choice < 93) {
-    const token = await bundle.token();
+    const token = await new BundleSession(bundle).token();
     say(`TOKEN ${token} ${JSON.stringify([...(await hashBands(path))])}`);
   } else if (choice < 96) {
-    const all = await bundle.snapshots.list();
+    const all = await new BundleSession(bundle).snapshots.list();
     const target = all[random(Math.max(1, all.length))];
     if (target !== undefined) {
       say(`REVERTING ${target.name}`);
-      await bundle.snapshots.revert(target.name);
+      await new BundleSession(bundle).snapshots.revert(target.name);
       say(`REVERTED ${target.name}`);
     }
   } else {
     const name = `s${seedText}-${snapshotCounter++}`;
     say(`SNAPPING ${name}`);
-    const info = await bundle.snapshots.create(name);
+    const info = await new BundleSession(bundle).snapshots.create(name);
     say(`SNAP ${name} ${await hashBundle(info.path)}`);
-    const all = await bundle.snapshots.list();
+    const all = await new BundleSession(bundle).snapshots.list();
     for (const old of all.slice(0, Math.max(0, all.length - 3))) {
       say(`DELETING ${old.name}`);
-      await bundle.snapshots.delete(old.name);
+      await new BundleSession(bundle).snapshots.delete(old.name);
     }
   }
 }

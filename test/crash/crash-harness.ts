@@ -4,7 +4,7 @@
 //   - every write announced before a FLUSHED line reads back, and bytes no announced operation
 //     touched are unchanged (bytes of operations after the last flush may be old, new or mixed);
 //     a finished revert leaves exactly the snapshot's content;
-//   - for every token we hold the band hashes of, changedSince(token) ⊇ bands whose file changed;
+//   - for every token we hold the band hashes of, session.changedBands(token) ⊇ bands whose file changed;
 //   - every snapshot hashes as it did when taken (and none vanished without a DELETING line);
 //   - no tracking reset happened (a crash must never cost the user a full backup), except in
 //     rounds where the harness damaged the tracker's files after the kill (damage-tracker.ts):
@@ -20,6 +20,7 @@ import { DAMAGE_KINDS, damageTracker, keepTrackerCopies } from './damage-tracker
 import { WarningList } from '../../lib/warnings.js';
 import { REPO_ROOT, seededBytes } from '../helpers/tools.js';
 import { type BandHashes, changedBetween, hashBands, hashBundle, rng } from '../lib/tracking/band-oracle.js';
+import { BundleSession } from '../../lib/session/bundle-session.js';
 
 export interface CrashRunOptions {
   readonly bundlePath: string;
@@ -69,7 +70,7 @@ export async function runCrashRounds(options: CrashRunOptions): Promise<CrashRun
   {
     const bundle = await SparseBundle.open(bundlePath);
     model = await bundle.read(0, bundle.sizeBytes);
-    tokens.push({ token: await bundle.token(), hashes: await hashBands(bundlePath) });
+    tokens.push({ token: await new BundleSession(bundle).token(), hashes: await hashBands(bundlePath) });
     await bundle.close();
     await keepTrackerCopies(bundlePath, copiesDir);
   }
@@ -118,7 +119,7 @@ export async function runCrashRounds(options: CrashRunOptions): Promise<CrashRun
           // A finished revert is durable and leaves exactly the snapshot's content.
           revertInterrupted = false;
           summary.revertsFinished++;
-          const snapshotPath = bundle.snapshots.pathOf(event[1] as string);
+          const snapshotPath = new BundleSession(bundle).snapshots.pathOf(event[1] as string);
           const frozen = await SparseBundle.open(snapshotPath, { readOnly: true }).catch(() => undefined);
           if (frozen === undefined) {
             revertInterrupted = true; // deleted later in the round: content unknown here
@@ -154,7 +155,7 @@ export async function runCrashRounds(options: CrashRunOptions): Promise<CrashRun
       }
       const now = await hashBands(bundlePath);
       for (const { token, hashes } of tokens.slice(-6)) {
-        const report = await bundle.changedSince(token, { audit: 'full' }).catch((error: unknown) => {
+        const report = await new BundleSession(bundle).changedBands(token, { audit: 'full' }).catch((error: unknown) => {
           if (isSbmError(error) && error.exitCode === 10) return undefined;
           throw new Error(`${where}${damage === undefined ? '' : ` (${damage})`}: token ${token}: ${String(error)}`);
         });
@@ -170,22 +171,22 @@ export async function runCrashRounds(options: CrashRunOptions): Promise<CrashRun
         summary.exactBands += truth.length;
         summary.overReportedBands += reported.size - truth.length;
       }
-      tokens.push({ token: await bundle.token(), hashes: now });
+      tokens.push({ token: await new BundleSession(bundle).token(), hashes: now });
       // 4. snapshots never change
       const deleting = new Set(events.filter((event) => event[0] === 'DELETING').map((event) => event[1] as string));
       for (const event of events.filter((item) => item[0] === 'SNAP')) snapshotHashes.set(event[1] as string, event[2] as string);
-      const present = new Set((await readdir(bundle.snapshots.directory).catch(() => [] as string[])).map((name) => name.replace(/\.sparsebundle$/, '')));
+      const present = new Set((await readdir(new BundleSession(bundle).snapshots.directory).catch(() => [] as string[])).map((name) => name.replace(/\.sparsebundle$/, '')));
       for (const [name, hash] of snapshotHashes) {
         if (!present.has(name)) {
           if (!deleting.has(name)) throw new Error(`${where}: snapshot ${name} vanished without being deleted`);
           snapshotHashes.delete(name);
           continue;
         }
-        const actual = await hashBundle(bundle.snapshots.pathOf(name));
+        const actual = await hashBundle(new BundleSession(bundle).snapshots.pathOf(name));
         if (actual !== hash) throw new Error(`${where}: snapshot ${name} changed after it was taken`);
         summary.snapshotsChecked++;
       }
-      for (const name of present) if (!snapshotHashes.has(name)) snapshotHashes.set(name, await hashBundle(bundle.snapshots.pathOf(name)));
+      for (const name of present) if (!snapshotHashes.has(name)) snapshotHashes.set(name, await hashBundle(new BundleSession(bundle).snapshots.pathOf(name)));
     } finally {
       await bundle.close();
     }

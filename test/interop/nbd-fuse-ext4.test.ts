@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fuseMount } from '../../lib/nbd/fuse-mount.js';
 import { requireTool, seededBytes } from '../helpers/tools.js';
 import { MIB, recordingDevice, serveBundle } from '../lib/nbd/interop-kit.js';
+import { BundleSession } from '../../lib/session/bundle-session.js';
 
 const STEP = { timeout: 60_000 };
 
@@ -19,7 +20,7 @@ test('ext4 on a loop device on nbdfuse on sbm: write, fsck clean, remount, read 
   let token = '';
   const served = await serveBundle(t, 256 * MIB, {
     prepare: async (bundle) => {
-      token = await bundle.token();
+      token = await new BundleSession(bundle).token();
     },
     wrap: (bundle) => {
       recorder = recordingDevice(bundle);
@@ -69,7 +70,7 @@ test('ext4 on a loop device on nbdfuse on sbm: write, fsck clean, remount, read 
 
   // The change tracker names every band the filesystem wrote (never fewer) and nothing it did not
   // touch; zeroing a band that was never there changes nothing and may go unreported.
-  const report = await served.bundle.changedSince(token);
+  const report = await new BundleSession(served.bundle).changedBands(token);
   const reported = new Set(report.bands.map((band) => band.bandIndex));
   const { written, zeroed } = recorder as NonNullable<typeof recorder>;
   t.true(written.size > 0);

@@ -12,6 +12,7 @@ import { SBM_BIN, requireTool, runSbm, seededBytes, tempDir } from '../helpers/t
 import * as C from '../../lib/nbd/constants.js';
 import { request } from '../lib/nbd/nbd-frames.js';
 import { RawClient } from '../lib/nbd/raw-client.js';
+import { BundleSession } from '../../lib/session/bundle-session.js';
 
 const MIB = 1024 * 1024;
 
@@ -128,7 +129,7 @@ test('sbm mount --snapshot serves the snapshot read-only while the live bundle c
   await requireTool(t, 'nbdcopy');
   const bundlePath = await makeBundle(t);
   const live = await SparseBundle.open(bundlePath);
-  await live.snapshots.create('daily');
+  await new BundleSession(live).snapshots.create('daily');
   await live.write(8 * MIB, seededBytes(4096, 6));
   await live.write(20 * MIB, seededBytes(4096, 7));
   // The live bundle stays open read-write (exclusive lock) while its snapshot is served.

@@ -11,6 +11,7 @@ import { thinBackups } from '../../../lib/backup/thin-backups.js';
 import { SparseBundle } from '../../../lib/engine/sparse-bundle.js';
 import type { SbmWarning } from '../../../lib/warnings.js';
 import { seededBytes, tempDir } from '../../helpers/tools.js';
+import { BundleSession } from '../../../lib/session/bundle-session.js';
 
 const MIB = 1024 * 1024;
 const BAND = MIB;
@@ -209,9 +210,9 @@ test('held: a killed run\'s backup snapshot is removed, other snapshots (even na
   const bundle = await SparseBundle.create(path, { sizeBytes: SIZE, bandSizeBytes: BAND });
   const oracle = Buffer.alloc(SIZE);
   await randomWrites(bundle, oracle, 3);
-  await bundle.snapshots.create(backupSnapshotName(1_700_000_000_000, 'abcdef012345'));
-  await bundle.snapshots.create('sbm-backup-1-abcdef');
-  await bundle.snapshots.create('keep');
+  await new BundleSession(bundle).snapshots.create(backupSnapshotName(1_700_000_000_000, 'abcdef012345'));
+  await new BundleSession(bundle).snapshots.create('sbm-backup-1-abcdef');
+  await new BundleSession(bundle).snapshots.create('keep');
   const warnings: SbmWarning[] = [];
   const result = await createBackup(bundleBackupSource(bundle), join(dir, 'backups'), { onWarning: (w) => warnings.push(w) });
   t.is(sha(await readAll(result.path)), sha(oracle));
@@ -260,7 +261,7 @@ test('a source whose frozen point carries no tracker answer is asked afterwards'
   const source = {
     ...inner,
     freeze: async () => ({ ...(await inner.freeze()), changed: undefined }),
-    changedSince: (token: string) => (asked++, inner.changedSince(token)),
+    answerChangedBands: (token: string) => (asked++, inner.answerChangedBands(token)),
   };
   await createBackup(source, join(dir, 'b'));
   await bundle.write(7 * MIB, Buffer.from('x'));

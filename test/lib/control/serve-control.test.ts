@@ -15,6 +15,7 @@ import { SparseBundle } from '../../../lib/engine/sparse-bundle.js';
 import { isSbmError } from '../../../lib/errors.js';
 import { type SbmWarning, WarningList, strictWarningError } from '../../../lib/warnings.js';
 import { seededBytes, tempDir } from '../../helpers/tools.js';
+import { BundleSession } from '../../../lib/session/bundle-session.js';
 
 const MIB = 1024 * 1024;
 
@@ -92,15 +93,15 @@ test('errors come back as SbmErrors with the code and exit status; paths are the
   t.teardown(() => client.close());
   const missing = await client.snapshotDelete('nope').catch((error: unknown) => error);
   t.true(isSbmError(missing, 'SBM_NOT_FOUND'));
-  const foreign = await client.changedSince('sbm1:00000000-0000-4000-8000-000000000000:00000001:1').catch((error: unknown) => error);
+  const foreign = await client.changedBandsSince('sbm1:00000000-0000-4000-8000-000000000000:00000001:1').catch((error: unknown) => error);
   t.true(isSbmError(foreign), String(foreign));
   t.is((foreign as { exitCode: number }).exitCode, 10);
-  const refused = await client.backupSource().changedSince('sbm1:00000000-0000-4000-8000-000000000000:00000001:1');
+  const refused = await client.backupSource().answerChangedBands('sbm1:00000000-0000-4000-8000-000000000000:00000001:1');
   t.is(refused.kind, 'refused', 'the backup source maps the refusal like the local one');
 
   const info = await client.snapshotCreate('s1');
   t.is(info.path, join(path, '.sbm', 'snapshots', 's1.sparsebundle'));
-  const changed = await client.changedSince('s1', 'full');
+  const changed = await client.changedBandsSince('s1', 'full');
   t.is(changed.sinceKind, 'snapshot');
   t.is(changed.bandSizeBytes, 8 * MIB);
   t.deepEqual(changed.report.bands, []);
@@ -120,11 +121,11 @@ test('a backup snapshot is held by its connection: others cannot delete it, a va
   t.true(isSbmError(refused, 'SBM_LOCKED'));
   // A second backup's stale cleanup skips the held snapshot instead of failing.
   const other = await second.backupSource().freeze();
-  t.is((await bundle.snapshots.list()).length, 2);
+  t.is((await new BundleSession(bundle).snapshots.list()).length, 2);
   await other.release();
   await first.close(); // like a killed `sbm backup`
-  for (let tries = 0; tries < 100 && (await bundle.snapshots.list()).length > 0; tries++) await new Promise((resolve) => setTimeout(resolve, 20));
-  t.deepEqual(await bundle.snapshots.list(), []);
+  for (let tries = 0; tries < 100 && (await new BundleSession(bundle).snapshots.list()).length > 0; tries++) await new Promise((resolve) => setTimeout(resolve, 20));
+  t.deepEqual(await new BundleSession(bundle).snapshots.list(), []);
 });
 
 test('a stale control.json (dead pid, or a socket that is gone) is ignored', async (t) => {
@@ -162,7 +163,7 @@ test('revert through the client changes the live disk; closing the server keeps 
   await control.close();
   await t.notThrowsAsync(stat(frozen.bundlePath), 'a backup still copying from it can finish');
   await t.notThrowsAsync(frozen.release(), 'releasing after the mount stopped leaves the snapshot to the next backup');
-  t.is((await bundle.snapshots.list()).length, 1);
+  t.is((await new BundleSession(bundle).snapshots.list()).length, 1);
 });
 
 test('warnings a request raises in the mount (an edit behind sbm\'s back) go to the caller', async (t) => {
@@ -173,7 +174,7 @@ test('warnings a request raises in the mount (an edit behind sbm\'s back) go to 
   t.true(operations.remote, 'the served bundle is reached through its mount');
   const token = await operations.token();
   await writeFile(join(path, 'bands', '0'), seededBytes(8192, 9)); // not through sbm
-  const changed = await operations.changedSince(token, 'full');
+  const changed = await operations.changedBandsSince(token, 'full');
   t.deepEqual(
     changed.report.bands.map((band) => [band.bandIndex, band.foreign]),
     [[0, true]],
@@ -195,7 +196,7 @@ test('with --strict the mount fails the request at the warning, before it record
   const token = await operations.token();
   await writeFile(join(path, 'bands', '0'), seededBytes(8192, 9));
   for (let attempt = 0; attempt < 2; attempt++) {
-    const failed = await operations.changedSince(token, 'full').catch((error: unknown) => error);
+    const failed = await operations.changedBandsSince(token, 'full').catch((error: unknown) => error);
     t.true(isSbmError(failed, 'SBM_STRICT'), String(failed));
     t.regex((failed as Error).message, /SBM_FOREIGN_CHANGE/, 'and again: nothing was recorded or closed');
   }
@@ -212,7 +213,7 @@ test('a client that does not ask for warnings (an older sbm) leaves them to the 
     await control.close();
     await bundle.close();
   });
-  const token = await bundle.token();
+  const token = await new BundleSession(bundle).token();
   await writeFile(join(path, 'bands', '0'), seededBytes(8192, 9));
   const { lines } = await rawExchange(control.socketPath, `${JSON.stringify({ id: 1, op: 'changedSince', args: { since: token, audit: 'full' } })}\n`, 1);
   const reply = lines[0] as { result: { warnings?: unknown; report: { bands: unknown[] } } };

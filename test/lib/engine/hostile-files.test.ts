@@ -12,6 +12,7 @@ import { checkBundle } from '../../../lib/bundle/check-bundle.js';
 import { SparseBundle } from '../../../lib/engine/sparse-bundle.js';
 import { WarningList } from '../../../lib/warnings.js';
 import { seededBytes, tempDir } from '../../helpers/tools.js';
+import { BundleSession } from '../../../lib/session/bundle-session.js';
 
 const MIB = 1024 * 1024;
 /** Every hostile case must finish well within this (a FIFO open used to block forever). */
@@ -63,7 +64,7 @@ test('a band that is a symlink is never read, written, zeroed or cut through', a
     await t.throwsAsync(bundle.write(MIB + 10, Buffer.from('overwrite')), { message: /^SBM_BAD_BAND/ });
     await t.throwsAsync(bundle.writeZeroes(MIB + 100, 100), { message: /^SBM_BAD_BAND/ });
     await t.throwsAsync(bundle.trim(MIB, MIB), { message: /^SBM_BAD_BAND/ });
-    await t.throwsAsync(bundle.resize(MIB + MIB / 2), { message: /^SBM_BAD_BAND/ });
+    await t.throwsAsync(new BundleSession(bundle).resize(MIB + MIB / 2), { message: /^SBM_BAD_BAND/ });
     await t.throwsAsync(bundle.extents(MIB, MIB), { message: /^SBM_BAD_BAND/ });
     // Band 0 is a regular file and still works.
     t.is(sha256(await bundle.read(0, MIB)), sha256(seededBytes(MIB, 1)));
@@ -204,8 +205,8 @@ test('a snapshot never hard-links a symlinked band', async (t) => {
   await symlink(outside, band(1));
   const bundle = await SparseBundle.open(path, { onWarning: () => undefined });
   try {
-    await t.throwsAsync(bundle.snapshots.create('before'), { message: /^SBM_BAD_BAND: band 1 .* is a symlink/ });
-    t.deepEqual(await bundle.snapshots.list(), []);
+    await t.throwsAsync(new BundleSession(bundle).snapshots.create('before'), { message: /^SBM_BAD_BAND: band 1 .* is a symlink/ });
+    t.deepEqual(await new BundleSession(bundle).snapshots.list(), []);
   } finally {
     await bundle.close();
   }
@@ -250,11 +251,11 @@ test('a snapshot folder that is a symlink to a bundle elsewhere is neither opene
   const bundle = await SparseBundle.open(path);
   try {
     const live = await bundle.read(0, MIB);
-    await bundle.snapshots.create('real');
-    await rm(join(bundle.snapshots.directory, 'real.sparsebundle'), { recursive: true });
-    await symlink(elsewhere, join(bundle.snapshots.directory, 'real.sparsebundle'));
-    await t.throwsAsync(bundle.snapshots.open('real'), { message: /^SBM_CORRUPT: .*real\.sparsebundle is a symlink, not a folder/ });
-    await t.throwsAsync(bundle.snapshots.revert('real'), { message: /^SBM_CORRUPT/ });
+    await new BundleSession(bundle).snapshots.create('real');
+    await rm(join(new BundleSession(bundle).snapshots.directory, 'real.sparsebundle'), { recursive: true });
+    await symlink(elsewhere, join(new BundleSession(bundle).snapshots.directory, 'real.sparsebundle'));
+    await t.throwsAsync(new BundleSession(bundle).snapshots.open('real'), { message: /^SBM_CORRUPT: .*real\.sparsebundle is a symlink, not a folder/ });
+    await t.throwsAsync(new BundleSession(bundle).snapshots.revert('real'), { message: /^SBM_CORRUPT/ });
     t.true((await bundle.read(0, MIB)).equals(live), 'the live disk is unchanged');
   } finally {
     await bundle.close();
@@ -266,14 +267,14 @@ test('a snapshot whose bands/ is a symlink is not reverted to (no outside file i
   const bundle = await SparseBundle.open(path);
   try {
     const live = await bundle.read(0, 2 * MIB);
-    await bundle.snapshots.create('s');
-    const snapshotBands = join(bundle.snapshots.pathOf('s'), 'bands');
+    await new BundleSession(bundle).snapshots.create('s');
+    const snapshotBands = join(new BundleSession(bundle).snapshots.pathOf('s'), 'bands');
     const elsewhere = join(dir, 'elsewhere-bands');
     await mkdir(elsewhere);
     await writeFile(join(elsewhere, '0'), 'outside data');
     await rm(snapshotBands, { recursive: true });
     await symlink(elsewhere, snapshotBands);
-    await t.throwsAsync(bundle.snapshots.revert('s'), { message: /^SBM_BAD_BAND: .*bands is a symlink, not a folder/ });
+    await t.throwsAsync(new BundleSession(bundle).snapshots.revert('s'), { message: /^SBM_BAD_BAND: .*bands is a symlink, not a folder/ });
     t.true((await bundle.read(0, 2 * MIB)).equals(live));
   } finally {
     await bundle.close();

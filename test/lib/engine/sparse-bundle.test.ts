@@ -6,6 +6,7 @@ import { renderInfoPlist } from '../../../lib/bundle/info-plist.js';
 import { SparseBundle } from '../../../lib/engine/sparse-bundle.js';
 import { WarningList } from '../../../lib/warnings.js';
 import { HDIUTIL_FIXTURE, seededBytes, tempDir } from '../../helpers/tools.js';
+import { BundleSession } from '../../../lib/session/bundle-session.js';
 
 const MIB = 1024 * 1024;
 
@@ -211,10 +212,10 @@ test('a band shared by a hard link is copied before it is changed (copy-on-write
 test('resize grows and shrinks, cutting bands past the new end', async (t) => {
   const { path, bundle } = await newBundle(t, 4 * MIB, MIB);
   await bundle.write(0, seededBytes(4 * MIB, 5));
-  await bundle.resize(2 * MIB + 4096);
+  await new BundleSession(bundle).resize(2 * MIB + 4096);
   t.deepEqual(bundle.bandsPresent(), [0, 1, 2]);
   t.is((await stat(join(path, 'bands', '2'))).size, 4096);
-  await bundle.resize(64 * MIB);
+  await new BundleSession(bundle).resize(64 * MIB);
   t.is(bundle.sizeBytes, 64 * MIB);
   t.true((await bundle.read(2 * MIB + 4096, 4096)).equals(Buffer.alloc(4096)));
   await bundle.close();
@@ -242,13 +243,13 @@ test('an untracked bundle (still being built) refuses tokens; its first ordinary
   const path = join(dir, 'built.sparsebundle');
   const building = await SparseBundle.create(path, { sizeBytes: 4 * MIB, bandSizeBytes: MIB, untracked: true });
   await building.write(0, Buffer.from('data'));
-  await t.throwsAsync(building.token(), { message: /^SBM_UNSUPPORTED: .*without change tracking/ });
+  await t.throwsAsync(new BundleSession(building).token(), { message: /^SBM_UNSUPPORTED: .*without change tracking/ });
   await building.close();
   await t.throwsAsync(stat(join(path, '.sbm', 'changes.log')), { code: 'ENOENT' });
   const bundle = await SparseBundle.open(path);
-  const token = await bundle.token();
+  const token = await new BundleSession(bundle).token();
   await bundle.write(2 * MIB, Buffer.from('later'));
-  const report = await bundle.changedSince(token);
+  const report = await new BundleSession(bundle).changedBands(token);
   t.deepEqual(report.bands.map((band) => band.bandIndex), [2]);
   await bundle.close();
 });

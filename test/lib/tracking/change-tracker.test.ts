@@ -6,6 +6,7 @@ import { isSbmError } from '../../../lib/errors.js';
 import { WarningList } from '../../../lib/warnings.js';
 import { tempDir } from '../../helpers/tools.js';
 import { changedBetween, hashBands, rng } from './band-oracle.js';
+import { BundleSession } from '../../../lib/session/bundle-session.js';
 
 const MiB = 1024 * 1024;
 
@@ -23,7 +24,7 @@ test('exactness: the reported set equals the bands whose files changed, over man
   let bundle = await SparseBundle.create(path, { sizeBytes, bandSizeBytes: MiB });
   const model = Buffer.alloc(sizeBytes); // what the disk should read as
   const random = rng(20261123);
-  let token = await bundle.token();
+  let token = await new BundleSession(bundle).token();
   let before = await hashBands(path);
   for (let round = 0; round < 40; round++) {
     const operations = 1 + random(12);
@@ -53,7 +54,7 @@ test('exactness: the reported set equals the bands whose files changed, over man
       await bundle.close();
       bundle = await SparseBundle.open(path);
     }
-    const report = await bundle.changedSince(token, { audit: 'full' });
+    const report = await new BundleSession(bundle).changedBands(token, { audit: 'full' });
     const after = await hashBands(path);
     const truth = changedBetween(before, after);
     t.deepEqual(
@@ -77,12 +78,12 @@ test('token() with no writes in between reports nothing; a write reports exactly
   const path = join(dir, 'disk.sparsebundle');
   const bundle = await SparseBundle.create(path, { sizeBytes: 16 * MiB, bandSizeBytes: MiB });
   t.teardown(() => bundle.close());
-  const first = await bundle.token();
+  const first = await new BundleSession(bundle).token();
   t.regex(first, /^sbm1:[0-9a-f-]{36}:[0-9a-f]{8}:\d+$/);
-  const second = await bundle.token();
-  t.deepEqual((await bundle.changedSince(first)).bands, []);
+  const second = await new BundleSession(bundle).token();
+  t.deepEqual((await new BundleSession(bundle).changedBands(first)).bands, []);
   await bundle.write(MiB - 10, noise(20)); // straddles bands 0 and 1
-  const report = await bundle.changedSince(second);
+  const report = await new BundleSession(bundle).changedBands(second);
   t.deepEqual(
     report.bands.map((band) => [band.bandIndex, band.relativePath, band.offset, band.length, band.deleted]),
     [
@@ -91,8 +92,8 @@ test('token() with no writes in between reports nothing; a write reports exactly
     ],
   );
   // The older token still sees the same changes; the returned token sees none.
-  t.deepEqual((await bundle.changedSince(first)).bands.map((band) => band.bandIndex), [0, 1]);
-  t.deepEqual((await bundle.changedSince(report.token as string)).bands, []);
+  t.deepEqual((await new BundleSession(bundle).changedBands(first)).bands.map((band) => band.bandIndex), [0, 1]);
+  t.deepEqual((await new BundleSession(bundle).changedBands(report.token as string)).bands, []);
 });
 
 test('foreign, stale and future tokens are refused with their own codes', async (t) => {
@@ -103,16 +104,16 @@ test('foreign, stale and future tokens are refused with their own codes', async 
     await a.close();
     await b.close();
   });
-  const tokenA = await a.token();
-  const foreign = await t.throwsAsync(b.changedSince(tokenA));
+  const tokenA = await new BundleSession(a).token();
+  const foreign = await t.throwsAsync(new BundleSession(b).changedBands(tokenA));
   t.true(isSbmError(foreign, 'SBM_TOKEN_FOREIGN'), String(foreign));
   t.regex(String(foreign?.message), /full backup required/);
   const [prefix, id, epoch, generation] = tokenA.split(':');
-  const future = await t.throwsAsync(a.changedSince([prefix, id, epoch, Number(generation) + 5].join(':')));
+  const future = await t.throwsAsync(new BundleSession(a).changedBands([prefix, id, epoch, Number(generation) + 5].join(':')));
   t.true(isSbmError(future, 'SBM_TOKEN_FUTURE'), String(future));
-  const stale = await t.throwsAsync(a.changedSince([prefix, id, 'deadbeef', generation].join(':')));
+  const stale = await t.throwsAsync(new BundleSession(a).changedBands([prefix, id, 'deadbeef', generation].join(':')));
   t.true(isSbmError(stale, 'SBM_TOKEN_STALE'), String(stale));
-  const bad = await t.throwsAsync(a.changedSince('not-a-token'));
+  const bad = await t.throwsAsync(new BundleSession(a).changedBands('not-a-token'));
   t.true(isSbmError(bad, 'SBM_BAD_TOKEN'), String(bad));
 });
 
@@ -121,7 +122,7 @@ test('a copied bundle folder starts a new epoch: tokens of the original are stal
   const path = join(dir, 'a.sparsebundle');
   const bundle = await SparseBundle.create(path, { sizeBytes: 8 * MiB, bandSizeBytes: MiB });
   await bundle.write(0, noise(100));
-  const token = await bundle.token();
+  const token = await new BundleSession(bundle).token();
   await bundle.close();
   const { cp } = await import('node:fs/promises');
   await cp(path, join(dir, 'copy.sparsebundle'), { recursive: true });
@@ -129,11 +130,11 @@ test('a copied bundle folder starts a new epoch: tokens of the original are stal
   const copy = await SparseBundle.open(join(dir, 'copy.sparsebundle'), { onWarning: warnings.sink });
   t.teardown(() => copy.close());
   t.true(warnings.items.some((warning) => warning.code === 'SBM_TRACKING_RESET'));
-  const error = await t.throwsAsync(copy.changedSince(token));
+  const error = await t.throwsAsync(new BundleSession(copy).changedBands(token));
   t.true(isSbmError(error, 'SBM_TOKEN_STALE'), String(error));
   t.regex(String(error?.message), /copied/);
   // The original still answers.
   const original = await SparseBundle.open(path);
   t.teardown(() => original.close());
-  t.deepEqual((await original.changedSince(token)).bands, []);
+  t.deepEqual((await new BundleSession(original).changedBands(token)).bands, []);
 });

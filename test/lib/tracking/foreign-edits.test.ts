@@ -4,6 +4,7 @@ import { open, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { SparseBundle } from '../../../lib/engine/sparse-bundle.js';
 import { WarningList } from '../../../lib/warnings.js';
 import { tempDir } from '../../helpers/tools.js';
+import { BundleSession } from '../../../lib/session/bundle-session.js';
 
 const MiB = 1024 * 1024;
 
@@ -12,7 +13,7 @@ async function makeBundle(t: Parameters<typeof tempDir>[0]): Promise<{ path: str
   const path = join(dir, 'disk.sparsebundle');
   const bundle = await SparseBundle.create(path, { sizeBytes: 8 * MiB, bandSizeBytes: MiB });
   for (let band = 0; band < 6; band++) await bundle.write(band * MiB, Buffer.alloc(4096, band + 1));
-  const token = await bundle.token();
+  const token = await new BundleSession(bundle).token();
   await bundle.close();
   return { path, token };
 }
@@ -28,7 +29,7 @@ test('a band rewritten in place behind sbm\'s back, mtime restored, is reported 
   const warnings = new WarningList();
   const bundle = await SparseBundle.open(path, { onWarning: warnings.sink });
   t.teardown(() => bundle.close());
-  const report = await bundle.changedSince(token, { audit: 'full' });
+  const report = await new BundleSession(bundle).changedBands(token, { audit: 'full' });
   t.deepEqual(
     report.bands.map((entry) => [entry.bandIndex, entry.foreign]),
     [[3, true]],
@@ -37,8 +38,8 @@ test('a band rewritten in place behind sbm\'s back, mtime restored, is reported 
   t.truthy(warning);
   t.regex(String(warning?.message), /bands\/3/);
   // The foreign change is now part of the history: reported for the old token, not the new one.
-  t.deepEqual((await bundle.changedSince(token)).bands.map((entry) => entry.bandIndex), [3]);
-  t.deepEqual((await bundle.changedSince(report.token as string)).bands, []);
+  t.deepEqual((await new BundleSession(bundle).changedBands(token)).bands.map((entry) => entry.bandIndex), [3]);
+  t.deepEqual((await new BundleSession(bundle).changedBands(report.token as string)).bands, []);
 });
 
 test('auto audit stats every band of a small bundle, so in-place edits are caught by default', async (t) => {
@@ -48,7 +49,7 @@ test('auto audit stats every band of a small bundle, so in-place edits are caugh
   await handle.close();
   const bundle = await SparseBundle.open(path);
   t.teardown(() => bundle.close());
-  const report = await bundle.changedSince(token);
+  const report = await new BundleSession(bundle).changedBands(token);
   t.is(report.audit, 'full');
   t.deepEqual(report.bands.map((entry) => entry.bandIndex), [1]);
 });
@@ -62,7 +63,7 @@ test('directory audit: bands created, deleted or renamed over behind sbm\'s back
   await writeFile(join(path, 'bands', '7'), Buffer.alloc(10, 9));
   const bundle = await SparseBundle.open(path);
   t.teardown(() => bundle.close());
-  const report = await bundle.changedSince(token, { audit: 'directory' });
+  const report = await new BundleSession(bundle).changedBands(token, { audit: 'directory' });
   t.is(report.audit, 'full', 'the changed bands/ folder forced a full audit');
   t.deepEqual(
     report.bands.map((entry) => [entry.bandIndex, entry.deleted, entry.foreign]),
@@ -79,7 +80,7 @@ test('directory audit with an unchanged bands/ folder stats nothing (the documen
   const bundle = await SparseBundle.open(path);
   t.teardown(() => bundle.close());
   await bundle.write(5 * MiB, Buffer.alloc(10, 0x77)); // in place: bands/ itself does not change
-  const report = await bundle.changedSince(token, { audit: 'directory' });
+  const report = await new BundleSession(bundle).changedBands(token, { audit: 'directory' });
   t.is(report.audit, 'directory');
   t.deepEqual(report.bands.map((entry) => entry.bandIndex), [5]);
 });
@@ -91,7 +92,7 @@ test('auto audit on a bundle opened without listing bands/ counts bands from the
   await handle.close();
   const bundle = await SparseBundle.open(path, { deferBandListing: true });
   t.teardown(() => bundle.close());
-  const report = await bundle.changedSince(token);
+  const report = await new BundleSession(bundle).changedBands(token);
   t.is(report.audit, 'full', '6 bands known to the stat cache: small enough for a full audit');
   t.deepEqual(report.bands.map((entry) => [entry.bandIndex, entry.foreign]), [[1, true]]);
 });

@@ -9,6 +9,7 @@ import { mkdir, open, rm } from 'node:fs/promises';
 import { SparseBundle } from '../../../lib/engine/sparse-bundle.js';
 import { RESERVE_FILE } from '../../../lib/tracking/tracking-file.js';
 import { requireTool, runSbm, tempDir } from '../../helpers/tools.js';
+import { BundleSession } from '../../../lib/session/bundle-session.js';
 
 const MiB = 1024 * 1024;
 
@@ -45,7 +46,7 @@ async function bundleWithToken(mountPoint: string): Promise<{ path: string; toke
   const path = join(mountPoint, 'vm.sparsebundle');
   const bundle = await SparseBundle.create(path, { sizeBytes: 8 * MiB, bandSizeBytes: MiB });
   for (let band = 0; band < 4; band++) await bundle.write(band * MiB, Buffer.alloc(64 * 1024, band + 1));
-  const token = await bundle.token();
+  const token = await new BundleSession(bundle).token();
   await bundle.close();
   return { path, token };
 }
@@ -68,7 +69,7 @@ test('a trim works on a 100% full filesystem, with the reserve and without it, a
   await rm(join(mountPoint, 'filler-2'));
   bundle = await SparseBundle.open(path);
   t.teardown(() => bundle.close());
-  const report = await bundle.changedSince(token);
+  const report = await new BundleSession(bundle).changedBands(token);
   t.deepEqual(
     report.bands.filter((band) => band.deleted).map((band) => band.bandIndex),
     [1, 2],

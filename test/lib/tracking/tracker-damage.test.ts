@@ -13,6 +13,7 @@ import { WarningList } from '../../../lib/warnings.js';
 import { encodeChangeRecord } from '../../../lib/tracking/change-log.js';
 import { epochTagOf } from '../../../lib/tracking/tracking-state.js';
 import { SBM_BIN, requireTool, tempDir } from '../../helpers/tools.js';
+import { BundleSession } from '../../../lib/session/bundle-session.js';
 
 const MiB = 1024 * 1024;
 const CHANGED = [1, 5, 7];
@@ -29,7 +30,7 @@ async function setup(t: Parameters<typeof tempDir>[0]): Promise<Setup> {
   const path = join(dir, 'vm.sparsebundle');
   let bundle = await SparseBundle.create(path, { sizeBytes: 10 * MiB, bandSizeBytes: MiB });
   for (let band = 0; band < 10; band++) await bundle.write(band * MiB, Buffer.alloc(4096, band + 1));
-  const token = await bundle.token();
+  const token = await new BundleSession(bundle).token();
   await bundle.close();
   const atToken = { log: join(dir, 'log-at-token'), cache: join(dir, 'cache-at-token'), state: join(dir, 'state-at-token') };
   await copyFile(join(path, '.sbm', 'changes.log'), atToken.log);
@@ -90,9 +91,9 @@ test('changes.log damaged every way: changed-bands lists 1, 5, 7 or refuses with
     t.is(outcome, 'refused', `log ${name}: answered instead of refusing`);
     // The new epoch works: a fresh token, a change, and it is reported.
     const bundle = await SparseBundle.open(state.path);
-    const fresh = await bundle.token();
+    const fresh = await new BundleSession(bundle).token();
     await bundle.write(3 * MiB, Buffer.from('three'));
-    t.deepEqual((await bundle.changedSince(fresh)).bands.map((band) => band.bandIndex), [3], `log ${name}: new epoch`);
+    t.deepEqual((await new BundleSession(bundle).changedBands(fresh)).bands.map((band) => band.bandIndex), [3], `log ${name}: new epoch`);
     await bundle.close();
   }
 });
@@ -115,7 +116,7 @@ test('stat cache damaged every way (and with the log rolled back too): never few
     // Read-only opens must not hang or fail either, and must not under-report.
     const reader = await SparseBundle.open(state.path, { readOnly: true });
     try {
-      const bands = (await reader.changedSince(state.token)).bands.map((band) => band.bandIndex);
+      const bands = (await new BundleSession(reader).changedBands(state.token)).bands.map((band) => band.bandIndex);
       for (const band of CHANGED) t.true(bands.includes(band), `read-only, cache ${name}: band ${band} missing`);
     } catch (error) {
       t.true(isSbmError(error) && error.exitCode === 10, `read-only, cache ${name}: ${String(error)}`);
@@ -137,7 +138,7 @@ test('a log longer than the mark (records appended after the last state write) i
   const reopened = await SparseBundle.open(state.path, { onWarning: warnings.sink });
   t.teardown(() => reopened.close());
   t.false(warnings.items.some((warning) => warning.code === 'SBM_TRACKING_RESET'));
-  t.deepEqual((await reopened.changedSince(state.token)).bands.map((band) => band.bandIndex), [1, 2, 5, 7]);
+  t.deepEqual((await new BundleSession(reopened).changedBands(state.token)).bands.map((band) => band.bandIndex), [1, 2, 5, 7]);
 });
 
 test('a state file rolled back to the token (log and cache newer) refuses: its generations would be handed out again', async (t) => {
@@ -146,9 +147,9 @@ test('a state file rolled back to the token (log and cache newer) refuses: its g
   t.is(await assertNoUnderReport(t, state, 'state rolled back'), 'refused');
   // The new epoch answers its own tokens.
   const bundle = await SparseBundle.open(state.path);
-  const fresh = await bundle.token();
+  const fresh = await new BundleSession(bundle).token();
   await bundle.write(2 * MiB, Buffer.from('two'));
-  t.deepEqual((await bundle.changedSince(fresh)).bands.map((band) => band.bandIndex), [2]);
+  t.deepEqual((await new BundleSession(bundle).changedBands(fresh)).bands.map((band) => band.bandIndex), [2]);
   await bundle.close();
 });
 

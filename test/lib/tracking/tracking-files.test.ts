@@ -5,13 +5,14 @@ import { SparseBundle } from '../../../lib/engine/sparse-bundle.js';
 import { isSbmError } from '../../../lib/errors.js';
 import { WarningList } from '../../../lib/warnings.js';
 import { tempDir } from '../../helpers/tools.js';
+import { BundleSession } from '../../../lib/session/bundle-session.js';
 
 const MiB = 1024 * 1024;
 
 async function bundleWithHistory(t: Parameters<typeof tempDir>[0]): Promise<{ path: string; token: string }> {
   const path = join(await tempDir(t), 'disk.sparsebundle');
   const bundle = await SparseBundle.create(path, { sizeBytes: 8 * MiB, bandSizeBytes: MiB });
-  const token = await bundle.token();
+  const token = await new BundleSession(bundle).token();
   for (let band = 0; band < 4; band++) await bundle.write(band * MiB, Buffer.alloc(100, band + 1));
   await bundle.close();
   return { path, token };
@@ -24,7 +25,7 @@ test('a torn tail of changes.log is tolerated: no reset, every complete record s
   const bundle = await SparseBundle.open(path, { onWarning: warnings.sink });
   t.teardown(() => bundle.close());
   t.false(warnings.items.some((warning) => warning.code === 'SBM_TRACKING_RESET'));
-  t.deepEqual((await bundle.changedSince(token)).bands.map((band) => band.bandIndex), [0, 1, 2, 3]);
+  t.deepEqual((await new BundleSession(bundle).changedBands(token)).bands.map((band) => band.bandIndex), [0, 1, 2, 3]);
   t.is((await stat(join(path, '.sbm', 'changes.log'))).size % 32, 0, 'the tail was cut at a record boundary');
 });
 
@@ -38,7 +39,7 @@ test('a damaged changes.log resets tracking: old tokens are refused as stale, ne
   const bundle = await SparseBundle.open(path, { onWarning: warnings.sink });
   t.teardown(() => bundle.close());
   t.true(warnings.items.some((warning) => warning.code === 'SBM_TRACKING_RESET'));
-  const error = await t.throwsAsync(bundle.changedSince(token));
+  const error = await t.throwsAsync(new BundleSession(bundle).changedBands(token));
   t.true(isSbmError(error, 'SBM_TOKEN_STALE'), String(error));
   t.regex(String(error?.message), /change log damaged/);
 });
@@ -48,12 +49,12 @@ test('a lost stat cache or state file also refuses old tokens', async (t) => {
   await rm(join(first.path, '.sbm', 'stat-cache'));
   const a = await SparseBundle.open(first.path);
   t.teardown(() => a.close());
-  t.true(isSbmError(await t.throwsAsync(a.changedSince(first.token)), 'SBM_TOKEN_STALE'));
+  t.true(isSbmError(await t.throwsAsync(new BundleSession(a).changedBands(first.token)), 'SBM_TOKEN_STALE'));
   const second = await bundleWithHistory(t);
   await rm(join(second.path, '.sbm', 'state'));
   const b = await SparseBundle.open(second.path);
   t.teardown(() => b.close());
-  t.true(isSbmError(await t.throwsAsync(b.changedSince(second.token)), 'SBM_TOKEN_FOREIGN'));
+  t.true(isSbmError(await t.throwsAsync(new BundleSession(b).changedBands(second.token)), 'SBM_TOKEN_FOREIGN'));
 });
 
 test('a crash after the change record but before the write only over-reports', async (t) => {
@@ -64,7 +65,7 @@ test('a crash after the change record but before the write only over-reports', a
   await bundle.close();
   const reopened = await SparseBundle.open(path);
   t.teardown(() => reopened.close());
-  const report = await reopened.changedSince(token);
+  const report = await new BundleSession(reopened).changedBands(token);
   t.deepEqual(report.bands.map((band) => [band.bandIndex, band.deleted]), [
     [0, false],
     [1, false],
@@ -74,12 +75,12 @@ test('a crash after the change record but before the write only over-reports', a
   ]);
 });
 
-test('read-only opens answer changedSince without issuing a token', async (t) => {
+test('read-only opens answer changedBands without issuing a token', async (t) => {
   const { path, token } = await bundleWithHistory(t);
   const bundle = await SparseBundle.open(path, { readOnly: true });
   t.teardown(() => bundle.close());
-  const report = await bundle.changedSince(token);
+  const report = await new BundleSession(bundle).changedBands(token);
   t.deepEqual(report.bands.map((band) => band.bandIndex), [0, 1, 2, 3]);
   t.is(report.token, undefined);
-  t.true(isSbmError(await t.throwsAsync(bundle.token()), 'SBM_READ_ONLY'));
+  t.true(isSbmError(await t.throwsAsync(new BundleSession(bundle).token()), 'SBM_READ_ONLY'));
 });

@@ -10,6 +10,7 @@ import { STAT_CACHE_HEADER } from '../../../lib/tracking/stat-cache.js';
 import { epochTagOf } from '../../../lib/tracking/tracking-state.js';
 import { WarningList } from '../../../lib/warnings.js';
 import { tempDir } from '../../helpers/tools.js';
+import { BundleSession } from '../../../lib/session/bundle-session.js';
 
 const MiB = 1024 * 1024;
 
@@ -25,13 +26,13 @@ async function bundleWithSessions(t: Parameters<typeof tempDir>[0]) {
   const path = join(await tempDir(t), 'disk.sparsebundle');
   let bundle = await SparseBundle.create(path, { sizeBytes: 8 * MiB, bandSizeBytes: MiB });
   for (let band = 0; band < 6; band++) await bundle.write(band * MiB, Buffer.alloc(100, band + 1));
-  const token = await bundle.token();
+  const token = await new BundleSession(bundle).token();
   await bundle.write(2 * MiB, Buffer.from('two'));
   await bundle.write(3 * MiB, Buffer.from('three'));
   await bundle.close();
   bundle = await SparseBundle.open(path);
   await bundle.write(4 * MiB, Buffer.from('four'));
-  const report = await bundle.changedSince(token);
+  const report = await new BundleSession(bundle).changedBands(token);
   t.deepEqual(report.bands.map((band) => band.bandIndex), [2, 3, 4]);
   await bundle.close();
   return { path, token };
@@ -56,7 +57,7 @@ test('a clean session leaves a trusted log point; scanning from it gives the sam
   t.is(scanChangeLog(log, tag, { bytes: point.bytes, crc: (point.crc ^ 1) >>> 0 }).trustedPoint, undefined);
   t.is(scanChangeLog(log, tag, { bytes: log.length + 32, crc: point.crc }).trustedPoint, undefined);
   const reader = await SparseBundle.open(path, { readOnly: true });
-  t.deepEqual((await reader.changedSince(token)).bands.map((band) => band.bandIndex), [2, 3, 4]);
+  t.deepEqual((await new BundleSession(reader).changedBands(token)).bands.map((band) => band.bandIndex), [2, 3, 4]);
   await reader.close();
 });
 
@@ -67,7 +68,7 @@ test('damage inside the trusted part of the log is still found: tracking resets,
   await writeFile(join(path, '.sbm', 'changes.log'), log);
   const bundle = await SparseBundle.open(path);
   t.teardown(() => bundle.close());
-  const error = await t.throwsAsync(bundle.changedSince(token));
+  const error = await t.throwsAsync(new BundleSession(bundle).changedBands(token));
   t.true(isSbmError(error, 'SBM_TOKEN_STALE'), String(error));
   t.regex(String(error?.message), /change log damaged/);
 });
@@ -78,7 +79,7 @@ test('records appended past the trusted point by another writer are checked and 
   // An older sbm (or a crashed session) appended a record without saving the stat cache.
   await appendFile(join(path, '.sbm', 'changes.log'), encodeChangeRecord(tag, state.generation, 7));
   const bundle = await SparseBundle.open(path);
-  t.deepEqual((await bundle.changedSince(token)).bands.map((band) => [band.bandIndex, band.deleted]), [
+  t.deepEqual((await new BundleSession(bundle).changedBands(token)).bands.map((band) => [band.bandIndex, band.deleted]), [
     [2, false],
     [3, false],
     [4, false],
@@ -92,7 +93,7 @@ test('records appended past the trusted point by another writer are checked and 
   const reopened = await SparseBundle.open(path, { onWarning: warnings.sink });
   t.teardown(() => reopened.close());
   t.true(warnings.items.some((warning) => warning.code === 'SBM_TRACKING_RESET'));
-  t.true(isSbmError(await t.throwsAsync(reopened.changedSince(token)), 'SBM_TOKEN_STALE'));
+  t.true(isSbmError(await t.throwsAsync(new BundleSession(reopened).changedBands(token)), 'SBM_TOKEN_STALE'));
 });
 
 test('a session that only asks writes .sbm/state once (at its token), and the first write moves the generation first', async (t) => {
@@ -100,7 +101,7 @@ test('a session that only asks writes .sbm/state once (at its token), and the fi
   const before = await files(path);
   const reader = await SparseBundle.open(path); // read-write, but no change
   t.deepEqual(await readFile(join(path, '.sbm', 'state'), 'utf8'), JSON.stringify(before.state, null, 2) + '\n', 'open left the state alone');
-  const report = await reader.changedSince(token);
+  const report = await new BundleSession(reader).changedBands(token);
   t.is(report.token?.split(':')[3], String(before.state.generation), 'the token closes the generation left open by the last session');
   await reader.close();
   const afterQuery = await files(path);
@@ -112,7 +113,7 @@ test('a session that only asks writes .sbm/state once (at its token), and the fi
   const last = afterWrite.log.subarray(afterWrite.log.length - 32);
   t.is(Number(last.readBigUInt64LE(16)), afterWrite.state.generation, 'its record carries the new generation');
   t.true(afterWrite.state.generation > afterQuery.header.statGeneration, 'newer than every saved stat');
-  t.deepEqual((await writer.changedSince(report.token as string)).bands.map((band) => band.bandIndex), [5]);
+  t.deepEqual((await new BundleSession(writer).changedBands(report.token as string)).bands.map((band) => band.bandIndex), [5]);
   await writer.close();
 });
 
@@ -128,6 +129,6 @@ test('a log with many records per band is compacted on open, with the same answe
   const compacted = await files(path);
   t.is(compacted.log.length, expected.size * 32, 'one record per band');
   t.deepEqual([...scanChangeLog(compacted.log, tag).index.all()].sort(), [...expected].sort());
-  t.deepEqual((await bundle.changedSince(token)).bands.map((band) => band.bandIndex), [0, 1, 2, 3, 4]);
+  t.deepEqual((await new BundleSession(bundle).changedBands(token)).bands.map((band) => band.bandIndex), [0, 1, 2, 3, 4]);
   t.true((await stat(join(path, '.sbm', 'changes.log'))).size >= expected.size * 32);
 });

@@ -3,6 +3,7 @@
 // with "sbm1:".
 
 import type { SparseBundle } from '../engine/sparse-bundle.js';
+import type { SnapshotManager } from '../snapshots/snapshot-manager.js';
 import { SbmError, isSbmError } from '../errors.js';
 import { looksLikeToken } from '../tracking/tracking-token.js';
 
@@ -13,10 +14,10 @@ export interface ResolvedSince {
   readonly token: string;
 }
 
-export async function resolveSince(bundle: SparseBundle, since: string): Promise<ResolvedSince> {
+export async function resolveSince(bundle: SparseBundle, snapshots: SnapshotManager, since: string): Promise<ResolvedSince> {
   if (looksLikeToken(since)) return { kind: 'token', token: since };
   try {
-    return { kind: 'snapshot', token: (await bundle.snapshots.meta(since)).token };
+    return { kind: 'snapshot', token: (await snapshots.meta(since)).token };
   } catch (error) {
     if (!isSbmError(error, 'SBM_NOT_FOUND') && !isSbmError(error, 'SBM_INVALID_ARGUMENT')) throw error;
   }
