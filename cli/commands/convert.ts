@@ -4,7 +4,7 @@ import { basename, dirname, extname, join } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { openImage } from '../../formats/index.js';
 import { DEFAULT_BAND_SIZE_BYTES } from '../../lib/bundle/constants.js';
-import { convertToBundle } from '../../lib/convert-to-bundle.js';
+import { convertToBundle } from '../../lib/convert/convert-to-bundle.js';
 import { assertOutputOutsideInputs, imageInputPaths } from '../../lib/fs/output-inside-input.js';
 import { formatSize } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';

@@ -6,7 +6,7 @@ import type { CommandModule } from 'yargs';
 import { findExporter } from '../../formats/index.js';
 import { readManifest } from '../../lib/backup/backup-manifest.js';
 import { overwriteBundle } from '../../lib/backup/restore-backup.js';
-import { convertToBundle } from '../../lib/convert-to-bundle.js';
+import { convertToBundle } from '../../lib/convert/convert-to-bundle.js';
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
 import { SbmError } from '../../lib/errors.js';
 import { assertOutputOutsideInputs } from '../../lib/fs/output-inside-input.js';
