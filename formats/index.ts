@@ -11,6 +11,7 @@ import { PROBE_TAIL_BYTES, detectContent } from './detect/detect-content.js';
 import { detectDirectory } from './detect/detect-directory.js';
 import { type Detection, KNOWN_FORMAT_LABELS } from './detect/signatures.js';
 import type { ImageExporter, ImageFormat, ImageReader, OpenImageOptions, ProbeInput } from './image-format.js';
+import { qcow2FormatWith } from './qcow2/qcow2-format.js';
 import { rawExporter } from './raw/raw-exporter.js';
 import { rawFormat } from './raw/raw-format.js';
 import { vmdkExporter } from './vmdk/vmdk-exporter.js';
@@ -33,7 +34,7 @@ const sparseBundleFormat: ImageFormat = {
  * (formats/detect/signatures.ts) register here under the table's name; VMDK keeps its own
  * detection (descriptor text, extents named by a descriptor beside them).
  */
-export const FORMATS: readonly ImageFormat[] = [sparseBundleFormat, vmdkFormat, vhdxFormat, rawFormat];
+export const FORMATS: readonly ImageFormat[] = [sparseBundleFormat, vmdkFormat, qcow2FormatWith(openImage), vhdxFormat, rawFormat];
 
 export async function probeImage(path: string): Promise<ProbeInput> {
   let info;

@@ -1,0 +1,42 @@
+// Decompresses one compressed cluster into exactly `clusterSize` bytes. Type 0 ("zlib") is raw
+// deflate (RFC 1951, no zlib header): qemu deflates with 12 window bits but inflates a whole
+// cluster in one call, so 15-bit streams are valid too and Node's default window reads both.
+// Type 1 is zstd (fzstd, after zstd-frames.ts trims the sector padding). Output is bounded to
+// one cluster whatever the input claims; fewer bytes than a cluster is damage.
+
+import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
+import { decompress as zstdDecompress } from 'fzstd';
+import { SbmError, isSbmError } from '../../lib/errors.js';
+import { QCOW2_COMPRESSION_TYPE_ZSTD } from './constants.js';
+import { zstdFrames } from './zstd-frames.js';
+
+export function decompressCluster(input: Buffer, clusterSize: number, compressionType: number, where: string): Buffer {
+  try {
+    const out = compressionType === QCOW2_COMPRESSION_TYPE_ZSTD ? inflateZstd(input, clusterSize) : inflateDeflate(input, clusterSize);
+    if (out.length < clusterSize) throw new SbmError('SBM_CORRUPT', `${where}: compressed cluster decodes to ${out.length} of ${clusterSize} bytes`);
+    return out.length === clusterSize ? out : out.subarray(0, clusterSize);
+  } catch (error) {
+    if (isSbmError(error)) throw new SbmError('SBM_CORRUPT', `${where}: ${error.message.replace(/^SBM_[A-Z_]+: /, '')}`, { where });
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new SbmError('SBM_CORRUPT', `${where}: compressed cluster does not decode (${reason})`, { where });
+  }
+}
+
+function inflateDeflate(input: Buffer, clusterSize: number): Buffer {
+  // Z_SYNC_FLUSH: a stream that fills the cluster without its end marker is accepted, as qemu does.
+  // maxOutputLength bounds memory; a stream longer than a cluster fails there (damage).
+  return inflateRawSync(input, { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: clusterSize });
+}
+
+function inflateZstd(input: Buffer, clusterSize: number): Buffer {
+  const out = Buffer.alloc(clusterSize);
+  let filled = 0;
+  for (const frame of zstdFrames(input, clusterSize)) {
+    const decoded = zstdDecompress(input.subarray(frame.start, frame.end));
+    const take = Math.min(decoded.length, clusterSize - filled);
+    out.set(decoded.subarray(0, take), filled);
+    filled += take;
+    if (filled === clusterSize) break;
+  }
+  return out.subarray(0, filled);
+}
