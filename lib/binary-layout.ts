@@ -1,7 +1,7 @@
 // The one way sbm declares an on-disk or on-wire structure: a layout is a table of fields
 // (name, offset, type, size for byte fields), checked once when it is declared (fields contiguous
 // from 0 and covering the declared size exactly, so an offset typo fails at load), with decode,
-// encode and allocation-free per-field readers all driven by the same table. A reader and a writer
+// encode and allocation-free per-field readers and writers all driven by the same table. A reader and a writer
 // therefore cannot disagree about a layout, and a new format header is a declaration plus the
 // format's own validation.
 //
@@ -38,12 +38,18 @@ export type LayoutInput<F extends readonly FieldSpec[]> = {
 /** Reads one field of a structure that starts at `at`, without allocating (bytes are a view). */
 export type FieldReader<V> = (source: Buffer, at: number) => V;
 
+/** Writes one field of a structure that starts at `at`, without allocating (bytes are copied, zero-padded). */
+export type FieldWriter<V> = (target: Buffer, at: number, value: V) => void;
+
 const WIDTH: Record<Exclude<FieldType, 'bytes'>, number> = { u8: 1, u16: 2, u32: 4, u64: 8, u64n: 8 };
 const TWO_POW_32 = 0x1_0000_0000;
 const MAX_SAFE_HIGH_WORD = 0x1fffff;
 
 export class BinaryLayout<const F extends readonly FieldSpec[]> {
-  readonly #readers: ReadonlyArray<readonly [string, FieldReader<unknown>]>;
+  // Parallel arrays, walked by index: decode and encode run per NBD request and per record.
+  readonly #names: readonly string[];
+  readonly #readers: ReadonlyArray<FieldReader<unknown>>;
+  readonly #writers: ReadonlyArray<FieldWriter<unknown>>;
   readonly #checked: readonly FieldSpec[];
 
   constructor(
@@ -62,7 +68,9 @@ export class BinaryLayout<const F extends readonly FieldSpec[]> {
       expected += width;
     }
     if (expected !== sizeBytes) throw new SbmError('SBM_INTERNAL', `${name} fields cover ${expected} bytes, declared ${sizeBytes}`);
-    this.#readers = fields.map((field) => [field.name, this.#makeReader(field)] as const);
+    this.#names = fields.map((field) => field.name);
+    this.#readers = fields.map((field) => this.#makeReader(field));
+    this.#writers = fields.map((field) => this.#makeWriter(field));
     this.#checked = fields.filter((field) => field.equals !== undefined);
   }
 
@@ -76,7 +84,9 @@ export class BinaryLayout<const F extends readonly FieldSpec[]> {
       throw this.#corrupt(`${this.name} is truncated (${Math.max(0, view.length - at)} of ${this.sizeBytes} bytes)`, where);
     }
     const out: Record<string, unknown> = {};
-    for (const [fieldName, read] of this.#readers) out[fieldName] = read(view, at);
+    const names = this.#names;
+    const readers = this.#readers;
+    for (let index = 0; index < names.length; index++) out[names[index] as string] = (readers[index] as FieldReader<unknown>)(view, at);
     for (const field of this.#checked) {
       if (!this.#holds(field, out[field.name])) throw this.#corrupt(`not a ${this.name} (${field.name} is not ${describe(field.equals)})`, where);
     }
@@ -90,37 +100,15 @@ export class BinaryLayout<const F extends readonly FieldSpec[]> {
     return this.#checked.every((field) => this.#holds(field, this.#readerOf(field.name)(view, at)));
   }
 
-  /** Writes the fields into `target` at `at` (default: a new zeroed buffer of the layout's size). */
+  /**
+   * Writes the fields into `target` at `at` (default: a new zeroed buffer of the layout's size).
+   * A u64n value that is not a safe non-negative integer is SBM_INTERNAL: the caller computed it.
+   */
   encode(values: LayoutInput<F>, target: Buffer = Buffer.alloc(this.sizeBytes), at = 0): Buffer {
     const record = values as Record<string, unknown>;
-    const big = this.byteOrder === 'be';
-    for (const field of this.fields) {
-      const value = record[field.name];
-      const position = at + field.offset;
-      switch (field.type) {
-        case 'bytes': {
-          const bytes = value as Uint8Array | undefined;
-          const size = field.size ?? 0;
-          target.fill(0, position, position + size);
-          if (bytes !== undefined) Buffer.from(bytes.buffer, bytes.byteOffset, Math.min(size, bytes.byteLength)).copy(target, position);
-          break;
-        }
-        case 'u8':
-          target.writeUInt8(Number(value ?? 0), position);
-          break;
-        case 'u16':
-          if (big) target.writeUInt16BE(Number(value ?? 0), position);
-          else target.writeUInt16LE(Number(value ?? 0), position);
-          break;
-        case 'u32':
-          if (big) target.writeUInt32BE(Number(value ?? 0) >>> 0, position);
-          else target.writeUInt32LE(Number(value ?? 0) >>> 0, position);
-          break;
-        default:
-          if (big) target.writeBigUInt64BE(BigInt(value as number | bigint | undefined ?? 0), position);
-          else target.writeBigUInt64LE(BigInt(value as number | bigint | undefined ?? 0), position);
-      }
-    }
+    const names = this.#names;
+    const writers = this.#writers;
+    for (let index = 0; index < names.length; index++) (writers[index] as FieldWriter<unknown>)(target, at, record[names[index] as string]);
     return target;
   }
 
@@ -129,15 +117,26 @@ export class BinaryLayout<const F extends readonly FieldSpec[]> {
     return this.#readerOf(fieldName) as FieldReader<LayoutValues<F>[N & keyof LayoutValues<F>]>;
   }
 
+  /** The allocation-free writer of one field (e.g. a checksum stored after the bytes it covers are encoded). */
+  writer<N extends F[number]['name']>(fieldName: N): FieldWriter<LayoutInput<F>[N & keyof LayoutInput<F>]> {
+    const writer = this.#writers[this.#indexOf(fieldName)];
+    if (writer === undefined) throw new SbmError('SBM_INTERNAL', `${this.name} has no field ${fieldName}`);
+    return writer as FieldWriter<LayoutInput<F>[N & keyof LayoutInput<F>]>;
+  }
+
   /** Byte offset of a field inside the structure. */
   offsetOf(fieldName: F[number]['name']): number {
     return this.#field(fieldName).offset;
   }
 
   #readerOf(fieldName: string): FieldReader<unknown> {
-    const found = this.#readers.find(([candidate]) => candidate === fieldName);
-    if (found === undefined) throw new SbmError('SBM_INTERNAL', `${this.name} has no field ${fieldName}`);
-    return found[1];
+    const reader = this.#readers[this.#indexOf(fieldName)];
+    if (reader === undefined) throw new SbmError('SBM_INTERNAL', `${this.name} has no field ${fieldName}`);
+    return reader;
+  }
+
+  #indexOf(fieldName: string): number {
+    return this.#names.indexOf(fieldName);
   }
 
   #field(fieldName: string): FieldSpec {
@@ -171,6 +170,51 @@ export class BinaryLayout<const F extends readonly FieldSpec[]> {
     }
   }
 
+  #makeWriter(field: FieldSpec): FieldWriter<unknown> {
+    const { offset } = field;
+    const big = this.byteOrder === 'be';
+    switch (field.type) {
+      case 'u8':
+        return (target, at, value) => void target.writeUInt8(Number(value ?? 0), at + offset);
+      case 'u16':
+        return big
+          ? (target, at, value) => void target.writeUInt16BE(Number(value ?? 0), at + offset)
+          : (target, at, value) => void target.writeUInt16LE(Number(value ?? 0), at + offset);
+      case 'u32':
+        return big
+          ? (target, at, value) => void target.writeUInt32BE(Number(value ?? 0) >>> 0, at + offset)
+          : (target, at, value) => void target.writeUInt32LE(Number(value ?? 0) >>> 0, at + offset);
+      case 'u64':
+        return big
+          ? (target, at, value) => void target.writeBigUInt64BE(BigInt((value as number | bigint | undefined) ?? 0), at + offset)
+          : (target, at, value) => void target.writeBigUInt64LE(BigInt((value as number | bigint | undefined) ?? 0), at + offset);
+      case 'u64n': {
+        // Two u32 halves: no bigint per write on the hot paths that store offsets and generations.
+        const what = `${this.name}.${field.name}`;
+        return big
+          ? (target, at, value) => {
+              const number = checkedU64n(value, what);
+              target.writeUInt32BE(Math.floor(number / TWO_POW_32), at + offset);
+              target.writeUInt32BE(number >>> 0, at + offset + 4);
+            }
+          : (target, at, value) => {
+              const number = checkedU64n(value, what);
+              target.writeUInt32LE(number >>> 0, at + offset);
+              target.writeUInt32LE(Math.floor(number / TWO_POW_32), at + offset + 4);
+            };
+      }
+      default: {
+        const size = field.size ?? 0;
+        return (target, at, value) => {
+          const position = at + offset;
+          target.fill(0, position, position + size);
+          const bytes = value as Uint8Array | undefined;
+          if (bytes !== undefined) Buffer.from(bytes.buffer, bytes.byteOffset, Math.min(size, bytes.byteLength)).copy(target, position);
+        };
+      }
+    }
+  }
+
   #holds(field: FieldSpec, value: unknown): boolean {
     if (typeof field.equals === 'string') return Buffer.isBuffer(value) && value.equals(Buffer.from(field.equals, 'latin1'));
     return value === field.equals;
@@ -198,6 +242,12 @@ export function toSafeInteger(value: bigint, what: string, path?: string): numbe
 function safeU64(high: number, low: number, what: string): number {
   if (high > MAX_SAFE_HIGH_WORD) throw new SbmError('SBM_CORRUPT', `${what} is ${BigInt(high) * BigInt(TWO_POW_32) + BigInt(low)}, larger than 2^53`, { what });
   return high * TWO_POW_32 + low;
+}
+
+function checkedU64n(value: unknown, what: string): number {
+  const number = Number((value as number | bigint | undefined) ?? 0);
+  if (!Number.isSafeInteger(number) || number < 0) throw new SbmError('SBM_INTERNAL', `${what}: ${String(value)} is not a safe non-negative integer`, { what });
+  return number;
 }
 
 function describe(value: number | bigint | string | undefined): string {

@@ -5,7 +5,22 @@
 import * as C from './constants.js';
 import { type NbdExport, exportMatches, transmissionFlags } from './nbd-export.js';
 import { optionReply } from './nbd-replies.js';
-import { EXPORT_NAME_REPLY, EXPORT_NAME_ZERO_PAD_BYTES, INFO_BLOCK_SIZE, INFO_EXPORT } from './wire-table.js';
+import {
+  EXPORT_NAME_REPLY,
+  EXPORT_NAME_ZERO_PAD_BYTES,
+  INFO_BLOCK_SIZE,
+  INFO_EXPORT,
+  INFO_REQUEST_COUNT,
+  INFO_TYPE,
+  META_CONTEXT_HEAD,
+  QUERY_COUNT,
+  STRING_LENGTH,
+} from './wire-table.js';
+
+const readStringLength = STRING_LENGTH.reader('length');
+const readQueryCount = QUERY_COUNT.reader('count');
+const readInfoRequestCount = INFO_REQUEST_COUNT.reader('count');
+const readInfoType = INFO_TYPE.reader('infoType');
 
 export interface NegotiationState {
   structuredReplies: boolean;
@@ -54,28 +69,31 @@ function exportName(data: Buffer, state: NegotiationState, target: NbdExport): O
   if (data.length > C.SBM_MAX_STRING_BYTES || !exportMatches(target, data.toString('utf8'))) return { frames: [], next: 'drop' };
   const pad = state.clientNoZeroes ? 0 : EXPORT_NAME_ZERO_PAD_BYTES;
   const out = Buffer.alloc(EXPORT_NAME_REPLY.sizeBytes + pad);
-  EXPORT_NAME_REPLY.encode({ sizeBytes: BigInt(target.sizeBytes), transmissionFlags: transmissionFlags(target, state.structuredReplies) }, out);
+  EXPORT_NAME_REPLY.encode({ sizeBytes: target.sizeBytes, transmissionFlags: transmissionFlags(target, state.structuredReplies) }, out);
   return { frames: [out], next: 'transmission' };
 }
 
 function infoOrGo(option: number, data: Buffer, state: NegotiationState, target: NbdExport): OptionOutcome {
   // u32 namelen, name, u16 n, n x u16 info type; every length checked against the option length.
-  if (data.length < 6) return fail(option, C.NBD_REP_ERR_INVALID);
-  const nameLength = data.readUInt32BE(0);
-  if (nameLength > data.length - 6 || nameLength > C.SBM_MAX_STRING_BYTES) return fail(option, C.NBD_REP_ERR_INVALID);
-  const requestCount = data.readUInt16BE(4 + nameLength);
-  if (data.length !== 4 + nameLength + 2 + 2 * requestCount) return fail(option, C.NBD_REP_ERR_INVALID);
-  const name = data.toString('utf8', 4, 4 + nameLength);
+  const fixedBytes = STRING_LENGTH.sizeBytes + INFO_REQUEST_COUNT.sizeBytes;
+  if (data.length < fixedBytes) return fail(option, C.NBD_REP_ERR_INVALID);
+  const nameLength = readStringLength(data, 0);
+  if (nameLength > data.length - fixedBytes || nameLength > C.SBM_MAX_STRING_BYTES) return fail(option, C.NBD_REP_ERR_INVALID);
+  const nameEnd = STRING_LENGTH.sizeBytes + nameLength;
+  const requestCount = readInfoRequestCount(data, nameEnd);
+  const requestsAt = nameEnd + INFO_REQUEST_COUNT.sizeBytes;
+  if (data.length !== requestsAt + INFO_TYPE.sizeBytes * requestCount) return fail(option, C.NBD_REP_ERR_INVALID);
+  const name = data.toString('utf8', STRING_LENGTH.sizeBytes, nameEnd);
   if (!exportMatches(target, name)) return fail(option, C.NBD_REP_ERR_UNKNOWN);
   const requested = new Set<number>();
-  for (let index = 0; index < requestCount; index++) requested.add(data.readUInt16BE(4 + nameLength + 2 + 2 * index));
+  for (let index = 0; index < requestCount; index++) requested.add(readInfoType(data, requestsAt + INFO_TYPE.sizeBytes * index));
 
   const frames: Buffer[] = [];
   const info = (payload: Buffer): void => {
     frames.push(optionReply(option, C.NBD_REP_INFO, payload));
   };
   // INFO_EXPORT always goes out, asked for or not: qemu never asks and drops a server without it.
-  info(INFO_EXPORT.encode({ infoType: C.NBD_INFO_EXPORT, sizeBytes: BigInt(target.sizeBytes), transmissionFlags: transmissionFlags(target, state.structuredReplies) }));
+  info(INFO_EXPORT.encode({ infoType: C.NBD_INFO_EXPORT, sizeBytes: target.sizeBytes, transmissionFlags: transmissionFlags(target, state.structuredReplies) }));
   if (requested.has(C.NBD_INFO_BLOCK_SIZE)) {
     info(INFO_BLOCK_SIZE.encode({ infoType: C.NBD_INFO_BLOCK_SIZE, minimum: C.SBM_MIN_BLOCK_SIZE, preferred: C.SBM_PREFERRED_BLOCK_SIZE, maximum: C.SBM_MAX_PAYLOAD_BYTES }));
   }
@@ -102,9 +120,9 @@ function metaContext(option: number, data: Buffer, state: NegotiationState, targ
   const frames: Buffer[] = [];
   if (matched) {
     const name = Buffer.from(C.NBD_META_CONTEXT_BASE_ALLOCATION);
-    const payload = Buffer.alloc(4 + name.length);
-    payload.writeUInt32BE(setting ? C.SBM_BASE_ALLOCATION_ID : 0, 0);
-    name.copy(payload, 4);
+    const payload = Buffer.alloc(META_CONTEXT_HEAD.sizeBytes + name.length);
+    META_CONTEXT_HEAD.encode({ contextId: setting ? C.SBM_BASE_ALLOCATION_ID : 0 }, payload);
+    name.copy(payload, META_CONTEXT_HEAD.sizeBytes);
     frames.push(optionReply(option, C.NBD_REP_META_CONTEXT, payload));
   }
   frames.push(optionReply(option, C.NBD_REP_ACK));
@@ -115,20 +133,20 @@ function metaContext(option: number, data: Buffer, state: NegotiationState, targ
 export function parseMetaQueries(data: Buffer): { exportName: string; queries: string[] } | undefined {
   let at = 0;
   const string = (): string | undefined => {
-    if (data.length - at < 4) return undefined;
-    const length = data.readUInt32BE(at);
-    at += 4;
+    if (data.length - at < STRING_LENGTH.sizeBytes) return undefined;
+    const length = readStringLength(data, at);
+    at += STRING_LENGTH.sizeBytes;
     if (length > C.SBM_MAX_STRING_BYTES || length > data.length - at) return undefined;
     const text = data.toString('utf8', at, at + length);
     at += length;
     return text;
   };
   const exportName = string();
-  if (exportName === undefined || data.length - at < 4) return undefined;
-  const count = data.readUInt32BE(at);
-  at += 4;
-  // Each query takes at least 4 bytes, so a count beyond that cannot be honest.
-  if (count > (data.length - at) / 4) return undefined;
+  if (exportName === undefined || data.length - at < QUERY_COUNT.sizeBytes) return undefined;
+  const count = readQueryCount(data, at);
+  at += QUERY_COUNT.sizeBytes;
+  // Each query takes at least its length prefix, so a count beyond that cannot be honest.
+  if (count > (data.length - at) / STRING_LENGTH.sizeBytes) return undefined;
   const queries: string[] = [];
   for (let index = 0; index < count; index++) {
     const query = string();
@@ -140,16 +158,16 @@ export function parseMetaQueries(data: Buffer): { exportName: string; queries: s
 
 function lengthPrefixed(text: string): Buffer {
   const bytes = Buffer.from(text, 'utf8');
-  const out = Buffer.alloc(4 + bytes.length);
-  out.writeUInt32BE(bytes.length, 0);
-  bytes.copy(out, 4);
+  const out = Buffer.alloc(STRING_LENGTH.sizeBytes + bytes.length);
+  STRING_LENGTH.encode({ length: bytes.length }, out);
+  bytes.copy(out, STRING_LENGTH.sizeBytes);
   return out;
 }
 
 function typed(infoType: number, text: string): Buffer {
   const bytes = Buffer.from(text, 'utf8').subarray(0, C.SBM_MAX_STRING_BYTES);
-  const out = Buffer.alloc(2 + bytes.length);
-  out.writeUInt16BE(infoType, 0);
-  bytes.copy(out, 2);
+  const out = Buffer.alloc(INFO_TYPE.sizeBytes + bytes.length);
+  INFO_TYPE.encode({ infoType }, out);
+  bytes.copy(out, INFO_TYPE.sizeBytes);
   return out;
 }

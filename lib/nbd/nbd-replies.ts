@@ -3,7 +3,7 @@
 // (a half-written reply desynchronises the client for good).
 
 import * as C from './constants.js';
-import { BLOCK_DESCRIPTOR, CHUNK_ERROR, CHUNK_HEADER, OFFSET_HOLE, OPTION_REPLY_HEADER, SIMPLE_REPLY } from './wire-table.js';
+import { BLOCK_DESCRIPTOR, BLOCK_STATUS_HEAD, CHUNK_ERROR, CHUNK_HEADER, OFFSET_DATA, OFFSET_HOLE, OPTION_REPLY_HEADER, SIMPLE_REPLY } from './wire-table.js';
 
 /** Longest error message sent in an ERROR chunk (qemu rejects non-data chunks over 1000 bytes). */
 const MAX_ERROR_MESSAGE_BYTES = 512;
@@ -41,7 +41,7 @@ export function errorChunk(cookie: bigint, error: number, message: string): Buff
 /** A final OFFSET_HOLE chunk: `holeSize` zero bytes at `offset`, not sent. */
 export function holeChunk(cookie: bigint, offset: number, holeSize: number): Buffer {
   const out = chunk(cookie, C.NBD_REPLY_TYPE_OFFSET_HOLE, C.NBD_REPLY_FLAG_DONE, OFFSET_HOLE.sizeBytes);
-  OFFSET_HOLE.encode({ offset: BigInt(offset), holeSize }, out, CHUNK_HEADER.sizeBytes);
+  OFFSET_HOLE.encode({ offset, holeSize }, out, CHUNK_HEADER.sizeBytes);
   return out;
 }
 
@@ -61,10 +61,12 @@ export function readReply(
     SIMPLE_REPLY.encode({ magic: C.NBD_SIMPLE_REPLY_MAGIC, error: 0, cookie }, frame);
     return { frame, data: frame.subarray(SIMPLE_REPLY.sizeBytes) };
   }
-  const frame = allocate(CHUNK_HEADER.sizeBytes + 8 + length);
-  CHUNK_HEADER.encode({ magic: C.NBD_STRUCTURED_REPLY_MAGIC, flags: C.NBD_REPLY_FLAG_DONE, type: C.NBD_REPLY_TYPE_OFFSET_DATA, cookie, length: 8 + length }, frame);
-  frame.writeBigUInt64BE(BigInt(offset), CHUNK_HEADER.sizeBytes);
-  return { frame, data: frame.subarray(CHUNK_HEADER.sizeBytes + 8) };
+  const head = CHUNK_HEADER.sizeBytes + OFFSET_DATA.sizeBytes;
+  const frame = allocate(head + length);
+  const payloadLength = OFFSET_DATA.sizeBytes + length;
+  CHUNK_HEADER.encode({ magic: C.NBD_STRUCTURED_REPLY_MAGIC, flags: C.NBD_REPLY_FLAG_DONE, type: C.NBD_REPLY_TYPE_OFFSET_DATA, cookie, length: payloadLength }, frame);
+  OFFSET_DATA.encode({ offset }, frame, CHUNK_HEADER.sizeBytes);
+  return { frame, data: frame.subarray(head) };
 }
 
 export interface BlockStatusDescriptor {
@@ -74,9 +76,9 @@ export interface BlockStatusDescriptor {
 
 /** The final BLOCK_STATUS chunk for one meta context. */
 export function blockStatusChunk(cookie: bigint, contextId: number, descriptors: readonly BlockStatusDescriptor[]): Buffer {
-  const out = chunk(cookie, C.NBD_REPLY_TYPE_BLOCK_STATUS, C.NBD_REPLY_FLAG_DONE, 4 + descriptors.length * BLOCK_DESCRIPTOR.sizeBytes);
-  out.writeUInt32BE(contextId, CHUNK_HEADER.sizeBytes);
-  let at = CHUNK_HEADER.sizeBytes + 4;
+  const out = chunk(cookie, C.NBD_REPLY_TYPE_BLOCK_STATUS, C.NBD_REPLY_FLAG_DONE, BLOCK_STATUS_HEAD.sizeBytes + descriptors.length * BLOCK_DESCRIPTOR.sizeBytes);
+  BLOCK_STATUS_HEAD.encode({ contextId }, out, CHUNK_HEADER.sizeBytes);
+  let at = CHUNK_HEADER.sizeBytes + BLOCK_STATUS_HEAD.sizeBytes;
   for (const descriptor of descriptors) {
     BLOCK_DESCRIPTOR.encode(descriptor, out, at);
     at += BLOCK_DESCRIPTOR.sizeBytes;

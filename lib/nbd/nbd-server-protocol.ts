@@ -60,6 +60,13 @@ const ALLOWED_FLAGS = new Map<number, number>([
 ]);
 const WRITE_TYPES = new Set([C.NBD_CMD_WRITE, C.NBD_CMD_TRIM, C.NBD_CMD_WRITE_ZEROES]);
 
+const readRequestMagic = REQUEST.reader('magic');
+const readRequestFlags = REQUEST.reader('flags');
+const readRequestType = REQUEST.reader('type');
+const readRequestCookie = REQUEST.reader('cookie');
+const readRequestOffset = REQUEST.reader('offset');
+const readRequestLength = REQUEST.reader('length');
+
 export class NbdServerProtocol {
   private readonly input = new ByteQueue();
   private phase: Phase = { name: 'client-flags' };
@@ -211,12 +218,18 @@ export class NbdServerProtocol {
   }
 
   private requestHeader(): boolean {
-    const header = REQUEST.decode(this.input.take(REQUEST.sizeBytes));
-    if (header.magic !== C.NBD_REQUEST_MAGIC) return this.close(false, `bad request magic 0x${header.magic.toString(16)}`);
-    const { type, flags, cookie, length } = header;
+    // Field by field with the layout's readers: one request header per request, no object for it.
+    const header = this.input.take(REQUEST.sizeBytes);
+    const magic = readRequestMagic(header, 0);
+    if (magic !== C.NBD_REQUEST_MAGIC) return this.close(false, `bad request magic 0x${magic.toString(16)}`);
+    const type = readRequestType(header, 0);
     if (type === C.NBD_CMD_DISC) return this.close(true, 'client sent NBD_CMD_DISC');
+    const flags = readRequestFlags(header, 0);
+    const cookie = readRequestCookie(header, 0);
+    const offset = readRequestOffset(header, 0);
+    const length = readRequestLength(header, 0);
     const structured = this.state.structuredReplies && (type === C.NBD_CMD_READ || type === C.NBD_CMD_BLOCK_STATUS);
-    const error = this.validate(type, flags, header.offset, length);
+    const error = this.validate(type, flags, offset, length);
     if (type === C.NBD_CMD_WRITE) {
       if (length > C.SBM_MAX_DISCARD_PAYLOAD_BYTES) return this.close(false, `WRITE of ${length} bytes`);
       if (error !== 0 || length > C.SBM_MAX_PAYLOAD_BYTES) {
@@ -224,7 +237,7 @@ export class NbdServerProtocol {
         this.phase = { name: 'write-skip', cookie, remaining: length, error: error !== 0 ? error : C.NBD_EINVAL };
         return true;
       }
-      const request = { type, flags, cookie, offset: Number(header.offset), length, structured: false, metaContextId: undefined };
+      const request = { type, flags, cookie, offset: Number(offset), length, structured: false, metaContextId: undefined };
       this.phase = { name: 'write-payload', request };
       return true;
     }
@@ -232,7 +245,7 @@ export class NbdServerProtocol {
       this.emit({ kind: 'send', data: requestErrorReply(cookie, error, structured, errorText(error)) });
       return true;
     }
-    this.emit({ kind: 'request', request: { type, flags, cookie, offset: Number(header.offset), length, structured, metaContextId: this.state.metaContextId } });
+    this.emit({ kind: 'request', request: { type, flags, cookie, offset: Number(offset), length, structured, metaContextId: this.state.metaContextId } });
     return true;
   }
 

@@ -16,10 +16,10 @@
 // from foreign edits. A slot with a bad checksum reads as unknown (an audit then reports the band
 // unless a record explains it), so torn slot writes can only over-report.
 //
-// The fields from +48 were two reserved u64 (zero) in earlier files, and zero flags mean "not
-// known". Earlier sbm decodes those u64s and refuses values past 2^53, so the u32 at +52 and +60
-// (their high halves) stay at most 0x1fffff: a larger lower bound is lowered, a larger count is
-// not kept.
+// Flags say which of the fields from +48 hold values; a field whose flag is clear is not known
+// (the present count is then taken by reading every slot). The u32s at +52 and +60 stay at most
+// 0x1fffff, so the words at +48 and +56 also read as safe integers when taken as u64s: a larger
+// lower bound is lowered, a larger count is not kept.
 //   log trusted   (flag LOG_TRUSTED) the first logTrustedBytes of changes.log (CRC-32 logTrustedCrc) hold only valid
 //                 records of this epoch, and every band they name has a slot saved by a save that
 //                 completed (its fdatasync returned). So an open whose log still starts with those
@@ -35,7 +35,9 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import { constants, statSync, type BigIntStats } from 'node:fs';
 import { checkTrackingFile, openTrackingFile } from './tracking-file.js';
 import { readFully, readFullySync, writeFully } from '../fs/read-fully.js';
-import { checksum, defineTable } from './binary-table.js';
+import { defineLayout } from '../binary-layout.js';
+import { crc32 } from '../checksums.js';
+import { SbmError } from '../errors.js';
 import {
   SLOT_ABSENT,
   SLOT_PRESENT,
@@ -47,31 +49,38 @@ import {
   STAT_SLOT_SIZE,
 } from './constants.js';
 
-export const STAT_CACHE_HEADER = defineTable('STAT_CACHE_HEADER', STAT_CACHE_HEADER_SIZE, [
-  { name: 'magic', offset: 0, type: 'u32' },
+export const STAT_CACHE_HEADER = defineLayout('STAT_CACHE_HEADER', STAT_CACHE_HEADER_SIZE, 'le', [
+  { name: 'magic', offset: 0, type: 'u32', equals: STAT_CACHE_MAGIC },
   { name: 'crc', offset: 4, type: 'u32' },
   { name: 'epochTag', offset: 8, type: 'u32' },
-  { name: 'version', offset: 12, type: 'u16' },
+  { name: 'version', offset: 12, type: 'u16', equals: STAT_CACHE_VERSION },
   { name: 'flags', offset: 14, type: 'u16' },
-  { name: 'dirIno', offset: 16, type: 'u64' },
-  { name: 'dirMtimeUs', offset: 24, type: 'u64' },
-  { name: 'dirCtimeUs', offset: 32, type: 'u64' },
-  { name: 'statGeneration', offset: 40, type: 'u64' },
+  { name: 'dirIno', offset: 16, type: 'u64n' },
+  { name: 'dirMtimeUs', offset: 24, type: 'u64n' },
+  { name: 'dirCtimeUs', offset: 32, type: 'u64n' },
+  { name: 'statGeneration', offset: 40, type: 'u64n' },
   { name: 'logTrustedBytes', offset: 48, type: 'u32' },
   { name: 'logBandsAtLeast', offset: 52, type: 'u32' },
   { name: 'logTrustedCrc', offset: 56, type: 'u32' },
   { name: 'presentBands', offset: 60, type: 'u32' },
 ] as const);
 
-export const STAT_SLOT = defineTable('STAT_SLOT', STAT_SLOT_SIZE, [
+export const STAT_SLOT = defineLayout('STAT_SLOT', STAT_SLOT_SIZE, 'le', [
   { name: 'crc', offset: 0, type: 'u32' },
   { name: 'state', offset: 4, type: 'u32' },
-  { name: 'statGeneration', offset: 8, type: 'u64' },
-  { name: 'ino', offset: 16, type: 'u64' },
-  { name: 'size', offset: 24, type: 'u64' },
-  { name: 'mtimeUs', offset: 32, type: 'u64' },
-  { name: 'ctimeUs', offset: 40, type: 'u64' },
+  { name: 'statGeneration', offset: 8, type: 'u64n' },
+  { name: 'ino', offset: 16, type: 'u64n' },
+  { name: 'size', offset: 24, type: 'u64n' },
+  { name: 'mtimeUs', offset: 32, type: 'u64n' },
+  { name: 'ctimeUs', offset: 40, type: 'u64n' },
 ] as const);
+
+/** Each checksum covers every field after it. */
+const HEADER_CRC_FROM = STAT_CACHE_HEADER.offsetOf('epochTag');
+const SLOT_CRC_FROM = STAT_SLOT.offsetOf('state');
+const readHeaderCrc = STAT_CACHE_HEADER.reader('crc');
+const writeHeaderCrc = STAT_CACHE_HEADER.writer('crc');
+const writeSlotCrc = STAT_SLOT.writer('crc');
 
 const readSlotCrc = STAT_SLOT.reader('crc');
 const readSlotState = STAT_SLOT.reader('state');
@@ -210,11 +219,8 @@ export class StatCache {
       const { size } = await handle.stat();
       const bytes = Buffer.alloc(STAT_CACHE_HEADER_SIZE);
       await readFully(handle, bytes, 0);
-      // Magic, checksum and version before any field is decoded: a damaged header is a missing cache.
-      const headerValid =
-        bytes.readUInt32LE(0) === STAT_CACHE_MAGIC &&
-        bytes.readUInt32LE(4) === checksum(bytes, 8, STAT_CACHE_HEADER_SIZE) &&
-        bytes.readUInt16LE(12) === STAT_CACHE_VERSION;
+      // Magic, version and checksum before any field is decoded: a damaged header is a missing cache.
+      const headerValid = STAT_CACHE_HEADER.matches(bytes) && readHeaderCrc(bytes, 0) === crc32(bytes, HEADER_CRC_FROM, STAT_CACHE_HEADER_SIZE);
       const header = headerValid ? STAT_CACHE_HEADER.decode(bytes) : undefined;
       if (header === undefined || header.epochTag !== epochTag) {
         await handle.close();
@@ -288,7 +294,7 @@ export class StatCache {
 
   /** Records stamps (undefined = absent) for bands, then the folder stamp; fdatasyncs once (three times with distrustFirst). */
   async save(entries: ReadonlyMap<number, FileStamp | undefined>, dirStamp: FileStamp | undefined, statGeneration: number, options: SaveOptions): Promise<void> {
-    if (!this.writable) throw new Error('stat cache opened read-only');
+    if (!this.writable) throw new SbmError('SBM_INTERNAL', 'stat cache opened read-only was asked to save');
     const header = (logTrusted: LogPoint | undefined) => this.encodeHeader(dirStamp, statGeneration, logTrusted, options.logBandsAtLeast);
     if (options.distrustFirst === true && entries.size > 0) {
       await writeFully(this.handle, header(undefined), 0);
@@ -304,7 +310,7 @@ export class StatCache {
         mtimeUs: stamp?.mtimeUs ?? 0,
         ctimeUs: stamp?.ctimeUs ?? 0,
       });
-      slot.writeUInt32LE(checksum(slot, 4, STAT_SLOT_SIZE), 0);
+      writeSlotCrc(slot, 0, crc32(slot, SLOT_CRC_FROM, STAT_SLOT_SIZE));
       const wasPresent = this.slotState(bandIndex) === SLOT_PRESENT;
       this.presentCountValue += (stamp === undefined ? 0 : 1) - (wasPresent ? 1 : 0);
       const offset = STAT_CACHE_HEADER_SIZE + bandIndex * STAT_SLOT_SIZE;
@@ -330,7 +336,7 @@ export class StatCache {
   private encodeHeader(dirStamp: FileStamp | undefined, statGeneration: number, logTrusted: LogPoint | undefined, logBandsAtLeast: number): Buffer {
     // A trusted point must fit its u32 field; a longer log is simply not trusted (full check on open).
     const trusted = logTrusted !== undefined && logTrusted.bytes <= 0xffffffff ? logTrusted : undefined;
-    const countKnown = (this.flags & STAT_CACHE_FLAG_PRESENT_COUNT) !== 0 && this.presentCountValue >= 0 && this.presentCountValue <= OLD_READER_HIGH_WORD_MAX;
+    const countKnown = (this.flags & STAT_CACHE_FLAG_PRESENT_COUNT) !== 0 && this.presentCountValue >= 0 && this.presentCountValue <= SAFE_HIGH_WORD_MAX;
     const flags = (trusted === undefined ? 0 : STAT_CACHE_FLAG_LOG_TRUSTED) | (countKnown ? STAT_CACHE_FLAG_PRESENT_COUNT : 0);
     const header = STAT_CACHE_HEADER.encode({
       magic: STAT_CACHE_MAGIC,
@@ -345,9 +351,9 @@ export class StatCache {
       logTrustedBytes: trusted?.bytes ?? 0,
       logTrustedCrc: trusted?.crc ?? 0,
       presentBands: countKnown ? this.presentCountValue : 0,
-      logBandsAtLeast: Math.min(logBandsAtLeast, OLD_READER_HIGH_WORD_MAX),
+      logBandsAtLeast: Math.min(logBandsAtLeast, SAFE_HIGH_WORD_MAX),
     });
-    header.writeUInt32LE(checksum(header, 8, STAT_CACHE_HEADER_SIZE), 4);
+    writeHeaderCrc(header, 0, crc32(header, HEADER_CRC_FROM, STAT_CACHE_HEADER_SIZE));
     return header;
   }
 
@@ -382,7 +388,7 @@ export class StatCache {
       readFullySync(this.handle.fd, bytes, offset);
       offset = 0;
     }
-    return readSlotCrc(bytes, offset) === checksum(bytes, offset + 4, offset + STAT_SLOT_SIZE) ? [bytes, offset] : undefined;
+    return readSlotCrc(bytes, offset) === crc32(bytes, offset + SLOT_CRC_FROM, offset + STAT_SLOT_SIZE) ? [bytes, offset] : undefined;
   }
 }
 
@@ -391,8 +397,8 @@ export function statCacheMaxBytes(bandCount: number): number {
   return STAT_CACHE_HEADER_SIZE + STAT_SLOT_SIZE * Math.max(bandCount, 1 << 21);
 }
 
-/** Largest value of a u32 that earlier sbm reads as the high half of a u64 (2^53 - 1 >> 32). */
-const OLD_READER_HIGH_WORD_MAX = 0x1fffff;
+/** Largest high half of a u64 that is a safe integer ((2^53 - 1) >> 32): see the header notes on +52 and +60. */
+const SAFE_HIGH_WORD_MAX = 0x1fffff;
 
 /** A caller going through more slots than this (an audit, a crash recovery) gets one whole-file read. */
 const SINGLE_SLOT_READS_MAX = 256;

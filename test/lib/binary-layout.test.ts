@@ -71,3 +71,21 @@ test('crc32 equals zlib; crc32c matches the Castagnoli check value', (t) => {
   t.is(crc32(check), 0xcbf43926);
   fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => crc32(bytes) === zlibCrc32(bytes)));
 });
+
+test('writer stores one field in place; encode refuses a u64n that is not a safe non-negative integer', (t) => {
+  const record = defineLayout('checked record', 16, 'le', [
+    { name: 'crc', offset: 0, type: 'u32' },
+    { name: 'kind', offset: 4, type: 'u32' },
+    { name: 'count', offset: 8, type: 'u64n' },
+  ] as const);
+  const bytes = record.encode({ crc: 0, kind: 2, count: 2 ** 52 + 1 });
+  t.is(bytes.readBigUInt64LE(8), 2n ** 52n + 1n);
+  const writeCrc = record.writer('crc');
+  writeCrc(bytes, 0, crc32(bytes, record.offsetOf('kind'), 16));
+  t.is(bytes.readUInt32LE(0), zlibCrc32(bytes.subarray(4, 16)) >>> 0);
+  t.is(record.reader('count')(bytes, 0), 2 ** 52 + 1);
+  for (const count of [-1, 2 ** 53, 1.5]) t.true(isSbmError(t.throws(() => record.encode({ crc: 0, kind: 0, count })), 'SBM_INTERNAL'), String(count));
+  const big = defineLayout('be u64n', 8, 'be', [{ name: 'value', offset: 0, type: 'u64n' }] as const);
+  t.is(big.encode({ value: 0x1234_5678_9abc }).toString('hex'), '000012345678' + '9abc');
+  t.throws(() => record.writer('missing' as 'crc'));
+});

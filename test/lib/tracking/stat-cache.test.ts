@@ -8,7 +8,7 @@ import {
   STAT_SLOT_SIZE,
 } from '../../../lib/tracking/constants.js';
 import { STAT_CACHE_HEADER, StatCache } from '../../../lib/tracking/stat-cache.js';
-import { checksum } from '../../../lib/tracking/binary-table.js';
+import { crc32 as checksum } from '../../../lib/checksums.js';
 import { tempDir } from '../../helpers/tools.js';
 
 const stamp = (ino: number) => ({ ino, size: 4096, mtimeUs: 1_700_000_000_000_000 + ino, ctimeUs: 1_700_000_000_000_000 + ino });
