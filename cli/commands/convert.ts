@@ -47,11 +47,12 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
     const { 'band-size': bandSizeBytes } = checkOptions(argv, { 'band-size': size(1) });
     const onWarning = warningSink(argv);
     const output = argv.bundle ?? defaultBundlePath(argv.image);
-    refuseImageNamedBundle(output, 'sbm convert', (exporter) => `to write one, run: sbm export ${argv.image} ${output} --format ${exporter}`);
     const reader = await openImage(argv.image, { format: argv.format, onWarning, allowOutside: argv['allow-outside'] });
     const progress = progressReporter('converting', argv.progress && !argv.json);
     try {
       await assertOutputOutsideInputs(output, await imageInputPaths(argv.image, reader));
+      // After that check, so an output onto an input is named as such, not given an export hint.
+      refuseImageNamedBundle(output, 'sbm convert', (exporter) => `to write one, run: sbm export ${argv.image} ${output} --format ${exporter}`);
       const result = await convertToBundle(reader, output, {
         bandSizeBytes: bandSizeBytes ?? DEFAULT_BAND_SIZE_BYTES,
         force: argv.force,

@@ -32,10 +32,10 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
       .option('force', { type: 'boolean', default: false, describe: 'overwrite an existing target (a bundle is rewritten in place, tracked)' })
       .options(jsonOption),
   handler: action(async (argv) => {
-    const to = argv.to ?? formatNamedBy(argv.target);
     const onWarning = warningSink(argv);
     const manifest = await readManifest(argv.backup);
     await assertOutputOutsideInputs(argv.target, [argv.backup], { outputLabel: 'restore target', inputLabel: 'backup' });
+    const to = argv.to ?? formatNamedBy(argv.target);
     const source = await SparseBundle.open(argv.backup, { readOnly: true, onWarning });
     try {
       let result: object;
