@@ -169,7 +169,6 @@ export class VhdxImage implements ImageReader {
     const m = this.metadata;
     const facts: Record<string, unknown> = {
       subformat: this.subformat,
-      virtualSize: this.sizeBytes,
       blockSize: m.blockSize,
       logicalSectorSize: m.logicalSectorSize,
       physicalSectorSize: m.physicalSectorSize,
@@ -194,7 +193,7 @@ export class VhdxImage implements ImageReader {
               subformat: link instanceof VhdxImage ? link.subformat : undefined,
               virtualSize: link.sizeBytes,
             })),
-      warnings: this.warnings.map((warning) => `${warning.code}: ${warning.message}`),
+      warnings: this.warnings.length === 0 ? undefined : this.warnings.map((warning) => `${warning.code}: ${warning.message}`),
     };
     for (const key of Object.keys(facts)) if (facts[key] === undefined) delete facts[key];
     return facts;
