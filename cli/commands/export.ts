@@ -1,17 +1,20 @@
-// sbm export <bundle> <out> --format raw|vmdk: write the disk as another image format.
+// sbm export <bundle> <out> [--format raw|vmdk]: write the disk as another image format (by
+// default the one the output's extension names).
 
 import type { CommandModule } from 'yargs';
 import { EXPORTERS, findExporter, openImage } from '../../formats/index.js';
 import { assertOutputOutsideInputs, imageInputPaths } from '../../lib/fs/output-inside-input.js';
 import { withStagedOutput } from '../../lib/fs/staged-output.js';
+import { SbmError } from '../../lib/errors.js';
 import { formatSize } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { imageExtensionOf } from '../output-names.js';
 import { progressReporter } from '../progress.js';
 
 interface ExportArgs extends GlobalOptions {
   bundle: string;
   out: string;
-  format: string;
+  format?: string;
   subformat?: string;
   force: boolean;
   progress: boolean;
@@ -24,13 +27,14 @@ export const exportCommand: CommandModule<object, ExportArgs> = {
     yargs
       .positional('bundle', { type: 'string', demandOption: true, describe: 'source bundle or image' })
       .positional('out', { type: 'string', demandOption: true, describe: 'output file' })
-      .option('format', { type: 'string', demandOption: true, choices: EXPORTERS.map((e) => e.name), describe: 'output format' })
+      .option('format', { type: 'string', choices: EXPORTERS.map((e) => e.name), describe: 'output format (default: from the name: .vmdk, .raw, .img)' })
       .option('subformat', { type: 'string', describe: 'format variant (vmdk: monolithicSparse, streamOptimized)' })
       .option('force', { type: 'boolean', default: false, describe: 'replace an existing output file' })
       .option('progress', { type: 'boolean', default: true, describe: 'progress bar on a TTY (--no-progress to hide)' })
       .options({ ...jsonOption, ...strictOption }),
   handler: action(async (argv) => {
-    const exporter = findExporter(argv.format);
+    const format = argv.format ?? formatOfName(argv.out);
+    const exporter = findExporter(format);
     const source = await openImage(argv.bundle, { onWarning: warningSink(argv) });
     const progress = progressReporter('exporting', argv.progress && !argv.json);
     try {
@@ -39,12 +43,20 @@ export const exportCommand: CommandModule<object, ExportArgs> = {
         exporter.export(source, staging, { subformat: argv.subformat, copy: { onProgress: progress.onProgress } }),
       );
       progress.stop();
-      const summary = { source: argv.bundle, output: argv.out, format: argv.format, sizeBytes: source.sizeBytes, ...result };
+      const summary = { source: argv.bundle, output: argv.out, format, sizeBytes: source.sizeBytes, ...result };
       if (argv.json) printJson(summary);
-      else printLine(`exported ${argv.bundle} -> ${argv.out} (${argv.format}): ${formatSize(result.bytesWritten)} of data written`);
+      else printLine(`exported ${argv.bundle} -> ${argv.out} (${format}): ${formatSize(result.bytesWritten)} of data written`);
     } finally {
       progress.stop();
       await source.close();
     }
   }),
 };
+
+/** The exporter an output's extension names, as `--format` would; anything else needs --format. */
+function formatOfName(out: string): string {
+  const image = imageExtensionOf(out);
+  if (image?.exporter !== undefined) return image.exporter;
+  const why = image === undefined ? 'its name does not say which format' : `sbm cannot write ${image.extension} images`;
+  throw new SbmError('SBM_USAGE', `${out}: ${why}; pass --format ${EXPORTERS.map((e) => e.name).join('|')}`, { path: out });
+}

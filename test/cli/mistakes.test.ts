@@ -159,6 +159,24 @@ test('an output named like another image format is written in that format or ref
   }
 });
 
+test('export without --format writes the format the output name says, or asks for --format', async (t) => {
+  const dir = await tempDir(t);
+  const disk = join(dir, 'vm.sparsebundle');
+  await bundleWithData(disk, 1);
+  const vmdk = await runSbm(['export', disk, join(dir, 'out.vmdk'), '--json', '--no-progress']);
+  t.is(vmdk.exitCode, 0, vmdk.stderr);
+  t.like(JSON.parse(vmdk.stdout), { format: 'vmdk' });
+  t.is((await readFile(join(dir, 'out.vmdk'))).subarray(0, 4).toString('latin1'), 'KDMV');
+  const img = await runSbm(['export', disk, join(dir, 'out.img'), '--json', '--no-progress']);
+  t.like(JSON.parse(img.stdout), { format: 'raw' });
+  for (const name of ['out.bin', 'out.qcow2']) {
+    const refused = await runSbm(['export', disk, join(dir, name)]);
+    assertUsage(t, refused, `export to ${name}`);
+    t.regex(refused.stderr, /--format/);
+  }
+  t.deepEqual((await readdir(dir)).sort(), ['out.img', 'out.vmdk', 'vm.sparsebundle']);
+});
+
 test('sbm create z makes z.sparsebundle, as hdiutil does; z.vmdk is refused', async (t) => {
   const dir = await tempDir(t);
   const created = await runSbm(['create', join(dir, 'z'), '--size', '8M', '--json']);
