@@ -7,12 +7,12 @@ import { execa } from 'execa';
 import { mkdir, readFile, readdir, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openImage } from '../../../formats/index.js';
-import { SbmError } from '../../../lib/errors.js';
+import { SbmError, type SbmErrorCode } from '../../../lib/errors.js';
 import type { SbmWarning } from '../../../lib/warnings.js';
 import { requireTool, runSbm, tempDir } from '../../helpers/tools.js';
 import { KiB, MiB, makeMixedRaw, poke, qemuImg, qemuIo, setBit64 } from './qcow2-test-kit.js';
 
-async function refused(t: ExecutionContext, path: string, code: string, pattern: RegExp, options: { allowOutside?: boolean } = {}): Promise<void> {
+async function refused(t: ExecutionContext, path: string, code: SbmErrorCode, pattern: RegExp, options: { allowOutside?: boolean } = {}): Promise<void> {
   const error = await t.throwsAsync(openImage(path, options));
   t.true(error instanceof SbmError, String(error));
   t.is((error as SbmError).code, code, error?.message);
