@@ -17,9 +17,10 @@
 //   5. release the frozen point (as soon as the bands are read); on any failure remove
 //      <stem>.inProgress (no other backup is touched)
 
-import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { bandFileName, bundlePaths, parseBandName } from '../bundle/bundle-paths.js';
+import { STRAYS_REPORTED_ELSEWHERE, bandCountOf, listBandFolder } from '../bundle/band-listing.js';
+import { bandFileName, bundlePaths } from '../bundle/bundle-paths.js';
 import { SbmError, fromSystemError, isSbmError } from '../errors.js';
 import { readBundleInfo, readPlistBytes } from '../bundle/bundle-files.js';
 import { fsyncDirectory, writeNewFileDurably } from '../fs/atomic-write.js';
@@ -155,10 +156,10 @@ interface BackupPlan {
 
 async function planBackup(source: BackupSource, frozen: FrozenPoint, previous: BackupManifest | undefined): Promise<BackupPlan> {
   const info = await readBundleInfo(bundlePaths(frozen.bundlePath), () => undefined);
-  const present = (await readdir(join(frozen.bundlePath, 'bands')))
-    .map(parseBandName)
-    .filter((index): index is number => index !== undefined)
-    .sort((a, b) => a - b);
+  // Strays were reported when the bundle was opened; a snapshot holds none (only listed bands are linked).
+  const listed = await listBandFolder(join(frozen.bundlePath, 'bands'), bandCountOf(info.sizeBytes, info.bandSizeBytes), STRAYS_REPORTED_ELSEWHERE);
+  if (listed === undefined) throw new SbmError('SBM_NOT_FOUND', `${frozen.bundlePath} has no bands/ folder`, { path: frozen.bundlePath });
+  const present = listed.sort((a, b) => a - b);
   const base = { sizeBytes: info.sizeBytes, bandSizeBytes: info.bandSizeBytes, present };
   if (previous === undefined) return { ...base, mode: 'full' };
   if (previous.bandSizeBytes !== info.bandSizeBytes) {

@@ -2,7 +2,7 @@
 // written atomically in macOS's order), token (encryption check), bands/ listing, and the staging
 // folder. SparseBundle.open and the backup code read bundles through these.
 
-import { constants, readdirSync } from 'node:fs';
+import { constants } from 'node:fs';
 import { lstat, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SbmError, fromSystemError, isSbmError } from '../errors.js';
@@ -10,7 +10,8 @@ import { fsyncDirectory, replaceFilesInOrder } from '../fs/atomic-write.js';
 import { readFully } from '../fs/read-fully.js';
 import { directoryKind, isNotRegularFile, openRegular, readSmallFile } from '../fs/safe-open.js';
 import type { WarningSink } from '../warnings.js';
-import { type BundlePaths, parseBandName } from './bundle-paths.js';
+import { bandCountOf, listBandFolder, listBandFolderSync } from './band-listing.js';
+import type { BundlePaths } from './bundle-paths.js';
 import { BAND_COUNT_ADVICE, ENCRYPTED_TOKEN_MAGIC, INFO_PLIST_MAX_BYTES } from './constants.js';
 import { LazyBandSet } from './lazy-band-set.js';
 import { type BundleInfo, parseInfoPlistAsync, renderInfoPlist } from './info-plist.js';
@@ -159,17 +160,18 @@ export async function assertNotEncrypted(paths: BundlePaths, onWarning: WarningS
   }
 }
 
+/** The bands of the bundle (band-listing.ts); a missing bands/ warns and, read-write, is created. */
 export async function listBands(paths: BundlePaths, info: BundleInfo, readOnly: boolean, onWarning: WarningSink): Promise<Set<number>> {
-  let names: string[];
+  let bands: number[] | undefined;
   try {
-    names = await readdir(paths.bands);
+    bands = await listBandFolder(paths.bands, bandCountOf(info.sizeBytes, info.bandSizeBytes), onWarning);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(error, 'cannot list bands of', paths.root);
-    onWarning({ code: 'SBM_NO_BANDS_DIR', message: `${paths.root} has no bands/ folder; the disk reads as zeros` });
-    if (!readOnly) await mkdir(paths.bands);
-    return new Set();
+    throw fromSystemError(error, 'cannot list bands of', paths.root);
   }
-  return bandIndexesOf(names, info, onWarning, new Set());
+  if (bands !== undefined) return new Set(bands);
+  onWarning({ code: 'SBM_NO_BANDS_DIR', message: `${paths.root} has no bands/ folder; the disk reads as zeros` });
+  if (!readOnly) await mkdir(paths.bands);
+  return new Set();
 }
 
 /**
@@ -180,31 +182,13 @@ export async function listBands(paths: BundlePaths, info: BundleInfo, readOnly: 
 export async function deferredBandListing(paths: BundlePaths, info: BundleInfo, readOnly: boolean, onWarning: WarningSink): Promise<Set<number>> {
   if (!(await isDirectory(paths.bands))) return listBands(paths, info, readOnly, onWarning);
   return new LazyBandSet(() => {
-    let names: string[];
     try {
-      names = readdirSync(paths.bands);
+      // Removed since open: nothing is there to read, as when bands/ is missing at open.
+      return listBandFolderSync(paths.bands, bandCountOf(info.sizeBytes, info.bandSizeBytes), onWarning) ?? [];
     } catch (error) {
       throw fromSystemError(error, 'cannot list bands of', paths.root);
     }
-    return bandIndexesOf(names, info, onWarning, []);
   });
-}
-
-function bandIndexesOf<T extends Set<number> | number[]>(names: readonly string[], info: BundleInfo, onWarning: WarningSink, into: T): T {
-  const bandCount = Math.ceil(info.sizeBytes / info.bandSizeBytes);
-  for (const name of names) {
-    const bandIndex = parseBandName(name);
-    if (bandIndex === undefined) {
-      onWarning({ code: 'SBM_STRAY_FILE', message: `bands/${name} is not a band name; ignored`, data: { name } });
-    } else if (bandIndex >= bandCount) {
-      onWarning({ code: 'SBM_BAND_PAST_END', message: `bands/${name} lies past the end of the disk; ignored`, data: { name } });
-    } else if (Array.isArray(into)) {
-      into.push(bandIndex);
-    } else {
-      into.add(bandIndex);
-    }
-  }
-  return into;
 }
 
 /** Leftovers in .sbm/tmp are from a crash: nothing refers to them while we hold the write lock. */

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { SbmError, isSbmError } from '../errors.js';
 import type { SbmWarning } from '../warnings.js';
 import { BundleLock } from './bundle-lock.js';
-import { type BundlePaths, bundlePaths, parseBandName } from './bundle-paths.js';
+import { bandCountOf, listBandFolder } from './band-listing.js';
+import { type BundlePaths, bandFileName, bundlePaths, parseBandName } from './bundle-paths.js';
 import { INFO_PLIST_MAX_BYTES, MAPPED_BLOCK_BYTES } from './constants.js';
 import { directoryKind, fileKind, isNotRegularFile, readSmallFile } from '../fs/safe-open.js';
 import { type BundleInfo, parseInfoPlistAsync, renderInfoPlist, validateGeometry } from './info-plist.js';
@@ -117,19 +118,17 @@ async function checkBands(paths: BundlePaths, info: BundleInfo, problem: Report)
     problem('SBM_BAD_BAND', `bands/ is a ${fileKind(folder)}, not a folder (band files would lie outside the bundle)`);
     return 0;
   }
-  const names = await readdir(paths.bands).catch(() => undefined);
-  if (names === undefined) {
+  // Stray names (not canonical, or past the end) are problems here: macOS may read them as bands.
+  const bands = await listBandFolder(paths.bands, bandCountOf(info.sizeBytes, info.bandSizeBytes), (warning) => problem(warning.code, warning.message)).catch(
+    () => undefined,
+  );
+  if (bands === undefined) {
     problem('SBM_NO_BANDS_DIR', 'bands/ is missing');
     return 0;
   }
-  const bandCount = Math.ceil(info.sizeBytes / info.bandSizeBytes);
   let checked = 0;
-  for (const name of names) {
-    const bandIndex = parseBandName(name);
-    if (bandIndex === undefined) {
-      problem('SBM_STRAY_FILE', `bands/${name} is not a canonical band name (macOS may read it as a band)`);
-      continue;
-    }
+  for (const bandIndex of bands.sort((a, b) => a - b)) {
+    const name = bandFileName(bandIndex);
     const entry = await lstat(`${paths.bands}/${name}`).catch(() => undefined);
     if (entry === undefined) continue; // removed while we looked
     if (!entry.isFile()) {
@@ -137,10 +136,6 @@ async function checkBands(paths: BundlePaths, info: BundleInfo, problem: Report)
       continue;
     }
     checked++;
-    if (bandIndex >= bandCount) {
-      problem('SBM_BAND_PAST_END', `bands/${name} lies past the end of the disk (${bandCount} bands)`);
-      continue;
-    }
     const limit = Math.min(info.bandSizeBytes, info.sizeBytes - bandIndex * info.bandSizeBytes);
     if (entry.size > limit) problem('SBM_BAND_OVERSIZE', `bands/${name} is ${entry.size} bytes, more than its ${limit}`);
   }

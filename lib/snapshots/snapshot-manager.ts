@@ -23,7 +23,8 @@ import { join } from 'node:path';
 import { randomTag } from '../fs/temp-name.js';
 import type { BlockDevice } from '../block-device.js';
 import { BundleLock } from '../bundle/bundle-lock.js';
-import { type BundlePaths, bandFileName, bundlePaths, parseBandName } from '../bundle/bundle-paths.js';
+import { bandCountOf, listBandFolder } from '../bundle/band-listing.js';
+import { type BundlePaths, bandFileName, bundlePaths } from '../bundle/bundle-paths.js';
 import { parseInfoPlistAsync } from '../bundle/info-plist.js';
 import { readPlistBytes } from '../bundle/bundle-files.js';
 import { assertRegularSync, directoryKind, fileKind, isNotRegularFile, readSmallFile } from '../fs/safe-open.js';
@@ -206,7 +207,7 @@ export class SnapshotManager {
     if (info.sizeBytes !== this.bundle.sizeBytes) await this.bundle.setSizeBytes(info.sizeBytes);
     const tracker = this.bundle.changeTracker;
     return this.quiesced(`cannot revert to snapshot "${name}":`, async () => {
-      const snapshotBands = await listBandIndexes(snapshotPaths.bands);
+      const snapshotBands = await listBandIndexes(snapshotPaths.bands, bandCountOf(info.sizeBytes, info.bandSizeBytes));
       const all = [...new Set([...this.bundle.bandsPresent(), ...snapshotBands])].sort((a, b) => a - b);
       let bandsChanged = 0;
       for (const bandIndex of all) {
@@ -234,7 +235,7 @@ export class SnapshotManager {
     const bandsDir = join(path, 'bands');
     let uniqueBytes = 0;
     let allocatedBytes = 0;
-    const bands = await listBandIndexes(bandsDir);
+    const bands = await listBandIndexes(bandsDir, bandCountOf(meta.sizeBytes, meta.bandSizeBytes));
     await inSyncRuns(bands, (bandIndex) => {
       const info = lstatSync(join(bandsDir, bandFileName(bandIndex)));
       allocatedBytes += info.blocks * 512;
@@ -272,19 +273,16 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-async function listBandIndexes(bandsDir: string): Promise<number[]> {
-  const names = await readdir(bandsDir).catch(() => [] as string[]);
-  return names.flatMap((name) => {
-    const bandIndex = parseBandName(name);
-    return bandIndex === undefined ? [] : [bandIndex];
-  });
+/** A snapshot's bands: sbm linked only listed bands there, so a stray name is not sbm's and is left out silently. */
+async function listBandIndexes(bandsDir: string, bandCount: number): Promise<number[]> {
+  return (await listBandFolder(bandsDir, bandCount, () => undefined).catch(() => undefined)) ?? [];
 }
 
 /** Live bands that are the same inode as the snapshot's band of the same index. */
 async function sharedBands(bundle: SparseBundle, snapshotBandsDir: string): Promise<number[]> {
   const shared: number[] = [];
   const inode = (path: string) => statSync(path, { bigint: true, throwIfNoEntry: false })?.ino;
-  await inSyncRuns(await listBandIndexes(snapshotBandsDir), (bandIndex) => {
+  await inSyncRuns(await listBandIndexes(snapshotBandsDir, bundle.bandCount), (bandIndex) => {
     const live = inode(bundle.bandPath(bandIndex));
     if (live !== undefined && live === inode(join(snapshotBandsDir, bandFileName(bandIndex)))) shared.push(bandIndex);
   });

@@ -26,9 +26,8 @@
 //   auto       full when at most AUTO_FULL_AUDIT_MAX_BANDS bands exist, directory otherwise (the
 //              count is the engine's listing, or the stat cache's when bands/ was not listed).
 
-import { readdir } from 'node:fs/promises';
 import { SbmError, isSbmError } from '../errors.js';
-import { parseBandName } from '../bundle/bundle-paths.js';
+import { STRAYS_REPORTED_ELSEWHERE, listBandFolder } from '../bundle/band-listing.js';
 import { inSyncRuns } from '../sync-runs.js';
 import type { WarningSink } from '../warnings.js';
 import { type ChangeLog, encodeChangeRecord } from './change-log.js';
@@ -253,10 +252,8 @@ export class ChangeTracker {
     if (!full) full = !sameDirStamp(cache.dirStamp, await stampPath(this.host.paths.bands));
     if (!full) return { kind: 'directory', foreign: [], stamps };
     const candidates = new Set<number>(cache.presentBands());
-    for (const name of await readdir(this.host.paths.bands).catch(() => [] as string[])) {
-      const bandIndex = parseBandName(name);
-      if (bandIndex !== undefined && bandIndex < this.host.bandCount) candidates.add(bandIndex);
-    }
+    const listed = await listBandFolder(this.host.paths.bands, this.host.bandCount, STRAYS_REPORTED_ELSEWHERE).catch(() => undefined);
+    for (const bandIndex of listed ?? []) candidates.add(bandIndex);
     const foreign: number[] = [];
     await inSyncRuns([...candidates], (bandIndex) => {
       if (skip.has(bandIndex)) return;

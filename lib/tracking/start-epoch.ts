@@ -13,10 +13,10 @@
 // the state's high-water mark names (deleted, truncated, rolled back, overwritten: records
 // of acknowledged changes may be gone, so answering from it could under-report).
 
-import { readdir, rename } from 'node:fs/promises';
+import { rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomTag } from '../fs/temp-name.js';
-import { parseBandName } from '../bundle/bundle-paths.js';
+import { STRAYS_REPORTED_ELSEWHERE, listBandFolder } from '../bundle/band-listing.js';
 import { fsyncDirectory } from '../fs/atomic-write.js';
 import { inSyncRuns } from '../sync-runs.js';
 import type { WarningSink } from '../warnings.js';
@@ -114,10 +114,8 @@ export const LOG_BEHIND_MARK = 'change log is shorter than, or differs from, wha
 /** Stats every band file: the reference later audits compare against. O(bands), once per epoch. */
 async function writeBaseline(host: TrackerHost, tag: number, generation: number): Promise<void> {
   const entries = new Map<number, FileStamp | undefined>();
-  const names = await readdir(host.paths.bands).catch(() => [] as string[]);
-  await inSyncRuns(names, (name) => {
-    const bandIndex = parseBandName(name);
-    if (bandIndex === undefined || bandIndex >= host.bandCount) return;
+  const bands = (await listBandFolder(host.paths.bands, host.bandCount, STRAYS_REPORTED_ELSEWHERE).catch(() => undefined)) ?? [];
+  await inSyncRuns(bands, (bandIndex) => {
     entries.set(bandIndex, stampPathSync(host.bandPath(bandIndex)));
   });
   const staged = join(host.paths.tmp, `stat-cache.${randomTag()}`);
