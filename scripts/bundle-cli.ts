@@ -1,11 +1,10 @@
 // Second build step (after tsc): bundles the `sbm` command with esbuild.
 //
-// Why: every `sbm` call used to resolve, read and compile ~150 separate modules (ours plus yargs,
-// plist and debug), which cost ~0.15 s before any work began; backup scripts call
-// `sbm changed-bands` often. The bundle replaces tsc's dist/cli/sbm.js. Code splitting keeps each
-// command's code (and the plist/XML parser, needed only for plists not in hdiutil's layout) in
-// its own chunk under dist/cli/chunks/, so a command compiles only what it runs: compiling one
-// file with everything took ~28 ms of every start, the split build ~10 ms.
+// Why: backup scripts call `sbm changed-bands` often, so start-up time is part of every call.
+// Resolving, reading and compiling the ~150 separate modules tsc emits (ours plus yargs, plist
+// and debug) is most of that time; one bundle replaces tsc's dist/cli/sbm.js. Code splitting
+// keeps each command's code (and the plist/XML parser, needed only for plists not in hdiutil's
+// layout) in its own chunk under dist/cli/chunks/, so a command compiles only what it runs.
 //
 // The VMDK inflate worker is bundled too. The pool spawns './inflate-worker.js' relative to its
 // own module, so the worker must land in the folder of the chunk holding the pool; the build
@@ -15,6 +14,7 @@ import { build } from 'esbuild';
 import { rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SbmError } from '../lib/errors.js';
 
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const WORKER_SOURCE = 'formats/vmdk/inflate-worker.ts';
@@ -50,5 +50,5 @@ const outputs = Object.entries(result.metafile.outputs).filter(([path]) => path.
 const worker = outputs.find(([, output]) => output.entryPoint === WORKER_SOURCE)?.[0];
 const pool = outputs.find(([path, output]) => path !== worker && POOL_SOURCE in output.inputs)?.[0];
 if (worker === undefined || pool === undefined || dirname(worker) !== dirname(pool)) {
-  throw new Error(`bundle: the inflate worker (${worker}) is not beside the pool that spawns it (${pool})`);
+  throw new SbmError('SBM_INTERNAL', `bundle: the inflate worker (${worker}) is not beside the pool that spawns it (${pool})`, { worker, pool });
 }

@@ -1,11 +1,11 @@
 // A small pool of worker threads that inflate streamOptimized grain batches in parallel (zlib is
-// the bottleneck of stream input, ~300-500 MB/s per core). Workers are unref'd while idle, so the
-// pool never keeps the process alive.
+// the bottleneck of stream input). Workers are unref'd while idle, so the pool never keeps the
+// process alive.
 //
 // The calling thread inflates a batch itself (inline) while no worker has finished starting (a
-// worker takes 30-100 ms to load), instead of waiting. Once one is ready every batch goes to the
-// workers: inflating on the calling thread as well was measured slower (it delays the writes of
-// convert, and the inflated grains' garbage lands on the main thread's heap). Opening a stream
+// worker needs to load its modules first), instead of waiting. Once one is ready every batch goes
+// to the workers: the calling thread stays free for the writes of convert, and the inflated
+// grains' garbage stays off the main thread's heap. Opening a stream
 // extent starts the workers early (prewarm), so they boot while the bundle is created.
 
 import { availableParallelism } from 'node:os';
@@ -110,15 +110,15 @@ class InflatePool {
         waiting.reject(new SbmError('SBM_IO', `cannot read VMDK grains: ${reply.error ?? 'no data'}`));
       } else waiting.resolve({ data: reply.data, failure: reply.failure });
     });
-    worker.on('error', (error) => this.fail(worker, error));
-    worker.on('exit', () => this.fail(worker, new Error('inflate worker exited')));
+    worker.on('error', (error) => this.fail(worker, error.message, error));
+    worker.on('exit', (exitCode) => this.fail(worker, `exited with code ${exitCode}`));
     // After the listeners: adding a 'message' listener refs the worker's port again.
     worker.unref();
     return worker;
   }
 
   /** A dead worker fails everything it was given and leaves the pool (a new one replaces it). */
-  private fail(worker: Worker, error: Error): void {
+  private fail(worker: Worker, reason: string, cause?: unknown): void {
     const index = this.workers.indexOf(worker);
     if (index >= 0) this.workers.splice(index, 1);
     this.ready.delete(worker);
@@ -127,7 +127,7 @@ class InflatePool {
     // Requests are not tracked per worker; fail every pending one (rare: a worker crash).
     for (const [id, waiting] of this.pending) {
       this.pending.delete(id);
-      waiting.reject(new SbmError('SBM_INTERNAL', `inflate worker failed: ${error.message}`));
+      waiting.reject(new SbmError('SBM_INTERNAL', `inflate worker failed: ${reason}`, {}, { cause }));
     }
   }
 }

@@ -2,6 +2,7 @@
 
 import { read, readSync, write, writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
+import { SbmError } from '../errors.js';
 
 /** Reads target.length bytes at `position`; bytes past end of file are left as zeros. Returns bytes read. */
 export async function readFully(handle: FileHandle, target: Uint8Array, position: number): Promise<number> {
@@ -19,8 +20,8 @@ export async function readFully(handle: FileHandle, target: Uint8Array, position
 
 /**
  * readFully and writeFully on a raw descriptor through fs.read/fs.write's callback forms: the NBD
- * path issues one per 256 KiB request, and FileHandle's promise plumbing costs several
- * microseconds more (about 15% of the server's CPU per GiB of sequential reads).
+ * path issues one per request, so it skips FileHandle's promise plumbing, a cost paid per call
+ * that is a visible share of the server's CPU on sequential reads.
  */
 export function readFullyFd(fd: number, target: Uint8Array, position: number): Promise<number> {
   return transferFully(read, fd, target, position, 'zero-fill');
@@ -69,8 +70,8 @@ export async function writeFully(handle: FileHandle, data: Uint8Array, position:
 }
 
 /**
- * writeFully without the thread-pool round trip, for small writes into the page cache (a few
- * microseconds, against tens for a round trip). Blocks the event loop while the kernel copies.
+ * writeFully without the thread-pool round trip, for small writes into the page cache, where the
+ * round trip costs more than the copy. Blocks the event loop while the kernel copies.
  */
 export function writeFullySync(fd: number, data: Uint8Array, position: number): void {
   let done = 0;
@@ -81,9 +82,13 @@ export function writeFullySync(fd: number, data: Uint8Array, position: number): 
   }
 }
 
-/** A write that returned 0 would loop forever; no filesystem should, but a broken one may. */
-function noProgress(bytes: number, position: number): Error {
-  return Object.assign(new Error(`write of ${bytes} bytes at ${position} made no progress`), { code: 'EIO' });
+/**
+ * A write that returned 0 would loop forever; no filesystem should, but a broken one may. It is
+ * an I/O error like the kernel's EIO (data.errno, where callers look for the errno): the NBD
+ * server answers it with NBD_EIO, and it is never taken for a full filesystem.
+ */
+function noProgress(bytes: number, position: number): SbmError {
+  return new SbmError('SBM_IO', `write of ${bytes} bytes at ${position} made no progress`, { errno: 'EIO', bytes, position });
 }
 
 /** readFully without the thread-pool round trip, for small reads likely served from the page cache. */

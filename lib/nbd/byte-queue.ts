@@ -1,5 +1,8 @@
 // A FIFO of received bytes kept as a list of chunks: appending never copies, and bytes are copied
-// once when a frame is taken out (never a Buffer.concat per arriving chunk).
+// once when a frame is taken out (never a Buffer.concat per arriving chunk). Taking more than is
+// queued is a bug in the caller (the protocol checks the length first): SBM_INTERNAL.
+
+import { SbmError } from '../errors.js';
 
 export class ByteQueue {
   private chunks: Buffer[] = [];
@@ -22,7 +25,7 @@ export class ByteQueue {
    * result is a view of it, else one copy into a new buffer.
    */
   take(count: number): Buffer {
-    if (count > this.total) throw new RangeError(`take(${count}) with ${this.total} queued`);
+    if (count > this.total) throw new SbmError('SBM_INTERNAL', `take(${count}) with ${this.total} bytes queued`);
     const first = this.chunks[0];
     if (first !== undefined && first.length - this.head >= count) {
       const view = first.subarray(this.head, this.head + count);
@@ -43,7 +46,7 @@ export class ByteQueue {
 
   /** Removes the first `target.length` bytes (<= length) by copying them into `target`. */
   takeInto(target: Buffer): void {
-    if (target.length > this.total) throw new RangeError(`takeInto(${target.length}) with ${this.total} queued`);
+    if (target.length > this.total) throw new SbmError('SBM_INTERNAL', `takeInto(${target.length}) with ${this.total} bytes queued`);
     this.copyOut(target);
   }
 

@@ -11,6 +11,7 @@
 // retry writes the same bytes to the same place).
 
 import type { BlockDevice } from '../block-device.js';
+import { SbmError } from '../errors.js';
 import * as C from './constants.js';
 import { readReply, simpleReply } from './nbd-replies.js';
 import { type FrameAllocator, runRequest } from './nbd-request-runner.js';
@@ -109,7 +110,7 @@ async function mergedCall(device: BlockDevice, requests: readonly NbdRequest[], 
   }
   let at = 0;
   for (const request of requests) {
-    if (request.data === undefined || request.data.length !== request.length) throw new RangeError('WRITE without its payload');
+    if (request.data === undefined || request.data.length !== request.length) throw new SbmError('SBM_INTERNAL', `merged WRITE at ${request.offset}: payload of ${request.data?.length ?? 0} bytes, expected ${request.length}`);
     request.data.copy(merged, at);
     at += request.length;
   }

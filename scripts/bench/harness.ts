@@ -7,6 +7,7 @@
 // hundredths, too coarse for a 0.1 s target. Not a test: numbers go to BENCHMARKS.md.
 
 import { execa } from 'execa';
+import { SbmError } from '../../lib/errors.js';
 
 export interface Variant {
   readonly label: string;
@@ -70,7 +71,8 @@ export async function runWorkload(workload: Workload, runs: number, log: (line: 
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const match = /SBM_BENCH (\d+)/.exec(timed.stderr);
       if (timed.exitCode !== 0 || match === null) {
-        throw new Error(`${workload.id}/${variant.label} failed (exit ${timed.exitCode}): ${command.join(' ')}\n${timed.all}`);
+        // A measured command that fails makes every figure of the report meaningless: stop.
+        throw new SbmError('SBM_INTERNAL', `${workload.id}/${variant.label} failed (exit ${timed.exitCode}): ${command.join(' ')}\n${timed.all}`, { exitCode: timed.exitCode });
       }
       roundSeconds += seconds;
       const sample = samples.get(variant.label);

@@ -9,6 +9,7 @@ import { cp, open } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
+import { SbmError } from '../../lib/errors.js';
 import { MIB } from './data.js';
 import type { Workload } from './harness.js';
 import type { BenchContext } from './workloads.js';
@@ -23,10 +24,10 @@ interface Server {
 
 async function waitForSocket(path: string, child: ResultPromise): Promise<void> {
   for (let tries = 0; tries < 400 && !existsSync(path); tries++) {
-    if (child.exitCode !== null) throw new Error(`server exited before listening on ${path}`);
+    if (child.exitCode !== null) throw new SbmError('SBM_LISTEN', `benchmark server exited before listening on ${path}`, { path, exitCode: child.exitCode });
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
-  if (!existsSync(path)) throw new Error(`${path} never appeared`);
+  if (!existsSync(path)) throw new SbmError('SBM_LISTEN', `benchmark server did not create ${path} within 10 s`, { path });
 }
 
 async function startServers(dir: string, bundle: string, raw: string): Promise<Server[]> {

@@ -39,3 +39,18 @@ test('a failing descriptor rejects instead of hanging', async (t) => {
   t.teardown(() => handle.close());
   await t.throwsAsync(writeFullyFd(handle.fd, Buffer.from('x'), 0), { code: 'EBADF' });
 });
+
+test('a write that makes no progress is SBM_IO carrying errno EIO: NBD answers EIO, never ENOSPC', async (t) => {
+  const { writeFully } = await import('../../../lib/fs/read-fully.js');
+  const { fromSystemError, isSbmError } = await import('../../../lib/errors.js');
+  const { nbdErrorOf } = await import('../../../lib/nbd/nbd-request-runner.js');
+  const { NBD_EIO } = await import('../../../lib/nbd/constants.js');
+  let calls = 0;
+  const stuck = { write: async () => ({ bytesWritten: calls++ === 0 ? 2 : 0 }) } as unknown as Parameters<typeof writeFully>[0];
+  const error = await t.throwsAsync(writeFully(stuck, Buffer.from('abcdef'), 100));
+  t.true(isSbmError(error, 'SBM_IO'));
+  t.is(error?.message, 'SBM_IO: write of 4 bytes at 102 made no progress');
+  t.like((error as { data?: unknown }).data, { errno: 'EIO', bytes: 4, position: 102 });
+  t.true(fromSystemError(error, 'write band') === error, 'kept as it is by the usual wrapping');
+  t.is(nbdErrorOf(error), NBD_EIO);
+});
