@@ -33,7 +33,8 @@ const GROUPS: Record<string, (context: BenchContext) => ReturnType<typeof conver
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
 // NODE_EXTRA_CA_CERTS makes every Node process parse that certificate file before running any
-// code (~35 ms on a machine whose file is the whole system CA bundle), though sbm never uses TLS.
+// code (a large share of a short command when the file is the whole system CA bundle), though sbm
+// never uses TLS.
 // Workloads run without it, as on a machine that does not set it; where this environment sets
 // it, the changed-bands table adds rows with it, so its cost stays visible.
 const extraCaCerts = process.env.NODE_EXTRA_CA_CERTS;

@@ -3,8 +3,8 @@
 //
 // copyBandHashing: read the band whole (bands are small: 8 MiB by default) -> start the write on
 // the thread pool and hash on the main thread meanwhile -> fsync the new file once -> close.
-// (Hashing on the pool too, with webcrypto's digest, measured slower on a busy 2-core machine: the
-// digests queue behind the reads, writes and fsyncs for the pool's 4 threads.)
+// Hashing stays on the main thread: on the thread pool (webcrypto's digest) the digests would
+// queue behind the reads, writes and fsyncs for the pool's 4 threads.
 // Bands larger than WHOLE_BAND_MAX_BYTES stream in COPY_CHUNK_BYTES chunks instead.
 
 import { open, type FileHandle } from 'node:fs/promises';

@@ -37,7 +37,7 @@ export function backupSnapshotName(nowMs = Date.now(), tag = randomTag(12)): str
 
 /**
  * True for names backupSnapshotName makes. The check digits are sbm's marker: a name a person
- * picks (or one an older sbm made without them) does not carry them, so it is never removed.
+ * picks, even one shaped like a backup snapshot's, does not carry them, so it is never removed.
  */
 export function isBackupSnapshotName(name: string): boolean {
   const match = BACKUP_SNAPSHOT_PATTERN.exec(name);

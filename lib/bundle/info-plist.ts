@@ -14,8 +14,8 @@
 // Reading: bytes in exactly that layout (what sbm and hdiutil write) are parsed by matching the
 // template and rendering it back: equal bytes mean equal values, with no XML parser. Anything
 // else (other whitespace or key order, extra keys, binary plists) goes to the `plist` package,
-// loaded on first need: it brings an XML DOM that costs ~10 ms to load, more than `sbm token`
-// spends on everything else.
+// loaded on first need: it brings an XML DOM whose loading would outweigh everything else
+// `sbm token` does.
 
 import { SbmError } from '../errors.js';
 import {

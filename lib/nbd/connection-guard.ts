@@ -1,4 +1,4 @@
-// Keeps a server answering new clients whatever the connected ones do. Two rules, both measured by
+// Keeps a server answering new clients whatever the connected ones do. Two rules, both enforced by
 // a periodic sweep (a quarter of the shorter timeout, at most 5 s) so the request path pays nothing:
 //
 // - Connection limit: a client arriving when maxConnections are open takes the place of the

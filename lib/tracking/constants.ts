@@ -29,7 +29,7 @@ export const SLOT_ABSENT = 2;
 /** Token text: sbm1:<bundle uuid>:<epoch id, 8 hex>:<generation>. */
 export const TOKEN_PREFIX = 'sbm1';
 
-/** `auto` audits stat every band when at most this many are present (~17 ms at 4 us a stat). */
+/** `auto` audits stat every band when at most this many are present: few enough that a stat per band stays a short pause. */
 export const AUTO_FULL_AUDIT_MAX_BANDS = 4096;
 /** Compaction on open once the log holds this many records and 4x more than distinct bands. */
 export const COMPACT_MIN_RECORDS = 8192;

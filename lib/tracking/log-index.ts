@@ -1,6 +1,6 @@
 // LogIndex: the highest generation recorded per band in changes.log, built only as far as a
-// question needs it. The log's first part, verified by an earlier session (see the stat cache's
-// trusted log point), stays raw bytes:
+// question needs it. The log's first part, verified before the stat cache last named it (the
+// cache's trusted log point), stays raw bytes:
 //
 //   prefix   records [0, trusted): "which bands changed after generation G" is one pass reading
 //            two fields per record, no per-band objects; a per-band question (an audit) indexes

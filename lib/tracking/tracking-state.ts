@@ -38,7 +38,7 @@ export interface TrackingState {
   readonly generationStarts: ReadonlyArray<readonly [number, number]>;
   /** Why this epoch replaced an earlier one, for the message refusing older tokens. */
   readonly resetReason?: string;
-  /** changes.log as far as it was durable when this state was written (absent in older files: nothing known). */
+  /** changes.log as far as it was durable when this state was written (absent: nothing known, the log is not held to a mark). */
   readonly logMark?: LogMark;
 }
 
