@@ -60,6 +60,7 @@ async function qemuProbe(path: string): Promise<string> {
 const READABLE: ReadonlyMap<string, string> = new Map([
   ['v3.qcow2', 'qcow2'],
   ['v2.qcow2', 'qcow2'],
+  ['disk.vhdx', 'vhdx'],
 ]);
 
 for (const sample of SAMPLES.filter((candidate) => READABLE.has(candidate.file))) {
@@ -93,9 +94,9 @@ test('--format names a known format without a reader: refused the same way', asy
   const dir = await tempDir(t);
   const path = join(dir, 'plain.img');
   await writeFile(path, Buffer.alloc(64 * KiB, 1));
-  const result = await runSbm(['info', path, '--format', 'vhdx']);
+  const result = await runSbm(['info', path, '--format', 'qed']);
   t.is(result.exitCode, 4);
-  t.is(result.stderr, refusal(path, 'VHDX'));
+  t.is(result.stderr, refusal(path, 'QED'));
   const unknown = await runSbm(['info', path, '--format', 'nonsense']);
   t.is(unknown.exitCode, 2);
   t.regex(unknown.stderr, /^sbm: SBM_USAGE: unknown format "nonsense"/);
