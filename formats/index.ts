@@ -17,6 +17,8 @@ import { rawFormat } from './raw/raw-format.js';
 import { vmdkExporter } from './vmdk/vmdk-exporter.js';
 import { vmdkFormat } from './vmdk/vmdk-format.js';
 import { vhdxFormat } from './vhdx/vhdx-format.js';
+import { vhdFormat } from './vhd/vhd-format.js';
+import { vdiFormat } from './vdi/vdi-format.js';
 
 export type { ExportOptions, ImageExporter, ImageFormat, ImageReader, OpenImageOptions, ProbeInput } from './image-format.js';
 export type { Detection } from './detect/signatures.js';
@@ -34,7 +36,7 @@ const sparseBundleFormat: ImageFormat = {
  * (formats/detect/signatures.ts) register here under the table's name; VMDK keeps its own
  * detection (descriptor text, extents named by a descriptor beside them).
  */
-export const FORMATS: readonly ImageFormat[] = [sparseBundleFormat, vmdkFormat, qcow2FormatWith(openImage), vhdxFormat, rawFormat];
+export const FORMATS: readonly ImageFormat[] = [sparseBundleFormat, vmdkFormat, qcow2FormatWith(openImage), vhdxFormat, vhdFormat, vdiFormat, rawFormat];
 
 export async function probeImage(path: string): Promise<ProbeInput> {
   let info;
