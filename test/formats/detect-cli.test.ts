@@ -61,6 +61,10 @@ const READABLE: ReadonlyMap<string, string> = new Map([
   ['v3.qcow2', 'qcow2'],
   ['v2.qcow2', 'qcow2'],
   ['disk.vhdx', 'vhdx'],
+  ['dynamic.vhd', 'vhd'],
+  ['fixed.vhd', 'vhd'],
+  ['virtualpc.vhd', 'vhd'],
+  ['disk.vdi', 'vdi'],
 ]);
 
 for (const sample of SAMPLES.filter((candidate) => READABLE.has(candidate.file))) {
