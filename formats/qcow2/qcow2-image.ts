@@ -7,6 +7,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { type Extent, type WriteOptions, checkRange, pushExtent } from '../../lib/block-device.js';
 import { SbmError, fromSystemError } from '../../lib/errors.js';
 import { readFully } from '../../lib/fs/read-fully.js';
+import { mapLimit } from '../../lib/map-limit.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import type { ImageReader } from '../image-format.js';
 import { decompressCluster } from './cluster-decompressor.js';
@@ -27,7 +28,12 @@ interface Run {
   compressedLength: number;
 }
 
+/** Decoded clusters kept for reads that take a cluster in pieces (at least one 2 MiB cluster). */
 const DECODED_CACHE_BYTES = 8 * 1024 * 1024;
+const COMPRESSED_SPAN_BYTES = 4 * 1024 * 1024;
+/** Streams this close together are read in one span (the gap is read and dropped). */
+const COMPRESSED_GAP_BYTES = 64 * 1024;
+const DECODE_LANES = 4;
 
 export interface Qcow2Parts {
   readonly path: string;
@@ -70,17 +76,64 @@ export class Qcow2Image implements ImageReader {
   async readInto(offset: number, target: Uint8Array): Promise<void> {
     this.assertOpen();
     checkRange(this.sizeBytes, offset, target.length);
+    const compressed: Run[] = [];
     for (const run of await this.runs(offset, target.length)) {
       const view = target.subarray(run.offset - offset, run.offset - offset + run.length);
       if (run.kind === 'zero') view.fill(0);
       else if (run.kind === 'absent') await this.readBacking(run.offset, view);
       else if (run.kind === 'data') await this.readHost(view, run.host);
-      else {
-        const cluster = await this.decodedCluster(run);
-        const inCluster = run.offset % this.parts.header.clusterSize;
-        view.set(cluster.subarray(inCluster, inCluster + run.length));
-      }
+      else compressed.push(run);
     }
+    if (compressed.length > 0) await this.readCompressed(compressed, offset, target);
+  }
+
+  /**
+   * Compressed streams sit back to back on the host: read them in spans of up to 4 MiB, then
+   * decode up to four clusters at once (deflate runs on libuv's thread pool).
+   */
+  private async readCompressed(runs: Run[], offset: number, target: Uint8Array): Promise<void> {
+    const clusterSize = this.parts.header.clusterSize;
+    const place = (run: Run, cluster: Buffer): void => {
+      const inCluster = run.offset % clusterSize;
+      target.set(cluster.subarray(inCluster, inCluster + run.length), run.offset - offset);
+    };
+    const pending = runs.filter((run) => {
+      const hit = this.decoded.get(run.host);
+      if (hit !== undefined) place(run, hit);
+      return hit === undefined;
+    });
+    let index = 0;
+    while (index < pending.length) {
+      const first = pending[index] as Run;
+      let spanStart = first.host;
+      let spanEnd = first.host + first.compressedLength;
+      let last = index;
+      while (last + 1 < pending.length) {
+        const next = pending[last + 1] as Run;
+        const start = Math.min(spanStart, next.host);
+        const end = Math.max(spanEnd, next.host + next.compressedLength);
+        if (end - start > COMPRESSED_SPAN_BYTES || next.host > spanEnd + COMPRESSED_GAP_BYTES || next.host < spanStart) break;
+        spanStart = start;
+        spanEnd = end;
+        last++;
+      }
+      const span = await this.readSpan(spanStart, spanEnd - spanStart);
+      await mapLimit(pending.slice(index, last + 1), DECODE_LANES, async (run) => {
+        place(run, await this.decodedCluster(run, span.subarray(run.host - spanStart, run.host - spanStart + run.compressedLength)));
+      });
+      index = last + 1;
+    }
+  }
+
+  private async readSpan(host: number, length: number): Promise<Buffer> {
+    const span = Buffer.alloc(length);
+    try {
+      // The last sector of the file may be short: readFully zero-fills past the end, as qemu reads it.
+      await readFully(this.parts.handle, span, host);
+    } catch (error) {
+      throw fromSystemError(error, 'cannot read qcow2 compressed data', this.parts.path);
+    }
+    return span;
   }
 
   async extents(offset: number, length: number): Promise<Extent[]> {
@@ -159,18 +212,11 @@ export class Qcow2Image implements ImageReader {
     }
   }
 
-  private async decodedCluster(run: Run): Promise<Buffer> {
+  private async decodedCluster(run: Run, input: Buffer): Promise<Buffer> {
     const hit = this.decoded.get(run.host);
     if (hit !== undefined) return hit;
-    const { header, handle, path } = this.parts;
-    const input = Buffer.alloc(run.compressedLength);
-    try {
-      // The last sector of the file may be short: readFully zero-fills past the end, as qemu reads it.
-      await readFully(handle, input, run.host);
-    } catch (error) {
-      throw fromSystemError(error, 'cannot read qcow2 compressed data', path);
-    }
-    const cluster = decompressCluster(input, header.clusterSize, header.compressionType, `${path}: compressed cluster at ${run.host}`);
+    const { header, path } = this.parts;
+    const cluster = await decompressCluster(input, header.clusterSize, header.compressionType, `${path}: compressed cluster at ${run.host}`);
     while (this.decoded.size > 0 && (this.decoded.size + 1) * header.clusterSize > DECODED_CACHE_BYTES) {
       const oldest = this.decoded.keys().next();
       if (oldest.done === true) break;
