@@ -82,7 +82,7 @@ async function measure(label: string, path: string, token: string): Promise<Reco
     bandsReported: reported,
     audit,
     openMs: median(open).toFixed(1),
-    changedSinceMs: median(changed).toFixed(1),
+    changedBandsMs: median(changed).toFixed(1),
     fullAuditMs: median(full).toFixed(1),
     cliMs: cli.length > 0 ? median(cli).toFixed(1) : 'n/a (run npx tsc -p .)',
   };
