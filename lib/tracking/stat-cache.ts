@@ -16,10 +16,10 @@
 // from foreign edits. A slot with a bad checksum reads as unknown (an audit then reports the band
 // unless a record explains it), so torn slot writes can only over-report.
 //
-// Flags say which of the fields from +48 hold values; a field whose flag is clear is not known
-// (the present count is then taken by reading every slot). The u32s at +52 and +60 stay at most
-// 0x1fffff, so the words at +48 and +56 also read as safe integers when taken as u64s: a larger
-// lower bound is lowered, a larger count is not kept.
+// The flags say whether the trusted log point and the present count hold values (clear: not
+// known, and the count is then taken by reading every slot); logBandsAtLeast 0 means unknown.
+// The u32s at +52 and +60 stay at most 0x1fffff, so the 8-byte words at +48 and +56 are also safe
+// integers when read as u64s: a larger lower bound is lowered, a larger count is not kept.
 //   log trusted   (flag LOG_TRUSTED) the first logTrustedBytes of changes.log (CRC-32 logTrustedCrc) hold only valid
 //                 records of this epoch, and every band they name has a slot saved by a save that
 //                 completed (its fdatasync returned). So an open whose log still starts with those
