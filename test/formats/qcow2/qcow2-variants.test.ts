@@ -69,6 +69,21 @@ for (const compression of ['zlib', 'zstd'] as const) {
   }
 }
 
+for (const [label, options] of [
+  ['extended L2, zstd', 'extended_l2=on,compression_type=zstd'],
+  ['compat=0.10, deflate', 'compat=0.10'],
+] as const) {
+  test(`qemu-img convert -c with ${label}: converts like qemu-img`, async (t) => {
+    await requireTool(t, 'qemu-img');
+    const dir = await tempDir(t);
+    const source = join(dir, 'source.raw');
+    await makeMixedRaw(source, 2 * MiB, 13);
+    const image = join(dir, 'c.qcow2');
+    await qemuImg('convert', '-c', '-f', 'raw', '-O', 'qcow2', '-o', options, source, image);
+    await assertConvertsLikeQemu(t, dir, image, label.replace(/[^a-z0-9]+/gi, '-'));
+  });
+}
+
 test('an overlay with writes, zero writes and discards on a compressed base', async (t) => {
   await requireTool(t, 'qemu-img');
   await requireTool(t, 'qemu-io');
