@@ -8,7 +8,8 @@
 //                = ceil(payloadBlocks / chunkRatio) * (chunkRatio + 1)      differencing
 //
 // load() streams the whole table once and validates every entry: known states only
-// (PARTIALLY_PRESENT and present sector bitmaps only in differencing disks), reserved bits clear,
+// (PARTIALLY_PRESENT and present sector bitmaps only in differencing disks, and a chunk with
+// partially present blocks has its sector bitmap), reserved bits clear,
 // every block 1 MiB-aligned, inside the file and clear of the header section, log, BAT, metadata
 // and every other block. Afterwards pages of entries live in a bounded LRU cache, so a 64 TiB
 // disk does not hold its 512 MiB table.
@@ -88,6 +89,8 @@ export class BlockAllocationTable {
   readonly stateCounts: Record<string, number> = {};
   presentBytes = 0;
   private readonly cache = new Map<number, Buffer>();
+  /** A PARTIALLY_PRESENT block was seen in the chunk being validated: its sector bitmap must be present. */
+  private chunkNeedsBitmap = false;
 
   private constructor(
     private readonly file: VhdxFile,
@@ -181,7 +184,12 @@ export class BlockAllocationTable {
     if ((low & BAT_RESERVED_MASK) !== 0) throw this.file.corrupt(`${what} has reserved bits set`, { entry: index });
     let length: number;
     if (isBitmap) {
-      if (state === SB_BLOCK_NOT_PRESENT) return;
+      const needed = this.chunkNeedsBitmap;
+      this.chunkNeedsBitmap = false;
+      if (state === SB_BLOCK_NOT_PRESENT) {
+        if (needed) throw this.file.corrupt(`${what} is not present, but its chunk holds partially present blocks`, { entry: index });
+        return;
+      }
       if (state !== SB_BLOCK_PRESENT || !this.metadata.hasParent) throw this.file.corrupt(`${what} has state ${state}, invalid here`, { entry: index });
       length = SECTOR_BITMAP_BLOCK_SIZE;
     } else {
@@ -191,6 +199,7 @@ export class BlockAllocationTable {
       if (!valid) throw this.file.corrupt(`${what} has state ${state}, invalid here`, { entry: index });
       this.stateCounts[name] = (this.stateCounts[name] ?? 0) + 1;
       if (state !== PAYLOAD_BLOCK_FULLY_PRESENT && state !== PAYLOAD_BLOCK_PARTIALLY_PRESENT) return;
+      if (state === PAYLOAD_BLOCK_PARTIALLY_PRESENT) this.chunkNeedsBitmap = true;
       // The last block may end inside the file when the disk ends inside it.
       length = Math.min(this.metadata.blockSize, this.metadata.virtualDiskSize - block * this.metadata.blockSize);
       this.presentBytes += length;

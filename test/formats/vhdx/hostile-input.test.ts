@@ -182,6 +182,8 @@ test('impossible metadata values are SBM_CORRUPT', async (t) => {
   // A metadata item that points past its region.
   await refused(t, await built(t, {}, (file) => void file.writeUInt32LE(MiB, BUILT_LAYOUT.metadataOffset + 32 + 16)), 'SBM_CORRUPT', /item "file parameters" .* lies outside the metadata region/);
   await refused(t, await built(t, {}, (file) => void file.write('METADATA', BUILT_LAYOUT.metadataOffset, 'latin1')), 'SBM_CORRUPT', /signature is not "metadata"/);
+  // HasParent set in the file parameters, but no parent locator item.
+  await refused(t, await built(t, {}, (file) => void file.writeUInt32LE(2, itemData(0) + 4)), 'SBM_CORRUPT', /VHDX metadata has no "parent locator" item/);
 });
 
 test('bad BAT entries are SBM_CORRUPT: reserved state, reserved bits, partial blocks without a parent, overlaps, metadata hits', async (t) => {
@@ -195,4 +197,9 @@ test('bad BAT entries are SBM_CORRUPT: reserved state, reserved bits, partial bl
   await refused(t, await built(t, { blocks: blocks([[4, PAYLOAD_BLOCK_FULLY_PRESENT]]) }, intoMetadata), 'SBM_CORRUPT', /BAT entry 0 \(block 0\) at offset 3145728 overlaps the log, BAT, metadata/);
   const intoHeader = (file: Buffer): void => void file.writeUInt32LE(PAYLOAD_BLOCK_FULLY_PRESENT, bat);
   await refused(t, await built(t, {}, intoHeader), 'SBM_CORRUPT', /BAT entry 0 \(block 0\) points to offset 0, inside the header section/);
+  // A differencing disk whose partially present block has no sector bitmap (chunk 0's bitmap entry
+  // is BAT entry 4096 with 1 MiB blocks): found at open, not at the first read of the block.
+  const parentLocator = { parent_linkage: '{AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE}', relative_path: 'missing-parent.vhdx' };
+  const noBitmap = (file: Buffer): void => void file.fill(0, bat + 4096 * 8, bat + 4097 * 8);
+  await refused(t, await built(t, { parentLocator, blocks: blocks([[2, PAYLOAD_BLOCK_PARTIALLY_PRESENT]]) }, noBitmap), 'SBM_CORRUPT', /sector bitmap entry 4096 is not present, but its chunk holds partially present blocks/);
 });
