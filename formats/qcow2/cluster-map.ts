@@ -60,6 +60,7 @@ export class ClusterMap {
     if (used > 0) await readExactly(source.handle, raw, header.l1TableOffset, path, 'L1 table');
     const offsets = new Float64Array(used);
     const metadata = fixedMetadata(header);
+    const seen = new Set<number>();
     for (let index = 0; index < used; index++) {
       const high = raw.readUInt32BE(index * 8);
       const low = raw.readUInt32BE(index * 8 + 4);
@@ -74,6 +75,10 @@ export class ClusterMap {
       if (metadata.some(([start, end]) => offset < end && offset + header.clusterSize > start)) {
         throw corrupt(path, `L2 table ${index} at ${offset} overlaps the header, L1 table or refcount table`);
       }
+      // A table named twice would be read (and validated) once per name: a small hostile file
+      // could make open read terabytes. qemu never shares an active L2 table.
+      if (seen.has(offset)) throw corrupt(path, `L2 table ${index} at ${offset} is also named by another L1 entry`);
+      seen.add(offset);
       offsets[index] = offset;
     }
     const map = new ClusterMap(source, offsets);

@@ -124,6 +124,15 @@ test('tables past the end of the file, truncation and pointers into metadata are
   await poke(overlap, l2Offset, u64((1n << 63n) | BigInt(l1Offset)));
   await refused(t, overlap, 'SBM_CORRUPT', /guest cluster 0 points at .* which holds metadata/);
 
+  // Every L1 entry naming the same L2 table: refused, not validated once per entry.
+  const shared = join(dir, 'shared.qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', '-o', 'cluster_size=512', shared, '1M');
+  await qemuIo(shared, 'write -P 0x01 0 512', 'write -P 0x02 64k 512');
+  const sharedBytes = await readFile(shared);
+  const sharedL1 = Number(sharedBytes.readBigUInt64BE(40));
+  await poke(shared, sharedL1 + 8 * 2, sharedBytes.subarray(sharedL1, sharedL1 + 8));
+  await refused(t, shared, 'SBM_CORRUPT', /L2 table 2 at \d+ is also named by another L1 entry/);
+
   const reserved = await plainImage(dir, 'reserved.qcow2');
   await poke(reserved, l2Offset + 8 * 16, u64((1n << 63n) | (1n << 58n) | 0x50000n));
   await refused(t, reserved, 'SBM_CORRUPT', /guest cluster 16 has reserved bits set/);
