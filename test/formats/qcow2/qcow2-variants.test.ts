@@ -5,10 +5,10 @@
 
 import test from 'ava';
 import { execa } from 'execa';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { requireTool, runSbm, tempDir } from '../../helpers/tools.js';
-import { KiB, MiB, assertConvertsLikeQemu, makeMixedRaw, qemuImg, qemuIo } from './qcow2-test-kit.js';
+import { KiB, MiB, assertConvertsLikeQemu, makeMixedRaw, poke, qemuImg, qemuIo } from './qcow2-test-kit.js';
 
 const WRITES = ['write -P 0xab 1M 64k', 'write -P 0x11 100k 3k', 'write -P 0x5c 3M 1M', 'write -z 3M 64k', 'write -z 6M 128k', 'discard 3200k 64k', 'write -P 0x77 8189k 3k'];
 
@@ -127,4 +127,28 @@ test('backing chains: a raw base in a subfolder by relative name, three levels, 
   t.is(details.backingFile, 'mid.qcow2');
   t.is(details.backingFormat, 'qcow2');
   t.is(details.compressionType, 'deflate');
+});
+
+test('a VMDK backing file, and a backing file found by content when the backing-format extension is gone', async (t) => {
+  await requireTool(t, 'qemu-img');
+  await requireTool(t, 'qemu-io');
+  const dir = await tempDir(t);
+  const base = join(dir, 'base.vmdk');
+  await qemuImg('create', '-q', '-f', 'vmdk', base, '2M');
+  await execa('qemu-io', ['-f', 'vmdk', '-c', 'write -P 0x07 0 1M', base]);
+  const top = join(dir, 'top.qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', '-b', 'base.vmdk', '-F', 'vmdk', top, '3M');
+  await qemuIo(top, 'write -P 0x08 512k 64k');
+  await assertConvertsLikeQemu(t, dir, top, 'vmdk-backing');
+  const info = JSON.parse((await runSbm(['info', top, '--json'])).stdout);
+  t.is(info.backingImageFormat, 'vmdk');
+  // Overwrite the backing-format extension's type with an unknown one (qemu then probes, as sbm does).
+  const bytes = await readFile(top);
+  const at = bytes.indexOf(Buffer.from([0xe2, 0x79, 0x2a, 0xca]), 72);
+  t.true(at > 0);
+  await poke(top, at, Buffer.from([0x12, 0x34, 0x56, 0x78]));
+  await assertConvertsLikeQemu(t, dir, top, 'probed-backing');
+  const probed = JSON.parse((await runSbm(['info', top, '--json'])).stdout);
+  t.is(probed.backingFormat, undefined);
+  t.is(probed.backingImageFormat, 'vmdk');
 });
