@@ -40,8 +40,8 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
       .options(BACKUP_OPTIONS)
       .example('$0 backup vm.sparsebundle /Volumes/Backup --keep-hourly 24 --keep-daily 30', 'back up, then thin'),
   handler: action(async (argv) => {
-    // Every option is checked before anything is written: a bad --max-bytes used to fail only
-    // after the backup was made.
+    // Every option is checked before anything is written, so a bad --max-bytes can never fail a
+    // run after the backup was made.
     const policy = thinPolicyOf(argv);
     const onWarning = warningSink(argv);
     // Before the bundle is opened (opening it read-write already writes in it); createBackup

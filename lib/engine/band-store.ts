@@ -31,7 +31,7 @@ const ZERO_SCAN_STEP = 4096;
 /**
  * Reads and writes up to this size are issued synchronously. Writes to one band run one after
  * another under its lock anyway, so the thread pool adds no parallelism there, only a round trip
- * (~45 us on a busy 2-core VM, against ~2 us for a 4 KiB pwrite into the page cache).
+ * that costs far more than a small pwrite into the page cache.
  */
 const SYNC_IO_MAX_BYTES = 64 * 1024;
 /**

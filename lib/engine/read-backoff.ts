@@ -3,8 +3,8 @@
 // several device reads overlap) for a period that starts at MIN_MS and doubles with every slow read
 // up to MAX_MS, and a fast read resets it. A cold disk thus stalls the event loop for at most one
 // read per period (and reaches the 1 s period within about 2 s), while one page-cache miss on a
-// warm disk costs 5 ms of thread-pool reads, not a second of them: a flat 1 s made random reads
-// through sbm mount 1.5x slower on a VM whose page cache held a third of the disk.
+// warm disk sends reads to the thread pool only briefly: a disk partly in the page cache keeps
+// its fast synchronous path for the reads that hit it.
 
 const SLOW_READ_MS = 1;
 const MIN_MS = 5;

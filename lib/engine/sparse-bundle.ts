@@ -66,8 +66,8 @@ export interface OpenBundleOptions {
   readonly maxOpenBands?: number;
   /**
    * Do not list bands/ at open; list it (synchronously) the first time anything asks which bands
-   * exist. For short commands that never do (token, changed-bands): a 20,000-band folder costs
-   * ~10 ms to list. Warnings about stray names in bands/ then come at that first use.
+   * exist. For short commands that never do (token, changed-bands), so their cost does not grow
+   * with the band count. Warnings about stray names in bands/ then come at that first use.
    */
   readonly deferBandListing?: boolean;
 }
