@@ -20,7 +20,7 @@ async function dynamicDisk(t: ExecutionContext): Promise<{ dir: string; disk: st
   return { dir, disk, file: await readFile(disk) };
 }
 
-async function refused(t: ExecutionContext, path: string, code: string, pattern: RegExp): Promise<void> {
+async function refused(t: ExecutionContext, path: string, code: SbmError['code'], pattern: RegExp): Promise<void> {
   const error = await t.throwsAsync(
     (async () => {
       const image = await openImage(path);
@@ -33,11 +33,15 @@ async function refused(t: ExecutionContext, path: string, code: string, pattern:
   t.false((error?.message ?? '').includes('\n'));
 }
 
+function flip(file: Buffer, at: number, mask: number): void {
+  file.writeUInt8(file.readUInt8(at) ^ mask, at);
+}
+
 const headerField = (name: Parameters<typeof VHD_DYNAMIC_HEADER.offsetOf>[0]): number => HEADER_AT + VHD_DYNAMIC_HEADER.offsetOf(name);
 
 test('a bad footer checksum (both copies) is SBM_CORRUPT, in one CLI line', async (t) => {
   const { disk, file } = await dynamicDisk(t);
-  for (const at of [0, file.length - 512]) file[at + VHD_FOOTER.offsetOf('originalSize') + 7] ^= 1;
+  for (const at of [0, file.length - 512]) flip(file, at + VHD_FOOTER.offsetOf('originalSize') + 7, 1);
   await writeFile(disk, file);
   await refused(t, disk, 'SBM_CORRUPT', /footer checksum/);
   const cli = await runSbm(['convert', disk, join(disk, '..', 'out.sparsebundle'), '--no-progress']);
@@ -48,7 +52,7 @@ test('a bad footer checksum (both copies) is SBM_CORRUPT, in one CLI line', asyn
 test('a damaged footer copy at offset 0: the end footer is used, warning SBM_VHD_FOOTER_COPY', async (t) => {
   const { dir, disk, file } = await dynamicDisk(t);
   const want = await qemuRaw(disk, join(dir, 'want.raw'));
-  file[VHD_FOOTER.offsetOf('timestamp')] ^= 0xff;
+  flip(file, VHD_FOOTER.offsetOf('timestamp'), 0xff);
   await writeFile(disk, file);
   const warnings = new WarningList();
   const image = await openImage(disk, { onWarning: warnings.sink });
@@ -143,7 +147,7 @@ test('a fixed disk shorter than its size is SBM_CORRUPT (truncated)', async (t) 
 test('dynamic disk: a sector whose bitmap bit is 0 reads as zeros and is a zero extent', async (t) => {
   const { disk, file } = await dynamicDisk(t);
   // Sector 0 (bit 0x80 of byte 0) of block 0 holds 0x5a; clear its bit.
-  file[blockStart(file, 0)] &= 0x7f;
+  file.writeUInt8(file.readUInt8(blockStart(file, 0)) & 0x7f, blockStart(file, 0));
   await writeFile(disk, file);
   const image = await openImage(disk);
   try {
