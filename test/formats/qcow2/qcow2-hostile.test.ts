@@ -76,7 +76,8 @@ test('encrypted images (AES and LUKS) and external data files are refused as uns
     await refused(t, path, 'SBM_UNSUPPORTED', new RegExp(`encrypted qcow2 images \\(${format === 'aes' ? 'AES' : 'LUKS'}\\)`));
   }
   const external = join(dir, 'external.qcow2');
-  await qemuImg('create', '-q', '-f', 'qcow2', '-o', 'data_file=external.raw', external, '1M');
+  // qemu-img creates a relative data file in its working folder: run it in the test's folder.
+  await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'data_file=external.raw', external, '1M'], { cwd: dir });
   await refused(t, external, 'SBM_UNSUPPORTED', /external data file \("external.raw"\)/);
 });
 
