@@ -125,6 +125,17 @@ export class BlockAllocationTable {
     return this.entry(this.batIndex(block));
   }
 
+  /**
+   * The state of payload block `block` when its page is cached, else -1: lets a walk over long
+   * runs of absent or zero blocks extend a run without a promise per block.
+   */
+  cachedState(block: number): number {
+    const index = this.batIndex(block);
+    const pageIndex = Math.floor(index / PAGE_ENTRIES);
+    const page = this.cache.get(pageIndex);
+    return page === undefined ? -1 : readLow(page, (index - pageIndex * PAGE_ENTRIES) * ENTRY_BYTES) & BAT_STATE_MASK;
+  }
+
   /** The sector bitmap entry of the chunk holding payload block `block`. */
   async bitmapOf(block: number): Promise<BatEntry> {
     const chunk = Math.floor(block / this.chunkRatio);

@@ -7,6 +7,7 @@ import test from 'ava';
 import { execa } from 'execa';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { openVhdx } from '../../../formats/vhdx/open-vhdx.js';
 import { requireTool, runSbm, tempDir } from '../../helpers/tools.js';
 import { qemuImg, qemuVhdx } from './vhdx-kit.js';
 
@@ -104,4 +105,33 @@ test('a fresh VHDX converts to a bundle with no bands; a size-0 one is described
   const refused = await runSbm(['convert', empty, join(dir, 'empty.sparsebundle'), '--no-progress']);
   t.is(refused.exitCode, 4);
   t.regex(refused.stderr, /^sbm: SBM_BAD_SIZE: /);
+});
+
+test('a 2 TiB disk with 1 MiB blocks: a 16 MiB BAT, past the 8 MiB cache, reads and maps right', async (t) => {
+  await requireTool(t, 'qemu-img');
+  await requireTool(t, 'qemu-io');
+  const dir = await tempDir(t);
+  const disk = join(dir, 'wide.vhdx');
+  const TiB = 1024 * 1024 * MiB;
+  await qemuVhdx(disk, '2T', ['block_size=1M'], ['write -P 0x41 1T 64k', 'write -P 0x42 2047G 1M', `write -P 0x43 ${2 * TiB - 4096} 4k`]);
+  const image = await openVhdx(disk);
+  try {
+    t.is(image.sizeBytes, 2 * TiB);
+    const extents = await image.extents(0, image.sizeBytes);
+    t.deepEqual(
+      extents.filter((extent) => extent.kind === 'data'),
+      [
+        { offset: TiB, length: MiB, kind: 'data' },
+        { offset: 2047 * 1024 * MiB, length: MiB, kind: 'data' },
+        { offset: 2 * TiB - MiB, length: MiB, kind: 'data' },
+      ],
+    );
+    t.is(extents.reduce((sum, extent) => sum + extent.length, 0), 2 * TiB);
+    t.true((await image.read(TiB, 64 * 1024)).equals(Buffer.alloc(64 * 1024, 0x41)));
+    t.true((await image.read(TiB + 64 * 1024, 4096)).equals(Buffer.alloc(4096)));
+    t.true((await image.read(2047 * 1024 * MiB, MiB)).equals(Buffer.alloc(MiB, 0x42)));
+    t.true((await image.read(2 * TiB - 8192, 8192)).equals(Buffer.concat([Buffer.alloc(4096), Buffer.alloc(4096, 0x43)])));
+  } finally {
+    await image.close();
+  }
 });
