@@ -11,6 +11,7 @@ import { SbmError, fromSystemError } from '../../lib/errors.js';
 import { type SbmWarning, WarningList } from '../../lib/warnings.js';
 import type { ImageReader, OpenImageOptions } from '../image-format.js';
 import { BlockAllocationTable } from './bat.js';
+import { VHDX_FILE_SIGNATURE } from './constants.js';
 import { guidToText, parseGuid } from './guid.js';
 import { readHeaderSection } from './header-section.js';
 import { readMetadata } from './metadata.js';
@@ -47,15 +48,29 @@ function linkageMatches(locator: ParentLocator, dataWriteGuid: Buffer): boolean 
   });
 }
 
+async function startsLikeVhdx(path: string): Promise<boolean> {
+  const file = await openFile(path);
+  try {
+    if (file.sizeBytes < VHDX_FILE_SIGNATURE.length) return false;
+    return (await file.read(VHDX_FILE_SIGNATURE.length, 0, 'file type identifier')).toString('latin1') === VHDX_FILE_SIGNATURE;
+  } finally {
+    await file.handle.close();
+  }
+}
+
+/** A parent in another format opens through the registry, with the chain so far in scope. */
+async function openOtherFormat(path: string, options: OpenImageOptions, chain: readonly string[]): Promise<ImageReader> {
+  // Imported when needed: the registry imports this module.
+  const { openImage } = await import('../index.js');
+  return openingChain.run(chain, () => openImage(path, options));
+}
+
 async function openParent(child: VhdxFile, locator: ParentLocator, options: OpenImageOptions, chain: readonly string[], warn: (warning: SbmWarning) => void): Promise<ImageReader> {
   const parentPath = await resolveParentPath(child.path, locator, options.allowOutside === true);
   if (chain.includes(parentPath)) throw child.corrupt(`VHDX parent chain loops back to ${parentPath}`);
   if (chain.length >= MAX_CHAIN_DEPTH) throw child.unsupported(`VHDX parent chain is deeper than ${MAX_CHAIN_DEPTH} links`);
-  // Imported when needed: the registry imports this module, and parents of any format open through it.
-  const { identifyImage, openImage } = await import('../index.js');
-  const detected = await identifyImage(parentPath);
   const nested = [...chain, parentPath];
-  const parent = detected.name === 'vhdx' ? await openLink(parentPath, options, nested) : await openingChain.run(nested, () => openImage(parentPath, options));
+  const parent = (await startsLikeVhdx(parentPath)) ? await openLink(parentPath, options, nested) : await openOtherFormat(parentPath, options, nested);
   if (parent instanceof VhdxImage && !linkageMatches(locator, parent.section.header.dataWriteGuid)) {
     warn({
       code: 'SBM_VHDX_PARENT_MISMATCH',

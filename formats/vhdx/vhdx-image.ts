@@ -213,12 +213,13 @@ export class VhdxImage implements ImageReader {
       chain:
         this.parent === undefined
           ? undefined
-          : this.chain().map((link) => ({
-              file: link instanceof VhdxImage ? link.path : undefined,
-              format: link.formatName,
-              subformat: link instanceof VhdxImage ? link.subformat : undefined,
-              virtualSize: link.sizeBytes,
-            })),
+          : this.chain().map((link) => {
+              // Readers of other formats may carry their path; VHDX links also name their subformat.
+              const file = 'path' in link && typeof link.path === 'string' ? link.path : undefined;
+              const described: Record<string, unknown> = { file, format: link.formatName, subformat: link instanceof VhdxImage ? link.subformat : undefined, virtualSize: link.sizeBytes };
+              for (const key of Object.keys(described)) if (described[key] === undefined) delete described[key];
+              return described;
+            }),
       warnings: this.warnings.length === 0 ? undefined : this.warnings.map((warning) => `${warning.code}: ${warning.message}`),
     };
     for (const key of Object.keys(facts)) if (facts[key] === undefined) delete facts[key];

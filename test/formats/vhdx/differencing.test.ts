@@ -218,3 +218,32 @@ test('a parent chain that loops is refused with one line', async (t) => {
   t.is(result.exitCode, 4);
   t.regex(result.stderr, /^sbm: SBM_CORRUPT: .*b\.vhdx: VHDX parent chain loops back to .*a\.vhdx\n$/);
 });
+
+test('a parent in another format (raw) is read through the registry', async (t) => {
+  const dir = await tempDir(t);
+  const parentRaw = seededBytes(SIZE, 21);
+  await writeFile(join(dir, 'base.img'), parentRaw);
+  const child = join(dir, 'child.vhdx');
+  const expected = await writeChild(child, { dir, parent: join(dir, 'base.img'), parentRaw, linkage: '{AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE}' }, { relative_path: 'base.img' });
+  const image = await openVhdx(child);
+  try {
+    t.true((await image.read(0, SIZE)).equals(expected));
+    t.deepEqual((await image.details()).chain, [
+      { file: child, format: 'vhdx', subformat: 'differencing', virtualSize: SIZE },
+      { file: join(dir, 'base.img'), format: 'raw', virtualSize: SIZE },
+    ]);
+  } finally {
+    await image.close();
+  }
+});
+
+test('a loop through another format (VHDX -> qcow2 -> the same VHDX) is refused, not followed', async (t) => {
+  await requireTool(t, 'qemu-img');
+  const dir = await tempDir(t);
+  const child = join(dir, 'child.vhdx');
+  await writeFile(child, buildVhdx({ virtualSize: SIZE, blockSize: MiB, parentLocator: { parent_linkage: '{AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE}', relative_path: 'middle.qcow2' } }));
+  await qemuImg(['create', '-q', '-f', 'qcow2', '-u', '-b', 'child.vhdx', '-F', 'vhdx', join(dir, 'middle.qcow2'), '8M']);
+  const error = await t.throwsAsync(openVhdx(child), { instanceOf: SbmError });
+  t.is(error?.code, 'SBM_CORRUPT', error?.message);
+  t.regex(error?.message ?? '', /loops back/);
+});
