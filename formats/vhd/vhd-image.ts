@@ -12,6 +12,7 @@
 
 import { type Extent, checkRange, pushExtent } from '../../lib/block-device.js';
 import { SbmError } from '../../lib/errors.js';
+import { allocatedRuns } from '../../lib/fs/sparse-seek.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import type { ImageReader } from '../image-format.js';
 import { VHD_BAT_UNUSED, VHD_SECTOR_SIZE } from './constants.js';
@@ -73,6 +74,7 @@ export class VhdImage implements ImageReader {
   async extents(offset: number, length: number): Promise<Extent[]> {
     this.assertOpen();
     checkRange(this.sizeBytes, offset, length);
+    if (this.parts.dynamic === undefined) return this.fixedExtents(offset, length);
     const list: Extent[] = [];
     await this.walk(offset, length, async (position, runLength, run) => {
       if (run.kind === 'here') return pushExtent(list, { offset: position, length: runLength, kind: 'data' });
@@ -81,6 +83,19 @@ export class VhdImage implements ImageReader {
       if (inside > 0 && this.parent !== undefined) for (const extent of await this.parent.extents(position, inside)) pushExtent(list, extent);
       pushExtent(list, { offset: position + inside, length: runLength - inside, kind: 'hole' });
     });
+    return list;
+  }
+
+  /** A fixed disk's extents are its file's own: qemu-img writes it sparse, and holes read as zeros. */
+  private fixedExtents(offset: number, length: number): Extent[] {
+    const list: Extent[] = [];
+    let position = offset;
+    for (const run of allocatedRuns(this.parts.file.handle.fd, offset, offset + length)) {
+      pushExtent(list, { offset: position, length: run.offset - position, kind: 'hole' });
+      pushExtent(list, { offset: run.offset, length: run.length, kind: 'data' });
+      position = run.offset + run.length;
+    }
+    pushExtent(list, { offset: position, length: offset + length - position, kind: 'hole' });
     return list;
   }
 
