@@ -113,6 +113,7 @@ async function openLink(path: string, options: OpenImageOptions, chain: readonly
     const header = parseVdiHeader(file, head, warn);
     const { map, allocated } = await readBlockMap(file, header);
     if (header.subformat === 'differencing') {
+      if (header.values.uuidLinkage.every((byte) => byte === 0)) throw file.corrupt('differencing VDI has no parent UUID (uuidLinkage is zero)');
       const parentPath = await findParent(file, real, header.values.uuidLinkage, options.allowOutside === true, warn);
       parent = await openLink(parentPath, options, [...chain, real]);
       if (!parent.parts.header.values.uuidModify.equals(header.values.uuidParentModify)) {

@@ -40,5 +40,8 @@ export const VHD_MAX_SIZE_BYTES = 2040 * 1024 * 1024 * 1024;
  */
 export const CURRENT_SIZE_CREATORS: readonly string[] = ['win ', 'qem2', 'd2v ', 'CTXS', 'tap\0'];
 
-/** BAT entries read at open, at most (64 MiB of table covers 2040 GiB even with 32 KiB blocks). */
-export const VHD_MAX_BAT_ENTRIES = 16 * 1024 * 1024;
+/**
+ * BAT entries read at open, at most: 16 MiB of table (and 32 MiB to check block overlaps), enough
+ * for 2040 GiB with 512 KiB blocks; every known writer uses 2 MiB blocks (1 M entries at most).
+ */
+export const VHD_MAX_BAT_ENTRIES = 4 * 1024 * 1024;

@@ -64,7 +64,8 @@ export async function readDynamicDisk(file: VhdFile, footer: VhdFooter, warn: (w
 
 /** Every present block inside the file, clear of metadata and of each other; returns their count. */
 function checkBlocks(file: VhdFile, bat: Uint32Array, span: number, metadata: ReadonlyArray<[number, number, string]>): number {
-  const starts: number[] = [];
+  const starts = new Float64Array(bat.length);
+  let count = 0;
   for (let block = 0; block < bat.length; block++) {
     const entry = bat[block] as number;
     if (entry === VHD_BAT_UNUSED) continue;
@@ -75,11 +76,11 @@ function checkBlocks(file: VhdFile, bat: Uint32Array, span: number, metadata: Re
     for (const [at, length, what] of metadata) {
       if (start < at + length && at < start + span) throw file.corrupt(`VHD block ${block} at offset ${start} overlaps ${what}`, { block });
     }
-    starts.push(start);
+    starts[count++] = start;
   }
-  const sorted = Float64Array.from(starts).sort();
+  const sorted = starts.subarray(0, count).sort();
   for (let index = 1; index < sorted.length; index++) {
     if ((sorted[index] as number) < (sorted[index - 1] as number) + span) throw file.corrupt(`two VHD blocks overlap at offset ${sorted[index] as number}`);
   }
-  return starts.length;
+  return count;
 }

@@ -77,6 +77,13 @@ test('a bad signature, opened as VDI: SBM_CORRUPT; a file shorter than the heade
   await refused(t, disk, 'SBM_CORRUPT', /past the end of the file|truncated/, openVdi);
 });
 
+test('a differencing image with a zero parent UUID: SBM_CORRUPT, never matched to a file', async (t) => {
+  const { disk, file } = await sample(t);
+  file.writeUInt32LE(4, at('imageType'));
+  await writeFile(disk, file);
+  await refused(t, disk, 'SBM_CORRUPT', /differencing VDI has no parent UUID/);
+});
+
 test('a disk size not a multiple of 512 is rounded down with the warning SBM_VDI_SIZE_ROUNDED', async (t) => {
   const { disk, file } = await sample(t);
   file.writeBigUInt64LE(BigInt(3 * MiB + 700), at('cbDisk'));
