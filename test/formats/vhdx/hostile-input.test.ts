@@ -22,7 +22,7 @@ import { openVhdx } from '../../../formats/vhdx/open-vhdx.js';
 import { type SbmErrorCode, SbmError } from '../../../lib/errors.js';
 import { WarningList } from '../../../lib/warnings.js';
 import { requireTool, runSbm, seededBytes, tempDir } from '../../helpers/tools.js';
-import { BUILT_LAYOUT, type VhdxSpec, MiB, buildVhdx, currentHeaderOffset, fixHeaderCrc, qemuImg, qemuVhdx } from './vhdx-kit.js';
+import { BUILT_LAYOUT, type VhdxSpec, MiB, buildVhdx, currentHeaderOffset, fixHeaderCrc, fixRegionTableCrcs, qemuImg, qemuVhdx } from './vhdx-kit.js';
 
 const SIZE = 8 * MiB;
 
@@ -202,4 +202,23 @@ test('bad BAT entries are SBM_CORRUPT: reserved state, reserved bits, partial bl
   const parentLocator = { parent_linkage: '{AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE}', relative_path: 'missing-parent.vhdx' };
   const noBitmap = (file: Buffer): void => void file.fill(0, bat + 4096 * 8, bat + 4097 * 8);
   await refused(t, await built(t, { parentLocator, blocks: blocks([[2, PAYLOAD_BLOCK_PARTIALLY_PRESENT]]) }, noBitmap), 'SBM_CORRUPT', /sector bitmap entry 4096 is not present, but its chunk holds partially present blocks/);
+});
+
+test('regions that overlap, sit inside the header section or pass the end of the file are SBM_CORRUPT', async (t) => {
+  // Region table entry 1 is the metadata region: its file offset is at +16 of the entry.
+  const metadataOffsetAt = (table: number): number => table + 16 + 32 + 16;
+  const moveMetadata = (to: bigint) => (file: Buffer): void => {
+    for (const table of [REGION_TABLE1_OFFSET, REGION_TABLE2_OFFSET]) file.writeBigUInt64LE(to, metadataOffsetAt(table));
+    fixRegionTableCrcs(file);
+  };
+  await refused(t, await built(t, {}, moveMetadata(BigInt(BUILT_LAYOUT.batOffset))), 'SBM_CORRUPT', /the VHDX BAT, metadata and log regions overlap/);
+  await refused(t, await built(t, {}, moveMetadata(BigInt(BUILT_LAYOUT.logOffset))), 'SBM_CORRUPT', /the VHDX BAT, metadata and log regions overlap/);
+  await refused(t, await built(t, {}, moveMetadata(0n)), 'SBM_CORRUPT', /metadata region \(offset 0, length 1048576\) is not 1 MiB-aligned past the header section/);
+  await refused(t, await built(t, {}, moveMetadata(BigInt(64 * MiB))), 'SBM_CORRUPT', /metadata region \(offset 67108864, length 1048576\) lies past the end of the file/);
+  // The log placed past the end of the file, in the current header (CRC fixed).
+  const logPastEnd = (file: Buffer): void => {
+    file.writeBigUInt64LE(BigInt(64 * MiB), HEADER1_OFFSET + 72);
+    fixHeaderCrc(file, HEADER1_OFFSET);
+  };
+  await refused(t, await built(t, {}, logPastEnd), 'SBM_CORRUPT', /VHDX log \(offset 67108864, length 1048576\) is not 1 MiB-aligned inside the file/);
 });
