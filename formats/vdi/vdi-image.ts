@@ -85,11 +85,17 @@ export class VdiImage implements ImageReader {
     while (position < end) {
       const block = Math.floor(position / cbBlock);
       const inBlock = position - block * cbBlock;
-      const take = Math.min(end - position, cbBlock - inBlock);
+      let take = Math.min(end - position, cbBlock - inBlock);
       const entry = this.parts.map[block] as number;
-      if (entry === VDI_IMAGE_BLOCK_FREE) await visit(position, take, free);
-      else if (entry === VDI_IMAGE_BLOCK_ZERO) await visit(position, take, { kind: 'zero' });
-      else await visit(position, take, { kind: 'here', fileOffset: offData + entry * (cbBlock + cbBlockExtra) + cbBlockExtra + inBlock });
+      if (entry === VDI_IMAGE_BLOCK_FREE || entry === VDI_IMAGE_BLOCK_ZERO) {
+        // A run of free (or zero) blocks is one visit: a large empty disk maps in one step.
+        let next = block + 1;
+        while (position + take < end && this.parts.map[next] === entry) {
+          take = Math.min(end - position, (next + 1) * cbBlock - position);
+          next++;
+        }
+        await visit(position, take, entry === VDI_IMAGE_BLOCK_FREE ? free : { kind: 'zero' });
+      } else await visit(position, take, { kind: 'here', fileOffset: offData + entry * (cbBlock + cbBlockExtra) + cbBlockExtra + inBlock });
       position += take;
     }
   }

@@ -114,10 +114,17 @@ export class VhdImage implements ImageReader {
     while (position < end) {
       const block = Math.floor(position / dynamic.blockSize);
       const inBlock = position - block * dynamic.blockSize;
-      const take = Math.min(end - position, dynamic.blockSize - inBlock);
+      let take = Math.min(end - position, dynamic.blockSize - inBlock);
       const entry = dynamic.bat[block] as number;
-      if (entry === VHD_BAT_UNUSED) await visit(position, take, absent);
-      else await this.walkBlock(block, entry * VHD_SECTOR_SIZE, inBlock, take, absent, visit);
+      if (entry === VHD_BAT_UNUSED) {
+        // A run of absent blocks is one visit: a large empty disk maps in one step, not per block.
+        let next = block + 1;
+        while (position + take < end && dynamic.bat[next] === VHD_BAT_UNUSED) {
+          take = Math.min(end - position, (next + 1) * dynamic.blockSize - position);
+          next++;
+        }
+        await visit(position, take, absent);
+      } else await this.walkBlock(block, entry * VHD_SECTOR_SIZE, inBlock, take, absent, visit);
       position += take;
     }
   }
