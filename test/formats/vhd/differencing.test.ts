@@ -140,3 +140,21 @@ test('a raw parent: any format sbm reads may be the parent', async (t) => {
   const { bytes } = await readAll(chain.child);
   t.true(bytes.equals(chain.expected));
 });
+
+test('a loop through another format (VHD -> qcow2 -> the same VHD) is SBM_CORRUPT, no hang', async (t) => {
+  await requireTool(t, 'qemu-img');
+  const chain = await makeChain(t, () => ({ w2ru: '.\\middle.qcow2' }));
+  // The qcow2 is made over the real parent, then its backing name is pointed at the child.
+  await qemuImg(['create', '-q', '-f', 'qcow2', '-b', 'parent.vhd', '-F', 'vpc', join(chain.dir, 'middle.qcow2')]);
+  await qemuImg(['rebase', '-u', '-b', 'child.vhd', '-F', 'vpc', join(chain.dir, 'middle.qcow2')]);
+  const error = await t.throwsAsync(readAll(chain.child), { instanceOf: SbmError });
+  t.is(error?.code, 'SBM_CORRUPT');
+  t.regex(error?.message ?? '', /loops back/);
+});
+
+test('a qcow2 parent: the chain reads through it to its own VHD backing file', async (t) => {
+  await requireTool(t, 'qemu-img');
+  const chain = await makeChain(t, () => ({ w2ru: '.\\middle.qcow2' }));
+  await qemuImg(['create', '-q', '-f', 'qcow2', '-b', 'parent.vhd', '-F', 'vpc', join(chain.dir, 'middle.qcow2')]);
+  t.true((await readAll(chain.child)).bytes.equals(chain.expected));
+});
