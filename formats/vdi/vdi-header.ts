@@ -52,7 +52,8 @@ export function parseVdiHeader(file: VdiFile, head: Buffer, warn: (warning: SbmW
   if (!isPowerOfTwo(cbBlock) || cbBlock < VDI_MIN_BLOCK_SIZE || cbBlock > VDI_MAX_BLOCK_SIZE) throw file.corrupt(`VDI block size ${cbBlock} is not a power of two from 512 bytes to 128 MiB`);
   if (cbBlockExtra !== 0 && (!isPowerOfTwo(cbBlockExtra) || cbBlockExtra > VDI_MAX_BLOCK_SIZE)) throw file.corrupt(`VDI block extra size ${cbBlockExtra} is not 0 or a power of two`);
   const cbDisk = toSafeInteger(values.cbDisk, 'VDI disk size', file.path);
-  if (cbDisk === 0 || cBlocks === 0) throw file.corrupt('VDI disk size or block count is zero');
+  // qemu-img writes an empty disk (size 0, no blocks); VirtualBox refuses one, sbm reads it as empty.
+  if (cbDisk !== 0 && cBlocks === 0) throw file.corrupt(`VDI has no blocks for a ${cbDisk}-byte disk`);
   if (cBlocks * cbBlock < cbDisk) throw file.corrupt(`VDI has ${cBlocks} blocks of ${cbBlock} bytes, too few for a ${cbDisk}-byte disk`);
   if (cBlocks > VDI_MAX_BLOCKS) throw file.unsupported(`VDI block map of ${cBlocks} entries is larger than sbm reads (${VDI_MAX_BLOCKS})`);
   if (values.cBlocksAllocated > cBlocks) throw file.corrupt(`VDI claims ${values.cBlocksAllocated} allocated blocks of ${cBlocks}`);
@@ -63,7 +64,7 @@ export function parseVdiHeader(file: VdiFile, head: Buffer, warn: (warning: SbmW
   if (sizeBytes !== cbDisk) {
     warn({ code: 'SBM_VDI_SIZE_ROUNDED', message: `${file.path}: disk size ${cbDisk} is not a multiple of 512; read as ${sizeBytes} bytes, as VirtualBox does`, data: { path: file.path } });
   }
-  if (sizeBytes === 0) throw file.corrupt(`VDI disk size ${cbDisk} is less than one sector`);
+  if (sizeBytes === 0 && cbDisk !== 0) throw file.corrupt(`VDI disk size ${cbDisk} is less than one sector`);
   return { values, subformat: type === VDI_IMAGE_TYPE_DIFF ? 'differencing' : type === VDI_IMAGE_TYPE_FIXED ? 'fixed' : 'dynamic', sizeBytes };
 }
 

@@ -87,3 +87,17 @@ test('a 1 TiB dynamic image with one block maps in one pass (runs of free blocks
     await image.close();
   }
 });
+
+test('an empty image (qemu-img create ... 0) reads as a 0-byte disk, as qemu-img info says', async (t) => {
+  await requireTool(t, 'qemu-img');
+  const dir = await tempDir(t);
+  const disk = join(dir, 'empty.vdi');
+  await qemuVdi(disk, '0', []);
+  const image = await openImage(disk);
+  try {
+    t.is(image.sizeBytes, 0);
+    t.deepEqual(await image.extents(0, 0), []);
+  } finally {
+    await image.close();
+  }
+});
