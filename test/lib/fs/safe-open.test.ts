@@ -40,11 +40,9 @@ test('readSmallFile reads a small file whole and reports a huge sparse one too l
   t.is((await readSmallFile(join(dir, 'small'), 5)).bytes.toString(), 'hello');
   t.like(await readSmallFile(join(dir, 'small'), 4), { sizeBytes: 5, tooLong: true });
   await execa('truncate', ['-s', '8G', join(dir, 'huge')]);
-  const started = performance.now();
   const huge = await readSmallFile(join(dir, 'huge'), 1024);
   t.like(huge, { sizeBytes: 8 * 2 ** 30, tooLong: true });
-  t.is(huge.bytes.length, 0);
-  t.true(performance.now() - started < 1000);
+  t.is(huge.bytes.length, 0, 'nothing of a file over the limit is read');
 });
 
 test('copyFileDurably copies only a regular file: a symlink or FIFO source is refused without blocking', async (t) => {
