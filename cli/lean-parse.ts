@@ -43,7 +43,10 @@ export interface LeanCommand {
 }
 
 /** The lean form of a yargs command module whose builder uses `options` as its option table. */
-export function leanCommand(command: { command?: string | readonly string[]; handler: (argv: never) => void | Promise<void> }, options: LeanOptions): LeanCommand {
+export function leanCommand(
+  command: { command?: string | readonly string[]; handler: (argv: never) => void | Promise<void> },
+  options: LeanOptions,
+): LeanCommand {
   return { command: String(command.command), options, handler: command.handler as LeanCommand['handler'] };
 }
 

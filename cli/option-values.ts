@@ -37,10 +37,14 @@ export function optionValue(key: string, given: unknown, rule: OptionRule): numb
   let value: number;
   if (rule.kind === 'integer') {
     if (!/^\s*[0-9]+\s*$/.test(text)) {
-      throw new SbmError('SBM_USAGE', `${flag} "${text}" is not a whole number (${rangeText(rule.min, rule.max, String)}); nothing was changed`, {
-        option: key,
-        text,
-      });
+      throw new SbmError(
+        'SBM_USAGE',
+        `${flag} "${text}" is not a whole number (${rangeText(rule.min, rule.max, String)}); nothing was changed`,
+        {
+          option: key,
+          text,
+        },
+      );
     }
     value = Number(text);
   } else {

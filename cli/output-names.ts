@@ -44,8 +44,12 @@ export function refuseImageNamedBundle(path: string, what: string, hint: (export
     image.exporter === undefined
       ? `sbm cannot write ${image.extension} images (sbm export --format writes raw or vmdk)`
       : hint(image.exporter);
-  throw new SbmError('SBM_USAGE', `${path}: ${what} makes a sparse bundle (a folder), not a ${image.extension} file; ${instead}; nothing was written`, {
-    path,
-    extension: image.extension,
-  });
+  throw new SbmError(
+    'SBM_USAGE',
+    `${path}: ${what} makes a sparse bundle (a folder), not a ${image.extension} file; ${instead}; nothing was written`,
+    {
+      path,
+      extension: image.extension,
+    },
+  );
 }

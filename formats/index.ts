@@ -36,7 +36,15 @@ const sparseBundleFormat: ImageFormat = {
  * (formats/detect/signatures.ts) register here under the table's name; VMDK keeps its own
  * detection (descriptor text, extents named by a descriptor beside them).
  */
-export const FORMATS: readonly ImageFormat[] = [sparseBundleFormat, vmdkFormat, qcow2FormatWith(openImage), vhdxFormat, vhdFormat, vdiFormat, rawFormat];
+export const FORMATS: readonly ImageFormat[] = [
+  sparseBundleFormat,
+  vmdkFormat,
+  qcow2FormatWith(openImage),
+  vhdxFormat,
+  vhdFormat,
+  vdiFormat,
+  rawFormat,
+];
 
 export async function probeImage(path: string): Promise<ProbeInput> {
   let info;

@@ -64,7 +64,8 @@ export class BinaryLayout<const F extends readonly FieldSpec[]> {
       if (width === undefined || (field.size !== undefined && field.size !== width)) {
         throw new SbmError('SBM_INTERNAL', `${name}.${field.name}: size ${String(field.size)} does not fit type ${field.type}`);
       }
-      if (field.offset !== expected) throw new SbmError('SBM_INTERNAL', `${name}.${field.name} declared at ${field.offset}, expected ${expected}`);
+      if (field.offset !== expected)
+        throw new SbmError('SBM_INTERNAL', `${name}.${field.name} declared at ${field.offset}, expected ${expected}`);
       expected += width;
     }
     if (expected !== sizeBytes) throw new SbmError('SBM_INTERNAL', `${name} fields cover ${expected} bytes, declared ${sizeBytes}`);
@@ -88,7 +89,8 @@ export class BinaryLayout<const F extends readonly FieldSpec[]> {
     const readers = this.#readers;
     for (let index = 0; index < names.length; index++) out[names[index] as string] = (readers[index] as FieldReader<unknown>)(view, at);
     for (const field of this.#checked) {
-      if (!this.#holds(field, out[field.name])) throw this.#corrupt(`not a ${this.name} (${field.name} is not ${describe(field.equals)})`, where);
+      if (!this.#holds(field, out[field.name]))
+        throw this.#corrupt(`not a ${this.name} (${field.name} is not ${describe(field.equals)})`, where);
     }
     return out as LayoutValues<F>;
   }
@@ -221,12 +223,20 @@ export class BinaryLayout<const F extends readonly FieldSpec[]> {
   }
 
   #corrupt(why: string, where: string | undefined): SbmError {
-    return new SbmError('SBM_CORRUPT', where === undefined ? why : `${where}: ${why}`, { structure: this.name, ...(where === undefined ? {} : { path: where }) });
+    return new SbmError('SBM_CORRUPT', where === undefined ? why : `${where}: ${why}`, {
+      structure: this.name,
+      ...(where === undefined ? {} : { path: where }),
+    });
   }
 }
 
 /** Declares a layout; throws SBM_INTERNAL at load when the table is inconsistent (a bug, not input). */
-export function defineLayout<const F extends readonly FieldSpec[]>(name: string, sizeBytes: number, byteOrder: ByteOrder, fields: F): BinaryLayout<F> {
+export function defineLayout<const F extends readonly FieldSpec[]>(
+  name: string,
+  sizeBytes: number,
+  byteOrder: ByteOrder,
+  fields: F,
+): BinaryLayout<F> {
   return new BinaryLayout(name, sizeBytes, byteOrder, fields);
 }
 
@@ -240,13 +250,15 @@ export function toSafeInteger(value: bigint, what: string, path?: string): numbe
 }
 
 function safeU64(high: number, low: number, what: string): number {
-  if (high > MAX_SAFE_HIGH_WORD) throw new SbmError('SBM_CORRUPT', `${what} is ${BigInt(high) * BigInt(TWO_POW_32) + BigInt(low)}, larger than 2^53`, { what });
+  if (high > MAX_SAFE_HIGH_WORD)
+    throw new SbmError('SBM_CORRUPT', `${what} is ${BigInt(high) * BigInt(TWO_POW_32) + BigInt(low)}, larger than 2^53`, { what });
   return high * TWO_POW_32 + low;
 }
 
 function checkedU64n(value: unknown, what: string): number {
   const number = Number((value as number | bigint | undefined) ?? 0);
-  if (!Number.isSafeInteger(number) || number < 0) throw new SbmError('SBM_INTERNAL', `${what}: ${String(value)} is not a safe non-negative integer`, { what });
+  if (!Number.isSafeInteger(number) || number < 0)
+    throw new SbmError('SBM_INTERNAL', `${what}: ${String(value)} is not a safe non-negative integer`, { what });
   return number;
 }
 

@@ -130,7 +130,11 @@ export async function copyDevice(source: BlockDevice, target: BlockDevice, optio
  * Groups the data extents by chunk (multiples of `chunkBytes`) and merges neighbours within a
  * chunk whose gap is at most MERGE_GAP_BYTES into one span.
  */
-export function chunkTasks(extents: Iterable<{ readonly offset: number; readonly length: number; readonly kind: string }>, chunkBytes: number, totalBytes: number): ChunkTask[] {
+export function chunkTasks(
+  extents: Iterable<{ readonly offset: number; readonly length: number; readonly kind: string }>,
+  chunkBytes: number,
+  totalBytes: number,
+): ChunkTask[] {
   const tasks: ChunkTask[] = [];
   for (const extent of extents) {
     if (extent.kind !== 'data') continue;

@@ -18,7 +18,10 @@ export const ERROR_CODES = {
   SBM_USAGE: { exitCode: 2, summary: 'bad command-line arguments or option values' },
   SBM_INVALID_ARGUMENT: { exitCode: 2, summary: 'a library call got an argument outside its contract' },
   SBM_OUT_OF_RANGE: { exitCode: 2, summary: 'offset or length outside the disk' },
-  SBM_OUTPUT_INSIDE_INPUT: { exitCode: 2, summary: 'the output path is an input, lies inside one, or (when replaced) holds one, symlinks resolved; --force does not override' },
+  SBM_OUTPUT_INSIDE_INPUT: {
+    exitCode: 2,
+    summary: 'the output path is an input, lies inside one, or (when replaced) holds one, symlinks resolved; --force does not override',
+  },
   SBM_READ_ONLY: { exitCode: 1, summary: 'write, trim or resize on a device opened read-only' },
   SBM_CLOSED: { exitCode: 1, summary: 'operation on a device that was already closed' },
   SBM_EXISTS: { exitCode: 1, summary: 'output already exists (use --force to replace it)' },
@@ -32,14 +35,23 @@ export const ERROR_CODES = {
   SBM_UNKNOWN_FORMAT: { exitCode: 4, summary: 'input format not recognised from its content' },
   SBM_UNSUPPORTED: { exitCode: 4, summary: 'recognised format or feature that sbm does not support' },
   SBM_CORRUPT: { exitCode: 4, summary: 'input is damaged (bad structure, truncated, pointers out of range)' },
-  SBM_NOT_REGULAR_FILE: { exitCode: 4, summary: 'a file inside a bundle is a symlink, FIFO, device or folder where a regular file belongs' },
-  SBM_BAD_BAND: { exitCode: 4, summary: 'a band file (or bands/ itself) is a symlink, FIFO, device or folder: damage sbm never reads or writes through' },
+  SBM_NOT_REGULAR_FILE: {
+    exitCode: 4,
+    summary: 'a file inside a bundle is a symlink, FIFO, device or folder where a regular file belongs',
+  },
+  SBM_BAD_BAND: {
+    exitCode: 4,
+    summary: 'a band file (or bands/ itself) is a symlink, FIFO, device or folder: damage sbm never reads or writes through',
+  },
   SBM_PATH_OUTSIDE: { exitCode: 4, summary: 'a descriptor names a file outside its own folder (allow with --allow-outside)' },
   SBM_CHECK_FAILED: { exitCode: 5, summary: '`sbm check` found problems in the bundle' },
   SBM_VERIFY_FAILED: { exitCode: 5, summary: '`sbm verify` found bands that do not match their backup manifest' },
   SBM_NOT_A_BACKUP: { exitCode: 4, summary: 'path is not an sbm backup (no .sbm/manifest.json) or backup set' },
   SBM_NO_HARDLINKS: { exitCode: 1, summary: 'the backup destination cannot hard-link files (use --copy)' },
-  SBM_NO_SPACE: { exitCode: 1, summary: 'the filesystem ran out of space (a destination, or the bundle\'s own for change tracking); the partial output was removed' },
+  SBM_NO_SPACE: {
+    exitCode: 1,
+    summary: "the filesystem ran out of space (a destination, or the bundle's own for change tracking); the partial output was removed",
+  },
   SBM_STRICT: { exitCode: 4, summary: 'a warning was raised and --strict turns warnings into errors' },
   SBM_IO: { exitCode: 1, summary: 'an operating-system I/O call failed' },
   SBM_LISTEN: { exitCode: 1, summary: 'the NBD server cannot listen on the socket or port (in use, or no permission)' },
@@ -47,9 +59,15 @@ export const ERROR_CODES = {
   SBM_INTERNAL: { exitCode: 70, summary: 'a bug in sbm (please report it with DEBUG=sbm:* output)' },
   SBM_BAD_TOKEN: { exitCode: 2, summary: 'text given as a change-tracking token is not one (sbm1:<uuid>:<epoch>:<generation>)' },
   SBM_TOKEN_FOREIGN: { exitCode: 10, summary: 'token belongs to another bundle (or this one has no change history): full backup required' },
-  SBM_TOKEN_STALE: { exitCode: 10, summary: 'token predates a change-tracking reset (bundle copied/restored, tracking files lost): full backup required' },
+  SBM_TOKEN_STALE: {
+    exitCode: 10,
+    summary: 'token predates a change-tracking reset (bundle copied/restored, tracking files lost): full backup required',
+  },
   SBM_CONTROL: { exitCode: 1, summary: 'the control channel of a running `sbm mount` failed (bad request or reply, connection lost)' },
-  SBM_TOKEN_FUTURE: { exitCode: 10, summary: 'token is newer than the bundle (restored from an older copy, or edited): full backup required' },
+  SBM_TOKEN_FUTURE: {
+    exitCode: 10,
+    summary: 'token is newer than the bundle (restored from an older copy, or edited): full backup required',
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 export type SbmErrorCode = keyof typeof ERROR_CODES;
@@ -80,6 +98,7 @@ export function fromSystemError(error: unknown, doing: string, path?: string): S
   const errno = (error as NodeJS.ErrnoException | undefined)?.code;
   const where = path === undefined ? '' : ` ${path}`;
   const reason = error instanceof Error ? error.message : String(error);
-  if (errno === 'ENOENT') return new SbmError('SBM_NOT_FOUND', `${doing}${where}: no such file or directory`, { path, errno }, { cause: error });
+  if (errno === 'ENOENT')
+    return new SbmError('SBM_NOT_FOUND', `${doing}${where}: no such file or directory`, { path, errno }, { cause: error });
   return new SbmError('SBM_IO', `${doing}${where}: ${reason}`, { path, errno }, { cause: error });
 }

@@ -42,7 +42,11 @@ async function build(path: string, sizeBytes: number, populate: number): Promise
   await bundle.close();
   // Band files written directly (as an import would leave them), then tracking starts afresh.
   const block = Buffer.alloc(4096, 0xab);
-  await mapLimit(Array.from({ length: populate }, (_, index) => index), 32, (index) => writeFile(join(path, 'bands', bandFileName(index)), block));
+  await mapLimit(
+    Array.from({ length: populate }, (_, index) => index),
+    32,
+    (index) => writeFile(join(path, 'bands', bandFileName(index)), block),
+  );
   await rm(join(path, '.sbm', 'state'));
   const reopened = await SparseBundle.open(path); // new epoch: one baseline stat of every band
   const token = await new BundleSession(reopened).token();
@@ -75,7 +79,8 @@ async function measure(label: string, path: string, token: string): Promise<Reco
     );
     full.push(await timed(() => new BundleSession(opened).changedBands(token, { audit: 'full' })));
     await opened.close();
-    if (existsSync(CLI)) cli.push(await timed(() => execFileSync(process.execPath, [CLI, 'changed-bands', path, '--since', token], { stdio: 'pipe' })));
+    if (existsSync(CLI))
+      cli.push(await timed(() => execFileSync(process.execPath, [CLI, 'changed-bands', path, '--since', token], { stdio: 'pipe' })));
   }
   return {
     bundle: label,

@@ -104,15 +104,20 @@ function renderTargets(results: WorkloadResult[]): string[] {
   ratioRow('convert monolithicSparse vs qemu-img', 'convert-monolithicSparse', 'sbm', 'qemu-img', 0.8);
   ratioRow('convert streamOptimized vs qemu-img', 'convert-streamOptimized', 'sbm', 'qemu-img', 0.8);
   ratioRow('incremental backup vs cp of the changed bands', 'backup-incremental', 'sbm', 'cp', 1.2);
-  for (const id of ['nbd-seq-write', 'nbd-seq-read', 'nbd-rand-read', 'nbd-rand-write']) ratioRow(`${id}: sbm mount vs qemu-nbd`, id, 'sbm', 'qemu-nbd', 1.0);
+  for (const id of ['nbd-seq-write', 'nbd-seq-read', 'nbd-rand-read', 'nbd-rand-write'])
+    ratioRow(`${id}: sbm mount vs qemu-nbd`, id, 'sbm', 'qemu-nbd', 1.0);
   const changed = find('changed-bands', 'sbm changed-bands (1 TiB, 10 changed');
   if (changed !== undefined) {
-    rows.push(`| changed-bands on 1 TiB with 10 changes < 0.100 s | ${changed.secondsMedian.toFixed(3)} s | ${changed.secondsMedian < 0.1 ? 'yes' : 'no'} |`);
+    rows.push(
+      `| changed-bands on 1 TiB with 10 changes < 0.100 s | ${changed.secondsMedian.toFixed(3)} s | ${changed.secondsMedian < 0.1 ? 'yes' : 'no'} |`,
+    );
   }
   for (const result of results) {
     for (const variant of result.results) {
       if (!variant.label.startsWith('sbm')) continue;
-      rows.push(`| peak RSS of ${result.workload.id} (${variant.label}) < 256 MiB | ${variant.peakRssMiB.toFixed(0)} MiB | ${variant.peakRssMiB < 256 ? 'yes' : 'no'} |`);
+      rows.push(
+        `| peak RSS of ${result.workload.id} (${variant.label}) < 256 MiB | ${variant.peakRssMiB.toFixed(0)} MiB | ${variant.peakRssMiB < 256 ? 'yes' : 'no'} |`,
+      );
     }
   }
   return rows;

@@ -50,5 +50,8 @@ const outputs = Object.entries(result.metafile.outputs).filter(([path]) => path.
 const worker = outputs.find(([, output]) => output.entryPoint === WORKER_SOURCE)?.[0];
 const pool = outputs.find(([path, output]) => path !== worker && POOL_SOURCE in output.inputs)?.[0];
 if (worker === undefined || pool === undefined || dirname(worker) !== dirname(pool)) {
-  throw new SbmError('SBM_INTERNAL', `bundle: the inflate worker (${worker}) is not beside the pool that spawns it (${pool})`, { worker, pool });
+  throw new SbmError('SBM_INTERNAL', `bundle: the inflate worker (${worker}) is not beside the pool that spawns it (${pool})`, {
+    worker,
+    pool,
+  });
 }

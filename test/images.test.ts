@@ -12,7 +12,9 @@ test('images/SHA256SUMS matches every sample image', async (t) => {
   t.true(lines.length >= 1);
   for (const line of lines) {
     const [expected = '', name = ''] = line.split(/\s+/);
-    const actual = createHash('sha256').update(await readFile(join(REPO_ROOT, 'images', name))).digest('hex');
+    const actual = createHash('sha256')
+      .update(await readFile(join(REPO_ROOT, 'images', name)))
+      .digest('hex');
     t.is(actual, expected, name);
   }
 });

@@ -46,14 +46,20 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
     const onWarning = warningSink(argv);
     // Before the bundle is opened (opening it read-write already writes in it); createBackup
     // checks the set folder itself again.
-    await assertOutputOutsideInputs(argv.dest, [argv.bundle], { outputLabel: 'backup destination', inputLabel: 'source bundle', refuseInputInsideOutput: false });
+    await assertOutputOutsideInputs(argv.dest, [argv.bundle], {
+      outputLabel: 'backup destination',
+      inputLabel: 'source bundle',
+      refuseInputInsideOutput: false,
+    });
     const bundle = await openBundleOperations(argv.bundle, { onWarning, strictWarnings: argv.strict === true });
     try {
       const showProgress = argv.progress && !argv.json && process.stderr.isTTY;
       const result = await createBackup(bundle.backupSource(), argv.dest, {
         copyMode: argv.copy,
         onWarning,
-        onProgress: showProgress ? ({ bandsDone, bandsTotal }) => process.stderr.write(`\rbacking up: ${bandsDone}/${bandsTotal} bands`) : undefined,
+        onProgress: showProgress
+          ? ({ bandsDone, bandsTotal }) => process.stderr.write(`\rbacking up: ${bandsDone}/${bandsTotal} bands`)
+          : undefined,
       });
       if (showProgress) process.stderr.write('\n');
       const thinned = policy === undefined ? undefined : await thinSet(result.path.slice(0, result.path.lastIndexOf('/')), policy);

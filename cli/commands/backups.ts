@@ -27,7 +27,9 @@ export const backupsCommand: CommandModule<object, BackupsArgs> = {
     for (const { set, backups } of listing) {
       printLine(`${set}:`);
       for (const backup of backups) {
-        printLine(`  ${backup.name}  ${backup.time}  ${formatSize(backup.sizeBytes)} disk, ${backup.bands} bands, ${formatSize(backup.uniqueBytes)} unique`);
+        printLine(
+          `  ${backup.name}  ${backup.time}  ${formatSize(backup.sizeBytes)} disk, ${backup.bands} bands, ${formatSize(backup.uniqueBytes)} unique`,
+        );
       }
     }
   }),

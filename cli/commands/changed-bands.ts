@@ -34,7 +34,7 @@ const CHANGED_BANDS_OPTIONS = {
     type: 'string',
     choices: ['auto', 'full', 'directory'],
     default: 'auto',
-    describe: 'stat audit for edits behind sbm\'s back: full = stat every band; directory = only when bands/ changed',
+    describe: "stat audit for edits behind sbm's back: full = stat every band; directory = only when bands/ changed",
   },
   'token-file': { type: 'string', describe: 'also write the next token to this file' },
   ...jsonOption,
@@ -45,14 +45,17 @@ export const changedBandsCommand: CommandModule<object, ChangedBandsArgs> = {
   command: 'changed-bands <bundle>',
   describe: 'list bands changed since a token, snapshot or time (exit 10: full backup required)',
   builder: (yargs) =>
-    yargs
-      .positional('bundle', { type: 'string', demandOption: true, describe: 'a sparse bundle' })
-      .options(CHANGED_BANDS_OPTIONS),
+    yargs.positional('bundle', { type: 'string', demandOption: true, describe: 'a sparse bundle' }).options(CHANGED_BANDS_OPTIONS),
   handler: action(async (argv) => {
-    if (argv.ranges && (argv.relative || argv.null)) throw new SbmError('SBM_USAGE', '--ranges prints byte ranges; it does not combine with --relative or --null');
+    if (argv.ranges && (argv.relative || argv.null))
+      throw new SbmError('SBM_USAGE', '--ranges prints byte ranges; it does not combine with --relative or --null');
     const warnings: SbmWarning[] = [];
     // Neither command asks which bands exist: skip listing bands/ (O(bands)) at open.
-    const bundle = await openBundleOperations(argv.bundle, { onWarning: warningSink(argv, warnings), strictWarnings: argv.strict === true, deferBandListing: true });
+    const bundle = await openBundleOperations(argv.bundle, {
+      onWarning: warningSink(argv, warnings),
+      strictWarnings: argv.strict === true,
+      deferBandListing: true,
+    });
     try {
       const { sinceKind, bandSizeBytes, report } = await bundle.changedBandsSince(argv.since, argv.audit);
       if (argv.tokenFile !== undefined && report.token !== undefined) await writeTokenFile(argv.tokenFile, report.token);
@@ -97,7 +100,12 @@ async function writeTokenFile(path: string, token: string): Promise<void> {
     await writeFile(path, `${token}\n`);
   } catch (error) {
     if (isNoSpace(error)) {
-      throw new SbmError('SBM_NO_SPACE', `cannot write the next token to ${path}: the filesystem is full (the --since token is still valid)`, { path }, { cause: error });
+      throw new SbmError(
+        'SBM_NO_SPACE',
+        `cannot write the next token to ${path}: the filesystem is full (the --since token is still valid)`,
+        { path },
+        { cause: error },
+      );
     }
     throw fromSystemError(error, 'cannot write the next token', path);
   }

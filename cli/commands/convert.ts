@@ -52,7 +52,11 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
     try {
       await assertOutputOutsideInputs(output, await imageInputPaths(argv.image, reader));
       // After that check, so an output onto an input is named as such, not given an export hint.
-      refuseImageNamedBundle(output, 'sbm convert', (exporter) => `to write one, run: sbm export ${argv.image} ${output} --format ${exporter}`);
+      refuseImageNamedBundle(
+        output,
+        'sbm convert',
+        (exporter) => `to write one, run: sbm export ${argv.image} ${output} --format ${exporter}`,
+      );
       const result = await convertToBundle(reader, output, {
         bandSizeBytes: bandSizeBytes ?? DEFAULT_BAND_SIZE_BYTES,
         force: argv.force,

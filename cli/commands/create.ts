@@ -22,9 +22,17 @@ export const createCommand: CommandModule<object, CreateArgs> = {
   describe: 'create an empty sparse bundle (hdiutil-compatible)',
   builder: (yargs) =>
     yargs
-      .positional('bundle', { type: 'string', demandOption: true, describe: 'path of the new NAME.sparsebundle (.sparsebundle is appended when missing)' })
+      .positional('bundle', {
+        type: 'string',
+        demandOption: true,
+        describe: 'path of the new NAME.sparsebundle (.sparsebundle is appended when missing)',
+      })
       .option('size', { type: 'string', demandOption: true, describe: 'virtual size, e.g. 20G (rounded up to 512 bytes)' })
-      .option('band-size', { type: 'string', default: String(DEFAULT_BAND_SIZE_BYTES), describe: 'band size, 1M..8G, multiple of 4K (default 8M)' })
+      .option('band-size', {
+        type: 'string',
+        default: String(DEFAULT_BAND_SIZE_BYTES),
+        describe: 'band size, 1M..8G, multiple of 4K (default 8M)',
+      })
       .options({ ...jsonOption, ...strictOption })
       .example('$0 create vm.sparsebundle --size 40G', '40 GiB disk in 8 MiB bands'),
   handler: action(async (argv) => {
@@ -33,7 +41,13 @@ export const createCommand: CommandModule<object, CreateArgs> = {
     const bandSizeBytes = values['band-size'] ?? DEFAULT_BAND_SIZE_BYTES;
     const path = bundlePathFor(argv.bundle);
     // lstat, not withStagedOutput's --force advice: create never replaces anything.
-    if (await lstat(path).then(() => true, () => false)) throw new SbmError('SBM_EXISTS', `${path} already exists`, { path });
+    if (
+      await lstat(path).then(
+        () => true,
+        () => false,
+      )
+    )
+      throw new SbmError('SBM_EXISTS', `${path} already exists`, { path });
     // Built under a temporary name and renamed when complete: a full filesystem or a signal
     // leaves nothing under the name that would block a retry.
     const bandCount = await withStagedOutput(path, {}, async (staging) => {
@@ -54,6 +68,10 @@ export const createCommand: CommandModule<object, CreateArgs> = {
 function bundlePathFor(given: string): string {
   const trimmed = given.replace(/(.)\/+$/, '$1');
   if (trimmed.toLowerCase().endsWith(BUNDLE_EXTENSION)) return trimmed;
-  refuseImageNamedBundle(trimmed, 'sbm create', (exporter) => `create a bundle, then run: sbm export BUNDLE ${trimmed} --format ${exporter}`);
+  refuseImageNamedBundle(
+    trimmed,
+    'sbm create',
+    (exporter) => `create a bundle, then run: sbm export BUNDLE ${trimmed} --format ${exporter}`,
+  );
   return `${trimmed}${BUNDLE_EXTENSION}`;
 }

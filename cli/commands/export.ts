@@ -27,7 +27,11 @@ export const exportCommand: CommandModule<object, ExportArgs> = {
     yargs
       .positional('bundle', { type: 'string', demandOption: true, describe: 'source bundle or image' })
       .positional('out', { type: 'string', demandOption: true, describe: 'output file' })
-      .option('format', { type: 'string', choices: EXPORTERS.map((e) => e.name), describe: 'output format (default: from the name: .vmdk, .raw, .img)' })
+      .option('format', {
+        type: 'string',
+        choices: EXPORTERS.map((e) => e.name),
+        describe: 'output format (default: from the name: .vmdk, .raw, .img)',
+      })
       .option('subformat', { type: 'string', describe: 'format variant (vmdk: monolithicSparse, streamOptimized)' })
       .option('force', { type: 'boolean', default: false, describe: 'replace an existing output file' })
       .option('progress', { type: 'boolean', default: true, describe: 'progress bar on a TTY (--no-progress to hide)' })

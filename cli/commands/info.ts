@@ -26,12 +26,14 @@ export const infoCommand: CommandModule<object, InfoArgs> = {
   handler: action(async (argv) => {
     const warnings: SbmWarning[] = [];
     const sink = argv.json ? (warning: SbmWarning) => void warnings.push(warning) : warningSink(argv, warnings);
-    const reader = await openImage(argv.image, { format: argv.format, onWarning: sink, allowOutside: argv['allow-outside'] }).catch(async (error: unknown) => {
-      // Like `qemu-img info -U`: a bundle in use (e.g. by sbm mount) is still described, with a warning.
-      if (!isSbmError(error, 'SBM_LOCKED')) throw error;
-      sink({ code: 'SBM_IN_USE', message: `${error.message.replace(/^SBM_LOCKED: /, '')}; showing what is on disk now` });
-      return SparseBundle.open(argv.image, { readOnly: true, forceShare: true, onWarning: sink });
-    });
+    const reader = await openImage(argv.image, { format: argv.format, onWarning: sink, allowOutside: argv['allow-outside'] }).catch(
+      async (error: unknown) => {
+        // Like `qemu-img info -U`: a bundle in use (e.g. by sbm mount) is still described, with a warning.
+        if (!isSbmError(error, 'SBM_LOCKED')) throw error;
+        sink({ code: 'SBM_IN_USE', message: `${error.message.replace(/^SBM_LOCKED: /, '')}; showing what is on disk now` });
+        return SparseBundle.open(argv.image, { readOnly: true, forceShare: true, onWarning: sink });
+      },
+    );
     try {
       const details = await reader.details();
       const result = { path: argv.image, format: reader.formatName, sizeBytes: reader.sizeBytes, ...details, warnings };
@@ -54,7 +56,10 @@ export const infoCommand: CommandModule<object, InfoArgs> = {
 };
 
 function labelOf(key: string): string {
-  return key.replace(/Bytes$/, '').replace(/([A-Z])/g, ' $1').toLowerCase();
+  return key
+    .replace(/Bytes$/, '')
+    .replace(/([A-Z])/g, ' $1')
+    .toLowerCase();
 }
 
 function describe(key: string, value: unknown): string {

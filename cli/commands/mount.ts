@@ -65,7 +65,8 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
         'writable-backup': {
           type: 'boolean',
           default: false,
-          describe: 'serve a backup (a bundle with .sbm/manifest.json) read-write; writes make it disagree with its manifest (sbm verify fails)',
+          describe:
+            'serve a backup (a bundle with .sbm/manifest.json) read-write; writes make it disagree with its manifest (sbm verify fails)',
         },
         snapshot: { type: 'string', describe: 'serve this snapshot of the bundle, read-only' },
         name: { type: 'string', describe: 'export name (default: the source name without extension)' },
@@ -85,7 +86,10 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
     const signals = shutdownSignals();
     if (argv.host !== undefined && argv.port === undefined) throw new SbmError('SBM_USAGE', '--host needs --port');
     if (argv.host !== undefined && argv.allowRemote && !isLoopbackHost(argv.host)) {
-      warningSink(argv)({ code: 'SBM_NBD_REMOTE', message: `${argv.host} exposes the disk without authentication to anyone who can reach it` });
+      warningSink(argv)({
+        code: 'SBM_NBD_REMOTE',
+        message: `${argv.host} exposes the disk without authentication to anyone who can reach it`,
+      });
     }
     const device = await openSource(argv);
     let server: NbdServerHandle | undefined;
@@ -112,7 +116,13 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
         allowRemote: argv.allowRemote,
       });
       if (argv.fuse !== undefined) {
-        fuse = await fuseMount({ mountDir: argv.fuse, socketPath: server.socketPath, host: server.host, port: server.port, readOnly: device.readOnly || argv.readOnly });
+        fuse = await fuseMount({
+          mountDir: argv.fuse,
+          socketPath: server.socketPath,
+          host: server.host,
+          port: server.port,
+          readOnly: device.readOnly || argv.readOnly,
+        });
       }
       report(argv, device, server, fuse);
       await signals.requested;
@@ -197,4 +207,3 @@ function report(argv: MountArgs, device: BlockDevice, server: NbdServerHandle, f
     process.stderr.write(`sbm: serving ${argv.source}${readOnly ? ' read-only' : ''}; press Ctrl-C to stop\n`);
   }
 }
-

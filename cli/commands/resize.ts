@@ -30,7 +30,10 @@ export const resizeCommand: CommandModule<object, ResizeArgs> = {
     try {
       const previousBytes = bundle.sizeBytes;
       if (sizeBytes < previousBytes && !argv.shrink) {
-        throw new SbmError('SBM_USAGE', `${formatSize(sizeBytes)} is smaller than the disk (${formatSize(previousBytes)}); pass --shrink to cut it`);
+        throw new SbmError(
+          'SBM_USAGE',
+          `${formatSize(sizeBytes)} is smaller than the disk (${formatSize(previousBytes)}); pass --shrink to cut it`,
+        );
       }
       await new BundleSession(bundle).resize(sizeBytes);
       if (argv.json) printJson({ path: argv.bundle, previousBytes, sizeBytes });

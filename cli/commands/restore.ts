@@ -28,8 +28,15 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
     yargs
       .positional('backup', { type: 'string', demandOption: true, describe: 'a backup: DEST/NAME/<time>.sparsebundle' })
       .positional('target', { type: 'string', demandOption: true })
-      .option('to', { type: 'string', describe: 'write an image file of this format instead of a bundle (default: from a .vmdk/.raw/.img target name)' })
-      .option('force', { type: 'boolean', default: false, describe: 'overwrite an existing target (a bundle is rewritten in place, tracked)' })
+      .option('to', {
+        type: 'string',
+        describe: 'write an image file of this format instead of a bundle (default: from a .vmdk/.raw/.img target name)',
+      })
+      .option('force', {
+        type: 'boolean',
+        default: false,
+        describe: 'overwrite an existing target (a bundle is rewritten in place, tracked)',
+      })
       .options(jsonOption),
   handler: action(async (argv) => {
     const onWarning = warningSink(argv);
@@ -69,9 +76,13 @@ function formatNamedBy(target: string): string | undefined {
   const image = imageExtensionOf(target);
   if (image === undefined) return undefined;
   if (image.exporter === undefined) {
-    throw new SbmError('SBM_USAGE', `${target}: sbm cannot write ${image.extension} images; restore to a .sparsebundle, or pass --to raw or --to vmdk (sbm export writes the same formats); nothing was written`, {
-      path: target,
-    });
+    throw new SbmError(
+      'SBM_USAGE',
+      `${target}: sbm cannot write ${image.extension} images; restore to a .sparsebundle, or pass --to raw or --to vmdk (sbm export writes the same formats); nothing was written`,
+      {
+        path: target,
+      },
+    );
   }
   return image.exporter;
 }

@@ -29,7 +29,11 @@ export const snapshotCommand: CommandModule<object, SnapshotArgs> = {
   handler: action(async (argv) => {
     const warnings: SbmWarning[] = [];
     const readOnly = argv.action === 'list';
-    const bundle = await openBundleOperations(argv.bundle, { readOnly, onWarning: warningSink(argv, warnings), strictWarnings: argv.strict === true });
+    const bundle = await openBundleOperations(argv.bundle, {
+      readOnly,
+      onWarning: warningSink(argv, warnings),
+      strictWarnings: argv.strict === true,
+    });
     try {
       if (argv.action === 'list') {
         const list = await bundle.snapshotList();

@@ -27,13 +27,18 @@ export const thinCommand: CommandModule<object, ThinCommandArgs> = {
   handler: action(async (argv) => {
     const policy = thinPolicyOf(argv); // every value checked before anything is read or locked
     const dryRun = argv['dry-run'];
-    if (policy === undefined) throw new SbmError('SBM_USAGE', 'give at least one of --keep-hourly, --keep-daily, --keep-weekly, --max-bytes');
+    if (policy === undefined)
+      throw new SbmError('SBM_USAGE', 'give at least one of --keep-hourly, --keep-daily, --keep-weekly, --max-bytes');
     const sets = await resolveSets(argv.dest);
     // Checked before any lock file is made: nothing is created in a folder that is not a backup set.
     if (sets.length === 0) {
-      throw new SbmError('SBM_NOT_A_BACKUP', `${argv.dest} is not a backup set or a folder of sets (no backup with a manifest); nothing was changed`, {
-        path: argv.dest,
-      });
+      throw new SbmError(
+        'SBM_NOT_A_BACKUP',
+        `${argv.dest} is not a backup set or a folder of sets (no backup with a manifest); nothing was changed`,
+        {
+          path: argv.dest,
+        },
+      );
     }
     const results = [];
     for (const set of sets) {

@@ -24,7 +24,11 @@ export const tokenCommand: CommandModule<object, TokenArgs> = {
   handler: action(async (argv) => {
     const warnings: SbmWarning[] = [];
     // A token needs no list of bands: skip listing bands/ (O(bands)) at open.
-    const bundle = await openBundleOperations(argv.bundle, { onWarning: warningSink(argv, warnings), strictWarnings: argv.strict === true, deferBandListing: true });
+    const bundle = await openBundleOperations(argv.bundle, {
+      onWarning: warningSink(argv, warnings),
+      strictWarnings: argv.strict === true,
+      deferBandListing: true,
+    });
     try {
       const token = await bundle.token();
       if (argv.json) printJson({ token, ...parseToken(token), warnings });

@@ -7,7 +7,7 @@
 
 import { readdir } from 'node:fs/promises';
 import { fromSystemError } from '../../lib/errors.js';
-import { type Detection } from './signatures.js';
+import type { Detection } from './signatures.js';
 
 const BUNDLE_PLISTS = ['Info.plist', 'Info.bckup'];
 const PARALLELS_DESCRIPTOR = 'DiskDescriptor.xml';

@@ -30,7 +30,9 @@ export interface Signature extends Detection {
 
 /** One table row: `magic` is latin1 text (escapes for the binary bytes) found at `at`. */
 function signature(name: string, label: string, at: number, magic: string, refine?: (head: Buffer) => Detection): Signature {
-  const layout = defineLayout(`${label} signature`, magic.length, 'be', [{ name: 'magic', offset: 0, type: 'bytes', size: magic.length, equals: magic }] as const);
+  const layout = defineLayout(`${label} signature`, magic.length, 'be', [
+    { name: 'magic', offset: 0, type: 'bytes', size: magic.length, equals: magic },
+  ] as const);
   return { name, label, at, layout, ...(refine === undefined ? {} : { refine }) };
 }
 

@@ -19,11 +19,19 @@ function isProtocolName(name: string): boolean {
 export async function resolveBackingFile(imagePath: string, name: string, allowOutside: boolean): Promise<string> {
   if (name.includes('\0')) throw new SbmError('SBM_CORRUPT', `${imagePath}: backing file name holds a NUL byte`, { path: imagePath });
   if (isProtocolName(name)) {
-    throw new SbmError('SBM_UNSUPPORTED', `${imagePath}: backing file "${name.slice(0, 80)}" is not a file (qemu protocol names are not read)`, { path: imagePath });
+    throw new SbmError(
+      'SBM_UNSUPPORTED',
+      `${imagePath}: backing file "${name.slice(0, 80)}" is not a file (qemu protocol names are not read)`,
+      { path: imagePath },
+    );
   }
   const folder = await realpath(dirname(imagePath));
   const outside = (): SbmError =>
-    new SbmError('SBM_PATH_OUTSIDE', `${imagePath}: backing file "${name}" lies outside the image's folder (use --allow-outside to permit)`, { path: imagePath, name });
+    new SbmError(
+      'SBM_PATH_OUTSIDE',
+      `${imagePath}: backing file "${name}" lies outside the image's folder (use --allow-outside to permit)`,
+      { path: imagePath, name },
+    );
   const joined = resolve(folder, name);
   if (!allowOutside && !isInside(folder, joined)) throw outside();
   let real: string;
@@ -37,6 +45,7 @@ export async function resolveBackingFile(imagePath: string, name: string, allowO
   }
   if (!allowOutside && !isInside(folder, real)) throw outside();
   const info = await stat(real);
-  if (!info.isFile()) throw new SbmError('SBM_UNSUPPORTED', `${imagePath}: backing file "${name}" is not a regular file`, { path: imagePath, name });
+  if (!info.isFile())
+    throw new SbmError('SBM_UNSUPPORTED', `${imagePath}: backing file "${name}" is not a regular file`, { path: imagePath, name });
   return real;
 }

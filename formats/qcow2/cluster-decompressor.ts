@@ -17,8 +17,10 @@ const inflateRawAsync = promisify(inflateRaw);
 
 export async function decompressCluster(input: Buffer, clusterSize: number, compressionType: number, where: string): Promise<Buffer> {
   try {
-    const out = compressionType === QCOW2_COMPRESSION_TYPE_ZSTD ? inflateZstd(input, clusterSize) : await inflateDeflate(input, clusterSize);
-    if (out.length < clusterSize) throw new SbmError('SBM_CORRUPT', `${where}: compressed cluster decodes to ${out.length} of ${clusterSize} bytes`);
+    const out =
+      compressionType === QCOW2_COMPRESSION_TYPE_ZSTD ? inflateZstd(input, clusterSize) : await inflateDeflate(input, clusterSize);
+    if (out.length < clusterSize)
+      throw new SbmError('SBM_CORRUPT', `${where}: compressed cluster decodes to ${out.length} of ${clusterSize} bytes`);
     return out.length === clusterSize ? out : out.subarray(0, clusterSize);
   } catch (error) {
     if (isSbmError(error)) throw new SbmError('SBM_CORRUPT', `${where}: ${error.message.replace(/^SBM_[A-Z_]+: /, '')}`, { where });
@@ -31,7 +33,11 @@ function inflateDeflate(input: Buffer, clusterSize: number): Promise<Buffer> {
   // Z_SYNC_FLUSH: a stream that fills the cluster without its end marker is accepted, as qemu does.
   // maxOutputLength bounds memory; a stream longer than a cluster fails there (damage). One
   // chunk of a cluster's size: the output never needs a second buffer.
-  return inflateRawAsync(input, { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: clusterSize, chunkSize: Math.max(clusterSize, 1024) });
+  return inflateRawAsync(input, {
+    finishFlush: zlibConstants.Z_SYNC_FLUSH,
+    maxOutputLength: clusterSize,
+    chunkSize: Math.max(clusterSize, 1024),
+  });
 }
 
 function inflateZstd(input: Buffer, clusterSize: number): Buffer {

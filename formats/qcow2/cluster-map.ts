@@ -144,7 +144,8 @@ export class ClusterMap {
         if (entry === undefined) continue;
         const at = entry.start - first.start;
         if (this.checkTable(entry.l1Index, raw, at, check)) this.emptyTables[entry.l1Index] = 1;
-        else if (this.cachedBytes + clusterSize <= L2_CACHE_BYTES) this.remember(entry.l1Index, Buffer.from(raw.subarray(at, at + clusterSize)));
+        else if (this.cachedBytes + clusterSize <= L2_CACHE_BYTES)
+          this.remember(entry.l1Index, Buffer.from(raw.subarray(at, at + clusterSize)));
       }
       index = last + 1;
     }

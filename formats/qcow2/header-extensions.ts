@@ -66,9 +66,16 @@ export function readHeaderExtensions(head: Buffer, start: number, end: number, c
     const { type, length } = EXTENSION_HEADER.decode(head, position, path);
     if (type === QCOW2_EXT_MAGIC_END) break;
     const dataStart = position + EXTENSION_HEADER.sizeBytes;
-    if (length > areaEnd - dataStart) throw corrupt(`header extension 0x${type.toString(16)} of ${length} bytes runs past the extension area`);
+    if (length > areaEnd - dataStart)
+      throw corrupt(`header extension 0x${type.toString(16)} of ${length} bytes runs past the extension area`);
     const data = head.subarray(dataStart, dataStart + length);
-    if (type === QCOW2_EXT_MAGIC_BACKING_FORMAT || type === QCOW2_EXT_MAGIC_FEATURE_TABLE || type === QCOW2_EXT_MAGIC_BITMAPS || type === QCOW2_EXT_MAGIC_DATA_FILE || type === QCOW2_EXT_MAGIC_CRYPTO_HEADER) {
+    if (
+      type === QCOW2_EXT_MAGIC_BACKING_FORMAT ||
+      type === QCOW2_EXT_MAGIC_FEATURE_TABLE ||
+      type === QCOW2_EXT_MAGIC_BITMAPS ||
+      type === QCOW2_EXT_MAGIC_DATA_FILE ||
+      type === QCOW2_EXT_MAGIC_CRYPTO_HEADER
+    ) {
       if (seen.has(type)) throw corrupt(`header extension 0x${type.toString(16)} appears twice`);
       seen.add(type);
     }

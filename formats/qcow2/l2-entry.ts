@@ -93,16 +93,23 @@ const scratch = emptyEntry();
  * Validates the entry of guest cluster `guestCluster` and says what it counts as: data (plain or
  * partly allocated subclusters), compressed, zero, or unallocated. Throws SBM_CORRUPT.
  */
-export function checkL2Entry(table: Buffer, position: number, guestCluster: number, check: EntryCheck): 'unallocated' | 'zero' | 'data' | 'compressed' {
+export function checkL2Entry(
+  table: Buffer,
+  position: number,
+  guestCluster: number,
+  check: EntryCheck,
+): 'unallocated' | 'zero' | 'data' | 'compressed' {
   const { header, path, fileSize } = check;
   const clusterSize = header.clusterSize;
-  const bad = (why: string): SbmError => new SbmError('SBM_CORRUPT', `${path}: L2 entry of guest cluster ${guestCluster} ${why}`, { path, guestCluster });
+  const bad = (why: string): SbmError =>
+    new SbmError('SBM_CORRUPT', `${path}: L2 entry of guest cluster ${guestCluster} ${why}`, { path, guestCluster });
   const high = table.readUInt32BE(position);
   const low = table.readUInt32BE(position + 4);
   const entry = decodeL2Entry(table, position, header, scratch);
   if (entry.kind === 'compressed') {
     if ((high & QCOW_OFLAG_COPIED_HIGH) !== 0) throw bad('is compressed with the copied flag set');
-    if (header.extendedL2 && (table.readUInt32BE(position + 8) !== 0 || table.readUInt32BE(position + 12) !== 0)) throw bad('is compressed with a subcluster bitmap');
+    if (header.extendedL2 && (table.readUInt32BE(position + 8) !== 0 || table.readUInt32BE(position + 12) !== 0))
+      throw bad('is compressed with a subcluster bitmap');
     const fileEnd = Math.ceil(fileSize / QCOW2_COMPRESSED_SECTOR_SIZE) * QCOW2_COMPRESSED_SECTOR_SIZE;
     if (entry.host < clusterSize || entry.host + entry.compressedLength > fileEnd) {
       throw bad(`points at compressed data (${entry.compressedLength} bytes at ${entry.host}) outside the data area of the file`);

@@ -50,7 +50,8 @@ export async function openQcow2(path: string, options: OpenImageOptions, openBac
     throw fromSystemError(error, 'cannot open qcow2 image', path);
   }
   if (chain.includes(real)) throw new SbmError('SBM_CORRUPT', `${path}: the backing chain loops back to this file`, { path });
-  if (chain.length >= MAX_CHAIN_DEPTH) throw new SbmError('SBM_UNSUPPORTED', `${path}: backing chain deeper than ${MAX_CHAIN_DEPTH} images`, { path });
+  if (chain.length >= MAX_CHAIN_DEPTH)
+    throw new SbmError('SBM_UNSUPPORTED', `${path}: backing chain deeper than ${MAX_CHAIN_DEPTH} images`, { path });
   const info = await stat(real);
   if (!info.isFile()) throw new SbmError('SBM_UNSUPPORTED', `${path} is not a regular file`, { path });
   let handle: FileHandle;
@@ -72,7 +73,11 @@ export async function openQcow2(path: string, options: OpenImageOptions, openBac
       options.onWarning?.(warning);
     };
     if (header.dirty) {
-      warn({ code: 'SBM_QCOW2_DIRTY', message: `${path}: not closed cleanly (dirty bit set); refcounts may be stale, the disk's tables are read as they are`, data: { path } });
+      warn({
+        code: 'SBM_QCOW2_DIRTY',
+        message: `${path}: not closed cleanly (dirty bit set); refcounts may be stale, the disk's tables are read as they are`,
+        data: { path },
+      });
     }
     const map = await ClusterMap.load({ path, handle, fileSize, header });
     const snapshots = await readSnapshots(handle, header, fileSize, path);
@@ -81,7 +86,11 @@ export async function openQcow2(path: string, options: OpenImageOptions, openBac
     if (header.backingFile !== undefined) {
       backingPath = await resolveBackingFile(real, header.backingFile, options.allowOutside === true);
       const format = backingFormat(path, header.extensions.backingFormat);
-      const backingOptions: ChainOptions & { format?: string } = { ...options, qcow2Chain: [...chain, real], ...(format === undefined ? {} : { format }) };
+      const backingOptions: ChainOptions & { format?: string } = {
+        ...options,
+        qcow2Chain: [...chain, real],
+        ...(format === undefined ? {} : { format }),
+      };
       backing = await openBacking(backingPath, backingOptions);
     }
     return new Qcow2Image({ path, handle, header, map, backing, backingPath, snapshots, bitmaps, warnings });
@@ -96,7 +105,10 @@ function backingFormat(path: string, name: string | undefined): string | undefin
   if (name === undefined) return undefined;
   const mapped = QEMU_FORMAT_NAMES[name];
   if (mapped === undefined) {
-    throw new SbmError('SBM_UNSUPPORTED', `${path}: backing format "${name.replace(/[^\x20-\x7e]/g, '?')}" is not one sbm reads`, { path, format: name });
+    throw new SbmError('SBM_UNSUPPORTED', `${path}: backing format "${name.replace(/[^\x20-\x7e]/g, '?')}" is not one sbm reads`, {
+      path,
+      format: name,
+    });
   }
   return mapped;
 }

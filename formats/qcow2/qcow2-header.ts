@@ -174,14 +174,19 @@ function checkFeatures(path: string, incompatible: bigint, extensions: HeaderExt
   const unknown = incompatible & ~QCOW2_INCOMPAT_KNOWN;
   if (unknown !== 0n) {
     const names = featureNames(extensions.featureTable, 0, unknown);
-    throw unsupported(path, `unknown incompatible qcow2 feature(s) 0x${unknown.toString(16)}${names.length > 0 ? ` (${names.join(', ')})` : ''}`);
+    throw unsupported(
+      path,
+      `unknown incompatible qcow2 feature(s) 0x${unknown.toString(16)}${names.length > 0 ? ` (${names.join(', ')})` : ''}`,
+    );
   }
 }
 
 function checkCompression(path: string, incompatible: bigint, compressionType: number): void {
   const flagged = (incompatible & QCOW2_INCOMPAT_COMPRESSION) !== 0n;
-  if (compressionType === QCOW2_COMPRESSION_TYPE_ZLIB && flagged) throw corrupt(path, 'compression type bit set with the default (deflate) compression type');
-  if (compressionType !== QCOW2_COMPRESSION_TYPE_ZLIB && !flagged) throw corrupt(path, `compression type ${compressionType} without the compression type feature bit`);
+  if (compressionType === QCOW2_COMPRESSION_TYPE_ZLIB && flagged)
+    throw corrupt(path, 'compression type bit set with the default (deflate) compression type');
+  if (compressionType !== QCOW2_COMPRESSION_TYPE_ZLIB && !flagged)
+    throw corrupt(path, `compression type ${compressionType} without the compression type feature bit`);
   if (compressionType !== QCOW2_COMPRESSION_TYPE_ZLIB && compressionType !== QCOW2_COMPRESSION_TYPE_ZSTD) {
     throw unsupported(path, `unknown qcow2 compression type ${compressionType}`);
   }

@@ -176,7 +176,8 @@ export class Qcow2Image implements ImageReader {
         const take = Math.min(clusterSize - inCluster, tableEnd - position);
         const entry = decodeL2Entry(table, (cluster - l1Index * map.l2Entries) * map.entryBytes, header, this.scratch);
         if (entry.kind === 'subclusters') this.subclusterRuns(list, entry, position, inCluster, take);
-        else if (entry.kind === 'compressed') list.push({ kind: 'compressed', offset: position, length: take, host: entry.host, compressedLength: entry.compressedLength });
+        else if (entry.kind === 'compressed')
+          list.push({ kind: 'compressed', offset: position, length: take, host: entry.host, compressedLength: entry.compressedLength });
         else if (entry.kind === 'data') push(list, 'data', position, take, entry.host + inCluster);
         else push(list, entry.kind === 'zero' ? 'zero' : 'absent', position, take, 0);
         position += take;
@@ -208,7 +209,9 @@ export class Qcow2Image implements ImageReader {
       throw fromSystemError(error, 'cannot read qcow2 data', this.parts.path);
     }
     if (got < view.length) {
-      throw new SbmError('SBM_CORRUPT', `${this.parts.path}: data at ${host} lies past the end of the file (truncated after open?)`, { path: this.parts.path });
+      throw new SbmError('SBM_CORRUPT', `${this.parts.path}: data at ${host} lies past the end of the file (truncated after open?)`, {
+        path: this.parts.path,
+      });
     }
   }
 
@@ -216,7 +219,12 @@ export class Qcow2Image implements ImageReader {
     const hit = this.decoded.get(run.host);
     if (hit !== undefined) return hit;
     const { header, path } = this.parts;
-    const cluster = await decompressCluster(input, header.clusterSize, header.compressionType, `${path}: compressed cluster at ${run.host}`);
+    const cluster = await decompressCluster(
+      input,
+      header.clusterSize,
+      header.compressionType,
+      `${path}: compressed cluster at ${run.host}`,
+    );
     while (this.decoded.size > 0 && (this.decoded.size + 1) * header.clusterSize > DECODED_CACHE_BYTES) {
       const oldest = this.decoded.keys().next();
       if (oldest.done === true) break;
@@ -301,7 +309,13 @@ export class Qcow2Image implements ImageReader {
 
 function push(list: Run[], kind: RunKind, offset: number, length: number, host: number): void {
   const last = list[list.length - 1];
-  if (last !== undefined && last.kind === kind && kind !== 'compressed' && last.offset + last.length === offset && (kind !== 'data' || last.host + last.length === host)) {
+  if (
+    last !== undefined &&
+    last.kind === kind &&
+    kind !== 'compressed' &&
+    last.offset + last.length === offset &&
+    (kind !== 'data' || last.host + last.length === host)
+  ) {
     last.length += length;
     return;
   }

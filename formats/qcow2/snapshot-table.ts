@@ -8,7 +8,13 @@
 import type { FileHandle } from 'node:fs/promises';
 import { defineLayout } from '../../lib/binary-layout.js';
 import { SbmError } from '../../lib/errors.js';
-import { QCOW2_AUTOCLEAR_BITMAPS, QCOW2_MAX_BITMAPS, QCOW2_MAX_BITMAP_DIRECTORY_SIZE, QCOW_MAX_SNAPSHOTS_SIZE_BYTES, QCOW_MAX_SNAPSHOT_EXTRA_DATA } from './constants.js';
+import {
+  QCOW2_AUTOCLEAR_BITMAPS,
+  QCOW2_MAX_BITMAPS,
+  QCOW2_MAX_BITMAP_DIRECTORY_SIZE,
+  QCOW_MAX_SNAPSHOTS_SIZE_BYTES,
+  QCOW_MAX_SNAPSHOT_EXTRA_DATA,
+} from './constants.js';
 import type { Qcow2Header } from './qcow2-header.js';
 import { readExactly } from './read-exactly.js';
 
@@ -64,7 +70,8 @@ export async function readSnapshots(handle: FileHandle, header: Qcow2Header, fil
     const fixed = Buffer.alloc(SNAPSHOT_ENTRY.sizeBytes);
     await readExactly(handle, fixed, position, path, `snapshot ${index}`);
     const entry = SNAPSHOT_ENTRY.decode(fixed, 0, path);
-    if (entry.extraDataSize > QCOW_MAX_SNAPSHOT_EXTRA_DATA) throw corrupt(path, `snapshot ${index} has ${entry.extraDataSize} bytes of extra data (at most 1024)`);
+    if (entry.extraDataSize > QCOW_MAX_SNAPSHOT_EXTRA_DATA)
+      throw corrupt(path, `snapshot ${index} has ${entry.extraDataSize} bytes of extra data (at most 1024)`);
     const variable = entry.extraDataSize + entry.idStrSize + entry.nameSize;
     if (position + SNAPSHOT_ENTRY.sizeBytes + variable > fileSize) throw corrupt(path, `snapshot ${index} runs past the end of the file`);
     const rest = Buffer.alloc(variable);
@@ -90,8 +97,15 @@ export async function readBitmaps(handle: FileHandle, header: Qcow2Header, fileS
   if (extension === undefined || (header.autoclearFeatures & QCOW2_AUTOCLEAR_BITMAPS) === 0n) return [];
   const { nbBitmaps, directorySize, directoryOffset } = extension;
   if (nbBitmaps === 0 || nbBitmaps > QCOW2_MAX_BITMAPS) throw corrupt(path, `bitmaps extension counts ${nbBitmaps} bitmaps (1..65535)`);
-  if (directorySize > BigInt(QCOW2_MAX_BITMAP_DIRECTORY_SIZE) || directoryOffset % BigInt(header.clusterSize) !== 0n || directoryOffset + directorySize > BigInt(fileSize)) {
-    throw corrupt(path, `bitmap directory (${directorySize} bytes at ${directoryOffset}) is too large, misaligned or past the end of the file`);
+  if (
+    directorySize > BigInt(QCOW2_MAX_BITMAP_DIRECTORY_SIZE) ||
+    directoryOffset % BigInt(header.clusterSize) !== 0n ||
+    directoryOffset + directorySize > BigInt(fileSize)
+  ) {
+    throw corrupt(
+      path,
+      `bitmap directory (${directorySize} bytes at ${directoryOffset}) is too large, misaligned or past the end of the file`,
+    );
   }
   const directory = Buffer.alloc(Number(directorySize));
   await readExactly(handle, directory, Number(directoryOffset), path, 'bitmap directory');

@@ -71,7 +71,8 @@ function walkFrame(data: Uint8Array, start: number, clusterSize: number): ZstdFr
   const sizeBytes = (fhd >> 6 === 0 ? (singleSegment ? 1 : 0) : CONTENT_SIZE_BYTES[fhd >> 6]) ?? 0;
   let contentSize = -1;
   if (sizeBytes > 0) {
-    contentSize = sizeBytes === 8 ? readLe(data, position, 4) + readLe(data, position + 4, 4) * 0x1_0000_0000 : readLe(data, position, sizeBytes);
+    contentSize =
+      sizeBytes === 8 ? readLe(data, position, 4) + readLe(data, position + 4, 4) * 0x1_0000_0000 : readLe(data, position, sizeBytes);
     if (sizeBytes === 2) contentSize += 256;
     position += sizeBytes;
   }

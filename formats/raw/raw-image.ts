@@ -3,7 +3,7 @@
 // (SEEK_DATA/SEEK_HOLE), so a sparse raw image converts without reading its holes.
 
 import { open, type FileHandle } from 'node:fs/promises';
-import { type WriteOptions } from '../../lib/block-device.js';
+import type { WriteOptions } from '../../lib/block-device.js';
 import { type Extent, checkRange, pushExtent } from '../../lib/block-device.js';
 import { SbmError, fromSystemError } from '../../lib/errors.js';
 import { allocatedRuns } from '../../lib/fs/sparse-seek.js';

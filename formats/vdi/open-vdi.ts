@@ -64,7 +64,13 @@ async function uuidCreateOf(path: string): Promise<Buffer | undefined> {
 }
 
 /** The real path of the .vdi beside `child` whose uuidCreate is `linkage`. */
-async function findParent(child: VdiFile, childReal: string, linkage: Buffer, allowOutside: boolean, warn: (warning: SbmWarning) => void): Promise<string> {
+async function findParent(
+  child: VdiFile,
+  childReal: string,
+  linkage: Buffer,
+  allowOutside: boolean,
+  warn: (warning: SbmWarning) => void,
+): Promise<string> {
   const folder = dirname(childReal);
   let names: string[];
   try {
@@ -86,10 +92,17 @@ async function findParent(child: VdiFile, childReal: string, linkage: Buffer, al
   }
   const first = matches[0];
   if (first === undefined) {
-    throw new SbmError('SBM_NOT_FOUND', `${child.path}: parent VDI {${vdiUuidText(linkage)}} not found among the .vdi files of ${folder}`, { path: child.path, uuid: vdiUuidText(linkage) });
+    throw new SbmError('SBM_NOT_FOUND', `${child.path}: parent VDI {${vdiUuidText(linkage)}} not found among the .vdi files of ${folder}`, {
+      path: child.path,
+      uuid: vdiUuidText(linkage),
+    });
   }
   if (matches.length > 1) {
-    warn({ code: 'SBM_VDI_PARENT_AMBIGUOUS', message: `${child.path}: ${matches.length} files hold parent {${vdiUuidText(linkage)}}; ${first} is used`, data: { path: child.path, candidates: matches } });
+    warn({
+      code: 'SBM_VDI_PARENT_AMBIGUOUS',
+      message: `${child.path}: ${matches.length} files hold parent {${vdiUuidText(linkage)}}; ${first} is used`,
+      data: { path: child.path, candidates: matches },
+    });
   }
   return first;
 }
@@ -99,7 +112,8 @@ async function openLink(path: string, options: OpenImageOptions, chain: readonly
     throw fromSystemError(error, 'cannot open VDI', path);
   });
   if (chain.includes(real)) throw new SbmError('SBM_CORRUPT', `${path}: the VDI parent chain loops back to this image`, { path });
-  if (chain.length >= MAX_CHAIN_DEPTH) throw new SbmError('SBM_UNSUPPORTED', `${path}: VDI parent chain deeper than ${MAX_CHAIN_DEPTH} images`, { path });
+  if (chain.length >= MAX_CHAIN_DEPTH)
+    throw new SbmError('SBM_UNSUPPORTED', `${path}: VDI parent chain deeper than ${MAX_CHAIN_DEPTH} images`, { path });
   const file = await openFile(path);
   const collected = new WarningList();
   const warn = (warning: SbmWarning): void => {
@@ -113,7 +127,8 @@ async function openLink(path: string, options: OpenImageOptions, chain: readonly
     const header = parseVdiHeader(file, head, warn);
     const { map, allocated } = await readBlockMap(file, header);
     if (header.subformat === 'differencing') {
-      if (header.values.uuidLinkage.every((byte) => byte === 0)) throw file.corrupt('differencing VDI has no parent UUID (uuidLinkage is zero)');
+      if (header.values.uuidLinkage.every((byte) => byte === 0))
+        throw file.corrupt('differencing VDI has no parent UUID (uuidLinkage is zero)');
       const parentPath = await findParent(file, real, header.values.uuidLinkage, options.allowOutside === true, warn);
       parent = await openLink(parentPath, options, [...chain, real]);
       if (!parent.parts.header.values.uuidModify.equals(header.values.uuidParentModify)) {

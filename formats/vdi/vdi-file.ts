@@ -39,6 +39,8 @@ export class VdiFile {
   }
 
   private pastEnd(what: string, position: number): SbmError {
-    return this.corrupt(`${what} at offset ${position} lies past the end of the file (${this.sizeBytes} bytes): truncated`, { offset: position });
+    return this.corrupt(`${what} at offset ${position} lies past the end of the file (${this.sizeBytes} bytes): truncated`, {
+      offset: position,
+    });
   }
 }

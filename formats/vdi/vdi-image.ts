@@ -69,9 +69,11 @@ export class VdiImage implements ImageReader {
     checkRange(this.sizeBytes, offset, length);
     const list: Extent[] = [];
     await this.walk(offset, length, async (position, runLength, run) => {
-      if (run.kind !== 'parent') return pushExtent(list, { offset: position, length: runLength, kind: run.kind === 'here' ? 'data' : run.kind });
+      if (run.kind !== 'parent')
+        return pushExtent(list, { offset: position, length: runLength, kind: run.kind === 'here' ? 'data' : run.kind });
       const inside = this.parentInside(position, runLength);
-      if (inside > 0 && this.parent !== undefined) for (const extent of await this.parent.extents(position, inside)) pushExtent(list, extent);
+      if (inside > 0 && this.parent !== undefined)
+        for (const extent of await this.parent.extents(position, inside)) pushExtent(list, extent);
       pushExtent(list, { offset: position + inside, length: runLength - inside, kind: 'hole' });
     });
     return list;
@@ -115,7 +117,8 @@ export class VdiImage implements ImageReader {
     const { header, allocatedBlocks, warnings } = this.parts;
     const values = header.values;
     const chain: Array<Record<string, unknown>> = [];
-    for (let link = this.parent; link !== undefined; link = link.parent) chain.push({ file: link.path, subformat: link.parts.header.subformat, uuid: vdiUuidText(link.parts.header.values.uuidCreate) });
+    for (let link = this.parent; link !== undefined; link = link.parent)
+      chain.push({ file: link.path, subformat: link.parts.header.subformat, uuid: vdiUuidText(link.parts.header.values.uuidCreate) });
     const facts: Record<string, unknown> = {
       subformat: header.subformat,
       headerSize: values.cbHeader,

@@ -38,17 +38,26 @@ export async function readDynamicDisk(file: VhdFile, footer: VhdFooter, warn: (w
   const raw = await file.read(VHD_DYNAMIC_HEADER_SIZE, headerOffset, 'VHD dynamic header');
   const header = VHD_DYNAMIC_HEADER.decode(raw, 0, file.path);
   if (vhdChecksum(raw, VHD_DYNAMIC_HEADER.offsetOf('checksum')) !== header.checksum) {
-    warn({ code: 'SBM_VHD_HEADER_CHECKSUM', message: `${file.path}: the dynamic disk header fails its checksum (qemu ignores it too); its fields are checked one by one`, data: { path: file.path } });
+    warn({
+      code: 'SBM_VHD_HEADER_CHECKSUM',
+      message: `${file.path}: the dynamic disk header fails its checksum (qemu ignores it too); its fields are checked one by one`,
+      data: { path: file.path },
+    });
   }
   const { blockSize } = header;
-  if (blockSize < VHD_SECTOR_SIZE || (blockSize & (blockSize - 1)) !== 0) throw file.corrupt(`VHD block size ${blockSize} is not a power of two of at least 512 bytes`);
+  if (blockSize < VHD_SECTOR_SIZE || (blockSize & (blockSize - 1)) !== 0)
+    throw file.corrupt(`VHD block size ${blockSize} is not a power of two of at least 512 bytes`);
   const blocksNeeded = Math.ceil(footer.sizeBytes / blockSize);
   if (header.maxTableEntries < blocksNeeded) {
-    throw file.corrupt(`VHD block table has ${header.maxTableEntries} entries, too few for a ${footer.sizeBytes}-byte disk of ${blockSize}-byte blocks`);
+    throw file.corrupt(
+      `VHD block table has ${header.maxTableEntries} entries, too few for a ${footer.sizeBytes}-byte disk of ${blockSize}-byte blocks`,
+    );
   }
-  if (blocksNeeded > VHD_MAX_BAT_ENTRIES) throw file.unsupported(`VHD block table of ${blocksNeeded} entries is larger than sbm reads (${VHD_MAX_BAT_ENTRIES})`);
+  if (blocksNeeded > VHD_MAX_BAT_ENTRIES)
+    throw file.unsupported(`VHD block table of ${blocksNeeded} entries is larger than sbm reads (${VHD_MAX_BAT_ENTRIES})`);
   const tableOffset = toSafeInteger(header.tableOffset, 'VHD block table offset', file.path);
-  if (tableOffset + blocksNeeded * 4 > file.sizeBytes) throw file.corrupt(`VHD block table at ${tableOffset} (${blocksNeeded} entries) lies past the end of the file`);
+  if (tableOffset + blocksNeeded * 4 > file.sizeBytes)
+    throw file.corrupt(`VHD block table at ${tableOffset} (${blocksNeeded} entries) lies past the end of the file`);
   const tableBytes = await file.read(blocksNeeded * 4, tableOffset, 'VHD block table');
   const bat = new Uint32Array(blocksNeeded);
   for (let index = 0; index < blocksNeeded; index++) bat[index] = tableBytes.readUInt32BE(index * 4);
@@ -71,7 +80,9 @@ function checkBlocks(file: VhdFile, bat: Uint32Array, span: number, metadata: Re
     if (entry === VHD_BAT_UNUSED) continue;
     const start = entry * VHD_SECTOR_SIZE;
     if (start + span > file.sizeBytes) {
-      throw file.corrupt(`VHD block ${block} at offset ${start} ends past the end of the file (${file.sizeBytes} bytes): truncated`, { block });
+      throw file.corrupt(`VHD block ${block} at offset ${start} ends past the end of the file (${file.sizeBytes} bytes): truncated`, {
+        block,
+      });
     }
     for (const [at, length, what] of metadata) {
       if (start < at + length && at < start + span) throw file.corrupt(`VHD block ${block} at offset ${start} overlaps ${what}`, { block });
@@ -80,7 +91,8 @@ function checkBlocks(file: VhdFile, bat: Uint32Array, span: number, metadata: Re
   }
   const sorted = starts.subarray(0, count).sort();
   for (let index = 1; index < sorted.length; index++) {
-    if ((sorted[index] as number) < (sorted[index - 1] as number) + span) throw file.corrupt(`two VHD blocks overlap at offset ${sorted[index] as number}`);
+    if ((sorted[index] as number) < (sorted[index - 1] as number) + span)
+      throw file.corrupt(`two VHD blocks overlap at offset ${sorted[index] as number}`);
   }
   return count;
 }

@@ -40,7 +40,13 @@ async function openFile(path: string): Promise<VhdFile> {
   }
 }
 
-async function openParent(file: VhdFile, dynamic: VhdDynamicDisk, options: OpenImageOptions, chain: readonly string[], warn: (warning: SbmWarning) => void): Promise<{ parent: ImageReader; parentPath: string }> {
+async function openParent(
+  file: VhdFile,
+  dynamic: VhdDynamicDisk,
+  options: OpenImageOptions,
+  chain: readonly string[],
+  warn: (warning: SbmWarning) => void,
+): Promise<{ parent: ImageReader; parentPath: string }> {
   const parentPath = await resolveParentPath(file, await parentNames(file, dynamic.header), options.allowOutside === true);
   if (chain.includes(parentPath)) throw file.corrupt(`VHD parent chain loops back to ${parentPath}`);
   if (chain.length >= MAX_CHAIN_DEPTH) throw file.unsupported(`VHD parent chain is deeper than ${MAX_CHAIN_DEPTH} links`);
@@ -69,7 +75,8 @@ async function openLink(path: string, options: OpenImageOptions, chain: readonly
     const footer = await readFooter(file, warn);
     if (footer.diskType === VHD_DISK_TYPE_FIXED) {
       const needed = footer.sizeBytes + footer.trailerBytes;
-      if (file.sizeBytes < needed) throw file.corrupt(`fixed VHD of ${footer.sizeBytes} bytes needs a ${needed}-byte file, it has ${file.sizeBytes}: truncated`);
+      if (file.sizeBytes < needed)
+        throw file.corrupt(`fixed VHD of ${footer.sizeBytes} bytes needs a ${needed}-byte file, it has ${file.sizeBytes}: truncated`);
       return new VhdImage({ file, footer, dynamic: undefined, parent: undefined, parentPath: undefined, warnings: collected.items });
     }
     const dynamic = await readDynamicDisk(file, footer, warn);

@@ -36,12 +36,14 @@ export async function parentNames(file: VhdFile, header: VhdDynamicHeaderValues)
   for (let index = 0; index < PARENT_LOCATOR_COUNT; index++) {
     const entry = VHD_PARENT_LOCATOR.decode(header.parentLocators, index * VHD_PARENT_LOCATOR.sizeBytes, file.path);
     if (entry.platformCode === PLATFORM_CODE_NONE) continue;
-    const list = entry.platformCode === PLATFORM_CODE_W2RU ? relativeNames : entry.platformCode === PLATFORM_CODE_W2KU ? absoluteNames : undefined;
+    const list =
+      entry.platformCode === PLATFORM_CODE_W2RU ? relativeNames : entry.platformCode === PLATFORM_CODE_W2KU ? absoluteNames : undefined;
     if (list === undefined || entry.platformDataLength === 0) continue; // Mac aliases and deprecated forms: not paths sbm can use
     if (entry.platformDataLength > PARENT_LOCATOR_MAX_BYTES || entry.platformDataLength % 2 !== 0) {
       throw file.corrupt(`VHD parent locator ${index} holds ${entry.platformDataLength} bytes, not a UTF-16 path`);
     }
-    if (entry.platformDataOffset > BigInt(file.sizeBytes)) throw file.corrupt(`VHD parent locator ${index} data at ${entry.platformDataOffset} lies past the end of the file`);
+    if (entry.platformDataOffset > BigInt(file.sizeBytes))
+      throw file.corrupt(`VHD parent locator ${index} data at ${entry.platformDataOffset} lies past the end of the file`);
     const data = await file.read(entry.platformDataLength, Number(entry.platformDataOffset), `VHD parent locator ${index}`);
     const name = cleanText(data.toString('utf16le'));
     if (name !== '') list.push({ source: list === relativeNames ? 'W2ru' : 'W2ku', name });
@@ -90,10 +92,14 @@ export async function resolveParentPath(file: VhdFile, names: readonly ParentNam
     return found;
   }
   if (outside !== undefined) {
-    throw new SbmError('SBM_PATH_OUTSIDE', `${file.path}: parent "${outside.name}" (${outside.source}) lies outside the image's folder (use --allow-outside to permit)`, {
-      path: file.path,
-      name: outside.name,
-    });
+    throw new SbmError(
+      'SBM_PATH_OUTSIDE',
+      `${file.path}: parent "${outside.name}" (${outside.source}) lies outside the image's folder (use --allow-outside to permit)`,
+      {
+        path: file.path,
+        name: outside.name,
+      },
+    );
   }
   const tried = names.map((candidate) => `${candidate.source} "${candidate.name}"`).join(', ');
   throw new SbmError('SBM_NOT_FOUND', `${file.path}: parent VHD not found (tried ${tried})`, { path: file.path });

@@ -53,7 +53,11 @@ function candidateAt(bytes: Buffer, at: number, trailerBytes: number): Candidate
 
 async function tailCandidate(file: VhdFile): Promise<Candidate | undefined> {
   if (file.sizeBytes >= VHD_FOOTER_SIZE) {
-    const found = candidateAt(await file.read(VHD_FOOTER_SIZE, file.sizeBytes - VHD_FOOTER_SIZE, 'VHD footer'), file.sizeBytes - VHD_FOOTER_SIZE, VHD_FOOTER_SIZE);
+    const found = candidateAt(
+      await file.read(VHD_FOOTER_SIZE, file.sizeBytes - VHD_FOOTER_SIZE, 'VHD footer'),
+      file.sizeBytes - VHD_FOOTER_SIZE,
+      VHD_FOOTER_SIZE,
+    );
     if (found !== undefined) return found;
   }
   if (file.sizeBytes >= VHD_OLD_FOOTER_SIZE) {
@@ -66,11 +70,13 @@ async function tailCandidate(file: VhdFile): Promise<Candidate | undefined> {
 
 /** Reads the footer that governs the disk, checked; warns when its twin is damaged. */
 export async function readFooter(file: VhdFile, warn: (warning: SbmWarning) => void): Promise<VhdFooter> {
-  const head = file.sizeBytes >= VHD_FOOTER_SIZE ? candidateAt(await file.read(VHD_FOOTER_SIZE, 0, 'VHD footer copy'), 0, VHD_FOOTER_SIZE) : undefined;
+  const head =
+    file.sizeBytes >= VHD_FOOTER_SIZE ? candidateAt(await file.read(VHD_FOOTER_SIZE, 0, 'VHD footer copy'), 0, VHD_FOOTER_SIZE) : undefined;
   const tail = await tailCandidate(file);
   if (head === undefined && tail === undefined) throw file.corrupt('not a VHD (no "conectix" footer at the start or end of the file)');
   // A footer at 0 that says "fixed" is guest data of a fixed disk, not a copy.
-  const headIsCopy = head !== undefined && head.checksumOk && head.footer.readUInt32BE(VHD_FOOTER.offsetOf('diskType')) !== VHD_DISK_TYPE_FIXED;
+  const headIsCopy =
+    head !== undefined && head.checksumOk && head.footer.readUInt32BE(VHD_FOOTER.offsetOf('diskType')) !== VHD_DISK_TYPE_FIXED;
   const chosen = headIsCopy ? head : tail?.checksumOk === true ? tail : undefined;
   if (chosen === undefined) {
     const bad = (tail ?? head) as Candidate;
@@ -82,7 +88,11 @@ export async function readFooter(file: VhdFile, warn: (warning: SbmWarning) => v
     if (twin === undefined || !twin.checksumOk || !twin.footer.equals(chosen.footer)) {
       const where = chosen === head ? 'at the end of the file' : 'at offset 0';
       const state = twin === undefined ? 'is missing' : twin.checksumOk ? 'differs from the one used' : 'fails its checksum';
-      warn({ code: 'SBM_VHD_FOOTER_COPY', message: `${file.path}: the footer ${where} ${state}; the footer at offset ${chosen.at} is used`, data: { path: file.path } });
+      warn({
+        code: 'SBM_VHD_FOOTER_COPY',
+        message: `${file.path}: the footer ${where} ${state}; the footer at offset ${chosen.at} is used`,
+        data: { path: file.path },
+      });
     }
   }
   return footer;
@@ -95,10 +105,14 @@ function parseFooter(file: VhdFile, candidate: Candidate): VhdFooter {
     throw file.unsupported(`VHD disk type ${diskType} is not supported (only fixed 2, dynamic 3, differencing 4)`, { diskType });
   }
   const creatorApplication = values.creatorApplication.toString('latin1');
-  const maximalGeometry = values.cylinders === VHD_MAX_CYLINDERS && values.heads === VHD_MAX_HEADS && values.sectorsPerTrack === VHD_MAX_SECTORS_PER_TRACK;
+  const maximalGeometry =
+    values.cylinders === VHD_MAX_CYLINDERS && values.heads === VHD_MAX_HEADS && values.sectorsPerTrack === VHD_MAX_SECTORS_PER_TRACK;
   const sizeFrom = CURRENT_SIZE_CREATORS.includes(creatorApplication) || maximalGeometry ? 'current_size' : 'chs';
   // qemu keeps whole sectors of current_size (it divides by 512).
-  const sizeBig = sizeFrom === 'current_size' ? (values.currentSize / 512n) * 512n : BigInt(values.cylinders * values.heads * values.sectorsPerTrack * VHD_SECTOR_SIZE);
+  const sizeBig =
+    sizeFrom === 'current_size'
+      ? (values.currentSize / 512n) * 512n
+      : BigInt(values.cylinders * values.heads * values.sectorsPerTrack * VHD_SECTOR_SIZE);
   if (sizeBig > BigInt(VHD_MAX_SIZE_BYTES)) {
     throw file.unsupported(`VHD disk size ${sizeBig} is larger than the format's 2040 GiB`, { sizeBytes: sizeBig.toString() });
   }

@@ -12,7 +12,11 @@ function cookieAt(bytes: Buffer | undefined, at: number): boolean {
 export function detectVhd(probe: ProbeInput): boolean {
   if (probe.isDirectory) return false;
   const tail = probe.tail;
-  return cookieAt(probe.head, 0) || cookieAt(tail, (tail?.length ?? 0) - VHD_FOOTER_SIZE) || cookieAt(tail, (tail?.length ?? 0) - VHD_OLD_FOOTER_SIZE);
+  return (
+    cookieAt(probe.head, 0) ||
+    cookieAt(tail, (tail?.length ?? 0) - VHD_FOOTER_SIZE) ||
+    cookieAt(tail, (tail?.length ?? 0) - VHD_OLD_FOOTER_SIZE)
+  );
 }
 
 export const vhdFormat: ImageFormat = {

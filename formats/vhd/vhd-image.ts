@@ -78,9 +78,11 @@ export class VhdImage implements ImageReader {
     const list: Extent[] = [];
     await this.walk(offset, length, async (position, runLength, run) => {
       if (run.kind === 'here') return pushExtent(list, { offset: position, length: runLength, kind: 'data' });
-      if (run.kind === 'zero') return pushExtent(list, { offset: position, length: runLength, kind: this.isAbsent(position) ? 'hole' : 'zero' });
+      if (run.kind === 'zero')
+        return pushExtent(list, { offset: position, length: runLength, kind: this.isAbsent(position) ? 'hole' : 'zero' });
       const inside = this.parentInside(position, runLength);
-      if (inside > 0 && this.parent !== undefined) for (const extent of await this.parent.extents(position, inside)) pushExtent(list, extent);
+      if (inside > 0 && this.parent !== undefined)
+        for (const extent of await this.parent.extents(position, inside)) pushExtent(list, extent);
       pushExtent(list, { offset: position + inside, length: runLength - inside, kind: 'hole' });
     });
     return list;
@@ -130,7 +132,14 @@ export class VhdImage implements ImageReader {
   }
 
   /** Runs of one present block, split where its sector bitmap changes. */
-  private async walkBlock(block: number, blockStart: number, inBlock: number, length: number, clear: Run, visit: (position: number, length: number, run: Run) => Promise<void>): Promise<void> {
+  private async walkBlock(
+    block: number,
+    blockStart: number,
+    inBlock: number,
+    length: number,
+    clear: Run,
+    visit: (position: number, length: number, run: Run) => Promise<void>,
+  ): Promise<void> {
     const dynamic = this.parts.dynamic as VhdDynamicDisk;
     const bits = await this.sectorBitmap(block, blockStart);
     const dataStart = blockStart + dynamic.bitmapBytes;

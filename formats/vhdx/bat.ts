@@ -100,13 +100,17 @@ export class BlockAllocationTable {
     this.chunkRatio = (SECTORS_PER_BITMAP_BLOCK * metadata.logicalSectorSize) / metadata.blockSize;
     this.payloadBlocks = Math.ceil(metadata.virtualDiskSize / metadata.blockSize);
     const chunks = Math.ceil(this.payloadBlocks / this.chunkRatio);
-    this.entryCount = metadata.hasParent ? chunks * (this.chunkRatio + 1) : this.payloadBlocks + Math.max(0, Math.floor((this.payloadBlocks - 1) / this.chunkRatio));
+    this.entryCount = metadata.hasParent
+      ? chunks * (this.chunkRatio + 1)
+      : this.payloadBlocks + Math.max(0, Math.floor((this.payloadBlocks - 1) / this.chunkRatio));
   }
 
   static async load(file: VhdxFile, region: Region, metadata: VhdxMetadata, reserved: readonly Region[]): Promise<BlockAllocationTable> {
     const table = new BlockAllocationTable(file, region, metadata);
     if (table.entryCount * ENTRY_BYTES > region.length) {
-      throw file.corrupt(`VHDX BAT region of ${region.length} bytes cannot hold the ${table.entryCount} entries a ${metadata.virtualDiskSize}-byte disk needs`);
+      throw file.corrupt(
+        `VHDX BAT region of ${region.length} bytes cannot hold the ${table.entryCount} entries a ${metadata.virtualDiskSize}-byte disk needs`,
+      );
     }
     if (file.sizeBytes > MAX_FILE_BYTES) throw file.unsupported(`a ${file.sizeBytes}-byte file is larger than any VHDX can be`);
     const used = new UsedUnits(file.sizeBytes);
@@ -180,7 +184,10 @@ export class BlockAllocationTable {
       for (let index = 0; index < count; index++) this.check(start + index, raw, index * ENTRY_BYTES, used);
       for (let at = 0; at < count; at += PAGE_ENTRIES) {
         if (this.cache.size * PAGE_BYTES >= CACHE_BYTES) break;
-        this.remember((start + at) / PAGE_ENTRIES, Buffer.from(raw.subarray(at * ENTRY_BYTES, Math.min(count, at + PAGE_ENTRIES) * ENTRY_BYTES)));
+        this.remember(
+          (start + at) / PAGE_ENTRIES,
+          Buffer.from(raw.subarray(at * ENTRY_BYTES, Math.min(count, at + PAGE_ENTRIES) * ENTRY_BYTES)),
+        );
       }
     }
   }
@@ -201,7 +208,8 @@ export class BlockAllocationTable {
         if (needed) throw this.file.corrupt(`${what} is not present, but its chunk holds partially present blocks`, { entry: index });
         return;
       }
-      if (state !== SB_BLOCK_PRESENT || !this.metadata.hasParent) throw this.file.corrupt(`${what} has state ${state}, invalid here`, { entry: index });
+      if (state !== SB_BLOCK_PRESENT || !this.metadata.hasParent)
+        throw this.file.corrupt(`${what} has state ${state}, invalid here`, { entry: index });
       length = SECTOR_BITMAP_BLOCK_SIZE;
     } else {
       if (block >= this.payloadBlocks) return;
@@ -216,7 +224,10 @@ export class BlockAllocationTable {
       this.presentBytes += length;
     }
     if (fileOffset < HEADER_SECTION_SIZE || fileOffset + length > this.file.sizeBytes) {
-      throw this.file.corrupt(`${what} points to offset ${fileOffset}, ${fileOffset < HEADER_SECTION_SIZE ? 'inside the header section' : 'past the end of the file'}`, { entry: index });
+      throw this.file.corrupt(
+        `${what} points to offset ${fileOffset}, ${fileOffset < HEADER_SECTION_SIZE ? 'inside the header section' : 'past the end of the file'}`,
+        { entry: index },
+      );
     }
     if (!used.claim(fileOffset, length)) {
       throw this.file.corrupt(`${what} at offset ${fileOffset} overlaps the log, BAT, metadata or another block`, { entry: index });

@@ -71,11 +71,15 @@ function validHeader(section: Buffer, at: number): VhdxHeader | undefined {
 function chooseHeader(file: VhdxFile, section: Buffer): { header: VhdxHeader; headerIndex: number } {
   const first = validHeader(section, HEADER1_OFFSET);
   const second = validHeader(section, HEADER2_OFFSET);
-  if (first === undefined && second === undefined) throw file.corrupt('no valid VHDX header (both copies fail their signature, CRC-32C or version)');
-  if (first === undefined || second === undefined) return first !== undefined ? { header: first, headerIndex: 1 } : { header: second as VhdxHeader, headerIndex: 2 };
+  if (first === undefined && second === undefined)
+    throw file.corrupt('no valid VHDX header (both copies fail their signature, CRC-32C or version)');
+  if (first === undefined || second === undefined)
+    return first !== undefined ? { header: first, headerIndex: 1 } : { header: second as VhdxHeader, headerIndex: 2 };
   if (first.sequenceNumber > second.sequenceNumber) return { header: first, headerIndex: 1 };
   if (second.sequenceNumber > first.sequenceNumber) return { header: second, headerIndex: 2 };
-  const same = section.subarray(HEADER1_OFFSET, HEADER1_OFFSET + HEADER_SIZE).equals(section.subarray(HEADER2_OFFSET, HEADER2_OFFSET + HEADER_SIZE));
+  const same = section
+    .subarray(HEADER1_OFFSET, HEADER1_OFFSET + HEADER_SIZE)
+    .equals(section.subarray(HEADER2_OFFSET, HEADER2_OFFSET + HEADER_SIZE));
   if (!same) throw file.corrupt(`both VHDX headers carry sequence number ${first.sequenceNumber} but differ`);
   return { header: first, headerIndex: 1 };
 }
@@ -90,7 +94,12 @@ function checkLog(file: VhdxFile, header: VhdxHeader): Region {
   if (header.logVersion !== VHDX_LOG_VERSION) throw file.unsupported(`VHDX log version ${header.logVersion} is not supported`);
   if (header.logLength === 0) return { fileOffset: 0, length: 0 };
   const offset = header.logOffset;
-  if (header.logLength % MiB !== 0 || offset % BigInt(MiB) !== 0n || offset < BigInt(HEADER_SECTION_SIZE) || offset + BigInt(header.logLength) > BigInt(file.sizeBytes)) {
+  if (
+    header.logLength % MiB !== 0 ||
+    offset % BigInt(MiB) !== 0n ||
+    offset < BigInt(HEADER_SECTION_SIZE) ||
+    offset + BigInt(header.logLength) > BigInt(file.sizeBytes)
+  ) {
     throw file.corrupt(`VHDX log (offset ${offset}, length ${header.logLength}) is not 1 MiB-aligned inside the file`);
   }
   return { fileOffset: Number(offset), length: header.logLength };
@@ -114,14 +123,21 @@ function parseRegionTable(file: VhdxFile, section: Buffer, at: number): RegionTa
     const isMetadata = entry.guid.equals(METADATA_BYTES);
     if (!isBat && !isMetadata) {
       if ((entry.required & REGION_REQUIRED) !== 0) {
-        throw file.unsupported(`VHDX region ${guidToText(entry.guid)} is marked required and sbm does not know it`, { region: guidToText(entry.guid) });
+        throw file.unsupported(`VHDX region ${guidToText(entry.guid)} is marked required and sbm does not know it`, {
+          region: guidToText(entry.guid),
+        });
       }
       continue;
     }
     const name = isBat ? 'BAT region' : 'metadata region';
     if ((isBat ? bat : metadata) !== undefined) return `${name} listed twice`;
     const end = entry.fileOffset + BigInt(entry.length);
-    if (entry.fileOffset % BigInt(MiB) !== 0n || entry.fileOffset < BigInt(HEADER_SECTION_SIZE) || entry.length === 0 || entry.length % MiB !== 0) {
+    if (
+      entry.fileOffset % BigInt(MiB) !== 0n ||
+      entry.fileOffset < BigInt(HEADER_SECTION_SIZE) ||
+      entry.length === 0 ||
+      entry.length % MiB !== 0
+    ) {
       return `${name} (offset ${entry.fileOffset}, length ${entry.length}) is not 1 MiB-aligned past the header section`;
     }
     if (end > BigInt(file.sizeBytes)) return `${name} (offset ${entry.fileOffset}, length ${entry.length}) lies past the end of the file`;
@@ -140,7 +156,8 @@ function overlaps(a: Region, b: Region): boolean {
 
 export async function readHeaderSection(file: VhdxFile, onWarning: WarningSink): Promise<HeaderSection> {
   const usedBytes = REGION_TABLE2_OFFSET + REGION_TABLE_SIZE;
-  if (file.sizeBytes < HEADER_SECTION_SIZE) throw file.corrupt(`${file.sizeBytes} bytes is shorter than the 1 MiB VHDX header section: truncated`);
+  if (file.sizeBytes < HEADER_SECTION_SIZE)
+    throw file.corrupt(`${file.sizeBytes} bytes is shorter than the 1 MiB VHDX header section: truncated`);
   const section = await file.read(usedBytes, 0, 'VHDX header section');
   const identifier = FILE_IDENTIFIER.decode(section, 0, file.path);
   const creator = identifier.creator.toString('utf16le').replace(/\0.*$/s, '');
@@ -151,9 +168,14 @@ export async function readHeaderSection(file: VhdxFile, onWarning: WarningSink):
     const why = table;
     table = parseRegionTable(file, section, REGION_TABLE2_OFFSET);
     if (typeof table === 'string') throw file.corrupt(`both VHDX region tables are damaged (table 1: ${why}; table 2: ${table})`);
-    onWarning({ code: 'SBM_VHDX_REGION_TABLE_COPY', message: `${file.path}: region table 1 is damaged (${why}); using table 2`, data: { path: file.path } });
+    onWarning({
+      code: 'SBM_VHDX_REGION_TABLE_COPY',
+      message: `${file.path}: region table 1 is damaged (${why}); using table 2`,
+      data: { path: file.path },
+    });
   }
   const { bat, metadata } = table;
-  if (overlaps(bat, metadata) || overlaps(bat, log) || overlaps(metadata, log)) throw file.corrupt('the VHDX BAT, metadata and log regions overlap');
+  if (overlaps(bat, metadata) || overlaps(bat, log) || overlaps(metadata, log))
+    throw file.corrupt('the VHDX BAT, metadata and log regions overlap');
   return { creator, header, headerIndex, bat, metadata, log };
 }

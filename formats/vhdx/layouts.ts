@@ -68,11 +68,15 @@ export const FILE_PARAMETERS = defineLayout('VHDX file parameters', 8, 'le', [
   { name: 'flags', offset: 4, type: 'u32' },
 ] as const);
 
-export const VIRTUAL_DISK_SIZE = defineLayout('VHDX virtual disk size', 8, 'le', [{ name: 'virtualDiskSize', offset: 0, type: 'u64' }] as const);
+export const VIRTUAL_DISK_SIZE = defineLayout('VHDX virtual disk size', 8, 'le', [
+  { name: 'virtualDiskSize', offset: 0, type: 'u64' },
+] as const);
 
 export const SECTOR_SIZE_ITEM = defineLayout('VHDX sector size', 4, 'le', [{ name: 'sectorSize', offset: 0, type: 'u32' }] as const);
 
-export const PAGE83_DATA = defineLayout('VHDX page 83 data', 16, 'le', [{ name: 'page83Data', offset: 0, type: 'bytes', size: 16 }] as const);
+export const PAGE83_DATA = defineLayout('VHDX page 83 data', 16, 'le', [
+  { name: 'page83Data', offset: 0, type: 'bytes', size: 16 },
+] as const);
 
 export const PARENT_LOCATOR_HEADER = defineLayout('VHDX parent locator header', 20, 'le', [
   { name: 'locatorType', offset: 0, type: 'bytes', size: 16 },

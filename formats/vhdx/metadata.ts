@@ -28,7 +28,14 @@ import {
   VIRTUAL_DISK_SIZE_GUID,
 } from './constants.js';
 import { guidToBytes, guidToText } from './guid.js';
-import { FILE_PARAMETERS, METADATA_TABLE_ENTRY, METADATA_TABLE_HEADER, PAGE83_DATA, SECTOR_SIZE_ITEM, VIRTUAL_DISK_SIZE } from './layouts.js';
+import {
+  FILE_PARAMETERS,
+  METADATA_TABLE_ENTRY,
+  METADATA_TABLE_HEADER,
+  PAGE83_DATA,
+  SECTOR_SIZE_ITEM,
+  VIRTUAL_DISK_SIZE,
+} from './layouts.js';
 import { type ParentLocator, parseParentLocator } from './parent-locator.js';
 import type { VhdxFile } from './vhdx-file.js';
 
@@ -58,24 +65,29 @@ const KNOWN: ReadonlyArray<readonly [string, Buffer]> = [
 ];
 
 async function readTable(file: VhdxFile, region: Region): Promise<Map<string, ItemPlace>> {
-  if (region.length < METADATA_TABLE_SIZE) throw file.corrupt(`VHDX metadata region of ${region.length} bytes cannot hold its 64 KiB table`);
+  if (region.length < METADATA_TABLE_SIZE)
+    throw file.corrupt(`VHDX metadata region of ${region.length} bytes cannot hold its 64 KiB table`);
   const table = await file.read(METADATA_TABLE_SIZE, region.fileOffset, 'VHDX metadata table');
   const head = METADATA_TABLE_HEADER.decode(table, 0);
   if (head.signature.toString('latin1') !== VHDX_METADATA_SIGNATURE) throw file.corrupt('VHDX metadata table signature is not "metadata"');
-  if (head.entryCount > METADATA_TABLE_MAX_ENTRIES) throw file.corrupt(`VHDX metadata table has ${head.entryCount} entries (at most ${METADATA_TABLE_MAX_ENTRIES})`);
+  if (head.entryCount > METADATA_TABLE_MAX_ENTRIES)
+    throw file.corrupt(`VHDX metadata table has ${head.entryCount} entries (at most ${METADATA_TABLE_MAX_ENTRIES})`);
   const items = new Map<string, ItemPlace>();
   for (let index = 0; index < head.entryCount; index++) {
     const entry = METADATA_TABLE_ENTRY.decode(table, METADATA_TABLE_HEADER.sizeBytes + index * METADATA_TABLE_ENTRY.sizeBytes);
     const known = KNOWN.find(([, guid]) => guid.equals(entry.itemId));
     if (known === undefined) {
       if ((entry.flags & METADATA_IS_REQUIRED) !== 0) {
-        throw file.unsupported(`VHDX metadata item ${guidToText(entry.itemId)} is marked required and sbm does not know it`, { item: guidToText(entry.itemId) });
+        throw file.unsupported(`VHDX metadata item ${guidToText(entry.itemId)} is marked required and sbm does not know it`, {
+          item: guidToText(entry.itemId),
+        });
       }
       continue;
     }
     const [name] = known;
     if (items.has(name)) throw file.corrupt(`VHDX metadata item "${name}" is listed twice`);
-    const inside = entry.length === 0 ? entry.offset === 0 : entry.offset >= METADATA_TABLE_SIZE && entry.offset + entry.length <= region.length;
+    const inside =
+      entry.length === 0 ? entry.offset === 0 : entry.offset >= METADATA_TABLE_SIZE && entry.offset + entry.length <= region.length;
     if (!inside || entry.length > METADATA_ITEM_MAX_LENGTH) {
       throw file.corrupt(`VHDX metadata item "${name}" (offset ${entry.offset}, length ${entry.length}) lies outside the metadata region`);
     }
@@ -84,7 +96,13 @@ async function readTable(file: VhdxFile, region: Region): Promise<Map<string, It
   return items;
 }
 
-async function readItem(file: VhdxFile, region: Region, items: Map<string, ItemPlace>, name: string, minimum: number): Promise<Buffer | undefined> {
+async function readItem(
+  file: VhdxFile,
+  region: Region,
+  items: Map<string, ItemPlace>,
+  name: string,
+  minimum: number,
+): Promise<Buffer | undefined> {
   const place = items.get(name);
   if (place === undefined) return undefined;
   if (place.length < minimum) throw file.corrupt(`VHDX metadata item "${name}" is ${place.length} bytes, expected at least ${minimum}`);
@@ -116,7 +134,8 @@ export async function readMetadata(file: VhdxFile, region: Region): Promise<Vhdx
   }
   const logicalSectorSize = checkSectorSize(file, 'logical sector size', logical.sectorSize);
   const physicalSectorSize = checkSectorSize(file, 'physical sector size', physical.sectorSize);
-  if (sizeItem.virtualDiskSize > BigInt(MAX_VIRTUAL_DISK_SIZE)) throw file.corrupt(`VHDX virtual disk size ${sizeItem.virtualDiskSize} is larger than 64 TiB`);
+  if (sizeItem.virtualDiskSize > BigInt(MAX_VIRTUAL_DISK_SIZE))
+    throw file.corrupt(`VHDX virtual disk size ${sizeItem.virtualDiskSize} is larger than 64 TiB`);
   const virtualDiskSize = Number(sizeItem.virtualDiskSize);
   if (virtualDiskSize % logicalSectorSize !== 0) {
     throw file.corrupt(`VHDX virtual disk size ${virtualDiskSize} is not a multiple of the logical sector size ${logicalSectorSize}`);

@@ -65,12 +65,20 @@ async function openOtherFormat(path: string, options: OpenImageOptions, chain: r
   return openingChain.run(chain, () => openImage(path, options));
 }
 
-async function openParent(child: VhdxFile, locator: ParentLocator, options: OpenImageOptions, chain: readonly string[], warn: (warning: SbmWarning) => void): Promise<ImageReader> {
+async function openParent(
+  child: VhdxFile,
+  locator: ParentLocator,
+  options: OpenImageOptions,
+  chain: readonly string[],
+  warn: (warning: SbmWarning) => void,
+): Promise<ImageReader> {
   const parentPath = await resolveParentPath(child.path, locator, options.allowOutside === true);
   if (chain.includes(parentPath)) throw child.corrupt(`VHDX parent chain loops back to ${parentPath}`);
   if (chain.length >= MAX_CHAIN_DEPTH) throw child.unsupported(`VHDX parent chain is deeper than ${MAX_CHAIN_DEPTH} links`);
   const nested = [...chain, parentPath];
-  const parent = (await startsLikeVhdx(parentPath)) ? await openLink(parentPath, options, nested) : await openOtherFormat(parentPath, options, nested);
+  const parent = (await startsLikeVhdx(parentPath))
+    ? await openLink(parentPath, options, nested)
+    : await openOtherFormat(parentPath, options, nested);
   if (parent instanceof VhdxImage && !linkageMatches(locator, parent.section.header.dataWriteGuid)) {
     warn({
       code: 'SBM_VHDX_PARENT_MISMATCH',

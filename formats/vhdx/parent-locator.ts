@@ -37,9 +37,11 @@ function text(file: VhdxFile, item: Buffer, offset: number, length: number, what
 
 export function parseParentLocator(file: VhdxFile, item: Buffer): ParentLocator {
   const head = PARENT_LOCATOR_HEADER.decode(item, 0, file.path);
-  if (!head.locatorType.equals(LOCATOR_TYPE)) throw file.unsupported(`VHDX parent locator type ${guidToText(head.locatorType)} is not the VHDX one`);
+  if (!head.locatorType.equals(LOCATOR_TYPE))
+    throw file.unsupported(`VHDX parent locator type ${guidToText(head.locatorType)} is not the VHDX one`);
   const tableEnd = PARENT_LOCATOR_HEADER.sizeBytes + head.keyValueCount * PARENT_LOCATOR_ENTRY.sizeBytes;
-  if (tableEnd > item.length) throw file.corrupt(`VHDX parent locator lists ${head.keyValueCount} entries but its item is ${item.length} bytes`);
+  if (tableEnd > item.length)
+    throw file.corrupt(`VHDX parent locator lists ${head.keyValueCount} entries but its item is ${item.length} bytes`);
   const entries = new Map<string, string>();
   for (let index = 0; index < head.keyValueCount; index++) {
     const entry = PARENT_LOCATOR_ENTRY.decode(item, PARENT_LOCATOR_HEADER.sizeBytes + index * PARENT_LOCATOR_ENTRY.sizeBytes);
@@ -50,7 +52,8 @@ export function parseParentLocator(file: VhdxFile, item: Buffer): ParentLocator 
   }
   const parentLinkage = entries.get(PARENT_LINKAGE_KEY);
   if (parentLinkage === undefined) throw file.corrupt('VHDX parent locator has no parent_linkage');
-  if (!PARENT_PATH_KEYS.some((key) => entries.has(key))) throw file.corrupt(`VHDX parent locator names no parent path (${PARENT_PATH_KEYS.join(', ')})`);
+  if (!PARENT_PATH_KEYS.some((key) => entries.has(key)))
+    throw file.corrupt(`VHDX parent locator names no parent path (${PARENT_PATH_KEYS.join(', ')})`);
   return { entries, parentLinkage, parentLinkage2: entries.get(PARENT_LINKAGE2_KEY) };
 }
 
@@ -85,14 +88,21 @@ export async function resolveParentPath(childPath: string, locator: ParentLocato
     tried.push(`${key}=${value}`);
     const posix = value.replace(/\\/g, '/');
     // A Windows absolute path names another machine's disk: only its file name can be looked for here.
-    const candidate = isWindowsAbsolute(value) && key !== 'relative_path' ? resolve(folder, posix.slice(posix.lastIndexOf('/') + 1)) : resolve(folder, posix);
+    const candidate =
+      isWindowsAbsolute(value) && key !== 'relative_path'
+        ? resolve(folder, posix.slice(posix.lastIndexOf('/') + 1))
+        : resolve(folder, posix);
     const found = await existing(candidate);
     if (found === undefined) continue;
     if (!allowOutside && (!isInside(folder, candidate) || !isInside(folder, found))) {
-      throw new SbmError('SBM_PATH_OUTSIDE', `${childPath}: VHDX parent "${value}" (${key}) lies outside the disk's folder (use --allow-outside to permit)`, {
-        path: childPath,
-        name: value,
-      });
+      throw new SbmError(
+        'SBM_PATH_OUTSIDE',
+        `${childPath}: VHDX parent "${value}" (${key}) lies outside the disk's folder (use --allow-outside to permit)`,
+        {
+          path: childPath,
+          name: value,
+        },
+      );
     }
     return found;
   }

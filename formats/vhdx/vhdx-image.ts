@@ -85,7 +85,8 @@ export class VhdxImage implements ImageReader {
         return;
       }
       const inside = this.parentInside(position, runLength);
-      if (inside > 0 && this.parent !== undefined) for (const extent of await this.parent.extents(position, inside)) pushExtent(list, extent);
+      if (inside > 0 && this.parent !== undefined)
+        for (const extent of await this.parent.extents(position, inside)) pushExtent(list, extent);
       pushExtent(list, { offset: position + inside, length: runLength - inside, kind: 'hole' });
     });
     return list;
@@ -126,13 +127,20 @@ export class VhdxImage implements ImageReader {
         continue;
       }
       const take = Math.min(end - position, blockSize - inBlock);
-      if (entry.state === PAYLOAD_BLOCK_FULLY_PRESENT) await visit(position, take, { kind: 'here', fileOffset: entry.fileOffset + inBlock });
+      if (entry.state === PAYLOAD_BLOCK_FULLY_PRESENT)
+        await visit(position, take, { kind: 'here', fileOffset: entry.fileOffset + inBlock });
       else await this.walkPartial(block, inBlock, take, entry.fileOffset, visit);
       position += take;
     }
   }
 
-  private async walkPartial(block: number, inBlock: number, length: number, blockOffset: number, visit: (position: number, length: number, run: Run) => Promise<void>): Promise<void> {
+  private async walkPartial(
+    block: number,
+    inBlock: number,
+    length: number,
+    blockOffset: number,
+    visit: (position: number, length: number, run: Run) => Promise<void>,
+  ): Promise<void> {
     const { blockSize, logicalSectorSize } = this.metadata;
     const bits = await this.sectorBits(block);
     const blockStart = block * blockSize;
@@ -216,7 +224,12 @@ export class VhdxImage implements ImageReader {
           : this.chain().map((link) => {
               // Readers of other formats may carry their path; VHDX links also name their subformat.
               const file = 'path' in link && typeof link.path === 'string' ? link.path : undefined;
-              const described: Record<string, unknown> = { file, format: link.formatName, subformat: link instanceof VhdxImage ? link.subformat : undefined, virtualSize: link.sizeBytes };
+              const described: Record<string, unknown> = {
+                file,
+                format: link.formatName,
+                subformat: link instanceof VhdxImage ? link.subformat : undefined,
+                virtualSize: link.sizeBytes,
+              };
               for (const key of Object.keys(described)) if (described[key] === undefined) delete described[key];
               return described;
             }),

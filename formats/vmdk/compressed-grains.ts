@@ -46,7 +46,13 @@ export async function readCompressedGrains(source: CompressedSource, grains: rea
     const batch = batches[batches.length - 1];
     const first = batch?.[0];
     const last = batch?.[batch.length - 1];
-    if (batch !== undefined && first !== undefined && last !== undefined && grain.markerOffset - last.markerOffset <= maxGrain && grain.markerOffset + maxGrain - first.markerOffset <= MAX_BATCH_BYTES) {
+    if (
+      batch !== undefined &&
+      first !== undefined &&
+      last !== undefined &&
+      grain.markerOffset - last.markerOffset <= maxGrain &&
+      grain.markerOffset + maxGrain - first.markerOffset <= MAX_BATCH_BYTES
+    ) {
       batch.push(grain);
     } else batches.push([grain]);
   }

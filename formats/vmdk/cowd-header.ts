@@ -34,14 +34,20 @@ export const COWD_EXTENT_HEADER = defineLayout('VMDK COWD extent header', COWD_H
   { name: 'pad', offset: 1652, size: 396, type: 'bytes' },
 ] as const);
 
-export async function readCowdGeometry(handle: FileHandle, path: string, fileSize: number, onWarning: WarningSink): Promise<SparseGeometry> {
+export async function readCowdGeometry(
+  handle: FileHandle,
+  path: string,
+  fileSize: number,
+  onWarning: WarningSink,
+): Promise<SparseGeometry> {
   const corrupt = (why: string): SbmError => new SbmError('SBM_CORRUPT', `${path}: ${why}`, { path });
   if (fileSize < COWD_HEADER_SIZE) throw corrupt(`vmfsSparse extent is truncated (${fileSize} bytes)`);
   const raw = Buffer.alloc(COWD_HEADER_SIZE);
   await readExact(handle, raw, 0, path);
   const header = COWD_EXTENT_HEADER.decode(raw, 0, path);
   if (header.magicNumber !== COWD_MAGICNUMBER) throw corrupt('not a vmfsSparse extent (expected magic "COWD")');
-  if (header.version !== 1) throw new SbmError('SBM_UNSUPPORTED', `${path}: unsupported vmfsSparse version ${String(header.version)}`, { path });
+  if (header.version !== 1)
+    throw new SbmError('SBM_UNSUPPORTED', `${path}: unsupported vmfsSparse version ${String(header.version)}`, { path });
   const capacitySectors = header.numSectors;
   const grainSizeSectors = header.grainSize;
   if (grainSizeSectors < 1 || grainSizeSectors > MAX_GRAIN_SIZE_SECTORS || (grainSizeSectors & (grainSizeSectors - 1)) !== 0) {
@@ -50,13 +56,20 @@ export async function readCowdGeometry(handle: FileHandle, path: string, fileSiz
   const gdEntries = header.numGDEntries;
   const needed = Math.ceil(capacitySectors / (COWD_GTES_PER_GT * grainSizeSectors));
   if (gdEntries < needed) throw corrupt(`grain directory has ${gdEntries} entries, the capacity needs ${needed}`);
-  if (gdEntries > MAX_GD_ENTRIES) throw new SbmError('SBM_UNSUPPORTED', `${path}: grain directory of ${gdEntries} entries is too large`, { path });
+  if (gdEntries > MAX_GD_ENTRIES)
+    throw new SbmError('SBM_UNSUPPORTED', `${path}: grain directory of ${gdEntries} entries is too large`, { path });
   const gdOffsetSectors = header.gdOffset;
-  if (gdOffsetSectors * SECTOR_SIZE < COWD_HEADER_SIZE && gdEntries > 0) throw corrupt(`grain directory at sector ${gdOffsetSectors} overlaps the header`);
-  if (gdOffsetSectors * SECTOR_SIZE + gdEntries * 4 > fileSize) throw corrupt('grain directory lies past end of file (absurd capacity or truncated file)');
+  if (gdOffsetSectors * SECTOR_SIZE < COWD_HEADER_SIZE && gdEntries > 0)
+    throw corrupt(`grain directory at sector ${gdOffsetSectors} overlaps the header`);
+  if (gdOffsetSectors * SECTOR_SIZE + gdEntries * 4 > fileSize)
+    throw corrupt('grain directory lies past end of file (absurd capacity or truncated file)');
   const uncleanShutdown = header.uncleanShutdown !== 0;
   if (uncleanShutdown) {
-    onWarning({ code: 'SBM_VMDK_UNCLEAN', message: `${path}: unclean-shutdown flag is set (the disk was not closed cleanly)`, data: { path } });
+    onWarning({
+      code: 'SBM_VMDK_UNCLEAN',
+      message: `${path}: unclean-shutdown flag is set (the disk was not closed cleanly)`,
+      data: { path },
+    });
   }
   const headerSectors = COWD_HEADER_SIZE / SECTOR_SIZE;
   return {

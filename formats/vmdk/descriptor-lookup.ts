@@ -47,9 +47,7 @@ export function findDescriptorNaming(extentPath: string): string | undefined {
       if (descriptor.extents.some((extent) => extent.fileName !== undefined && basename(extent.fileName.replace(/\\/g, '/')) === target)) {
         return candidate;
       }
-    } catch {
-      continue; // an unreadable or invalid neighbour is simply not the descriptor we look for
-    }
+    } catch {}
   }
   return undefined;
 }

@@ -91,7 +91,8 @@ function tokenize(line: string): string[] {
 function parseExtentLine(line: string, path: string): DescriptorExtent {
   const tokens = tokenize(line);
   const [access = '', sectorsText = '', type = '', fileName, offsetText] = tokens;
-  const bad = (why: string): SbmError => new SbmError('SBM_CORRUPT', `${path}: bad extent line "${line.slice(0, 80)}": ${why}`, { path, line });
+  const bad = (why: string): SbmError =>
+    new SbmError('SBM_CORRUPT', `${path}: bad extent line "${line.slice(0, 80)}": ${why}`, { path, line });
   if (!/^\d{1,16}$/.test(sectorsText)) throw bad('sector count is not a number');
   const sectors = Number(sectorsText);
   if (!Number.isSafeInteger(sectors * 512)) throw bad('sector count too large');
@@ -108,7 +109,8 @@ function unquote(value: string): string {
 
 function parseCid(value: string | undefined, key: string, path: string): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^[0-9a-f]{1,8}$/i.test(value)) throw new SbmError('SBM_CORRUPT', `${path}: ${key} "${value.slice(0, 20)}" is not 8 hex digits`, { path });
+  if (!/^[0-9a-f]{1,8}$/i.test(value))
+    throw new SbmError('SBM_CORRUPT', `${path}: ${key} "${value.slice(0, 20)}" is not 8 hex digits`, { path });
   return Number.parseInt(value, 16);
 }
 

@@ -38,13 +38,19 @@ async function existingFile(path: string): Promise<string | undefined> {
 export async function resolveNamedFile(descriptorPath: string, name: string, what: string, allowOutside: boolean): Promise<string> {
   const folder = await realpath(dirname(descriptorPath));
   if (name.startsWith('/dev/') || name.startsWith('\\\\.\\')) {
-    throw new SbmError('SBM_UNSUPPORTED', `${descriptorPath}: ${what} "${name}" is a device; device-backed VMDKs are not read`, { path: descriptorPath });
+    throw new SbmError('SBM_UNSUPPORTED', `${descriptorPath}: ${what} "${name}" is a device; device-backed VMDKs are not read`, {
+      path: descriptorPath,
+    });
   }
   const outside = (): SbmError =>
-    new SbmError('SBM_PATH_OUTSIDE', `${descriptorPath}: ${what} "${name}" lies outside the descriptor's folder (use --allow-outside to permit)`, {
-      path: descriptorPath,
-      name,
-    });
+    new SbmError(
+      'SBM_PATH_OUTSIDE',
+      `${descriptorPath}: ${what} "${name}" lies outside the descriptor's folder (use --allow-outside to permit)`,
+      {
+        path: descriptorPath,
+        name,
+      },
+    );
   if (isForeignAbsolute(name)) {
     // qemu writes absolute hints; ESXi and Windows hosts write foreign ones (/vmfs/volumes/...,
     // C:\...). An absolute path inside the folder is fine; else try the basename beside the child.
@@ -54,14 +60,16 @@ export async function resolveNamedFile(descriptorPath: string, name: string, wha
       const local = await existingFile(resolve(folder, basename(name.replace(/\\/g, '/'))));
       if (local !== undefined) return local;
     }
-    if (direct === undefined) throw new SbmError('SBM_NOT_FOUND', `${descriptorPath}: ${what} "${name}" not found`, { path: descriptorPath, name });
+    if (direct === undefined)
+      throw new SbmError('SBM_NOT_FOUND', `${descriptorPath}: ${what} "${name}" not found`, { path: descriptorPath, name });
     if (!allowOutside) throw outside();
     return direct;
   }
   const joined = resolve(folder, name);
   if (!allowOutside && !isInside(folder, joined)) throw outside();
   const found = await existingFile(joined);
-  if (found === undefined) throw new SbmError('SBM_NOT_FOUND', `${descriptorPath}: ${what} "${name}" not found`, { path: descriptorPath, name });
+  if (found === undefined)
+    throw new SbmError('SBM_NOT_FOUND', `${descriptorPath}: ${what} "${name}" not found`, { path: descriptorPath, name });
   if (!allowOutside && !isInside(folder, found)) throw outside();
   return found;
 }

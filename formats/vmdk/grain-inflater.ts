@@ -72,7 +72,8 @@ function isZlibHeader(data: Uint8Array): boolean {
  */
 export function inflateBatch(batch: InflateBatch, range: Buffer, readMore: (offset: number, length: number) => Buffer): InflatedBatch {
   const { grainBytes } = batch;
-  const data = batch.shared === undefined ? new Uint8Array(Buffer.allocUnsafeSlow(batch.outputBytes).buffer, 0, batch.outputBytes) : new Uint8Array(0);
+  const data =
+    batch.shared === undefined ? new Uint8Array(Buffer.allocUnsafeSlow(batch.outputBytes).buffer, 0, batch.outputBytes) : new Uint8Array(0);
   const out = batch.shared === undefined ? data : new Uint8Array(batch.shared);
   const options = { maxOutputLength: grainBytes, chunkSize: Math.max(16 * 1024, grainBytes) };
   for (let index = 0; index < batch.grains.length; index++) {
@@ -88,7 +89,10 @@ export function inflateBatch(batch: InflateBatch, range: Buffer, readMore: (offs
     if (lba !== expectedLba) return fail(`is marked for sector ${lba}, expected ${expectedLba}`);
     if (size === 0 || size > maxCompressedBytes(grainBytes)) return fail(`has an impossible compressed size of ${size} bytes`);
     if (item.markerOffset + MARKER_BYTES + size > batch.fileSize) return fail('runs past end of file');
-    const payload = at + MARKER_BYTES + size <= range.length ? range.subarray(at + MARKER_BYTES, at + MARKER_BYTES + size) : readMore(item.markerOffset + MARKER_BYTES, size);
+    const payload =
+      at + MARKER_BYTES + size <= range.length
+        ? range.subarray(at + MARKER_BYTES, at + MARKER_BYTES + size)
+        : readMore(item.markerOffset + MARKER_BYTES, size);
     let inflated: Buffer;
     try {
       inflated = isZlibHeader(payload) ? inflateSync(payload, options) : inflateRawSync(payload, options);
@@ -99,7 +103,10 @@ export function inflateBatch(batch: InflateBatch, range: Buffer, readMore: (offs
     const required = Math.min(grainBytes, batch.capacityBytes - item.grain * grainBytes);
     if (inflated.length < required) return fail(`inflates to ${inflated.length} of ${required} bytes`);
     // A short last grain reads as zeros past its inflated end.
-    const wanted = inflated.subarray(Math.min(inflated.length, item.offsetInGrain), Math.min(inflated.length, item.offsetInGrain + item.length));
+    const wanted = inflated.subarray(
+      Math.min(inflated.length, item.offsetInGrain),
+      Math.min(inflated.length, item.offsetInGrain + item.length),
+    );
     out.set(wanted, item.at);
     out.fill(0, item.at + wanted.length, item.at + item.length);
   }

@@ -121,10 +121,14 @@ export class GrainMap {
       const endSector = gde + Math.ceil(gtBytes / SECTOR_SIZE);
       for (const [low, high] of metadata) {
         if (gde < high && endSector > low) {
-          throw new SbmError('SBM_CORRUPT', `${path}: grain table ${gtIndex} at sector ${gde} overlaps the header, descriptor or grain directory`, {
-            path,
-            gtIndex,
-          });
+          throw new SbmError(
+            'SBM_CORRUPT',
+            `${path}: grain table ${gtIndex} at sector ${gde} overlaps the header, descriptor or grain directory`,
+            {
+              path,
+              gtIndex,
+            },
+          );
         }
       }
       tables.push({ gtIndex, start });

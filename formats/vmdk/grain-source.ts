@@ -49,7 +49,8 @@ export async function* dataGrainWindows(
     while (index < wanted.length) {
       const first = wanted[index] ?? 0;
       let count = 1;
-      while (index + count < wanted.length && wanted[index + count] === first + count && (count + 1) * grainBytes <= MAX_READ_BYTES) count++;
+      while (index + count < wanted.length && wanted[index + count] === first + count && (count + 1) * grainBytes <= MAX_READ_BYTES)
+        count++;
       const start = first * grainBytes;
       const length = Math.min(total, start + count * grainBytes) - start;
       const data = await source.read(start, length);

@@ -66,7 +66,8 @@ async function openLink(path: string, state: OpenState): Promise<VmdkImage> {
     throw fromSystemError(error, 'cannot open VMDK', path);
   }
   if (state.seen.has(real)) throw new SbmError('SBM_CORRUPT', `${path}: the parent chain loops back to this file`, { path });
-  if (state.seen.size >= MAX_CHAIN_DEPTH) throw new SbmError('SBM_UNSUPPORTED', `${path}: parent chain deeper than ${MAX_CHAIN_DEPTH} links`, { path });
+  if (state.seen.size >= MAX_CHAIN_DEPTH)
+    throw new SbmError('SBM_UNSUPPORTED', `${path}: parent chain deeper than ${MAX_CHAIN_DEPTH} links`, { path });
   const info = await stat(real);
   if (!info.isFile()) throw new SbmError('SBM_UNSUPPORTED', `${path} is not a regular file`, { path });
   const handle = await openHandle(real);
@@ -88,9 +89,15 @@ async function openLink(path: string, state: OpenState): Promise<VmdkImage> {
     const descriptor = findDescriptorNaming(real);
     if (descriptor !== undefined) return await openLink(descriptor, state);
     if (magic === COWD_MAGICNUMBER) {
-      throw new SbmError('SBM_UNSUPPORTED', `${path} is a vmfsSparse extent and no descriptor beside it names it; open its descriptor`, { path });
+      throw new SbmError('SBM_UNSUPPORTED', `${path} is a vmfsSparse extent and no descriptor beside it names it; open its descriptor`, {
+        path,
+      });
     }
-    throw new SbmError('SBM_UNKNOWN_FORMAT', `${path} is neither a VMDK descriptor nor a sparse extent, and no descriptor beside it names it`, { path });
+    throw new SbmError(
+      'SBM_UNKNOWN_FORMAT',
+      `${path} is neither a VMDK descriptor nor a sparse extent, and no descriptor beside it names it`,
+      { path },
+    );
   } finally {
     if (!handed) await handle.close();
   }
@@ -115,9 +122,13 @@ async function openSparseFile(real: string, handle: FileHandle, state: OpenState
   }
   if (descriptor === undefined) {
     await extent.close();
-    throw new SbmError('SBM_UNSUPPORTED', `${real} is one extent of a multi-extent VMDK (no embedded descriptor) and no descriptor beside it names it; open the descriptor`, {
-      path: real,
-    });
+    throw new SbmError(
+      'SBM_UNSUPPORTED',
+      `${real} is one extent of a multi-extent VMDK (no embedded descriptor) and no descriptor beside it names it; open the descriptor`,
+      {
+        path: real,
+      },
+    );
   }
   if (extent.sizeBytes === 0 && descriptor.extents.length > 0) {
     // A KDMV with capacity 0 is only a carrier for a descriptor (as qemu reads it).
@@ -129,7 +140,11 @@ async function openSparseFile(real: string, handle: FileHandle, state: OpenState
   state.seen.add(real);
   const declared = descriptor.extents.reduce((sum, item) => sum + item.sectors * SECTOR_SIZE, 0);
   if (descriptor.extents.length > 0 && declared !== extent.sizeBytes) {
-    state.warn({ code: 'SBM_VMDK_SIZE_MISMATCH', message: `${real}: descriptor says ${declared} bytes, header capacity is ${extent.sizeBytes}; using the header`, data: { path: real } });
+    state.warn({
+      code: 'SBM_VMDK_SIZE_MISMATCH',
+      message: `${real}: descriptor says ${declared} bytes, header capacity is ${extent.sizeBytes}; using the header`,
+      data: { path: real },
+    });
   }
   try {
     return await withParent(real, descriptor, [{ start: 0, extent }], state);
@@ -142,21 +157,29 @@ async function openSparseFile(real: string, handle: FileHandle, state: OpenState
 function refuseDevice(path: string, createType: string): void {
   const key = createType.toLowerCase();
   if ((DEVICE_CREATE_TYPES as readonly string[]).includes(key)) {
-    throw new SbmError('SBM_UNSUPPORTED', `${path}: createType "${createType}" is device-backed (data lives on a device, not in files); not supported`, {
-      path,
-      createType,
-    });
+    throw new SbmError(
+      'SBM_UNSUPPORTED',
+      `${path}: createType "${createType}" is device-backed (data lives on a device, not in files); not supported`,
+      {
+        path,
+        createType,
+      },
+    );
   }
 }
 
 async function openExtent(descriptorPath: string, item: DescriptorExtent, state: OpenState): Promise<VmdkExtent> {
   const sizeBytes = item.sectors * SECTOR_SIZE;
   if ((DEVICE_EXTENT_TYPES as readonly string[]).includes(item.type)) {
-    throw new SbmError('SBM_UNSUPPORTED', `${descriptorPath}: ${item.type} extents are device-backed (raw device mapping); not supported`, { path: descriptorPath });
+    throw new SbmError('SBM_UNSUPPORTED', `${descriptorPath}: ${item.type} extents are device-backed (raw device mapping); not supported`, {
+      path: descriptorPath,
+    });
   }
   if (item.type === 'ZERO') return new ZeroExtent(sizeBytes);
   if (item.type === 'SESPARSE') {
-    throw new SbmError('SBM_UNSUPPORTED', `${descriptorPath}: unsupported subformat (${item.type} extent "${item.fileName ?? ''}")`, { path: descriptorPath });
+    throw new SbmError('SBM_UNSUPPORTED', `${descriptorPath}: unsupported subformat (${item.type} extent "${item.fileName ?? ''}")`, {
+      path: descriptorPath,
+    });
   }
   if (item.type !== 'FLAT' && item.type !== 'VMFS' && item.type !== 'SPARSE' && item.type !== 'VMFSSPARSE') {
     throw new SbmError('SBM_UNSUPPORTED', `${descriptorPath}: unknown extent type "${item.type.slice(0, 20)}"`, { path: descriptorPath });
@@ -174,13 +197,20 @@ async function openExtent(descriptorPath: string, item: DescriptorExtent, state:
       if (item.type === 'VMFSSPARSE' && magic !== COWD_MAGICNUMBER) {
         throw new SbmError('SBM_UNSUPPORTED', `${file}: unsupported subformat (VMFSSPARSE extent without a COWD header)`, { path: file });
       }
-      extent = magic === COWD_MAGICNUMBER ? await SparseExtent.openCowd(handle, file, state.warn) : await SparseExtent.open(handle, file, state.warn);
+      extent =
+        magic === COWD_MAGICNUMBER
+          ? await SparseExtent.openCowd(handle, file, state.warn)
+          : await SparseExtent.open(handle, file, state.warn);
     } catch (error) {
       await handle.close();
       throw error;
     }
     if (extent.sizeBytes !== sizeBytes) {
-      state.warn({ code: 'SBM_VMDK_SIZE_MISMATCH', message: `${file}: descriptor says ${sizeBytes} bytes, header capacity is ${extent.sizeBytes}; using the header`, data: { path: file } });
+      state.warn({
+        code: 'SBM_VMDK_SIZE_MISMATCH',
+        message: `${file}: descriptor says ${sizeBytes} bytes, header capacity is ${extent.sizeBytes}; using the header`,
+        data: { path: file },
+      });
     }
     return extent;
   }

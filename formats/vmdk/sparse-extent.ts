@@ -41,7 +41,13 @@ function fileChains(runs: readonly Run[]): Run[][] {
       continue;
     }
     const last = chain?.[chain.length - 1];
-    if (chain !== undefined && last !== undefined && last.fileOffset + last.length === run.fileOffset && chain.length < MAX_CHAIN_RUNS && bytes + run.length <= MAX_CHAIN_BYTES) {
+    if (
+      chain !== undefined &&
+      last !== undefined &&
+      last.fileOffset + last.length === run.fileOffset &&
+      chain.length < MAX_CHAIN_RUNS &&
+      bytes + run.length <= MAX_CHAIN_BYTES
+    ) {
       chain.push(run);
       bytes += run.length;
     } else {
@@ -82,7 +88,13 @@ export class SparseExtent implements VmdkExtent {
     return SparseExtent.fromGeometry(handle, path, fileSize, await readCowdGeometry(handle, path, fileSize, onWarning), onWarning);
   }
 
-  private static async fromGeometry(handle: FileHandle, path: string, fileSize: number, geometry: SparseGeometry, onWarning: WarningSink): Promise<SparseExtent> {
+  private static async fromGeometry(
+    handle: FileHandle,
+    path: string,
+    fileSize: number,
+    geometry: SparseGeometry,
+    onWarning: WarningSink,
+  ): Promise<SparseExtent> {
     let map: GrainMap | undefined;
     if (geometry.gdEntries > 0) {
       const gdSectors = Math.ceil((geometry.gdEntries * 4) / SECTOR_SIZE);
@@ -181,7 +193,12 @@ export class SparseExtent implements VmdkExtent {
       else if (run.kind === 'absent') direct.push(run);
       else if (this.geometry.compressed) {
         const grain = Math.floor(run.offset / this.grainBytes);
-        compressed.push({ grain, markerOffset: run.fileOffset - (run.offset - grain * this.grainBytes), view, offsetInGrain: run.offset - grain * this.grainBytes });
+        compressed.push({
+          grain,
+          markerOffset: run.fileOffset - (run.offset - grain * this.grainBytes),
+          view,
+          offsetInGrain: run.offset - grain * this.grainBytes,
+        });
       } else direct.push(run);
     }
     await mapLimit(fileChains(direct), READS_IN_FLIGHT, async (chain) => {

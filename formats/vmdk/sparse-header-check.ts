@@ -107,7 +107,12 @@ async function readFooter(handle: FileHandle, path: string, fileSize: number): P
 }
 
 /** Decodes and validates the header of an open sparse extent, reading the footer if needed. */
-export async function readSparseGeometry(handle: FileHandle, path: string, fileSize: number, onWarning: WarningSink): Promise<SparseGeometry> {
+export async function readSparseGeometry(
+  handle: FileHandle,
+  path: string,
+  fileSize: number,
+  onWarning: WarningSink,
+): Promise<SparseGeometry> {
   if (fileSize < SECTOR_SIZE) throw corrupt(path, `sparse extent is truncated (${fileSize} bytes)`);
   const first = Buffer.alloc(SECTOR_SIZE);
   await readExact(handle, first, 0, path);
@@ -128,7 +133,9 @@ export async function readSparseGeometry(handle: FileHandle, path: string, fileS
     throw new SbmError('SBM_UNSUPPORTED', `${path}: compressed grains without markers are not supported`, { path });
   }
   if (compressed && header.compressAlgorithm !== VMDK_COMPRESSION_DEFLATE) {
-    throw new SbmError('SBM_UNSUPPORTED', `${path}: compressed flag set but compression algorithm is ${header.compressAlgorithm}`, { path });
+    throw new SbmError('SBM_UNSUPPORTED', `${path}: compressed flag set but compression algorithm is ${header.compressAlgorithm}`, {
+      path,
+    });
   }
 
   const grainSizeSectors = toSafeInteger(header.grainSize, 'grainSize', path);
@@ -146,22 +153,32 @@ export async function readSparseGeometry(handle: FileHandle, path: string, fileS
   const gdEntries = Math.ceil(capacitySectors / (gtEntries * grainSizeSectors));
   const gdOffsetSectors = gdEntries === 0 ? 0 : toSafeInteger(header.gdOffset, 'gdOffset', path);
   if (gdOffsetSectors * SECTOR_SIZE + gdEntries * 4 > fileSize) {
-    throw corrupt(path, `grain directory for a capacity of ${capacitySectors} sectors lies past end of file (absurd capacity or truncated file)`);
+    throw corrupt(
+      path,
+      `grain directory for a capacity of ${capacitySectors} sectors lies past end of file (absurd capacity or truncated file)`,
+    );
   }
   if (gdEntries > MAX_GD_ENTRIES) {
     throw new SbmError('SBM_UNSUPPORTED', `${path}: grain directory of ${gdEntries} entries is too large`, { path });
   }
   const overheadSectors = toSafeInteger(header.overHead, 'overHead', path);
-  if (overheadSectors * SECTOR_SIZE > fileSize) throw corrupt(path, `sparse extent is truncated (shorter than its ${overheadSectors}-sector metadata)`);
+  if (overheadSectors * SECTOR_SIZE > fileSize)
+    throw corrupt(path, `sparse extent is truncated (shorter than its ${overheadSectors}-sector metadata)`);
   const descriptorOffsetSectors = toSafeInteger(header.descriptorOffset, 'descriptorOffset', path);
   const descriptorSizeSectors = toSafeInteger(header.descriptorSize, 'descriptorSize', path);
   if (descriptorOffsetSectors > 0) {
-    if (descriptorSizeSectors > MAX_DESCRIPTOR_SECTORS) throw corrupt(path, `embedded descriptor of ${descriptorSizeSectors} sectors is too large`);
-    if ((descriptorOffsetSectors + descriptorSizeSectors) * SECTOR_SIZE > fileSize) throw corrupt(path, 'embedded descriptor lies past end of file');
+    if (descriptorSizeSectors > MAX_DESCRIPTOR_SECTORS)
+      throw corrupt(path, `embedded descriptor of ${descriptorSizeSectors} sectors is too large`);
+    if ((descriptorOffsetSectors + descriptorSizeSectors) * SECTOR_SIZE > fileSize)
+      throw corrupt(path, 'embedded descriptor lies past end of file');
   }
   const uncleanShutdown = header.uncleanShutdown !== 0;
   if (uncleanShutdown) {
-    onWarning({ code: 'SBM_VMDK_UNCLEAN', message: `${path}: unclean-shutdown flag is set (the disk was not closed cleanly)`, data: { path } });
+    onWarning({
+      code: 'SBM_VMDK_UNCLEAN',
+      message: `${path}: unclean-shutdown flag is set (the disk was not closed cleanly)`,
+      data: { path },
+    });
   }
   return {
     label: compressed ? 'SPARSE (streamOptimized)' : 'SPARSE',

@@ -67,7 +67,11 @@ export async function writeMonolithicSparse(
     let runStart = 0;
     while (runStart < window.grains.length) {
       let runEnd = runStart + 1;
-      while (runEnd < window.grains.length && (window.grains[runEnd]?.grainIndex ?? -1) === (window.grains[runEnd - 1]?.grainIndex ?? -2) + 1) runEnd++;
+      while (
+        runEnd < window.grains.length &&
+        (window.grains[runEnd]?.grainIndex ?? -1) === (window.grains[runEnd - 1]?.grainIndex ?? -2) + 1
+      )
+        runEnd++;
       const run = window.grains.slice(runStart, runEnd);
       const firstSector = nextSector;
       for (const grain of run) {

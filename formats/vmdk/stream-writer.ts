@@ -27,14 +27,24 @@ import {
 } from './constants.js';
 import { type GrainWalkStats, dataGrainWindows } from './grain-source.js';
 import { GRAIN_MARKER, METADATA_MARKER, type SparseExtentHeader, encodeSparseHeader } from './sparse-header.js';
-import { WRITE_GRAIN_BYTES, WRITE_GRAIN_SECTORS, WRITE_GT_ENTRIES, WRITE_GT_SECTORS, baseHeader, descriptorArea, writeGeometry } from './vmdk-writer-common.js';
+import {
+  WRITE_GRAIN_BYTES,
+  WRITE_GRAIN_SECTORS,
+  WRITE_GT_ENTRIES,
+  WRITE_GT_SECTORS,
+  baseHeader,
+  descriptorArea,
+  writeGeometry,
+} from './vmdk-writer-common.js';
 import { mapLimit } from '../../lib/map-limit.js';
 
 const DEFLATES_IN_FLIGHT = 4;
 const FIRST_GRAIN_SECTOR = 128;
 
 function deflateAsync(data: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => deflate(data, { level: 1 }, (error, result) => (error === null ? resolve(result) : reject(error))));
+  return new Promise((resolve, reject) =>
+    deflate(data, { level: 1 }, (error, result) => (error === null ? resolve(result) : reject(error))),
+  );
 }
 
 function metadataMarker(type: number, numSectors: number): Buffer {

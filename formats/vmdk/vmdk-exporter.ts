@@ -25,7 +25,9 @@ export const vmdkExporter: ImageExporter = {
   subformats: SUBFORMATS,
   async export(source, outPath, options) {
     const subformat = options.subformat ?? 'monolithicSparse';
-    const writer = { monolithicSparse: writeMonolithicSparse, streamOptimized: writeStreamOptimized }[subformat as (typeof SUBFORMATS)[number]];
+    const writer = { monolithicSparse: writeMonolithicSparse, streamOptimized: writeStreamOptimized }[
+      subformat as (typeof SUBFORMATS)[number]
+    ];
     if (writer === undefined) {
       throw new SbmError('SBM_USAGE', `unknown VMDK subformat "${subformat}" (known: ${SUBFORMATS.join(', ')})`, { subformat });
     }
@@ -34,7 +36,8 @@ export const vmdkExporter: ImageExporter = {
     try {
       handle = await open(outPath, 'wx', 0o644);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new SbmError('SBM_EXISTS', `${outPath} already exists`, { path: outPath });
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST')
+        throw new SbmError('SBM_EXISTS', `${outPath} already exists`, { path: outPath });
       throw fromSystemError(error, 'cannot create VMDK', outPath);
     }
     const stats: GrainWalkStats = { bytesRead: 0, bytesDone: 0 };

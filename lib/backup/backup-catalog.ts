@@ -84,7 +84,12 @@ export async function verifyBackups(path: string): Promise<VerifyReport> {
       inodes.set(inode, [...(inodes.get(inode) ?? []), backup.name]);
       const actual = await hashFile(file);
       if (actual.size !== record.size || actual.sha256 !== record.sha256) {
-        damaged.push({ backup: backup.name, band: name, problem: `content differs from the manifest (sha256 ${actual.sha256.slice(0, 12)}…)`, inode });
+        damaged.push({
+          backup: backup.name,
+          band: name,
+          problem: `content differs from the manifest (sha256 ${actual.sha256.slice(0, 12)}…)`,
+          inode,
+        });
       }
     });
   }

@@ -75,7 +75,12 @@ export async function freeBackupStem(setDir: string, time: Date): Promise<string
   for (let counter = 1; ; counter++) {
     const stem = counter === 1 ? base : `${base}-${counter}`;
     const taken = await Promise.all(
-      [BACKUP_SUFFIX, IN_PROGRESS_SUFFIX].map((suffix) => lstat(join(setDir, stem + suffix)).then(() => true, () => false)),
+      [BACKUP_SUFFIX, IN_PROGRESS_SUFFIX].map((suffix) =>
+        lstat(join(setDir, stem + suffix)).then(
+          () => true,
+          () => false,
+        ),
+      ),
     );
     if (!taken.includes(true)) return stem;
   }

@@ -71,11 +71,16 @@ export async function writeNewBand(to: string, data: Buffer): Promise<BandRecord
 }
 
 /** Reads a whole band with its record, or undefined when it is too big to hold (see WHOLE_BAND_MAX_BYTES). */
-export async function readBandHashing(path: string, wholeMaxBytes = WHOLE_BAND_MAX_BYTES): Promise<{ data: Buffer; record: BandRecord } | undefined> {
+export async function readBandHashing(
+  path: string,
+  wholeMaxBytes = WHOLE_BAND_MAX_BYTES,
+): Promise<{ data: Buffer; record: BandRecord } | undefined> {
   const handle = await openBandForReading(path);
   try {
     const data = await readWhole(handle, wholeMaxBytes);
-    return data === undefined ? undefined : { data, record: { size: data.length, sha256: createHash('sha256').update(data).digest('hex') } };
+    return data === undefined
+      ? undefined
+      : { data, record: { size: data.length, sha256: createHash('sha256').update(data).digest('hex') } };
   } finally {
     await handle.close();
   }
@@ -90,7 +95,10 @@ async function openBandForReading(path: string): Promise<FileHandle> {
     return (await openRegular(path, constants.O_RDONLY)).handle;
   } catch (error) {
     if (!isNotRegularFile(error)) throw error;
-    throw new SbmError('SBM_BAD_BAND', `${path} is a ${error.kind}, not a regular file; it is not backed up (see sbm check)`, { path, kind: error.kind });
+    throw new SbmError('SBM_BAD_BAND', `${path} is a ${error.kind}, not a regular file; it is not backed up (see sbm check)`, {
+      path,
+      kind: error.kind,
+    });
   }
 }
 

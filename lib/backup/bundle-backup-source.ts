@@ -192,7 +192,9 @@ function backupSetName(path: string): string {
   return basename(path.replace(/\/+$/, '')).replace(/\.(sparsebundle|backupbundle)$/, '');
 }
 
-async function refusalAsAnswer(ask: () => Promise<{ readonly bands: ReadonlyArray<{ readonly bandIndex: number }> }>): Promise<ChangedAnswer> {
+async function refusalAsAnswer(
+  ask: () => Promise<{ readonly bands: ReadonlyArray<{ readonly bandIndex: number }> }>,
+): Promise<ChangedAnswer> {
   try {
     const report = await ask();
     return { kind: 'changed', bands: new Set(report.bands.map((band) => band.bandIndex)) };

@@ -29,7 +29,14 @@ import { writeFully } from '../fs/read-fully.js';
 import { mapLimit } from '../map-limit.js';
 import type { WarningSink } from '../warnings.js';
 import { COPY_CONCURRENCY, copyBandHashing, hashFile, linkBands, readBandHashing, writeNewBand } from './band-files.js';
-import { type BackupManifest, type BackupMode, type BandRecord, MANIFEST_RELATIVE_PATH, MANIFEST_VERSION, readManifest } from './backup-manifest.js';
+import {
+  type BackupManifest,
+  type BackupMode,
+  type BandRecord,
+  MANIFEST_RELATIVE_PATH,
+  MANIFEST_VERSION,
+  readManifest,
+} from './backup-manifest.js';
 import { BACKUP_SUFFIX, claimBuildFolder, discardInterrupted, freeBackupStem, listBackups, lockBackupSet } from './backup-set.js';
 
 /** A complete bundle folder that does not change until release(): a snapshot, or the held live bundle. */
@@ -43,7 +50,9 @@ export interface FrozenPoint {
   release(): Promise<void>;
 }
 
-export type ChangedAnswer = { readonly kind: 'changed'; readonly bands: ReadonlySet<number> } | { readonly kind: 'refused'; readonly reason: string };
+export type ChangedAnswer =
+  | { readonly kind: 'changed'; readonly bands: ReadonlySet<number> }
+  | { readonly kind: 'refused'; readonly reason: string };
 
 /** What a backup needs of the disk it protects. */
 export interface BackupSource {
@@ -77,16 +86,22 @@ export interface BackupResult {
   readonly seconds: number;
 }
 
-
 export async function createBackup(source: BackupSource, destination: string, options: BackupOptions = {}): Promise<BackupResult> {
   const started = process.hrtime.bigint();
   const setDir = join(destination, source.name);
-  await assertOutputOutsideInputs(setDir, [source.path], { outputLabel: 'backup destination', inputLabel: 'source bundle', refuseInputInsideOutput: false });
+  await assertOutputOutsideInputs(setDir, [source.path], {
+    outputLabel: 'backup destination',
+    inputLabel: 'source bundle',
+    refuseInputInsideOutput: false,
+  });
   const setLock = await lockBackupSet(setDir);
   try {
     const discarded = await discardInterrupted(setDir);
     if (discarded.removed.length > 0) {
-      options.onWarning?.({ code: 'SBM_BACKUP_DISCARDED', message: `removed ${discarded.removed.length} interrupted backup(s): ${discarded.removed.join(', ')}` });
+      options.onWarning?.({
+        code: 'SBM_BACKUP_DISCARDED',
+        message: `removed ${discarded.removed.length} interrupted backup(s): ${discarded.removed.join(', ')}`,
+      });
     }
     for (const name of discarded.leftAlone) {
       options.onWarning?.({
@@ -104,7 +119,10 @@ export async function createBackup(source: BackupSource, destination: string, op
     try {
       const plan = await planBackup(source, frozen, previousManifest);
       if (plan.fallbackReason !== undefined) {
-        options.onWarning?.({ code: 'SBM_BACKUP_FULL_COMPARE', message: `${plan.fallbackReason}; comparing every band's hash with the previous backup` });
+        options.onWarning?.({
+          code: 'SBM_BACKUP_FULL_COMPARE',
+          message: `${plan.fallbackReason}; comparing every band's hash with the previous backup`,
+        });
       }
       const stem = await freeBackupStem(setDir, frozen.takenAt);
       const building = await claimBuildFolder(setDir, stem, { source: source.path, startedAt: new Date() });
@@ -128,7 +146,13 @@ export async function createBackup(source: BackupSource, destination: string, op
         const finalPath = join(setDir, stem + BACKUP_SUFFIX);
         await rename(building, finalPath);
         await fsyncDirectory(setDir);
-        return { path: finalPath, name: stem + BACKUP_SUFFIX, mode: plan.mode, ...(plan.fallbackReason ? { fallbackReason: plan.fallbackReason } : {}), ...manifest.stats };
+        return {
+          path: finalPath,
+          name: stem + BACKUP_SUFFIX,
+          mode: plan.mode,
+          ...(plan.fallbackReason ? { fallbackReason: plan.fallbackReason } : {}),
+          ...manifest.stats,
+        };
       } catch (error) {
         await rm(building, { recursive: true, force: true }); // claimed by this run: its marker is ours
         throw error;
@@ -157,7 +181,11 @@ interface BackupPlan {
 async function planBackup(source: BackupSource, frozen: FrozenPoint, previous: BackupManifest | undefined): Promise<BackupPlan> {
   const info = await readBundleInfo(bundlePaths(frozen.bundlePath), () => undefined);
   // Strays were reported when the bundle was opened; a snapshot holds none (only listed bands are linked).
-  const listed = await listBandFolder(join(frozen.bundlePath, 'bands'), bandCountOf(info.sizeBytes, info.bandSizeBytes), STRAYS_REPORTED_ELSEWHERE);
+  const listed = await listBandFolder(
+    join(frozen.bundlePath, 'bands'),
+    bandCountOf(info.sizeBytes, info.bandSizeBytes),
+    STRAYS_REPORTED_ELSEWHERE,
+  );
   if (listed === undefined) throw new SbmError('SBM_NOT_FOUND', `${frozen.bundlePath} has no bands/ folder`, { path: frozen.bundlePath });
   const present = listed.sort((a, b) => a - b);
   const base = { sizeBytes: info.sizeBytes, bandSizeBytes: info.bandSizeBytes, present };
@@ -168,7 +196,8 @@ async function planBackup(source: BackupSource, frozen: FrozenPoint, previous: B
   if (previous.token === undefined) return { ...base, mode: 'hash-compare', fallbackReason: 'the previous backup has no tracker token' };
   // Sources here answer at the freeze (a held bundle cannot be asked while frozen); others are asked now.
   const answer = frozen.changed ?? (await source.answerChangedBands(previous.token));
-  if (answer.kind === 'refused') return { ...base, mode: 'hash-compare', fallbackReason: `the tracker refused the previous token (${answer.reason})` };
+  if (answer.kind === 'refused')
+    return { ...base, mode: 'hash-compare', fallbackReason: `the tracker refused the previous token (${answer.reason})` };
   return { ...base, mode: 'tracked', changed: answer.bands };
 }
 
@@ -254,7 +283,12 @@ async function writeManifestAndSync(building: string, manifest: BackupManifest):
   const handle = await open(join(building, MANIFEST_RELATIVE_PATH), 'wx', 0o644);
   try {
     await writeFully(handle, Buffer.from(`${JSON.stringify(manifest, null, 1)}\n`), 0);
-    await settleAll([handle.sync(), fsyncDirectory(join(building, '.sbm')), fsyncDirectory(join(building, 'bands')), fsyncDirectory(building)]);
+    await settleAll([
+      handle.sync(),
+      fsyncDirectory(join(building, '.sbm')),
+      fsyncDirectory(join(building, 'bands')),
+      fsyncDirectory(building),
+    ]);
   } finally {
     await handle.close();
   }
@@ -271,9 +305,13 @@ function translateWriteError(error: unknown, destination: string): unknown {
   if (isSbmError(error)) return error;
   const errno = (error as NodeJS.ErrnoException).code;
   if (errno === 'ENOSPC' || errno === 'EDQUOT') {
-    return new SbmError('SBM_NO_SPACE', `the destination ${destination} is full; the partial backup was removed and no other backup was touched`, {
-      path: destination,
-    });
+    return new SbmError(
+      'SBM_NO_SPACE',
+      `the destination ${destination} is full; the partial backup was removed and no other backup was touched`,
+      {
+        path: destination,
+      },
+    );
   }
   return fromSystemError(error, 'backup failed at', destination);
 }

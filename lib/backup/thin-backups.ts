@@ -76,7 +76,9 @@ function assertPolicy(policy: ThinPolicy): void {
   for (const [key, value] of Object.entries(policy)) {
     const lowest = key === 'maxBytes' ? 0 : 1;
     if (value !== undefined && (!Number.isSafeInteger(value) || (value as number) < lowest)) {
-      throw new SbmError('SBM_INVALID_ARGUMENT', `thin policy ${key} must be a whole number of at least ${lowest}, not ${String(value)}`, { key });
+      throw new SbmError('SBM_INVALID_ARGUMENT', `thin policy ${key} must be a whole number of at least ${lowest}, not ${String(value)}`, {
+        key,
+      });
     }
   }
 }

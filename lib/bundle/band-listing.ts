@@ -15,9 +15,17 @@ export function bandIndexesOf(names: Iterable<string>, bandCount: number, onWarn
   for (const name of names) {
     const bandIndex = parseBandName(name);
     if (bandIndex === undefined) {
-      onWarning({ code: 'SBM_STRAY_FILE', message: `bands/${name} is not a canonical band name (lowercase hex, no leading zeros); ignored`, data: { name } });
+      onWarning({
+        code: 'SBM_STRAY_FILE',
+        message: `bands/${name} is not a canonical band name (lowercase hex, no leading zeros); ignored`,
+        data: { name },
+      });
     } else if (bandIndex >= bandCount) {
-      onWarning({ code: 'SBM_BAND_PAST_END', message: `bands/${name} lies past the end of the disk (${bandCount} bands); ignored`, data: { name } });
+      onWarning({
+        code: 'SBM_BAND_PAST_END',
+        message: `bands/${name} lies past the end of the disk (${bandCount} bands); ignored`,
+        data: { name },
+      });
     } else {
       bands.push(bandIndex);
     }

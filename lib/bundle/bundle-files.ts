@@ -71,7 +71,10 @@ export async function assertRealFolders(paths: BundlePaths): Promise<void> {
   for (const folder of [paths.mapped, paths.sbm, paths.tmp, join(paths.sbm, 'snapshots')]) {
     const kind = await directoryKind(folder);
     if (kind !== undefined && kind !== 'directory') {
-      throw new SbmError('SBM_CORRUPT', `${folder} is a ${kind}, not a folder; sbm will not write through it (remove it to continue)`, { path: folder, kind });
+      throw new SbmError('SBM_CORRUPT', `${folder} is a ${kind}, not a folder; sbm will not write through it (remove it to continue)`, {
+        path: folder,
+        kind,
+      });
     }
   }
 }
@@ -115,11 +118,14 @@ export async function readPlistBytes(file: string, name: string): Promise<Buffer
   try {
     read = await readSmallFile(file, INFO_PLIST_MAX_BYTES);
   } catch (error) {
-    if (isNotRegularFile(error)) throw new SbmError('SBM_BAD_PLIST', `${name} is a ${error.kind}, not a regular file`, { path: file, kind: error.kind });
+    if (isNotRegularFile(error))
+      throw new SbmError('SBM_BAD_PLIST', `${name} is a ${error.kind}, not a regular file`, { path: file, kind: error.kind });
     throw error;
   }
   if (read.tooLong) {
-    throw new SbmError('SBM_BAD_PLIST', `${name} is ${read.sizeBytes} bytes; macOS reads only the first ${INFO_PLIST_MAX_BYTES}`, { path: file });
+    throw new SbmError('SBM_BAD_PLIST', `${name} is ${read.sizeBytes} bytes; macOS reads only the first ${INFO_PLIST_MAX_BYTES}`, {
+      path: file,
+    });
   }
   return read.bytes;
 }
@@ -137,10 +143,14 @@ export async function assertNotEncrypted(paths: BundlePaths, onWarning: WarningS
     opened = await openRegular(paths.token, constants.O_RDONLY);
   } catch (error) {
     if (isNotRegularFile(error)) {
-      throw new SbmError('SBM_CORRUPT', `${paths.token} is a ${error.kind}, not a regular file; sbm cannot tell whether the bundle is encrypted`, {
-        path: paths.token,
-        kind: error.kind,
-      });
+      throw new SbmError(
+        'SBM_CORRUPT',
+        `${paths.token} is a ${error.kind}, not a regular file; sbm cannot tell whether the bundle is encrypted`,
+        {
+          path: paths.token,
+          kind: error.kind,
+        },
+      );
     }
     onWarning({ code: 'SBM_NO_TOKEN', message: `${paths.root} has no token file; macOS will not recognise it` });
     return;
@@ -179,7 +189,12 @@ export async function listBands(paths: BundlePaths, info: BundleInfo, readOnly: 
  * that never ask which bands exist (token, changed-bands), so a 20,000-band folder is not read.
  * Resolves to the eager listing when bands/ is missing (it warns and may create the folder).
  */
-export async function deferredBandListing(paths: BundlePaths, info: BundleInfo, readOnly: boolean, onWarning: WarningSink): Promise<Set<number>> {
+export async function deferredBandListing(
+  paths: BundlePaths,
+  info: BundleInfo,
+  readOnly: boolean,
+  onWarning: WarningSink,
+): Promise<Set<number>> {
   if (!(await isDirectory(paths.bands))) return listBands(paths, info, readOnly, onWarning);
   return new LazyBandSet(() => {
     try {
@@ -213,4 +228,3 @@ export function warnOnBandCount(bandSizeBytes: number, sizeBytes: number, onWarn
     });
   }
 }
-

@@ -31,7 +31,12 @@ export class BundleLock {
    * `recordOwner: false` takes an exclusive lock without writing .sbm/owner: for a bundle that
    * must not change while locked (a snapshot about to be deleted).
    */
-  static async acquire(paths: BundlePaths, mode: LockMode, onWarning: WarningSink, options: { recordOwner?: boolean } = {}): Promise<BundleLock> {
+  static async acquire(
+    paths: BundlePaths,
+    mode: LockMode,
+    onWarning: WarningSink,
+    options: { recordOwner?: boolean } = {},
+  ): Promise<BundleLock> {
     let handle: FileHandle;
     try {
       // Read-only opens must not create files, but may lock an existing `lock`. Never through a
@@ -40,10 +45,14 @@ export class BundleLock {
       handle = (await openRegular(paths.lock, flags)).handle;
     } catch (error) {
       if (isNotRegularFile(error)) {
-        throw new SbmError('SBM_CORRUPT', `${paths.lock} is a ${error.kind}, not a regular file; sbm will not lock through it (replace it with an empty file)`, {
-          path: paths.lock,
-          kind: error.kind,
-        });
+        throw new SbmError(
+          'SBM_CORRUPT',
+          `${paths.lock} is a ${error.kind}, not a regular file; sbm will not lock through it (replace it with an empty file)`,
+          {
+            path: paths.lock,
+            kind: error.kind,
+          },
+        );
       }
       const errno = (error as NodeJS.ErrnoException).code;
       if (errno === 'ENOENT' || errno === 'EROFS' || errno === 'EACCES') {

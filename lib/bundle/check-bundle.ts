@@ -41,8 +41,10 @@ export async function checkBundle(path: string): Promise<CheckReport> {
   try {
     lock = await BundleLock.acquire(paths, 'shared', (w) => lockWarnings.push(w));
   } catch (error) {
-    if (isSbmError(error, 'SBM_CORRUPT')) problem('SBM_CORRUPT', `lock is a ${String(error.data.kind ?? 'special file')}, not a regular file`);
-    else if (isSbmError(error, 'SBM_LOCKED')) warn('SBM_IN_USE', `${path} is open for writing by another process; results may be out of date`);
+    if (isSbmError(error, 'SBM_CORRUPT'))
+      problem('SBM_CORRUPT', `lock is a ${String(error.data.kind ?? 'special file')}, not a regular file`);
+    else if (isSbmError(error, 'SBM_LOCKED'))
+      warn('SBM_IN_USE', `${path} is open for writing by another process; results may be out of date`);
     else throw error;
   }
   try {
@@ -119,9 +121,9 @@ async function checkBands(paths: BundlePaths, info: BundleInfo, problem: Report)
     return 0;
   }
   // Stray names (not canonical, or past the end) are problems here: macOS may read them as bands.
-  const bands = await listBandFolder(paths.bands, bandCountOf(info.sizeBytes, info.bandSizeBytes), (warning) => problem(warning.code, warning.message)).catch(
-    () => undefined,
-  );
+  const bands = await listBandFolder(paths.bands, bandCountOf(info.sizeBytes, info.bandSizeBytes), (warning) =>
+    problem(warning.code, warning.message),
+  ).catch(() => undefined);
   if (bands === undefined) {
     problem('SBM_NO_BANDS_DIR', 'bands/ is missing');
     return 0;
@@ -164,7 +166,10 @@ async function checkMapped(paths: BundlePaths, info: BundleInfo, problem: Report
 async function checkStaging(paths: BundlePaths, warn: Report): Promise<void> {
   const leftovers = await readdir(paths.tmp).catch(() => []);
   if (leftovers.length > 0) {
-    warn('SBM_STAGING_LEFTOVERS', `${leftovers.length} leftover file(s) in .sbm/tmp from an interrupted run (removed at next read-write open)`);
+    warn(
+      'SBM_STAGING_LEFTOVERS',
+      `${leftovers.length} leftover file(s) in .sbm/tmp from an interrupted run (removed at next read-write open)`,
+    );
   }
   const lock = await lstat(paths.lock).catch(() => undefined);
   if (lock !== undefined && lock.isFile() && lock.size > 0) warn('SBM_LOCK_NOT_EMPTY', 'lock is not empty');

@@ -91,7 +91,10 @@ export function parseInfoPlist(bytes: Buffer, name = 'Info.plist'): BundleInfo {
   if (canonical !== undefined) return canonical;
   const plist = plistModule;
   if (plist === undefined) {
-    throw new SbmError('SBM_INTERNAL', `${name} is not in hdiutil's layout and the general plist parser is not loaded (use parseInfoPlistAsync)`);
+    throw new SbmError(
+      'SBM_INTERNAL',
+      `${name} is not in hdiutil's layout and the general plist parser is not loaded (use parseInfoPlistAsync)`,
+    );
   }
   const binary = bytes.subarray(0, 8).toString('latin1') === 'bplist00';
   // The XML parser prints its own complaints to the console: reject obvious non-plists first.
@@ -165,17 +168,13 @@ export function validateGeometry(bandSizeBytes: number, sizeBytes: number): void
     bandSizeBytes < MIN_BAND_SIZE_BYTES ||
     bandSizeBytes > MAX_BAND_SIZE_BYTES
   ) {
-    throw new SbmError(
-      'SBM_BAD_BAND_SIZE',
-      `band size ${bandSizeBytes} must be a multiple of 4096 between 1 MiB and 8 GiB`,
-      { bandSizeBytes },
-    );
+    throw new SbmError('SBM_BAD_BAND_SIZE', `band size ${bandSizeBytes} must be a multiple of 4096 between 1 MiB and 8 GiB`, {
+      bandSizeBytes,
+    });
   }
   if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % SIZE_ALIGNMENT_BYTES !== 0 || sizeBytes > MAX_SIZE_BYTES) {
-    throw new SbmError(
-      'SBM_BAD_SIZE',
-      `disk size ${sizeBytes} must be a positive multiple of 512 bytes no larger than 4 PiB`,
-      { sizeBytes },
-    );
+    throw new SbmError('SBM_BAD_SIZE', `disk size ${sizeBytes} must be a positive multiple of 512 bytes no larger than 4 PiB`, {
+      sizeBytes,
+    });
   }
 }

@@ -5,7 +5,10 @@ import { isProcessAlive, readControlFile } from './control-file.js';
 
 /** A client of the live mount of `bundlePath`, or undefined when no live mount answers. */
 /** Warnings the mount raises for this client go to `warnings.onWarning` (dropped by default, as a local open's are collected and dropped). */
-export async function connectControl(bundlePath: string, warnings: RemoteWarnings = { onWarning: () => undefined, strict: false }): Promise<ControlClient | undefined> {
+export async function connectControl(
+  bundlePath: string,
+  warnings: RemoteWarnings = { onWarning: () => undefined, strict: false },
+): Promise<ControlClient | undefined> {
   const file = await readControlFile(bundlePath);
   if (file === undefined || !isProcessAlive(file.pid)) return undefined;
   try {

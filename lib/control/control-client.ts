@@ -48,12 +48,21 @@ export class ControlClient implements BundleOperations {
   ) {
     this.#socket = socket;
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    socket.on('error', (error) => this.#fail(new SbmError('SBM_CONTROL', `control connection to the mount of ${path} failed: ${error.message}`, { path }, { cause: error })));
+    socket.on('error', (error) =>
+      this.#fail(
+        new SbmError('SBM_CONTROL', `control connection to the mount of ${path} failed: ${error.message}`, { path }, { cause: error }),
+      ),
+    );
     socket.on('close', () => this.#fail(new SbmError('SBM_CONTROL', `the mount of ${path} closed the control connection`, { path })));
   }
 
   /** Connects to `socketPath`; rejects with the socket error (ENOENT, ECONNREFUSED, timeout). */
-  static async connect(bundlePath: string, socketPath: string, warnings: RemoteWarnings, timeoutMs = CONNECT_TIMEOUT_MS): Promise<ControlClient> {
+  static async connect(
+    bundlePath: string,
+    socketPath: string,
+    warnings: RemoteWarnings,
+    timeoutMs = CONNECT_TIMEOUT_MS,
+  ): Promise<ControlClient> {
     // Loaded here, not at the top: only a bundle served by `sbm mount` needs it, and every
     // `sbm token` / `changed-bands` would otherwise pay for loading `net` at start-up.
     const { createConnection } = await import('node:net');
@@ -81,10 +90,19 @@ export class ControlClient implements BundleOperations {
   }
 
   async changedBandsSince(since: string, audit?: AuditMode, onWarning: WarningSink = this.warnings.onWarning): Promise<ChangedBandsResult> {
-    const request = { op: 'changedSince', since, ...(audit === undefined ? {} : { audit }), returnWarnings: true, strict: this.warnings.strict } as const;
+    const request = {
+      op: 'changedSince',
+      since,
+      ...(audit === undefined ? {} : { audit }),
+      returnWarnings: true,
+      strict: this.warnings.strict,
+    } as const;
     const { warnings, ...result } = (await this.call(request)) as ChangedBandsResult & { warnings?: unknown };
     for (const warning of parseReplyWarnings(warnings)) onWarning(warning);
-    const report: ChangeReport = { ...result.report, bands: result.report.bands.map((band) => ({ ...band, path: join(this.path, band.relativePath) })) };
+    const report: ChangeReport = {
+      ...result.report,
+      bands: result.report.bands.map((band) => ({ ...band, path: join(this.path, band.relativePath) })),
+    };
     return { ...result, report };
   }
 
@@ -149,7 +167,8 @@ export class ControlClient implements BundleOperations {
       this.#fail(error as Error);
       return;
     }
-    if (overflow) this.#fail(new SbmError('SBM_CONTROL', `reply from the mount of ${this.path} exceeds ${MAX_REPLY_BYTES} bytes`, { path: this.path }));
+    if (overflow)
+      this.#fail(new SbmError('SBM_CONTROL', `reply from the mount of ${this.path} exceeds ${MAX_REPLY_BYTES} bytes`, { path: this.path }));
   }
 
   #settle(line: string): void {

@@ -67,7 +67,9 @@ export class ControlDispatcher {
       case 'snapshotDelete': {
         const holder = this.#held.get(request.name);
         if (holder !== undefined && holder !== connectionId) {
-          throw new SbmError('SBM_LOCKED', `snapshot "${request.name}" is held by a backup running through this mount`, { name: request.name });
+          throw new SbmError('SBM_LOCKED', `snapshot "${request.name}" is held by a backup running through this mount`, {
+            name: request.name,
+          });
         }
         await this.operations.snapshotDelete(request.name);
         this.#held.delete(request.name);

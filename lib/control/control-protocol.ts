@@ -49,7 +49,9 @@ export interface WireError {
   readonly data: Record<string, unknown>;
 }
 
-export type ControlReply = { readonly id: number | null; readonly result: unknown } | { readonly id: number | null; readonly error: WireError };
+export type ControlReply =
+  | { readonly id: number | null; readonly result: unknown }
+  | { readonly id: number | null; readonly error: WireError };
 
 const NO_ARGS_OPS = new Set<string>(['token', 'snapshotList']);
 const NAME_OPS = new Set<string>(['snapshotCreate', 'snapshotDelete', 'snapshotRevert']);
@@ -67,7 +69,8 @@ export function parseRequest(line: string): ControlRequest {
   }
   if (!isRecord(value)) throw new SbmError('SBM_CONTROL', 'request is not a JSON object', { id: null });
   const id = value.id;
-  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) throw new SbmError('SBM_CONTROL', 'request id is not a non-negative integer', { id: null });
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0)
+    throw new SbmError('SBM_CONTROL', 'request id is not a non-negative integer', { id: null });
   const op = value.op;
   const args = value.args ?? {};
   if (!isRecord(args)) throw new SbmError('SBM_CONTROL', `request ${id}: args is not an object`, { id });
@@ -127,11 +130,13 @@ export function parseReply(line: string): ControlReply {
   } catch {
     throw new SbmError('SBM_CONTROL', 'reply from the mount is not valid JSON');
   }
-  if (!isRecord(value) || !(typeof value.id === 'number' || value.id === null)) throw new SbmError('SBM_CONTROL', 'reply from the mount has no id');
+  if (!isRecord(value) || !(typeof value.id === 'number' || value.id === null))
+    throw new SbmError('SBM_CONTROL', 'reply from the mount has no id');
   const id = value.id;
   if ('error' in value) {
     const error = value.error;
-    if (!isRecord(error) || typeof error.code !== 'string' || typeof error.message !== 'string') throw new SbmError('SBM_CONTROL', 'reply from the mount has a malformed error');
+    if (!isRecord(error) || typeof error.code !== 'string' || typeof error.message !== 'string')
+      throw new SbmError('SBM_CONTROL', 'reply from the mount has a malformed error');
     return { id, error: { code: error.code, message: error.message, data: isRecord(error.data) ? error.data : {} } };
   }
   if (!('result' in value)) throw new SbmError('SBM_CONTROL', 'reply from the mount has neither result nor error');
@@ -148,14 +153,18 @@ function stringArg(args: Record<string, unknown>, key: string, id: number): stri
 
 function booleanArg(args: Record<string, unknown>, key: string, id: number): boolean | undefined {
   const value = args[key];
-  if (value !== undefined && typeof value !== 'boolean') throw new SbmError('SBM_CONTROL', `request ${id}: ${key} must be true or false`, { id });
+  if (value !== undefined && typeof value !== 'boolean')
+    throw new SbmError('SBM_CONTROL', `request ${id}: ${key} must be true or false`, { id });
   return value;
 }
 
 /** The warnings of a changedSince (changedBandsSince) reply; anything else there is a broken reply. */
 export function parseReplyWarnings(value: unknown): SbmWarning[] {
   if (value === undefined) return []; // an older mount: its warnings went to its own output
-  if (!Array.isArray(value) || !value.every((item) => isRecord(item) && typeof item.code === 'string' && typeof item.message === 'string')) {
+  if (
+    !Array.isArray(value) ||
+    !value.every((item) => isRecord(item) && typeof item.code === 'string' && typeof item.message === 'string')
+  ) {
     throw new SbmError('SBM_CONTROL', 'reply from the mount has malformed warnings');
   }
   return value.map((item: Record<string, unknown>) => ({
@@ -171,7 +180,10 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 function jsonSafe(data: Readonly<Record<string, unknown>>): Record<string, unknown> {
   try {
-    return JSON.parse(JSON.stringify(data, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value))) as Record<string, unknown>;
+    return JSON.parse(JSON.stringify(data, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value))) as Record<
+      string,
+      unknown
+    >;
   } catch {
     return {}; // circular or otherwise unserialisable data: the code and message still travel
   }

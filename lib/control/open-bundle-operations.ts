@@ -20,7 +20,10 @@ export async function openBundleOperations(path: string, options: BundleOperatio
     return localOperations(await SparseBundle.open(path, options), { owned: true });
   } catch (error) {
     if (!isSbmError(error, 'SBM_LOCKED')) throw error;
-    const client = await connectControl(path, { onWarning: options.onWarning ?? (() => undefined), strict: options.strictWarnings === true });
+    const client = await connectControl(path, {
+      onWarning: options.onWarning ?? (() => undefined),
+      strict: options.strictWarnings === true,
+    });
     if (client === undefined) throw error;
     return client;
   }

@@ -16,7 +16,14 @@ import { SbmError, fromSystemError } from '../errors.js';
 import { replaceFile } from '../fs/atomic-write.js';
 import type { WarningSink } from '../warnings.js';
 import { localOperations } from './bundle-operations.js';
-import { CONTROL_DIR_PREFIX, CONTROL_PROTOCOL_VERSION, CONTROL_SOCKET_NAME, MAX_CONNECTIONS, MAX_REQUEST_BYTES, SUN_PATH_MAX_BYTES } from './constants.js';
+import {
+  CONTROL_DIR_PREFIX,
+  CONTROL_PROTOCOL_VERSION,
+  CONTROL_SOCKET_NAME,
+  MAX_CONNECTIONS,
+  MAX_REQUEST_BYTES,
+  SUN_PATH_MAX_BYTES,
+} from './constants.js';
 import { controlFilePath, readControlFile, renderControlFile } from './control-file.js';
 import { encodeReply, errorToWire } from './control-protocol.js';
 import { ControlDispatcher } from './control-dispatcher.js';
@@ -35,7 +42,8 @@ export interface ControlServerHandle {
 }
 
 export async function serveControl(bundle: SparseBundle, options: ControlServerOptions = {}): Promise<ControlServerHandle> {
-  if (bundle.readOnly) throw new SbmError('SBM_READ_ONLY', `bundle ${bundle.path} is open read-only; the control channel needs it read-write`);
+  if (bundle.readOnly)
+    throw new SbmError('SBM_READ_ONLY', `bundle ${bundle.path} is open read-only; the control channel needs it read-write`);
   const parent = resolve(options.directory ?? tmpdir());
   // mkdtemp creates the directory with mode 0700: only this user can reach the socket.
   const privateDir = await mkdtemp(join(parent, CONTROL_DIR_PREFIX)).catch((error) => {
@@ -45,7 +53,11 @@ export async function serveControl(bundle: SparseBundle, options: ControlServerO
   const removeDir = (): Promise<void> => rm(privateDir, { recursive: true, force: true });
   if (Buffer.byteLength(socketPath) > SUN_PATH_MAX_BYTES) {
     await removeDir();
-    throw new SbmError('SBM_LISTEN', `control socket path ${socketPath} is longer than ${SUN_PATH_MAX_BYTES} bytes (set TMPDIR to a shorter folder)`, { path: socketPath });
+    throw new SbmError(
+      'SBM_LISTEN',
+      `control socket path ${socketPath} is longer than ${SUN_PATH_MAX_BYTES} bytes (set TMPDIR to a shorter folder)`,
+      { path: socketPath },
+    );
   }
   const dispatcher = new ControlDispatcher(localOperations(bundle, { owned: false }));
   const connections = new Set<Promise<void>>();
@@ -77,7 +89,8 @@ export async function serveControl(bundle: SparseBundle, options: ControlServerO
     close: () => {
       closing ??= (async () => {
         const current = await readControlFile(bundle.path);
-        if (current?.pid === process.pid && current.socket === socketPath) await unlink(controlFilePath(bundle.path)).catch(() => undefined); // already gone is fine
+        if (current?.pid === process.pid && current.socket === socketPath)
+          await unlink(controlFilePath(bundle.path)).catch(() => undefined); // already gone is fine
         const stopped = new Promise<void>((resolveClose) => server.close(() => resolveClose()));
         for (const socket of sockets) socket.end();
         await Promise.all([...connections]); // at most MAX_CONNECTIONS
@@ -93,7 +106,8 @@ export async function serveControl(bundle: SparseBundle, options: ControlServerO
 
 function listen(server: Server, path: string): Promise<void> {
   return new Promise((resolveListen, reject) => {
-    const onError = (error: NodeJS.ErrnoException): void => reject(new SbmError('SBM_LISTEN', `cannot listen on ${path}: ${error.message}`, { errno: error.code }, { cause: error }));
+    const onError = (error: NodeJS.ErrnoException): void =>
+      reject(new SbmError('SBM_LISTEN', `cannot listen on ${path}: ${error.message}`, { errno: error.code }, { cause: error }));
     server.once('error', onError);
     server.listen({ path, readableAll: false, writableAll: false }, () => {
       server.off('error', onError);
@@ -103,7 +117,13 @@ function listen(server: Server, path: string): Promise<void> {
 }
 
 /** Reads request lines, answers each in order; resolves when the connection is gone and released. */
-function serveConnection(socket: Socket, connectionId: number, dispatcher: ControlDispatcher, warn: (message: string) => void, releaseOnClose: () => boolean): Promise<void> {
+function serveConnection(
+  socket: Socket,
+  connectionId: number,
+  dispatcher: ControlDispatcher,
+  warn: (message: string) => void,
+  releaseOnClose: () => boolean,
+): Promise<void> {
   const framer = new LineFramer(MAX_REQUEST_BYTES);
   let chain: Promise<void> = Promise.resolve();
   const reply = (text: string): void => {
@@ -133,7 +153,11 @@ function serveConnection(socket: Socket, connectionId: number, dispatcher: Contr
   return new Promise<void>((resolveDone) => {
     socket.on('close', () => {
       void chain
-        .then(() => (releaseOnClose() ? dispatcher.release(connectionId, (error) => warn(`cannot delete a killed backup's snapshot: ${(error as Error).message}`)) : undefined))
+        .then(() =>
+          releaseOnClose()
+            ? dispatcher.release(connectionId, (error) => warn(`cannot delete a killed backup's snapshot: ${(error as Error).message}`))
+            : undefined,
+        )
         .then(resolveDone, resolveDone);
     });
   });

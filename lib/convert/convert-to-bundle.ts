@@ -1,7 +1,7 @@
 // convert: any BlockDevice (a format reader) -> a new sparse bundle, built under a temporary name
 // and renamed into place when complete. Zero and unallocated regions create no bands.
 
-import { type BlockDevice } from '../block-device.js';
+import type { BlockDevice } from '../block-device.js';
 import { DEFAULT_BAND_SIZE_BYTES, SIZE_ALIGNMENT_BYTES } from '../bundle/constants.js';
 import { type CopyOptions, type CopyResult, copyDevice } from '../copy-device.js';
 import { SparseBundle } from '../engine/sparse-bundle.js';

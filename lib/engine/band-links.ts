@@ -14,11 +14,15 @@ export function assertRegularBand(path: string, bandIndex: number): void {
     assertRegularSync(path);
   } catch (error) {
     if (!isNotRegularFile(error)) throw error;
-    throw new SbmError('SBM_BAD_BAND', `band ${bandFileName(bandIndex)} (${path}) is a ${error.kind}, not a regular file; no snapshot holds it (see sbm check)`, {
-      path,
-      bandIndex,
-      kind: error.kind,
-    });
+    throw new SbmError(
+      'SBM_BAD_BAND',
+      `band ${bandFileName(bandIndex)} (${path}) is a ${error.kind}, not a regular file; no snapshot holds it (see sbm check)`,
+      {
+        path,
+        bandIndex,
+        kind: error.kind,
+      },
+    );
   }
 }
 

@@ -109,11 +109,15 @@ export class BandPool {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT' && !create) return undefined;
       if (isNotRegularFile(error)) {
-        throw new SbmError('SBM_BAD_BAND', `band ${bandFileName(bandIndex)} (${path}) is a ${error.kind}, not a regular file; sbm will not read or write through it (see sbm check)`, {
-          path,
-          bandIndex,
-          kind: error.kind,
-        });
+        throw new SbmError(
+          'SBM_BAD_BAND',
+          `band ${bandFileName(bandIndex)} (${path}) is a ${error.kind}, not a regular file; sbm will not read or write through it (see sbm check)`,
+          {
+            path,
+            bandIndex,
+            kind: error.kind,
+          },
+        );
       }
       throw error;
     }

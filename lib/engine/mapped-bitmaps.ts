@@ -84,7 +84,10 @@ export class MappedBitmaps {
       return (await openRegular(path, flags)).handle;
     } catch (error) {
       if (!isNotRegularFile(error)) throw error;
-      throw new SbmError('SBM_CORRUPT', `${path} is a ${error.kind}, not a regular file; sbm will not write the bitmap through it`, { path, kind: error.kind });
+      throw new SbmError('SBM_CORRUPT', `${path} is a ${error.kind}, not a regular file; sbm will not write the bitmap through it`, {
+        path,
+        kind: error.kind,
+      });
     }
   }
 

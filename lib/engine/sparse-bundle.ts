@@ -152,13 +152,15 @@ export class SparseBundle implements BlockDevice {
     const info = await readBundleInfo(paths, onWarning);
     validateGeometry(info.bandSizeBytes, info.sizeBytes);
     await assertNotEncrypted(paths, onWarning);
-    if (!readOnly) await mkdir(paths.tmp, { recursive: true }).catch((error) => {
-      throw fromSystemError(error, 'cannot create sbm state folder', paths.sbm);
-    });
+    if (!readOnly)
+      await mkdir(paths.tmp, { recursive: true }).catch((error) => {
+        throw fromSystemError(error, 'cannot create sbm state folder', paths.sbm);
+      });
     if (options.forceShare === true && !readOnly) {
       throw new SbmError('SBM_INVALID_ARGUMENT', 'forceShare is only allowed with readOnly');
     }
-    const lock = options.forceShare === true ? BundleLock.none() : await BundleLock.acquire(paths, readOnly ? 'shared' : 'exclusive', onWarning);
+    const lock =
+      options.forceShare === true ? BundleLock.none() : await BundleLock.acquire(paths, readOnly ? 'shared' : 'exclusive', onWarning);
     try {
       if (!readOnly) await clearStaging(paths);
       const presentBands = await (options.deferBandListing === true ? deferredBandListing : listBands)(paths, info, readOnly, onWarning);
@@ -178,7 +180,8 @@ export class SparseBundle implements BlockDevice {
         const tracker = await openChangeTracker({ host: bundle.trackerHost(), readOnly, onWarning });
         bundle.tracker = tracker;
         // Only the first change of a band per generation waits for its durable record.
-        if (!readOnly) store.onBandChange((bandIndex) => (tracker.isDurablyRecorded(bandIndex) ? undefined : tracker.beforeChange(bandIndex)));
+        if (!readOnly)
+          store.onBandChange((bandIndex) => (tracker.isDurablyRecorded(bandIndex) ? undefined : tracker.beforeChange(bandIndex)));
       }
       return bundle;
     } catch (error) {
@@ -241,7 +244,8 @@ export class SparseBundle implements BlockDevice {
     if (this.readOnly || length === 0) return;
     checkRange(this.sizeBytes, offset, length);
     const bands: number[] = [];
-    for (let bandIndex = Math.floor(offset / this.bandSizeBytes); bandIndex * this.bandSizeBytes < offset + length; bandIndex++) bands.push(bandIndex);
+    for (let bandIndex = Math.floor(offset / this.bandSizeBytes); bandIndex * this.bandSizeBytes < offset + length; bandIndex++)
+      bands.push(bandIndex);
     await this.gate.io(() => this.store.syncBands(bands));
   }
 

@@ -15,7 +15,12 @@ export function fsExt(): FsExt {
       loaded = createRequire(import.meta.url)('fs-ext') as FsExt;
     } catch (error) {
       // Loaded lazily, a broken install would otherwise surface as an odd lock or seek failure.
-      throw new SbmError('SBM_INTERNAL', `cannot load the fs-ext native addon (${(error as Error).message}); reinstall with npm ci`, {}, { cause: error });
+      throw new SbmError(
+        'SBM_INTERNAL',
+        `cannot load the fs-ext native addon (${(error as Error).message}); reinstall with npm ci`,
+        {},
+        { cause: error },
+      );
     }
   }
   return loaded;

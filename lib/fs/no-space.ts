@@ -13,7 +13,12 @@ export function isNoSpace(error: unknown): boolean {
 export function noSpaceOrSystemError(error: unknown, doing: string, path: string): SbmError {
   if (isNoSpace(error)) {
     const errno = isSbmError(error) ? error.data.errno : (error as NodeJS.ErrnoException).code;
-    return new SbmError('SBM_NO_SPACE', `${doing} ${path}: no space left on its filesystem; the partial output was removed`, { path, errno }, { cause: error });
+    return new SbmError(
+      'SBM_NO_SPACE',
+      `${doing} ${path}: no space left on its filesystem; the partial output was removed`,
+      { path, errno },
+      { cause: error },
+    );
   }
   return fromSystemError(error, doing, path);
 }

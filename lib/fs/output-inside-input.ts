@@ -43,12 +43,20 @@ export async function assertOutputOutsideInputs(output: string, inputs: readonly
     if (inputId === undefined) continue;
     if (outAncestors.has(inputId)) {
       const how = out.exists && (await identityOf(out.existing)) === inputId ? 'is' : 'lies inside';
-      throw overlapError(`${label} ${output} ${how} the ${inputLabel} ${input}${real === resolve(input) ? '' : ` (${real})`}`, output, input);
+      throw overlapError(
+        `${label} ${output} ${how} the ${inputLabel} ${input}${real === resolve(input) ? '' : ` (${real})`}`,
+        output,
+        input,
+      );
     }
     if (out.exists && options.refuseInputInsideOutput !== false) {
       const outId = await identityOf(out.existing);
       if (outId !== undefined && (await identitiesUpward(real)).has(outId)) {
-        throw overlapError(`${label} ${output} holds the ${inputLabel} ${input}; replacing it would delete the ${inputLabel}`, output, input);
+        throw overlapError(
+          `${label} ${output} holds the ${inputLabel} ${input}; replacing it would delete the ${inputLabel}`,
+          output,
+          input,
+        );
       }
     }
   }

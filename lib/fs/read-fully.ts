@@ -31,10 +31,23 @@ export async function writeFullyFd(fd: number, data: Uint8Array, position: numbe
   await transferFully(write, fd, data, position, 'fail');
 }
 
-type Transfer = (fd: number, buffer: Uint8Array, offset: number, length: number, position: number, done: (error: Error | null, bytes: number) => void) => void;
+type Transfer = (
+  fd: number,
+  buffer: Uint8Array,
+  offset: number,
+  length: number,
+  position: number,
+  done: (error: Error | null, bytes: number) => void,
+) => void;
 
 /** Loops `transfer` until the buffer is done. A read that hits end of file zero-fills the rest; a write that makes no progress fails. */
-function transferFully(transfer: Transfer, fd: number, buffer: Uint8Array, position: number, onNoProgress: 'zero-fill' | 'fail'): Promise<number> {
+function transferFully(
+  transfer: Transfer,
+  fd: number,
+  buffer: Uint8Array,
+  position: number,
+  onNoProgress: 'zero-fill' | 'fail',
+): Promise<number> {
   return new Promise((resolve, reject) => {
     let done = 0;
     const next = (): void => {

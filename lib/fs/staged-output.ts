@@ -79,7 +79,11 @@ export async function withStagedOutput<T>(
   } catch (error) {
     removeStaging();
     // A full filesystem says so (SBM_NO_SPACE) even when a lower layer wrapped the ENOSPC as SBM_IO.
-    throw isNoSpace(error) ? noSpaceOrSystemError(error, 'cannot write', finalPath) : error instanceof SbmError ? error : fromSystemError(error, 'cannot write output', finalPath);
+    throw isNoSpace(error)
+      ? noSpaceOrSystemError(error, 'cannot write', finalPath)
+      : error instanceof SbmError
+        ? error
+        : fromSystemError(error, 'cannot write output', finalPath);
   } finally {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);

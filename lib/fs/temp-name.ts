@@ -8,6 +8,9 @@
 /** `hexDigits` random lowercase hex digits. */
 export function randomTag(hexDigits = 12): string {
   let tag = '';
-  while (tag.length < hexDigits) tag += Math.floor(Math.random() * 2 ** 32).toString(16).padStart(8, '0');
+  while (tag.length < hexDigits)
+    tag += Math.floor(Math.random() * 2 ** 32)
+      .toString(16)
+      .padStart(8, '0');
   return tag.slice(0, hexDigits);
 }

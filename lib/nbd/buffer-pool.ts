@@ -10,7 +10,9 @@
  * nbdcopy's 4 x 64 requests in flight outgrew the idle cap and every reply allocated afresh.
  */
 export const FRAME_HEADROOM_BYTES = 64;
-const SIZE_CLASSES = [4096, 64 * 1024, 256 * 1024, 1024 * 1024, 4 * 1024 * 1024, 32 * 1024 * 1024].map((size) => size + FRAME_HEADROOM_BYTES);
+const SIZE_CLASSES = [4096, 64 * 1024, 256 * 1024, 1024 * 1024, 4 * 1024 * 1024, 32 * 1024 * 1024].map(
+  (size) => size + FRAME_HEADROOM_BYTES,
+);
 /** Idle memory kept across all classes; more is left to the GC. */
 const DEFAULT_MAX_IDLE_BYTES = 128 * 1024 * 1024;
 

@@ -47,7 +47,12 @@ export class InFlightBudget {
   }
 
   stats(): InFlightBudgetStats {
-    return { capacityBytes: this.capacityBytes, inFlightBytes: this.#usedBytes, peakInFlightBytes: this.#peakBytes, waitingSessions: this.waiting };
+    return {
+      capacityBytes: this.capacityBytes,
+      inFlightBytes: this.#usedBytes,
+      peakInFlightBytes: this.#peakBytes,
+      waitingSessions: this.waiting,
+    };
   }
 
   /**

@@ -45,7 +45,9 @@ export function handleOption(option: number, data: Buffer, state: NegotiationSta
     case C.NBD_OPT_ABORT:
       return { frames: [optionReply(option, C.NBD_REP_ACK)], next: 'abort' };
     case C.NBD_OPT_LIST:
-      return data.length !== 0 ? fail(option, C.NBD_REP_ERR_INVALID) : ok([optionReply(option, C.NBD_REP_SERVER, lengthPrefixed(target.name)), optionReply(option, C.NBD_REP_ACK)]);
+      return data.length !== 0
+        ? fail(option, C.NBD_REP_ERR_INVALID)
+        : ok([optionReply(option, C.NBD_REP_SERVER, lengthPrefixed(target.name)), optionReply(option, C.NBD_REP_ACK)]);
     case C.NBD_OPT_STARTTLS:
       // sbm offers no TLS: an option the server does not support is ERR_UNSUP (never TLS_REQD).
       return fail(option, data.length !== 0 ? C.NBD_REP_ERR_INVALID : C.NBD_REP_ERR_UNSUP);
@@ -93,9 +95,22 @@ function infoOrGo(option: number, data: Buffer, state: NegotiationState, target:
     frames.push(optionReply(option, C.NBD_REP_INFO, payload));
   };
   // INFO_EXPORT always goes out, asked for or not: qemu never asks and drops a server without it.
-  info(INFO_EXPORT.encode({ infoType: C.NBD_INFO_EXPORT, sizeBytes: target.sizeBytes, transmissionFlags: transmissionFlags(target, state.structuredReplies) }));
+  info(
+    INFO_EXPORT.encode({
+      infoType: C.NBD_INFO_EXPORT,
+      sizeBytes: target.sizeBytes,
+      transmissionFlags: transmissionFlags(target, state.structuredReplies),
+    }),
+  );
   if (requested.has(C.NBD_INFO_BLOCK_SIZE)) {
-    info(INFO_BLOCK_SIZE.encode({ infoType: C.NBD_INFO_BLOCK_SIZE, minimum: C.SBM_MIN_BLOCK_SIZE, preferred: C.SBM_PREFERRED_BLOCK_SIZE, maximum: C.SBM_MAX_PAYLOAD_BYTES }));
+    info(
+      INFO_BLOCK_SIZE.encode({
+        infoType: C.NBD_INFO_BLOCK_SIZE,
+        minimum: C.SBM_MIN_BLOCK_SIZE,
+        preferred: C.SBM_PREFERRED_BLOCK_SIZE,
+        maximum: C.SBM_MAX_PAYLOAD_BYTES,
+      }),
+    );
   }
   if (requested.has(C.NBD_INFO_NAME)) info(typed(C.NBD_INFO_NAME, target.name));
   if (requested.has(C.NBD_INFO_DESCRIPTION) && target.description !== undefined) info(typed(C.NBD_INFO_DESCRIPTION, target.description));
@@ -115,7 +130,8 @@ function metaContext(option: number, data: Buffer, state: NegotiationState, targ
     matched = parsed.queries.includes(C.NBD_META_CONTEXT_BASE_ALLOCATION);
     state.metaContextId = matched ? C.SBM_BASE_ALLOCATION_ID : undefined;
   } else {
-    matched = parsed.queries.length === 0 || parsed.queries.some((query) => query === 'base:' || query === C.NBD_META_CONTEXT_BASE_ALLOCATION);
+    matched =
+      parsed.queries.length === 0 || parsed.queries.some((query) => query === 'base:' || query === C.NBD_META_CONTEXT_BASE_ALLOCATION);
   }
   const frames: Buffer[] = [];
   if (matched) {

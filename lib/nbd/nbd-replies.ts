@@ -3,7 +3,16 @@
 // (a half-written reply desynchronises the client for good).
 
 import * as C from './constants.js';
-import { BLOCK_DESCRIPTOR, BLOCK_STATUS_HEAD, CHUNK_ERROR, CHUNK_HEADER, OFFSET_DATA, OFFSET_HOLE, OPTION_REPLY_HEADER, SIMPLE_REPLY } from './wire-table.js';
+import {
+  BLOCK_DESCRIPTOR,
+  BLOCK_STATUS_HEAD,
+  CHUNK_ERROR,
+  CHUNK_HEADER,
+  OFFSET_DATA,
+  OFFSET_HOLE,
+  OPTION_REPLY_HEADER,
+  SIMPLE_REPLY,
+} from './wire-table.js';
 
 /** Longest error message sent in an ERROR chunk (qemu rejects non-data chunks over 1000 bytes). */
 const MAX_ERROR_MESSAGE_BYTES = 512;
@@ -64,7 +73,16 @@ export function readReply(
   const head = CHUNK_HEADER.sizeBytes + OFFSET_DATA.sizeBytes;
   const frame = allocate(head + length);
   const payloadLength = OFFSET_DATA.sizeBytes + length;
-  CHUNK_HEADER.encode({ magic: C.NBD_STRUCTURED_REPLY_MAGIC, flags: C.NBD_REPLY_FLAG_DONE, type: C.NBD_REPLY_TYPE_OFFSET_DATA, cookie, length: payloadLength }, frame);
+  CHUNK_HEADER.encode(
+    {
+      magic: C.NBD_STRUCTURED_REPLY_MAGIC,
+      flags: C.NBD_REPLY_FLAG_DONE,
+      type: C.NBD_REPLY_TYPE_OFFSET_DATA,
+      cookie,
+      length: payloadLength,
+    },
+    frame,
+  );
   OFFSET_DATA.encode({ offset }, frame, CHUNK_HEADER.sizeBytes);
   return { frame, data: frame.subarray(head) };
 }
@@ -76,7 +94,12 @@ export interface BlockStatusDescriptor {
 
 /** The final BLOCK_STATUS chunk for one meta context. */
 export function blockStatusChunk(cookie: bigint, contextId: number, descriptors: readonly BlockStatusDescriptor[]): Buffer {
-  const out = chunk(cookie, C.NBD_REPLY_TYPE_BLOCK_STATUS, C.NBD_REPLY_FLAG_DONE, BLOCK_STATUS_HEAD.sizeBytes + descriptors.length * BLOCK_DESCRIPTOR.sizeBytes);
+  const out = chunk(
+    cookie,
+    C.NBD_REPLY_TYPE_BLOCK_STATUS,
+    C.NBD_REPLY_FLAG_DONE,
+    BLOCK_STATUS_HEAD.sizeBytes + descriptors.length * BLOCK_DESCRIPTOR.sizeBytes,
+  );
   BLOCK_STATUS_HEAD.encode({ contextId }, out, CHUNK_HEADER.sizeBytes);
   let at = CHUNK_HEADER.sizeBytes + BLOCK_STATUS_HEAD.sizeBytes;
   for (const descriptor of descriptors) {

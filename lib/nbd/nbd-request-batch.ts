@@ -110,7 +110,11 @@ async function mergedCall(device: BlockDevice, requests: readonly NbdRequest[], 
   }
   let at = 0;
   for (const request of requests) {
-    if (request.data === undefined || request.data.length !== request.length) throw new SbmError('SBM_INTERNAL', `merged WRITE at ${request.offset}: payload of ${request.data?.length ?? 0} bytes, expected ${request.length}`);
+    if (request.data === undefined || request.data.length !== request.length)
+      throw new SbmError(
+        'SBM_INTERNAL',
+        `merged WRITE at ${request.offset}: payload of ${request.data?.length ?? 0} bytes, expected ${request.length}`,
+      );
     request.data.copy(merged, at);
     at += request.length;
   }

@@ -82,7 +82,11 @@ export class NbdServerProtocol {
 
   /** The greeting, to send as soon as the client connects. */
   greeting(): Buffer {
-    return GREETING.encode({ nbdMagic: C.NBDMAGIC, optMagic: C.IHAVEOPT, handshakeFlags: C.NBD_FLAG_FIXED_NEWSTYLE | C.NBD_FLAG_NO_ZEROES });
+    return GREETING.encode({
+      nbdMagic: C.NBDMAGIC,
+      optMagic: C.IHAVEOPT,
+      handshakeFlags: C.NBD_FLAG_FIXED_NEWSTYLE | C.NBD_FLAG_NO_ZEROES,
+    });
   }
 
   get closed(): boolean {
@@ -245,7 +249,10 @@ export class NbdServerProtocol {
       this.emit({ kind: 'send', data: requestErrorReply(cookie, error, structured, errorText(error)) });
       return true;
     }
-    this.emit({ kind: 'request', request: { type, flags, cookie, offset: Number(offset), length, structured, metaContextId: this.state.metaContextId } });
+    this.emit({
+      kind: 'request',
+      request: { type, flags, cookie, offset: Number(offset), length, structured, metaContextId: this.state.metaContextId },
+    });
     return true;
   }
 

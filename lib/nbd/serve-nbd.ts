@@ -99,8 +99,12 @@ export async function serveNbd(device: BlockDevice, options: ServeNbdOptions = {
   const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
   const stallTimeoutMs = options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
-  if (!Number.isSafeInteger(maxConnections) || maxConnections < 1) throw new SbmError('SBM_USAGE', `maxConnections ${maxConnections} is not a positive integer`);
-  for (const [what, ms] of [['idleTimeoutMs', idleTimeoutMs], ['stallTimeoutMs', stallTimeoutMs]] as const) {
+  if (!Number.isSafeInteger(maxConnections) || maxConnections < 1)
+    throw new SbmError('SBM_USAGE', `maxConnections ${maxConnections} is not a positive integer`);
+  for (const [what, ms] of [
+    ['idleTimeoutMs', idleTimeoutMs],
+    ['stallTimeoutMs', stallTimeoutMs],
+  ] as const) {
     if (!Number.isFinite(ms) || ms <= 0) throw new SbmError('SBM_USAGE', `${what} ${ms} is not a positive number`);
   }
   // The budget must hold one connection's worth, or a largest request could never start.
@@ -133,9 +137,10 @@ export async function serveNbd(device: BlockDevice, options: ServeNbdOptions = {
     guard.close();
     throw error;
   }
-  const uri = listening.socketPath !== undefined
-    ? `nbd+unix:///${encodeURIComponent(name)}?socket=${encodeSocketPath(listening.socketPath)}`
-    : `nbd://${listening.host?.includes(':') ? `[${listening.host}]` : listening.host}:${listening.port}/${encodeURIComponent(name)}`;
+  const uri =
+    listening.socketPath !== undefined
+      ? `nbd+unix:///${encodeURIComponent(name)}?socket=${encodeSocketPath(listening.socketPath)}`
+      : `nbd://${listening.host?.includes(':') ? `[${listening.host}]` : listening.host}:${listening.port}/${encodeURIComponent(name)}`;
   debug('serving %s', uri);
 
   let closing: Promise<void> | undefined;
@@ -199,7 +204,12 @@ async function listenUnix(server: Server, requested: string | undefined): Promis
       throw fromSystemError(error, 'cannot create a private socket directory in', tmpdir());
     });
     socketPath = join(privateDir, 'nbd.sock');
-  } else if (await stat(socketPath).then(() => true, () => false)) {
+  } else if (
+    await stat(socketPath).then(
+      () => true,
+      () => false,
+    )
+  ) {
     throw new SbmError('SBM_LISTEN', `cannot listen on ${socketPath}: the path already exists`, { path: socketPath });
   }
   const path = socketPath;
@@ -227,7 +237,11 @@ export function isLoopbackHost(host: string): boolean {
 async function listenTcp(server: Server, port: number, host: string, allowRemote: boolean): Promise<Listening> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new SbmError('SBM_USAGE', `port ${port} is not between 0 and 65535`);
   if (!isLoopbackHost(host) && !allowRemote) {
-    throw new SbmError('SBM_USAGE', `refusing to listen on ${host}: NBD has no authentication; pass --allow-remote to expose the disk beyond this machine`, { host });
+    throw new SbmError(
+      'SBM_USAGE',
+      `refusing to listen on ${host}: NBD has no authentication; pass --allow-remote to expose the disk beyond this machine`,
+      { host },
+    );
   }
   await listen(server, `${host}:${port}`, () => server.listen({ port, host }));
   const address = server.address() as AddressInfo;

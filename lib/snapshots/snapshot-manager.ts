@@ -137,10 +137,14 @@ export class SnapshotManager {
     let text: string;
     try {
       const read = await readSmallFile(join(path, '.sbm', SNAPSHOT_META_FILE), SNAPSHOT_META_MAX_BYTES);
-      if (read.tooLong) throw new SbmError('SBM_CORRUPT', `${path}/.sbm/${SNAPSHOT_META_FILE} is ${read.sizeBytes} bytes, too long for snapshot metadata`, { name });
+      if (read.tooLong)
+        throw new SbmError('SBM_CORRUPT', `${path}/.sbm/${SNAPSHOT_META_FILE} is ${read.sizeBytes} bytes, too long for snapshot metadata`, {
+          name,
+        });
       text = read.bytes.toString('utf8');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new SbmError('SBM_NOT_FOUND', `no snapshot named "${name}" in ${this.bundle.path}`, { name });
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new SbmError('SBM_NOT_FOUND', `no snapshot named "${name}" in ${this.bundle.path}`, { name });
       if (isNotRegularFile(error)) throw new SbmError('SBM_CORRUPT', `${error.path} is a ${error.kind}, not a regular file`, { name });
       throw error;
     }
@@ -164,12 +168,18 @@ export class SnapshotManager {
     const { paths } = this.bundle;
     // A reader of the snapshot (sbm mount --snapshot, an export) holds its shared lock: deleting
     // the files under it would pull the disk out from under its clients.
-    const lock = await BundleLock.acquire(bundlePaths(path), 'exclusive', () => undefined, { recordOwner: false }).catch((error: unknown) => {
-      if (isSbmError(error, 'SBM_LOCKED')) {
-        throw new SbmError('SBM_LOCKED', `snapshot "${name}" of ${this.bundle.path} is in use (served by sbm mount --snapshot, or being read); stop that first`, { name });
-      }
-      throw error;
-    });
+    const lock = await BundleLock.acquire(bundlePaths(path), 'exclusive', () => undefined, { recordOwner: false }).catch(
+      (error: unknown) => {
+        if (isSbmError(error, 'SBM_LOCKED')) {
+          throw new SbmError(
+            'SBM_LOCKED',
+            `snapshot "${name}" of ${this.bundle.path} is in use (served by sbm mount --snapshot, or being read); stop that first`,
+            { name },
+          );
+        }
+        throw error;
+      },
+    );
     try {
       await this.deleteLocked(name, path, paths);
     } finally {
@@ -198,11 +208,18 @@ export class SnapshotManager {
     const snapshotPaths = bundlePaths(this.pathOf(name));
     const bandsKind = await directoryKind(snapshotPaths.bands);
     if (bandsKind !== undefined && bandsKind !== 'directory') {
-      throw new SbmError('SBM_BAD_BAND', `${snapshotPaths.bands} is a ${bandsKind}, not a folder; sbm will not revert to band files outside the snapshot`, { name });
+      throw new SbmError(
+        'SBM_BAD_BAND',
+        `${snapshotPaths.bands} is a ${bandsKind}, not a folder; sbm will not revert to band files outside the snapshot`,
+        { name },
+      );
     }
     const info = await parseInfoPlistAsync(await readPlistBytes(snapshotPaths.infoPlist, 'Info.plist'), 'Info.plist');
     if (info.bandSizeBytes !== this.bundle.bandSizeBytes) {
-      throw new SbmError('SBM_UNSUPPORTED', `snapshot "${meta.name}" has band size ${info.bandSizeBytes}, the bundle ${this.bundle.bandSizeBytes}`);
+      throw new SbmError(
+        'SBM_UNSUPPORTED',
+        `snapshot "${meta.name}" has band size ${info.bandSizeBytes}, the bundle ${this.bundle.bandSizeBytes}`,
+      );
     }
     if (info.sizeBytes !== this.bundle.sizeBytes) await this.bundle.setSizeBytes(info.sizeBytes);
     const tracker = this.bundle.changeTracker;
@@ -260,9 +277,13 @@ export class SnapshotManager {
 
 function assertName(name: string): void {
   if (!NAME_PATTERN.test(name)) {
-    throw new SbmError('SBM_INVALID_ARGUMENT', `snapshot name "${name}" must be 1-100 letters, digits, ".", "_" or "-", starting with a letter or digit`, {
-      name,
-    });
+    throw new SbmError(
+      'SBM_INVALID_ARGUMENT',
+      `snapshot name "${name}" must be 1-100 letters, digits, ".", "_" or "-", starting with a letter or digit`,
+      {
+        name,
+      },
+    );
   }
 }
 
@@ -300,7 +321,8 @@ async function copyRegularFile(from: string, to: string): Promise<void> {
   try {
     assertRegularSync(from);
   } catch (error) {
-    if (isNotRegularFile(error)) throw new SbmError('SBM_CORRUPT', `${from} is a ${error.kind}, not a regular file; no snapshot was taken`, { path: from });
+    if (isNotRegularFile(error))
+      throw new SbmError('SBM_CORRUPT', `${from} is a ${error.kind}, not a regular file; no snapshot was taken`, { path: from });
     throw error;
   }
   await copyFileDurably(from, to);

@@ -39,5 +39,8 @@ export const readRecordBandIndex = CHANGE_RECORD.reader('bandIndex');
 
 /** True when the record at `offset` has the magic and a matching checksum. */
 export function isValidRecord(bytes: Buffer, offset: number): boolean {
-  return readMagic(bytes, offset) === CHANGE_RECORD_MAGIC && readCrc(bytes, offset) === crc32(bytes, offset + CRC_FROM, offset + CHANGE_RECORD_SIZE);
+  return (
+    readMagic(bytes, offset) === CHANGE_RECORD_MAGIC &&
+    readCrc(bytes, offset) === crc32(bytes, offset + CRC_FROM, offset + CHANGE_RECORD_SIZE)
+  );
 }

@@ -32,8 +32,8 @@ import { inSyncRuns } from '../sync-runs.js';
 import type { WarningSink } from '../warnings.js';
 import { type ChangeLog, encodeChangeRecord } from './change-log.js';
 import { AUTO_FULL_AUDIT_MAX_BANDS, CHANGE_KIND_FOREIGN, CHANGE_KIND_WRITE } from './constants.js';
-import { type FileStamp, type LogPoint, StatCache, sameStamp, slotMatches, stampPath, stampPathSync } from './stat-cache.js';
-import { LogIndex } from './log-index.js';
+import { type FileStamp, type LogPoint, type StatCache, sameStamp, slotMatches, stampPath, stampPathSync } from './stat-cache.js';
+import type { LogIndex } from './log-index.js';
 import { type TrackingState, epochTagOf, nextGeneration, writeTrackingState } from './tracking-state.js';
 import { type TrackingToken, formatToken, parseToken, refuseToken } from './tracking-token.js';
 import type { AuditMode, ChangeReport, ChangedBand, ReportOptions, TrackerHost } from './tracker-types.js';
@@ -67,7 +67,9 @@ export class ChangeTracker {
   /** Identity and open generation, for `sbm info` and tests. */
   describe(): { bundleId: string; epochId: string; generation: number; epochStartedAt: string } | undefined {
     const state = this.state;
-    return state === undefined ? undefined : { bundleId: state.bundleId, epochId: state.epochId, generation: state.generation, epochStartedAt: state.epochStartedAt };
+    return state === undefined
+      ? undefined
+      : { bundleId: state.bundleId, epochId: state.epochId, generation: state.generation, epochStartedAt: state.epochStartedAt };
   }
 
   /** Band-change listener: resolves once a record of this band in the open generation is durable. */
@@ -140,14 +142,24 @@ export class ChangeTracker {
     const token = parseToken(text);
     const state = this.state;
     if (state === undefined) {
-      throw new SbmError('SBM_TOKEN_FOREIGN', `this bundle has no sbm change history (${this.unavailableReason ?? 'never opened read-write by sbm'}); full backup required`, {
+      throw new SbmError(
+        'SBM_TOKEN_FOREIGN',
+        `this bundle has no sbm change history (${this.unavailableReason ?? 'never opened read-write by sbm'}); full backup required`,
+        {
+          token: text,
+        },
+      );
+    }
+    if (this.unavailableReason !== undefined && token.bundleId === state.bundleId) {
+      throw new SbmError('SBM_TOKEN_STALE', `change history cannot be used: ${this.unavailableReason}; full backup required`, {
         token: text,
       });
     }
-    if (this.unavailableReason !== undefined && token.bundleId === state.bundleId) {
-      throw new SbmError('SBM_TOKEN_STALE', `change history cannot be used: ${this.unavailableReason}; full backup required`, { token: text });
-    }
-    const refusal = refuseToken(token, { bundleId: state.bundleId, epochId: state.epochId, openGeneration: state.generation }, state.resetReason);
+    const refusal = refuseToken(
+      token,
+      { bundleId: state.bundleId, epochId: state.epochId, openGeneration: state.generation },
+      state.resetReason,
+    );
     if (refusal !== undefined) throw refusal;
     return token;
   }
@@ -157,9 +169,13 @@ export class ChangeTracker {
     const state = this.requireState();
     const started = Date.parse(state.epochStartedAt);
     if (timeMs < started) {
-      throw new SbmError('SBM_TOKEN_STALE', `${new Date(timeMs).toISOString()} is before change tracking began (${state.epochStartedAt}); full backup required`, {
-        time: timeMs,
-      });
+      throw new SbmError(
+        'SBM_TOKEN_STALE',
+        `${new Date(timeMs).toISOString()} is before change tracking began (${state.epochStartedAt}); full backup required`,
+        {
+          time: timeMs,
+        },
+      );
     }
     let generation = 0; // older than the kept start times: every record counts (over-reports)
     for (const [candidate, startMs] of state.generationStarts) if (startMs <= timeMs) generation = candidate - 1;
@@ -211,7 +227,8 @@ export class ChangeTracker {
   async close(): Promise<void> {
     const unsaved = !this.savedThisSession || this.touched.size > 0;
     try {
-      if (this.log !== undefined && this.state !== undefined && unsaved && (await this.markLog())) await this.saveStamps([], this.state.generation);
+      if (this.log !== undefined && this.state !== undefined && unsaved && (await this.markLog()))
+        await this.saveStamps([], this.state.generation);
     } catch (error) {
       // A full filesystem: the records are durable, only the stat save is skipped, so the next
       // open restats those bands (over-reporting at worst). Closing must not fail for it.
@@ -239,10 +256,15 @@ export class ChangeTracker {
   }
 
   private writeState(state: TrackingState): Promise<void> {
-    return withSpace(this.host.paths.sbm, 'save the change-tracking state', () => writeTrackingState(this.host.paths.sbm, this.host.paths.tmp, state));
+    return withSpace(this.host.paths.sbm, 'save the change-tracking state', () =>
+      writeTrackingState(this.host.paths.sbm, this.host.paths.tmp, state),
+    );
   }
 
-  private async audit(mode: AuditMode, skip: ReadonlySet<number>): Promise<{ kind: 'full' | 'directory'; foreign: number[]; stamps: Map<number, FileStamp | undefined> }> {
+  private async audit(
+    mode: AuditMode,
+    skip: ReadonlySet<number>,
+  ): Promise<{ kind: 'full' | 'directory'; foreign: number[]; stamps: Map<number, FileStamp | undefined> }> {
     const stamps = new Map<number, FileStamp | undefined>();
     const cache = this.requireCache();
     // auto: when the engine has not listed bands/ (deferred listing), the stat cache's count of
@@ -339,7 +361,8 @@ export class ChangeTracker {
   }
 
   private writableParts(): { state: TrackingState; log: ChangeLog } {
-    if (this.log === undefined || this.state === undefined) throw new SbmError('SBM_READ_ONLY', `bundle ${this.host.paths.root} is open read-only`);
+    if (this.log === undefined || this.state === undefined)
+      throw new SbmError('SBM_READ_ONLY', `bundle ${this.host.paths.root} is open read-only`);
     return { state: this.state, log: this.log };
   }
 
@@ -351,7 +374,8 @@ export class ChangeTracker {
   }
 
   private requireCache(): StatCache {
-    if (this.cache === undefined) throw new SbmError('SBM_TOKEN_STALE', `${this.host.paths.root}: stat cache missing; full backup required`);
+    if (this.cache === undefined)
+      throw new SbmError('SBM_TOKEN_STALE', `${this.host.paths.root}: stat cache missing; full backup required`);
     return this.cache;
   }
 

@@ -58,7 +58,8 @@ async function openReadWrite({ host, onWarning }: OpenOptions): Promise<ChangeTr
   // without saving stats (a crash): restat them at the next checkpoint. Records in the trusted
   // part of the log are covered by completed saves, so only the records after it are looked at.
   const touched: number[] = [];
-  for (const [bandIndex, generation] of scan.index.recentEntries) if (generation > cache.statGenerationOf(bandIndex)) touched.push(bandIndex);
+  for (const [bandIndex, generation] of scan.index.recentEntries)
+    if (generation > cache.statGenerationOf(bandIndex)) touched.push(bandIndex);
   const log = await ChangeLog.openForAppend(join(host.paths.sbm, CHANGE_LOG_FILE), scan.validBytes, scan.validCrc, host.paths.sbm);
   await ensureReserve(host.paths.sbm);
   // The generation moves on before this session's first change record (startGeneration), not here.

@@ -154,5 +154,13 @@ async function compactIfLarge(host: TrackerHost, logPath: string, scan: LogScan,
 }
 
 function emptyScan(latest: Map<number, number>): LogScan {
-  return { index: new LogIndex(Buffer.alloc(0), latest), recordCount: 0, validBytes: 0, validCrc: 0, trustedPoint: undefined, damaged: false, markHeld: true };
+  return {
+    index: new LogIndex(Buffer.alloc(0), latest),
+    recordCount: 0,
+    validBytes: 0,
+    validCrc: 0,
+    trustedPoint: undefined,
+    damaged: false,
+    markHeld: true,
+  };
 }

@@ -186,7 +186,8 @@ export class StatCache {
   ) {
     this.flags = header.flags;
     this.presentCountValue = header.presentBands;
-    this.logTrusted = (header.flags & STAT_CACHE_FLAG_LOG_TRUSTED) === 0 ? undefined : { bytes: header.logTrustedBytes, crc: header.logTrustedCrc };
+    this.logTrusted =
+      (header.flags & STAT_CACHE_FLAG_LOG_TRUSTED) === 0 ? undefined : { bytes: header.logTrustedBytes, crc: header.logTrustedCrc };
     this.logBandsAtLeast = header.logBandsAtLeast;
     this.savedGeneration = header.statGeneration;
     this.fileBytes = fileBytes;
@@ -220,13 +221,15 @@ export class StatCache {
       const bytes = Buffer.alloc(STAT_CACHE_HEADER_SIZE);
       await readFully(handle, bytes, 0);
       // Magic, version and checksum before any field is decoded: a damaged header is a missing cache.
-      const headerValid = STAT_CACHE_HEADER.matches(bytes) && readHeaderCrc(bytes, 0) === crc32(bytes, HEADER_CRC_FROM, STAT_CACHE_HEADER_SIZE);
+      const headerValid =
+        STAT_CACHE_HEADER.matches(bytes) && readHeaderCrc(bytes, 0) === crc32(bytes, HEADER_CRC_FROM, STAT_CACHE_HEADER_SIZE);
       const header = headerValid ? STAT_CACHE_HEADER.decode(bytes) : undefined;
       if (header === undefined || header.epochTag !== epochTag) {
         await handle.close();
         return undefined;
       }
-      const dirStamp = header.dirIno === 0 ? undefined : { ino: header.dirIno, size: 0, mtimeUs: header.dirMtimeUs, ctimeUs: header.dirCtimeUs };
+      const dirStamp =
+        header.dirIno === 0 ? undefined : { ino: header.dirIno, size: 0, mtimeUs: header.dirMtimeUs, ctimeUs: header.dirCtimeUs };
       return new StatCache(handle, writable, header, Math.max(size, STAT_CACHE_HEADER_SIZE), epochTag, dirStamp);
     } catch (error) {
       await handle.close();
@@ -237,7 +240,14 @@ export class StatCache {
   /** Creates an empty cache file for a new epoch (caller renames it into place). */
   static async create(path: string, epochTag: number): Promise<StatCache> {
     const handle = await open(path, 'wx+', 0o644); // a fresh staged name: never someone else's file
-    const empty = { flags: STAT_CACHE_FLAG_PRESENT_COUNT, presentBands: 0, logTrustedBytes: 0, logTrustedCrc: 0, logBandsAtLeast: 0, statGeneration: 0 };
+    const empty = {
+      flags: STAT_CACHE_FLAG_PRESENT_COUNT,
+      presentBands: 0,
+      logTrustedBytes: 0,
+      logTrustedCrc: 0,
+      logBandsAtLeast: 0,
+      statGeneration: 0,
+    };
     return new StatCache(handle, true, empty, STAT_CACHE_HEADER_SIZE, epochTag, undefined, Buffer.alloc(STAT_CACHE_HEADER_SIZE));
   }
 
@@ -251,7 +261,12 @@ export class StatCache {
     return {
       state: 'present',
       statGeneration: readSlotStatGeneration(bytes, offset),
-      stamp: { ino: readSlotIno(bytes, offset), size: readSlotSize(bytes, offset), mtimeUs: readSlotMtimeUs(bytes, offset), ctimeUs: readSlotCtimeUs(bytes, offset) },
+      stamp: {
+        ino: readSlotIno(bytes, offset),
+        size: readSlotSize(bytes, offset),
+        mtimeUs: readSlotMtimeUs(bytes, offset),
+        ctimeUs: readSlotCtimeUs(bytes, offset),
+      },
     };
   }
 
@@ -293,7 +308,12 @@ export class StatCache {
   }
 
   /** Records stamps (undefined = absent) for bands, then the folder stamp; fdatasyncs once (three times with distrustFirst). */
-  async save(entries: ReadonlyMap<number, FileStamp | undefined>, dirStamp: FileStamp | undefined, statGeneration: number, options: SaveOptions): Promise<void> {
+  async save(
+    entries: ReadonlyMap<number, FileStamp | undefined>,
+    dirStamp: FileStamp | undefined,
+    statGeneration: number,
+    options: SaveOptions,
+  ): Promise<void> {
     if (!this.writable) throw new SbmError('SBM_INTERNAL', 'stat cache opened read-only was asked to save');
     const header = (logTrusted: LogPoint | undefined) => this.encodeHeader(dirStamp, statGeneration, logTrusted, options.logBandsAtLeast);
     if (options.distrustFirst === true && entries.size > 0) {
@@ -333,10 +353,16 @@ export class StatCache {
     await this.handle.close();
   }
 
-  private encodeHeader(dirStamp: FileStamp | undefined, statGeneration: number, logTrusted: LogPoint | undefined, logBandsAtLeast: number): Buffer {
+  private encodeHeader(
+    dirStamp: FileStamp | undefined,
+    statGeneration: number,
+    logTrusted: LogPoint | undefined,
+    logBandsAtLeast: number,
+  ): Buffer {
     // A trusted point must fit its u32 field; a longer log is simply not trusted (full check on open).
     const trusted = logTrusted !== undefined && logTrusted.bytes <= 0xffffffff ? logTrusted : undefined;
-    const countKnown = (this.flags & STAT_CACHE_FLAG_PRESENT_COUNT) !== 0 && this.presentCountValue >= 0 && this.presentCountValue <= SAFE_HIGH_WORD_MAX;
+    const countKnown =
+      (this.flags & STAT_CACHE_FLAG_PRESENT_COUNT) !== 0 && this.presentCountValue >= 0 && this.presentCountValue <= SAFE_HIGH_WORD_MAX;
     const flags = (trusted === undefined ? 0 : STAT_CACHE_FLAG_LOG_TRUSTED) | (countKnown ? STAT_CACHE_FLAG_PRESENT_COUNT : 0);
     const header = STAT_CACHE_HEADER.encode({
       magic: STAT_CACHE_MAGIC,

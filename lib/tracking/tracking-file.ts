@@ -48,7 +48,10 @@ export async function openTrackingFile(path: string, flags: number): Promise<Fil
 }
 
 /** The whole file, or why it cannot be one of the tracker's files. */
-export async function readTrackingFile(path: string, maxBytes: number): Promise<{ kind: 'missing' } | { kind: 'bad'; reason: string } | { kind: 'ok'; bytes: Buffer }> {
+export async function readTrackingFile(
+  path: string,
+  maxBytes: number,
+): Promise<{ kind: 'missing' } | { kind: 'bad'; reason: string } | { kind: 'ok'; bytes: Buffer }> {
   const check = await checkTrackingFile(path, maxBytes);
   if (check.kind !== 'ok') return check;
   const handle = await openTrackingFile(path, constants.O_RDONLY).catch((error: unknown) => {
@@ -135,5 +138,10 @@ export async function withSpace<T>(sbmDir: string, doing: string, write: () => P
 }
 
 function noSpace(error: unknown, doing: string, sbmDir: string): SbmError {
-  return new SbmError('SBM_NO_SPACE', `the filesystem holding ${sbmDir} is full: cannot ${doing}; free some space and retry`, { path: sbmDir, errno: (error as NodeJS.ErrnoException).code }, { cause: error });
+  return new SbmError(
+    'SBM_NO_SPACE',
+    `the filesystem holding ${sbmDir} is full: cannot ${doing}; free some space and retry`,
+    { path: sbmDir, errno: (error as NodeJS.ErrnoException).code },
+    { cause: error },
+  );
 }

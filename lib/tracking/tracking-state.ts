@@ -69,7 +69,14 @@ export async function readTrackingState(sbmDir: string): Promise<StateReadResult
 }
 
 function validMark(mark: LogMark): boolean {
-  return Number.isSafeInteger(mark.bytes) && mark.bytes >= 0 && mark.bytes % CHANGE_RECORD_SIZE === 0 && Number.isInteger(mark.crc) && mark.crc >= 0 && mark.crc <= 0xffffffff;
+  return (
+    Number.isSafeInteger(mark.bytes) &&
+    mark.bytes >= 0 &&
+    mark.bytes % CHANGE_RECORD_SIZE === 0 &&
+    Number.isInteger(mark.crc) &&
+    mark.crc >= 0 &&
+    mark.crc <= 0xffffffff
+  );
 }
 
 export async function writeTrackingState(sbmDir: string, tmpDir: string, state: TrackingState): Promise<void> {

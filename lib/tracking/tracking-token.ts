@@ -28,7 +28,9 @@ export function looksLikeToken(text: string): boolean {
 export function parseToken(text: string): TrackingToken {
   const match = TOKEN_PATTERN.exec(text.trim());
   if (match === null) {
-    throw new SbmError('SBM_BAD_TOKEN', `"${text}" is not an sbm token (expected ${TOKEN_PREFIX}:<uuid>:<epoch>:<generation>)`, { token: text });
+    throw new SbmError('SBM_BAD_TOKEN', `"${text}" is not an sbm token (expected ${TOKEN_PREFIX}:<uuid>:<epoch>:<generation>)`, {
+      token: text,
+    });
   }
   return { bundleId: match[1] as string, epochId: match[2] as string, generation: Number(match[3]) };
 }
@@ -41,14 +43,16 @@ export function refuseToken(
 ): SbmError | undefined {
   const hint = 'full backup required';
   if (token.bundleId !== current.bundleId) {
-    return new SbmError(
-      'SBM_TOKEN_FOREIGN',
-      `token belongs to bundle ${token.bundleId}, not this one (${current.bundleId}); ${hint}`,
-      { token: formatToken(token), bundleId: current.bundleId },
-    );
+    return new SbmError('SBM_TOKEN_FOREIGN', `token belongs to bundle ${token.bundleId}, not this one (${current.bundleId}); ${hint}`, {
+      token: formatToken(token),
+      bundleId: current.bundleId,
+    });
   }
   if (token.epochId !== current.epochId) {
-    const why = resetReason === undefined ? 'change tracking was reset since it was issued' : `change tracking was reset since it was issued (${resetReason})`;
+    const why =
+      resetReason === undefined
+        ? 'change tracking was reset since it was issued'
+        : `change tracking was reset since it was issued (${resetReason})`;
     return new SbmError('SBM_TOKEN_STALE', `token is from tracking epoch ${token.epochId}; ${why}; ${hint}`, {
       token: formatToken(token),
       epochId: current.epochId,

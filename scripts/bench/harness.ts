@@ -72,7 +72,11 @@ export async function runWorkload(workload: Workload, runs: number, log: (line: 
       const match = /SBM_BENCH (\d+)/.exec(timed.stderr);
       if (timed.exitCode !== 0 || match === null) {
         // A measured command that fails makes every figure of the report meaningless: stop.
-        throw new SbmError('SBM_INTERNAL', `${workload.id}/${variant.label} failed (exit ${timed.exitCode}): ${command.join(' ')}\n${timed.all}`, { exitCode: timed.exitCode });
+        throw new SbmError(
+          'SBM_INTERNAL',
+          `${workload.id}/${variant.label} failed (exit ${timed.exitCode}): ${command.join(' ')}\n${timed.all}`,
+          { exitCode: timed.exitCode },
+        );
       }
       roundSeconds += seconds;
       const sample = samples.get(variant.label);
@@ -125,7 +129,8 @@ export function renderWorkload({ workload, results }: WorkloadResult): string {
   ];
   for (const result of results) {
     const ratio = subject === undefined || result.secondsMedian === 0 ? '' : (subject.secondsMedian / result.secondsMedian).toFixed(2);
-    const rate = result.bytes === undefined || result.secondsMedian === 0 ? '' : (result.bytes / 1024 / 1024 / result.secondsMedian).toFixed(0);
+    const rate =
+      result.bytes === undefined || result.secondsMedian === 0 ? '' : (result.bytes / 1024 / 1024 / result.secondsMedian).toFixed(0);
     lines.push(
       `| ${result.label} | ${result.secondsMedian.toFixed(3)} | ${result.secondsMin.toFixed(3)}–${result.secondsMax.toFixed(3)} | ${rate} | ${result === subject ? '1.00' : ratio} | ${result.peakRssMiB.toFixed(0)} | \`${shorten(result.command)}\` |`,
     );

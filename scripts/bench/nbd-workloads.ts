@@ -24,7 +24,8 @@ interface Server {
 
 async function waitForSocket(path: string, child: ResultPromise): Promise<void> {
   for (let tries = 0; tries < 400 && !existsSync(path); tries++) {
-    if (child.exitCode !== null) throw new SbmError('SBM_LISTEN', `benchmark server exited before listening on ${path}`, { path, exitCode: child.exitCode });
+    if (child.exitCode !== null)
+      throw new SbmError('SBM_LISTEN', `benchmark server exited before listening on ${path}`, { path, exitCode: child.exitCode });
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
   if (!existsSync(path)) throw new SbmError('SBM_LISTEN', `benchmark server did not create ${path} within 10 s`, { path });
@@ -77,10 +78,31 @@ export async function nbdWorkloads({ dir, quick }: BenchContext): Promise<Worklo
     make('nbd-seq-write', 'NBD sequential write: nbdcopy raw file -> server', (uri) => ['nbdcopy', raw, uri], size),
     make('nbd-seq-read', 'NBD sequential read: nbdcopy server -> null:', (uri) => ['nbdcopy', uri, 'null:'], size),
     make('nbd-rand-read', `NBD 4 KiB random reads at queue depth 16 (qemu-img bench, ${requests} requests)`, (uri) => [
-      'qemu-img', 'bench', '-f', 'raw', '-s', '4096', '-d', '16', '-c', String(requests), uri,
+      'qemu-img',
+      'bench',
+      '-f',
+      'raw',
+      '-s',
+      '4096',
+      '-d',
+      '16',
+      '-c',
+      String(requests),
+      uri,
     ]),
     make('nbd-rand-write', `NBD 4 KiB random writes at queue depth 16 (qemu-img bench -w, ${requests} requests)`, (uri) => [
-      'qemu-img', 'bench', '-w', '-f', 'raw', '-s', '4096', '-d', '16', '-c', String(requests), uri,
+      'qemu-img',
+      'bench',
+      '-w',
+      '-f',
+      'raw',
+      '-s',
+      '4096',
+      '-d',
+      '16',
+      '-c',
+      String(requests),
+      uri,
     ]),
   ];
   return [...workloads.slice(0, -1), { ...(workloads.at(-1) as Workload), teardown: stop }];

@@ -40,8 +40,18 @@ export async function convertWorkloads({ dir, quick }: BenchContext): Promise<Wo
         "no run pays for the previous run's dirty pages.",
       subject: 'sbm convert',
       variants: [
-        { label: 'sbm convert', command: sbm('convert', vmdk, bundle, '--force', '--no-progress'), before: () => settled(rm(bundle, { recursive: true, force: true })), bytes: size },
-        { label: 'qemu-img convert -O raw', command: ['qemu-img', 'convert', '-O', 'raw', vmdk, flat], before: () => settled(rm(flat, { force: true })), bytes: size },
+        {
+          label: 'sbm convert',
+          command: sbm('convert', vmdk, bundle, '--force', '--no-progress'),
+          before: () => settled(rm(bundle, { recursive: true, force: true })),
+          bytes: size,
+        },
+        {
+          label: 'qemu-img convert -O raw',
+          command: ['qemu-img', 'convert', '-O', 'raw', vmdk, flat],
+          before: () => settled(rm(flat, { force: true })),
+          bytes: size,
+        },
         {
           label: 'qemu-img convert -O raw, then sync -f (as durable as sbm)',
           command: ['sh', '-c', `qemu-img convert -O raw ${vmdk} ${flat} && sync -f ${flat}`],
@@ -80,8 +90,16 @@ export async function memoryWorkloads({ dir, quick }: BenchContext): Promise<Wor
       notes: 'The column that matters is peak RSS: it must stay bounded (target < 256 MiB) whatever the disk size.',
       subject: 'sbm convert',
       variants: [
-        { label: 'sbm convert', command: sbm('convert', vmdk, bundle, '--force', '--no-progress'), before: () => rm(bundle, { recursive: true, force: true }) },
-        { label: 'qemu-img convert -O raw', command: ['qemu-img', 'convert', '-O', 'raw', vmdk, flat], before: () => rm(flat, { force: true }) },
+        {
+          label: 'sbm convert',
+          command: sbm('convert', vmdk, bundle, '--force', '--no-progress'),
+          before: () => rm(bundle, { recursive: true, force: true }),
+        },
+        {
+          label: 'qemu-img convert -O raw',
+          command: ['qemu-img', 'convert', '-O', 'raw', vmdk, flat],
+          before: () => rm(flat, { force: true }),
+        },
       ],
     },
     await memoryBackupWorkload(dir, vmdk, size),
@@ -102,7 +120,11 @@ async function memoryBackupWorkload(dir: string, vmdk: string, size: number): Pr
       'for scale. The column that matters is peak RSS (target < 256 MiB whatever the disk size).',
     subject: 'sbm backup (full)',
     variants: [
-      { label: 'sbm backup (full)', command: sbm('backup', source, backups, '--no-progress'), before: () => settled(rm(backups, { recursive: true, force: true })) },
+      {
+        label: 'sbm backup (full)',
+        command: sbm('backup', source, backups, '--no-progress'),
+        before: () => settled(rm(backups, { recursive: true, force: true })),
+      },
       {
         label: 'cp -r of the bands folder, then sync -f',
         command: ['sh', '-c', `cp -r ${join(source, 'bands')} ${copy} && sync -f ${copy}`],
@@ -130,13 +152,23 @@ export async function changedBandsWorkloads({ dir, quick, extraCaCerts }: BenchC
     const token = await new BundleSession(bundle).token();
     for (let index = 0; index < changes; index++) await bundle.write(((index * 7) % bandCount) * stride * 8 * MIB + 1, Buffer.from([2]));
     await bundle.close();
-    variants.push({ label: `sbm changed-bands (${label}, ${bandCount} band files)`, command: sbm('changed-bands', path, '--since', token) });
+    variants.push({
+      label: `sbm changed-bands (${label}, ${bandCount} band files)`,
+      command: sbm('changed-bands', path, '--since', token),
+    });
     if (label === '1 TiB, 10 changed') {
-      variants.push({ label: `stat every band file (find -newer, ${bandCount} band files)`, command: ['find', join(path, 'bands'), '-type', 'f', '-newer', join(path, 'Info.plist')] });
+      variants.push({
+        label: `stat every band file (find -newer, ${bandCount} band files)`,
+        command: ['find', join(path, 'bands'), '-type', 'f', '-newer', join(path, 'Info.plist')],
+      });
       variants.push(NODE_STARTUP);
       if (extraCaCerts !== undefined) {
         const env = { NODE_EXTRA_CA_CERTS: extraCaCerts };
-        variants.push({ label: `sbm changed-bands (${label}) with NODE_EXTRA_CA_CERTS set`, command: sbm('changed-bands', path, '--since', token), env });
+        variants.push({
+          label: `sbm changed-bands (${label}) with NODE_EXTRA_CA_CERTS set`,
+          command: sbm('changed-bands', path, '--since', token),
+          env,
+        });
         variants.push({ ...NODE_STARTUP, label: 'node -e 0 with NODE_EXTRA_CA_CERTS set', env });
       }
     }
@@ -211,7 +243,11 @@ export async function backupWorkloads({ dir, quick }: BenchContext): Promise<Wor
       subject: 'sbm backup',
       variants: [
         { label: 'sbm backup', command: sbm('backup', path, dest), before: dirty },
-        { label: 'rsync --link-dest (flat image)', command: ['rsync', '-a', `--link-dest=${rsyncBase}`, flat, join(dir, 'rsync', 'next') + '/'], before: dirty },
+        {
+          label: 'rsync --link-dest (flat image)',
+          command: ['rsync', '-a', `--link-dest=${rsyncBase}`, flat, join(dir, 'rsync', 'next') + '/'],
+          before: dirty,
+        },
         { label: 'cp changed bands', command: cpCommand, before: dirty },
         NODE_STARTUP,
       ],

@@ -19,7 +19,9 @@ const IMPORT = /^\s*(?:import|export)\s[^'"]*?from\s+['"](\.[^'"]+)['"]/gm;
 /** Repository-relative .ts paths a file imports (type-only imports included: they tie files too). */
 async function importsOf(file: string): Promise<string[]> {
   const text = await readFile(join(REPO_ROOT, file), 'utf8');
-  return [...text.matchAll(IMPORT)].map((match) => relative(REPO_ROOT, resolve(REPO_ROOT, dirname(file), match[1] ?? '')).replace(/\.js$/, '.ts'));
+  return [...text.matchAll(IMPORT)].map((match) =>
+    relative(REPO_ROOT, resolve(REPO_ROOT, dirname(file), match[1] ?? '')).replace(/\.js$/, '.ts'),
+  );
 }
 
 const ALLOWED: Record<string, string[]> = {
@@ -69,7 +71,10 @@ test('inside lib/, every folder has a rank and imports only its own rank or lowe
     for (const target of await importsOf(file)) {
       const targetRank = LIB_RANKS[dirname(target)];
       checked++;
-      t.true(targetRank !== undefined && targetRank <= rank, `${file} (rank ${rank}) imports ${target} (rank ${targetRank}): a lower layer must not import a higher one`);
+      t.true(
+        targetRank !== undefined && targetRank <= rank,
+        `${file} (rank ${rank}) imports ${target} (rank ${targetRank}): a lower layer must not import a higher one`,
+      );
     }
   }
   t.true(checked > 100, 'the import scan found the lib/ imports');
@@ -80,7 +85,17 @@ test('no import circle between files of lib/', async (t) => {
   for (const file of await sourceFiles('lib')) graph.set(file, await importsOf(file));
   t.deepEqual(circles(graph), [], 'files that import each other, directly or through others');
   // The detector itself finds a circle.
-  t.deepEqual(circles(new Map([['a', ['b']], ['b', ['c']], ['c', ['a']], ['d', ['a']]])), [['a', 'b', 'c']]);
+  t.deepEqual(
+    circles(
+      new Map([
+        ['a', ['b']],
+        ['b', ['c']],
+        ['c', ['a']],
+        ['d', ['a']],
+      ]),
+    ),
+    [['a', 'b', 'c']],
+  );
 });
 
 /** Strongly connected components of more than one file (Tarjan), each sorted. */

@@ -13,7 +13,11 @@ const FOLDERS = ['lib', 'formats', 'cli'];
 /** What marks a private copy, and the one file allowed to hold it. */
 const RULES: ReadonlyArray<{ readonly what: string; readonly pattern: RegExp; readonly home: string }> = [
   { what: 'a CRC-32 or CRC-32C polynomial', pattern: /0x(?:edb88320|82f63b78)\b/i, home: 'lib/checksums.ts' },
-  { what: 'a table mechanism', pattern: /\b(?:class\s+(?:BinaryTable|BinaryLayout)\b|function\s+(?:defineTable|defineLayout)\b)/, home: 'lib/binary-layout.ts' },
+  {
+    what: 'a table mechanism',
+    pattern: /\b(?:class\s+(?:BinaryTable|BinaryLayout)\b|function\s+(?:defineTable|defineLayout)\b)/,
+    home: 'lib/binary-layout.ts',
+  },
 ];
 
 async function sources(): Promise<Array<{ path: string; text: string }>> {

@@ -60,7 +60,10 @@ test('backup, backups, verify, restore (bundle, in place, raw) and thin from the
   t.like(JSON.parse(inPlace.stdout), { inPlace: true, bandsWritten: 1 });
   const changed = await runSbm(['changed-bands', disk, '--since', token, '--json']);
   t.is(changed.exitCode, 0, changed.stderr);
-  t.deepEqual(JSON.parse(changed.stdout).bands.map((band: { index: number }) => band.index), [2]);
+  t.deepEqual(
+    JSON.parse(changed.stdout).bands.map((band: { index: number }) => band.index),
+    [2],
+  );
 
   const thinned = await runSbm(['thin', dest, '--keep-hourly', '1', '--json']);
   t.is(thinned.exitCode, 0, thinned.stderr);
@@ -80,7 +83,12 @@ test('a damaged band is named by verify with the backups that share it', async (
   const result = await runSbm(['verify', join(dir, 'dest', 'vm'), '--json']);
   t.is(result.exitCode, ERROR_CODES.SBM_VERIFY_FAILED.exitCode);
   const damaged = JSON.parse(result.stdout).damaged;
-  t.true(damaged.some((band: { backup: string; band: string; sharedWith: string[] }) => band.backup === older?.name && band.band === '1' && band.sharedWith.includes(newer?.name ?? '')));
+  t.true(
+    damaged.some(
+      (band: { backup: string; band: string; sharedWith: string[] }) =>
+        band.backup === older?.name && band.band === '1' && band.sharedWith.includes(newer?.name ?? ''),
+    ),
+  );
 });
 
 test('SIGKILL mid-backup never leaves a partial backup under a final name; the rerun is correct', async (t) => {
@@ -101,7 +109,10 @@ test('SIGKILL mid-backup never leaves a partial backup under a final name; the r
   const rerun = await runSbm(['backup', disk, dest, '--json']);
   t.is(rerun.exitCode, 0, rerun.stderr);
   const result = JSON.parse(rerun.stdout);
-  t.deepEqual((await readdir(join(dest, 'vm'))).filter((name) => name.endsWith('.inProgress')), []);
+  t.deepEqual(
+    (await readdir(join(dest, 'vm'))).filter((name) => name.endsWith('.inProgress')),
+    [],
+  );
   const restored = join(dir, 'restored.raw');
   t.is((await runSbm(['restore', result.path, restored, '--to', 'raw'])).exitCode, 0);
   const original = join(dir, 'original.raw');
@@ -130,7 +141,10 @@ test('a destination that fills up fails cleanly and leaves earlier backups untou
   t.regex(full.stderr, /^sbm: SBM_NO_SPACE: /);
   const names = await readdir(join(mountPoint, 'vm'));
   t.is(names.filter((name) => name.endsWith('.sparsebundle')).length, 1);
-  t.deepEqual(names.filter((name) => name.endsWith('.inProgress')), []);
+  t.deepEqual(
+    names.filter((name) => name.endsWith('.inProgress')),
+    [],
+  );
   t.is((await runSbm(['verify', join(mountPoint, 'vm')])).exitCode, 0);
 });
 
@@ -155,7 +169,10 @@ test('a destination that refuses hard links fails with SBM_NO_HARDLINKS, leaves 
   t.regex(refused.stderr, /^sbm: SBM_NO_HARDLINKS: the destination cannot hard-link 0 \(EPERM\); use --copy\n$/);
   const names = await readdir(join(dest, 'vm'));
   t.is(names.filter((name) => name.endsWith('.sparsebundle')).length, 1);
-  t.deepEqual(names.filter((name) => name.endsWith('.inProgress')), []);
+  t.deepEqual(
+    names.filter((name) => name.endsWith('.inProgress')),
+    [],
+  );
 
   const copied = await runSbm(['backup', disk, dest, '--copy', '--json']);
   t.is(copied.exitCode, 0, copied.stderr);

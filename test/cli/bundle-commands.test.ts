@@ -127,7 +127,9 @@ test('check passes a good bundle and the hdiutil fixture, and fails a damaged on
   await mkdir(join(bundle, 'bands', 'sub'));
   const bad = await runSbm(['check', bundle, '--json']);
   t.is(bad.exitCode, ERROR_CODES.SBM_CHECK_FAILED.exitCode);
-  const codes = JSON.parse(bad.stdout).problems.map((p: { code: string }) => p.code).sort();
+  const codes = JSON.parse(bad.stdout)
+    .problems.map((p: { code: string }) => p.code)
+    .sort();
   t.deepEqual(codes, ['SBM_BAND_OVERSIZE', 'SBM_BAND_PAST_END', 'SBM_PLIST_MISMATCH', 'SBM_STRAY_FILE', 'SBM_STRAY_FILE']);
   t.regex(bad.stderr, /^sbm: SBM_CHECK_FAILED: .*5 problem/);
 });
@@ -190,7 +192,11 @@ test('info describes a bundle another process has open for writing, with a warni
   t.is((await runSbm(['create', bundle, '--size', '16M', '--band-size', '1M'])).exitCode, 0);
   const { execa } = await import('execa');
   const { REPO_ROOT } = await import('../helpers/tools.js');
-  const holder = execa('node', ['--import=tsx', join(REPO_ROOT, 'test/helpers/hold-bundle.ts'), bundle, 'rw'], { cwd: REPO_ROOT, stdin: 'pipe', reject: false });
+  const holder = execa('node', ['--import=tsx', join(REPO_ROOT, 'test/helpers/hold-bundle.ts'), bundle, 'rw'], {
+    cwd: REPO_ROOT,
+    stdin: 'pipe',
+    reject: false,
+  });
   t.teardown(async () => {
     holder.stdin?.end();
     await holder;
@@ -200,7 +206,10 @@ test('info describes a bundle another process has open for writing, with a warni
   t.is(info.exitCode, 0, info.stderr);
   const parsed = JSON.parse(info.stdout);
   t.is(parsed.sizeBytes, 16 * MIB);
-  t.deepEqual(parsed.warnings.map((w: { code: string }) => w.code), ['SBM_IN_USE']);
+  t.deepEqual(
+    parsed.warnings.map((w: { code: string }) => w.code),
+    ['SBM_IN_USE'],
+  );
   t.is((await runSbm(['convert', bundle, join(dir, 'copy.sparsebundle')])).exitCode, 3, 'other commands still refuse a bundle in use');
 });
 
@@ -215,9 +224,13 @@ test('a reader that closes the pipe early (| head) is not an error', async (t) =
   const token = await new BundleSession(bundle).token();
   for (let band = 0; band < 3000; band++) await bundle.write(band * MIB, Buffer.from([1]));
   await bundle.close();
-  const result = await execa('bash', ['-c', `node ${SBM_BIN} changed-bands ${path} --since ${token} | head -n 1 >/dev/null; echo "status=\${PIPESTATUS[0]}"`], {
-    reject: false,
-  });
+  const result = await execa(
+    'bash',
+    ['-c', `node ${SBM_BIN} changed-bands ${path} --since ${token} | head -n 1 >/dev/null; echo "status=\${PIPESTATUS[0]}"`],
+    {
+      reject: false,
+    },
+  );
   t.regex(result.stdout, /status=0/);
   t.notRegex(result.stderr, /EPIPE|Error/);
 });

@@ -29,7 +29,10 @@ async function parseWithYargs(name: string, args: readonly string[]): Promise<{ 
 function handlerKeys(command: LeanCommand): string[] {
   const keys = [...command.command.matchAll(/[<[]([\w-]+)[>\]]/g)].map((match) => match[1]!);
   for (const [key, option] of Object.entries(command.options)) {
-    keys.push(key, key.replace(/-([a-z])/g, (_match, letter: string) => letter.toUpperCase()));
+    keys.push(
+      key,
+      key.replace(/-([a-z])/g, (_match, letter: string) => letter.toUpperCase()),
+    );
     if (option.alias !== undefined) keys.push(option.alias);
   }
   return keys;
@@ -50,7 +53,11 @@ function pieces(command: LeanCommand): fc.Arbitrary<string[]> {
       forms.push(fc.constantFrom([`--${key}`], [`--no-${key}`], [`--${key}=true`], [`--${key}`, 'false'], [`--${key}`, 'true']));
     } else {
       const values = option.type === 'number' ? NUMBERS : option.choices === undefined ? VALUES : [...option.choices, 'bogus'];
-      forms.push(fc.constantFrom(...values).chain((value) => fc.constantFrom([`--${key}`, value], [`--${key}=${value}`], [`--${camel}`, value], [`--${key}`])));
+      forms.push(
+        fc
+          .constantFrom(...values)
+          .chain((value) => fc.constantFrom([`--${key}`, value], [`--${key}=${value}`], [`--${camel}`, value], [`--${key}`])),
+      );
     }
     if (option.alias !== undefined) forms.push(fc.constant([`-${option.alias}`]));
   }
@@ -67,28 +74,27 @@ function plainCall(command: LeanCommand): fc.Arbitrary<string[]> {
   const positionals = [...command.command.matchAll(/<([\w-]+)>/g)].map(() => ['vm.sparsebundle']);
   const optional = [...command.command.matchAll(/\[([\w-]+)\]/g)].map(() => fc.constantFrom<string[][]>([], [['out.sparsebundle']]));
   const options = Object.entries(command.options).map(([key, option]) => {
-    if (option.type === 'boolean') return fc.constantFrom<string[][]>([], [[`--${key}`]], [[`--no-${key}`]], option.alias === undefined ? [] : [[`-${option.alias}`]]);
+    if (option.type === 'boolean')
+      return fc.constantFrom<string[][]>([], [[`--${key}`]], [[`--no-${key}`]], option.alias === undefined ? [] : [[`-${option.alias}`]]);
     const values = option.type === 'number' ? ['0', '3', '24'] : (option.choices ?? VALUES.filter((value) => !/^[-"']/.test(value)));
     const usage = fc.constantFrom(...values).chain((value) => fc.constantFrom([[`--${key}`, value]], [[`--${key}=${value}`]]));
     return option.demandOption === true ? usage : fc.oneof(fc.constant<string[][]>([]), usage);
   });
   // Positionals keep their order among themselves; options go anywhere around them.
-  return fc
-    .tuple(fc.tuple(...optional), fc.tuple(...options))
-    .chain(([extra, chosen]) => {
-      const ordered = [...positionals, ...extra.flat()];
-      const flags = chosen.flat() as string[][];
-      return fc.array(fc.nat({ max: ordered.length }), { minLength: flags.length, maxLength: flags.length }).map((slots) => {
-        const out: string[][] = ordered.map((positional) => [...positional]);
-        const before: string[][] = [];
-        flags.forEach((flag, index) => {
-          const slot = slots[index] ?? 0;
-          if (slot === 0) before.push(flag);
-          else (out[slot - 1] as string[]).push(...flag);
-        });
-        return [...before.flat(), ...out.flat()];
+  return fc.tuple(fc.tuple(...optional), fc.tuple(...options)).chain(([extra, chosen]) => {
+    const ordered = [...positionals, ...extra.flat()];
+    const flags = chosen.flat() as string[][];
+    return fc.array(fc.nat({ max: ordered.length }), { minLength: flags.length, maxLength: flags.length }).map((slots) => {
+      const out: string[][] = ordered.map((positional) => [...positional]);
+      const before: string[][] = [];
+      flags.forEach((flag, index) => {
+        const slot = slots[index] ?? 0;
+        if (slot === 0) before.push(flag);
+        else (out[slot - 1] as string[]).push(...flag);
       });
+      return [...before.flat(), ...out.flat()];
     });
+  });
 }
 
 for (const name of Object.keys(LEAN_COMMAND_LOADERS)) {
@@ -130,7 +136,17 @@ test('the lean parser steps aside for help, unknown options, repeats, "--" and b
   const command = await LEAN_COMMAND_LOADERS['changed-bands']!();
   const base = ['vm.sparsebundle', '--since', 'nightly'];
   t.truthy(leanParse(command, base));
-  for (const extra of [['--help'], ['-h'], ['--bogus'], ['--since', 'again'], ['--'], ['--audit', 'bogus'], ['--relative', '--no-relative'], ['--json', 'false'], ['second']]) {
+  for (const extra of [
+    ['--help'],
+    ['-h'],
+    ['--bogus'],
+    ['--since', 'again'],
+    ['--'],
+    ['--audit', 'bogus'],
+    ['--relative', '--no-relative'],
+    ['--json', 'false'],
+    ['second'],
+  ]) {
     t.is(leanParse(command, [...base, ...extra]), undefined, extra.join(' '));
   }
   t.is(leanParse(command, ['vm.sparsebundle']), undefined, 'missing --since');
@@ -139,7 +155,11 @@ test('the lean parser steps aside for help, unknown options, repeats, "--" and b
 test('the lean parser reads negations, numbers and optional positionals as yargs does', async (t) => {
   const convert = await LEAN_COMMAND_LOADERS.convert!();
   t.like(leanParse(convert, ['vm.vmdk', '--no-progress']), { image: 'vm.vmdk', bundle: undefined, progress: false, force: false });
-  t.like(leanParse(convert, ['vm.vmdk', 'out.sparsebundle', '--band-size', '1M']), { bundle: 'out.sparsebundle', bandSize: '1M', 'band-size': '1M' });
+  t.like(leanParse(convert, ['vm.vmdk', 'out.sparsebundle', '--band-size', '1M']), {
+    bundle: 'out.sparsebundle',
+    bandSize: '1M',
+    'band-size': '1M',
+  });
   const backup = await LEAN_COMMAND_LOADERS.backup!();
   // Counts are text to both parsers; cli/option-values.ts judges them in the handler.
   t.like(leanParse(backup, ['vm.sparsebundle', 'dest', '--keep-hourly', '24']), { keepHourly: '24', 'keep-hourly': '24', progress: true });
@@ -163,7 +183,8 @@ test('numeric option values are judged alike whichever parser read them', async 
       const yargsVerdict = verdict(yargs.argv ?? {});
       const lean = leanParse(backup, full);
       if (lean !== undefined) t.is(verdict(lean), yargsVerdict, full.join(' '));
-      if (['x', '', '1.5', '0', '-2', '1e3'].includes(value) && args[0] !== '--max-bytes') t.regex(yargsVerdict, /SBM_USAGE/, full.join(' '));
+      if (['x', '', '1.5', '0', '-2', '1e3'].includes(value) && args[0] !== '--max-bytes')
+        t.regex(yargsVerdict, /SBM_USAGE/, full.join(' '));
     }
   }
 });

@@ -85,7 +85,10 @@ test('thin --dry-run prints what it would delete (text and --json) and deletes n
   t.deepEqual(await tree(set), before, 'nothing deleted');
   const real = await runSbm(['thin', set, '--keep-daily', '1', '--json']);
   t.like(JSON.parse(real.stdout)[0], { dryRun: false, deleted: names.slice(0, 2) });
-  t.deepEqual((await listBackups(set)).map((backup) => backup.name), names.slice(2));
+  t.deepEqual(
+    (await listBackups(set)).map((backup) => backup.name),
+    names.slice(2),
+  );
 });
 
 test('backup checks every option before it writes anything (lean fast path and yargs alike)', async (t) => {
@@ -97,7 +100,13 @@ test('backup checks every option before it writes anything (lean fast path and y
   // The first list is plain enough for the lean parser; the second ("-1") goes through yargs.
   for (const bad of [['--max-bytes', 'lots'], ['--keep-hourly', '-1'], ['--keep-daily', 'x', '--json'], ['--keep-weekly=0']]) {
     assertUsage(t, await runSbm(['backup', disk, dest, ...bad]), bad.join(' '));
-    t.false(await stat(dest).then(() => true, () => false), `${bad.join(' ')}: no backup written`);
+    t.false(
+      await stat(dest).then(
+        () => true,
+        () => false,
+      ),
+      `${bad.join(' ')}: no backup written`,
+    );
     t.deepEqual(await tree(disk), diskBefore, `${bad.join(' ')}: the disk is untouched`);
   }
   const good = await runSbm(['backup', disk, dest, '--max-bytes', '1G', '--keep-daily', '7']);
@@ -155,7 +164,12 @@ test('an output named like another image format is written in that format or ref
     const refused = await runSbm(['restore', backup, join(dir, name)]);
     assertUsage(t, refused, `restore to ${name}`);
     t.regex(refused.stderr, /--to/);
-    t.false(await lstat(join(dir, name)).then(() => true, () => false));
+    t.false(
+      await lstat(join(dir, name)).then(
+        () => true,
+        () => false,
+      ),
+    );
   }
 });
 

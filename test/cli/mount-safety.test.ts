@@ -23,7 +23,10 @@ interface Mounted {
 
 /** `sbm mount SOURCE --socket S --json ...` as a child; resolves once its JSON report is complete. */
 async function startMount(t: ExecutionContext, source: string, socket: string, extra: string[] = []): Promise<Mounted> {
-  const child = execa('node', [SBM_BIN, 'mount', source, '--socket', socket, '--json', ...extra], { reject: false, env: { NO_COLOR: '1' } });
+  const child = execa('node', [SBM_BIN, 'mount', source, '--socket', socket, '--json', ...extra], {
+    reject: false,
+    env: { NO_COLOR: '1' },
+  });
   t.teardown(() => {
     if (child.exitCode === null && child.pid !== undefined) child.kill('SIGKILL');
   });

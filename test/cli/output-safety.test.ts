@@ -23,7 +23,13 @@ async function snapshotTree(path: string): Promise<Map<string, string>> {
   const files = new Map<string, string>();
   for (const entry of await readdir(path, { recursive: true, withFileTypes: true })) {
     const full = join(entry.parentPath, entry.name);
-    if (entry.isFile()) files.set(full, createHash('sha256').update(await readFile(full)).digest('hex'));
+    if (entry.isFile())
+      files.set(
+        full,
+        createHash('sha256')
+          .update(await readFile(full))
+          .digest('hex'),
+      );
     else files.set(full, entry.isDirectory() ? 'dir' : 'other');
   }
   return files;
@@ -43,7 +49,8 @@ test('export, convert and restore refuse outputs inside, equal to or holding an 
 
   // export: a band of its own input (the finding), the input itself, inside it through a symlink.
   for (const out of [join(disk, 'bands', '7'), disk, join(dir, 'alias', 'bands', '3'), join(disk, '.sbm', 'copy.raw')]) {
-    for (const force of [[], ['--force']]) refusedInside(t, await runSbm(['export', disk, out, '--format', 'raw', ...force]), `export to ${out} ${force}`);
+    for (const force of [[], ['--force']])
+      refusedInside(t, await runSbm(['export', disk, out, '--format', 'raw', ...force]), `export to ${out} ${force}`);
   }
   t.deepEqual(await snapshotTree(disk), before, 'the exports changed nothing in the bundle');
   // convert: the bundle into itself, and a raw image onto or around itself.
@@ -63,9 +70,17 @@ test('export, convert and restore refuse outputs inside, equal to or holding an 
   const backupPath = backup?.path ?? '';
   const backupBefore = await snapshotTree(backupPath);
   refusedInside(t, await runSbm(['restore', backupPath, join(backupPath, 'restored.sparsebundle')]), 'restore into the backup');
-  refusedInside(t, await runSbm(['restore', backupPath, join(backupPath, 'bands', '0'), '--to', 'raw', '--force']), 'restore over a band of the backup');
+  refusedInside(
+    t,
+    await runSbm(['restore', backupPath, join(backupPath, 'bands', '0'), '--to', 'raw', '--force']),
+    'restore over a band of the backup',
+  );
   refusedInside(t, await runSbm(['restore', backupPath, backupPath, '--force']), 'restore over the backup itself');
-  refusedInside(t, await runSbm(['restore', backupPath, join(dir, 'dest'), '--to', 'raw', '--force']), 'restore over the folder holding the backup');
+  refusedInside(
+    t,
+    await runSbm(['restore', backupPath, join(dir, 'dest'), '--to', 'raw', '--force']),
+    'restore over the folder holding the backup',
+  );
   t.deepEqual(await snapshotTree(backupPath), backupBefore, 'the backup is unchanged');
 
   // backup: a destination inside the source bundle; nothing is created there.
@@ -86,7 +101,15 @@ test('the files of a multi-file VMDK are inputs too: an output onto its extent i
   const descriptor = join(dir, 'disk.vmdk');
   await writeFile(
     descriptor,
-    ['# Disk DescriptorFile', 'version=1', 'CID=fffffffe', 'parentCID=ffffffff', 'createType="monolithicFlat"', 'RW 4096 FLAT "disk-flat.vmdk" 0', ''].join('\n'),
+    [
+      '# Disk DescriptorFile',
+      'version=1',
+      'CID=fffffffe',
+      'parentCID=ffffffff',
+      'createType="monolithicFlat"',
+      'RW 4096 FLAT "disk-flat.vmdk" 0',
+      '',
+    ].join('\n'),
   );
   refusedInside(t, await runSbm(['export', descriptor, extent, '--format', 'raw', '--force']), 'export onto the extent');
   refusedInside(t, await runSbm(['convert', descriptor, extent, '--force']), 'convert onto the extent');
@@ -95,7 +118,7 @@ test('the files of a multi-file VMDK are inputs too: an output onto its extent i
   t.is(converted.exitCode, 0, converted.stderr);
 });
 
-test('backup leaves a user\'s project.inProgress folder alone and names it in a warning', async (t) => {
+test("backup leaves a user's project.inProgress folder alone and names it in a warning", async (t) => {
   const dir = await tempDir(t);
   const disk = join(dir, 'project.sparsebundle');
   await bundleWithData(disk, 2);

@@ -14,10 +14,13 @@ const MIB = 1024 * 1024;
 /** The README's shell block that holds the rsync recipe, as its paragraphs ("once", "every run"). */
 async function recipe(): Promise<{ once: string; everyRun: string }> {
   const readme = await readFile(join(REPO_ROOT, 'README.md'), 'utf8');
-  const block = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)].map((match) => match[1] ?? '').find((text) => text.includes('--delete-missing-args'));
+  const block = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)]
+    .map((match) => match[1] ?? '')
+    .find((text) => text.includes('--delete-missing-args'));
   if (block === undefined) throw new Error('README has no rsync recipe using --delete-missing-args');
   const [once, everyRun, ...rest] = block.trim().split(/\n\s*\n/);
-  if (once === undefined || everyRun === undefined || rest.length > 0) throw new Error('the recipe is not two paragraphs ("once", "every run")');
+  if (once === undefined || everyRun === undefined || rest.length > 0)
+    throw new Error('the recipe is not two paragraphs ("once", "every run")');
   return { once, everyRun };
 }
 

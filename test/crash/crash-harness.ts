@@ -61,7 +61,19 @@ export async function createCrashBundle(path: string): Promise<void> {
 export async function runCrashRounds(options: CrashRunOptions): Promise<CrashRunSummary> {
   const { bundlePath } = options;
   const random = rng(options.seed);
-  const summary: CrashRunSummary = { rounds: 0, operationsAnnounced: 0, flushedOperations: 0, tokensChecked: 0, tokensRefused: 0, damagedRounds: 0, snapshotsChecked: 0, overReportedBands: 0, exactBands: 0, revertsFinished: 0, revertsInterrupted: 0 };
+  const summary: CrashRunSummary = {
+    rounds: 0,
+    operationsAnnounced: 0,
+    flushedOperations: 0,
+    tokensChecked: 0,
+    tokensRefused: 0,
+    damagedRounds: 0,
+    snapshotsChecked: 0,
+    overReportedBands: 0,
+    exactBands: 0,
+    revertsFinished: 0,
+    revertsInterrupted: 0,
+  };
   const tokens: Array<{ token: string; hashes: BandHashes }> = [];
   const snapshotHashes = new Map<string, string>();
   const copiesDir = `${bundlePath}.tracker-copies`;
@@ -166,7 +178,10 @@ export async function runCrashRounds(options: CrashRunOptions): Promise<CrashRun
         const reported = new Set(report.bands.map((band) => band.bandIndex));
         const truth = changedBetween(hashes, now);
         const missed = truth.filter((band) => !reported.has(band));
-        if (missed.length > 0) throw new Error(`${where}${damage === undefined ? '' : ` (${damage})`}: token ${token} under-reports bands ${missed.join(', ')} (reported ${[...reported].join(', ')})`);
+        if (missed.length > 0)
+          throw new Error(
+            `${where}${damage === undefined ? '' : ` (${damage})`}: token ${token} under-reports bands ${missed.join(', ')} (reported ${[...reported].join(', ')})`,
+          );
         summary.tokensChecked++;
         summary.exactBands += truth.length;
         summary.overReportedBands += reported.size - truth.length;
@@ -175,7 +190,11 @@ export async function runCrashRounds(options: CrashRunOptions): Promise<CrashRun
       // 4. snapshots never change
       const deleting = new Set(events.filter((event) => event[0] === 'DELETING').map((event) => event[1] as string));
       for (const event of events.filter((item) => item[0] === 'SNAP')) snapshotHashes.set(event[1] as string, event[2] as string);
-      const present = new Set((await readdir(new BundleSession(bundle).snapshots.directory).catch(() => [] as string[])).map((name) => name.replace(/\.sparsebundle$/, '')));
+      const present = new Set(
+        (await readdir(new BundleSession(bundle).snapshots.directory).catch(() => [] as string[])).map((name) =>
+          name.replace(/\.sparsebundle$/, ''),
+        ),
+      );
       for (const [name, hash] of snapshotHashes) {
         if (!present.has(name)) {
           if (!deleting.has(name)) throw new Error(`${where}: snapshot ${name} vanished without being deleted`);
@@ -186,13 +205,16 @@ export async function runCrashRounds(options: CrashRunOptions): Promise<CrashRun
         if (actual !== hash) throw new Error(`${where}: snapshot ${name} changed after it was taken`);
         summary.snapshotsChecked++;
       }
-      for (const name of present) if (!snapshotHashes.has(name)) snapshotHashes.set(name, await hashBundle(new BundleSession(bundle).snapshots.pathOf(name)));
+      for (const name of present)
+        if (!snapshotHashes.has(name)) snapshotHashes.set(name, await hashBundle(new BundleSession(bundle).snapshots.pathOf(name)));
     } finally {
       await bundle.close();
     }
     await keepTrackerCopies(bundlePath, copiesDir);
     summary.rounds++;
-    options.log?.(`${where}: ${events.filter((event) => event[0] === 'OP').length} ops, ${tokens.length} tokens, ${snapshotHashes.size} snapshots${damage === undefined ? '' : `, ${damage}`}`);
+    options.log?.(
+      `${where}: ${events.filter((event) => event[0] === 'OP').length} ops, ${tokens.length} tokens, ${snapshotHashes.size} snapshots${damage === undefined ? '' : `, ${damage}`}`,
+    );
   }
   return summary;
 }

@@ -11,7 +11,14 @@ test('SIGKILL at random moments (and damaged tracker files) never loses flushed 
   const dir = await tempDir(t);
   const bundlePath = join(dir, 'crash.sparsebundle');
   await createCrashBundle(bundlePath);
-  const summary = await runCrashRounds({ bundlePath, rounds: 50, seed: Date.now() % 100_000, maxRunMs: 300, damageRate: 0.2, timeBudgetMs: 80_000 });
+  const summary = await runCrashRounds({
+    bundlePath,
+    rounds: 50,
+    seed: Date.now() % 100_000,
+    maxRunMs: 300,
+    damageRate: 0.2,
+    timeBudgetMs: 80_000,
+  });
   t.log(JSON.stringify(summary));
   t.true(summary.rounds >= 20, `${summary.rounds} rounds ran`);
   t.true(summary.operationsAnnounced > 0, 'the child did work before it was killed');

@@ -23,7 +23,12 @@ async function listing(dir: string): Promise<string[]> {
 async function assertRefused(t: ExecutionContext, dir: string, path: string, label: string): Promise<void> {
   const before = await listing(dir);
   // Default output (NAME.sparsebundle beside the input) and an explicit one: neither may appear.
-  for (const args of [['convert', path, '--no-progress'], ['convert', path, join(dir, 'out.sparsebundle'), '--no-progress'], ['info', path], ['info', path, '--json']]) {
+  for (const args of [
+    ['convert', path, '--no-progress'],
+    ['convert', path, join(dir, 'out.sparsebundle'), '--no-progress'],
+    ['info', path],
+    ['info', path, '--json'],
+  ]) {
     const result = await runSbm(args);
     t.is(result.exitCode, 4, `${args.join(' ')}: ${result.stderr}`);
     t.is(result.stderr, refusal(path, label), args.join(' '));
@@ -48,7 +53,10 @@ async function assertRawOverride(t: ExecutionContext, dir: string, path: string)
   const bytes = await readFile(back);
   t.is(bytes.length, Math.ceil(original.length / 512) * 512);
   t.true(bytes.subarray(0, original.length).equals(original), 'the bundle holds the file bytes');
-  t.true(bytes.subarray(original.length).every((byte) => byte === 0), 'padding is zeros');
+  t.true(
+    bytes.subarray(original.length).every((byte) => byte === 0),
+    'padding is zeros',
+  );
 }
 
 async function qemuProbe(path: string): Promise<string> {
@@ -120,10 +128,14 @@ test('export and mount refuse an unsupported image too; mount --format raw serve
   t.is(mount.stderr, refusal(path, sample.label));
   t.deepEqual(await readdir(dir), [sample.file]);
 
-  const serving = execa('node', [join('dist', 'cli', 'sbm.js'), 'mount', path, '--format', 'raw', '--socket', join(dir, 'raw.sock'), '--json'], {
-    reject: false,
-    cwd: join(import.meta.dirname, '..', '..'),
-  });
+  const serving = execa(
+    'node',
+    [join('dist', 'cli', 'sbm.js'), 'mount', path, '--format', 'raw', '--socket', join(dir, 'raw.sock'), '--json'],
+    {
+      reject: false,
+      cwd: join(import.meta.dirname, '..', '..'),
+    },
+  );
   try {
     // The report is pretty-printed JSON and may arrive in several chunks: wait until it parses.
     const report = await new Promise<{ sizeBytes: number; readOnly: boolean }>((resolve, reject) => {
@@ -152,7 +164,14 @@ test('folders: a Parallels .hdd disk, a Parallels .pvm machine and an OVF folder
   const hdd = join(dir, 'harddisk.hdd');
   await mkdir(hdd);
   await writeFile(join(hdd, 'DiskDescriptor.xml'), '<?xml version="1.0"?>\n<Parallels_disk_image Version="1.0"/>\n');
-  await execa('qemu-img', ['create', '-q', '-f', 'parallels', join(hdd, 'harddisk.hdd.0.{5fbaabe3-6958-40ff-92a7-860e329aab41}.hds'), '16M']);
+  await execa('qemu-img', [
+    'create',
+    '-q',
+    '-f',
+    'parallels',
+    join(hdd, 'harddisk.hdd.0.{5fbaabe3-6958-40ff-92a7-860e329aab41}.hds'),
+    '16M',
+  ]);
   const pvm = join(dir, 'vm.pvm');
   await mkdir(pvm);
   await writeFile(join(pvm, 'config.pvs'), '<ParallelsVirtualMachine/>\n');
@@ -188,7 +207,11 @@ test('an encrypted sparse bundle is refused by convert, info and mount with SBM_
   token.writeUInt32BE(2, 8);
   await writeFile(join(bundle, 'token'), token);
   const before = await listing(dir);
-  for (const args of [['convert', bundle, join(dir, 'copy.sparsebundle'), '--no-progress'], ['info', bundle], ['mount', bundle, '--socket', join(dir, 'nbd.sock')]]) {
+  for (const args of [
+    ['convert', bundle, join(dir, 'copy.sparsebundle'), '--no-progress'],
+    ['info', bundle],
+    ['mount', bundle, '--socket', join(dir, 'nbd.sock')],
+  ]) {
     const result = await runSbm(args);
     t.is(result.exitCode, 4, args.join(' '));
     t.regex(result.stderr, /^sbm: SBM_ENCRYPTED: .*secret\.sparsebundle is an encrypted bundle \(encrcdsa\)/, args.join(' '));

@@ -148,8 +148,18 @@ async function makeOva(path: string, dir: string, tarFormat: string, ovfName = '
 const LONG_OVF_NAME = `${'a-very-long-appliance-name-'.repeat(5)}.ovf`;
 
 export const SAMPLES: readonly FormatSample[] = [
-  { file: 'v3.qcow2', label: 'qcow2 (version 3, compat=1.1)', qemuFormat: 'qcow2', make: (path) => qemuCreate('qcow2', path, '16M', '-o', 'compat=1.1') },
-  { file: 'v2.qcow2', label: 'qcow2 (version 2, compat=0.10)', qemuFormat: 'qcow2', make: (path) => qemuCreate('qcow2', path, '16M', '-o', 'compat=0.10') },
+  {
+    file: 'v3.qcow2',
+    label: 'qcow2 (version 3, compat=1.1)',
+    qemuFormat: 'qcow2',
+    make: (path) => qemuCreate('qcow2', path, '16M', '-o', 'compat=1.1'),
+  },
+  {
+    file: 'v2.qcow2',
+    label: 'qcow2 (version 2, compat=0.10)',
+    qemuFormat: 'qcow2',
+    make: (path) => qemuCreate('qcow2', path, '16M', '-o', 'compat=0.10'),
+  },
   { file: 'old.qcow', label: 'qcow (version 1)', qemuFormat: 'qcow', make: (path) => qemuCreate('qcow', path, '16M') },
   { file: 'dynamic.vhd', label: 'VHD', qemuFormat: 'vpc', make: (path) => qemuCreate('vpc', path, '16M', '-o', 'subformat=dynamic') },
   // No qemuFormat: qemu-img probes only the start of a file and takes a fixed VHD (footer at the end only) for raw.
@@ -171,7 +181,8 @@ export const SAMPLES: readonly FormatSample[] = [
     file: 'disk.luks',
     label: 'LUKS1',
     qemuFormat: 'luks',
-    make: (path) => qemuCreate('luks', path, '4M', '--object', 'secret,id=sec0,data=not-a-real-secret', '-o', 'key-secret=sec0,iter-time=10'),
+    make: (path) =>
+      qemuCreate('luks', path, '4M', '--object', 'secret,id=sec0,data=not-a-real-secret', '-o', 'key-secret=sec0,iter-time=10'),
   },
   { file: 'new.hds', label: 'Parallels', qemuFormat: 'parallels', make: (path) => qemuCreate('parallels', path, '16M') },
   { file: 'old.hdd', label: 'Parallels', qemuFormat: 'parallels', make: (path) => writeFile(path, parallelsOldHeader()) },
@@ -182,7 +193,11 @@ export const SAMPLES: readonly FormatSample[] = [
     label: 'UDIF (.dmg)',
     make: (path) => writeFile(path, Buffer.concat([seededBytes(256 * KiB, 21), udifTrailer(256 * KiB)])),
   },
-  { file: 'home.sparseimage', label: 'Apple sparse image (.sparseimage)', make: (path) => headerAndData(path, sparseImageHeader(8 * MiB), 64 * KiB, 22) },
+  {
+    file: 'home.sparseimage',
+    label: 'Apple sparse image (.sparseimage)',
+    make: (path) => headerAndData(path, sparseImageHeader(8 * MiB), 64 * KiB, 22),
+  },
   { file: 'disk.asif', label: 'ASIF (Apple sparse image format)', make: (path) => headerAndData(path, asifHeader(8 * MiB), 64 * KiB, 23) },
   {
     file: 'secret.dmg',

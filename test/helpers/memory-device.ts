@@ -13,7 +13,11 @@ export class MemoryDevice implements BlockDevice {
   private readonly allocated: Uint8Array;
   private closed = false;
 
-  constructor(readonly sizeBytes: number, readonly readOnly = false, initial?: Uint8Array) {
+  constructor(
+    readonly sizeBytes: number,
+    readonly readOnly = false,
+    initial?: Uint8Array,
+  ) {
     this.bytes = Buffer.alloc(sizeBytes);
     this.allocated = new Uint8Array(Math.ceil(sizeBytes / BLOCK));
     if (initial !== undefined) {

@@ -52,14 +52,16 @@ async function startMount(t: ExecutionContext, bundlePath: string): Promise<Moun
 async function qemuWrite(uri: string, writes: ReadonlyArray<[number, number, number]>, expected: Buffer): Promise<void> {
   const commands = writes.flatMap(([offset, length, pattern]) => ['-c', `write -P ${pattern} ${offset} ${length}`]);
   const result = await execa('qemu-io', ['-f', 'raw', ...commands, '-c', 'flush', uri], { reject: false });
-  if (result.exitCode !== 0 || /error|fail/i.test(String(result.stdout))) throw new Error(`qemu-io failed: ${String(result.stdout)} ${String(result.stderr)}`);
+  if (result.exitCode !== 0 || /error|fail/i.test(String(result.stdout)))
+    throw new Error(`qemu-io failed: ${String(result.stdout)} ${String(result.stderr)}`);
   for (const [offset, length, pattern] of writes) expected.fill(pattern, offset, offset + length);
 }
 
 /** A qemu-io process writing band 3 over and over, only there, while a backup runs. */
 function startWriter(uri: string): ResultPromise {
   const commands: string[] = [];
-  for (let round = 0; round < 300; round++) commands.push('-c', `write -P ${WRITER_PATTERN} ${WRITER_OFFSET + (round % 128) * BLOCK_BYTES} ${BLOCK_BYTES}`);
+  for (let round = 0; round < 300; round++)
+    commands.push('-c', `write -P ${WRITER_PATTERN} ${WRITER_OFFSET + (round % 128) * BLOCK_BYTES} ${BLOCK_BYTES}`);
   return execa('qemu-io', ['-f', 'raw', ...commands, uri], { reject: false });
 }
 
@@ -87,7 +89,14 @@ test('backups, tokens and changed-bands of a bundle being written through sbm mo
   t.is(controlFile.pid, info.pid);
 
   const expected = Buffer.alloc(DISK_BYTES);
-  await qemuWrite(info.uri, [[0, 4 * MIB, 0x11], [12 * MIB, MIB, 0x22]], expected);
+  await qemuWrite(
+    info.uri,
+    [
+      [0, 4 * MIB, 0x11],
+      [12 * MIB, MIB, 0x22],
+    ],
+    expected,
+  );
   const { token } = await sbmJson<{ token: string }>(t, ['token', bundlePath]);
   t.regex(token, /^sbm1:/);
   const before = Buffer.from(expected);
@@ -97,11 +106,26 @@ test('backups, tokens and changed-bands of a bundle being written through sbm mo
   t.is((await writer1).exitCode, 0);
   t.is(first.mode, 'full');
 
-  await qemuWrite(info.uri, [[0, BLOCK_BYTES, 0x44], [20 * MIB, MIB, 0x33]], expected);
-  const changed = await sbmJson<{ sinceKind: string; bands: Array<{ index: number; path: string }> }>(t, ['changed-bands', bundlePath, '--since', token]);
+  await qemuWrite(
+    info.uri,
+    [
+      [0, BLOCK_BYTES, 0x44],
+      [20 * MIB, MIB, 0x33],
+    ],
+    expected,
+  );
+  const changed = await sbmJson<{ sinceKind: string; bands: Array<{ index: number; path: string }> }>(t, [
+    'changed-bands',
+    bundlePath,
+    '--since',
+    token,
+  ]);
   t.is(changed.sinceKind, 'token');
   const changedIndexes = changed.bands.map((band) => band.index);
-  t.true([0, 2, 3].every((index) => changedIndexes.includes(index)), `changed: ${changedIndexes.join(',')}`);
+  t.true(
+    [0, 2, 3].every((index) => changedIndexes.includes(index)),
+    `changed: ${changedIndexes.join(',')}`,
+  );
   t.false(changedIndexes.includes(1), 'band 1 was written only before the token');
   t.is(changed.bands.find((band) => band.index === 2)?.path, join(bundlePath, 'bands', '2'));
   const refused = await runSbm(['changed-bands', bundlePath, '--since', 'sbm1:00000000-0000-4000-8000-000000000000:00000001:1']);
@@ -132,7 +156,10 @@ test('backups, tokens and changed-bands of a bundle being written through sbm mo
   t.is(restore.exitCode, 0, String(restore.stderr));
   const bytes = await readFile(restored);
   t.is(bytes.length, DISK_BYTES);
-  t.true(bytes.subarray(0, WRITER_OFFSET).equals(before.subarray(0, WRITER_OFFSET)), 'bands 0-2 are exactly what was written before backup 1');
+  t.true(
+    bytes.subarray(0, WRITER_OFFSET).equals(before.subarray(0, WRITER_OFFSET)),
+    'bands 0-2 are exactly what was written before backup 1',
+  );
   for (let offset = WRITER_OFFSET; offset < DISK_BYTES; offset += BLOCK_BYTES) {
     const block = bytes.subarray(offset, offset + BLOCK_BYTES);
     // The concurrent writer's blocks are whole: either not yet written or written, never torn.
@@ -145,12 +172,19 @@ test('a stale control.json (dead mount) is ignored: free bundle opens, held bund
   const bundlePath = join(dir, 'vm.sparsebundle');
   await (await SparseBundle.create(bundlePath, { sizeBytes: DISK_BYTES })).close();
   const dead = await execa('node', ['-e', 'process.stdout.write(String(process.pid))']);
-  await writeFile(join(bundlePath, '.sbm', 'control.json'), JSON.stringify({ version: 1, pid: Number(dead.stdout), socket: join(dir, 'control.sock') }));
+  await writeFile(
+    join(bundlePath, '.sbm', 'control.json'),
+    JSON.stringify({ version: 1, pid: Number(dead.stdout), socket: join(dir, 'control.sock') }),
+  );
   t.is((await runSbm(['token', bundlePath])).exitCode, 0);
 
   const holder = await SparseBundle.open(bundlePath);
   t.teardown(() => holder.close());
-  for (const args of [['token', bundlePath], ['backup', bundlePath, join(dir, 'backups')], ['snapshot', 'create', bundlePath, 's1']]) {
+  for (const args of [
+    ['token', bundlePath],
+    ['backup', bundlePath, join(dir, 'backups')],
+    ['snapshot', 'create', bundlePath, 's1'],
+  ]) {
     const result = await runSbm(args);
     t.is(result.exitCode, 3, args.join(' '));
     t.regex(String(result.stderr), /SBM_LOCKED/);

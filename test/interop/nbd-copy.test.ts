@@ -69,6 +69,9 @@ test('nbdkit sparse-random as source and verifying sink: nothing changes on the 
   const scratch = await tempDir(t);
   // --run makes nbdkit exit when the script ends; a differing write to sparse-random fails with EIO.
   const script = `nbdcopy "$uri" '${server.uri}' && nbdcopy '${server.uri}' "$uri"`;
-  const result = await execa('nbdkit', ['-U', '-', 'sparse-random', 'size=128M', 'seed=42', '--run', script], { cwd: scratch, reject: false });
+  const result = await execa('nbdkit', ['-U', '-', 'sparse-random', 'size=128M', 'seed=42', '--run', script], {
+    cwd: scratch,
+    reject: false,
+  });
   t.is(result.exitCode, 0, result.stderr);
 });

@@ -44,7 +44,10 @@ test('ext4 on a loop device on nbdfuse on sbm: write, fsck clean, remount, read 
   await execa('mkfs.ext4', ['-q', '-F', '-E', 'discard', loop], STEP);
   await execa('mount', ['-o', 'discard', loop, fsDir], STEP);
   mounted = true;
-  const files = [0, 1, 2, 3, 4].map((index) => ({ name: `file-${index}.bin`, data: seededBytes((index + 1) * 700_000 + index, 100 + index) }));
+  const files = [0, 1, 2, 3, 4].map((index) => ({
+    name: `file-${index}.bin`,
+    data: seededBytes((index + 1) * 700_000 + index, 100 + index),
+  }));
   for (const file of files) await writeFile(join(fsDir, file.name), file.data);
   await mkdir(join(fsDir, 'dir'));
   await writeFile(join(fsDir, 'dir', 'note.txt'), 'served by sbm\n');

@@ -200,7 +200,14 @@ test('sbm mount stays under 256 MiB RSS while 63 clients leave six 32 MiB READs 
   const { child } = await startMount(t, [path, '--socket', socket], (text) => text.includes('\n'));
   const pid = child.pid as number;
   let peak = await rssMiB(pid);
-  const sampler = setInterval(() => void rssMiB(pid).then((rss) => (peak = Math.max(peak, rss)), () => undefined), 20);
+  const sampler = setInterval(
+    () =>
+      void rssMiB(pid).then(
+        (rss) => (peak = Math.max(peak, rss)),
+        () => undefined,
+      ),
+    20,
+  );
   t.teardown(() => clearInterval(sampler));
   const flood: RawClient[] = [];
   t.teardown(() => flood.forEach((raw) => raw.destroy()));
@@ -242,7 +249,10 @@ test('sbm mount: 100 clients that finish the handshake and sit idle do not lock 
   const reply = await next.simpleReply(4096);
   t.is(reply.error, 0);
   t.true(reply.data.equals(seededBytes(4096, 5)));
-  t.true(idle.every((raw) => !raw.ended), 'below the limit nobody is evicted');
+  t.true(
+    idle.every((raw) => !raw.ended),
+    'below the limit nobody is evicted',
+  );
   process.kill(child.pid as number, 'SIGTERM');
   t.is((await child).exitCode, 0);
 });

@@ -47,7 +47,11 @@ test('nbdinfo --map and qemu-img map show holes where bands are missing', async 
   });
   t.deepEqual(bundle.bandsPresent(), [1, 5]);
   const { stdout } = await execa('nbdinfo', ['--map', '--json', server.uri]);
-  const map = (JSON.parse(stdout) as Array<{ offset: number; length: number; type: number }>).map(({ offset, length, type }) => ({ offset, length, type }));
+  const map = (JSON.parse(stdout) as Array<{ offset: number; length: number; type: number }>).map(({ offset, length, type }) => ({
+    offset,
+    length,
+    type,
+  }));
   t.deepEqual(map, [
     { offset: 0, length: 8 * MIB, type: 3 },
     { offset: 8 * MIB, length: 8 * MIB, type: 0 },
@@ -56,7 +60,9 @@ test('nbdinfo --map and qemu-img map show holes where bands are missing', async 
     { offset: 41 * MIB, length: 23 * MIB, type: 3 },
   ]);
   const qemu = await execa('qemu-img', ['map', '-f', 'raw', '--output=json', server.uri]);
-  const runs = (JSON.parse(qemu.stdout) as Array<{ start: number; length: number; data: boolean; zero: boolean }>).map(({ start, length, data, zero }) => ({ start, length, data, zero }));
+  const runs = (JSON.parse(qemu.stdout) as Array<{ start: number; length: number; data: boolean; zero: boolean }>).map(
+    ({ start, length, data, zero }) => ({ start, length, data, zero }),
+  );
   t.deepEqual(runs, [
     { start: 0, length: 8 * MIB, data: false, zero: true },
     { start: 8 * MIB, length: 8 * MIB, data: true, zero: false },

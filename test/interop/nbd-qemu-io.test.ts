@@ -43,9 +43,16 @@ test('qemu-io: many aio writes then pattern-verified reads, zeroes, discard, FUA
     const previous = sorted[index - 1] as Piece;
     t.true(previous.offset + previous.length <= (sorted[index] as Piece).offset, 'pieces overlap');
   }
-  const writes = list.flatMap((piece, index) => ['-c', `aio_write ${index % 4 === 0 ? '-f ' : ''}-P ${piece.pattern} ${piece.offset} ${piece.length}`]);
+  const writes = list.flatMap((piece, index) => [
+    '-c',
+    `aio_write ${index % 4 === 0 ? '-f ' : ''}-P ${piece.pattern} ${piece.offset} ${piece.length}`,
+  ]);
   const reads = list.flatMap((piece) => ['-c', `aio_read -P ${piece.pattern} ${piece.offset} ${piece.length}`]);
-  const result = await execa('qemu-io', ['-f', 'raw', '-t', 'writeback', ...writes, '-c', 'aio_flush', ...reads, '-c', 'aio_flush', served.server.uri], { reject: false });
+  const result = await execa(
+    'qemu-io',
+    ['-f', 'raw', '-t', 'writeback', ...writes, '-c', 'aio_flush', ...reads, '-c', 'aio_flush', served.server.uri],
+    { reject: false },
+  );
   t.is(result.exitCode, 0, result.stderr);
   t.notRegex(result.stdout + result.stderr, /fail|error|mismatch/i);
   t.is((result.stdout.match(/^wrote /gm) ?? []).length, list.length);
@@ -55,16 +62,26 @@ test('qemu-io: many aio writes then pattern-verified reads, zeroes, discard, FUA
   const more = await execa(
     'qemu-io',
     [
-      '-f', 'raw',
-      '-c', `write -z ${list[0]?.offset} 4096`,
-      '-c', `read -P 0 ${list[0]?.offset} 4096`,
-      '-c', `write -z -u ${2 * BAND} ${BAND}`,
-      '-c', `read -P 0 ${2 * BAND} ${BAND}`,
-      '-c', `discard ${4 * BAND} ${BAND}`,
-      '-c', `read -P 0 ${4 * BAND} ${BAND}`,
-      '-c', `write -f -P 0xab ${SIZE - 512} 512`,
-      '-c', `read -P 0xab ${SIZE - 512} 512`,
-      '-c', 'flush',
+      '-f',
+      'raw',
+      '-c',
+      `write -z ${list[0]?.offset} 4096`,
+      '-c',
+      `read -P 0 ${list[0]?.offset} 4096`,
+      '-c',
+      `write -z -u ${2 * BAND} ${BAND}`,
+      '-c',
+      `read -P 0 ${2 * BAND} ${BAND}`,
+      '-c',
+      `discard ${4 * BAND} ${BAND}`,
+      '-c',
+      `read -P 0 ${4 * BAND} ${BAND}`,
+      '-c',
+      `write -f -P 0xab ${SIZE - 512} 512`,
+      '-c',
+      `read -P 0xab ${SIZE - 512} 512`,
+      '-c',
+      'flush',
       served.server.uri,
     ],
     { reject: false },
@@ -83,7 +100,10 @@ test('qemu-io: many aio writes then pattern-verified reads, zeroes, discard, FUA
       const inZeroed = (start: number) => piece.offset < start + BAND && piece.offset + piece.length > start;
       if (inZeroed(2 * BAND) || inZeroed(4 * BAND)) continue;
       const bytes = await bundle.read(piece.offset, piece.length);
-      t.true(bytes.every((byte) => byte === piece.pattern), `pattern ${piece.pattern} at ${piece.offset}`);
+      t.true(
+        bytes.every((byte) => byte === piece.pattern),
+        `pattern ${piece.pattern} at ${piece.offset}`,
+      );
     }
     t.false(bundle.bandsPresent().includes(4), 'the discarded band was deleted');
     t.true((await bundle.read(SIZE - 512, 512)).every((byte) => byte === 0xab));

@@ -28,7 +28,8 @@ test('raw with random data and holes -> convert -> export: qemu-img compare iden
   ];
   const handle = await open(source, 'w');
   await handle.truncate(sizeBytes);
-  for (const [index, region] of regions.entries()) await handle.write(seededBytes(region.length, index + 1), 0, region.length, region.offset);
+  for (const [index, region] of regions.entries())
+    await handle.write(seededBytes(region.length, index + 1), 0, region.length, region.offset);
   await handle.close();
 
   const bundle = join(dir, 'disk.sparsebundle');

@@ -15,7 +15,13 @@ const HEADER = defineLayout('test header', 24, 'be', [
 ] as const);
 
 test('decode reads what encode wrote, big-endian, with the magic checked', (t) => {
-  const bytes = HEADER.encode({ magic: Buffer.from('TEST'), version: 0x0102, flags: 7, sizeBytes: 2 ** 40 + 3, offset: 0xfedcba9876543210n });
+  const bytes = HEADER.encode({
+    magic: Buffer.from('TEST'),
+    version: 0x0102,
+    flags: 7,
+    sizeBytes: 2 ** 40 + 3,
+    offset: 0xfedcba9876543210n,
+  });
   t.is(bytes.toString('hex'), `${Buffer.from('TEST').toString('hex')}010207000000010000000003fedcba9876543210`);
   const values = HEADER.decode(bytes);
   t.is(values.version, 0x0102);
@@ -38,13 +44,33 @@ test('hostile input: truncation, a wrong magic and a u64n past 2^53 are SBM_CORR
   t.regex(t.throws(() => HEADER.decode(wrongMagic))?.message ?? '', /not a test header \(magic is not "TEST"\)/);
   const huge = Buffer.from(good);
   huge.writeUInt32BE(0x200000, 8);
-  t.true(isSbmError(t.throws(() => HEADER.decode(huge)), 'SBM_CORRUPT'));
-  t.true(isSbmError(t.throws(() => toSafeInteger(2n ** 60n, 'capacity', 'disk.img')), 'SBM_CORRUPT'));
+  t.true(
+    isSbmError(
+      t.throws(() => HEADER.decode(huge)),
+      'SBM_CORRUPT',
+    ),
+  );
+  t.true(
+    isSbmError(
+      t.throws(() => toSafeInteger(2n ** 60n, 'capacity', 'disk.img')),
+      'SBM_CORRUPT',
+    ),
+  );
 });
 
 test('a table with a gap, an overlap or a wrong total size is refused at declaration', (t) => {
-  t.throws(() => defineLayout('gap', 8, 'le', [{ name: 'a', offset: 0, type: 'u32' }, { name: 'b', offset: 5, type: 'u16' }] as const));
-  t.throws(() => defineLayout('overlap', 6, 'le', [{ name: 'a', offset: 0, type: 'u32' }, { name: 'b', offset: 2, type: 'u32' }] as const));
+  t.throws(() =>
+    defineLayout('gap', 8, 'le', [
+      { name: 'a', offset: 0, type: 'u32' },
+      { name: 'b', offset: 5, type: 'u16' },
+    ] as const),
+  );
+  t.throws(() =>
+    defineLayout('overlap', 6, 'le', [
+      { name: 'a', offset: 0, type: 'u32' },
+      { name: 'b', offset: 2, type: 'u32' },
+    ] as const),
+  );
   t.throws(() => defineLayout('size', 10, 'le', [{ name: 'a', offset: 0, type: 'u64' }] as const));
   t.throws(() => defineLayout('width', 4, 'le', [{ name: 'a', offset: 0, type: 'u32', size: 2 }] as const));
 });
@@ -84,7 +110,14 @@ test('writer stores one field in place; encode refuses a u64n that is not a safe
   writeCrc(bytes, 0, crc32(bytes, record.offsetOf('kind'), 16));
   t.is(bytes.readUInt32LE(0), zlibCrc32(bytes.subarray(4, 16)) >>> 0);
   t.is(record.reader('count')(bytes, 0), 2 ** 52 + 1);
-  for (const count of [-1, 2 ** 53, 1.5]) t.true(isSbmError(t.throws(() => record.encode({ crc: 0, kind: 0, count })), 'SBM_INTERNAL'), String(count));
+  for (const count of [-1, 2 ** 53, 1.5])
+    t.true(
+      isSbmError(
+        t.throws(() => record.encode({ crc: 0, kind: 0, count })),
+        'SBM_INTERNAL',
+      ),
+      String(count),
+    );
   const big = defineLayout('be u64n', 8, 'be', [{ name: 'value', offset: 0, type: 'u64n' }] as const);
   t.is(big.encode({ value: 0x1234_5678_9abc }).toString('hex'), '000012345678' + '9abc');
   t.throws(() => record.writer('missing' as 'crc'));

@@ -58,7 +58,10 @@ test('copyDevice copies merged spans byte for byte and writes nothing for zero b
     await originalWrite(offset, data, options);
   };
   const finished: Array<[number, number]> = [];
-  const result = await copyDevice(source, target, { chunkBytes: 4 * MIB, onChunkWritten: (offset, length) => finished.push([offset, length]) });
+  const result = await copyDevice(source, target, {
+    chunkBytes: 4 * MIB,
+    onChunkWritten: (offset, length) => finished.push([offset, length]),
+  });
   t.true(target.bytes.equals(source.bytes), 'bytes differ');
   // The zero block at [64 KiB, 128 KiB) is read as part of the span but never written.
   t.false(
@@ -74,7 +77,10 @@ test('copyDevice copies merged spans byte for byte and writes nothing for zero b
       [16 * MIB, 5000],
     ],
   );
-  t.is(result.bytesWritten, writes.reduce((sum, [, length]) => sum + length, 0));
+  t.is(
+    result.bytesWritten,
+    writes.reduce((sum, [, length]) => sum + length, 0),
+  );
 });
 
 test('copyDevice reuses its chunk buffers and reads into shared memory', async (t) => {

@@ -21,10 +21,14 @@ test('inSyncRuns calls every item in order and lets the event loop run between r
 test('inSyncRuns stops at the first throw', async (t) => {
   const seen: number[] = [];
   await t.throwsAsync(
-    inSyncRuns([1, 2, 3, 4, 5, 6], (item) => {
-      if (item === 5) throw new Error('boom');
-      seen.push(item);
-    }, 2),
+    inSyncRuns(
+      [1, 2, 3, 4, 5, 6],
+      (item) => {
+        if (item === 5) throw new Error('boom');
+        seen.push(item);
+      },
+      2,
+    ),
     { message: 'boom' },
   );
   t.deepEqual(seen, [1, 2, 3, 4]);

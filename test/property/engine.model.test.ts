@@ -26,7 +26,10 @@ const rangeArb = fc
   .tuple(offsetArb, fc.oneof(fc.integer({ min: 1, max: 600 }), fc.integer({ min: 1, max: 2 * BAND + 100 })))
   .map(([offset, length]) => ({ offset, length: Math.min(length, SIZE - offset) }));
 const operationArb: fc.Arbitrary<Operation> = fc.oneof(
-  { weight: 6, arbitrary: fc.tuple(rangeArb, fc.integer(), fc.boolean()).map(([r, seed, zeros]) => ({ kind: 'write' as const, ...r, seed, zeros })) },
+  {
+    weight: 6,
+    arbitrary: fc.tuple(rangeArb, fc.integer(), fc.boolean()).map(([r, seed, zeros]) => ({ kind: 'write' as const, ...r, seed, zeros })),
+  },
   { weight: 2, arbitrary: rangeArb.map((r) => ({ kind: 'writeZeroes' as const, ...r })) },
   { weight: 2, arbitrary: rangeArb.map((r) => ({ kind: 'trim' as const, ...r })) },
   { weight: 3, arbitrary: rangeArb.map((r) => ({ kind: 'read' as const, ...r })) },
@@ -81,7 +84,10 @@ test('sparse bundle matches an in-memory oracle under random operations', async 
           if ((await stat(join(path, 'bands', name))).size > bandLength) return false;
         }
         for (const extent of await bundle.extents(0, SIZE)) {
-          if (extent.kind === 'hole' && !oracle.subarray(extent.offset, extent.offset + extent.length).equals(Buffer.alloc(extent.length))) {
+          if (
+            extent.kind === 'hole' &&
+            !oracle.subarray(extent.offset, extent.offset + extent.length).equals(Buffer.alloc(extent.length))
+          ) {
             return false;
           }
         }

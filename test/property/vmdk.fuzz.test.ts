@@ -76,12 +76,18 @@ for (const subformat of ['monolithicSparse', 'streamOptimized']) {
     const pristine = await sample(dir, subformat);
     const target = join(dir, 'mutant.vmdk');
     await fc.assert(
-      fc.asyncProperty(fc.oneof(fc.nat({ max: 16 * 1024 - 1 }), fc.nat({ max: Math.floor(pristine.length / 4) - 1 })).map((slot) => Math.min(slot, Math.floor(pristine.length / 4) - 1)), fc.oneof(fc.constantFrom(0, 1, 2, 0xffffffff), fc.nat()), async (slot, value) => {
-        const mutant = Buffer.from(pristine);
-        mutant.writeUInt32LE(value >>> 0, slot * 4);
-        await writeFile(target, mutant);
-        return exercise(t, target);
-      }),
+      fc.asyncProperty(
+        fc
+          .oneof(fc.nat({ max: 16 * 1024 - 1 }), fc.nat({ max: Math.floor(pristine.length / 4) - 1 }))
+          .map((slot) => Math.min(slot, Math.floor(pristine.length / 4) - 1)),
+        fc.oneof(fc.constantFrom(0, 1, 2, 0xffffffff), fc.nat()),
+        async (slot, value) => {
+          const mutant = Buffer.from(pristine);
+          mutant.writeUInt32LE(value >>> 0, slot * 4);
+          await writeFile(target, mutant);
+          return exercise(t, target);
+        },
+      ),
       { numRuns: 150 },
     );
     t.pass();
@@ -105,7 +111,10 @@ for (const subformat of ['monolithicSparse', 'streamOptimized']) {
 test('mutated descriptors open or fail with SbmError', async (t) => {
   const dir = await tempDir(t);
   await writeFile(join(dir, 'd-flat.vmdk'), seededBytes(MiB, 4));
-  await writeFile(join(dir, 'base.vmdk'), '# Disk DescriptorFile\nversion=1\nCID=11111111\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 2048 FLAT "d-flat.vmdk" 0\n');
+  await writeFile(
+    join(dir, 'base.vmdk'),
+    '# Disk DescriptorFile\nversion=1\nCID=11111111\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 2048 FLAT "d-flat.vmdk" 0\n',
+  );
   const text = [
     '# Disk DescriptorFile',
     'version=1',
@@ -121,10 +130,30 @@ test('mutated descriptors open or fail with SbmError', async (t) => {
     '',
   ].join('\n');
   const target = join(dir, 'mutant.vmdk');
-  const tokens = ['"', '=', ' ', '\n', '\r', '\0', '../', '/', 'SPARSE', 'VMFS', '99999999999999', '-1', 'ffffffff', '\u00ff', 'ZERO', 'RW '];
+  const tokens = [
+    '"',
+    '=',
+    ' ',
+    '\n',
+    '\r',
+    '\0',
+    '../',
+    '/',
+    'SPARSE',
+    'VMFS',
+    '99999999999999',
+    '-1',
+    'ffffffff',
+    '\u00ff',
+    'ZERO',
+    'RW ',
+  ];
   await fc.assert(
     fc.asyncProperty(
-      fc.array(fc.record({ at: fc.nat({ max: text.length }), cut: fc.nat({ max: 6 }), insert: fc.constantFrom(...tokens) }), { minLength: 1, maxLength: 5 }),
+      fc.array(fc.record({ at: fc.nat({ max: text.length }), cut: fc.nat({ max: 6 }), insert: fc.constantFrom(...tokens) }), {
+        minLength: 1,
+        maxLength: 5,
+      }),
       async (edits) => {
         let mutant = text;
         for (const edit of edits) mutant = mutant.slice(0, edit.at) + edit.insert + mutant.slice(edit.at + edit.cut);

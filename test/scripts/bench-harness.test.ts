@@ -39,7 +39,11 @@ test('a short workload runs EXTRA_ROUNDS_MAX interleaved rounds, timed to the mi
 
 test('a failing command stops the workload with its output', async (t) => {
   await t.throwsAsync(
-    runWorkload({ id: 'bad', title: 'bad', notes: '', subject: 'x', variants: [{ label: 'x', command: ['sh', '-c', 'echo oops >&2; exit 3'] }] }, 1, () => undefined),
+    runWorkload(
+      { id: 'bad', title: 'bad', notes: '', subject: 'x', variants: [{ label: 'x', command: ['sh', '-c', 'echo oops >&2; exit 3'] }] },
+      1,
+      () => undefined,
+    ),
     { message: /bad\/x failed \(exit 3\)[\s\S]*oops/ },
   );
 });

@@ -12,7 +12,13 @@ import type { SbmWarning } from '../../../lib/warnings.js';
 import { requireTool, runSbm, tempDir } from '../../helpers/tools.js';
 import { KiB, MiB, makeMixedRaw, poke, qemuImg, qemuIo, setBit64 } from './qcow2-test-kit.js';
 
-async function refused(t: ExecutionContext, path: string, code: SbmErrorCode, pattern: RegExp, options: { allowOutside?: boolean } = {}): Promise<void> {
+async function refused(
+  t: ExecutionContext,
+  path: string,
+  code: SbmErrorCode,
+  pattern: RegExp,
+  options: { allowOutside?: boolean } = {},
+): Promise<void> {
   const error = await t.throwsAsync(openImage(path, options));
   t.true(error instanceof SbmError, String(error));
   t.is((error as SbmError).code, code, error?.message);
@@ -72,7 +78,18 @@ test('encrypted images (AES and LUKS) and external data files are refused as uns
   const dir = await tempDir(t);
   for (const format of ['aes', 'luks']) {
     const path = join(dir, `${format}.qcow2`);
-    await qemuImg('create', '-q', '-f', 'qcow2', '--object', 'secret,id=s0,data=123456', '-o', `encrypt.format=${format},encrypt.key-secret=s0`, path, '1M');
+    await qemuImg(
+      'create',
+      '-q',
+      '-f',
+      'qcow2',
+      '--object',
+      'secret,id=s0,data=123456',
+      '-o',
+      `encrypt.format=${format},encrypt.key-secret=s0`,
+      path,
+      '1M',
+    );
     await refused(t, path, 'SBM_UNSUPPORTED', new RegExp(`encrypted qcow2 images \\(${format === 'aes' ? 'AES' : 'LUKS'}\\)`));
   }
   const external = join(dir, 'external.qcow2');
@@ -89,7 +106,10 @@ test('the dirty bit is a warning and the disk still reads', async (t) => {
   const warnings: SbmWarning[] = [];
   const image = await openImage(path, { onWarning: (warning) => warnings.push(warning) });
   try {
-    t.deepEqual(warnings.map((warning) => warning.code), ['SBM_QCOW2_DIRTY']);
+    t.deepEqual(
+      warnings.map((warning) => warning.code),
+      ['SBM_QCOW2_DIRTY'],
+    );
     t.is((await image.read(0, 1))[0], 0x5a);
     t.true((await image.details())['dirty'] as boolean);
   } finally {
@@ -212,7 +232,10 @@ test('the CLI prints one line, exits 4 and writes nothing for a refused image', 
   const path = await plainImage(dir, 'bad.qcow2');
   await setBit64(path, 72, 33);
   const before = (await readdir(dir)).sort();
-  for (const args of [['convert', path, '--no-progress'], ['info', path]]) {
+  for (const args of [
+    ['convert', path, '--no-progress'],
+    ['info', path],
+  ]) {
     const result = await runSbm(args);
     t.is(result.exitCode, 4, result.stderr);
     t.is(result.stderr, `sbm: SBM_UNSUPPORTED: ${path}: unknown incompatible qcow2 feature(s) 0x200000000 (bit 33)\n`);

@@ -39,7 +39,14 @@ test('extents: holes, zero clusters and data, merged; a backing file fills the h
     await qemuImg('convert', '-f', 'qcow2', '-O', 'raw', top, reference);
     const expected = await readFile(reference);
     // Odd offsets and lengths across clusters and the overlay/base boundary.
-    for (const [offset, length] of [[1, 3], [65535, 2], [127 * KiB + 7, 70 * KiB], [500 * KiB, 200 * KiB], [MiB - 1, 2], [0, 2 * MiB]] as const) {
+    for (const [offset, length] of [
+      [1, 3],
+      [65535, 2],
+      [127 * KiB + 7, 70 * KiB],
+      [500 * KiB, 200 * KiB],
+      [MiB - 1, 2],
+      [0, 2 * MiB],
+    ] as const) {
       t.true((await image.read(offset, length)).equals(expected.subarray(offset, offset + length)), `read ${offset}+${length}`);
     }
     await image.close();
@@ -94,10 +101,17 @@ test('sbm info lists internal snapshots and bitmaps by name, with version, clust
   t.is(details.version, 3);
   t.is(details.clusterSizeBytes, 4096);
   t.is(details.compressionType, 'deflate');
-  t.deepEqual(details.snapshots.map((snapshot: { id: string; name: string; diskSizeBytes: number }) => [snapshot.id, snapshot.name, snapshot.diskSizeBytes]), [
-    ['1', 'before-upgrade', 4 * MiB],
-    ['2', 'after', 4 * MiB],
-  ]);
+  t.deepEqual(
+    details.snapshots.map((snapshot: { id: string; name: string; diskSizeBytes: number }) => [
+      snapshot.id,
+      snapshot.name,
+      snapshot.diskSizeBytes,
+    ]),
+    [
+      ['1', 'before-upgrade', 4 * MiB],
+      ['2', 'after', 4 * MiB],
+    ],
+  );
   // qemu-img info is the oracle for the bitmaps (default granularity: the cluster size).
   const qemu = JSON.parse((await execa('qemu-img', ['info', '-U', '--output=json', path])).stdout) as {
     'format-specific': { data: { bitmaps: Array<{ name: string; granularity: number }> } };
@@ -107,7 +121,10 @@ test('sbm info lists internal snapshots and bitmaps by name, with version, clust
     ['backup-0', 4 * KiB],
     ['nightly', 128 * KiB],
   ]);
-  t.deepEqual(details.bitmaps.map((bitmap: { name: string; granularityBytes: number }) => [bitmap.name, bitmap.granularityBytes]), expected);
+  t.deepEqual(
+    details.bitmaps.map((bitmap: { name: string; granularityBytes: number }) => [bitmap.name, bitmap.granularityBytes]),
+    expected,
+  );
   const text = await runSbm(['info', path]);
   t.regex(text.stdout, /before-upgrade/);
   t.regex(text.stdout, /nightly/);
@@ -135,7 +152,11 @@ test('an empty image, a size that ends mid-cluster and preallocated metadata rea
   } finally {
     await zero.close();
   }
-  for (const [name, options, size] of [['odd.qcow2', 'compat=1.1', '1000k'], ['prealloc.qcow2', 'preallocation=metadata', '2M'], ['falloc.qcow2', 'preallocation=falloc', '1M']] as const) {
+  for (const [name, options, size] of [
+    ['odd.qcow2', 'compat=1.1', '1000k'],
+    ['prealloc.qcow2', 'preallocation=metadata', '2M'],
+    ['falloc.qcow2', 'preallocation=falloc', '1M'],
+  ] as const) {
     const path = join(dir, name);
     await qemuImg('create', '-q', '-f', 'qcow2', '-o', options, path, size);
     await qemuIo(path, 'write -P 0x61 900k 100k');

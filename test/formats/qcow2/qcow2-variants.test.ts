@@ -10,7 +10,15 @@ import { join } from 'node:path';
 import { requireTool, runSbm, tempDir } from '../../helpers/tools.js';
 import { KiB, MiB, assertConvertsLikeQemu, makeMixedRaw, poke, qemuImg, qemuIo } from './qcow2-test-kit.js';
 
-const WRITES = ['write -P 0xab 1M 64k', 'write -P 0x11 100k 3k', 'write -P 0x5c 3M 1M', 'write -z 3M 64k', 'write -z 6M 128k', 'discard 3200k 64k', 'write -P 0x77 8189k 3k'];
+const WRITES = [
+  'write -P 0xab 1M 64k',
+  'write -P 0x11 100k 3k',
+  'write -P 0x5c 3M 1M',
+  'write -z 3M 64k',
+  'write -z 6M 128k',
+  'discard 3200k 64k',
+  'write -P 0x77 8189k 3k',
+];
 
 for (const [label, options] of [
   ['compat-0.10', 'compat=0.10'],
@@ -58,7 +66,18 @@ for (const compression of ['zlib', 'zstd'] as const) {
       const source = join(dir, 'source.raw');
       await makeMixedRaw(source, clusterSize === '2M' ? 12 * MiB : 3 * MiB, 7);
       const image = join(dir, `c-${compression}-${clusterSize}.qcow2`);
-      await qemuImg('convert', '-c', '-f', 'raw', '-O', 'qcow2', '-o', `compression_type=${compression},cluster_size=${clusterSize}`, source, image);
+      await qemuImg(
+        'convert',
+        '-c',
+        '-f',
+        'raw',
+        '-O',
+        'qcow2',
+        '-o',
+        `compression_type=${compression},cluster_size=${clusterSize}`,
+        source,
+        image,
+      );
       await assertConvertsLikeQemu(t, dir, image, `c-${compression}-${clusterSize}`);
       const info = JSON.parse((await runSbm(['info', image, '--json'])).stdout);
       t.is(info.compressionType, compression === 'zlib' ? 'deflate' : 'zstd');

@@ -43,7 +43,10 @@ async function samples(dir: string): Promise<Array<[string, Buffer]>> {
   const source = join(dir, 'source.raw');
   await makeMixedRaw(source, 2 * MiB, 11);
   const out: Array<[string, Buffer]> = [];
-  for (const [name, options] of [['deflate', 'cluster_size=4k'], ['zstd', 'compression_type=zstd,cluster_size=4k']] as const) {
+  for (const [name, options] of [
+    ['deflate', 'cluster_size=4k'],
+    ['zstd', 'compression_type=zstd,cluster_size=4k'],
+  ] as const) {
     const path = join(dir, `${name}.qcow2`);
     await qemuImg('convert', '-c', '-f', 'raw', '-O', 'qcow2', '-o', options, source, path);
     out.push([name, await readFile(path)]);
@@ -90,7 +93,7 @@ test('qcow2 files with stray u64 entries written into their tables fail cleanly'
   for (const [, pristine] of await samples(dir)) {
     const slots = Math.floor(Math.min(pristine.length, 96 * 1024) / 8);
     const values = fc.oneof(
-      fc.constantFrom(0n, 1n, 1n << 62n, (1n << 63n) | 0x10000n, 0xffffffffffffffffn, 0x4000000000000000n | 0x3fn << 54n),
+      fc.constantFrom(0n, 1n, 1n << 62n, (1n << 63n) | 0x10000n, 0xffffffffffffffffn, 0x4000000000000000n | (0x3fn << 54n)),
       fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
     );
     await fc.assert(

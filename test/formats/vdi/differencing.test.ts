@@ -26,7 +26,12 @@ async function makeChain(t: ExecutionContext): Promise<Chain> {
   await qemuVdi(base, '4M', [], ['write -P 0x11 0 4M']);
   const expected = await qemuRaw(base, join(dir, 'base.raw'));
   const child = join(dir, 'child.vdi');
-  await makeDiff(child, base, { blocks: new Map<number, Buffer | 'zero'>([[1, Buffer.alloc(MiB, 0xab)], [2, 'zero']]) });
+  await makeDiff(child, base, {
+    blocks: new Map<number, Buffer | 'zero'>([
+      [1, Buffer.alloc(MiB, 0xab)],
+      [2, 'zero'],
+    ]),
+  });
   expected.fill(0xab, MiB, 2 * MiB);
   expected.fill(0, 2 * MiB, 3 * MiB);
   return { dir, base, child, expected };
@@ -78,7 +83,13 @@ test('no .vdi in the folder holds the parent UUID: SBM_NOT_FOUND in one line', a
 
 test('the parent changed after the snapshot: warning SBM_VDI_PARENT_MODIFIED; two copies: SBM_VDI_PARENT_AMBIGUOUS', async (t) => {
   const chain = await makeChain(t);
-  await makeDiff(chain.child, chain.base, { blocks: new Map<number, Buffer | 'zero'>([[1, Buffer.alloc(MiB, 0xab)], [2, 'zero']]), parentModify: Buffer.alloc(16, 9) });
+  await makeDiff(chain.child, chain.base, {
+    blocks: new Map<number, Buffer | 'zero'>([
+      [1, Buffer.alloc(MiB, 0xab)],
+      [2, 'zero'],
+    ]),
+    parentModify: Buffer.alloc(16, 9),
+  });
   const modified = await readAll(chain.child);
   t.true(modified.bytes.equals(chain.expected));
   t.deepEqual(modified.warnings, ['SBM_VDI_PARENT_MODIFIED']);

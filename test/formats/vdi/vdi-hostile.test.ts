@@ -19,7 +19,13 @@ async function sample(t: ExecutionContext): Promise<{ disk: string; file: Buffer
   return { disk, file: await readFile(disk) };
 }
 
-async function refused(t: ExecutionContext, path: string, code: SbmError['code'], pattern: RegExp, open: (path: string) => Promise<{ close(): Promise<void> }> = openImage): Promise<void> {
+async function refused(
+  t: ExecutionContext,
+  path: string,
+  code: SbmError['code'],
+  pattern: RegExp,
+  open: (path: string) => Promise<{ close(): Promise<void> }> = openImage,
+): Promise<void> {
   const error = await t.throwsAsync(
     (async () => {
       const image = await open(path);
@@ -33,20 +39,85 @@ async function refused(t: ExecutionContext, path: string, code: SbmError['code']
 }
 
 const CASES: ReadonlyArray<{ name: string; code: SbmError['code']; pattern: RegExp; edit: (file: Buffer) => void }> = [
-  { name: 'version 1.2', code: 'SBM_UNSUPPORTED', pattern: /header version 1\.2 is not supported \(only 1\.1\)/, edit: (file) => file.writeUInt32LE(0x00010002, 0x44) },
-  { name: 'legacy version 0.2', code: 'SBM_UNSUPPORTED', pattern: /header version 0\.2 is not supported/, edit: (file) => file.writeUInt32LE(0x00000002, 0x44) },
-  { name: 'header size 100', code: 'SBM_CORRUPT', pattern: /header size 100 is smaller/, edit: (file) => file.writeUInt32LE(100, at('cbHeader')) },
-  { name: 'image type 5', code: 'SBM_CORRUPT', pattern: /image type 5 is not one of/, edit: (file) => file.writeUInt32LE(5, at('imageType')) },
+  {
+    name: 'version 1.2',
+    code: 'SBM_UNSUPPORTED',
+    pattern: /header version 1\.2 is not supported \(only 1\.1\)/,
+    edit: (file) => file.writeUInt32LE(0x00010002, 0x44),
+  },
+  {
+    name: 'legacy version 0.2',
+    code: 'SBM_UNSUPPORTED',
+    pattern: /header version 0\.2 is not supported/,
+    edit: (file) => file.writeUInt32LE(0x00000002, 0x44),
+  },
+  {
+    name: 'header size 100',
+    code: 'SBM_CORRUPT',
+    pattern: /header size 100 is smaller/,
+    edit: (file) => file.writeUInt32LE(100, at('cbHeader')),
+  },
+  {
+    name: 'image type 5',
+    code: 'SBM_CORRUPT',
+    pattern: /image type 5 is not one of/,
+    edit: (file) => file.writeUInt32LE(5, at('imageType')),
+  },
   { name: 'undo image (type 3)', code: 'SBM_UNSUPPORTED', pattern: /undo images/, edit: (file) => file.writeUInt32LE(3, at('imageType')) },
-  { name: 'block size 3 MiB', code: 'SBM_CORRUPT', pattern: /block size 3145728 is not a power of two/, edit: (file) => file.writeUInt32LE(3 * MiB, at('cbBlock')) },
-  { name: 'block extra 100', code: 'SBM_CORRUPT', pattern: /block extra size 100/, edit: (file) => file.writeUInt32LE(100, at('cbBlockExtra')) },
-  { name: 'blocks too few for the disk', code: 'SBM_CORRUPT', pattern: /has 2 blocks .* too few/, edit: (file) => file.writeUInt32LE(2, at('cBlocks')) },
-  { name: 'allocated count above the block count', code: 'SBM_CORRUPT', pattern: /claims 9 allocated blocks of 4/, edit: (file) => file.writeUInt32LE(9, at('cBlocksAllocated')) },
-  { name: 'map past the end of the file', code: 'SBM_CORRUPT', pattern: /block map at \d+ .* past the end/, edit: (file) => file.writeUInt32LE(0x7fffffff, at('offBlocks')) },
-  { name: 'data offset inside the map', code: 'SBM_CORRUPT', pattern: /data offset 512 lies inside the block map/, edit: (file) => file.writeUInt32LE(512, at('offData')) },
-  { name: 'map entry past the block count', code: 'SBM_CORRUPT', pattern: /block 3 points at data block 4/, edit: (file) => file.writeUInt32LE(4, header(file).offBlocks + 12) },
-  { name: 'two entries on one data block', code: 'SBM_CORRUPT', pattern: /data block \d+ is used by two blocks \(the second is block 3\)/, edit: (file) => file.writeUInt32LE(file.readUInt32LE(header(file).offBlocks), header(file).offBlocks + 12) },
-  { name: 'a huge disk size', code: 'SBM_CORRUPT', pattern: /larger than 2\^53/, edit: (file) => file.writeBigUInt64LE(0xffffffffffffffffn, at('cbDisk')) },
+  {
+    name: 'block size 3 MiB',
+    code: 'SBM_CORRUPT',
+    pattern: /block size 3145728 is not a power of two/,
+    edit: (file) => file.writeUInt32LE(3 * MiB, at('cbBlock')),
+  },
+  {
+    name: 'block extra 100',
+    code: 'SBM_CORRUPT',
+    pattern: /block extra size 100/,
+    edit: (file) => file.writeUInt32LE(100, at('cbBlockExtra')),
+  },
+  {
+    name: 'blocks too few for the disk',
+    code: 'SBM_CORRUPT',
+    pattern: /has 2 blocks .* too few/,
+    edit: (file) => file.writeUInt32LE(2, at('cBlocks')),
+  },
+  {
+    name: 'allocated count above the block count',
+    code: 'SBM_CORRUPT',
+    pattern: /claims 9 allocated blocks of 4/,
+    edit: (file) => file.writeUInt32LE(9, at('cBlocksAllocated')),
+  },
+  {
+    name: 'map past the end of the file',
+    code: 'SBM_CORRUPT',
+    pattern: /block map at \d+ .* past the end/,
+    edit: (file) => file.writeUInt32LE(0x7fffffff, at('offBlocks')),
+  },
+  {
+    name: 'data offset inside the map',
+    code: 'SBM_CORRUPT',
+    pattern: /data offset 512 lies inside the block map/,
+    edit: (file) => file.writeUInt32LE(512, at('offData')),
+  },
+  {
+    name: 'map entry past the block count',
+    code: 'SBM_CORRUPT',
+    pattern: /block 3 points at data block 4/,
+    edit: (file) => file.writeUInt32LE(4, header(file).offBlocks + 12),
+  },
+  {
+    name: 'two entries on one data block',
+    code: 'SBM_CORRUPT',
+    pattern: /data block \d+ is used by two blocks \(the second is block 3\)/,
+    edit: (file) => file.writeUInt32LE(file.readUInt32LE(header(file).offBlocks), header(file).offBlocks + 12),
+  },
+  {
+    name: 'a huge disk size',
+    code: 'SBM_CORRUPT',
+    pattern: /larger than 2\^53/,
+    edit: (file) => file.writeBigUInt64LE(0xffffffffffffffffn, at('cbDisk')),
+  },
 ];
 
 for (const { name, code, pattern, edit } of CASES) {

@@ -17,7 +17,8 @@ async function exercise(t: ExecutionContext, path: string): Promise<boolean> {
     try {
       await image.extents(0, image.sizeBytes);
       const chunk = 512 * 1024;
-      for (let offset = 0; offset < Math.min(image.sizeBytes, 8 * MiB); offset += chunk) await image.read(offset, Math.min(chunk, image.sizeBytes - offset));
+      for (let offset = 0; offset < Math.min(image.sizeBytes, 8 * MiB); offset += chunk)
+        await image.read(offset, Math.min(chunk, image.sizeBytes - offset));
       await image.details();
     } finally {
       await image.close();
@@ -32,7 +33,8 @@ async function exercise(t: ExecutionContext, path: string): Promise<boolean> {
   }
 }
 
-const mutation = (limit: number) => fc.array(fc.record({ offset: fc.nat({ max: limit - 1 }), value: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 8 });
+const mutation = (limit: number) =>
+  fc.array(fc.record({ offset: fc.nat({ max: limit - 1 }), value: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 8 });
 
 for (const kind of ['dynamic', 'static', 'diff'] as const) {
   test(`mutated ${kind} VDIs open or fail with SbmError`, async (t) => {
@@ -43,7 +45,12 @@ for (const kind of ['dynamic', 'static', 'diff'] as const) {
     let source = base;
     if (kind === 'diff') {
       source = join(dir, 'child.vdi');
-      await makeDiff(source, base, { blocks: new Map<number, Buffer | 'zero'>([[1, Buffer.alloc(MiB, 0xab)], [2, 'zero']]) });
+      await makeDiff(source, base, {
+        blocks: new Map<number, Buffer | 'zero'>([
+          [1, Buffer.alloc(MiB, 0xab)],
+          [2, 'zero'],
+        ]),
+      });
     }
     const pristine = await readFile(source);
     const target = join(dir, 'mutant.vdi');

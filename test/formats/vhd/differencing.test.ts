@@ -114,7 +114,10 @@ test('a parent outside the child folder is refused unless allowOutside', async (
   t.true((await readAll(child, { allowOutside: true })).bytes.equals(chain.expected));
   const cli = await runSbm(['info', child]);
   t.is(cli.exitCode, 4);
-  t.regex(cli.stderr, /^sbm: SBM_PATH_OUTSIDE: .*child\.vhd: parent "\.\.\\elsewhere\\parent\.vhd" \(W2ru\) lies outside the image's folder[^\n]*\n$/);
+  t.regex(
+    cli.stderr,
+    /^sbm: SBM_PATH_OUTSIDE: .*child\.vhd: parent "\.\.\\elsewhere\\parent\.vhd" \(W2ru\) lies outside the image's folder[^\n]*\n$/,
+  );
 });
 
 test('a missing parent: SBM_NOT_FOUND naming what was tried, in one line', async (t) => {
@@ -123,7 +126,10 @@ test('a missing parent: SBM_NOT_FOUND naming what was tried, in one line', async
   await rename(chain.parent, join(chain.dir, 'moved.vhd'));
   const cli = await runSbm(['info', chain.child]);
   t.is(cli.exitCode, 1);
-  t.regex(cli.stderr, /^sbm: SBM_NOT_FOUND: .*child\.vhd: parent VHD not found \(tried W2ru "\.\\parent\.vhd", parent name "parent\.vhd"\)\n$/);
+  t.regex(
+    cli.stderr,
+    /^sbm: SBM_NOT_FOUND: .*child\.vhd: parent VHD not found \(tried W2ru "\.\\parent\.vhd", parent name "parent\.vhd"\)\n$/,
+  );
 });
 
 test('a child that names itself as parent: SBM_CORRUPT (loop), no hang', async (t) => {

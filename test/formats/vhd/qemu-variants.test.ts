@@ -19,9 +19,21 @@ const WRITES = ['write -P 0xab 1M 64k', 'write -P 0x11 3M 2M', 'write -z 5M 64k'
 
 const VARIANTS = [
   { name: 'dynamic', options: ['subformat=dynamic'], subformat: 'dynamic', creator: 'qemu', sizeFrom: 'chs' },
-  { name: 'dynamic, force_size', options: ['subformat=dynamic', 'force_size=on'], subformat: 'dynamic', creator: 'qem2', sizeFrom: 'current_size' },
+  {
+    name: 'dynamic, force_size',
+    options: ['subformat=dynamic', 'force_size=on'],
+    subformat: 'dynamic',
+    creator: 'qem2',
+    sizeFrom: 'current_size',
+  },
   { name: 'fixed', options: ['subformat=fixed'], subformat: 'fixed', creator: 'qemu', sizeFrom: 'chs' },
-  { name: 'fixed, force_size', options: ['subformat=fixed', 'force_size=on'], subformat: 'fixed', creator: 'qem2', sizeFrom: 'current_size' },
+  {
+    name: 'fixed, force_size',
+    options: ['subformat=fixed', 'force_size=on'],
+    subformat: 'fixed',
+    creator: 'qem2',
+    sizeFrom: 'current_size',
+  },
 ] as const;
 
 for (const variant of VARIANTS) {
@@ -78,12 +90,21 @@ test('extents: a fixed disk reports the holes of its (sparse) file, so convert s
   const image = await openImage(disk);
   try {
     const extents = await image.extents(0, image.sizeBytes);
-    t.true(extents.some((extent) => extent.kind === 'hole'), JSON.stringify(extents));
+    t.true(
+      extents.some((extent) => extent.kind === 'hole'),
+      JSON.stringify(extents),
+    );
     const data = extents.filter((extent) => extent.kind === 'data');
     // The written 64 KiB is data; the rest is mostly holes (the file system may allocate a page near the footer).
-    t.true(data.some((extent) => extent.offset <= 2 * MiB && extent.offset + extent.length >= 2 * MiB + 64 * 1024), JSON.stringify(extents));
+    t.true(
+      data.some((extent) => extent.offset <= 2 * MiB && extent.offset + extent.length >= 2 * MiB + 64 * 1024),
+      JSON.stringify(extents),
+    );
     t.true(data.reduce((sum, extent) => sum + extent.length, 0) < MiB, JSON.stringify(extents));
-    t.is(extents.reduce((sum, extent) => sum + extent.length, 0), image.sizeBytes);
+    t.is(
+      extents.reduce((sum, extent) => sum + extent.length, 0),
+      image.sizeBytes,
+    );
   } finally {
     await image.close();
   }
@@ -97,7 +118,10 @@ test('a 2000 GiB dynamic disk with one block maps as three runs (runs of absent 
   const image = await openImage(disk);
   try {
     const extents = await image.extents(0, image.sizeBytes);
-    t.deepEqual(extents.map((extent) => extent.kind), ['hole', 'data', 'hole']);
+    t.deepEqual(
+      extents.map((extent) => extent.kind),
+      ['hole', 'data', 'hole'],
+    );
     t.true((await image.read(1000 * 1024 * MiB, 4096)).every((byte) => byte === 0x07));
   } finally {
     await image.close();

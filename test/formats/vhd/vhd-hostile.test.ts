@@ -61,7 +61,10 @@ test('a damaged footer copy at offset 0: the end footer is used, warning SBM_VHD
   } finally {
     await image.close();
   }
-  t.deepEqual(warnings.items.map((warning) => warning.code), ['SBM_VHD_FOOTER_COPY']);
+  t.deepEqual(
+    warnings.items.map((warning) => warning.code),
+    ['SBM_VHD_FOOTER_COPY'],
+  );
 });
 
 test('a bad dynamic header checksum is only a warning (qemu never checks it)', async (t) => {
@@ -76,7 +79,10 @@ test('a bad dynamic header checksum is only a warning (qemu never checks it)', a
   } finally {
     await image.close();
   }
-  t.deepEqual(warnings.items.map((warning) => warning.code), ['SBM_VHD_HEADER_CHECKSUM']);
+  t.deepEqual(
+    warnings.items.map((warning) => warning.code),
+    ['SBM_VHD_HEADER_CHECKSUM'],
+  );
 });
 
 test('a dynamic disk truncated inside a block is SBM_CORRUPT at open', async (t) => {

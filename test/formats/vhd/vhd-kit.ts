@@ -75,13 +75,22 @@ export async function makeDifferencing(childPath: string, parentPath: string, na
     const at = body.length + index * 512;
     entry.data.copy(file, at);
     VHD_PARENT_LOCATOR.encode(
-      { platformCode: entry.code, platformDataSpace: 1, platformDataLength: entry.data.length, reserved: 0, platformDataOffset: BigInt(at) },
+      {
+        platformCode: entry.code,
+        platformDataSpace: 1,
+        platformDataLength: entry.data.length,
+        reserved: 0,
+        platformDataOffset: BigInt(at),
+      },
       file,
       HEADER_AT + VHD_DYNAMIC_HEADER.offsetOf('parentLocators') + index * VHD_PARENT_LOCATOR.sizeBytes,
     );
   });
   parentId.copy(file, HEADER_AT + VHD_DYNAMIC_HEADER.offsetOf('parentUniqueId'));
-  const nameField = file.subarray(HEADER_AT + VHD_DYNAMIC_HEADER.offsetOf('parentUnicodeName'), HEADER_AT + VHD_DYNAMIC_HEADER.offsetOf('parentUnicodeName') + 512);
+  const nameField = file.subarray(
+    HEADER_AT + VHD_DYNAMIC_HEADER.offsetOf('parentUnicodeName'),
+    HEADER_AT + VHD_DYNAMIC_HEADER.offsetOf('parentUnicodeName') + 512,
+  );
   nameField.fill(0);
   if (naming.unicodeName !== undefined) Buffer.from(naming.unicodeName, 'utf16le').swap16().copy(nameField);
   fixHeaderChecksum(file);

@@ -19,7 +19,8 @@ async function exercise(t: ExecutionContext, path: string): Promise<boolean> {
     try {
       await image.extents(0, image.sizeBytes);
       const chunk = 512 * 1024;
-      for (let offset = 0; offset < Math.min(image.sizeBytes, 8 * MiB); offset += chunk) await image.read(offset, Math.min(chunk, image.sizeBytes - offset));
+      for (let offset = 0; offset < Math.min(image.sizeBytes, 8 * MiB); offset += chunk)
+        await image.read(offset, Math.min(chunk, image.sizeBytes - offset));
       await image.details();
     } finally {
       await image.close();
@@ -34,7 +35,8 @@ async function exercise(t: ExecutionContext, path: string): Promise<boolean> {
   }
 }
 
-const mutation = (limit: number) => fc.array(fc.record({ offset: fc.nat({ max: limit - 1 }), value: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 8 });
+const mutation = (limit: number) =>
+  fc.array(fc.record({ offset: fc.nat({ max: limit - 1 }), value: fc.integer({ min: 0, max: 255 }) }), { minLength: 1, maxLength: 8 });
 
 for (const kind of ['dynamic', 'fixed', 'differencing'] as const) {
   test(`mutated ${kind} VHDs open or fail with SbmError`, async (t) => {
@@ -49,7 +51,11 @@ for (const kind of ['dynamic', 'fixed', 'differencing'] as const) {
     const pristine = await readFile(source);
     const target = join(dir, 'mutant.vhd');
     // Hot spots: the footer copy, header and BAT at the front; the footer (and locators) at the end; anywhere.
-    const regions = [{ from: 0, length: 4096 }, { from: Math.max(0, pristine.length - 2048), length: Math.min(2048, pristine.length) }, { from: 0, length: pristine.length }];
+    const regions = [
+      { from: 0, length: 4096 },
+      { from: Math.max(0, pristine.length - 2048), length: Math.min(2048, pristine.length) },
+      { from: 0, length: pristine.length },
+    ];
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...regions), fc.integer(), async (region, seed) => {
         const edits = fc.sample(mutation(region.length), { numRuns: 1, seed })[0] ?? [];

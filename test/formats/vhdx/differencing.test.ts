@@ -56,7 +56,11 @@ function childBlocks(parentRaw: Buffer, sector: number): { blocks: Map<number, B
   blocks.set(1, { state: PAYLOAD_BLOCK_PARTIALLY_PRESENT, data: partial, presentSectors: present });
   for (const index of present) partial.copy(expected, MiB + index * sector, index * sector, (index + 1) * sector);
   blocks.set(2, { state: PAYLOAD_BLOCK_NOT_PRESENT });
-  for (const [block, state] of [[3, PAYLOAD_BLOCK_ZERO], [4, PAYLOAD_BLOCK_UNMAPPED], [5, PAYLOAD_BLOCK_UNDEFINED]] as const) {
+  for (const [block, state] of [
+    [3, PAYLOAD_BLOCK_ZERO],
+    [4, PAYLOAD_BLOCK_UNMAPPED],
+    [5, PAYLOAD_BLOCK_UNDEFINED],
+  ] as const) {
     blocks.set(block, { state });
     expected.fill(0, block * MiB, (block + 1) * MiB);
   }
@@ -65,9 +69,24 @@ function childBlocks(parentRaw: Buffer, sector: number): { blocks: Map<number, B
   return { blocks, expected };
 }
 
-async function writeChild(path: string, chain: Chain, paths: Record<string, string>, sector = 512, linkage = chain.linkage): Promise<Buffer> {
+async function writeChild(
+  path: string,
+  chain: Chain,
+  paths: Record<string, string>,
+  sector = 512,
+  linkage = chain.linkage,
+): Promise<Buffer> {
   const { blocks, expected } = childBlocks(chain.parentRaw, sector);
-  await writeFile(path, buildVhdx({ virtualSize: SIZE, blockSize: MiB, logicalSectorSize: sector, blocks, parentLocator: { parent_linkage: linkage, ...paths } }));
+  await writeFile(
+    path,
+    buildVhdx({
+      virtualSize: SIZE,
+      blockSize: MiB,
+      logicalSectorSize: sector,
+      blocks,
+      parentLocator: { parent_linkage: linkage, ...paths },
+    }),
+  );
   return expected;
 }
 
@@ -77,7 +96,12 @@ for (const sector of [512, 4096]) {
     const dir = await tempDir(t);
     const chain = await makeParent(dir);
     const child = join(dir, 'child.vhdx');
-    const expected = await writeChild(child, chain, { relative_path: '.\\parent.vhdx', absolute_win32_path: 'C:\\VMs\\parent.vhdx' }, sector);
+    const expected = await writeChild(
+      child,
+      chain,
+      { relative_path: '.\\parent.vhdx', absolute_win32_path: 'C:\\VMs\\parent.vhdx' },
+      sector,
+    );
     const warnings = new WarningList();
     const image = await openVhdx(child, { onWarning: warnings.sink });
     try {
@@ -86,12 +110,16 @@ for (const sector of [512, 4096]) {
       // Reads that start and end inside sectors, across a present/absent edge of block 1.
       t.true((await image.read(MiB + 3 * sector - 7, 20)).equals(expected.subarray(MiB + 3 * sector - 7, MiB + 3 * sector + 13)));
       const extents = await image.extents(0, SIZE);
-      const kindAt = (offset: number): string | undefined => extents.find((extent) => extent.offset <= offset && offset < extent.offset + extent.length)?.kind;
+      const kindAt = (offset: number): string | undefined =>
+        extents.find((extent) => extent.offset <= offset && offset < extent.offset + extent.length)?.kind;
       t.is(kindAt(0), 'data');
       t.is(kindAt(2 * MiB), 'data', 'NOT_PRESENT: the parent holds data');
       t.is(kindAt(3 * MiB), 'zero');
       t.is(kindAt(5 * MiB + 4096), 'zero');
-      t.is(extents.reduce((sum, extent) => sum + extent.length, 0), SIZE);
+      t.is(
+        extents.reduce((sum, extent) => sum + extent.length, 0),
+        SIZE,
+      );
       const details = await image.details();
       t.is(details.subformat, 'differencing');
       t.is(details.logicalSectorSize, sector);
@@ -153,14 +181,20 @@ test('parent_linkage that differs from the parent DataWriteGuid is a warning; --
   const warnings = new WarningList();
   const image = await openVhdx(child, { onWarning: warnings.sink });
   try {
-    t.deepEqual(warnings.items.map((warning) => warning.code), ['SBM_VHDX_PARENT_MISMATCH']);
+    t.deepEqual(
+      warnings.items.map((warning) => warning.code),
+      ['SBM_VHDX_PARENT_MISMATCH'],
+    );
     t.true((await image.read(0, SIZE)).equals(expected), 'still read through the parent');
   } finally {
     await image.close();
   }
   const strict = await runSbm(['info', child, '--strict']);
   t.is(strict.exitCode, 4);
-  t.regex(strict.stderr, /^sbm: SBM_STRICT: SBM_VHDX_PARENT_MISMATCH: .*child\.vhdx: parent_linkage \{01234567-89AB-CDEF-0123-456789ABCDEF\} does not match/);
+  t.regex(
+    strict.stderr,
+    /^sbm: SBM_STRICT: SBM_VHDX_PARENT_MISMATCH: .*child\.vhdx: parent_linkage \{01234567-89AB-CDEF-0123-456789ABCDEF\} does not match/,
+  );
   t.is(strict.stderr.split('\n').length, 2, 'one line');
 });
 
@@ -170,7 +204,10 @@ test('the parent is looked up by relative_path, then volume_path / absolute_win3
   const chain = await makeParent(dir, 'base.vhdx');
   const child = join(dir, 'child.vhdx');
   // relative_path names a file that is gone; the Windows absolute path's file name is beside the child.
-  const expected = await writeChild(child, chain, { relative_path: '.\\moved-away.vhdx', volume_path: '\\\\?\\Volume{26A21BDA-A627-11D7-9931-806E6F6E6963}\\VMs\\base.vhdx' });
+  const expected = await writeChild(child, chain, {
+    relative_path: '.\\moved-away.vhdx',
+    volume_path: '\\\\?\\Volume{26A21BDA-A627-11D7-9931-806E6F6E6963}\\VMs\\base.vhdx',
+  });
   const image = await openVhdx(child);
   try {
     t.true((await image.read(0, SIZE)).equals(expected));
@@ -181,7 +218,10 @@ test('the parent is looked up by relative_path, then volume_path / absolute_win3
   await writeChild(missing, chain, { relative_path: 'nowhere.vhdx', absolute_win32_path: 'D:\\nowhere-else.vhdx' });
   const error = await t.throwsAsync(openVhdx(missing), { instanceOf: SbmError });
   t.is(error?.code, 'SBM_NOT_FOUND');
-  t.regex(error?.message ?? '', /orphan\.vhdx: VHDX parent not found \(tried relative_path=nowhere\.vhdx, absolute_win32_path=D:\\nowhere-else\.vhdx\)$/);
+  t.regex(
+    error?.message ?? '',
+    /orphan\.vhdx: VHDX parent not found \(tried relative_path=nowhere\.vhdx, absolute_win32_path=D:\\nowhere-else\.vhdx\)$/,
+  );
 });
 
 test('a parent outside the disk folder is refused unless allowOutside', async (t) => {
@@ -193,7 +233,10 @@ test('a parent outside the disk folder is refused unless allowOutside', async (t
   const expected = await writeChild(child, chain, { relative_path: '..\\parent.vhdx' });
   const refused = await runSbm(['info', child]);
   t.is(refused.exitCode, 4);
-  t.is(refused.stderr, `sbm: SBM_PATH_OUTSIDE: ${child}: VHDX parent "..\\parent.vhdx" (relative_path) lies outside the disk's folder (use --allow-outside to permit)\n`);
+  t.is(
+    refused.stderr,
+    `sbm: SBM_PATH_OUTSIDE: ${child}: VHDX parent "..\\parent.vhdx" (relative_path) lies outside the disk's folder (use --allow-outside to permit)\n`,
+  );
   const image = await openVhdx(child, { allowOutside: true });
   try {
     t.true((await image.read(0, SIZE)).equals(expected));
@@ -208,12 +251,21 @@ test('a parent chain that loops is refused with one line', async (t) => {
   const dir = await tempDir(t);
   const linkage = '{AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE}';
   const self = join(dir, 'self.vhdx');
-  await writeFile(self, buildVhdx({ virtualSize: SIZE, blockSize: MiB, parentLocator: { parent_linkage: linkage, relative_path: 'self.vhdx' } }));
+  await writeFile(
+    self,
+    buildVhdx({ virtualSize: SIZE, blockSize: MiB, parentLocator: { parent_linkage: linkage, relative_path: 'self.vhdx' } }),
+  );
   const selfError = await t.throwsAsync(openVhdx(self), { instanceOf: SbmError });
   t.is(selfError?.code, 'SBM_CORRUPT');
   t.regex(selfError?.message ?? '', /loops back/);
-  await writeFile(join(dir, 'a.vhdx'), buildVhdx({ virtualSize: SIZE, blockSize: MiB, parentLocator: { parent_linkage: linkage, relative_path: 'b.vhdx' } }));
-  await writeFile(join(dir, 'b.vhdx'), buildVhdx({ virtualSize: SIZE, blockSize: MiB, parentLocator: { parent_linkage: linkage, relative_path: 'a.vhdx' } }));
+  await writeFile(
+    join(dir, 'a.vhdx'),
+    buildVhdx({ virtualSize: SIZE, blockSize: MiB, parentLocator: { parent_linkage: linkage, relative_path: 'b.vhdx' } }),
+  );
+  await writeFile(
+    join(dir, 'b.vhdx'),
+    buildVhdx({ virtualSize: SIZE, blockSize: MiB, parentLocator: { parent_linkage: linkage, relative_path: 'a.vhdx' } }),
+  );
   const result = await runSbm(['convert', join(dir, 'a.vhdx'), join(dir, 'out.sparsebundle'), '--no-progress']);
   t.is(result.exitCode, 4);
   t.regex(result.stderr, /^sbm: SBM_CORRUPT: .*b\.vhdx: VHDX parent chain loops back to .*a\.vhdx\n$/);
@@ -224,7 +276,11 @@ test('a parent in another format (raw) is read through the registry', async (t) 
   const parentRaw = seededBytes(SIZE, 21);
   await writeFile(join(dir, 'base.img'), parentRaw);
   const child = join(dir, 'child.vhdx');
-  const expected = await writeChild(child, { dir, parent: join(dir, 'base.img'), parentRaw, linkage: '{AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE}' }, { relative_path: 'base.img' });
+  const expected = await writeChild(
+    child,
+    { dir, parent: join(dir, 'base.img'), parentRaw, linkage: '{AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE}' },
+    { relative_path: 'base.img' },
+  );
   const image = await openVhdx(child);
   try {
     t.true((await image.read(0, SIZE)).equals(expected));
@@ -241,7 +297,14 @@ test('a loop through another format (VHDX -> qcow2 -> the same VHDX) is refused,
   await requireTool(t, 'qemu-img');
   const dir = await tempDir(t);
   const child = join(dir, 'child.vhdx');
-  await writeFile(child, buildVhdx({ virtualSize: SIZE, blockSize: MiB, parentLocator: { parent_linkage: '{AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE}', relative_path: 'middle.qcow2' } }));
+  await writeFile(
+    child,
+    buildVhdx({
+      virtualSize: SIZE,
+      blockSize: MiB,
+      parentLocator: { parent_linkage: '{AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE}', relative_path: 'middle.qcow2' },
+    }),
+  );
   await qemuImg(['create', '-q', '-f', 'qcow2', '-u', '-b', 'child.vhdx', '-F', 'vhdx', join(dir, 'middle.qcow2'), '8M']);
   const error = await t.throwsAsync(openVhdx(child), { instanceOf: SbmError });
   t.is(error?.code, 'SBM_CORRUPT', error?.message);

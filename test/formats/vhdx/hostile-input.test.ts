@@ -22,7 +22,17 @@ import { openVhdx } from '../../../formats/vhdx/open-vhdx.js';
 import { type SbmErrorCode, SbmError } from '../../../lib/errors.js';
 import { WarningList } from '../../../lib/warnings.js';
 import { requireTool, runSbm, seededBytes, tempDir } from '../../helpers/tools.js';
-import { BUILT_LAYOUT, type VhdxSpec, MiB, buildVhdx, currentHeaderOffset, fixHeaderCrc, fixRegionTableCrcs, qemuImg, qemuVhdx } from './vhdx-kit.js';
+import {
+  BUILT_LAYOUT,
+  type VhdxSpec,
+  MiB,
+  buildVhdx,
+  currentHeaderOffset,
+  fixHeaderCrc,
+  fixRegionTableCrcs,
+  qemuImg,
+  qemuVhdx,
+} from './vhdx-kit.js';
 
 const SIZE = 8 * MiB;
 
@@ -124,7 +134,10 @@ test('region tables: table 1 damaged reads through table 2 with a warning; both 
   await writeFile(disk, first);
   const warnings = new WarningList();
   await readsLike(t, disk, reference, warnings);
-  t.deepEqual(warnings.items.map((warning) => warning.code), ['SBM_VHDX_REGION_TABLE_COPY']);
+  t.deepEqual(
+    warnings.items.map((warning) => warning.code),
+    ['SBM_VHDX_REGION_TABLE_COPY'],
+  );
   first.writeUInt8(first.readUInt8(REGION_TABLE2_OFFSET + 40) ^ 0x01, REGION_TABLE2_OFFSET + 40);
   await writeFile(disk, first);
   await refused(t, disk, 'SBM_CORRUPT', /both VHDX region tables are damaged \(table 1: CRC-32C mismatch; table 2: CRC-32C mismatch\)/);
@@ -153,7 +166,8 @@ async function built(t: ExecutionContext, spec: Partial<VhdxSpec>, patch?: (file
 }
 
 const UNKNOWN = '0F0E0D0C-0B0A-0908-0706-050403020100';
-const blocks = (entries: Array<[number, number]>): Map<number, { state: number; data: Buffer }> => new Map(entries.map(([block, state]) => [block, { state, data: seededBytes(MiB, block + 1) }]));
+const blocks = (entries: Array<[number, number]>): Map<number, { state: number; data: Buffer }> =>
+  new Map(entries.map(([block, state]) => [block, { state, data: seededBytes(MiB, block + 1) }]));
 /** Metadata item k's data and table entry in a built file (file parameters, size, page 83, logical, physical). */
 const itemData = (index: number): number => BUILT_LAYOUT.metadataOffset + 64 * 1024 + index * 4096;
 
@@ -165,60 +179,157 @@ test('the hand builder makes a dynamic disk sbm reads (the baseline of the cases
 });
 
 test('unknown required regions and metadata items are SBM_UNSUPPORTED; optional ones are ignored', async (t) => {
-  await refused(t, await built(t, { extraRegion: { guid: UNKNOWN, required: 1 } }), 'SBM_UNSUPPORTED', /VHDX region 0F0E0D0C-0B0A-0908-0706-050403020100 is marked required/);
+  await refused(
+    t,
+    await built(t, { extraRegion: { guid: UNKNOWN, required: 1 } }),
+    'SBM_UNSUPPORTED',
+    /VHDX region 0F0E0D0C-0B0A-0908-0706-050403020100 is marked required/,
+  );
   await readsLike(t, await built(t, { extraRegion: { guid: UNKNOWN, required: 0 } }), Buffer.alloc(SIZE));
-  await refused(t, await built(t, { extraItem: { guid: UNKNOWN, flags: METADATA_IS_REQUIRED } }), 'SBM_UNSUPPORTED', /metadata item 0F0E0D0C-.* is marked required/);
+  await refused(
+    t,
+    await built(t, { extraItem: { guid: UNKNOWN, flags: METADATA_IS_REQUIRED } }),
+    'SBM_UNSUPPORTED',
+    /metadata item 0F0E0D0C-.* is marked required/,
+  );
   await readsLike(t, await built(t, { extraItem: { guid: UNKNOWN, flags: 0 } }), Buffer.alloc(SIZE));
 });
 
 test('impossible metadata values are SBM_CORRUPT', async (t) => {
   await refused(t, await built(t, { blockSize: 3 * MiB }), 'SBM_CORRUPT', /block size 3145728 is not a power of two/);
-  await refused(t, await built(t, { blockSize: 512 * MiB }), 'SBM_CORRUPT', /block size 536870912 is not a power of two from 1 MiB to 256 MiB/);
+  await refused(
+    t,
+    await built(t, { blockSize: 512 * MiB }),
+    'SBM_CORRUPT',
+    /block size 536870912 is not a power of two from 1 MiB to 256 MiB/,
+  );
   await refused(t, await built(t, {}, (file) => void file.writeUInt32LE(1024, itemData(3))), 'SBM_CORRUPT', /logical sector size is 1024/);
   await refused(t, await built(t, { virtualSize: 65 * 1024 * 1024 * MiB }), 'SBM_CORRUPT', /larger than 64 TiB/);
-  await refused(t, await built(t, { virtualSize: SIZE + 512, logicalSectorSize: 4096 }), 'SBM_CORRUPT', /not a multiple of the logical sector size 4096/);
+  await refused(
+    t,
+    await built(t, { virtualSize: SIZE + 512, logicalSectorSize: 4096 }),
+    'SBM_CORRUPT',
+    /not a multiple of the logical sector size 4096/,
+  );
   // 64 TiB in 1 MiB blocks needs a 512 MiB BAT; the region is 1 MiB.
-  await refused(t, await built(t, { virtualSize: 64 * 1024 * 1024 * MiB }), 'SBM_CORRUPT', /BAT region of 1048576 bytes cannot hold the \d+ entries/);
+  await refused(
+    t,
+    await built(t, { virtualSize: 64 * 1024 * 1024 * MiB }),
+    'SBM_CORRUPT',
+    /BAT region of 1048576 bytes cannot hold the \d+ entries/,
+  );
   // A metadata item that points past its region.
-  await refused(t, await built(t, {}, (file) => void file.writeUInt32LE(MiB, BUILT_LAYOUT.metadataOffset + 32 + 16)), 'SBM_CORRUPT', /item "file parameters" .* lies outside the metadata region/);
-  await refused(t, await built(t, {}, (file) => void file.write('METADATA', BUILT_LAYOUT.metadataOffset, 'latin1')), 'SBM_CORRUPT', /signature is not "metadata"/);
+  await refused(
+    t,
+    await built(t, {}, (file) => void file.writeUInt32LE(MiB, BUILT_LAYOUT.metadataOffset + 32 + 16)),
+    'SBM_CORRUPT',
+    /item "file parameters" .* lies outside the metadata region/,
+  );
+  await refused(
+    t,
+    await built(t, {}, (file) => void file.write('METADATA', BUILT_LAYOUT.metadataOffset, 'latin1')),
+    'SBM_CORRUPT',
+    /signature is not "metadata"/,
+  );
   // HasParent set in the file parameters, but no parent locator item.
-  await refused(t, await built(t, {}, (file) => void file.writeUInt32LE(2, itemData(0) + 4)), 'SBM_CORRUPT', /VHDX metadata has no "parent locator" item/);
+  await refused(
+    t,
+    await built(t, {}, (file) => void file.writeUInt32LE(2, itemData(0) + 4)),
+    'SBM_CORRUPT',
+    /VHDX metadata has no "parent locator" item/,
+  );
 });
 
 test('bad BAT entries are SBM_CORRUPT: reserved state, reserved bits, partial blocks without a parent, overlaps, metadata hits', async (t) => {
   const bat = BUILT_LAYOUT.batOffset;
-  await refused(t, await built(t, {}, (file) => void file.writeUInt32LE(4, bat + 8)), 'SBM_CORRUPT', /BAT entry 1 \(block 1\) has state 4, invalid here/);
-  await refused(t, await built(t, {}, (file) => void file.writeUInt32LE(0x100, bat)), 'SBM_CORRUPT', /BAT entry 0 \(block 0\) has reserved bits set/);
-  await refused(t, await built(t, { blocks: blocks([[2, PAYLOAD_BLOCK_PARTIALLY_PRESENT]]) }), 'SBM_CORRUPT', /BAT entry 2 \(block 2\) has state 7, invalid here/);
+  await refused(
+    t,
+    await built(t, {}, (file) => void file.writeUInt32LE(4, bat + 8)),
+    'SBM_CORRUPT',
+    /BAT entry 1 \(block 1\) has state 4, invalid here/,
+  );
+  await refused(
+    t,
+    await built(t, {}, (file) => void file.writeUInt32LE(0x100, bat)),
+    'SBM_CORRUPT',
+    /BAT entry 0 \(block 0\) has reserved bits set/,
+  );
+  await refused(
+    t,
+    await built(t, { blocks: blocks([[2, PAYLOAD_BLOCK_PARTIALLY_PRESENT]]) }),
+    'SBM_CORRUPT',
+    /BAT entry 2 \(block 2\) has state 7, invalid here/,
+  );
   const twoAtOnce = (file: Buffer): void => void file.copy(file, bat + 3 * 8, bat + 2 * 8, bat + 3 * 8);
-  await refused(t, await built(t, { blocks: blocks([[2, PAYLOAD_BLOCK_FULLY_PRESENT]]) }, twoAtOnce), 'SBM_CORRUPT', /BAT entry 3 \(block 3\) at offset 4194304 overlaps/);
+  await refused(
+    t,
+    await built(t, { blocks: blocks([[2, PAYLOAD_BLOCK_FULLY_PRESENT]]) }, twoAtOnce),
+    'SBM_CORRUPT',
+    /BAT entry 3 \(block 3\) at offset 4194304 overlaps/,
+  );
   const intoMetadata = (file: Buffer): void => void file.writeUInt32LE((PAYLOAD_BLOCK_FULLY_PRESENT | (3 << 20)) >>> 0, bat);
-  await refused(t, await built(t, { blocks: blocks([[4, PAYLOAD_BLOCK_FULLY_PRESENT]]) }, intoMetadata), 'SBM_CORRUPT', /BAT entry 0 \(block 0\) at offset 3145728 overlaps the log, BAT, metadata/);
+  await refused(
+    t,
+    await built(t, { blocks: blocks([[4, PAYLOAD_BLOCK_FULLY_PRESENT]]) }, intoMetadata),
+    'SBM_CORRUPT',
+    /BAT entry 0 \(block 0\) at offset 3145728 overlaps the log, BAT, metadata/,
+  );
   const intoHeader = (file: Buffer): void => void file.writeUInt32LE(PAYLOAD_BLOCK_FULLY_PRESENT, bat);
   await refused(t, await built(t, {}, intoHeader), 'SBM_CORRUPT', /BAT entry 0 \(block 0\) points to offset 0, inside the header section/);
   // A differencing disk whose partially present block has no sector bitmap (chunk 0's bitmap entry
   // is BAT entry 4096 with 1 MiB blocks): found at open, not at the first read of the block.
   const parentLocator = { parent_linkage: '{AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE}', relative_path: 'missing-parent.vhdx' };
   const noBitmap = (file: Buffer): void => void file.fill(0, bat + 4096 * 8, bat + 4097 * 8);
-  await refused(t, await built(t, { parentLocator, blocks: blocks([[2, PAYLOAD_BLOCK_PARTIALLY_PRESENT]]) }, noBitmap), 'SBM_CORRUPT', /sector bitmap entry 4096 is not present, but its chunk holds partially present blocks/);
+  await refused(
+    t,
+    await built(t, { parentLocator, blocks: blocks([[2, PAYLOAD_BLOCK_PARTIALLY_PRESENT]]) }, noBitmap),
+    'SBM_CORRUPT',
+    /sector bitmap entry 4096 is not present, but its chunk holds partially present blocks/,
+  );
 });
 
 test('regions that overlap, sit inside the header section or pass the end of the file are SBM_CORRUPT', async (t) => {
   // Region table entry 1 is the metadata region: its file offset is at +16 of the entry.
   const metadataOffsetAt = (table: number): number => table + 16 + 32 + 16;
-  const moveMetadata = (to: bigint) => (file: Buffer): void => {
-    for (const table of [REGION_TABLE1_OFFSET, REGION_TABLE2_OFFSET]) file.writeBigUInt64LE(to, metadataOffsetAt(table));
-    fixRegionTableCrcs(file);
-  };
-  await refused(t, await built(t, {}, moveMetadata(BigInt(BUILT_LAYOUT.batOffset))), 'SBM_CORRUPT', /the VHDX BAT, metadata and log regions overlap/);
-  await refused(t, await built(t, {}, moveMetadata(BigInt(BUILT_LAYOUT.logOffset))), 'SBM_CORRUPT', /the VHDX BAT, metadata and log regions overlap/);
-  await refused(t, await built(t, {}, moveMetadata(0n)), 'SBM_CORRUPT', /metadata region \(offset 0, length 1048576\) is not 1 MiB-aligned past the header section/);
-  await refused(t, await built(t, {}, moveMetadata(BigInt(64 * MiB))), 'SBM_CORRUPT', /metadata region \(offset 67108864, length 1048576\) lies past the end of the file/);
+  const moveMetadata =
+    (to: bigint) =>
+    (file: Buffer): void => {
+      for (const table of [REGION_TABLE1_OFFSET, REGION_TABLE2_OFFSET]) file.writeBigUInt64LE(to, metadataOffsetAt(table));
+      fixRegionTableCrcs(file);
+    };
+  await refused(
+    t,
+    await built(t, {}, moveMetadata(BigInt(BUILT_LAYOUT.batOffset))),
+    'SBM_CORRUPT',
+    /the VHDX BAT, metadata and log regions overlap/,
+  );
+  await refused(
+    t,
+    await built(t, {}, moveMetadata(BigInt(BUILT_LAYOUT.logOffset))),
+    'SBM_CORRUPT',
+    /the VHDX BAT, metadata and log regions overlap/,
+  );
+  await refused(
+    t,
+    await built(t, {}, moveMetadata(0n)),
+    'SBM_CORRUPT',
+    /metadata region \(offset 0, length 1048576\) is not 1 MiB-aligned past the header section/,
+  );
+  await refused(
+    t,
+    await built(t, {}, moveMetadata(BigInt(64 * MiB))),
+    'SBM_CORRUPT',
+    /metadata region \(offset 67108864, length 1048576\) lies past the end of the file/,
+  );
   // The log placed past the end of the file, in the current header (CRC fixed).
   const logPastEnd = (file: Buffer): void => {
     file.writeBigUInt64LE(BigInt(64 * MiB), HEADER1_OFFSET + 72);
     fixHeaderCrc(file, HEADER1_OFFSET);
   };
-  await refused(t, await built(t, {}, logPastEnd), 'SBM_CORRUPT', /VHDX log \(offset 67108864, length 1048576\) is not 1 MiB-aligned inside the file/);
+  await refused(
+    t,
+    await built(t, {}, logPastEnd),
+    'SBM_CORRUPT',
+    /VHDX log \(offset 67108864, length 1048576\) is not 1 MiB-aligned inside the file/,
+  );
 });

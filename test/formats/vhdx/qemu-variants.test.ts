@@ -26,12 +26,30 @@ interface Variant {
 const MiB = 1024 * 1024;
 const VARIANTS: Variant[] = [
   { name: 'dynamic (ZERO entries)', options: [], subformat: 'dynamic', blockSize: 8 * MiB, states: ['fullyPresent', 'zero'] },
-  { name: 'dynamic, block_state_zero=off (NOT_PRESENT entries)', options: ['block_state_zero=off'], subformat: 'dynamic', blockSize: 8 * MiB, states: ['fullyPresent', 'notPresent'] },
+  {
+    name: 'dynamic, block_state_zero=off (NOT_PRESENT entries)',
+    options: ['block_state_zero=off'],
+    subformat: 'dynamic',
+    blockSize: 8 * MiB,
+    states: ['fullyPresent', 'notPresent'],
+  },
   { name: 'fixed', options: ['subformat=fixed'], subformat: 'fixed', blockSize: 8 * MiB, states: ['fullyPresent', 'zero'] },
-  { name: 'fixed, block_state_zero=off (every block present)', options: ['subformat=fixed', 'block_state_zero=off'], subformat: 'fixed', blockSize: 8 * MiB, states: ['fullyPresent'] },
+  {
+    name: 'fixed, block_state_zero=off (every block present)',
+    options: ['subformat=fixed', 'block_state_zero=off'],
+    subformat: 'fixed',
+    blockSize: 8 * MiB,
+    states: ['fullyPresent'],
+  },
   { name: 'block_size=8M', options: ['block_size=8M'], subformat: 'dynamic', blockSize: 8 * MiB, states: ['fullyPresent', 'zero'] },
   { name: 'block_size=1M', options: ['block_size=1M'], subformat: 'dynamic', blockSize: MiB, states: ['fullyPresent', 'zero'] },
-  { name: 'block_size=32M (one partial block)', options: ['block_size=32M'], subformat: 'dynamic', blockSize: 32 * MiB, states: ['fullyPresent'] },
+  {
+    name: 'block_size=32M (one partial block)',
+    options: ['block_size=32M'],
+    subformat: 'dynamic',
+    blockSize: 32 * MiB,
+    states: ['fullyPresent'],
+  },
   { name: 'log_size=4M', options: ['log_size=4M'], subformat: 'dynamic', blockSize: 8 * MiB, states: ['fullyPresent', 'zero'] },
 ];
 
@@ -71,7 +89,12 @@ test('a 4 GiB + 16 MiB disk: data past the first sector bitmap entry (chunk rati
   await requireTool(t, 'qemu-io');
   const dir = await tempDir(t);
   const disk = join(dir, 'big.vhdx');
-  await qemuVhdx(disk, '4112M', ['block_size=1M'], ['write -P 0x01 0 4k', 'write -P 0x02 4G 4k', 'write -P 0x03 4105M 64k', 'write -P 0x04 4111M 1M']);
+  await qemuVhdx(
+    disk,
+    '4112M',
+    ['block_size=1M'],
+    ['write -P 0x01 0 4k', 'write -P 0x02 4G 4k', 'write -P 0x03 4105M 64k', 'write -P 0x04 4111M 1M'],
+  );
   const bundle = join(dir, 'big.sparsebundle');
   const convert = await runSbm(['convert', disk, bundle, '--no-progress']);
   t.is(convert.exitCode, 0, convert.stderr);
@@ -126,7 +149,10 @@ test('a 2 TiB disk with 1 MiB blocks: a 16 MiB BAT, past the 8 MiB cache, reads 
         { offset: 2 * TiB - MiB, length: MiB, kind: 'data' },
       ],
     );
-    t.is(extents.reduce((sum, extent) => sum + extent.length, 0), 2 * TiB);
+    t.is(
+      extents.reduce((sum, extent) => sum + extent.length, 0),
+      2 * TiB,
+    );
     t.true((await image.read(TiB, 64 * 1024)).equals(Buffer.alloc(64 * 1024, 0x41)));
     t.true((await image.read(TiB + 64 * 1024, 4096)).equals(Buffer.alloc(4096)));
     t.true((await image.read(2047 * 1024 * MiB, MiB)).equals(Buffer.alloc(MiB, 0x42)));

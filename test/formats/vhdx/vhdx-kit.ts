@@ -108,14 +108,22 @@ export const BUILT_LAYOUT = { logOffset: MiB, batOffset: 2 * MiB, metadataOffset
 
 function encodeLocator(pairs: Readonly<Record<string, string>>): Buffer {
   const entries = Object.entries(pairs);
-  const head = PARENT_LOCATOR_HEADER.encode({ reserved: 0, keyValueCount: entries.length, locatorType: guidToBytes(VHDX_PARENT_LOCATOR_TYPE_GUID) });
+  const head = PARENT_LOCATOR_HEADER.encode({
+    reserved: 0,
+    keyValueCount: entries.length,
+    locatorType: guidToBytes(VHDX_PARENT_LOCATOR_TYPE_GUID),
+  });
   const table = Buffer.alloc(entries.length * PARENT_LOCATOR_ENTRY.sizeBytes);
   const strings: Buffer[] = [];
   let at = head.length + table.length;
   entries.forEach(([key, value], index) => {
     const keyBytes = Buffer.from(key, 'utf16le');
     const valueBytes = Buffer.from(value, 'utf16le');
-    PARENT_LOCATOR_ENTRY.encode({ keyOffset: at, valueOffset: at + keyBytes.length, keyLength: keyBytes.length, valueLength: valueBytes.length }, table, index * PARENT_LOCATOR_ENTRY.sizeBytes);
+    PARENT_LOCATOR_ENTRY.encode(
+      { keyOffset: at, valueOffset: at + keyBytes.length, keyLength: keyBytes.length, valueLength: valueBytes.length },
+      table,
+      index * PARENT_LOCATOR_ENTRY.sizeBytes,
+    );
     strings.push(keyBytes, valueBytes);
     at += keyBytes.length + valueBytes.length;
   });
@@ -124,11 +132,21 @@ function encodeLocator(pairs: Readonly<Record<string, string>>): Buffer {
 
 function metadataRegion(spec: VhdxSpec): Buffer {
   const logical = spec.logicalSectorSize ?? 512;
-  const flags = (spec.leaveBlocksAllocated === true ? FILE_PARAMETERS_LEAVE_BLOCKS_ALLOCATED : 0) | (spec.parentLocator !== undefined ? FILE_PARAMETERS_HAS_PARENT : 0);
+  const flags =
+    (spec.leaveBlocksAllocated === true ? FILE_PARAMETERS_LEAVE_BLOCKS_ALLOCATED : 0) |
+    (spec.parentLocator !== undefined ? FILE_PARAMETERS_HAS_PARENT : 0);
   const items: Array<[string, Buffer, number]> = [
     [FILE_PARAMETERS_GUID, FILE_PARAMETERS.encode({ blockSize: spec.blockSize, flags }), METADATA_IS_REQUIRED],
-    [VIRTUAL_DISK_SIZE_GUID, VIRTUAL_DISK_SIZE.encode({ virtualDiskSize: BigInt(spec.virtualSize) }), METADATA_IS_REQUIRED | METADATA_IS_VIRTUAL_DISK],
-    [PAGE83_DATA_GUID, PAGE83_DATA.encode({ page83Data: guidToBytes('11111111-2222-3333-4444-555555555555') }), METADATA_IS_REQUIRED | METADATA_IS_VIRTUAL_DISK],
+    [
+      VIRTUAL_DISK_SIZE_GUID,
+      VIRTUAL_DISK_SIZE.encode({ virtualDiskSize: BigInt(spec.virtualSize) }),
+      METADATA_IS_REQUIRED | METADATA_IS_VIRTUAL_DISK,
+    ],
+    [
+      PAGE83_DATA_GUID,
+      PAGE83_DATA.encode({ page83Data: guidToBytes('11111111-2222-3333-4444-555555555555') }),
+      METADATA_IS_REQUIRED | METADATA_IS_VIRTUAL_DISK,
+    ],
     [LOGICAL_SECTOR_SIZE_GUID, SECTOR_SIZE_ITEM.encode({ sectorSize: logical }), METADATA_IS_REQUIRED | METADATA_IS_VIRTUAL_DISK],
     [PHYSICAL_SECTOR_SIZE_GUID, SECTOR_SIZE_ITEM.encode({ sectorSize: 4096 }), METADATA_IS_REQUIRED | METADATA_IS_VIRTUAL_DISK],
   ];
@@ -139,14 +157,22 @@ function metadataRegion(spec: VhdxSpec): Buffer {
   items.forEach(([guid, data, itemFlags], index) => {
     const offset = METADATA_TABLE_SIZE + index * 4096;
     data.copy(region, offset);
-    METADATA_TABLE_ENTRY.encode({ itemId: guidToBytes(guid), offset, length: data.length, flags: itemFlags, reserved: 0 }, region, METADATA_TABLE_HEADER.sizeBytes + index * METADATA_TABLE_ENTRY.sizeBytes);
+    METADATA_TABLE_ENTRY.encode(
+      { itemId: guidToBytes(guid), offset, length: data.length, flags: itemFlags, reserved: 0 },
+      region,
+      METADATA_TABLE_HEADER.sizeBytes + index * METADATA_TABLE_ENTRY.sizeBytes,
+    );
   });
   return region;
 }
 
 function batEntry(state: number, fileOffset: number, target: Buffer, index: number): void {
   const offsetMb = fileOffset / MiB;
-  BAT_ENTRY.encode({ low: (state | ((offsetMb % 4096) << 20)) >>> 0, high: Math.floor(offsetMb / 4096) }, target, index * BAT_ENTRY.sizeBytes);
+  BAT_ENTRY.encode(
+    { low: (state | ((offsetMb % 4096) << 20)) >>> 0, high: Math.floor(offsetMb / 4096) },
+    target,
+    index * BAT_ENTRY.sizeBytes,
+  );
 }
 
 /** A whole VHDX file per `spec`. */
@@ -157,9 +183,22 @@ export function buildVhdx(spec: VhdxSpec): Buffer {
   const section = Buffer.alloc(MiB);
   FILE_IDENTIFIER.encode({ signature: Buffer.from('vhdxfile'), creator: Buffer.from('sbm test kit', 'utf16le') }, section, 0);
   const dataWriteGuid = guidToBytes(spec.dataWriteGuid ?? 'AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE');
-  for (const [at, sequenceNumber] of [[HEADER1_OFFSET, 7n], [HEADER2_OFFSET, 6n]] as const) {
+  for (const [at, sequenceNumber] of [
+    [HEADER1_OFFSET, 7n],
+    [HEADER2_OFFSET, 6n],
+  ] as const) {
     VHDX_HEADER.encode(
-      { signature: Buffer.from('head'), checksum: 0, sequenceNumber, fileWriteGuid: guidToBytes('01010101-0202-0303-0404-050505050505'), dataWriteGuid, logVersion: 0, version: 1, logLength: MiB, logOffset: BigInt(BUILT_LAYOUT.logOffset) },
+      {
+        signature: Buffer.from('head'),
+        checksum: 0,
+        sequenceNumber,
+        fileWriteGuid: guidToBytes('01010101-0202-0303-0404-050505050505'),
+        dataWriteGuid,
+        logVersion: 0,
+        version: 1,
+        logLength: MiB,
+        logOffset: BigInt(BUILT_LAYOUT.logOffset),
+      },
       section,
       at,
     );
@@ -173,7 +212,11 @@ export function buildVhdx(spec: VhdxSpec): Buffer {
   for (const tableAt of [REGION_TABLE1_OFFSET, REGION_TABLE2_OFFSET]) {
     REGION_TABLE_HEADER.encode({ signature: Buffer.from('regi'), checksum: 0, entryCount: regions.length, reserved: 0 }, section, tableAt);
     regions.forEach(([guid, fileOffset, required], index) => {
-      REGION_TABLE_ENTRY.encode({ guid: guidToBytes(guid), fileOffset: BigInt(fileOffset), length: MiB, required }, section, tableAt + REGION_TABLE_HEADER.sizeBytes + index * REGION_TABLE_ENTRY.sizeBytes);
+      REGION_TABLE_ENTRY.encode(
+        { guid: guidToBytes(guid), fileOffset: BigInt(fileOffset), length: MiB, required },
+        section,
+        tableAt + REGION_TABLE_HEADER.sizeBytes + index * REGION_TABLE_ENTRY.sizeBytes,
+      );
     });
   }
   fixRegionTableCrcs(section);

@@ -7,7 +7,13 @@ import test, { type ExecutionContext } from 'ava';
 import fc from 'fast-check';
 import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HEADER1_OFFSET, HEADER2_OFFSET, PAYLOAD_BLOCK_FULLY_PRESENT, PAYLOAD_BLOCK_PARTIALLY_PRESENT, PAYLOAD_BLOCK_ZERO } from '../../../formats/vhdx/constants.js';
+import {
+  HEADER1_OFFSET,
+  HEADER2_OFFSET,
+  PAYLOAD_BLOCK_FULLY_PRESENT,
+  PAYLOAD_BLOCK_PARTIALLY_PRESENT,
+  PAYLOAD_BLOCK_ZERO,
+} from '../../../formats/vhdx/constants.js';
 import { openVhdx } from '../../../formats/vhdx/open-vhdx.js';
 import { SbmError } from '../../../lib/errors.js';
 import { seededBytes, tempDir } from '../../helpers/tools.js';
@@ -37,13 +43,25 @@ async function exercise(t: ExecutionContext, path: string): Promise<boolean> {
 
 test('mutated VHDX files open or fail with a one-line SbmError', async (t) => {
   const dir = await tempDir(t);
-  await writeFile(join(dir, 'parent.vhdx'), buildVhdx({ virtualSize: SIZE, blockSize: MiB, blocks: new Map([[0, { state: PAYLOAD_BLOCK_FULLY_PRESENT, data: seededBytes(MiB, 1) }]]) }));
+  await writeFile(
+    join(dir, 'parent.vhdx'),
+    buildVhdx({
+      virtualSize: SIZE,
+      blockSize: MiB,
+      blocks: new Map([[0, { state: PAYLOAD_BLOCK_FULLY_PRESENT, data: seededBytes(MiB, 1) }]]),
+    }),
+  );
   const blocks = new Map([
     [0, { state: PAYLOAD_BLOCK_PARTIALLY_PRESENT, data: seededBytes(MiB, 2), presentSectors: [0, 7, 9] }],
     [1, { state: PAYLOAD_BLOCK_FULLY_PRESENT, data: seededBytes(MiB, 3) }],
     [2, { state: PAYLOAD_BLOCK_ZERO }],
   ]);
-  const pristine = buildVhdx({ virtualSize: SIZE, blockSize: MiB, blocks, parentLocator: { parent_linkage: '{AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE}', relative_path: 'parent.vhdx' } });
+  const pristine = buildVhdx({
+    virtualSize: SIZE,
+    blockSize: MiB,
+    blocks,
+    parentLocator: { parent_linkage: '{AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE}', relative_path: 'parent.vhdx' },
+  });
   const target = join(dir, 'child.vhdx');
   await writeFile(target, pristine);
   t.true(await exercise(t, target), 'the pristine file opens');

@@ -89,10 +89,16 @@ test('a vmfsSparse child over a flat base reads like qemu-img', async (t) => {
 test('a zeroed COWD grain reads as zeros over parent data', async (t) => {
   const dir = await tempDir(t);
   await writeFile(join(dir, 'base-flat.vmdk'), Buffer.alloc(4 * MiB, 0x55));
-  await writeFile(join(dir, 'base.vmdk'), '# Disk DescriptorFile\nversion=1\nCID=0000aaaa\nparentCID=ffffffff\ncreateType="vmfs"\nRW 8192 VMFS "base-flat.vmdk"\n');
+  await writeFile(
+    join(dir, 'base.vmdk'),
+    '# Disk DescriptorFile\nversion=1\nCID=0000aaaa\nparentCID=ffffffff\ncreateType="vmfs"\nRW 8192 VMFS "base-flat.vmdk"\n',
+  );
   await writeFile(join(dir, 'c-delta.vmdk'), cowd([{ lba: 10, zeroed: true }]));
   const child = join(dir, 'c.vmdk');
-  await writeFile(child, '# Disk DescriptorFile\nversion=1\nCID=0000bbbb\nparentCID=0000aaaa\ncreateType="vmfsSparse"\nparentFileNameHint="base.vmdk"\nRW 8192 VMFSSPARSE "c-delta.vmdk"\n');
+  await writeFile(
+    child,
+    '# Disk DescriptorFile\nversion=1\nCID=0000bbbb\nparentCID=0000aaaa\ncreateType="vmfsSparse"\nparentFileNameHint="base.vmdk"\nRW 8192 VMFSSPARSE "c-delta.vmdk"\n',
+  );
   const image = await openVmdk(child);
   t.teardown(() => image.close());
   t.true((await image.read(10 * 512, 512)).equals(Buffer.alloc(512)));

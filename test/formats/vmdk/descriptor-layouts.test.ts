@@ -13,7 +13,17 @@ import { requireTool, seededBytes, tempDir } from '../../helpers/tools.js';
 import { MiB, kindAt, makeSourceRaw, qemuImg } from './vmdk-test-kit.js';
 
 const descriptorText = (createType: string, extents: string[], extra = ''): string =>
-  ['# Disk DescriptorFile', 'version=1', 'CID=fffffffe', 'parentCID=ffffffff', `createType="${createType}"`, extra, ...extents, 'ddb.adapterType = "lsilogic"', ''].join('\n');
+  [
+    '# Disk DescriptorFile',
+    'version=1',
+    'CID=fffffffe',
+    'parentCID=ffffffff',
+    `createType="${createType}"`,
+    extra,
+    ...extents,
+    'ddb.adapterType = "lsilogic"',
+    '',
+  ].join('\n');
 
 async function flatFile(path: string, sizeBytes: number, seed: number): Promise<Buffer> {
   const data = seededBytes(sizeBytes, seed);
@@ -31,7 +41,10 @@ test('Fusion split: "Virtual Disk-s001.vmdk" extents of 4192256 sectors, boundar
   await requireTool(t, 'qemu-img');
   const dir = await tempDir(t);
   const extentBytes = 4192256 * 512;
-  for (const [index, seed] of [[1, 41], [2, 42]] as const) {
+  for (const [index, seed] of [
+    [1, 41],
+    [2, 42],
+  ] as const) {
     const raw = join(dir, `part${index}.raw`);
     await makeSourceRaw(raw, extentBytes, [
       { offset: 0, length: MiB, seed },
@@ -130,17 +143,56 @@ test('refused: device-backed disks, vmfsSparse/seSparse, non-UTF-8 text, unknown
     await writeFile(join(dir, file), text);
     return join(dir, file);
   };
-  await refuses(t, await write('dev.vmdk', descriptorText('fullDevice', ['RW 2048 FLAT "/dev/sda" 0'])), 'SBM_UNSUPPORTED', /device-backed/);
-  await refuses(t, await write('rdm.vmdk', descriptorText('vmfsRawDeviceMap', ['RW 2048 VMFSRDM "rdm-rdm.vmdk"'])), 'SBM_UNSUPPORTED', /device-backed/);
-  await refuses(t, await write('rdm2.vmdk', descriptorText('custom', ['RW 2048 VMFSRDM "x-rdm.vmdk"'])), 'SBM_UNSUPPORTED', /device-backed/);
+  await refuses(
+    t,
+    await write('dev.vmdk', descriptorText('fullDevice', ['RW 2048 FLAT "/dev/sda" 0'])),
+    'SBM_UNSUPPORTED',
+    /device-backed/,
+  );
+  await refuses(
+    t,
+    await write('rdm.vmdk', descriptorText('vmfsRawDeviceMap', ['RW 2048 VMFSRDM "rdm-rdm.vmdk"'])),
+    'SBM_UNSUPPORTED',
+    /device-backed/,
+  );
+  await refuses(
+    t,
+    await write('rdm2.vmdk', descriptorText('custom', ['RW 2048 VMFSRDM "x-rdm.vmdk"'])),
+    'SBM_UNSUPPORTED',
+    /device-backed/,
+  );
   await write('snap-delta.vmdk', seededBytes(4096, 1));
-  await refuses(t, await write('snap.vmdk', descriptorText('vmfsSparse', ['RW 2048 VMFSSPARSE "snap-delta.vmdk"'])), 'SBM_UNSUPPORTED', /unsupported subformat/);
-  await refuses(t, await write('se.vmdk', descriptorText('seSparse', ['RW 2048 SESPARSE "se-sesparse.vmdk"'])), 'SBM_UNSUPPORTED', /unsupported subformat/);
-  const bad = Buffer.concat([Buffer.from(descriptorText('monolithicFlat', ['RW 2048 FLAT "x'])), Buffer.from([0xff, 0xfe]), Buffer.from('-flat.vmdk" 0\n')]);
+  await refuses(
+    t,
+    await write('snap.vmdk', descriptorText('vmfsSparse', ['RW 2048 VMFSSPARSE "snap-delta.vmdk"'])),
+    'SBM_UNSUPPORTED',
+    /unsupported subformat/,
+  );
+  await refuses(
+    t,
+    await write('se.vmdk', descriptorText('seSparse', ['RW 2048 SESPARSE "se-sesparse.vmdk"'])),
+    'SBM_UNSUPPORTED',
+    /unsupported subformat/,
+  );
+  const bad = Buffer.concat([
+    Buffer.from(descriptorText('monolithicFlat', ['RW 2048 FLAT "x'])),
+    Buffer.from([0xff, 0xfe]),
+    Buffer.from('-flat.vmdk" 0\n'),
+  ]);
   await refuses(t, await write('bad.vmdk', bad), 'SBM_CORRUPT', /bad\.vmdk: descriptor is not valid UTF-8 text/);
-  await refuses(t, await write('enc.vmdk', descriptorText('monolithicFlat', ['RW 2048 FLAT "x-flat.vmdk" 0'], 'encoding="klingon-8"')), 'SBM_UNSUPPORTED', /encoding "klingon-8"/);
+  await refuses(
+    t,
+    await write('enc.vmdk', descriptorText('monolithicFlat', ['RW 2048 FLAT "x-flat.vmdk" 0'], 'encoding="klingon-8"')),
+    'SBM_UNSUPPORTED',
+    /encoding "klingon-8"/,
+  );
   await refuses(t, await write('none.vmdk', descriptorText('monolithicFlat', [])), 'SBM_CORRUPT', /lists no extents/);
-  await refuses(t, await write('num.vmdk', descriptorText('monolithicFlat', ['RW 99999999999999999 FLAT "x-flat.vmdk" 0'])), 'SBM_CORRUPT', /bad extent line/);
+  await refuses(
+    t,
+    await write('num.vmdk', descriptorText('monolithicFlat', ['RW 99999999999999999 FLAT "x-flat.vmdk" 0'])),
+    'SBM_CORRUPT',
+    /bad extent line/,
+  );
 });
 
 test('an extent file whose descriptor is gone is refused with a clear message', async (t) => {

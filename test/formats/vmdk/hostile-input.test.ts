@@ -145,6 +145,9 @@ test('truncated flat extent is refused, never zero-filled', async (t) => {
 test('missing extent is SBM_NOT_FOUND naming it', async (t) => {
   const dir = await tempDir(t);
   const disk = join(dir, 'd.vmdk');
-  await writeFile(disk, '# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 2048 FLAT "gone-flat.vmdk" 0\n');
+  await writeFile(
+    disk,
+    '# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 2048 FLAT "gone-flat.vmdk" 0\n',
+  );
   await refuses(t, disk, 'SBM_NOT_FOUND', /d\.vmdk: extent "gone-flat\.vmdk" not found/);
 });

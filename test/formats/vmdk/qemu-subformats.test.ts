@@ -82,8 +82,10 @@ async function splitRoundTrip(t: ExecutionContext, subformat: string, extentFile
   t.is(info.extentCount, 3);
 }
 
-test('twoGbMaxExtentSparse with 3 extents, opened by naming an extent file', (t) => splitRoundTrip(t, 'twoGbMaxExtentSparse', 'disk-s002.vmdk'));
-test('twoGbMaxExtentFlat with 3 extents, opened by naming an extent file', (t) => splitRoundTrip(t, 'twoGbMaxExtentFlat', 'disk-f003.vmdk'));
+test('twoGbMaxExtentSparse with 3 extents, opened by naming an extent file', (t) =>
+  splitRoundTrip(t, 'twoGbMaxExtentSparse', 'disk-s002.vmdk'));
+test('twoGbMaxExtentFlat with 3 extents, opened by naming an extent file', (t) =>
+  splitRoundTrip(t, 'twoGbMaxExtentFlat', 'disk-f003.vmdk'));
 
 test('a 1 TiB disk with preallocated grain tables maps without reading them again', async (t) => {
   await requireTool(t, 'qemu-img');

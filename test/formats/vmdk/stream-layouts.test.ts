@@ -6,7 +6,12 @@
 import test, { type ExecutionContext } from 'ava';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GRAIN_MARKER_EOS, GRAIN_MARKER_FOOTER, GRAIN_MARKER_GRAIN_DIRECTORY, GRAIN_MARKER_GRAIN_TABLE } from '../../../formats/vmdk/constants.js';
+import {
+  GRAIN_MARKER_EOS,
+  GRAIN_MARKER_FOOTER,
+  GRAIN_MARKER_GRAIN_DIRECTORY,
+  GRAIN_MARKER_GRAIN_TABLE,
+} from '../../../formats/vmdk/constants.js';
 import { openVmdk } from '../../../formats/vmdk/open-vmdk.js';
 import { vmdkExporter } from '../../../formats/vmdk/vmdk-exporter.js';
 import { RawImage } from '../../../formats/raw/raw-image.js';
@@ -58,7 +63,10 @@ test('VDF5 / VMDKstream layout: footer, markers, other title and extent name', a
   const { dir, raw } = await source(t);
   const bytes = await footerStream(dir, raw);
   const descriptor = bytes.subarray(512, 512 * 21);
-  const text = descriptor.toString('latin1').replace('# Disk DescriptorFile', '# Disk Descriptor File').replace(/RW (\d+) SPARSE "[^"]*"/, 'RDONLY $1 SPARSE "call-me-stream.vmdk"');
+  const text = descriptor
+    .toString('latin1')
+    .replace('# Disk DescriptorFile', '# Disk Descriptor File')
+    .replace(/RW (\d+) SPARSE "[^"]*"/, 'RDONLY $1 SPARSE "call-me-stream.vmdk"');
   descriptor.fill(0);
   descriptor.write(text, 'latin1');
   const path = join(dir, 'vmdkstream.vmdk');
@@ -76,7 +84,11 @@ test('Xen Orchestra layout: flags 0x30003, metadata markers with numSectors 0', 
   for (let at = 128 * 512; at + 512 <= bytes.length; at += 512) {
     const size = bytes.readUInt32LE(at + 8);
     const type = bytes.readUInt32LE(at + 12);
-    if (size === 0 && [GRAIN_MARKER_GRAIN_TABLE, GRAIN_MARKER_GRAIN_DIRECTORY, GRAIN_MARKER_FOOTER].includes(type) && bytes.readBigUInt64LE(at) > 0n) {
+    if (
+      size === 0 &&
+      [GRAIN_MARKER_GRAIN_TABLE, GRAIN_MARKER_GRAIN_DIRECTORY, GRAIN_MARKER_FOOTER].includes(type) &&
+      bytes.readBigUInt64LE(at) > 0n
+    ) {
       bytes.writeBigUInt64LE(0n, at);
       patched++;
     }

@@ -82,4 +82,3 @@ test('staging names map back to the final name in the descriptor', (t) => {
   t.is(finalFileName('/x/.disk.vmdk.sbm-partial-123-abcd'), 'disk.vmdk');
   t.is(finalFileName('/x/disk.vmdk'), 'disk.vmdk');
 });
-

@@ -90,4 +90,3 @@ export async function vmdkinfo(path: string): Promise<VmdkInfo> {
   const extents = /Number of extents:\s*(\d+)/.exec(stdout);
   return { mediaSize: Number(media?.[1] ?? -1), extentCount: Number(extents?.[1] ?? -1) };
 }
-

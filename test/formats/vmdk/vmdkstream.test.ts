@@ -25,7 +25,8 @@ test('a VMDKstream footer-layout VMDK reads back byte for byte, converts, and ke
   ];
   const handle = await open(raw, 'w');
   await handle.truncate(sizeBytes);
-  for (const [index, region] of regions.entries()) await handle.write(seededBytes(region.length, index + 11), 0, region.length, region.offset);
+  for (const [index, region] of regions.entries())
+    await handle.write(seededBytes(region.length, index + 11), 0, region.length, region.offset);
   await handle.close();
   const vmdk = join(dir, 'disk.vmdk');
   await execa('/usr/bin/python3', [VMDKSTREAM, raw, vmdk]);
@@ -37,8 +38,11 @@ test('a VMDKstream footer-layout VMDK reads back byte for byte, converts, and ke
   const { readFile } = await import('node:fs/promises');
   t.true((await image.read(0, sizeBytes)).equals(await readFile(raw)));
   const holes = (await image.extents(0, sizeBytes)).filter((extent) => extent.kind === 'hole');
-  t.true(holes.some((extent) => extent.offset <= 2 * MIB && extent.offset + extent.length >= 8 * MIB), 'the 2-8 MiB gap is a hole');
-  t.like((await image.details()), { createType: 'streamOptimized' });
+  t.true(
+    holes.some((extent) => extent.offset <= 2 * MIB && extent.offset + extent.length >= 8 * MIB),
+    'the 2-8 MiB gap is a hole',
+  );
+  t.like(await image.details(), { createType: 'streamOptimized' });
 
   const bundle = join(dir, 'disk.sparsebundle');
   t.is((await runSbm(['convert', vmdk, bundle])).exitCode, 0);

@@ -48,9 +48,20 @@ test('a backup removes only in-progress folders carrying its marker; others stay
   for (const file of kept) t.is(await readFile(file, 'utf8'), 'years of work', `${file} is untouched`);
   await t.throwsAsync(stat(interrupted), { code: 'ENOENT' }, 'the marked build of an interrupted run is removed');
   t.deepEqual(warnings.filter((w) => w.code === 'SBM_BACKUP_DISCARDED').length, 1);
-  const leftAlone = warnings.filter((w) => w.code === 'SBM_BACKUP_LEFT_ALONE').map((w) => w.data?.['path']).sort();
-  t.deepEqual(leftAlone, ['.deleting-2026-01-01-000000.sparsebundle', 'copied.inProgress', 'fake.inProgress', 'project.inProgress'].map((name) => join(setDir, name)));
-  t.deepEqual((await listBackups(setDir)).map((backup) => backup.path), [result.path]);
+  const leftAlone = warnings
+    .filter((w) => w.code === 'SBM_BACKUP_LEFT_ALONE')
+    .map((w) => w.data?.['path'])
+    .sort();
+  t.deepEqual(
+    leftAlone,
+    ['.deleting-2026-01-01-000000.sparsebundle', 'copied.inProgress', 'fake.inProgress', 'project.inProgress'].map((name) =>
+      join(setDir, name),
+    ),
+  );
+  t.deepEqual(
+    (await listBackups(setDir)).map((backup) => backup.path),
+    [result.path],
+  );
   t.false((await readdir(result.path)).some((name) => name.endsWith('.inProgress')));
 });
 

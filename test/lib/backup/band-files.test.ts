@@ -13,7 +13,10 @@ test('a band is copied with its hash, held whole or streamed in chunks above the
   await writeFile(join(dir, 'band'), data);
   const whole = await copyBandHashing(join(dir, 'band'), join(dir, 'whole'));
   const streamed = await copyBandHashing(join(dir, 'band'), join(dir, 'streamed'), 1024 * 1024);
-  for (const [record, name] of [[whole, 'whole'], [streamed, 'streamed']] as const) {
+  for (const [record, name] of [
+    [whole, 'whole'],
+    [streamed, 'streamed'],
+  ] as const) {
     t.deepEqual(record, { size: data.length, sha256: sha(data) }, name);
     t.true((await readFile(join(dir, name))).equals(data), name);
   }
@@ -50,5 +53,8 @@ test('linkBands links (same inode) or, in copy mode, makes independent copies', 
     t.not((await stat(to)).ino, (await stat(from)).ino);
     t.true((await readFile(to)).equals(await readFile(from)));
   }
-  await t.throwsAsync(linkBands([pairs[0] ?? ['', '']], false, () => undefined), { code: 'EEXIST' });
+  await t.throwsAsync(
+    linkBands([pairs[0] ?? ['', '']], false, () => undefined),
+    { code: 'EEXIST' },
+  );
 });

@@ -76,8 +76,14 @@ const everyRound = test.macro(async (t, freeze: 'held' | 'snapshot', rounds: num
     const inodes = await bandInodes(result.path);
     if (previous !== undefined) {
       const previousInodes = await bandInodes(previous.path);
-      const copied = [...inodes].filter(([name, inode]) => previousInodes.get(name) !== inode).map(([name]) => name).sort();
-      const changed = [...bandsNow].filter(([name, digest]) => previous?.bands.get(name) !== digest).map(([name]) => name).sort();
+      const copied = [...inodes]
+        .filter(([name, inode]) => previousInodes.get(name) !== inode)
+        .map(([name]) => name)
+        .sort();
+      const changed = [...bandsNow]
+        .filter(([name, digest]) => previous?.bands.get(name) !== digest)
+        .map(([name]) => name)
+        .sort();
       t.deepEqual(copied, changed, `round ${round}: new inodes are exactly the changed bands`);
       t.is(result.bandsCopied, copied.length);
       let copiedBytes = 0;
@@ -91,7 +97,8 @@ const everyRound = test.macro(async (t, freeze: 'held' | 'snapshot', rounds: num
   t.deepEqual(report.damaged, []);
   t.is(report.backupsChecked, rounds);
   t.deepEqual(await readdir(join(path, '.sbm', 'snapshots')).catch(() => []), [], 'no snapshot is left behind');
-  for (const name of await readdir(join(path, 'bands'))) t.is((await stat(join(path, 'bands', name))).nlink, 1, `bands/${name} is linked by nothing else`);
+  for (const name of await readdir(join(path, 'bands')))
+    t.is((await stat(join(path, 'bands', name))).nlink, 1, `bands/${name} is linked by nothing else`);
 });
 
 test('20 rounds, bundle held: every backup restores exactly, copies only changed bands, links the rest', everyRound, 'held', 20);
@@ -119,7 +126,7 @@ test('thinning random subsets never changes the bytes of the backups that remain
   for (const backup of await listBackups(setDir)) t.is(sha(await readAll(backup.path)), digests.get(backup.name) ?? 'unknown backup');
   t.deepEqual((await verifyBackups(setDir)).damaged, []);
   const second = await thinBackups(setDir, { keepHourly: 1 }, new Date(Date.now() + 2 * 3600_000));
-  t.deepEqual(second.kept, [[...digests.keys()].at(-1) ?? ""], 'the newest backup always stays');
+  t.deepEqual(second.kept, [[...digests.keys()].at(-1) ?? ''], 'the newest backup always stays');
   for (const backup of await listBackups(setDir)) t.is(sha(await readAll(backup.path)), digests.get(backup.name) ?? 'unknown backup');
   t.deepEqual((await verifyBackups(setDir)).damaged, []);
 });
@@ -192,7 +199,6 @@ const refusedToken = test.macro(async (t, freeze: 'held' | 'snapshot') => {
 test('a refused token falls back to comparing hashes and stays incremental in bytes (held)', refusedToken, 'held');
 test('a refused token falls back to comparing hashes and stays incremental in bytes (snapshot)', refusedToken, 'snapshot');
 
-
 test('copy mode shares no band file with earlier backups', async (t) => {
   const dir = await tempDir(t);
   const bundle = await SparseBundle.create(join(dir, 'vm.sparsebundle'), { sizeBytes: SIZE, bandSizeBytes: BAND });
@@ -204,7 +210,7 @@ test('copy mode shares no band file with earlier backups', async (t) => {
   for (const name of await readdir(join(second.path, 'bands'))) t.is((await stat(join(second.path, 'bands', name))).nlink, 1);
 });
 
-test('held: a killed run\'s backup snapshot is removed, other snapshots (even named sbm-backup-*) stay, a read-only bundle is refused', async (t) => {
+test("held: a killed run's backup snapshot is removed, other snapshots (even named sbm-backup-*) stay, a read-only bundle is refused", async (t) => {
   const dir = await tempDir(t);
   const path = join(dir, 'vm.sparsebundle');
   const bundle = await SparseBundle.create(path, { sizeBytes: SIZE, bandSizeBytes: BAND });
@@ -217,7 +223,10 @@ test('held: a killed run\'s backup snapshot is removed, other snapshots (even na
   const result = await createBackup(bundleBackupSource(bundle), join(dir, 'backups'), { onWarning: (w) => warnings.push(w) });
   t.is(sha(await readAll(result.path)), sha(oracle));
   t.deepEqual((await readdir(join(path, '.sbm', 'snapshots'))).sort(), ['keep.sparsebundle', 'sbm-backup-1-abcdef.sparsebundle']);
-  t.deepEqual(warnings.map((w) => [w.code, w.data?.['snapshot']]), [['SBM_BACKUP_LEFT_ALONE', 'sbm-backup-1-abcdef']]);
+  t.deepEqual(
+    warnings.map((w) => [w.code, w.data?.['snapshot']]),
+    [['SBM_BACKUP_LEFT_ALONE', 'sbm-backup-1-abcdef']],
+  );
   await bundle.close();
   const readOnly = await SparseBundle.open(path, { readOnly: true });
   t.teardown(() => readOnly.close());
@@ -238,14 +247,23 @@ test('held: a failed backup removes its in-progress folder and lets held-back wr
   const source = bundleBackupSource(bundle);
   let writeDuringBackup: Promise<void> | undefined;
   const freeze = source.freeze.bind(source);
-  const failing = createBackup({ ...source, freeze: async (token) => {
-    const point = await freeze(token);
-    writeDuringBackup = bundle.write(BAND, Buffer.from('held back'));
-    return point;
-  } }, dest);
+  const failing = createBackup(
+    {
+      ...source,
+      freeze: async (token) => {
+        const point = await freeze(token);
+        writeDuringBackup = bundle.write(BAND, Buffer.from('held back'));
+        return point;
+      },
+    },
+    dest,
+  );
   await t.throwsAsync(failing, { code: 'SBM_NOT_FOUND' });
   await writeDuringBackup;
-  t.deepEqual((await readdir(join(dest, 'vm'))).filter((name) => name.endsWith('.inProgress')), []);
+  t.deepEqual(
+    (await readdir(join(dest, 'vm'))).filter((name) => name.endsWith('.inProgress')),
+    [],
+  );
   t.is((await listBackups(join(dest, 'vm'))).length, 1);
   t.is((await bundle.read(BAND, 9)).toString(), 'held back');
 });

@@ -3,7 +3,13 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import * as plist from 'plist';
-import { parseCanonicalInfoPlist, parseInfoPlist, parseInfoPlistAsync, renderInfoPlist, validateGeometry } from '../../../lib/bundle/info-plist.js';
+import {
+  parseCanonicalInfoPlist,
+  parseInfoPlist,
+  parseInfoPlistAsync,
+  renderInfoPlist,
+  validateGeometry,
+} from '../../../lib/bundle/info-plist.js';
 import { HDIUTIL_FIXTURE, tempDir } from '../../helpers/tools.js';
 
 const digits = (value: number) => String(value).length;

@@ -18,11 +18,15 @@ test('lists on the first use of any reader, once', (t) => {
     ['values', (set) => [...set.values()], [0, 6, 11]],
     ['keys', (set) => [...set.keys()], [0, 6, 11]],
     ['entries', (set) => [...set.entries()].map(([key]) => key), [0, 6, 11]],
-    ['forEach', (set) => {
-      const seen: number[] = [];
-      set.forEach((value) => seen.push(value));
-      return seen;
-    }, [0, 6, 11]],
+    [
+      'forEach',
+      (set) => {
+        const seen: number[] = [];
+        set.forEach((value) => seen.push(value));
+        return seen;
+      },
+      [0, 6, 11],
+    ],
     ['new Set', (set) => [...new Set(set)], [0, 6, 11]],
   ];
   for (const [name, use, expected] of uses) {
@@ -41,7 +45,10 @@ test('lists on the first use of any reader, once', (t) => {
 test('changes before the first read apply on top of the listing', (t) => {
   const added = counted([1, 2]);
   added.set.add(9);
-  t.deepEqual([...added.set].sort((a, b) => a - b), [1, 2, 9]);
+  t.deepEqual(
+    [...added.set].sort((a, b) => a - b),
+    [1, 2, 9],
+  );
   const deleted = counted([1, 2]);
   t.true(deleted.set.delete(2));
   t.false(deleted.set.delete(5));

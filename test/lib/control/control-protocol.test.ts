@@ -1,5 +1,13 @@
 import test from 'ava';
-import { encodeReply, encodeRequest, errorFromWire, errorToWire, parseReply, parseReplyWarnings, parseRequest } from '../../../lib/control/control-protocol.js';
+import {
+  encodeReply,
+  encodeRequest,
+  errorFromWire,
+  errorToWire,
+  parseReply,
+  parseReplyWarnings,
+  parseRequest,
+} from '../../../lib/control/control-protocol.js';
 import { ERROR_CODES, SbmError, isSbmError } from '../../../lib/errors.js';
 
 function controlError(line: string): SbmError {

@@ -45,14 +45,22 @@ function rawExchange(socketPath: string, payload: string | Buffer, count: number
     let text = '';
     const finish = (closed: boolean): void => {
       socket.destroy();
-      resolve({ lines: text.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as unknown), closed });
+      resolve({
+        lines: text
+          .split('\n')
+          .filter((line) => line !== '')
+          .map((line) => JSON.parse(line) as unknown),
+        closed,
+      });
     };
     socket.on('data', (chunk: Buffer) => {
       text += chunk.toString();
       if (text.split('\n').length - 1 >= count) finish(false);
     });
     socket.on('close', () => finish(true));
-    socket.on('error', (error: NodeJS.ErrnoException) => (error.code === 'EPIPE' || error.code === 'ECONNRESET' ? undefined : reject(error)));
+    socket.on('error', (error: NodeJS.ErrnoException) =>
+      error.code === 'EPIPE' || error.code === 'ECONNRESET' ? undefined : reject(error),
+    );
     socket.write(payload);
   });
 }
@@ -86,7 +94,7 @@ test('malformed, unknown and oversized requests get error replies; the server ke
   t.regex(await client.token(), /^sbm1:/);
 });
 
-test('errors come back as SbmErrors with the code and exit status; paths are the client\'s', async (t) => {
+test("errors come back as SbmErrors with the code and exit status; paths are the client's", async (t) => {
   const { path } = await served(t);
   const client = await connectControl(path);
   if (client === undefined) return t.fail('no live mount found');
@@ -105,10 +113,13 @@ test('errors come back as SbmErrors with the code and exit status; paths are the
   t.is(changed.sinceKind, 'snapshot');
   t.is(changed.bandSizeBytes, 8 * MIB);
   t.deepEqual(changed.report.bands, []);
-  t.deepEqual((await client.snapshotList()).map((item) => item.name), ['s1']);
+  t.deepEqual(
+    (await client.snapshotList()).map((item) => item.name),
+    ['s1'],
+  );
 });
 
-test('a backup snapshot is held by its connection: others cannot delete it, a vanished client\'s is deleted', async (t) => {
+test("a backup snapshot is held by its connection: others cannot delete it, a vanished client's is deleted", async (t) => {
   const { path, bundle } = await served(t);
   const first = await connectControl(path);
   const second = await connectControl(path);
@@ -124,7 +135,8 @@ test('a backup snapshot is held by its connection: others cannot delete it, a va
   t.is((await new BundleSession(bundle).snapshots.list()).length, 2);
   await other.release();
   await first.close(); // like a killed `sbm backup`
-  for (let tries = 0; tries < 100 && (await new BundleSession(bundle).snapshots.list()).length > 0; tries++) await new Promise((resolve) => setTimeout(resolve, 20));
+  for (let tries = 0; tries < 100 && (await new BundleSession(bundle).snapshots.list()).length > 0; tries++)
+    await new Promise((resolve) => setTimeout(resolve, 20));
   t.deepEqual(await new BundleSession(bundle).snapshots.list(), []);
 });
 
@@ -148,7 +160,7 @@ test('a stale control.json (dead pid, or a socket that is gone) is ignored', asy
   t.true((await readdir(join(path, '.sbm'))).includes('control.json'), 'a stale file is left alone, not trusted');
 });
 
-test('revert through the client changes the live disk; closing the server keeps a backup\'s snapshot', async (t) => {
+test("revert through the client changes the live disk; closing the server keeps a backup's snapshot", async (t) => {
   const { path, bundle, control } = await served(t);
   const client = await connectControl(path);
   if (client === undefined) return t.fail('no live mount found');
@@ -166,7 +178,7 @@ test('revert through the client changes the live disk; closing the server keeps 
   t.is((await new BundleSession(bundle).snapshots.list()).length, 1);
 });
 
-test('warnings a request raises in the mount (an edit behind sbm\'s back) go to the caller', async (t) => {
+test("warnings a request raises in the mount (an edit behind sbm's back) go to the caller", async (t) => {
   const { path } = await served(t);
   const warnings: SbmWarning[] = [];
   const operations = await openBundleOperations(path, { onWarning: (warning) => void warnings.push(warning) });
@@ -202,7 +214,7 @@ test('with --strict the mount fails the request at the warning, before it record
   }
 });
 
-test('a client that does not ask for warnings (an older sbm) leaves them to the mount\'s own output', async (t) => {
+test("a client that does not ask for warnings (an older sbm) leaves them to the mount's own output", async (t) => {
   const dir = await tempDir(t);
   const path = join(dir, 'vm.sparsebundle');
   const mountWarnings = new WarningList();
@@ -215,7 +227,11 @@ test('a client that does not ask for warnings (an older sbm) leaves them to the 
   });
   const token = await new BundleSession(bundle).token();
   await writeFile(join(path, 'bands', '0'), seededBytes(8192, 9));
-  const { lines } = await rawExchange(control.socketPath, `${JSON.stringify({ id: 1, op: 'changedSince', args: { since: token, audit: 'full' } })}\n`, 1);
+  const { lines } = await rawExchange(
+    control.socketPath,
+    `${JSON.stringify({ id: 1, op: 'changedSince', args: { since: token, audit: 'full' } })}\n`,
+    1,
+  );
   const reply = lines[0] as { result: { warnings?: unknown; report: { bands: unknown[] } } };
   t.is(reply.result.warnings, undefined);
   t.is(reply.result.report.bands.length, 1);

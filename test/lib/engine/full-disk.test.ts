@@ -44,7 +44,9 @@ test.serial('create on a full filesystem fails with SBM_NO_SPACE, leaves nothing
   const filler = join(mountPoint, 'filler');
   await fillUp(filler);
   const path = join(mountPoint, 'vm.sparsebundle');
-  await t.throwsAsync(SparseBundle.create(path, { sizeBytes: 64 * MIB }), { message: /^SBM_NO_SPACE: cannot create bundle .*vm\.sparsebundle: no space left/ });
+  await t.throwsAsync(SparseBundle.create(path, { sizeBytes: 64 * MIB }), {
+    message: /^SBM_NO_SPACE: cannot create bundle .*vm\.sparsebundle: no space left/,
+  });
   t.deepEqual(await readdir(mountPoint), ['filler']);
   await rm(filler);
   const bundle = await SparseBundle.create(path, { sizeBytes: 64 * MIB });

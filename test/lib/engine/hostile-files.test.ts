@@ -152,7 +152,10 @@ test('a FIFO band fails reads at once with SBM_BAD_BAND (no hang)', async (t) =>
 test('a FIFO token, a FIFO lock and a token linked to /dev/zero are refused at once', async (t) => {
   const { path } = await setup(t);
   await mkfifo(join(path, 'token'));
-  await within(t, t.throwsAsync(SparseBundle.open(path, { readOnly: true }), { message: /^SBM_CORRUPT: .*token is a FIFO, not a regular file/ }));
+  await within(
+    t,
+    t.throwsAsync(SparseBundle.open(path, { readOnly: true }), { message: /^SBM_CORRUPT: .*token is a FIFO, not a regular file/ }),
+  );
   await rm(join(path, 'token'));
   await symlink('/dev/zero', join(path, 'token'));
   await within(t, t.throwsAsync(SparseBundle.open(path, { readOnly: true }), { message: /^SBM_CORRUPT: .*token is a symlink/ }));
@@ -250,7 +253,9 @@ test('a snapshot folder that is a symlink to a bundle elsewhere is neither opene
     await new BundleSession(bundle).snapshots.create('real');
     await rm(join(new BundleSession(bundle).snapshots.directory, 'real.sparsebundle'), { recursive: true });
     await symlink(elsewhere, join(new BundleSession(bundle).snapshots.directory, 'real.sparsebundle'));
-    await t.throwsAsync(new BundleSession(bundle).snapshots.open('real'), { message: /^SBM_CORRUPT: .*real\.sparsebundle is a symlink, not a folder/ });
+    await t.throwsAsync(new BundleSession(bundle).snapshots.open('real'), {
+      message: /^SBM_CORRUPT: .*real\.sparsebundle is a symlink, not a folder/,
+    });
     await t.throwsAsync(new BundleSession(bundle).snapshots.revert('real'), { message: /^SBM_CORRUPT/ });
     t.true((await bundle.read(0, MIB)).equals(live), 'the live disk is unchanged');
   } finally {

@@ -250,7 +250,10 @@ test('an untracked bundle (still being built) refuses tokens; its first ordinary
   const token = await new BundleSession(bundle).token();
   await bundle.write(2 * MIB, Buffer.from('later'));
   const report = await new BundleSession(bundle).changedBands(token);
-  t.deepEqual(report.bands.map((band) => band.bandIndex), [2]);
+  t.deepEqual(
+    report.bands.map((band) => band.bandIndex),
+    [2],
+  );
   await bundle.close();
 });
 
@@ -262,17 +265,31 @@ test('deferBandListing: bands/ is listed at first need, with the same answers an
   const eager = await SparseBundle.open(path, { readOnly: true, onWarning: eagerWarnings.sink });
   const expected = { present: eager.bandsPresent(), data: sha256(await eager.read(0, eager.sizeBytes)) };
   await eager.close();
-  t.deepEqual(eagerWarnings.items.map((w) => w.code), ['SBM_STRAY_FILE']);
+  t.deepEqual(
+    eagerWarnings.items.map((w) => w.code),
+    ['SBM_STRAY_FILE'],
+  );
 
   const warnings = new WarningList();
   const bundle = await SparseBundle.open(path, { deferBandListing: true, onWarning: warnings.sink });
   t.teardown(() => bundle.close());
-  t.deepEqual(warnings.items.map((w) => w.code), [], 'nothing listed yet');
+  t.deepEqual(
+    warnings.items.map((w) => w.code),
+    [],
+    'nothing listed yet',
+  );
   t.is(sha256(await bundle.read(0, bundle.sizeBytes)), expected.data);
-  t.deepEqual(warnings.items.map((w) => w.code), ['SBM_STRAY_FILE'], 'the first read listed bands/');
+  t.deepEqual(
+    warnings.items.map((w) => w.code),
+    ['SBM_STRAY_FILE'],
+    'the first read listed bands/',
+  );
   t.deepEqual(bundle.bandsPresent(), expected.present);
   await bundle.write(5 * 8 * MIB, Buffer.from('new band'));
-  t.deepEqual(bundle.bandsPresent(), [...expected.present, 5].sort((a, b) => a - b));
+  t.deepEqual(
+    bundle.bandsPresent(),
+    [...expected.present, 5].sort((a, b) => a - b),
+  );
 });
 
 test('deferBandListing: a write before any listing still knows existing bands (no truncation)', async (t) => {

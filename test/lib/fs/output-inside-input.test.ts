@@ -31,7 +31,10 @@ test('outputs equal to or inside an input are refused however the path is spelle
     await t.throwsAsync(assertOutputOutsideInputs(output, [input]), { code: 'SBM_OUTPUT_INSIDE_INPUT' }, output);
   }
   // A file input is refused under another name (hard link) too.
-  await t.throwsAsync(assertOutputOutsideInputs(join(dir, 'hardlink'), [join(input, 'bands', '7')]), { code: 'SBM_OUTPUT_INSIDE_INPUT', message: / is the input / });
+  await t.throwsAsync(assertOutputOutsideInputs(join(dir, 'hardlink'), [join(input, 'bands', '7')]), {
+    code: 'SBM_OUTPUT_INSIDE_INPUT',
+    message: / is the input /,
+  });
   // An input given through a symlink is the same input.
   await t.throwsAsync(assertOutputOutsideInputs(join(input, 'bands', '7'), [join(dir, 'alias')]), { code: 'SBM_OUTPUT_INSIDE_INPUT' });
 });
@@ -52,6 +55,10 @@ test('outputs beside an input, and inputs that do not exist, pass', async (t) =>
 });
 
 test('filesNamedIn collects every `file` of nested details', (t) => {
-  const details = { extents: [{ file: '/a/x-flat.vmdk' }, { type: 'ZERO' }], chain: [{ file: '/a/x.vmdk', nested: { file: '/a/p.vmdk' } }], file: 3 };
+  const details = {
+    extents: [{ file: '/a/x-flat.vmdk' }, { type: 'ZERO' }],
+    chain: [{ file: '/a/x.vmdk', nested: { file: '/a/p.vmdk' } }],
+    file: 3,
+  };
   t.deepEqual(filesNamedIn(details), ['/a/x-flat.vmdk', '/a/x.vmdk', '/a/p.vmdk']);
 });

@@ -17,7 +17,9 @@ class ExitCalled extends Error {
 }
 
 /** Runs `body` with process.exit throwing ExitCalled and stderr collected. */
-async function withStubbedExit<T>(body: () => Promise<T>): Promise<{ outcome: T | Error; stderr: string; exits: Array<number | undefined> }> {
+async function withStubbedExit<T>(
+  body: () => Promise<T>,
+): Promise<{ outcome: T | Error; stderr: string; exits: Array<number | undefined> }> {
   const exit = process.exit;
   const write = process.stderr.write;
   const exits: Array<number | undefined> = [];
@@ -86,22 +88,25 @@ test.serial('when the new output cannot be renamed into place, the old one goes 
   t.deepEqual(await readdir(dir), ['out.sparsebundle']);
 });
 
-test.serial('a build that runs out of space fails with SBM_NO_SPACE and leaves nothing, even when a lower layer wrapped the ENOSPC', async (t) => {
-  const dir = await tempDir(t);
-  const target = join(dir, 'out.sparsebundle');
-  const failures = [
-    Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }),
-    new SbmError('SBM_IO', 'write failed in x: ENOSPC: no space left on device', { errno: 'ENOSPC' }),
-  ];
-  for (const failure of failures) {
-    await t.throwsAsync(
-      withStagedOutput(target, {}, async (staging) => {
-        await mkdir(staging);
-        await writeFile(join(staging, 'half'), 'partial');
-        throw failure;
-      }),
-      { message: /^SBM_NO_SPACE: cannot write .*out\.sparsebundle: no space left on its filesystem; the partial output was removed$/ },
-    );
-    t.deepEqual(await readdir(dir), []);
-  }
-});
+test.serial(
+  'a build that runs out of space fails with SBM_NO_SPACE and leaves nothing, even when a lower layer wrapped the ENOSPC',
+  async (t) => {
+    const dir = await tempDir(t);
+    const target = join(dir, 'out.sparsebundle');
+    const failures = [
+      Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }),
+      new SbmError('SBM_IO', 'write failed in x: ENOSPC: no space left on device', { errno: 'ENOSPC' }),
+    ];
+    for (const failure of failures) {
+      await t.throwsAsync(
+        withStagedOutput(target, {}, async (staging) => {
+          await mkdir(staging);
+          await writeFile(join(staging, 'half'), 'partial');
+          throw failure;
+        }),
+        { message: /^SBM_NO_SPACE: cannot write .*out\.sparsebundle: no space left on its filesystem; the partial output was removed$/ },
+      );
+      t.deepEqual(await readdir(dir), []);
+    }
+  },
+);

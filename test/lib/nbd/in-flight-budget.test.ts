@@ -10,7 +10,10 @@ const MIB = 1024 * 1024;
 /** A waiter that, when woken, tries to take `bytes` and leaves the queue once it has them. */
 class Taker implements BudgetWaiter {
   got = false;
-  constructor(private readonly budget: InFlightBudget, readonly bytes: number) {}
+  constructor(
+    private readonly budget: InFlightBudget,
+    readonly bytes: number,
+  ) {}
 
   try(): boolean {
     if (this.budget.tryTake(this.bytes, this)) {

@@ -45,7 +45,16 @@ function read(offset: number, length = KIB4, structured = false): NbdRequest {
   return { type: C.NBD_CMD_READ, flags: 0, cookie: nextCookie++, offset, length, structured, metaContextId: undefined };
 }
 function write(offset: number, data: Buffer, flags = 0): NbdRequest {
-  return { type: C.NBD_CMD_WRITE, flags, cookie: nextCookie++, offset, length: data.length, data, structured: false, metaContextId: undefined };
+  return {
+    type: C.NBD_CMD_WRITE,
+    flags,
+    cookie: nextCookie++,
+    offset,
+    length: data.length,
+    data,
+    structured: false,
+    metaContextId: undefined,
+  };
 }
 function batchOf(requests: NbdRequest[]): RequestBatch | undefined {
   const batch = new RequestBatch(requests[0] as NbdRequest);
@@ -57,10 +66,7 @@ const plain = { acquire: (length: number) => Buffer.allocUnsafe(length), release
 
 test('runs: contiguous requests in any arrival order become ascending runs of at most 64 KiB', (t) => {
   const descending = Array.from({ length: 20 }, (_, index) => read((19 - index) * KIB4));
-  t.deepEqual(offsets((batchOf(descending) as RequestBatch).runs()), [
-    Array.from({ length: 16 }, (_, index) => index),
-    [16, 17, 18, 19],
-  ]);
+  t.deepEqual(offsets((batchOf(descending) as RequestBatch).runs()), [Array.from({ length: 16 }, (_, index) => index), [16, 17, 18, 19]]);
   t.deepEqual(offsets((batchOf([read(0), read(3 * KIB4), read(KIB4), read(8 * KIB4)]) as RequestBatch).runs()), [[0, 1], [3], [8]]);
   t.deepEqual(offsets((batchOf([read(0), read(0)]) as RequestBatch).runs()), [[0], [0]], 'overlapping reads are not merged');
 });
@@ -72,7 +78,11 @@ test('what may join: same kind, same FUA, small; overlapping writes keep arrival
   const batch = new RequestBatch(write(0, Buffer.alloc(KIB4)));
   t.false(batch.tryAdd(read(KIB4)), 'a READ does not join WRITEs');
   t.false(batch.tryAdd(write(KIB4, Buffer.alloc(KIB4), C.NBD_CMD_FLAG_FUA)), 'FUA does not join non-FUA');
-  const overlapping = batchOf([write(2 * KIB4, Buffer.alloc(KIB4)), write(KIB4, Buffer.alloc(2 * KIB4)), write(0, Buffer.alloc(KIB4))]) as RequestBatch;
+  const overlapping = batchOf([
+    write(2 * KIB4, Buffer.alloc(KIB4)),
+    write(KIB4, Buffer.alloc(2 * KIB4)),
+    write(0, Buffer.alloc(KIB4)),
+  ]) as RequestBatch;
   t.deepEqual(offsets(overlapping.runs()), [[2], [1], [0]]);
 });
 
@@ -100,12 +110,20 @@ test('runMerged READ failure: retried one by one, only the failing request gets 
   device.failAt = KIB4 + 10;
   const run = [read(0), read(KIB4), read(2 * KIB4)];
   const frames = await runMerged(device, run, plain);
-  t.deepEqual(device.reads, [[0, 3 * KIB4], [0, KIB4], [KIB4, KIB4], [2 * KIB4, KIB4]]);
-  t.deepEqual(frames.map((frame) => parseReply(frame).reply), [
-    { kind: 'simple', error: 0, cookie: run[0]?.cookie },
-    { kind: 'simple', error: C.NBD_EIO, cookie: run[1]?.cookie },
-    { kind: 'simple', error: 0, cookie: run[2]?.cookie },
+  t.deepEqual(device.reads, [
+    [0, 3 * KIB4],
+    [0, KIB4],
+    [KIB4, KIB4],
+    [2 * KIB4, KIB4],
   ]);
+  t.deepEqual(
+    frames.map((frame) => parseReply(frame).reply),
+    [
+      { kind: 'simple', error: 0, cookie: run[0]?.cookie },
+      { kind: 'simple', error: C.NBD_EIO, cookie: run[1]?.cookie },
+      { kind: 'simple', error: 0, cookie: run[2]?.cookie },
+    ],
+  );
 });
 
 test('runMerged WRITE: one device call with the FUA flag; a failure is retried one by one', async (t) => {
@@ -120,8 +138,15 @@ test('runMerged WRITE: one device call with the FUA flag; a failure is retried o
   device.failAt = 3 * KIB4;
   const failing = [write(2 * KIB4, seededBytes(KIB4, 3)), write(3 * KIB4, seededBytes(KIB4, 4))];
   const results = await runMerged(device, failing, plain);
-  t.deepEqual(device.writes, [[2 * KIB4, 2 * KIB4, false], [2 * KIB4, KIB4, false], [3 * KIB4, KIB4, false]]);
-  t.deepEqual(results.map((frame) => (parseReply(frame).reply as { error: number }).error), [0, C.NBD_EIO]);
+  t.deepEqual(device.writes, [
+    [2 * KIB4, 2 * KIB4, false],
+    [2 * KIB4, KIB4, false],
+    [3 * KIB4, KIB4, false],
+  ]);
+  t.deepEqual(
+    results.map((frame) => (parseReply(frame).reply as { error: number }).error),
+    [0, C.NBD_EIO],
+  );
   t.true(device.bytes.subarray(2 * KIB4, 3 * KIB4).equals(seededBytes(KIB4, 3)));
 });
 
@@ -148,10 +173,12 @@ test('over a socket: 16 contiguous reads sent newest first are one device read; 
   // Writes likewise (small, so the whole burst is one socket read), then a FLUSH after them: the
   // writes started first, as one call.
   const payloads = [0, 1, 2, 3].map((index) => seededBytes(512, 20 + index));
-  raw.send(Buffer.concat([
-    ...[3, 2, 1, 0].map((index) => request(C.NBD_CMD_WRITE, 0, BigInt(100 + index), 64 * KIB4 + index * 512, 512, payloads[index])),
-    request(C.NBD_CMD_FLUSH, 0, 200n, 0, 0),
-  ]));
+  raw.send(
+    Buffer.concat([
+      ...[3, 2, 1, 0].map((index) => request(C.NBD_CMD_WRITE, 0, BigInt(100 + index), 64 * KIB4 + index * 512, 512, payloads[index])),
+      request(C.NBD_CMD_FLUSH, 0, 200n, 0, 0),
+    ]),
+  );
   const cookies = new Set<bigint>();
   for (let index = 0; index < 5; index++) {
     const reply = await raw.simpleReply();

@@ -40,7 +40,9 @@ test('FAST_ZERO: whole bands and holes are fast, a partial band holding data is 
 
 test('WRITE_ZEROES with FAST_ZERO replies ENOTSUP without touching data; without it, zeroes', async (t) => {
   const disk = await bundle(t);
-  const slow = parseReply(await runRequest(disk, req(C.NBD_CMD_WRITE_ZEROES, MIB + 512, 4096, C.NBD_CMD_FLAG_FAST_ZERO, { structured: false })));
+  const slow = parseReply(
+    await runRequest(disk, req(C.NBD_CMD_WRITE_ZEROES, MIB + 512, 4096, C.NBD_CMD_FLAG_FAST_ZERO, { structured: false })),
+  );
   t.like(slow.reply, { kind: 'simple', error: C.NBD_ENOTSUP });
   t.true((await disk.read(MIB + 512, 4096)).equals(seededBytes(MIB, 1).subarray(512, 4608)));
   const fast = parseReply(await runRequest(disk, req(C.NBD_CMD_WRITE_ZEROES, MIB, MIB, C.NBD_CMD_FLAG_FAST_ZERO, { structured: false })));

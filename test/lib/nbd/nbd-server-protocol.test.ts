@@ -86,16 +86,27 @@ const SESSION = Buffer.concat([
 function describe(actions: NbdAction[]): unknown[] {
   return actions.map((action) => {
     if (action.kind === 'send') return { send: action.data.toString('hex') };
-    if (action.kind === 'request') return { kind: 'request', ...action.request, cookie: String(action.request.cookie), data: action.request.data?.toString('hex') };
+    if (action.kind === 'request')
+      return { kind: 'request', ...action.request, cookie: String(action.request.cookie), data: action.request.data?.toString('hex') };
     return action;
   });
 }
 
 test('feeding one byte at a time gives exactly the actions of one big chunk', (t) => {
   const whole = describe(feed(RW, SESSION).actions);
-  const bytewise = describe(feed(RW, SESSION, Array.from({ length: SESSION.length }, () => 1)).actions);
+  const bytewise = describe(
+    feed(
+      RW,
+      SESSION,
+      Array.from({ length: SESSION.length }, () => 1),
+    ).actions,
+  );
   t.deepEqual(bytewise, whole);
-  t.is(whole.filter((action) => (action as { kind?: string }).kind === 'request').length, 3, 'WRITE, READ and FLUSH run; the out-of-range READ is answered directly');
+  t.is(
+    whole.filter((action) => (action as { kind?: string }).kind === 'request').length,
+    3,
+    'WRITE, READ and FLUSH run; the out-of-range READ is answered directly',
+  );
 });
 
 test('every split point of a session gives the same actions (property, random chunkings)', (t) => {
@@ -126,7 +137,16 @@ function replies(bytes: Buffer) {
 }
 
 test('unknown options and STARTTLS get ERR_UNSUP and the handshake carries on', (t) => {
-  const { actions } = feed(RW, Buffer.concat([CLIENT_FLAGS, option(99, Buffer.from('xyz')), option(C.NBD_OPT_STARTTLS), option(C.NBD_OPT_EXTENDED_HEADERS), option(C.NBD_OPT_GO, goData(''))]));
+  const { actions } = feed(
+    RW,
+    Buffer.concat([
+      CLIENT_FLAGS,
+      option(99, Buffer.from('xyz')),
+      option(C.NBD_OPT_STARTTLS),
+      option(C.NBD_OPT_EXTENDED_HEADERS),
+      option(C.NBD_OPT_GO, goData('')),
+    ]),
+  );
   const list = replies(sent(actions));
   t.deepEqual(list.slice(0, 3), [
     { option: 99, type: C.NBD_REP_ERR_UNSUP, length: 0 },
@@ -149,7 +169,10 @@ test('bad client flags, bad option magic and too many options drop the client', 
 test('option data over 64 KiB is skipped with ERR_TOO_BIG; over 4 MiB drops the client before reading it', (t) => {
   const big = Buffer.alloc(100 * 1024);
   const { actions } = feed(RW, Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_LIST, big), option(C.NBD_OPT_LIST)]), [4, 16, 1000, 50_000]);
-  t.deepEqual(replies(sent(actions)).map((reply) => reply.type), [C.NBD_REP_ERR_TOO_BIG, C.NBD_REP_SERVER, C.NBD_REP_ACK]);
+  t.deepEqual(
+    replies(sent(actions)).map((reply) => reply.type),
+    [C.NBD_REP_ERR_TOO_BIG, C.NBD_REP_SERVER, C.NBD_REP_ACK],
+  );
   const huge = feed(RW, Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_GO, Buffer.alloc(0), 0xffffffff)]));
   t.like(huge.actions[0], { kind: 'close', graceful: false });
   t.true(huge.protocol.closed);
@@ -167,23 +190,54 @@ test('INFO/GO validate every length and the export name', (t) => {
   }
   const unknown = replies(sent(feed(RW, Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_GO, goData('other'))])).actions));
   t.deepEqual(unknown, [{ option: C.NBD_OPT_GO, type: C.NBD_REP_ERR_UNKNOWN, length: 0 }]);
-  const info = parseOptionReplies(sent(feed(RW, Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_INFO, goData('disk', [C.NBD_INFO_NAME, 77]))])).actions));
-  t.deepEqual(info.map((reply) => reply.type), [C.NBD_REP_INFO, C.NBD_REP_INFO, C.NBD_REP_ACK]);
-  t.deepEqual(info.slice(0, 2).map((reply) => reply.data.readUInt16BE(0)), [C.NBD_INFO_EXPORT, C.NBD_INFO_NAME]);
+  const info = parseOptionReplies(
+    sent(feed(RW, Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_INFO, goData('disk', [C.NBD_INFO_NAME, 77]))])).actions),
+  );
+  t.deepEqual(
+    info.map((reply) => reply.type),
+    [C.NBD_REP_INFO, C.NBD_REP_INFO, C.NBD_REP_ACK],
+  );
+  t.deepEqual(
+    info.slice(0, 2).map((reply) => reply.data.readUInt16BE(0)),
+    [C.NBD_INFO_EXPORT, C.NBD_INFO_NAME],
+  );
   t.is(info[1]?.data.subarray(2).toString(), 'disk');
 });
 
 test('meta contexts: SET needs structured replies, unknown namespaces are skipped, LIST answers id 0', (t) => {
-  const noSr = replies(sent(feed(RW, Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_SET_META_CONTEXT, metaData('', ['base:allocation']))])).actions));
-  t.deepEqual(noSr.map((reply) => reply.type), [C.NBD_REP_ERR_INVALID]);
-  const qemu = parseOptionReplies(sent(feed(RW, Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_STRUCTURED_REPLY), option(C.NBD_OPT_SET_META_CONTEXT, metaData('', ['qemu:dirty-bitmap:x', 'base:allocation']))])).actions));
-  t.deepEqual(qemu.slice(1).map((reply) => reply.type), [C.NBD_REP_META_CONTEXT, C.NBD_REP_ACK]);
+  const noSr = replies(
+    sent(feed(RW, Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_SET_META_CONTEXT, metaData('', ['base:allocation']))])).actions),
+  );
+  t.deepEqual(
+    noSr.map((reply) => reply.type),
+    [C.NBD_REP_ERR_INVALID],
+  );
+  const qemu = parseOptionReplies(
+    sent(
+      feed(
+        RW,
+        Buffer.concat([
+          CLIENT_FLAGS,
+          option(C.NBD_OPT_STRUCTURED_REPLY),
+          option(C.NBD_OPT_SET_META_CONTEXT, metaData('', ['qemu:dirty-bitmap:x', 'base:allocation'])),
+        ]),
+      ).actions,
+    ),
+  );
+  t.deepEqual(
+    qemu.slice(1).map((reply) => reply.type),
+    [C.NBD_REP_META_CONTEXT, C.NBD_REP_ACK],
+  );
   t.is(qemu[1]?.data.readUInt32BE(0), C.SBM_BASE_ALLOCATION_ID);
-  const list = parseOptionReplies(sent(feed(RW, Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_LIST_META_CONTEXT, metaData('', []))])).actions));
+  const list = parseOptionReplies(
+    sent(feed(RW, Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_LIST_META_CONTEXT, metaData('', []))])).actions),
+  );
   t.is(list[0]?.data.readUInt32BE(0), 0);
   t.is(list[0]?.data.subarray(4).toString(), 'base:allocation');
   const overrun = Buffer.concat([str32(''), u32(1), u32(50), Buffer.from('base:allocation')]);
-  const bad = replies(sent(feed(RW, Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_STRUCTURED_REPLY), option(C.NBD_OPT_SET_META_CONTEXT, overrun)])).actions));
+  const bad = replies(
+    sent(feed(RW, Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_STRUCTURED_REPLY), option(C.NBD_OPT_SET_META_CONTEXT, overrun)])).actions),
+  );
   t.is(bad[1]?.type, C.NBD_REP_ERR_INVALID);
 });
 
@@ -192,9 +246,15 @@ test('EXPORT_NAME: 124 zero bytes unless NO_ZEROES, unknown name drops, LIST and
   t.is(zeros.length, 134);
   t.is(zeros.subarray(0, 10).toString('hex'), '0000000000100000' + '0d6d');
   t.is(sent(feed(RW, Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_EXPORT_NAME)])).actions).length, 10);
-  t.like(feed(RW, Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_EXPORT_NAME, Buffer.from('nope'))])).actions[0], { kind: 'close', graceful: false });
+  t.like(feed(RW, Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_EXPORT_NAME, Buffer.from('nope'))])).actions[0], {
+    kind: 'close',
+    graceful: false,
+  });
   const list = parseOptionReplies(sent(feed(RW, Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_LIST)])).actions));
-  t.deepEqual(list.map((reply) => reply.type), [C.NBD_REP_SERVER, C.NBD_REP_ACK]);
+  t.deepEqual(
+    list.map((reply) => reply.type),
+    [C.NBD_REP_SERVER, C.NBD_REP_ACK],
+  );
   t.is(list[0]?.data.toString('hex'), '00000004' + Buffer.from('disk').toString('hex'));
   const abort = feed(RW, Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_ABORT)])).actions;
   t.deepEqual(kinds(abort), ['send', 'close']);
@@ -202,7 +262,9 @@ test('EXPORT_NAME: 124 zero bytes unless NO_ZEROES, unknown name drops, LIST and
 });
 
 test('read-only exports advertise READ_ONLY without write flags', (t) => {
-  const info = parseOptionReplies(sent(feed(RO, Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_STRUCTURED_REPLY), option(C.NBD_OPT_GO, goData(''))])).actions));
+  const info = parseOptionReplies(
+    sent(feed(RO, Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_STRUCTURED_REPLY), option(C.NBD_OPT_GO, goData(''))])).actions),
+  );
   t.is(info[1]?.data.readUInt16BE(10), 0x0587);
 });
 
@@ -269,7 +331,11 @@ test('read-only export: WRITE, TRIM and WRITE_ZEROES get EPERM, the WRITE payloa
     request(C.NBD_CMD_WRITE_ZEROES, 0, 3n, 0, 512),
     request(C.NBD_CMD_FLUSH, 0, 4n, 0, 0),
   );
-  t.deepEqual(simpleErrors(actions), [['1', C.NBD_EPERM], ['2', C.NBD_EPERM], ['3', C.NBD_EPERM]]);
+  t.deepEqual(simpleErrors(actions), [
+    ['1', C.NBD_EPERM],
+    ['2', C.NBD_EPERM],
+    ['3', C.NBD_EPERM],
+  ]);
   t.like(actions.at(-1), { kind: 'request', request: { cookie: 4n, type: C.NBD_CMD_FLUSH } });
 });
 

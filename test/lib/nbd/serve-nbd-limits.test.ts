@@ -120,7 +120,11 @@ const CONNECTION_CAP = 5 * MIB;
 async function stalledReader(t: ExecutionContext, server: NbdServerHandle, count: number, base: number): Promise<RawClient> {
   const raw = await handshaken(t, server);
   raw.socket.pause();
-  raw.send(Buffer.concat(Array.from({ length: count }, (_, index) => request(C.NBD_CMD_READ, 0, BigInt(base + index), index * READ_BYTES, READ_BYTES))));
+  raw.send(
+    Buffer.concat(
+      Array.from({ length: count }, (_, index) => request(C.NBD_CMD_READ, 0, BigInt(base + index), index * READ_BYTES, READ_BYTES)),
+    ),
+  );
   return raw;
 }
 
@@ -163,12 +167,18 @@ test('clients that never read: stalled holders are dropped while others wait, a 
   const stats = server.stats();
   t.true(stats.peakInFlightBytes <= GLOBAL_CAP, `peak ${stats.peakInFlightBytes} > cap ${GLOBAL_CAP}`);
   t.true(samples.every((bytes) => bytes <= GLOBAL_CAP));
-  t.true(samples.some((bytes) => bytes > GLOBAL_CAP / 2), 'the stalled clients did fill the budget');
+  t.true(
+    samples.some((bytes) => bytes > GLOBAL_CAP / 2),
+    'the stalled clients did fill the budget',
+  );
   // (A paused client socket does not see the close; the server's count does.)
   t.true(stats.connections < stalled.length + 1, 'stalled readers were dropped while others waited');
 
   for (const raw of stalled) raw.destroy();
-  t.true(await until(() => server.stats().inFlightBytes === 0 && server.stats().connections === 1, 5000), `budget back to 0 (now ${server.stats().inFlightBytes})`);
+  t.true(
+    await until(() => server.stats().inFlightBytes === 0 && server.stats().connections === 1, 5000),
+    `budget back to 0 (now ${server.stats().inFlightBytes})`,
+  );
   t.is(server.stats().waitingSessions, 0);
   t.true(await served(other, 10_000n));
   t.true(server.stats().pooledBytes > 0, 'released buffers are kept for reuse while clients remain');

@@ -30,7 +30,11 @@ const FAILURES: Array<[string, () => unknown, number]> = [
   ['a raw EDQUOT', () => errnoError('EDQUOT'), C.NBD_ENOSPC],
   ['an SbmError carrying errno ENOSPC', () => new SbmError('SBM_IO', 'cannot write band 0: no space', { errno: 'ENOSPC' }), C.NBD_ENOSPC],
   ['SBM_NO_SPACE', () => new SbmError('SBM_NO_SPACE', 'the disk is full'), C.NBD_ENOSPC],
-  ['an SbmError caused by ENOSPC', () => new SbmError('SBM_IO', 'cannot record the change', {}, { cause: errnoError('ENOSPC') }), C.NBD_ENOSPC],
+  [
+    'an SbmError caused by ENOSPC',
+    () => new SbmError('SBM_IO', 'cannot record the change', {}, { cause: errnoError('ENOSPC') }),
+    C.NBD_ENOSPC,
+  ],
   ['a raw EIO', () => errnoError('EIO'), C.NBD_EIO],
   ['an SbmError carrying errno EIO', () => new SbmError('SBM_IO', 'media error', { errno: 'EIO' }), C.NBD_EIO],
 ];

@@ -264,7 +264,10 @@ test('garbage from many clients at once never takes the server down', async (t) 
   });
   await Promise.all(clients.map((raw) => raw.closed));
   t.true(clients.every((raw) => raw.ended));
-  t.true(device.bytes.every((byte) => byte === 0), 'nothing was written');
+  t.true(
+    device.bytes.every((byte) => byte === 0),
+    'nothing was written',
+  );
   await secondClientWorks(t, server);
 });
 

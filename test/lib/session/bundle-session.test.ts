@@ -29,16 +29,29 @@ test('token and changed-band reports over a deferred listing never list bands/ (
   const answer = await session.changedBandsSince(report.token as string);
   t.is(answer.sinceKind, 'token');
   t.deepEqual(answer.report.bands, []);
-  t.deepEqual(warnings.items.map((w) => w.code), [], 'bands/ was not listed');
+  t.deepEqual(
+    warnings.items.map((w) => w.code),
+    [],
+    'bands/ was not listed',
+  );
   t.deepEqual(bundle.bandsPresent(), [3]);
-  t.deepEqual(warnings.items.map((w) => w.code), ['SBM_STRAY_FILE'], 'the first question about bands listed them');
+  t.deepEqual(
+    warnings.items.map((w) => w.code),
+    ['SBM_STRAY_FILE'],
+    'the first question about bands listed them',
+  );
 });
 
 test('the engine changes its band set only at a quiet point', async (t) => {
   const { path, bundle } = await newBundle(t);
   t.teardown(() => bundle.close());
   await bundle.write(0, Buffer.from('zero'));
-  for (const call of [() => bundle.removeBand(0), () => bundle.replaceBand(0, join(path, 'Info.plist')), () => bundle.linkBandsInto(path), () => bundle.forgetLinkCounts()]) {
+  for (const call of [
+    () => bundle.removeBand(0),
+    () => bundle.replaceBand(0, join(path, 'Info.plist')),
+    () => bundle.linkBandsInto(path),
+    () => bundle.forgetLinkCounts(),
+  ]) {
     const error = await t.throwsAsync(call());
     t.true(isSbmError(error, 'SBM_INTERNAL'), String(error));
   }
@@ -59,9 +72,15 @@ test('--since resolves a token, a snapshot name and a time to the same kind of r
   t.is((await session.resolveSince(snapshot.token)).kind, 'token');
   const bySnapshot = await session.changedBandsSince('daily');
   t.is(bySnapshot.sinceKind, 'snapshot');
-  t.deepEqual(bySnapshot.report.bands.map((band) => band.bandIndex), [2]);
+  t.deepEqual(
+    bySnapshot.report.bands.map((band) => band.bandIndex),
+    [2],
+  );
   const byTime = await session.changedBandsSince(before);
   t.is(byTime.sinceKind, 'time');
-  t.deepEqual(byTime.report.bands.map((band) => band.bandIndex), [1, 2]);
+  t.deepEqual(
+    byTime.report.bands.map((band) => band.bandIndex),
+    [1, 2],
+  );
   t.true(isSbmError(await t.throwsAsync(session.changedBandsSince('no-such-snapshot')), 'SBM_BAD_TOKEN'));
 });

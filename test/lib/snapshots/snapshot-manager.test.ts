@@ -41,23 +41,29 @@ test('a snapshot is a complete bundle of hard links, opens read-only, passes sbm
   t.true(isSbmError(error, 'SBM_READ_ONLY'));
   // changed-bands since the snapshot = what changed after it
   const report = await new BundleSession(bundle).changedBands((await new BundleSession(bundle).snapshots.meta('first')).token);
-  t.deepEqual(report.bands.map((band) => [band.bandIndex, band.deleted]), [
-    [0, true],
-    [1, false],
-  ]);
+  t.deepEqual(
+    report.bands.map((band) => [band.bandIndex, band.deleted]),
+    [
+      [0, true],
+      [1, false],
+    ],
+  );
 });
 
 test('snapshot under interleaved writes is one point in time: each write is wholly in or wholly out', async (t) => {
   const bundle = await newBundle(t);
   await bundle.write(0, Buffer.alloc(SIZE, 0x11));
-  const writes = Array.from({ length: 64 }, (_, index) => ({ offset: index * (SIZE / 64) + 7, data: seededBytes(SIZE / 64 - 14, 100 + index) }));
+  const writes = Array.from({ length: 64 }, (_, index) => ({
+    offset: index * (SIZE / 64) + 7,
+    data: seededBytes(SIZE / 64 - 14, 100 + index),
+  }));
   // Writes keep coming (two at a time) while the snapshot drains I/O and links the bands.
-  let snapshot: ReturnType<SnapshotManager["create"]> | undefined;
+  let snapshot: ReturnType<SnapshotManager['create']> | undefined;
   for (let index = 0; index < writes.length; index += 2) {
     if (index === 16) snapshot = new BundleSession(bundle).snapshots.create('mid');
     await Promise.all(writes.slice(index, index + 2).map((write) => bundle.write(write.offset, write.data)));
   }
-  const info = await (snapshot as ReturnType<SnapshotManager["create"]>);
+  const info = await (snapshot as ReturnType<SnapshotManager['create']>);
   const hash = await hashBundle(info.path);
   const device = await new BundleSession(bundle).snapshots.open('mid');
   t.teardown(() => device.close());
@@ -81,7 +87,10 @@ test('list shows unique size; delete frees only its own bands and keeps other sn
   await new BundleSession(bundle).snapshots.create('b');
   await bundle.write(MiB, seededBytes(MiB, 5)); // band 1 now differs from b's (and a's)
   const list = await new BundleSession(bundle).snapshots.list();
-  t.deepEqual(list.map((item) => item.name), ['a', 'b']);
+  t.deepEqual(
+    list.map((item) => item.name),
+    ['a', 'b'],
+  );
   const [a, b] = list as [(typeof list)[number], (typeof list)[number]];
   t.true(a.uniqueBytes >= MiB, 'a alone holds the old band 0');
   t.is(a.bandCount, 4);
@@ -89,7 +98,10 @@ test('list shows unique size; delete frees only its own bands and keeps other sn
   const hashB = await hashBundle(b.path);
   const live = await bundle.read(0, SIZE);
   await new BundleSession(bundle).snapshots.delete('a');
-  t.deepEqual((await new BundleSession(bundle).snapshots.list()).map((item) => item.name), ['b']);
+  t.deepEqual(
+    (await new BundleSession(bundle).snapshots.list()).map((item) => item.name),
+    ['b'],
+  );
   t.is(await hashBundle(b.path), hashB);
   t.true((await bundle.read(0, SIZE)).equals(live));
   const missing = await t.throwsAsync(new BundleSession(bundle).snapshots.delete('a'));
@@ -116,14 +128,21 @@ test('revert makes the live disk equal to the snapshot, is tracked, and keeps ev
   const result = await new BundleSession(bundle).snapshots.revert('base');
   t.is(result.bandsChanged, 4); // 0 restored, 2 restored, 5 and 7 deleted
   t.true((await bundle.read(0, SIZE)).equals(baseContent));
-  t.is((await new BundleSession(bundle).snapshots.revert('base')).bandsChanged, 0, 'revert is idempotent (an interrupted one is finished by re-running it)');
+  t.is(
+    (await new BundleSession(bundle).snapshots.revert('base')).bandsChanged,
+    0,
+    'revert is idempotent (an interrupted one is finished by re-running it)',
+  );
   const report = await new BundleSession(bundle).changedBands(token);
-  t.deepEqual(report.bands.map((band) => [band.bandIndex, band.deleted]), [
-    [0, false],
-    [2, false],
-    [5, true],
-    [7, true],
-  ]);
+  t.deepEqual(
+    report.bands.map((band) => [band.bandIndex, band.deleted]),
+    [
+      [0, false],
+      [2, false],
+      [5, true],
+      [7, true],
+    ],
+  );
   await bundle.write(0, seededBytes(MiB, 10)); // shares base's inode now: must copy first
   t.is(await hashBundle(new BundleSession(bundle).snapshots.pathOf('base')), hashBase);
   t.is(await hashBundle(new BundleSession(bundle).snapshots.pathOf('later')), hashLater);

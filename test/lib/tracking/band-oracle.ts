@@ -11,7 +11,12 @@ export async function hashBands(bundlePath: string): Promise<BandHashes> {
   const hashes: BandHashes = new Map();
   const dir = join(bundlePath, 'bands');
   for (const name of await readdir(dir)) {
-    hashes.set(Number.parseInt(name, 16), createHash('sha256').update(await readFile(join(dir, name))).digest('hex'));
+    hashes.set(
+      Number.parseInt(name, 16),
+      createHash('sha256')
+        .update(await readFile(join(dir, name)))
+        .digest('hex'),
+    );
   }
   return hashes;
 }

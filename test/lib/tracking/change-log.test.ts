@@ -47,18 +47,24 @@ test('a torn tail is dropped and cut off; garbage followed by valid records is d
   const torn = scanChangeLog(await readFile(path), 5);
   t.false(torn.damaged);
   t.is(torn.validBytes, 64);
-  t.deepEqual([...torn.index.all()], [
-    [1, 1],
-    [9, 2],
-  ]);
+  t.deepEqual(
+    [...torn.index.all()],
+    [
+      [1, 1],
+      [9, 2],
+    ],
+  );
   const log = await ChangeLog.openForAppend(path, torn.validBytes, torn.validCrc, dir);
   await log.append(encodeChangeRecord(5, 3, 1));
   await log.close();
   t.is((await stat(path)).size, 96);
-  t.deepEqual([...scanChangeLog(await readFile(path), 5).index.all()], [
-    [1, 3],
-    [9, 2],
-  ]);
+  t.deepEqual(
+    [...scanChangeLog(await readFile(path), 5).index.all()],
+    [
+      [1, 3],
+      [9, 2],
+    ],
+  );
   const bytes = await readFile(path);
   bytes.writeUInt8(bytes.readUInt8(40) ^ 0xff, 40); // corrupt the second record
   const damaged = scanChangeLog(bytes, 5);

@@ -69,7 +69,7 @@ test('exactness: the reported set equals the bands whose files changed, over man
     token = report.token as string;
     before = after;
   }
-  t.true((await bundle.read(0, sizeBytes)).equals(model), "disk content matches the model");
+  t.true((await bundle.read(0, sizeBytes)).equals(model), 'disk content matches the model');
   await bundle.close();
 });
 
@@ -92,7 +92,10 @@ test('token() with no writes in between reports nothing; a write reports exactly
     ],
   );
   // The older token still sees the same changes; the returned token sees none.
-  t.deepEqual((await new BundleSession(bundle).changedBands(first)).bands.map((band) => band.bandIndex), [0, 1]);
+  t.deepEqual(
+    (await new BundleSession(bundle).changedBands(first)).bands.map((band) => band.bandIndex),
+    [0, 1],
+  );
   t.deepEqual((await new BundleSession(bundle).changedBands(report.token as string)).bands, []);
 });
 

@@ -51,7 +51,11 @@ test('token -> changed-bands loop: paths, --relative, -0, --ranges, --json with 
   t.is(ranges.stdout, `${MiB} ${MiB}\n${5 * MiB} ${MiB}\n`);
   const json = await runSbm(['changed-bands', path, '--since', token, '--json']);
   t.is(json.exitCode, 0, json.stderr);
-  const report = JSON.parse(json.stdout) as { token: string; totalBytes: number; bands: Array<{ index: number; deleted: boolean; offset: number; length: number; path: string }> };
+  const report = JSON.parse(json.stdout) as {
+    token: string;
+    totalBytes: number;
+    bands: Array<{ index: number; deleted: boolean; offset: number; length: number; path: string }>;
+  };
   t.regex(report.token, /^sbm1:/);
   t.is(report.totalBytes, 2 * MiB);
   t.deepEqual(
@@ -109,7 +113,7 @@ test('foreign, stale (copied bundle), future and malformed tokens are refused; e
   t.regex(malformed.stderr, /SBM_BAD_TOKEN/);
 });
 
-test('a band edited behind sbm\'s back is listed with a SBM_FOREIGN_CHANGE warning', async (t) => {
+test("a band edited behind sbm's back is listed with a SBM_FOREIGN_CHANGE warning", async (t) => {
   const { path } = await setup(t);
   const token = (await runSbm(['token', path])).stdout.trim();
   const handle = await open(join(path, 'bands', '2'), 'r+');
@@ -131,7 +135,10 @@ test('snapshot create | list | revert | delete through the CLI', async (t) => {
   const list = await runSbm(['snapshot', 'list', path, '--json']);
   t.is(list.exitCode, 0, list.stderr);
   const snapshots = (JSON.parse(list.stdout) as { snapshots: Array<{ name: string; uniqueBytes: number; token: string }> }).snapshots;
-  t.deepEqual(snapshots.map((item) => item.name), ['one', 'two']);
+  t.deepEqual(
+    snapshots.map((item) => item.name),
+    ['one', 'two'],
+  );
   t.true((snapshots[0]?.uniqueBytes ?? 0) >= MiB);
   const token = (await runSbm(['token', path])).stdout.trim();
   const revert = await runSbm(['snapshot', 'revert', path, 'one', '--json']);

@@ -18,7 +18,7 @@ async function makeBundle(t: Parameters<typeof tempDir>[0]): Promise<{ path: str
   return { path, token };
 }
 
-test('a band rewritten in place behind sbm\'s back, mtime restored, is reported with a warning (full audit)', async (t) => {
+test("a band rewritten in place behind sbm's back, mtime restored, is reported with a warning (full audit)", async (t) => {
   const { path, token } = await makeBundle(t);
   const band = join(path, 'bands', '3');
   const before = await stat(band);
@@ -38,7 +38,10 @@ test('a band rewritten in place behind sbm\'s back, mtime restored, is reported 
   t.truthy(warning);
   t.regex(String(warning?.message), /bands\/3/);
   // The foreign change is now part of the history: reported for the old token, not the new one.
-  t.deepEqual((await new BundleSession(bundle).changedBands(token)).bands.map((entry) => entry.bandIndex), [3]);
+  t.deepEqual(
+    (await new BundleSession(bundle).changedBands(token)).bands.map((entry) => entry.bandIndex),
+    [3],
+  );
   t.deepEqual((await new BundleSession(bundle).changedBands(report.token as string)).bands, []);
 });
 
@@ -51,10 +54,13 @@ test('auto audit stats every band of a small bundle, so in-place edits are caugh
   t.teardown(() => bundle.close());
   const report = await new BundleSession(bundle).changedBands(token);
   t.is(report.audit, 'full');
-  t.deepEqual(report.bands.map((entry) => entry.bandIndex), [1]);
+  t.deepEqual(
+    report.bands.map((entry) => entry.bandIndex),
+    [1],
+  );
 });
 
-test('directory audit: bands created, deleted or renamed over behind sbm\'s back are caught via bands/ mtime', async (t) => {
+test("directory audit: bands created, deleted or renamed over behind sbm's back are caught via bands/ mtime", async (t) => {
   const { path, token } = await makeBundle(t);
   const replacement = join(path, '..', 'replacement');
   await writeFile(replacement, Buffer.alloc(4096, 0x55));
@@ -82,7 +88,10 @@ test('directory audit with an unchanged bands/ folder stats nothing (the documen
   await bundle.write(5 * MiB, Buffer.alloc(10, 0x77)); // in place: bands/ itself does not change
   const report = await new BundleSession(bundle).changedBands(token, { audit: 'directory' });
   t.is(report.audit, 'directory');
-  t.deepEqual(report.bands.map((entry) => entry.bandIndex), [5]);
+  t.deepEqual(
+    report.bands.map((entry) => entry.bandIndex),
+    [5],
+  );
 });
 
 test('auto audit on a bundle opened without listing bands/ counts bands from the stat cache', async (t) => {
@@ -94,5 +103,8 @@ test('auto audit on a bundle opened without listing bands/ counts bands from the
   t.teardown(() => bundle.close());
   const report = await new BundleSession(bundle).changedBands(token);
   t.is(report.audit, 'full', '6 bands known to the stat cache: small enough for a full audit');
-  t.deepEqual(report.bands.map((entry) => [entry.bandIndex, entry.foreign]), [[1, true]]);
+  t.deepEqual(
+    report.bands.map((entry) => [entry.bandIndex, entry.foreign]),
+    [[1, true]],
+  );
 });

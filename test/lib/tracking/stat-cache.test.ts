@@ -16,16 +16,31 @@ const stamp = (ino: number) => ({ ino, size: 4096, mtimeUs: 1_700_000_000_000_00
 async function newCache(t: Parameters<typeof tempDir>[0]) {
   const path = join(await tempDir(t), 'stat-cache');
   const cache = await StatCache.create(path, 0x1234);
-  await cache.save(new Map([[0, stamp(10)], [5, stamp(15)], [9, stamp(19)]]), stamp(1), 1, { logTrusted: undefined, logBandsAtLeast: 0 });
+  await cache.save(
+    new Map([
+      [0, stamp(10)],
+      [5, stamp(15)],
+      [9, stamp(19)],
+    ]),
+    stamp(1),
+    1,
+    { logTrusted: undefined, logBandsAtLeast: 0 },
+  );
   await cache.close();
   return path;
 }
 
-test('the header table is 64 bytes and the JS CRC-32 equals zlib\'s', async (t) => {
+test("the header table is 64 bytes and the JS CRC-32 equals zlib's", async (t) => {
   t.is(STAT_CACHE_HEADER.sizeBytes, STAT_CACHE_HEADER_SIZE);
   const { crc32 } = await import('node:zlib');
   const bytes = Buffer.from(Array.from({ length: 300 }, (_, index) => (index * 37) & 0xff));
-  for (const [from, to] of [[0, 0], [0, 1], [3, 47], [0, 300]] as const) t.is(checksum(bytes, from, to), crc32(bytes.subarray(from, to)) >>> 0);
+  for (const [from, to] of [
+    [0, 0],
+    [0, 1],
+    [3, 47],
+    [0, 300],
+  ] as const)
+    t.is(checksum(bytes, from, to), crc32(bytes.subarray(from, to)) >>> 0);
 });
 
 test('slots read one by one match slots read from the whole file; the present count follows saves', async (t) => {
@@ -37,7 +52,16 @@ test('slots read one by one match slots read from the whole file; the present co
   t.is(cache.slot(3).state, 'unknown');
   t.is(cache.slot(1000).state, 'unknown');
   t.is(cache.presentCount(), 3);
-  await cache.save(new Map([[5, undefined], [12, stamp(22)], [13, stamp(23)]]), stamp(1), 2, { logTrusted: { bytes: 64, crc: 7 }, logBandsAtLeast: 4 });
+  await cache.save(
+    new Map([
+      [5, undefined],
+      [12, stamp(22)],
+      [13, stamp(23)],
+    ]),
+    stamp(1),
+    2,
+    { logTrusted: { bytes: 64, crc: 7 }, logBandsAtLeast: 4 },
+  );
   t.is(cache.presentCount(), 4, '3 - band 5 + bands 12, 13');
   t.deepEqual(cache.presentBands(), [0, 9, 12, 13]); // reads the whole file
   t.deepEqual(cache.slot(5), { state: 'absent', statGeneration: 2 });
@@ -109,7 +133,10 @@ test('earlier sbm can still read the header: its two reserved u64 stay below 2^5
   const path = await newCache(t);
   const cache = await StatCache.load(path, 0x1234, true);
   if (cache === undefined) throw new Error('cache did not load');
-  await cache.save(new Map([[1, stamp(11)]]), stamp(1), 2, { logTrusted: { bytes: 0xffffffe0, crc: 0xffffffff }, logBandsAtLeast: 2 ** 31 });
+  await cache.save(new Map([[1, stamp(11)]]), stamp(1), 2, {
+    logTrusted: { bytes: 0xffffffe0, crc: 0xffffffff },
+    logBandsAtLeast: 2 ** 31,
+  });
   await cache.close();
   const bytes = await readFile(path);
   for (const offset of [48, 56]) t.true(bytes.readBigUInt64LE(offset) <= BigInt(Number.MAX_SAFE_INTEGER), `u64 at ${offset}`);

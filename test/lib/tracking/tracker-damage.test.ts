@@ -93,7 +93,11 @@ test('changes.log damaged every way: changed-bands lists 1, 5, 7 or refuses with
     const bundle = await SparseBundle.open(state.path);
     const fresh = await new BundleSession(bundle).token();
     await bundle.write(3 * MiB, Buffer.from('three'));
-    t.deepEqual((await new BundleSession(bundle).changedBands(fresh)).bands.map((band) => band.bandIndex), [3], `log ${name}: new epoch`);
+    t.deepEqual(
+      (await new BundleSession(bundle).changedBands(fresh)).bands.map((band) => band.bandIndex),
+      [3],
+      `log ${name}: new epoch`,
+    );
     await bundle.close();
   }
 });
@@ -130,7 +134,11 @@ test('stat cache damaged every way (and with the log rolled back too): never few
 test('a log longer than the mark (records appended after the last state write) is still answered', async (t) => {
   const state = await setup(t);
   const sbm = join(state.path, '.sbm');
-  const saved = JSON.parse(await readFile(join(sbm, 'state'), 'utf8')) as { epochId: string; generation: number; logMark: { bytes: number } };
+  const saved = JSON.parse(await readFile(join(sbm, 'state'), 'utf8')) as {
+    epochId: string;
+    generation: number;
+    logMark: { bytes: number };
+  };
   t.is(saved.logMark.bytes, (await readFile(join(sbm, 'changes.log'))).length, 'a clean close names the whole log');
   // What a session killed after its change record leaves: a record past the mark.
   await appendFile(join(sbm, 'changes.log'), encodeChangeRecord(epochTagOf(saved.epochId), saved.generation, 2));
@@ -138,7 +146,10 @@ test('a log longer than the mark (records appended after the last state write) i
   const reopened = await SparseBundle.open(state.path, { onWarning: warnings.sink });
   t.teardown(() => reopened.close());
   t.false(warnings.items.some((warning) => warning.code === 'SBM_TRACKING_RESET'));
-  t.deepEqual((await new BundleSession(reopened).changedBands(state.token)).bands.map((band) => band.bandIndex), [1, 2, 5, 7]);
+  t.deepEqual(
+    (await new BundleSession(reopened).changedBands(state.token)).bands.map((band) => band.bandIndex),
+    [1, 2, 5, 7],
+  );
 });
 
 test('a state file rolled back to the token (log and cache newer) refuses: its generations would be handed out again', async (t) => {
@@ -149,7 +160,10 @@ test('a state file rolled back to the token (log and cache newer) refuses: its g
   const bundle = await SparseBundle.open(state.path);
   const fresh = await new BundleSession(bundle).token();
   await bundle.write(2 * MiB, Buffer.from('two'));
-  t.deepEqual((await new BundleSession(bundle).changedBands(fresh)).bands.map((band) => band.bandIndex), [2]);
+  t.deepEqual(
+    (await new BundleSession(bundle).changedBands(fresh)).bands.map((band) => band.bandIndex),
+    [2],
+  );
   await bundle.close();
 });
 

@@ -25,7 +25,10 @@ test('a torn tail of changes.log is tolerated: no reset, every complete record s
   const bundle = await SparseBundle.open(path, { onWarning: warnings.sink });
   t.teardown(() => bundle.close());
   t.false(warnings.items.some((warning) => warning.code === 'SBM_TRACKING_RESET'));
-  t.deepEqual((await new BundleSession(bundle).changedBands(token)).bands.map((band) => band.bandIndex), [0, 1, 2, 3]);
+  t.deepEqual(
+    (await new BundleSession(bundle).changedBands(token)).bands.map((band) => band.bandIndex),
+    [0, 1, 2, 3],
+  );
   t.is((await stat(join(path, '.sbm', 'changes.log'))).size % 32, 0, 'the tail was cut at a record boundary');
 });
 
@@ -66,13 +69,16 @@ test('a crash after the change record but before the write only over-reports', a
   const reopened = await SparseBundle.open(path);
   t.teardown(() => reopened.close());
   const report = await new BundleSession(reopened).changedBands(token);
-  t.deepEqual(report.bands.map((band) => [band.bandIndex, band.deleted]), [
-    [0, false],
-    [1, false],
-    [2, false],
-    [3, false],
-    [6, true],
-  ]);
+  t.deepEqual(
+    report.bands.map((band) => [band.bandIndex, band.deleted]),
+    [
+      [0, false],
+      [1, false],
+      [2, false],
+      [3, false],
+      [6, true],
+    ],
+  );
 });
 
 test('read-only opens answer changedBands without issuing a token', async (t) => {
@@ -80,7 +86,10 @@ test('read-only opens answer changedBands without issuing a token', async (t) =>
   const bundle = await SparseBundle.open(path, { readOnly: true });
   t.teardown(() => bundle.close());
   const report = await new BundleSession(bundle).changedBands(token);
-  t.deepEqual(report.bands.map((band) => band.bandIndex), [0, 1, 2, 3]);
+  t.deepEqual(
+    report.bands.map((band) => band.bandIndex),
+    [0, 1, 2, 3],
+  );
   t.is(report.token, undefined);
   t.true(isSbmError(await t.throwsAsync(new BundleSession(bundle).token()), 'SBM_READ_ONLY'));
 });

@@ -33,7 +33,10 @@ async function bundleWithSessions(t: Parameters<typeof tempDir>[0]) {
   bundle = await SparseBundle.open(path);
   await bundle.write(4 * MiB, Buffer.from('four'));
   const report = await new BundleSession(bundle).changedBands(token);
-  t.deepEqual(report.bands.map((band) => band.bandIndex), [2, 3, 4]);
+  t.deepEqual(
+    report.bands.map((band) => band.bandIndex),
+    [2, 3, 4],
+  );
   await bundle.close();
   return { path, token };
 }
@@ -52,12 +55,16 @@ test('a clean session leaves a trusted log point; scanning from it gives the sam
   t.is(full.trustedPoint, undefined);
   t.deepEqual([...fast.index.all()].sort(), [...full.index.all()].sort());
   t.deepEqual([fast.recordCount, fast.validBytes, fast.validCrc], [full.recordCount, full.validBytes, full.validCrc]);
-  for (let generation = 0; generation < 12; generation++) t.deepEqual(fast.index.bandsNewerThan(generation), full.index.bandsNewerThan(generation));
+  for (let generation = 0; generation < 12; generation++)
+    t.deepEqual(fast.index.bandsNewerThan(generation), full.index.bandsNewerThan(generation));
   // A wrong point is ignored, not trusted.
   t.is(scanChangeLog(log, tag, { bytes: point.bytes, crc: (point.crc ^ 1) >>> 0 }).trustedPoint, undefined);
   t.is(scanChangeLog(log, tag, { bytes: log.length + 32, crc: point.crc }).trustedPoint, undefined);
   const reader = await SparseBundle.open(path, { readOnly: true });
-  t.deepEqual((await new BundleSession(reader).changedBands(token)).bands.map((band) => band.bandIndex), [2, 3, 4]);
+  t.deepEqual(
+    (await new BundleSession(reader).changedBands(token)).bands.map((band) => band.bandIndex),
+    [2, 3, 4],
+  );
   await reader.close();
 });
 
@@ -79,12 +86,15 @@ test('records appended past the trusted point by another writer are checked and 
   // An older sbm (or a crashed session) appended a record without saving the stat cache.
   await appendFile(join(path, '.sbm', 'changes.log'), encodeChangeRecord(tag, state.generation, 7));
   const bundle = await SparseBundle.open(path);
-  t.deepEqual((await new BundleSession(bundle).changedBands(token)).bands.map((band) => [band.bandIndex, band.deleted]), [
-    [2, false],
-    [3, false],
-    [4, false],
-    [7, true],
-  ]);
+  t.deepEqual(
+    (await new BundleSession(bundle).changedBands(token)).bands.map((band) => [band.bandIndex, band.deleted]),
+    [
+      [2, false],
+      [3, false],
+      [4, false],
+      [7, true],
+    ],
+  );
   await bundle.close();
   // A log cut below what sbm made durable (restored from elsewhere) may have lost records: refused.
   const { header } = await files(path);
@@ -100,7 +110,11 @@ test('a session that only asks writes .sbm/state once (at its token), and the fi
   const { path, token } = await bundleWithSessions(t);
   const before = await files(path);
   const reader = await SparseBundle.open(path); // read-write, but no change
-  t.deepEqual(await readFile(join(path, '.sbm', 'state'), 'utf8'), JSON.stringify(before.state, null, 2) + '\n', 'open left the state alone');
+  t.deepEqual(
+    await readFile(join(path, '.sbm', 'state'), 'utf8'),
+    JSON.stringify(before.state, null, 2) + '\n',
+    'open left the state alone',
+  );
   const report = await new BundleSession(reader).changedBands(token);
   t.is(report.token?.split(':')[3], String(before.state.generation), 'the token closes the generation left open by the last session');
   await reader.close();
@@ -113,7 +127,10 @@ test('a session that only asks writes .sbm/state once (at its token), and the fi
   const last = afterWrite.log.subarray(afterWrite.log.length - 32);
   t.is(Number(last.readBigUInt64LE(16)), afterWrite.state.generation, 'its record carries the new generation');
   t.true(afterWrite.state.generation > afterQuery.header.statGeneration, 'newer than every saved stat');
-  t.deepEqual((await new BundleSession(writer).changedBands(report.token as string)).bands.map((band) => band.bandIndex), [5]);
+  t.deepEqual(
+    (await new BundleSession(writer).changedBands(report.token as string)).bands.map((band) => band.bandIndex),
+    [5],
+  );
   await writer.close();
 });
 
@@ -121,7 +138,8 @@ test('a log with many records per band is compacted on open, with the same answe
   const { path, token } = await bundleWithSessions(t);
   const { tag, state, log } = await files(path);
   const records: Buffer[] = [];
-  for (let index = 0; index < COMPACT_MIN_RECORDS; index++) records.push(encodeChangeRecord(tag, 1 + (index % state.generation), index % 3));
+  for (let index = 0; index < COMPACT_MIN_RECORDS; index++)
+    records.push(encodeChangeRecord(tag, 1 + (index % state.generation), index % 3));
   await appendFile(join(path, '.sbm', 'changes.log'), Buffer.concat(records));
   const expected = scanChangeLog(Buffer.concat([log, ...records]), tag).index.all();
   const bundle = await SparseBundle.open(path);
@@ -129,6 +147,9 @@ test('a log with many records per band is compacted on open, with the same answe
   const compacted = await files(path);
   t.is(compacted.log.length, expected.size * 32, 'one record per band');
   t.deepEqual([...scanChangeLog(compacted.log, tag).index.all()].sort(), [...expected].sort());
-  t.deepEqual((await new BundleSession(bundle).changedBands(token)).bands.map((band) => band.bandIndex), [0, 1, 2, 3, 4]);
+  t.deepEqual(
+    (await new BundleSession(bundle).changedBands(token)).bands.map((band) => band.bandIndex),
+    [0, 1, 2, 3, 4],
+  );
   t.true((await stat(join(path, '.sbm', 'changes.log'))).size >= expected.size * 32);
 });
