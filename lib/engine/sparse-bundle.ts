@@ -31,7 +31,7 @@ import {
 import { type BundleInfo, renderInfoPlist, validateGeometry } from '../bundle/info-plist.js';
 import { LazyBandSet } from '../bundle/lazy-band-set.js';
 import { isNoSpace, noSpaceOrSystemError } from '../fs/no-space.js';
-import { WarningList, type WarningSink } from '../warnings.js';
+import { WarningList } from '../warnings.js';
 import { BandStore } from './band-store.js';
 import { IoGate } from './io-gate.js';
 import type { ChangeTracker } from '../tracking/change-tracker.js';
@@ -39,38 +39,9 @@ import { openChangeTracker } from '../tracking/open-tracker.js';
 import type { TrackerHost } from '../tracking/tracker-types.js';
 import { linkBandFiles } from './band-links.js';
 import { MappedBitmaps } from './mapped-bitmaps.js';
+import type { CreateBundleOptions, OpenBundleOptions } from './bundle-options.js';
 
-export interface CreateBundleOptions {
-  readonly sizeBytes: number;
-  readonly bandSizeBytes?: number;
-  readonly onWarning?: WarningSink;
-  /** Open the new bundle without change tracking (see OpenBundleOptions.untracked). */
-  readonly untracked?: boolean;
-}
-
-export interface OpenBundleOptions {
-  readonly readOnly?: boolean;
-  /**
-   * Read-only without taking the lock (qemu-img's --force-share): for looking at a bundle another
-   * process is writing. Reads may see writes in progress.
-   */
-  readonly forceShare?: boolean;
-  /**
-   * No change tracking: for a bundle still being built under a temporary name (convert, restore),
-   * where no token can exist yet. Tracking starts at the first ordinary read-write open, which
-   * begins a new epoch; tokens, change reports and snapshots are refused until then.
-   */
-  readonly untracked?: boolean;
-  readonly onWarning?: WarningSink;
-  /** Upper bound on band files held open at once (default 64, as macOS). */
-  readonly maxOpenBands?: number;
-  /**
-   * Do not list bands/ at open; list it (synchronously) the first time anything asks which bands
-   * exist. For short commands that never do (token, changed-bands), so their cost does not grow
-   * with the band count. Warnings about stray names in bands/ then come at that first use.
-   */
-  readonly deferBandListing?: boolean;
-}
+export type { CreateBundleOptions, OpenBundleOptions } from './bundle-options.js';
 
 export class SparseBundle implements BlockDevice {
   readonly formatName = 'sparsebundle';

@@ -1,0 +1,35 @@
+// Options of SparseBundle.create and SparseBundle.open.
+
+import type { WarningSink } from '../warnings.js';
+
+export interface CreateBundleOptions {
+  readonly sizeBytes: number;
+  readonly bandSizeBytes?: number;
+  readonly onWarning?: WarningSink;
+  /** Open the new bundle without change tracking (see OpenBundleOptions.untracked). */
+  readonly untracked?: boolean;
+}
+
+export interface OpenBundleOptions {
+  readonly readOnly?: boolean;
+  /**
+   * Read-only without taking the lock (qemu-img's --force-share): for looking at a bundle another
+   * process is writing. Reads may see writes in progress.
+   */
+  readonly forceShare?: boolean;
+  /**
+   * No change tracking: for a bundle still being built under a temporary name (convert, restore),
+   * where no token can exist yet. Tracking starts at the first ordinary read-write open, which
+   * begins a new epoch; tokens, change reports and snapshots are refused until then.
+   */
+  readonly untracked?: boolean;
+  readonly onWarning?: WarningSink;
+  /** Upper bound on band files held open at once (default 64, as macOS). */
+  readonly maxOpenBands?: number;
+  /**
+   * Do not list bands/ at open; list it (synchronously) the first time anything asks which bands
+   * exist. For short commands that never do (token, changed-bands), so their cost does not grow
+   * with the band count. Warnings about stray names in bands/ then come at that first use.
+   */
+  readonly deferBandListing?: boolean;
+}
