@@ -97,7 +97,9 @@ export function leanParse(command: LeanCommand, args: readonly string[]): Record
   if (parsed.positionals.length < requiredCount || parsed.positionals.length > positionalNames.length) return undefined;
 
   const argv: Record<string, unknown> = { _: [name], $0: 'sbm' };
-  parsed.positionals.forEach((value, index) => setKey(argv, positionalNames[index] as string, value));
+  parsed.positionals.forEach((value, index) => {
+    setKey(argv, positionalNames[index] as string, value);
+  });
   const values = parsed.values as Record<string, string | boolean | undefined>;
   for (const [key, option] of Object.entries(command.options)) {
     // `--KEY --no-KEY` was refused above as a repeat.

@@ -5,7 +5,7 @@
 import type { CommandModule } from 'yargs';
 import type { LeanCommand } from '../lean-parse.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: a registry of commands whose argument types all differ
 export type AnyCommand = CommandModule<any, any>;
 
 export const COMMAND_LOADERS: Readonly<Record<string, () => Promise<AnyCommand>>> = {

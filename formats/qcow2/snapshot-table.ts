@@ -128,7 +128,7 @@ export async function readBitmaps(handle: FileHandle, header: Qcow2Header, fileS
 
 /** Names are shown to users: control characters become "?". */
 function printable(bytes: Buffer): string {
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it replaces
   return bytes.toString('utf8').replace(/[\u0000-\u001f\u007f]/g, '?');
 }
 

@@ -88,7 +88,7 @@ async function findParent(
     }
     if (real === childReal || (!allowOutside && !isInside(folder, real))) continue;
     const uuid = await uuidCreateOf(real);
-    if (uuid !== undefined && uuid.equals(linkage)) matches.push(real);
+    if (uuid?.equals(linkage)) matches.push(real);
   }
   const first = matches[0];
   if (first === undefined) {

@@ -75,8 +75,7 @@ export async function readFooter(file: VhdFile, warn: (warning: SbmWarning) => v
   const tail = await tailCandidate(file);
   if (head === undefined && tail === undefined) throw file.corrupt('not a VHD (no "conectix" footer at the start or end of the file)');
   // A footer at 0 that says "fixed" is guest data of a fixed disk, not a copy.
-  const headIsCopy =
-    head !== undefined && head.checksumOk && head.footer.readUInt32BE(VHD_FOOTER.offsetOf('diskType')) !== VHD_DISK_TYPE_FIXED;
+  const headIsCopy = head?.checksumOk && head.footer.readUInt32BE(VHD_FOOTER.offsetOf('diskType')) !== VHD_DISK_TYPE_FIXED;
   const chosen = headIsCopy ? head : tail?.checksumOk === true ? tail : undefined;
   if (chosen === undefined) {
     const bad = (tail ?? head) as Candidate;

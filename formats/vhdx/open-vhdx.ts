@@ -44,7 +44,7 @@ async function openFile(path: string): Promise<VhdxFile> {
 function linkageMatches(locator: ParentLocator, dataWriteGuid: Buffer): boolean {
   return [locator.parentLinkage, locator.parentLinkage2].some((value) => {
     const guid = value === undefined ? undefined : parseGuid(value);
-    return guid !== undefined && guid.equals(dataWriteGuid);
+    return guid?.equals(dataWriteGuid);
   });
 }
 

@@ -126,7 +126,7 @@ export class VmdkImage implements ImageReader {
         allocatedBytes: link.allocatedBytes(),
       })),
       allocatedBytes: this.allocatedBytes(),
-      adapterType: d.ddb['adaptertype'],
+      adapterType: d.ddb.adaptertype,
       warnings: this.warnings.map((warning) => `${warning.code}: ${warning.message}`),
     };
     // Leave out facts that do not apply (no parent, no adapter type) instead of printing "undefined".

@@ -165,12 +165,12 @@ async function hasBuildMarker(path: string, folder: string): Promise<boolean> {
 
 async function isRealDirectory(path: string): Promise<boolean> {
   const info = await lstat(path).catch(() => undefined);
-  return info !== undefined && info.isDirectory();
+  return info?.isDirectory() === true;
 }
 
 async function isRegularFile(path: string, maxBytes = Number.MAX_SAFE_INTEGER): Promise<boolean> {
   const info = await lstat(path).catch(() => undefined);
-  return info !== undefined && info.isFile() && info.size <= maxBytes;
+  return info?.isFile() === true && info.size <= maxBytes;
 }
 
 /** Exclusive, non-blocking lock on the set, held for a whole backup or thinning run. */

@@ -172,7 +172,7 @@ async function checkStaging(paths: BundlePaths, warn: Report): Promise<void> {
     );
   }
   const lock = await lstat(paths.lock).catch(() => undefined);
-  if (lock !== undefined && lock.isFile() && lock.size > 0) warn('SBM_LOCK_NOT_EMPTY', 'lock is not empty');
+  if (lock?.isFile() && lock.size > 0) warn('SBM_LOCK_NOT_EMPTY', 'lock is not empty');
 }
 
 /** Folders sbm writes into must be real folders: through a symlink, sbm would write outside the bundle. */

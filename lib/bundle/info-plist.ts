@@ -112,10 +112,10 @@ export function parseInfoPlist(bytes: Buffer, name = 'Info.plist'): BundleInfo {
   }
   const dict = root as Record<string, unknown>;
   const bandSizeBytes = plistInteger(dict['band-size'], 'band-size', name);
-  const sizeBytes = plistInteger(dict['size'], 'size', name);
+  const sizeBytes = plistInteger(dict.size, 'size', name);
   const versionValue = dict['bundle-backingstore-version'];
   const version = versionValue === undefined ? 1 : plistInteger(versionValue, 'bundle-backingstore-version', name);
-  const uuid = typeof dict['uuid'] === 'string' ? dict['uuid'] : undefined;
+  const uuid = typeof dict.uuid === 'string' ? dict.uuid : undefined;
   const type = dict['diskimage-bundle-type'];
   if (type !== undefined && type !== BUNDLE_TYPE) {
     throw new SbmError('SBM_BAD_PLIST', `${name} has diskimage-bundle-type "${String(type)}", expected ${BUNDLE_TYPE}`);
@@ -127,7 +127,7 @@ export function parseInfoPlist(bytes: Buffer, name = 'Info.plist'): BundleInfo {
 // by rendering, so this pattern only has to find candidates. The uuid excludes '&' and '<' so no
 // XML entity can hide in it (the general parser would decode one).
 const CANONICAL_VALUES =
-  /<key>band-size<\/key>\n\t<integer>([0-9]{1,16})<\/integer>\n\t<key>bundle-backingstore-version<\/key>\n\t<integer>([0-9]{1,16})<\/integer>\n[^]*<key>size<\/key>\n\t<integer>([0-9]{1,16})<\/integer>\n(?:\t<key>uuid<\/key>\n\t<string>([0-9A-Za-z-]{1,64})<\/string>\n)?<\/dict>/;
+  /<key>band-size<\/key>\n\t<integer>([0-9]{1,16})<\/integer>\n\t<key>bundle-backingstore-version<\/key>\n\t<integer>([0-9]{1,16})<\/integer>\n[\s\S]*<key>size<\/key>\n\t<integer>([0-9]{1,16})<\/integer>\n(?:\t<key>uuid<\/key>\n\t<string>([0-9A-Za-z-]{1,64})<\/string>\n)?<\/dict>/;
 
 /**
  * The values of bytes that are exactly renderInfoPlist's output (hdiutil's layout), or undefined

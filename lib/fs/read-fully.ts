@@ -58,11 +58,18 @@ function transferFully(
       }
     };
     const settle = (error: Error | null, bytes: number): void => {
-      if (error !== null) return reject(error);
+      if (error !== null) {
+        reject(error);
+        return;
+      }
       if (bytes === 0) {
-        if (onNoProgress === 'fail') return reject(noProgress(buffer.length - done, position + done));
+        if (onNoProgress === 'fail') {
+          reject(noProgress(buffer.length - done, position + done));
+          return;
+        }
         buffer.fill(0, done);
-        return resolve(done);
+        resolve(done);
+        return;
       }
       done += bytes;
       if (done < buffer.length) next();

@@ -215,7 +215,10 @@ export class NbdSession implements BudgetWaiter {
       this.pumping = false;
       this.startBatch();
     }
-    if (this.stopped || this.socket.destroyed) return this.budget.leave(this);
+    if (this.stopped || this.socket.destroyed) {
+      this.budget.leave(this);
+      return;
+    }
     if (exhausted && !this.inputEnded && this.payloadReservedBytes === 0 && this.protocol.pendingPayloadBytes > 0) {
       waitFor = this.reservePayload(this.protocol.pendingPayloadBytes);
       exhausted = waitFor === 'yes';
@@ -328,7 +331,10 @@ export class NbdSession implements BudgetWaiter {
   private finish(request: NbdRequest, frame: Buffer): void {
     const cost = costOf(request);
     if (request.data !== undefined) this.pool.release(request.data);
-    if (this.socket.destroyed || !this.socket.writable) return this.release(cost, frame);
+    if (this.socket.destroyed || !this.socket.writable) {
+      this.release(cost, frame);
+      return;
+    }
     this.write(frame, () => this.release(cost, frame));
   }
 

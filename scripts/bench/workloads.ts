@@ -245,7 +245,7 @@ export async function backupWorkloads({ dir, quick }: BenchContext): Promise<Wor
         { label: 'sbm backup', command: sbm('backup', path, dest), before: dirty },
         {
           label: 'rsync --link-dest (flat image)',
-          command: ['rsync', '-a', `--link-dest=${rsyncBase}`, flat, join(dir, 'rsync', 'next') + '/'],
+          command: ['rsync', '-a', `--link-dest=${rsyncBase}`, flat, `${join(dir, 'rsync', 'next')}/`],
           before: dirty,
         },
         { label: 'cp changed bands', command: cpCommand, before: dirty },

@@ -41,7 +41,7 @@ test('backup, backups, verify, restore (bundle, in place, raw) and thin from the
   t.is(sets[0].backups.length, 2);
   t.is(sets[0].backups[1].uniqueBytes, MIB);
 
-  t.is((await runSbm(['verify', dest + '/vm'])).exitCode, 0);
+  t.is((await runSbm(['verify', `${dest}/vm`])).exitCode, 0);
   const restored = join(dir, 'restored.sparsebundle');
   t.is((await runSbm(['restore', secondResult.path, restored])).exitCode, 0);
   const raw = join(dir, 'restored.raw');

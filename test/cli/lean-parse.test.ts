@@ -13,7 +13,12 @@ import { runSbm } from '../helpers/tools.js';
 async function parseWithYargs(name: string, args: readonly string[]): Promise<{ argv?: Record<string, unknown>; error?: string }> {
   const real = await COMMAND_LOADERS[name]!();
   let captured: Record<string, unknown> | undefined;
-  const capture = { ...real, handler: (argv: Record<string, unknown>) => void (captured = argv) };
+  const capture = {
+    ...real,
+    handler: (argv: Record<string, unknown>) => {
+      captured = argv;
+    },
+  };
   const parser = (await buildCli([name, ...args], [capture])).exitProcess(false).fail((message, error) => {
     throw error ?? new Error(message);
   });

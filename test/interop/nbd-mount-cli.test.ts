@@ -210,7 +210,9 @@ test('sbm mount stays under 256 MiB RSS while 63 clients leave six 32 MiB READs 
   );
   t.teardown(() => clearInterval(sampler));
   const flood: RawClient[] = [];
-  t.teardown(() => flood.forEach((raw) => raw.destroy()));
+  t.teardown(() => {
+    for (const raw of flood) raw.destroy();
+  });
   for (let index = 0; index < 63; index++) {
     const raw = await RawClient.connect({ socketPath: socket });
     flood.push(raw);
@@ -236,7 +238,9 @@ test('sbm mount: 100 clients that finish the handshake and sit idle do not lock 
   const socket = join(dirname(path), 'nbd.sock');
   const { child } = await startMount(t, [path, '--socket', socket], (text) => text.includes('\n'));
   const idle: RawClient[] = [];
-  t.teardown(() => idle.forEach((raw) => raw.destroy()));
+  t.teardown(() => {
+    for (const raw of idle) raw.destroy();
+  });
   for (let index = 0; index < 100; index++) {
     const raw = await RawClient.connect({ socketPath: socket });
     idle.push(raw);

@@ -10,7 +10,9 @@ const MIB = 1024 * KIB;
 /** Writes seeded bytes at each [offset, length) and returns the device. */
 function deviceWith(sizeBytes: number, runs: ReadonlyArray<readonly [number, number]>): MemoryDevice {
   const device = new MemoryDevice(sizeBytes);
-  runs.forEach(([offset, length], index) => device.bytes.set(seededBytes(length, index + 1), offset));
+  runs.forEach(([offset, length], index) => {
+    device.bytes.set(seededBytes(length, index + 1), offset);
+  });
   return new MemoryDevice(sizeBytes, true, device.bytes);
 }
 

@@ -111,7 +111,7 @@ test('the dirty bit is a warning and the disk still reads', async (t) => {
       ['SBM_QCOW2_DIRTY'],
     );
     t.is((await image.read(0, 1))[0], 0x5a);
-    t.true((await image.details())['dirty'] as boolean);
+    t.true((await image.details()).dirty as boolean);
   } finally {
     await image.close();
   }

@@ -44,7 +44,7 @@ test('zeroed grains read as zeros over parent data; reads fall through elsewhere
   t.true((await image.read(MiB, 128 * 1024)).equals(Buffer.alloc(128 * 1024)));
   t.is((await image.read(8 * MiB, 1))[0], 0x11);
   const details = await image.details();
-  t.is((details['chain'] as unknown[]).length, 2);
+  t.is((details.chain as unknown[]).length, 2);
   t.deepEqual(warnings, []);
   const out = join(dir, 'sbm.raw');
   await sbmToRaw(image, out);
@@ -75,7 +75,7 @@ test('parentCID mismatch warns and names both files', async (t) => {
   t.is(warnings[0]?.code, 'SBM_VMDK_CID_MISMATCH');
   const details = await image.details();
   const named = parseInt(wrong, 16).toString(16).padStart(8, '0'); // warnings print 8 digits
-  t.true(String((details['warnings'] as string[])[0]).includes(`parentCID ${named}`), 'the warning names the CID found');
+  t.true(String((details.warnings as string[])[0]).includes(`parentCID ${named}`), 'the warning names the CID found');
 });
 
 test('a missing parent is SBM_NOT_FOUND naming the hint', async (t) => {

@@ -82,8 +82,8 @@ test('a vmfsSparse child over a flat base reads like qemu-img', async (t) => {
   t.true((await image.read(0, 1024)).equals(Buffer.concat([seededBytes(512, 1), seededBytes(512, 2)])));
   t.true((await image.read(1024, 512)).equals(seededBytes(4 * MiB, 71).subarray(1024, 1536)), 'parent shows through');
   const details = await image.details();
-  t.is((details['chain'] as unknown[]).length, 2);
-  t.is((details['extents'] as Array<Record<string, unknown>>)[0]?.['type'], 'VMFSSPARSE');
+  t.is((details.chain as unknown[]).length, 2);
+  t.is((details.extents as Array<Record<string, unknown>>)[0]?.type, 'VMFSSPARSE');
 });
 
 test('a zeroed COWD grain reads as zeros over parent data', async (t) => {

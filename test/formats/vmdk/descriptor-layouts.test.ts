@@ -86,7 +86,7 @@ test('ESXi vmfs descriptor with -flat.vmdk, opened through either file', async (
   for (const name of ['esx.vmdk', 'esx-flat.vmdk']) {
     const image = await openVmdk(join(dir, name));
     t.true((await image.read(0, image.sizeBytes)).equals(data));
-    t.is((await image.details())['createType'], 'vmfs');
+    t.is((await image.details()).createType, 'vmfs');
     await image.close();
   }
 });
@@ -114,7 +114,7 @@ test('descriptor quirks: CreateType= case, windows-1252 name with spaces, RDONLY
   t.true((await image.read(0, MiB)).equals(data));
   t.true((await image.read(MiB, 512 * 1024)).equals(Buffer.alloc(512 * 1024)));
   t.is(await kindAt(image, MiB + 4096), 'hole');
-  t.is(((await image.details())['extents'] as unknown[]).length, 2);
+  t.is(((await image.details()).extents as unknown[]).length, 2);
 });
 
 test('extents outside the folder are refused unless allowOutside', async (t) => {

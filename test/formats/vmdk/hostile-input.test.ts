@@ -133,7 +133,7 @@ test('unclean-shutdown flag and stray GTE 1 (version 1) are warnings', async (t)
   t.deepEqual(warnings.map((warning) => warning.code).sort(), ['SBM_VMDK_STRAY_ZERO_GTE', 'SBM_VMDK_UNCLEAN']);
   t.true((await image.read(20 * 64 * 1024, 64 * 1024)).equals(Buffer.alloc(64 * 1024)));
   const details = await image.details();
-  t.is((details['warnings'] as string[]).length, 2);
+  t.is((details.warnings as string[]).length, 2);
 });
 
 test('truncated flat extent is refused, never zero-filled', async (t) => {

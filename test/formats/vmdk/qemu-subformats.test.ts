@@ -36,12 +36,12 @@ async function roundTrip(t: ExecutionContext, subformat: string, expectedExtents
   await sbmToRaw(image, out);
   await qemuCompare(t, out, 'raw', disk, 'vmdk');
   const details = await image.details();
-  t.is(details['createType'], subformat);
-  t.is(details['capacity'], SMALL);
-  t.is((details['extents'] as unknown[]).length, expectedExtents);
+  t.is(details.createType, subformat);
+  t.is(details.capacity, SMALL);
+  t.is((details.extents as unknown[]).length, expectedExtents);
   if (subformat !== 'monolithicFlat') {
     const info = await vmdkinfo(disk);
-    t.is(info.mediaSize, details['capacity'] as number);
+    t.is(info.mediaSize, details.capacity as number);
     t.is(info.extentCount, expectedExtents);
   }
 }
@@ -70,7 +70,7 @@ async function splitRoundTrip(t: ExecutionContext, subformat: string, extentFile
   t.teardown(() => image.close());
   t.is(image.sizeBytes, size);
   const details = await image.details();
-  t.is((details['extents'] as unknown[]).length, 3);
+  t.is((details.extents as unknown[]).length, 3);
   const boundary = await image.read(2048 * MiB - 300 * 1024, 600 * 1024);
   t.true(boundary.equals(seededBytes(600 * 1024, 12)), 'data across the extent boundary');
   t.is(await kindAt(image, 1024 * MiB), 'hole');

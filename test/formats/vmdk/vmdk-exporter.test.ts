@@ -46,7 +46,7 @@ async function exportAndCheck(t: ExecutionContext, subformat: string): Promise<v
   await compareAllBytes(t, image, sourcePath);
   t.is(await kindAt(image, 10 * MiB), 'hole');
   t.is(await kindAt(image, 34 * MiB), 'data');
-  t.is((await image.details())['createType'], subformat);
+  t.is((await image.details()).createType, subformat);
 }
 
 test('monolithicSparse export passes qemu-img check and compare', (t) => exportAndCheck(t, 'monolithicSparse'));
@@ -63,7 +63,7 @@ test('all-zero data allocates no grain; memory devices export', async (t) => {
   const image = await openVmdk(out);
   t.teardown(() => image.close());
   const details = await image.details();
-  t.is(details['allocatedBytes'], 64 * 1024);
+  t.is(details.allocatedBytes, 64 * 1024);
   t.true((await image.read(2 * MiB, 4096)).equals(seededBytes(4096, 5)));
 });
 

@@ -50,7 +50,7 @@ test('a backup removes only in-progress folders carrying its marker; others stay
   t.deepEqual(warnings.filter((w) => w.code === 'SBM_BACKUP_DISCARDED').length, 1);
   const leftAlone = warnings
     .filter((w) => w.code === 'SBM_BACKUP_LEFT_ALONE')
-    .map((w) => w.data?.['path'])
+    .map((w) => w.data?.path)
     .sort();
   t.deepEqual(
     leftAlone,

@@ -224,7 +224,7 @@ test("held: a killed run's backup snapshot is removed, other snapshots (even nam
   t.is(sha(await readAll(result.path)), sha(oracle));
   t.deepEqual((await readdir(join(path, '.sbm', 'snapshots'))).sort(), ['keep.sparsebundle', 'sbm-backup-1-abcdef.sparsebundle']);
   t.deepEqual(
-    warnings.map((w) => [w.code, w.data?.['snapshot']]),
+    warnings.map((w) => [w.code, w.data?.snapshot]),
     [['SBM_BACKUP_LEFT_ALONE', 'sbm-backup-1-abcdef']],
   );
   await bundle.close();
@@ -279,7 +279,10 @@ test('a source whose frozen point carries no tracker answer is asked afterwards'
   const source = {
     ...inner,
     freeze: async () => ({ ...(await inner.freeze()), changed: undefined }),
-    answerChangedBands: (token: string) => (asked++, inner.answerChangedBands(token)),
+    answerChangedBands: (token: string) => {
+      asked++;
+      return inner.answerChangedBands(token);
+    },
   };
   await createBackup(source, join(dir, 'b'));
   await bundle.write(7 * MIB, Buffer.from('x'));

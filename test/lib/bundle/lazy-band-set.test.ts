@@ -22,7 +22,7 @@ test('lists on the first use of any reader, once', (t) => {
       'forEach',
       (set) => {
         const seen: number[] = [];
-        set.forEach((value) => seen.push(value));
+        for (const value of set) seen.push(value);
         return seen;
       },
       [0, 6, 11],

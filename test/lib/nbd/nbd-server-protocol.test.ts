@@ -255,7 +255,7 @@ test('EXPORT_NAME: 124 zero bytes unless NO_ZEROES, unknown name drops, LIST and
     list.map((reply) => reply.type),
     [C.NBD_REP_SERVER, C.NBD_REP_ACK],
   );
-  t.is(list[0]?.data.toString('hex'), '00000004' + Buffer.from('disk').toString('hex'));
+  t.is(list[0]?.data.toString('hex'), `00000004${Buffer.from('disk').toString('hex')}`);
   const abort = feed(RW, Buffer.concat([CLIENT_FLAGS, option(C.NBD_OPT_ABORT)])).actions;
   t.deepEqual(kinds(abort), ['send', 'close']);
   t.like(abort[1], { graceful: true });

@@ -112,7 +112,7 @@ test('a session that only asks writes .sbm/state once (at its token), and the fi
   const reader = await SparseBundle.open(path); // read-write, but no change
   t.deepEqual(
     await readFile(join(path, '.sbm', 'state'), 'utf8'),
-    JSON.stringify(before.state, null, 2) + '\n',
+    `${JSON.stringify(before.state, null, 2)}\n`,
     'open left the state alone',
   );
   const report = await new BundleSession(reader).changedBands(token);
