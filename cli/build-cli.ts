@@ -8,7 +8,8 @@ import { reportError } from './command-kit.js';
 import { type AnyCommand, loadCommands } from './commands/index.js';
 
 /** `commands` replaces the command modules `args` needs (tests parse without running handlers). */
-export async function buildCli(args: string[], commands?: readonly AnyCommand[]): Promise<Argv> {
+export async function buildCli(givenArgs: string[], commands?: readonly AnyCommand[]): Promise<Argv> {
+  const args = completionShell(givenArgs);
   let parser = yargs(args)
     .scriptName('sbm')
     .usage('$0 <command> [options]\n\nSparse-bundle virtual disk manager: hdiutil-compatible bundles, change tracking, NBD, backups.')
@@ -18,6 +19,10 @@ export async function buildCli(args: string[], commands?: readonly AnyCommand[])
     .help()
     .alias('help', 'h')
     .version(packageVersion())
+    .alias('version', 'V')
+    .completion('completion', 'print a shell completion script: sbm completion [bash|zsh] >> ~/.bashrc (or ~/.zshrc)')
+    // Every command accepts --strict (those that meet no warnings have nothing for it to change).
+    .option('strict', { type: 'boolean', default: false, global: true, describe: 'treat warnings as errors' })
     .wrap(Math.min(120, process.stdout.columns ?? 80)) // not yargs().terminalWidth(): a second parser costs start-up
     .fail((message, error) => {
       if (error !== undefined && error !== null) {
@@ -31,6 +36,18 @@ export async function buildCli(args: string[], commands?: readonly AnyCommand[])
     });
   for (const command of commands ?? (await loadCommands(args))) parser = parser.command(command);
   return parser;
+}
+
+/**
+ * `sbm completion zsh` / `sbm completion bash`: yargs picks the script by $SHELL, so the shell
+ * named on the command line is passed that way (and removed from the arguments it would refuse).
+ */
+function completionShell(args: string[]): string[] {
+  const shell = args[1];
+  if (args[0] !== 'completion' || (shell !== 'bash' && shell !== 'zsh')) return args;
+  process.env.SHELL = `/bin/${shell}`;
+  process.env.ZSH_NAME = shell === 'zsh' ? 'zsh' : '';
+  return [args[0], ...args.slice(2)];
 }
 
 /**

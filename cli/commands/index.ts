@@ -24,6 +24,11 @@ export const COMMAND_LOADERS: Readonly<Record<string, () => Promise<AnyCommand>>
   restore: async () => (await import('./restore.js')).restoreCommand,
   verify: async () => (await import('./verify.js')).verifyCommand,
   thin: async () => (await import('./thin.js')).thinCommand,
+  map: async () => (await import('./map.js')).mapCommand,
+  compare: async () => (await import('./compare.js')).compareCommand,
+  compact: async () => (await import('./compact.js')).compactCommand,
+  measure: async () => (await import('./measure.js')).measureCommand,
+  diff: async () => (await import('./diff.js')).diffCommand,
 };
 
 /**

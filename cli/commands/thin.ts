@@ -28,7 +28,10 @@ export const thinCommand: CommandModule<object, ThinCommandArgs> = {
     const policy = thinPolicyOf(argv); // every value checked before anything is read or locked
     const dryRun = argv['dry-run'];
     if (policy === undefined)
-      throw new SbmError('SBM_USAGE', 'give at least one of --keep-hourly, --keep-daily, --keep-weekly, --max-bytes');
+      throw new SbmError(
+        'SBM_USAGE',
+        'give at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly, --max-bytes',
+      );
     const sets = await resolveSets(argv.dest);
     // Checked before any lock file is made: nothing is created in a folder that is not a backup set.
     if (sets.length === 0) {

@@ -1,8 +1,9 @@
 // Thinning deletes whole backups only. Bands are hard links, so a band lives as long as any
 // backup links it: deleting one backup never changes or breaks another.
 //
-// Policy (Time Machine's shape): keep the newest backup of each of the last N hours, days and
-// weeks (UTC), always keep the newest backup, then, if --max-bytes is set, delete the oldest
+// Policy (Time Machine's shape, with restic's names): keep the N newest backups, and the newest
+// backup of each of the last N hours, days and weeks (UTC) and of each of the last N calendar
+// months and years (UTC), always keep the newest backup, then, if --max-bytes is set, delete the oldest
 // remaining backups until the set fits. A deletion renames the backup to .deleting-* first, so a
 // crash mid-delete never leaves a half backup that looks complete. Only backups with a manifest
 // count (listBackups): a folder that merely has a backup's name is never deleted. A dry run
@@ -17,9 +18,12 @@ import { randomTag } from '../fs/temp-name.js';
 import { type BackupEntry, DELETING_PREFIX, listBackups } from './backup-set.js';
 
 export interface ThinPolicy {
+  readonly keepLast?: number;
   readonly keepHourly?: number;
   readonly keepDaily?: number;
   readonly keepWeekly?: number;
+  readonly keepMonthly?: number;
+  readonly keepYearly?: number;
   readonly maxBytes?: number;
 }
 
@@ -39,15 +43,16 @@ export function selectKept(backups: readonly BackupEntry[], policy: ThinPolicy, 
   const newest = backups.at(-1);
   if (newest === undefined) return kept;
   kept.add(newest.name);
-  const noTimePolicy = policy.keepHourly === undefined && policy.keepDaily === undefined && policy.keepWeekly === undefined;
-  if (noTimePolicy) {
+  const { keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly } = policy;
+  const counts = [keepLast, keepHourly, keepDaily, keepWeekly, keepMonthly, keepYearly];
+  if (counts.every((count) => count === undefined)) {
     for (const backup of backups) kept.add(backup.name);
     return kept;
   }
   const rules: Array<[number | undefined, number]> = [
-    [policy.keepHourly, HOUR],
-    [policy.keepDaily, DAY],
-    [policy.keepWeekly, WEEK],
+    [keepHourly, HOUR],
+    [keepDaily, DAY],
+    [keepWeekly, WEEK],
   ];
   for (const [count, span] of rules) {
     if (count === undefined || count <= 0) continue;
@@ -60,7 +65,32 @@ export function selectKept(backups: readonly BackupEntry[], policy: ThinPolicy, 
     }
     for (const backup of buckets.values()) kept.add(backup.name);
   }
+  if (keepLast !== undefined) for (const backup of backups.slice(-keepLast)) kept.add(backup.name);
+  keepCalendar(backups, keepMonthly, now, (time) => time.getUTCFullYear() * 12 + time.getUTCMonth(), kept);
+  keepCalendar(backups, keepYearly, now, (time) => time.getUTCFullYear(), kept);
   return kept;
+}
+
+/**
+ * Keeps the newest backup of each of the last `count` calendar periods (months or years, UTC),
+ * the current one included: periods are calendar units, not 30- or 365-day spans, so
+ * --keep-monthly 12 keeps one backup per month of the last year whatever the months' lengths.
+ */
+function keepCalendar(
+  backups: readonly BackupEntry[],
+  count: number | undefined,
+  now: Date,
+  periodOf: (time: Date) => number,
+  kept: Set<string>,
+): void {
+  if (count === undefined || count <= 0) return;
+  const newestPeriod = periodOf(now);
+  const newestOfPeriod = new Map<number, BackupEntry>();
+  for (const backup of backups) {
+    const period = periodOf(backup.time);
+    if (period > newestPeriod - count && period <= newestPeriod) newestOfPeriod.set(period, backup); // oldest first
+  }
+  for (const backup of newestOfPeriod.values()) kept.add(backup.name);
 }
 
 export interface ThinOptions {
