@@ -24,9 +24,8 @@ export const compactCommand: CommandModule<object, CompactArgs> = {
       const result = await compactBundle(bundle);
       if (argv.json) printJson({ path: argv.bundle, ...result });
       else {
-        printLine(
-          `compacted ${argv.bundle}: ${result.bandsRemoved} band(s) removed, ${result.bandsTrimmed} trimmed, ${formatSize(result.bytesFreed)} freed`,
-        );
+        const { bandsRemoved, bandsTrimmed, bytesFreed } = result;
+        printLine(`compacted ${argv.bundle}: ${bandsRemoved} band(s) removed, ${bandsTrimmed} trimmed, ${formatSize(bytesFreed)} freed`);
       }
     } finally {
       await bundle.close();

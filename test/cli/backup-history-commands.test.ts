@@ -55,7 +55,7 @@ async function setWithBackupsAt(dir: string, times: readonly Date[]): Promise<st
   return setDir;
 }
 
-test('thin --keep-last keeps the N newest; --keep-monthly and --keep-yearly the newest of each recent calendar month or year', async (t) => {
+test('thin --keep-last keeps the N newest; --keep-monthly and --keep-yearly the newest of each recent month or year', async (t) => {
   const dir = await tempDir(t);
   const now = new Date();
   const monthsAgo = (months: number, day: number) => new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - months, day, 12));
