@@ -54,6 +54,20 @@ test('map --json gives qemu-img map --output=json its data and zero runs, of a r
   t.is(fromBundle.exitCode, 0, fromBundle.stderr);
   t.deepEqual(runsOf(JSON.parse(fromBundle.stdout)), expected);
 
+  // qemu-img's own qcow2 and VMDK of the same disk: sbm's readers map them as qemu does.
+  for (const format of ['qcow2', 'vmdk']) {
+    const image = join(dir, `disk.${format}`);
+    await execa('qemu-img', ['convert', '-f', 'raw', '-O', format, raw, image]);
+    const qemuMap = runsOf(JSON.parse((await execa('qemu-img', ['map', '--output=json', image])).stdout) as QemuMapEntry[]);
+    const sbmMap = await runSbm(['map', image, '--json']);
+    t.is(sbmMap.exitCode, 0, sbmMap.stderr);
+    t.deepEqual(runsOf(JSON.parse(sbmMap.stdout)), qemuMap, format);
+    t.true(
+      qemuMap.some((entry) => entry.data && entry.start === 20 * MIB),
+      format,
+    );
+  }
+
   const human = await runSbm(['map', raw]);
   t.regex(human.stdout, /^Offset +Length +Size +Kind\n0x0 +0x300000 +3\.00 MiB +hole\n0x300000 +0x200000 +2\.00 MiB +data\n/);
 });
