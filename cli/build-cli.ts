@@ -44,7 +44,11 @@ export async function buildCli(givenArgs: string[], commands?: readonly AnyComma
  */
 function completionShell(args: string[]): string[] {
   const shell = args[1];
-  if (args[0] !== 'completion' || (shell !== 'bash' && shell !== 'zsh')) return args;
+  if (args[0] !== 'completion' || shell === undefined || shell.startsWith('-')) return args;
+  if (shell !== 'bash' && shell !== 'zsh') {
+    reportError(new SbmError('SBM_USAGE', `sbm completion writes bash or zsh scripts, not "${shell}"`, { shell }));
+    process.exit(2);
+  }
   process.env.SHELL = `/bin/${shell}`;
   process.env.ZSH_NAME = shell === 'zsh' ? 'zsh' : '';
   return [args[0], ...args.slice(2)];

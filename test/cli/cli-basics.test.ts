@@ -24,6 +24,9 @@ test("completion prints a bash or zsh script, and the script's query completes c
   t.is(zsh.exitCode, 0, zsh.stderr);
   t.regex(zsh.stdout, /^#compdef sbm/m);
   t.regex(zsh.stdout, /compdef _sbm_yargs_completions sbm/);
+  const fish = await runSbm(['completion', 'fish']);
+  t.is(fish.exitCode, 2);
+  t.is(fish.stderr, 'sbm: SBM_USAGE: sbm completion writes bash or zsh scripts, not "fish"\n');
   // What the scripts run on TAB: `sbm --get-yargs-completions sbm com` lists the matching commands.
   const query = await runSbm(['--get-yargs-completions', 'sbm', 'com']);
   t.is(query.exitCode, 0, query.stderr);
