@@ -21,7 +21,6 @@ export interface Measurement {
 
 const QCOW2_CLUSTER_BYTES = 64 * 1024;
 const QCOW2_REFCOUNT_ORDER = 4;
-const SECTOR_BYTES = 512;
 /** Two copies of an hdiutil-layout Info.plist (about 500 bytes each), counted as one 4 KiB block each. */
 const BUNDLE_METADATA_BYTES = 2 * 4096;
 
@@ -55,7 +54,8 @@ export function measureRaw(sizeBytes: number): Measurement {
 }
 
 export function measureQcow2(sizeBytes: number, data: readonly Extent[]): Measurement {
-  const virtualBytes = Math.ceil(sizeBytes / SECTOR_BYTES) * SECTOR_BYTES;
+  // qemu rounds the size up to a whole cluster before both numbers.
+  const virtualBytes = Math.ceil(sizeBytes / QCOW2_CLUSTER_BYTES) * QCOW2_CLUSTER_BYTES;
   const fullyAllocatedBytes = qcow2PreallocBytes(virtualBytes);
   const dataBytes = unitsTouched(data, QCOW2_CLUSTER_BYTES) * QCOW2_CLUSTER_BYTES;
   return { target: 'qcow2', requiredBytes: fullyAllocatedBytes - virtualBytes + dataBytes, fullyAllocatedBytes };
