@@ -69,6 +69,7 @@ export const changedBandsCommand: CommandModule<object, ChangedBandsArgs> = {
           bandCount: report.bands.length,
           totalBytes: report.totalBytes,
           bands: report.bands.map((band) => ({
+            bandIndex: band.bandIndex,
             index: band.bandIndex,
             path: band.path,
             relativePath: band.relativePath,

@@ -28,6 +28,7 @@ const ALLOWED: Record<string, string[]> = {
   lib: ['lib'],
   formats: ['formats', 'lib'],
   cli: ['cli', 'lib', 'formats'],
+  api: ['api', 'lib', 'formats'],
 };
 
 /**
