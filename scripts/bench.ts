@@ -72,12 +72,15 @@ async function renderReport(results: WorkloadResult[]): Promise<string> {
     '',
     `Written by \`npm run bench${quick ? ' -- --quick' : ''}\` on ${new Date().toISOString().slice(0, 10)}: ${cpus().length} cores ` +
       `(${cpus()[0]?.model ?? 'unknown'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, ${qemu}. ` +
-      `Each variant ran ${runs} times (at least ${EXTRA_ROUNDS_MAX} when a round of the workload takes under ${EXTRA_ROUNDS_BELOW_SECONDS} s), interleaved with its peers; ` +
-      'times are wall-clock seconds, measured around GNU time (which records peak RSS and adds about a millisecond to every variant alike). ' +
+      `Each variant ran ${runs} times (at least ${EXTRA_ROUNDS_MAX} when a round of the workload takes under ` +
+      `${EXTRA_ROUNDS_BELOW_SECONDS} s), interleaved with its peers; ` +
+      'times are wall-clock seconds, measured around GNU time ' +
+      '(which records peak RSS and adds about a millisecond to every variant alike). ' +
       '"sbm time ÷ this" is sbm\'s median divided by this variant\'s median: below 1.00 sbm is faster. ' +
       (extraCaCerts === undefined
         ? 'NODE_EXTRA_CA_CERTS was not set.'
-        : 'This machine sets NODE_EXTRA_CA_CERTS, which makes every Node start parse that certificate file; runs go without it, as on a machine that does not set it, and the changed-bands table shows its cost.'),
+        : 'This machine sets NODE_EXTRA_CA_CERTS, which makes every Node start parse that certificate file; ' +
+          'runs go without it, as on a machine that does not set it, and the changed-bands table shows its cost.'),
     '',
     '## Targets',
     '',
@@ -109,14 +112,16 @@ function renderTargets(results: WorkloadResult[]): string[] {
   const changed = find('changed-bands', 'sbm changed-bands (1 TiB, 10 changed');
   if (changed !== undefined) {
     rows.push(
-      `| changed-bands on 1 TiB with 10 changes < 0.100 s | ${changed.secondsMedian.toFixed(3)} s | ${changed.secondsMedian < 0.1 ? 'yes' : 'no'} |`,
+      `| changed-bands on 1 TiB with 10 changes < 0.100 s | ${changed.secondsMedian.toFixed(3)} s | ` +
+        `${changed.secondsMedian < 0.1 ? 'yes' : 'no'} |`,
     );
   }
   for (const result of results) {
     for (const variant of result.results) {
       if (!variant.label.startsWith('sbm')) continue;
       rows.push(
-        `| peak RSS of ${result.workload.id} (${variant.label}) < 256 MiB | ${variant.peakRssMiB.toFixed(0)} MiB | ${variant.peakRssMiB < 256 ? 'yes' : 'no'} |`,
+        `| peak RSS of ${result.workload.id} (${variant.label}) < 256 MiB | ${variant.peakRssMiB.toFixed(0)} MiB | ` +
+          `${variant.peakRssMiB < 256 ? 'yes' : 'no'} |`,
       );
     }
   }

@@ -28,7 +28,8 @@ export const backupsCommand: CommandModule<object, BackupsArgs> = {
       printLine(`${set}:`);
       for (const backup of backups) {
         printLine(
-          `  ${backup.name}  ${backup.time}  ${formatSize(backup.sizeBytes)} disk, ${backup.bands} bands, ${formatSize(backup.uniqueBytes)} unique`,
+          `  ${backup.name}  ${backup.time}  ${formatSize(backup.sizeBytes)} disk, ` +
+            `${backup.bands} bands, ${formatSize(backup.uniqueBytes)} unique`,
         );
       }
     }

@@ -78,7 +78,8 @@ function formatNamedBy(target: string): string | undefined {
   if (image.exporter === undefined) {
     throw new SbmError(
       'SBM_USAGE',
-      `${target}: sbm cannot write ${image.extension} images; restore to a .sparsebundle, or pass --to raw or --to vmdk (sbm export writes the same formats); nothing was written`,
+      `${target}: sbm cannot write ${image.extension} images; restore to a .sparsebundle, ` +
+        'or pass --to raw or --to vmdk (sbm export writes the same formats); nothing was written',
       {
         path: target,
       },

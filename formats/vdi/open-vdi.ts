@@ -134,7 +134,10 @@ async function openLink(path: string, options: OpenImageOptions, chain: readonly
       if (!parent.parts.header.values.uuidModify.equals(header.values.uuidParentModify)) {
         warn({
           code: 'SBM_VDI_PARENT_MODIFIED',
-          message: `${path}: parent ${parentPath} was modified after this image was made (uuidModify {${vdiUuidText(parent.parts.header.values.uuidModify)}}, expected {${vdiUuidText(header.values.uuidParentModify)}})`,
+          message:
+            `${path}: parent ${parentPath} was modified after this image was made ` +
+            `(uuidModify {${vdiUuidText(parent.parts.header.values.uuidModify)}}, ` +
+            `expected {${vdiUuidText(header.values.uuidParentModify)}})`,
           data: { path, parent: parentPath },
         });
       }

@@ -56,7 +56,10 @@ async function openParent(
   if (parent instanceof VhdImage && !parent.parts.footer.values.uniqueId.equals(dynamic.header.parentUniqueId)) {
     warn({
       code: 'SBM_VHD_PARENT_MISMATCH',
-      message: `${file.path}: parent id ${dynamic.header.parentUniqueId.toString('hex')} does not match the unique id ${parent.parts.footer.values.uniqueId.toString('hex')} of ${parentPath} (the parent is another disk or changed after this one was made)`,
+      message:
+        `${file.path}: parent id ${dynamic.header.parentUniqueId.toString('hex')} ` +
+        `does not match the unique id ${parent.parts.footer.values.uniqueId.toString('hex')} of ${parentPath} ` +
+        '(the parent is another disk or changed after this one was made)',
       data: { path: file.path, parent: parentPath },
     });
   }

@@ -109,7 +109,8 @@ export class BlockAllocationTable {
     const table = new BlockAllocationTable(file, region, metadata);
     if (table.entryCount * ENTRY_BYTES > region.length) {
       throw file.corrupt(
-        `VHDX BAT region of ${region.length} bytes cannot hold the ${table.entryCount} entries a ${metadata.virtualDiskSize}-byte disk needs`,
+        `VHDX BAT region of ${region.length} bytes cannot hold the ${table.entryCount} entries ` +
+          `a ${metadata.virtualDiskSize}-byte disk needs`,
       );
     }
     if (file.sizeBytes > MAX_FILE_BYTES) throw file.unsupported(`a ${file.sizeBytes}-byte file is larger than any VHDX can be`);
@@ -224,10 +225,8 @@ export class BlockAllocationTable {
       this.presentBytes += length;
     }
     if (fileOffset < HEADER_SECTION_SIZE || fileOffset + length > this.file.sizeBytes) {
-      throw this.file.corrupt(
-        `${what} points to offset ${fileOffset}, ${fileOffset < HEADER_SECTION_SIZE ? 'inside the header section' : 'past the end of the file'}`,
-        { entry: index },
-      );
+      const place = fileOffset < HEADER_SECTION_SIZE ? 'inside the header section' : 'past the end of the file';
+      throw this.file.corrupt(`${what} points to offset ${fileOffset}, ${place}`, { entry: index });
     }
     if (!used.claim(fileOffset, length)) {
       throw this.file.corrupt(`${what} at offset ${fileOffset} overlaps the log, BAT, metadata or another block`, { entry: index });

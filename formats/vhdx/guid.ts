@@ -27,7 +27,8 @@ export function guidToText(bytes: Uint8Array): string {
   const view = Buffer.from(bytes.buffer, bytes.byteOffset, 16);
   const hex = (value: number, digits: number): string => value.toString(16).padStart(digits, '0');
   const tail = view.subarray(8, 16).toString('hex');
-  return `${hex(view.readUInt32LE(0), 8)}-${hex(view.readUInt16LE(4), 4)}-${hex(view.readUInt16LE(6), 4)}-${tail.slice(0, 4)}-${tail.slice(4)}`.toUpperCase();
+  const head = `${hex(view.readUInt32LE(0), 8)}-${hex(view.readUInt16LE(4), 4)}-${hex(view.readUInt16LE(6), 4)}`;
+  return `${head}-${tail.slice(0, 4)}-${tail.slice(4)}`.toUpperCase();
 }
 
 export function isZeroGuid(bytes: Uint8Array): boolean {

@@ -87,7 +87,8 @@ function chooseHeader(file: VhdxFile, section: Buffer): { header: VhdxHeader; he
 function checkLog(file: VhdxFile, header: VhdxHeader): Region {
   if (!isZeroGuid(header.logGuid)) {
     throw file.unsupported(
-      `the VHDX log holds changes that must be replayed first (LogGuid ${guidToText(header.logGuid)}): open the disk once in Hyper-V or Windows, or run \`qemu-img check -r all\` on it`,
+      `the VHDX log holds changes that must be replayed first (LogGuid ${guidToText(header.logGuid)}): ` +
+        'open the disk once in Hyper-V or Windows, or run `qemu-img check -r all` on it',
       { logGuid: guidToText(header.logGuid) },
     );
   }

@@ -82,7 +82,10 @@ async function openParent(
   if (parent instanceof VhdxImage && !linkageMatches(locator, parent.section.header.dataWriteGuid)) {
     warn({
       code: 'SBM_VHDX_PARENT_MISMATCH',
-      message: `${child.path}: parent_linkage ${locator.parentLinkage} does not match the DataWriteGuid ${guidToText(parent.section.header.dataWriteGuid)} of ${parentPath} (the parent changed after this disk was made)`,
+      message:
+        `${child.path}: parent_linkage ${locator.parentLinkage} does not match ` +
+        `the DataWriteGuid ${guidToText(parent.section.header.dataWriteGuid)} of ${parentPath} ` +
+        '(the parent changed after this disk was made)',
       data: { path: child.path, parent: parentPath },
     });
   }

@@ -255,7 +255,9 @@ async function withParent(path: string, descriptor: Descriptor, placed: PlacedEx
     const hex = (value: number | undefined): string => (value === undefined ? 'none' : value.toString(16).padStart(8, '0'));
     state.warn({
       code: 'SBM_VMDK_CID_MISMATCH',
-      message: `${path}: parentCID ${hex(descriptor.parentCid)} does not match the CID ${hex(parent.descriptor.cid)} of ${parentPath} (the parent changed after this snapshot)`,
+      message:
+        `${path}: parentCID ${hex(descriptor.parentCid)} does not match the CID ${hex(parent.descriptor.cid)} of ${parentPath} ` +
+        '(the parent changed after this snapshot)',
       data: { path, parentPath },
     });
   }

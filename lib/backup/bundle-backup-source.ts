@@ -149,7 +149,9 @@ async function removeStaleBackupSnapshots(
     if (!isBackupSnapshotName(name)) {
       onWarning?.({
         code: 'SBM_BACKUP_LEFT_ALONE',
-        message: `left snapshot "${name}" of ${bundlePath} alone: its name lacks a backup run's check digits, so sbm did not make it for a backup (sbm snapshot delete removes it)`,
+        message:
+          `left snapshot "${name}" of ${bundlePath} alone: its name lacks a backup run's check digits, ` +
+          'so sbm did not make it for a backup (sbm snapshot delete removes it)',
         data: { path: bundlePath, snapshot: name },
       });
       continue;

@@ -88,7 +88,8 @@ export class BundleLock {
     if (this.released) return;
     this.released = true;
     await this.ownerWritten; // unlink after the write, or a late write would leave a stale file
-    if (this.ownerFile !== undefined) await unlink(this.ownerFile).catch(() => undefined); // stale owner files are checked for liveness anyway
+    // Stale owner files are checked for liveness anyway.
+    if (this.ownerFile !== undefined) await unlink(this.ownerFile).catch(() => undefined);
     // Closing the descriptor drops the flock.
     await this.handle?.close();
   }

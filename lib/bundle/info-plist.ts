@@ -126,8 +126,12 @@ export function parseInfoPlist(bytes: Buffer, name = 'Info.plist'): BundleInfo {
 // The values of the template's three integers and optional uuid; the whole match is then checked
 // by rendering, so this pattern only has to find candidates. The uuid excludes '&' and '<' so no
 // XML entity can hide in it (the general parser would decode one).
-const CANONICAL_VALUES =
-  /<key>band-size<\/key>\n\t<integer>([0-9]{1,16})<\/integer>\n\t<key>bundle-backingstore-version<\/key>\n\t<integer>([0-9]{1,16})<\/integer>\n[\s\S]*<key>size<\/key>\n\t<integer>([0-9]{1,16})<\/integer>\n(?:\t<key>uuid<\/key>\n\t<string>([0-9A-Za-z-]{1,64})<\/string>\n)?<\/dict>/;
+const CANONICAL_VALUES = new RegExp(
+  String.raw`<key>band-size<\/key>\n\t<integer>([0-9]{1,16})<\/integer>\n` +
+    String.raw`\t<key>bundle-backingstore-version<\/key>\n\t<integer>([0-9]{1,16})<\/integer>\n` +
+    String.raw`[\s\S]*<key>size<\/key>\n\t<integer>([0-9]{1,16})<\/integer>\n` +
+    String.raw`(?:\t<key>uuid<\/key>\n\t<string>([0-9A-Za-z-]{1,64})<\/string>\n)?<\/dict>`,
+);
 
 /**
  * The values of bytes that are exactly renderInfoPlist's output (hdiutil's layout), or undefined

@@ -4,7 +4,10 @@ import { ControlClient, type RemoteWarnings } from './control-client.js';
 import { isProcessAlive, readControlFile } from './control-file.js';
 
 /** A client of the live mount of `bundlePath`, or undefined when no live mount answers. */
-/** Warnings the mount raises for this client go to `warnings.onWarning` (dropped by default, as a local open's are collected and dropped). */
+/**
+ * Warnings the mount raises for this client go to `warnings.onWarning` (dropped by default, as a local
+ * open's are collected and dropped).
+ */
 export async function connectControl(
   bundlePath: string,
   warnings: RemoteWarnings = { onWarning: () => undefined, strict: false },

@@ -111,7 +111,8 @@ export class BandPool {
       if (isNotRegularFile(error)) {
         throw new SbmError(
           'SBM_BAD_BAND',
-          `band ${bandFileName(bandIndex)} (${path}) is a ${error.kind}, not a regular file; sbm will not read or write through it (see sbm check)`,
+          `band ${bandFileName(bandIndex)} (${path}) is a ${error.kind}, not a regular file; ` +
+            'sbm will not read or write through it (see sbm check)',
           {
             path,
             bandIndex,

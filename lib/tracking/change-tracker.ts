@@ -192,7 +192,9 @@ export class ChangeTracker {
       const names = audit.foreign.slice(0, 8).map((bandIndex) => `bands/${bandIndex.toString(16)}`);
       (options.onWarning ?? this.onWarning)({
         code: 'SBM_FOREIGN_CHANGE',
-        message: `${audit.foreign.length} band(s) changed behind sbm's back (${names.join(', ')}${audit.foreign.length > 8 ? ', ...' : ''}); included`,
+        message:
+          `${audit.foreign.length} band(s) changed behind sbm's back ` +
+          `(${names.join(', ')}${audit.foreign.length > 8 ? ', ...' : ''}); included`,
         data: { bands: audit.foreign },
       });
       if (this.log !== undefined) await this.recordForeign(audit.foreign);

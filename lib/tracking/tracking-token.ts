@@ -62,7 +62,8 @@ export function refuseToken(
   if (token.generation >= current.openGeneration) {
     return new SbmError(
       'SBM_TOKEN_FUTURE',
-      `token generation ${token.generation} was never issued by this bundle (open generation ${current.openGeneration}): the bundle was restored from an older copy, or the token was edited; ${hint}`,
+      `token generation ${token.generation} was never issued by this bundle (open generation ${current.openGeneration}): ` +
+        `the bundle was restored from an older copy, or the token was edited; ${hint}`,
       { token: formatToken(token), openGeneration: current.openGeneration },
     );
   }

@@ -132,7 +132,9 @@ export function renderWorkload({ workload, results }: WorkloadResult): string {
     const rate =
       result.bytes === undefined || result.secondsMedian === 0 ? '' : (result.bytes / 1024 / 1024 / result.secondsMedian).toFixed(0);
     lines.push(
-      `| ${result.label} | ${result.secondsMedian.toFixed(3)} | ${result.secondsMin.toFixed(3)}–${result.secondsMax.toFixed(3)} | ${rate} | ${result === subject ? '1.00' : ratio} | ${result.peakRssMiB.toFixed(0)} | \`${shorten(result.command)}\` |`,
+      `| ${result.label} | ${result.secondsMedian.toFixed(3)} | ` +
+        `${result.secondsMin.toFixed(3)}–${result.secondsMax.toFixed(3)} | ${rate} | ` +
+        `${result === subject ? '1.00' : ratio} | ${result.peakRssMiB.toFixed(0)} | \`${shorten(result.command)}\` |`,
     );
   }
   lines.push('');

@@ -70,7 +70,9 @@ export async function nbdWorkloads({ dir, quick }: BenchContext): Promise<Worklo
   const make = (id: string, title: string, args: (uri: string) => string[], bytes?: number): Workload => ({
     id,
     title,
-    notes: `${size / MIB} MiB of random data; sbm serves a sparse bundle, the peers a raw file. Peak RSS is the client's, not the server's.`,
+    notes:
+      `${size / MIB} MiB of random data; sbm serves a sparse bundle, the peers a raw file. ` +
+      "Peak RSS is the client's, not the server's.",
     subject: 'sbm mount',
     variants: servers.map((server) => ({ label: server.label, command: args(server.uri), ...(bytes === undefined ? {} : { bytes }) })),
   });

@@ -35,8 +35,10 @@ export async function convertWorkloads({ dir, quick }: BenchContext): Promise<Wo
       id: `convert-${subformat}`,
       title: `Convert a ${size / GIB} GiB-virtual ${subformat} VMDK (half allocated; random, zero-grain and zero chunks)`,
       notes:
-        'sbm writes a sparse bundle (zero grains create nothing) and makes it durable before renaming it into place; qemu-img writes a sparse raw file and ' +
-        'leaves it in the page cache. The third row adds `sync -f` to qemu-img for the same durability. Every run starts after a `sync` (unmeasured), so ' +
+        'sbm writes a sparse bundle (zero grains create nothing) and makes it durable before renaming it into place; ' +
+        'qemu-img writes a sparse raw file and ' +
+        'leaves it in the page cache. The third row adds `sync -f` to qemu-img for the same durability. ' +
+        'Every run starts after a `sync` (unmeasured), so ' +
         "no run pays for the previous run's dirty pages.",
       subject: 'sbm convert',
       variants: [
@@ -116,7 +118,8 @@ async function memoryBackupWorkload(dir: string, vmdk: string, size: number): Pr
     id: 'memory-backup',
     title: `Peak memory: full backup of a ${size / GIB} GiB-virtual bundle (1/16 allocated)`,
     notes:
-      'Each run backs up into an empty destination, so every band is read, hashed, written and fsynced. The peer copies the bands folder and syncs it, ' +
+      'Each run backs up into an empty destination, so every band is read, hashed, written and fsynced. ' +
+      'The peer copies the bands folder and syncs it, ' +
       'for scale. The column that matters is peak RSS (target < 256 MiB whatever the disk size).',
     subject: 'sbm backup (full)',
     variants: [
@@ -178,7 +181,8 @@ export async function changedBandsWorkloads({ dir, quick, extraCaCerts }: BenchC
     title: 'changed-bands: cost grows with the changes, not the disk',
     notes:
       `Bundles with ${populated} band files (1 TiB virtual) or all of their bands (1 GiB). The peer stats every band file, ` +
-      'which is what a tracker-less backup script must do. Every sbm call also audits for edits made behind its back: it stats every band ' +
+      'which is what a tracker-less backup script must do. ' +
+      'Every sbm call also audits for edits made behind its back: it stats every band ' +
       'file when there are at most 4,096 (the 1 GiB bundle, and every bundle of a --quick run), else only the bands folder (--audit auto).',
     subject: variants[0]?.label ?? '',
     variants,
@@ -239,7 +243,9 @@ export async function backupWorkloads({ dir, quick }: BenchContext): Promise<Wor
       id: 'backup-incremental',
       title: `Incremental backup after ${changedPerRun} of ${bandCount} bands (1%) of a ${size / GIB} GiB disk changed`,
       notes:
-        'sbm: hold the bundle (no snapshot when unmounted), tracker query, copy the changed bands (hashed while written, fsynced), hard-link the rest, manifest. rsync --link-dest must copy the whole flat image because it changed; cp copies just the changed band files (the lower bound).',
+        'sbm: hold the bundle (no snapshot when unmounted), tracker query, copy the changed bands (hashed while written, fsynced), ' +
+        'hard-link the rest, manifest. rsync --link-dest must copy the whole flat image because it changed; ' +
+        'cp copies just the changed band files (the lower bound).',
       subject: 'sbm backup',
       variants: [
         { label: 'sbm backup', command: sbm('backup', path, dest), before: dirty },

@@ -180,7 +180,8 @@ export async function runCrashRounds(options: CrashRunOptions): Promise<CrashRun
         const missed = truth.filter((band) => !reported.has(band));
         if (missed.length > 0)
           throw new Error(
-            `${where}${damage === undefined ? '' : ` (${damage})`}: token ${token} under-reports bands ${missed.join(', ')} (reported ${[...reported].join(', ')})`,
+            `${where}${damage === undefined ? '' : ` (${damage})`}: token ${token} under-reports bands ${missed.join(', ')} ` +
+              `(reported ${[...reported].join(', ')})`,
           );
         summary.tokensChecked++;
         summary.exactBands += truth.length;
@@ -213,7 +214,8 @@ export async function runCrashRounds(options: CrashRunOptions): Promise<CrashRun
     await keepTrackerCopies(bundlePath, copiesDir);
     summary.rounds++;
     options.log?.(
-      `${where}: ${events.filter((event) => event[0] === 'OP').length} ops, ${tokens.length} tokens, ${snapshotHashes.size} snapshots${damage === undefined ? '' : `, ${damage}`}`,
+      `${where}: ${events.filter((event) => event[0] === 'OP').length} ops, ${tokens.length} tokens, ` +
+        `${snapshotHashes.size} snapshots${damage === undefined ? '' : `, ${damage}`}`,
     );
   }
   return summary;

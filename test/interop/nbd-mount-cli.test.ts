@@ -192,46 +192,49 @@ function rssMiB(pid: number): Promise<number> {
   return readFile(`/proc/${pid}/status`, 'utf8').then((status) => Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024);
 }
 
-test('sbm mount stays under 256 MiB RSS while 63 clients leave six 32 MiB READs each unread, and still serves another client', async (t) => {
-  const dir = await tempDir(t);
-  const path = join(dir, 'vm.sparsebundle');
-  await (await SparseBundle.create(path, { sizeBytes: 1024 * MIB })).close();
-  const socket = join(dir, 'nbd.sock');
-  const { child } = await startMount(t, [path, '--socket', socket], (text) => text.includes('\n'));
-  const pid = child.pid as number;
-  let peak = await rssMiB(pid);
-  const sampler = setInterval(
-    () =>
-      void rssMiB(pid).then(
-        (rss) => (peak = Math.max(peak, rss)),
-        () => undefined,
-      ),
-    20,
-  );
-  t.teardown(() => clearInterval(sampler));
-  const flood: RawClient[] = [];
-  t.teardown(() => {
+test(
+  'sbm mount stays under 256 MiB RSS while 63 clients leave six 32 MiB READs each unread, ' + 'and still serves another client',
+  async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'vm.sparsebundle');
+    await (await SparseBundle.create(path, { sizeBytes: 1024 * MIB })).close();
+    const socket = join(dir, 'nbd.sock');
+    const { child } = await startMount(t, [path, '--socket', socket], (text) => text.includes('\n'));
+    const pid = child.pid as number;
+    let peak = await rssMiB(pid);
+    const sampler = setInterval(
+      () =>
+        void rssMiB(pid).then(
+          (rss) => (peak = Math.max(peak, rss)),
+          () => undefined,
+        ),
+      20,
+    );
+    t.teardown(() => clearInterval(sampler));
+    const flood: RawClient[] = [];
+    t.teardown(() => {
+      for (const raw of flood) raw.destroy();
+    });
+    for (let index = 0; index < 63; index++) {
+      const raw = await RawClient.connect({ socketPath: socket });
+      flood.push(raw);
+      await raw.handshake();
+      raw.socket.pause();
+      raw.send(Buffer.concat(Array.from({ length: 6 }, (_, at) => request(C.NBD_CMD_READ, 0, BigInt(at), at * 32 * MIB, 32 * MIB))));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const other = await RawClient.connect({ socketPath: socket });
+    t.teardown(() => other.destroy());
+    await other.handshake();
+    other.send(request(C.NBD_CMD_READ, 0, 1n, 0, 64 * 1024));
+    t.like(await other.simpleReply(64 * 1024), { cookie: 1n, error: 0 }, 'another client is served during the flood');
+    clearInterval(sampler);
+    t.true(peak < 256, `peak RSS ${peak.toFixed(0)} MiB`);
     for (const raw of flood) raw.destroy();
-  });
-  for (let index = 0; index < 63; index++) {
-    const raw = await RawClient.connect({ socketPath: socket });
-    flood.push(raw);
-    await raw.handshake();
-    raw.socket.pause();
-    raw.send(Buffer.concat(Array.from({ length: 6 }, (_, at) => request(C.NBD_CMD_READ, 0, BigInt(at), at * 32 * MIB, 32 * MIB))));
-  }
-  await new Promise((resolve) => setTimeout(resolve, 1500));
-  const other = await RawClient.connect({ socketPath: socket });
-  t.teardown(() => other.destroy());
-  await other.handshake();
-  other.send(request(C.NBD_CMD_READ, 0, 1n, 0, 64 * 1024));
-  t.like(await other.simpleReply(64 * 1024), { cookie: 1n, error: 0 }, 'another client is served during the flood');
-  clearInterval(sampler);
-  t.true(peak < 256, `peak RSS ${peak.toFixed(0)} MiB`);
-  for (const raw of flood) raw.destroy();
-  process.kill(pid, 'SIGTERM');
-  t.is((await child).exitCode, 0);
-});
+    process.kill(pid, 'SIGTERM');
+    t.is((await child).exitCode, 0);
+  },
+);
 
 test('sbm mount: 100 clients that finish the handshake and sit idle do not lock out the next one', async (t) => {
   const path = await makeBundle(t);

@@ -235,7 +235,8 @@ test('a parent outside the disk folder is refused unless allowOutside', async (t
   t.is(refused.exitCode, 4);
   t.is(
     refused.stderr,
-    `sbm: SBM_PATH_OUTSIDE: ${child}: VHDX parent "..\\parent.vhdx" (relative_path) lies outside the disk's folder (use --allow-outside to permit)\n`,
+    `sbm: SBM_PATH_OUTSIDE: ${child}: VHDX parent "..\\parent.vhdx" (relative_path) ` +
+      "lies outside the disk's folder (use --allow-outside to permit)\n",
   );
   const image = await openVhdx(child, { allowOutside: true });
   try {

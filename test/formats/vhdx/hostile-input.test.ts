@@ -81,7 +81,10 @@ test('a pending log is refused with the way to replay it; after qemu-img check -
   t.is(result.exitCode, 4);
   t.regex(
     result.stderr,
-    /^sbm: SBM_UNSUPPORTED: .*disk\.vhdx: the VHDX log holds changes that must be replayed first \(LogGuid [0-9A-F-]{36}\): open the disk once in Hyper-V or Windows, or run `qemu-img check -r all` on it\n$/,
+    new RegExp(
+      String.raw`^sbm: SBM_UNSUPPORTED: .*disk\.vhdx: the VHDX log holds changes that must be replayed first \(LogGuid [0-9A-F-]{36}\): ` +
+        'open the disk once in Hyper-V or Windows, or run `qemu-img check -r all` on it\\n$',
+    ),
   );
   t.deepEqual(await readdir(dir), before, 'nothing written');
   const check = await execa('qemu-img', ['check', '-r', 'all', '-f', 'vhdx', disk], { reject: false });
@@ -240,53 +243,61 @@ test('impossible metadata values are SBM_CORRUPT', async (t) => {
   );
 });
 
-test('bad BAT entries are SBM_CORRUPT: reserved state, reserved bits, partial blocks without a parent, overlaps, metadata hits', async (t) => {
-  const bat = BUILT_LAYOUT.batOffset;
-  await refused(
-    t,
-    await built(t, {}, (file) => void file.writeUInt32LE(4, bat + 8)),
-    'SBM_CORRUPT',
-    /BAT entry 1 \(block 1\) has state 4, invalid here/,
-  );
-  await refused(
-    t,
-    await built(t, {}, (file) => void file.writeUInt32LE(0x100, bat)),
-    'SBM_CORRUPT',
-    /BAT entry 0 \(block 0\) has reserved bits set/,
-  );
-  await refused(
-    t,
-    await built(t, { blocks: blocks([[2, PAYLOAD_BLOCK_PARTIALLY_PRESENT]]) }),
-    'SBM_CORRUPT',
-    /BAT entry 2 \(block 2\) has state 7, invalid here/,
-  );
-  const twoAtOnce = (file: Buffer): void => void file.copy(file, bat + 3 * 8, bat + 2 * 8, bat + 3 * 8);
-  await refused(
-    t,
-    await built(t, { blocks: blocks([[2, PAYLOAD_BLOCK_FULLY_PRESENT]]) }, twoAtOnce),
-    'SBM_CORRUPT',
-    /BAT entry 3 \(block 3\) at offset 4194304 overlaps/,
-  );
-  const intoMetadata = (file: Buffer): void => void file.writeUInt32LE((PAYLOAD_BLOCK_FULLY_PRESENT | (3 << 20)) >>> 0, bat);
-  await refused(
-    t,
-    await built(t, { blocks: blocks([[4, PAYLOAD_BLOCK_FULLY_PRESENT]]) }, intoMetadata),
-    'SBM_CORRUPT',
-    /BAT entry 0 \(block 0\) at offset 3145728 overlaps the log, BAT, metadata/,
-  );
-  const intoHeader = (file: Buffer): void => void file.writeUInt32LE(PAYLOAD_BLOCK_FULLY_PRESENT, bat);
-  await refused(t, await built(t, {}, intoHeader), 'SBM_CORRUPT', /BAT entry 0 \(block 0\) points to offset 0, inside the header section/);
-  // A differencing disk whose partially present block has no sector bitmap (chunk 0's bitmap entry
-  // is BAT entry 4096 with 1 MiB blocks): found at open, not at the first read of the block.
-  const parentLocator = { parent_linkage: '{AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE}', relative_path: 'missing-parent.vhdx' };
-  const noBitmap = (file: Buffer): void => void file.fill(0, bat + 4096 * 8, bat + 4097 * 8);
-  await refused(
-    t,
-    await built(t, { parentLocator, blocks: blocks([[2, PAYLOAD_BLOCK_PARTIALLY_PRESENT]]) }, noBitmap),
-    'SBM_CORRUPT',
-    /sector bitmap entry 4096 is not present, but its chunk holds partially present blocks/,
-  );
-});
+test(
+  'bad BAT entries are SBM_CORRUPT: reserved state, reserved bits, ' + 'partial blocks without a parent, overlaps, metadata hits',
+  async (t) => {
+    const bat = BUILT_LAYOUT.batOffset;
+    await refused(
+      t,
+      await built(t, {}, (file) => void file.writeUInt32LE(4, bat + 8)),
+      'SBM_CORRUPT',
+      /BAT entry 1 \(block 1\) has state 4, invalid here/,
+    );
+    await refused(
+      t,
+      await built(t, {}, (file) => void file.writeUInt32LE(0x100, bat)),
+      'SBM_CORRUPT',
+      /BAT entry 0 \(block 0\) has reserved bits set/,
+    );
+    await refused(
+      t,
+      await built(t, { blocks: blocks([[2, PAYLOAD_BLOCK_PARTIALLY_PRESENT]]) }),
+      'SBM_CORRUPT',
+      /BAT entry 2 \(block 2\) has state 7, invalid here/,
+    );
+    const twoAtOnce = (file: Buffer): void => void file.copy(file, bat + 3 * 8, bat + 2 * 8, bat + 3 * 8);
+    await refused(
+      t,
+      await built(t, { blocks: blocks([[2, PAYLOAD_BLOCK_FULLY_PRESENT]]) }, twoAtOnce),
+      'SBM_CORRUPT',
+      /BAT entry 3 \(block 3\) at offset 4194304 overlaps/,
+    );
+    const intoMetadata = (file: Buffer): void => void file.writeUInt32LE((PAYLOAD_BLOCK_FULLY_PRESENT | (3 << 20)) >>> 0, bat);
+    await refused(
+      t,
+      await built(t, { blocks: blocks([[4, PAYLOAD_BLOCK_FULLY_PRESENT]]) }, intoMetadata),
+      'SBM_CORRUPT',
+      /BAT entry 0 \(block 0\) at offset 3145728 overlaps the log, BAT, metadata/,
+    );
+    const intoHeader = (file: Buffer): void => void file.writeUInt32LE(PAYLOAD_BLOCK_FULLY_PRESENT, bat);
+    await refused(
+      t,
+      await built(t, {}, intoHeader),
+      'SBM_CORRUPT',
+      /BAT entry 0 \(block 0\) points to offset 0, inside the header section/,
+    );
+    // A differencing disk whose partially present block has no sector bitmap (chunk 0's bitmap entry
+    // is BAT entry 4096 with 1 MiB blocks): found at open, not at the first read of the block.
+    const parentLocator = { parent_linkage: '{AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE}', relative_path: 'missing-parent.vhdx' };
+    const noBitmap = (file: Buffer): void => void file.fill(0, bat + 4096 * 8, bat + 4097 * 8);
+    await refused(
+      t,
+      await built(t, { parentLocator, blocks: blocks([[2, PAYLOAD_BLOCK_PARTIALLY_PRESENT]]) }, noBitmap),
+      'SBM_CORRUPT',
+      /sector bitmap entry 4096 is not present, but its chunk holds partially present blocks/,
+    );
+  },
+);
 
 test('regions that overlap, sit inside the header section or pass the end of the file are SBM_CORRUPT', async (t) => {
   // Region table entry 1 is the metadata region: its file offset is at +16 of the entry.

@@ -108,27 +108,30 @@ test('a 4 GiB + 16 MiB disk: data past the first sector bitmap entry (chunk rati
   t.is(info.blockStates.fullyPresent, 4);
 });
 
-test('a fresh VHDX converts to a bundle with no bands; a size-0 one is described, and convert refuses it as for any empty disk', async (t) => {
-  await requireTool(t, 'qemu-img');
-  const dir = await tempDir(t);
-  const disk = join(dir, 'fresh.vhdx');
-  await qemuVhdx(disk, '16M', [], []);
-  const info = await runSbm(['info', disk, '--json']);
-  t.is(info.exitCode, 0, info.stderr);
-  t.is(JSON.parse(info.stdout).allocatedBytes, 0);
-  const bundle = join(dir, 'fresh.sparsebundle');
-  const convert = await runSbm(['convert', disk, bundle, '--json', '--no-progress']);
-  t.is(convert.exitCode, 0, convert.stderr);
-  t.is(JSON.parse(convert.stdout).bandsWritten, 0);
-  const empty = join(dir, 'empty.vhdx');
-  await qemuVhdx(empty, '0', [], []);
-  const emptyInfo = await runSbm(['info', empty, '--json']);
-  t.is(emptyInfo.exitCode, 0, emptyInfo.stderr);
-  t.is(JSON.parse(emptyInfo.stdout).sizeBytes, 0);
-  const refused = await runSbm(['convert', empty, join(dir, 'empty.sparsebundle'), '--no-progress']);
-  t.is(refused.exitCode, 4);
-  t.regex(refused.stderr, /^sbm: SBM_BAD_SIZE: /);
-});
+test(
+  'a fresh VHDX converts to a bundle with no bands; ' + 'a size-0 one is described, and convert refuses it as for any empty disk',
+  async (t) => {
+    await requireTool(t, 'qemu-img');
+    const dir = await tempDir(t);
+    const disk = join(dir, 'fresh.vhdx');
+    await qemuVhdx(disk, '16M', [], []);
+    const info = await runSbm(['info', disk, '--json']);
+    t.is(info.exitCode, 0, info.stderr);
+    t.is(JSON.parse(info.stdout).allocatedBytes, 0);
+    const bundle = join(dir, 'fresh.sparsebundle');
+    const convert = await runSbm(['convert', disk, bundle, '--json', '--no-progress']);
+    t.is(convert.exitCode, 0, convert.stderr);
+    t.is(JSON.parse(convert.stdout).bandsWritten, 0);
+    const empty = join(dir, 'empty.vhdx');
+    await qemuVhdx(empty, '0', [], []);
+    const emptyInfo = await runSbm(['info', empty, '--json']);
+    t.is(emptyInfo.exitCode, 0, emptyInfo.stderr);
+    t.is(JSON.parse(emptyInfo.stdout).sizeBytes, 0);
+    const refused = await runSbm(['convert', empty, join(dir, 'empty.sparsebundle'), '--no-progress']);
+    t.is(refused.exitCode, 4);
+    t.regex(refused.stderr, /^sbm: SBM_BAD_SIZE: /);
+  },
+);
 
 test('a 2 TiB disk with 1 MiB blocks: a 16 MiB BAT, past the 8 MiB cache, reads and maps right', async (t) => {
   await requireTool(t, 'qemu-img');

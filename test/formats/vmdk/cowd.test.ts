@@ -66,13 +66,15 @@ test('a vmfsSparse child over a flat base reads like qemu-img', async (t) => {
   const child = join(dir, 'base-000001.vmdk');
   await writeFile(
     child,
-    '# Disk DescriptorFile\nversion=1\nCID=0000bbbb\nparentCID=0000aaaa\ncreateType="vmfsSparse"\nparentFileNameHint="/vmfs/volumes/ds1/vm/base.vmdk"\nRW 8192 VMFSSPARSE "base-000001-delta.vmdk"\n',
+    '# Disk DescriptorFile\nversion=1\nCID=0000bbbb\nparentCID=0000aaaa\ncreateType="vmfsSparse"\n' +
+      'parentFileNameHint="/vmfs/volumes/ds1/vm/base.vmdk"\nRW 8192 VMFSSPARSE "base-000001-delta.vmdk"\n',
   );
   // qemu cannot follow the foreign absolute hint (sbm falls back to the basename): give it a copy.
   const forQemu = join(dir, 'for-qemu.vmdk');
   await writeFile(
     forQemu,
-    '# Disk DescriptorFile\nversion=1\nCID=0000bbbb\nparentCID=0000aaaa\ncreateType="vmfsSparse"\nparentFileNameHint="base.vmdk"\nRW 8192 VMFSSPARSE "base-000001-delta.vmdk"\n',
+    '# Disk DescriptorFile\nversion=1\nCID=0000bbbb\nparentCID=0000aaaa\ncreateType="vmfsSparse"\n' +
+      'parentFileNameHint="base.vmdk"\nRW 8192 VMFSSPARSE "base-000001-delta.vmdk"\n',
   );
   const reference = join(dir, 'reference.raw');
   await qemuImg(['convert', '-f', 'vmdk', '-O', 'raw', forQemu, reference]);
@@ -97,7 +99,8 @@ test('a zeroed COWD grain reads as zeros over parent data', async (t) => {
   const child = join(dir, 'c.vmdk');
   await writeFile(
     child,
-    '# Disk DescriptorFile\nversion=1\nCID=0000bbbb\nparentCID=0000aaaa\ncreateType="vmfsSparse"\nparentFileNameHint="base.vmdk"\nRW 8192 VMFSSPARSE "c-delta.vmdk"\n',
+    '# Disk DescriptorFile\nversion=1\nCID=0000bbbb\nparentCID=0000aaaa\ncreateType="vmfsSparse"\n' +
+      'parentFileNameHint="base.vmdk"\nRW 8192 VMFSSPARSE "c-delta.vmdk"\n',
   );
   const image = await openVmdk(child);
   t.teardown(() => image.close());

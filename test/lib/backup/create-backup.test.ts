@@ -210,29 +210,32 @@ test('copy mode shares no band file with earlier backups', async (t) => {
   for (const name of await readdir(join(second.path, 'bands'))) t.is((await stat(join(second.path, 'bands', name))).nlink, 1);
 });
 
-test("held: a killed run's backup snapshot is removed, other snapshots (even named sbm-backup-*) stay, a read-only bundle is refused", async (t) => {
-  const dir = await tempDir(t);
-  const path = join(dir, 'vm.sparsebundle');
-  const bundle = await SparseBundle.create(path, { sizeBytes: SIZE, bandSizeBytes: BAND });
-  const oracle = Buffer.alloc(SIZE);
-  await randomWrites(bundle, oracle, 3);
-  await new BundleSession(bundle).snapshots.create(backupSnapshotName(1_700_000_000_000, 'abcdef012345'));
-  await new BundleSession(bundle).snapshots.create('sbm-backup-1-abcdef');
-  await new BundleSession(bundle).snapshots.create('keep');
-  const warnings: SbmWarning[] = [];
-  const result = await createBackup(bundleBackupSource(bundle), join(dir, 'backups'), { onWarning: (w) => warnings.push(w) });
-  t.is(sha(await readAll(result.path)), sha(oracle));
-  t.deepEqual((await readdir(join(path, '.sbm', 'snapshots'))).sort(), ['keep.sparsebundle', 'sbm-backup-1-abcdef.sparsebundle']);
-  t.deepEqual(
-    warnings.map((w) => [w.code, w.data?.snapshot]),
-    [['SBM_BACKUP_LEFT_ALONE', 'sbm-backup-1-abcdef']],
-  );
-  await bundle.close();
-  const readOnly = await SparseBundle.open(path, { readOnly: true });
-  t.teardown(() => readOnly.close());
-  const error = await t.throwsAsync(createBackup(bundleBackupSource(readOnly), join(dir, 'backups')));
-  t.is((error as { code?: string }).code, 'SBM_READ_ONLY');
-});
+test(
+  "held: a killed run's backup snapshot is removed, " + 'other snapshots (even named sbm-backup-*) stay, a read-only bundle is refused',
+  async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'vm.sparsebundle');
+    const bundle = await SparseBundle.create(path, { sizeBytes: SIZE, bandSizeBytes: BAND });
+    const oracle = Buffer.alloc(SIZE);
+    await randomWrites(bundle, oracle, 3);
+    await new BundleSession(bundle).snapshots.create(backupSnapshotName(1_700_000_000_000, 'abcdef012345'));
+    await new BundleSession(bundle).snapshots.create('sbm-backup-1-abcdef');
+    await new BundleSession(bundle).snapshots.create('keep');
+    const warnings: SbmWarning[] = [];
+    const result = await createBackup(bundleBackupSource(bundle), join(dir, 'backups'), { onWarning: (w) => warnings.push(w) });
+    t.is(sha(await readAll(result.path)), sha(oracle));
+    t.deepEqual((await readdir(join(path, '.sbm', 'snapshots'))).sort(), ['keep.sparsebundle', 'sbm-backup-1-abcdef.sparsebundle']);
+    t.deepEqual(
+      warnings.map((w) => [w.code, w.data?.snapshot]),
+      [['SBM_BACKUP_LEFT_ALONE', 'sbm-backup-1-abcdef']],
+    );
+    await bundle.close();
+    const readOnly = await SparseBundle.open(path, { readOnly: true });
+    t.teardown(() => readOnly.close());
+    const error = await t.throwsAsync(createBackup(bundleBackupSource(readOnly), join(dir, 'backups')));
+    t.is((error as { code?: string }).code, 'SBM_READ_ONLY');
+  },
+);
 
 test('held: a failed backup removes its in-progress folder and lets held-back writes through', async (t) => {
   const dir = await tempDir(t);

@@ -138,54 +138,61 @@ test('one client that never reads its replies holds only its own cap: another cl
   t.true(await served(other, 7n, 2000), 'served without waiting for the stalled client');
 });
 
-test('many clients sending large READs they never read: in-flight bytes stay under the global cap and a small READ is still served at once', async (t) => {
-  const server = await serve(t, { maxInFlightBytes: GLOBAL_CAP, limits: { maxInFlightBytes: CONNECTION_CAP }, stallTimeoutMs: 60_000 });
-  for (let index = 0; index < 6; index++) await stalledReader(t, server, 6, index * 100);
-  t.true(await until(() => server.stats().waitingSessions > 0, 2000), 'the budget is exhausted: some connections wait');
-  const other = await handshaken(t, server);
-  t.true(await served(other, 9999n, 2000), 'a small READ does not wait behind large ones that cannot fit');
-  const stats = server.stats();
-  t.is(stats.connections, 7, 'nobody was dropped');
-  t.true(stats.peakInFlightBytes <= GLOBAL_CAP, `peak ${stats.peakInFlightBytes} > cap ${GLOBAL_CAP}`);
-});
+test(
+  'many clients sending large READs they never read: ' +
+    'in-flight bytes stay under the global cap and a small READ is still served at once',
+  async (t) => {
+    const server = await serve(t, { maxInFlightBytes: GLOBAL_CAP, limits: { maxInFlightBytes: CONNECTION_CAP }, stallTimeoutMs: 60_000 });
+    for (let index = 0; index < 6; index++) await stalledReader(t, server, 6, index * 100);
+    t.true(await until(() => server.stats().waitingSessions > 0, 2000), 'the budget is exhausted: some connections wait');
+    const other = await handshaken(t, server);
+    t.true(await served(other, 9999n, 2000), 'a small READ does not wait behind large ones that cannot fit');
+    const stats = server.stats();
+    t.is(stats.connections, 7, 'nobody was dropped');
+    t.true(stats.peakInFlightBytes <= GLOBAL_CAP, `peak ${stats.peakInFlightBytes} > cap ${GLOBAL_CAP}`);
+  },
+);
 
-test('clients that never read: stalled holders are dropped while others wait, a large READ gets its turn, the budget returns to 0', async (t) => {
-  const server = await serve(t, { maxInFlightBytes: GLOBAL_CAP, limits: { maxInFlightBytes: CONNECTION_CAP }, stallTimeoutMs: 300 });
-  const stalled: RawClient[] = [];
-  for (let index = 0; index < 6; index++) stalled.push(await stalledReader(t, server, 6, index * 100));
-  const samples: number[] = [];
-  const sampler = setInterval(() => samples.push(server.stats().inFlightBytes), 5);
-  t.teardown(() => clearInterval(sampler));
-  t.true(await until(() => server.stats().waitingSessions > 0, 2000), 'the budget is exhausted: some connections wait');
+test(
+  'clients that never read: stalled holders are dropped while others wait, ' + 'a large READ gets its turn, the budget returns to 0',
+  async (t) => {
+    const server = await serve(t, { maxInFlightBytes: GLOBAL_CAP, limits: { maxInFlightBytes: CONNECTION_CAP }, stallTimeoutMs: 300 });
+    const stalled: RawClient[] = [];
+    for (let index = 0; index < 6; index++) stalled.push(await stalledReader(t, server, 6, index * 100));
+    const samples: number[] = [];
+    const sampler = setInterval(() => samples.push(server.stats().inFlightBytes), 5);
+    t.teardown(() => clearInterval(sampler));
+    t.true(await until(() => server.stats().waitingSessions > 0, 2000), 'the budget is exhausted: some connections wait');
 
-  // A READ as large as theirs queues behind them; the stalled holders are dropped after the timeout.
-  const other = await handshaken(t, server);
-  other.send(request(C.NBD_CMD_READ, 0, 9999n, 0, READ_BYTES));
-  t.like(await other.simpleReply(READ_BYTES), { cookie: 9999n, error: 0 });
-  clearInterval(sampler);
+    // A READ as large as theirs queues behind them; the stalled holders are dropped after the timeout.
+    const other = await handshaken(t, server);
+    other.send(request(C.NBD_CMD_READ, 0, 9999n, 0, READ_BYTES));
+    t.like(await other.simpleReply(READ_BYTES), { cookie: 9999n, error: 0 });
+    clearInterval(sampler);
 
-  const stats = server.stats();
-  t.true(stats.peakInFlightBytes <= GLOBAL_CAP, `peak ${stats.peakInFlightBytes} > cap ${GLOBAL_CAP}`);
-  t.true(samples.every((bytes) => bytes <= GLOBAL_CAP));
-  t.true(
-    samples.some((bytes) => bytes > GLOBAL_CAP / 2),
-    'the stalled clients did fill the budget',
-  );
-  // (A paused client socket does not see the close; the server's count does.)
-  t.true(stats.connections < stalled.length + 1, 'stalled readers were dropped while others waited');
+    const stats = server.stats();
+    t.true(stats.peakInFlightBytes <= GLOBAL_CAP, `peak ${stats.peakInFlightBytes} > cap ${GLOBAL_CAP}`);
+    t.true(samples.every((bytes) => bytes <= GLOBAL_CAP));
+    t.true(
+      samples.some((bytes) => bytes > GLOBAL_CAP / 2),
+      'the stalled clients did fill the budget',
+    );
+    // (A paused client socket does not see the close; the server's count does.)
+    t.true(stats.connections < stalled.length + 1, 'stalled readers were dropped while others waited');
 
-  for (const raw of stalled) raw.destroy();
-  t.true(
-    await until(() => server.stats().inFlightBytes === 0 && server.stats().connections === 1, 5000),
-    `budget back to 0 (now ${server.stats().inFlightBytes})`,
-  );
-  t.is(server.stats().waitingSessions, 0);
-  t.true(await served(other, 10_000n));
-  t.true(server.stats().pooledBytes > 0, 'released buffers are kept for reuse while clients remain');
-  other.destroy();
-  t.true(await until(() => server.stats().connections === 0, 5000));
-  t.is(server.stats().pooledBytes, 0, 'and let go when the last client leaves');
-});
+    for (const raw of stalled) raw.destroy();
+    t.true(
+      await until(() => server.stats().inFlightBytes === 0 && server.stats().connections === 1, 5000),
+      `budget back to 0 (now ${server.stats().inFlightBytes})`,
+    );
+    t.is(server.stats().waitingSessions, 0);
+    t.true(await served(other, 10_000n));
+    t.true(server.stats().pooledBytes > 0, 'released buffers are kept for reuse while clients remain');
+    other.destroy();
+    t.true(await until(() => server.stats().connections === 0, 5000));
+    t.is(server.stats().pooledBytes, 0, 'and let go when the last client leaves');
+  },
+);
 
 test('large WRITE payloads are reserved before they are read: half-sent payloads cannot exceed the budget', async (t) => {
   const server = await serve(t, { maxInFlightBytes: GLOBAL_CAP, limits: { maxInFlightBytes: CONNECTION_CAP }, stallTimeoutMs: 300 });
