@@ -23,6 +23,10 @@ export const ERROR_CODES = {
     summary: 'the output path is an input, lies inside one, or (when replaced) holds one, symlinks resolved; --force does not override',
   },
   SBM_READ_ONLY: { exitCode: 1, summary: 'write, trim or resize on a device opened read-only' },
+  SBM_BACKUP_READ_ONLY: {
+    exitCode: 1,
+    summary: 'a command would change a backup (or write inside one): resize, snapshot, compact, restore or an output onto it',
+  },
   SBM_CLOSED: { exitCode: 1, summary: 'operation on a device that was already closed' },
   SBM_EXISTS: { exitCode: 1, summary: 'output already exists (use --force to replace it)' },
   SBM_NOT_FOUND: { exitCode: 1, summary: 'input file or bundle does not exist' },

@@ -8,7 +8,6 @@
 // the bundle lock) -> remove the socket. Signals after the first never cut that short
 // (cli/shutdown-signals.ts).
 
-import { lstat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 
@@ -22,7 +21,7 @@ import { type NbdServerHandle, isLoopbackHost, serveNbd } from '../../lib/nbd/se
 import { SNAPSHOTS_DIR, SNAPSHOT_SUFFIX } from '../../lib/snapshots/snapshot-manager.js';
 import type { WarningSink } from '../../lib/warnings.js';
 import { detectFormat, probeImage } from '../../formats/index.js';
-import { MANIFEST_RELATIVE_PATH } from '../../lib/backup/backup-manifest.js';
+import { backupHolding } from '../../lib/fs/backup-guard.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { checkOptions, integer } from '../option-values.js';
 import { shutdownSignals } from '../shutdown-signals.js';
@@ -155,8 +154,13 @@ async function openSource(argv: MountArgs): Promise<BlockDevice> {
   if (format.name === 'sparsebundle') {
     // A backup is served read-only, as restic and borg mount theirs: one write would make it
     // disagree with its manifest, and even a read-write open adds tracking files to it.
-    const readOnly = argv.readOnly || ((await isBackup(argv.source)) && !argv.writableBackup);
-    return SparseBundle.open(argv.source, { readOnly, onWarning, maxOpenBands: MOUNT_MAX_OPEN_BANDS });
+    const readOnly = argv.readOnly || ((await backupHolding(argv.source)) !== undefined && !argv.writableBackup);
+    return SparseBundle.open(argv.source, {
+      readOnly,
+      onWarning,
+      maxOpenBands: MOUNT_MAX_OPEN_BANDS,
+      allowBackupWrites: argv.writableBackup,
+    });
   }
   return format.open(argv.source, { onWarning });
 }
@@ -174,14 +178,6 @@ async function openSnapshot(source: string, name: string, onWarning: WarningSink
     if (isSbmError(error, 'SBM_NOT_FOUND')) throw new SbmError('SBM_NOT_FOUND', `no snapshot named "${name}" in ${source}`, { name });
     throw error;
   }
-}
-
-/** Anything holding an sbm backup manifest counts, whether or not the manifest is valid. */
-async function isBackup(source: string): Promise<boolean> {
-  return lstat(join(source, MANIFEST_RELATIVE_PATH)).then(
-    () => true,
-    (error: NodeJS.ErrnoException) => error.code !== 'ENOENT' && error.code !== 'ENOTDIR',
-  );
 }
 
 function defaultExportName(source: string, snapshot: string | undefined): string {

@@ -5,9 +5,11 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SbmError } from '../errors.js';
+import { BACKUP_MANIFEST_PATH } from '../fs/backup-guard.js';
 
 export const MANIFEST_VERSION = 1;
-export const MANIFEST_RELATIVE_PATH = join('.sbm', 'manifest.json');
+/** The same path the backup guard looks for (lib/fs/backup-guard.ts). */
+export const MANIFEST_RELATIVE_PATH = BACKUP_MANIFEST_PATH;
 
 export interface BandRecord {
   readonly size: number;

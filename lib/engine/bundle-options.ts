@@ -24,6 +24,11 @@ export interface OpenBundleOptions {
    */
   readonly untracked?: boolean;
   readonly onWarning?: WarningSink;
+  /**
+   * Let a read-write open change a backup (a bundle holding .sbm/manifest.json, or inside one),
+   * which is otherwise SBM_BACKUP_READ_ONLY (lib/fs/backup-guard.ts): `sbm mount --writable-backup`.
+   */
+  readonly allowBackupWrites?: boolean;
   /** Upper bound on band files held open at once (default 64, as macOS). */
   readonly maxOpenBands?: number;
   /**

@@ -30,6 +30,7 @@ import {
 } from '../bundle/bundle-files.js';
 import { type BundleInfo, renderInfoPlist, validateGeometry } from '../bundle/info-plist.js';
 import { LazyBandSet } from '../bundle/lazy-band-set.js';
+import { assertNotBackup } from '../fs/backup-guard.js';
 import { isNoSpace, noSpaceOrSystemError } from '../fs/no-space.js';
 import { WarningList } from '../warnings.js';
 import { BandStore } from './band-store.js';
@@ -96,6 +97,7 @@ export class SparseBundle implements BlockDevice {
     const onWarning = options.onWarning ?? new WarningList().sink;
     warnOnBandCount(bandSizeBytes, options.sizeBytes, onWarning);
     const paths = bundlePaths(path);
+    await assertNotBackup(path, 'create a bundle inside a backup');
     try {
       await mkdir(path);
     } catch (error) {
@@ -123,6 +125,8 @@ export class SparseBundle implements BlockDevice {
     const info = await readBundleInfo(paths, onWarning);
     validateGeometry(info.bandSizeBytes, info.sizeBytes);
     await assertNotEncrypted(paths, onWarning);
+    // Before anything is written (the state folder, the lock's owner file, tracking).
+    if (!readOnly && options.allowBackupWrites !== true) await assertNotBackup(path, 'open a backup read-write');
     if (!readOnly)
       await mkdir(paths.tmp, { recursive: true }).catch((error) => {
         throw fromSystemError(error, 'cannot create sbm state folder', paths.sbm);

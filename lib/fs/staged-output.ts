@@ -17,6 +17,7 @@ import { basename, dirname, join } from 'node:path';
 import { randomTag } from './temp-name.js';
 import { SbmError, fromSystemError } from '../errors.js';
 import { fsyncDirectory } from './atomic-write.js';
+import { assertNotBackup } from './backup-guard.js';
 import { isNoSpace, noSpaceOrSystemError } from './no-space.js';
 
 export interface StagedOutputOptions {
@@ -34,6 +35,8 @@ export async function withStagedOutput<T>(
   if (exists && options.force !== true) {
     throw new SbmError('SBM_EXISTS', `${finalPath} already exists (use --force to replace it)`, { path: finalPath });
   }
+  // --force never replaces a backup, and no output goes inside one.
+  await assertNotBackup(finalPath, exists ? 'replace a backup' : 'write inside a backup');
   const parent = dirname(finalPath);
   const tag = `${process.pid}-${randomTag(8)}`;
   const stagingPath = join(parent, `.${basename(finalPath)}.sbm-partial-${tag}`);

@@ -44,7 +44,7 @@ function tableCodes(readme: string): Set<string> {
 
 test('the scanner finds codes in strings and templates and leaves declared constants out', (t) => {
   const codes = codesIn([
-    { path: 'a.ts', text: "throw new SbmError('SBM_ONE', 'x');\nwrite(`sbm: warning SBM_TWO: ${m}`);" },
+    { path: 'a.ts', text: "throw new SbmError('SBM_ONE', 'x');\nwrite(`sbm: warning SBM_TWO: %s`);" },
     { path: 'b.ts', text: 'export const SBM_LIMIT = 64;\nif (n > C.SBM_LIMIT) warn({ code: "SBM_THREE" });' },
   ]);
   t.deepEqual([...codes.keys()].sort(), ['SBM_ONE', 'SBM_THREE', 'SBM_TWO']);
