@@ -1,11 +1,12 @@
-// sbm backups <set>: the backups of a set with their time, size and the bytes unique to each.
+// sbm backups <dest|set|backup>: the backups with their time, size and the bytes unique to each
+// (of every set under a destination, of one set, or just the one backup named).
 
 import type { CommandModule } from 'yargs';
 import { describeBackups } from '../../lib/backup/backup-catalog.js';
-import { SbmError } from '../../lib/errors.js';
+import { resolveBackupTarget } from '../../lib/backup/backup-target.js';
 import { formatSize } from '../../lib/size.js';
-import { type GlobalOptions, action, jsonOption, printJson, printLine } from '../command-kit.js';
-import { resolveSets } from '../backup-sets.js';
+import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption } from '../command-kit.js';
+import { printTable } from '../table.js';
 
 interface BackupsArgs extends GlobalOptions {
   dest: string;
@@ -13,25 +14,36 @@ interface BackupsArgs extends GlobalOptions {
 
 export const backupsCommand: CommandModule<object, BackupsArgs> = {
   command: 'backups <dest>',
-  describe: 'list backups (of one set DEST/NAME, or of every set under DEST)',
-  builder: (yargs) => yargs.positional('dest', { type: 'string', demandOption: true }).options(jsonOption),
+  describe: 'list backups: of every set under a destination, of one set, or one backup',
+  builder: (yargs) =>
+    yargs
+      .positional('dest', { type: 'string', demandOption: true, describe: 'a destination (DEST), a set (DEST/NAME) or one backup' })
+      .options({ ...jsonOption, ...strictOption }),
   handler: action(async (argv) => {
-    const sets = await resolveSets(argv.dest);
-    if (sets.length === 0) throw new SbmError('SBM_NOT_A_BACKUP', `${argv.dest} holds no backups`, { path: argv.dest });
-    const listing = [];
-    for (const set of sets) listing.push({ set, backups: await describeBackups(set) });
+    const target = await resolveBackupTarget(argv.dest);
+    const sets = [];
+    for (const set of target.sets) {
+      const backups = await describeBackups(set);
+      sets.push({ set, backups: target.kind === 'backup' ? backups.filter((backup) => backup.path === target.path) : backups });
+    }
     if (argv.json) {
-      printJson(listing);
+      printJson({ input: argv.dest, kind: target.kind, sets, warnings: [] });
       return;
     }
-    for (const { set, backups } of listing) {
+    for (const { set, backups } of sets) {
       printLine(`${set}:`);
-      for (const backup of backups) {
-        printLine(
-          `  ${backup.name}  ${backup.time}  ${formatSize(backup.sizeBytes)} disk, ` +
-            `${backup.bands} bands, ${formatSize(backup.uniqueBytes)} unique`,
-        );
-      }
+      printTable(
+        ['NAME', 'TIME (UTC)', 'DISK', 'BANDS', 'UNIQUE', 'MODE'],
+        backups.map((backup) => [
+          backup.name,
+          backup.time.replace('T', ' ').replace(/\.\d+Z$/, ''),
+          formatSize(backup.sizeBytes),
+          String(backup.bands),
+          formatSize(backup.uniqueBytes),
+          backup.mode,
+        ]),
+        { indent: '  ', alignRight: [2, 3, 4] },
+      );
     }
   }),
 };

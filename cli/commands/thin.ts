@@ -1,4 +1,7 @@
-// sbm thin <dest>: delete whole backups by policy; never the newest, never a band another needs.
+// sbm thin <dest|set>: delete whole backups by policy; never the newest, never a band another needs.
+// Given one backup, thin refuses and names its set: a policy applies to a whole set (as borg
+// prune takes a repository, not an archive), and a path naming one backup reads as "this one",
+// so thinning its set would delete backups the user did not name.
 
 import type { CommandModule } from 'yargs';
 import { lockBackupSet } from '../../lib/backup/backup-set.js';
@@ -6,8 +9,8 @@ import { thinBackups } from '../../lib/backup/thin-backups.js';
 import { SbmError } from '../../lib/errors.js';
 import { formatSize } from '../../lib/size.js';
 import { type ThinArgs, thinOptions, thinPolicyOf } from '../backup-options.js';
-import { resolveSets } from '../backup-sets.js';
-import { type GlobalOptions, action, jsonOption, printJson, printLine } from '../command-kit.js';
+import { resolveBackupTarget } from '../../lib/backup/backup-target.js';
+import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption } from '../command-kit.js';
 
 interface ThinCommandArgs extends GlobalOptions, ThinArgs {
   dest: string;
@@ -19,10 +22,10 @@ export const thinCommand: CommandModule<object, ThinCommandArgs> = {
   describe: 'delete old backups by policy (whole backups only; the newest is always kept)',
   builder: (yargs) =>
     yargs
-      .positional('dest', { type: 'string', demandOption: true })
+      .positional('dest', { type: 'string', demandOption: true, describe: 'a destination (DEST, every set in it) or one set (DEST/NAME)' })
       .options(thinOptions)
       .option('dry-run', { type: 'boolean', default: false, describe: 'print what would be deleted; delete nothing' })
-      .options(jsonOption)
+      .options({ ...jsonOption, ...strictOption })
       .example('$0 thin /mnt/backup --keep-daily 30 --dry-run', 'show which backups a 30-day policy would delete'),
   handler: action(async (argv) => {
     const policy = thinPolicyOf(argv); // every value checked before anything is read or locked
@@ -32,19 +35,19 @@ export const thinCommand: CommandModule<object, ThinCommandArgs> = {
         'SBM_USAGE',
         'give at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly, --max-bytes',
       );
-    const sets = await resolveSets(argv.dest);
     // Checked before any lock file is made: nothing is created in a folder that is not a backup set.
-    if (sets.length === 0) {
+    const target = await resolveBackupTarget(argv.dest);
+    if (target.kind === 'backup') {
+      const set = target.sets[0] ?? '';
       throw new SbmError(
-        'SBM_NOT_A_BACKUP',
-        `${argv.dest} is not a backup set or a folder of sets (no backup with a manifest); nothing was changed`,
-        {
-          path: argv.dest,
-        },
+        'SBM_USAGE',
+        `${argv.dest} is one backup; thin applies its policy to a whole set: run sbm thin ${set} (--dry-run shows what it would delete); ` +
+          'nothing was changed',
+        { path: argv.dest, set },
       );
     }
     const results = [];
-    for (const set of sets) {
+    for (const set of target.sets) {
       // A dry run takes the lock too, so its answer is not a set another run is changing.
       const lock = await lockBackupSet(set);
       try {
@@ -53,7 +56,7 @@ export const thinCommand: CommandModule<object, ThinCommandArgs> = {
         await lock.release();
       }
     }
-    if (argv.json) printJson(results);
+    if (argv.json) printJson({ input: argv.dest, dryRun, sets: results, warnings: [] });
     else {
       for (const result of results) {
         const verb = dryRun ? 'would delete' : 'deleted';

@@ -1,9 +1,9 @@
-// sbm verify <backup|set>: re-hash every band against its manifest; exit 5 on damage.
+// sbm verify <dest|set|backup>: re-hash every band against its manifest; exit 5 on damage.
 
 import type { CommandModule } from 'yargs';
 import { verifyBackups } from '../../lib/backup/backup-catalog.js';
 import { SbmError } from '../../lib/errors.js';
-import { type GlobalOptions, action, jsonOption, printJson, printLine } from '../command-kit.js';
+import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption } from '../command-kit.js';
 
 interface VerifyArgs extends GlobalOptions {
   path: string;
@@ -11,11 +11,14 @@ interface VerifyArgs extends GlobalOptions {
 
 export const verifyCommand: CommandModule<object, VerifyArgs> = {
   command: 'verify <path>',
-  describe: 're-hash the bands of a backup (or of every backup in a set) against the manifests',
-  builder: (yargs) => yargs.positional('path', { type: 'string', demandOption: true }).options(jsonOption),
+  describe: 're-hash the bands of one backup, of every backup in a set, or of every set in a destination',
+  builder: (yargs) =>
+    yargs
+      .positional('path', { type: 'string', demandOption: true, describe: 'one backup, a set (DEST/NAME) or a destination (DEST)' })
+      .options({ ...jsonOption, ...strictOption }),
   handler: action(async (argv) => {
     const report = await verifyBackups(argv.path);
-    if (argv.json) printJson({ ...report, ok: report.damaged.length === 0 });
+    if (argv.json) printJson({ input: argv.path, ...report, ok: report.damaged.length === 0, warnings: [] });
     else {
       for (const band of report.damaged) {
         const shared = band.sharedWith.length > 0 ? `; also in ${band.sharedWith.join(', ')}` : '';

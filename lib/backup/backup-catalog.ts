@@ -2,11 +2,11 @@
 // bands still match their manifest.
 
 import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { SbmError } from '../errors.js';
+import { basename, join } from 'node:path';
 import { mapLimit } from '../map-limit.js';
 import { readManifest } from './backup-manifest.js';
-import { type BackupEntry, listBackups, parseBackupName } from './backup-set.js';
+import { type BackupEntry, listBackups } from './backup-set.js';
+import { resolveBackupTarget } from './backup-target.js';
 import { hashFile } from './band-files.js';
 
 export interface BackupSummary {
@@ -56,13 +56,20 @@ export interface VerifyReport {
   readonly damaged: DamagedBand[];
 }
 
-/** Re-hashes every band of one backup, or of every backup in a set folder. */
+/**
+ * Re-hashes every band of one backup, of every backup in a set, or of every set of a destination.
+ * Damaged bands name their backup as given (one backup), by name (a set) or as SET/NAME (a
+ * destination).
+ */
 export async function verifyBackups(path: string): Promise<VerifyReport> {
-  const info = await stat(path).catch(() => undefined);
-  if (info === undefined) throw new SbmError('SBM_NOT_FOUND', `${path} does not exist`, { path });
-  const single = parseBackupName(path.replace(/\/+$/, '').split('/').pop() ?? '') !== undefined;
-  const backups: BackupEntry[] = single ? [{ name: path, path, time: new Date(0) }] : await listBackups(path);
-  if (backups.length === 0) throw new SbmError('SBM_NOT_A_BACKUP', `${path} is neither a backup nor a backup set`, { path });
+  const target = await resolveBackupTarget(path);
+  const backups: BackupEntry[] = [];
+  if (target.kind === 'backup') backups.push({ name: path, path: target.path, time: new Date(0) });
+  for (const set of target.kind === 'backup' ? [] : target.sets) {
+    for (const entry of await listBackups(set)) {
+      backups.push(target.kind === 'set' ? entry : { ...entry, name: `${basename(set)}/${entry.name}` });
+    }
+  }
   const inodes = new Map<string, string[]>(); // dev:ino -> backups that link it
   const damaged: Array<Omit<DamagedBand, 'sharedWith'> & { inode?: string }> = [];
   let bandsChecked = 0;

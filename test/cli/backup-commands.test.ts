@@ -37,7 +37,7 @@ test('backup, backups, verify, restore (bundle, in place, raw) and thin from the
 
   const listing = await runSbm(['backups', dest, '--json']);
   t.is(listing.exitCode, 0, listing.stderr);
-  const sets = JSON.parse(listing.stdout);
+  const { sets } = JSON.parse(listing.stdout);
   t.is(sets[0].backups.length, 2);
   t.is(sets[0].backups[1].uniqueBytes, MIB);
 

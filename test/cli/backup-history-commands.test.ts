@@ -73,7 +73,7 @@ test('thin --keep-last keeps the N newest; --keep-monthly and --keep-yearly the 
   const thin = async (...options: string[]) => {
     const result = await runSbm(['thin', setDir, '--dry-run', '--json', ...options]);
     t.is(result.exitCode, 0, result.stderr);
-    return (JSON.parse(result.stdout) as Array<{ kept: string[] }>)[0]?.kept ?? [];
+    return (JSON.parse(result.stdout) as { sets: Array<{ kept: string[] }> }).sets[0]?.kept ?? [];
   };
   t.deepEqual(await thin('--keep-last', '3'), names.slice(4));
   t.deepEqual(await thin('--keep-monthly', '2'), [names[5], names[6]]);

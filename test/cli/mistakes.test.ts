@@ -76,7 +76,7 @@ test('thin --dry-run prints what it would delete (text and --json) and deletes n
   const before = await tree(set);
   const json = await runSbm(['thin', set, '--keep-daily', '1', '--dry-run', '--json']);
   t.is(json.exitCode, 0, json.stderr);
-  const [result] = JSON.parse(json.stdout) as Array<{ set: string; dryRun: boolean; deleted: string[]; kept: string[] }>;
+  const [result] = (JSON.parse(json.stdout) as { sets: Array<{ set: string; dryRun: boolean; deleted: string[]; kept: string[] }> }).sets;
   t.like(result, { set, dryRun: true, deleted: names.slice(0, 2), kept: names.slice(2) });
   const text = await runSbm(['thin', set, '--keep-daily', '1', '--dry-run']);
   t.is(text.exitCode, 0, text.stderr);
@@ -84,7 +84,7 @@ test('thin --dry-run prints what it would delete (text and --json) and deletes n
   for (const name of names.slice(0, 2)) t.true(text.stdout.includes(`would delete ${name}`), name);
   t.deepEqual(await tree(set), before, 'nothing deleted');
   const real = await runSbm(['thin', set, '--keep-daily', '1', '--json']);
-  t.like(JSON.parse(real.stdout)[0], { dryRun: false, deleted: names.slice(0, 2) });
+  t.like(JSON.parse(real.stdout).sets[0], { dryRun: false, deleted: names.slice(0, 2) });
   t.deepEqual(
     (await listBackups(set)).map((backup) => backup.name),
     names.slice(2),
