@@ -78,7 +78,8 @@ test('backups lists a destination, a set or one backup, in aligned columns', asy
     const end = header.indexOf(title) + title.length;
     for (const line of lines.slice(1)) t.true(line[end - 1] !== ' ' && line[end] === ' ', `${title} column in: ${line}`);
   }
-  for (const line of lines.slice(1)) t.regex(line, /^ {2}\d{4}-\d\d-\d\d-\d{6}(-\d+)?\.sparsebundle +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +4\.00 MiB +2 +/);
+  for (const line of lines.slice(1))
+    t.regex(line, /^ {2}\d{4}-\d\d-\d\d-\d{6}(-\d+)?\.sparsebundle +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +4\.00 MiB +2 +/);
 });
 
 test('verify checks a destination, a set, one backup (by its manifest, whatever its name)', async (t) => {
