@@ -67,6 +67,10 @@ export const ERROR_CODES = {
     exitCode: 10,
     summary: 'token predates a change-tracking reset (bundle copied/restored, tracking files lost): full backup required',
   },
+  SBM_SIZE_MISMATCH: {
+    exitCode: 1,
+    summary: "`sbm sync`: the bundle does not have the source disk's size (--resize grows it; it is never shrunk)",
+  },
   SBM_CONTROL: { exitCode: 1, summary: 'the control channel of a running `sbm mount` failed (bad request or reply, connection lost)' },
   SBM_TOKEN_FUTURE: {
     exitCode: 10,

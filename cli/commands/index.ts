@@ -29,6 +29,7 @@ export const COMMAND_LOADERS: Readonly<Record<string, () => Promise<AnyCommand>>
   compact: async () => (await import('./compact.js')).compactCommand,
   measure: async () => (await import('./measure.js')).measureCommand,
   diff: async () => (await import('./diff.js')).diffCommand,
+  sync: async () => (await import('./sync.js')).syncCommand,
 };
 
 /**

@@ -8,6 +8,7 @@ import { type Extent, type WriteOptions, checkRange, pushExtent } from '../../li
 import { SbmError, fromSystemError } from '../../lib/errors.js';
 import { readFully } from '../../lib/fs/read-fully.js';
 import { mapLimit } from '../../lib/map-limit.js';
+import { type ImageLayer, isLayered, wholeLayer } from '../../lib/image-layers.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import type { ImageReader } from '../image-format.js';
 import { decompressCluster } from './cluster-decompressor.js';
@@ -240,6 +241,29 @@ export class Qcow2Image implements ImageReader {
     const inside = backing === undefined ? 0 : Math.max(0, Math.min(view.length, backing.sizeBytes - offset));
     if (backing !== undefined && inside > 0) await backing.readInto(offset, view.subarray(0, inside));
     view.fill(0, inside);
+  }
+
+  /** The chain as `sbm sync` reads it: this image's own clusters, then its backing chain. */
+  layers(): ImageLayer[] {
+    const own: ImageLayer = {
+      files: [this.parts.path],
+      ids: { format: 'qcow2', ...(this.parts.header.backingFile === undefined ? {} : { backingFile: this.parts.header.backingFile }) },
+      allocated: async (offset, length) => {
+        this.assertOpen();
+        const end = Math.min(offset + length, this.sizeBytes);
+        const list: Extent[] = [];
+        if (end <= offset) return list;
+        for (const run of await this.runs(offset, end - offset)) {
+          if (run.kind !== 'absent')
+            pushExtent(list, { offset: run.offset, length: run.length, kind: run.kind === 'zero' ? 'zero' : 'data' });
+        }
+        return list;
+      },
+    };
+    const backing = this.parts.backing;
+    if (backing === undefined) return [own];
+    if (isLayered(backing)) return [own, ...backing.layers()];
+    return [own, wholeLayer([this.parts.backingPath ?? ''], backing.sizeBytes, { format: backing.formatName })];
   }
 
   async details(): Promise<Record<string, unknown>> {

@@ -4,6 +4,7 @@
 
 import { type Extent, type WriteOptions, checkRange, pushExtent } from '../../lib/block-device.js';
 import { SbmError } from '../../lib/errors.js';
+import type { ImageLayer } from '../../lib/image-layers.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import type { ImageReader } from '../image-format.js';
 import { NO_PARENT_CID } from './constants.js';
@@ -17,6 +18,11 @@ export interface PlacedExtent {
 }
 
 const hex = (value: number | undefined): string | undefined => (value === undefined ? undefined : value.toString(16).padStart(8, '0'));
+
+function fileOf(extent: VmdkExtent): string[] {
+  const file = extent.describe().file;
+  return typeof file === 'string' ? [file] : [];
+}
 
 export class VmdkImage implements ImageReader {
   readonly formatName = 'vmdk';
@@ -103,6 +109,35 @@ export class VmdkImage implements ImageReader {
     const links: VmdkImage[] = [];
     for (let link: VmdkImage | undefined = this; link !== undefined; link = link.parent) links.push(link);
     return links;
+  }
+
+  /** The chain as `sbm sync` reads it: each link's files, CIDs and own grains. */
+  layers(): ImageLayer[] {
+    return this.chain().map((link) => ({
+      files: [...new Set([link.path, ...link.placed.flatMap(({ extent }) => fileOf(extent))])],
+      ids: {
+        cid: hex(link.descriptor.cid) ?? '',
+        ...(link.descriptor.parentCid === NO_PARENT_CID ? {} : { parentCid: hex(link.descriptor.parentCid) ?? '' }),
+      },
+      allocated: (offset, length) => link.ownExtents(offset, length),
+    }));
+  }
+
+  /** Runs this link answers itself (not absent), ignoring its parent. */
+  private async ownExtents(offset: number, length: number): Promise<Extent[]> {
+    this.assertOpen();
+    const list: Extent[] = [];
+    const end = Math.min(offset + length, this.sizeBytes);
+    for (const { start, extent } of this.placed) {
+      const from = Math.max(offset, start);
+      const to = Math.min(end, start + extent.sizeBytes);
+      if (from >= to) continue;
+      for (const segment of await extent.segments(from - start, to - from)) {
+        if (segment.kind === 'absent') continue;
+        pushExtent(list, { offset: start + segment.offset, length: segment.length, kind: segment.kind });
+      }
+    }
+    return list;
   }
 
   allocatedBytes(): number {

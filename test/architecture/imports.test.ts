@@ -46,6 +46,7 @@ const LIB_RANKS: Record<string, number> = {
   'lib/session': 5,
   'lib/backup': 6,
   'lib/convert': 6,
+  'lib/sync': 6,
   'lib/control': 7,
 };
 

@@ -1,0 +1,88 @@
+// sbm sync <disk> <bundle>: makes an existing bundle equal to a disk still in its hypervisor's
+// format, writing only the bands that differ (through the engine: tracked, copy-on-write).
+
+import type { CommandModule } from 'yargs';
+import { openImage } from '../../formats/index.js';
+import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
+import { SbmError } from '../../lib/errors.js';
+import { formatSize } from '../../lib/size.js';
+import { type SyncResult, syncDisk } from '../../lib/sync/sync-disk.js';
+import { localSyncTarget } from '../../lib/sync/sync-target.js';
+import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { progressReporter } from '../progress.js';
+import { shutdownSignals } from '../shutdown-signals.js';
+
+interface SyncArgs extends GlobalOptions {
+  disk: string;
+  bundle: string;
+  resize: boolean;
+  full: boolean;
+  progress: boolean;
+  format?: string;
+  'allow-outside': boolean;
+}
+
+export const syncCommand: CommandModule<object, SyncArgs> = {
+  command: 'sync <disk> <bundle>',
+  describe: 'make an existing bundle equal to a disk image, writing only the bands that differ',
+  builder: (yargs) =>
+    yargs
+      .positional('disk', { type: 'string', demandOption: true, describe: 'source disk (raw, VMDK chain, qcow2, VHD, VHDX, VDI)' })
+      .positional('bundle', { type: 'string', demandOption: true, describe: 'bundle to keep in step (must exist)' })
+      .options({
+        resize: { type: 'boolean', default: false, describe: 'grow the bundle when the disk grew' },
+        full: { type: 'boolean', default: false, describe: 'compare every band even when only newer layers need reading' },
+        progress: { type: 'boolean', default: true, describe: 'progress bar on a TTY (--no-progress to hide)' },
+        format: { type: 'string', describe: 'skip detection and read the disk as this format' },
+        'allow-outside': { type: 'boolean', default: false, describe: 'let descriptors name files outside their folder' },
+        ...jsonOption,
+        ...strictOption,
+      })
+      .example('$0 sync vm.vmwarevm/disk-000002.vmdk vm.sparsebundle', 'writes the bands that differ'),
+  handler: action(async (argv) => {
+    const onWarning = warningSink(argv);
+    const signals = shutdownSignals();
+    let interrupted = false;
+    void signals.requested.then(() => {
+      interrupted = true;
+    });
+    const reader = await openImage(argv.disk, { format: argv.format, onWarning, allowOutside: argv['allow-outside'] });
+    const progress = progressReporter('syncing', argv.progress && !argv.json);
+    try {
+      const bundle = await SparseBundle.open(argv.bundle, { onWarning });
+      try {
+        const result = await syncDisk(reader, localSyncTarget(bundle), {
+          sourcePath: argv.disk,
+          resize: argv.resize,
+          full: argv.full,
+          onWarning,
+          onProgress: progress.onProgress,
+          checkAborted: () => {
+            if (interrupted) {
+              throw new SbmError('SBM_INTERRUPTED', 'sync interrupted; the bands written so far are tracked as changes');
+            }
+          },
+        });
+        progress.stop();
+        report(argv, result);
+      } finally {
+        await bundle.close();
+      }
+    } finally {
+      progress.stop();
+      await reader.close();
+    }
+  }),
+};
+
+function report(argv: SyncArgs, result: SyncResult): void {
+  if (argv.json) {
+    printJson({ disk: argv.disk, bundle: argv.bundle, ...result });
+    return;
+  }
+  const why = result.fullReason === undefined ? '' : ` (${result.fullReason})`;
+  printLine(
+    `synced ${argv.disk} -> ${argv.bundle}: ${result.mode} mode${why}, ${result.bandsCompared} bands compared, ` +
+      `${result.bandsWritten} written, ${formatSize(result.bytesRead)} read in ${result.seconds.toFixed(2)} s`,
+  );
+}

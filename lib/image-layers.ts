@@ -1,0 +1,43 @@
+// What a layered image (a VMDK delta chain, a qcow2 overlay on its backing file, a differencing
+// VDI) tells `sbm sync` about its layers, so that a sync can read only what newer layers hold.
+// formats/ implements it; lib/ reads it without knowing any format.
+//
+//   top layer      | own | ... absent: the layer below answers ... | own |
+//   ...
+//   base layer     | own ......................................... (zeros past its end)
+
+import type { BlockDevice, Extent } from './block-device.js';
+
+export interface ImageLayer {
+  /** Every file the layer reads, the one that names it first (descriptor, then its extents). */
+  readonly files: readonly string[];
+  /** The format's own identifiers (VMDK CID/parentCID, VDI UUIDs, ...), as text. */
+  readonly ids: Readonly<Record<string, string>>;
+  /**
+   * Runs inside [offset, offset+length) that this layer answers itself (data, or zero over its
+   * parents), in order; what it leaves to the layers below is not listed. May over-report, never
+   * under-report.
+   */
+  allocated(offset: number, length: number): Promise<Extent[]>;
+}
+
+export interface LayeredDevice extends BlockDevice {
+  /** The chain, top (the file opened) first, base last. */
+  layers(): readonly ImageLayer[];
+}
+
+export function isLayered(device: BlockDevice): device is LayeredDevice {
+  return typeof (device as Partial<LayeredDevice>).layers === 'function';
+}
+
+/** A layer that answers every byte: a format without layer information (raw, a bundle). */
+export function wholeLayer(files: readonly string[], sizeBytes: number, ids: Record<string, string> = {}): ImageLayer {
+  return {
+    files,
+    ids,
+    allocated: async (offset, length) => {
+      const end = Math.min(offset + length, sizeBytes);
+      return end > offset ? [{ offset, length: end - offset, kind: 'data' }] : [];
+    },
+  };
+}
