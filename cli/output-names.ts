@@ -12,7 +12,7 @@ const IMAGE_EXTENSIONS: Readonly<Record<string, string | undefined>> = {
   '.vmdk': 'vmdk',
   '.raw': 'raw',
   '.img': 'raw',
-  '.qcow2': undefined,
+  '.qcow2': 'qcow2',
   '.vdi': undefined,
   '.vhdx': undefined,
   '.ova': undefined,
@@ -42,7 +42,7 @@ export function refuseImageNamedBundle(path: string, what: string, hint: (export
   if (image === undefined) return;
   const instead =
     image.exporter === undefined
-      ? `sbm cannot write ${image.extension} images (sbm export --format writes raw or vmdk)`
+      ? `sbm cannot write ${image.extension} images (sbm export --format writes raw, vmdk or qcow2)`
       : hint(image.exporter);
   throw new SbmError(
     'SBM_USAGE',

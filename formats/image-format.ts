@@ -38,6 +38,8 @@ export interface ImageFormat {
 export interface ExportOptions {
   /** Format-specific layout, e.g. VMDK "monolithicSparse" or "streamOptimized". */
   readonly subformat?: string;
+  /** Compress the data (`--compress`), for exporters whose format can (`canCompress`). */
+  readonly compress?: boolean;
   readonly copy?: CopyOptions;
 }
 
@@ -45,5 +47,7 @@ export interface ExportOptions {
 export interface ImageExporter {
   readonly name: string;
   readonly subformats?: readonly string[];
+  /** Takes `compress` (qcow2's compressed clusters); other exporters refuse `--compress`. */
+  readonly canCompress?: boolean;
   export(source: BlockDevice, outPath: string, options: ExportOptions): Promise<CopyResult>;
 }

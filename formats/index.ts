@@ -11,6 +11,7 @@ import { PROBE_TAIL_BYTES, detectContent } from './detect/detect-content.js';
 import { detectDirectory } from './detect/detect-directory.js';
 import { type Detection, KNOWN_FORMAT_LABELS } from './detect/signatures.js';
 import type { ImageExporter, ImageFormat, ImageReader, OpenImageOptions, ProbeInput } from './image-format.js';
+import { qcow2Exporter } from './qcow2/qcow2-exporter.js';
 import { qcow2FormatWith } from './qcow2/qcow2-format.js';
 import { rawExporter } from './raw/raw-exporter.js';
 import { rawFormat } from './raw/raw-format.js';
@@ -121,7 +122,7 @@ export async function openImage(path: string, options: OpenImageOptions & { form
 }
 
 /** Every export target, by `--format` name. */
-export const EXPORTERS: readonly ImageExporter[] = [rawExporter, vmdkExporter];
+export const EXPORTERS: readonly ImageExporter[] = [rawExporter, vmdkExporter, qcow2Exporter];
 
 export function findExporter(name: string): ImageExporter {
   const exporter = EXPORTERS.find((candidate) => candidate.name === name);

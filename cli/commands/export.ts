@@ -16,13 +16,14 @@ interface ExportArgs extends GlobalOptions {
   out: string;
   format?: string;
   subformat?: string;
+  compress: boolean;
   force: boolean;
   progress: boolean;
 }
 
 export const exportCommand: CommandModule<object, ExportArgs> = {
   command: 'export <bundle> <out>',
-  describe: 'write a bundle (or any image) as a raw or VMDK file; holes stay holes',
+  describe: 'write a bundle (or any image) as a raw, VMDK or qcow2 file; holes stay holes',
   builder: (yargs) =>
     yargs
       .positional('bundle', { type: 'string', demandOption: true, describe: 'source bundle or image' })
@@ -30,21 +31,27 @@ export const exportCommand: CommandModule<object, ExportArgs> = {
       .option('format', {
         type: 'string',
         choices: EXPORTERS.map((e) => e.name),
-        describe: 'output format (default: from the name: .vmdk, .raw, .img)',
+        describe: 'output format (default: from the name: .vmdk, .qcow2, .raw, .img)',
       })
       .option('subformat', { type: 'string', describe: 'format variant (vmdk: monolithicSparse, streamOptimized)' })
+      .option('compress', { type: 'boolean', default: false, describe: 'qcow2: deflate-compressed clusters where that saves space' })
       .option('force', { type: 'boolean', default: false, describe: 'replace an existing output file' })
       .option('progress', { type: 'boolean', default: true, describe: 'progress bar on a TTY (--no-progress to hide)' })
       .options({ ...jsonOption, ...strictOption }),
   handler: action(async (argv) => {
     const format = argv.format ?? formatOfName(argv.out);
     const exporter = findExporter(format);
+    if (argv.compress && exporter.canCompress !== true) throw new SbmError('SBM_USAGE', `--compress is not available for ${format} output`);
     const source = await openImage(argv.bundle, { onWarning: warningSink(argv) });
     const progress = progressReporter('exporting', argv.progress && !argv.json);
     try {
       await assertOutputOutsideInputs(argv.out, await imageInputPaths(argv.bundle, source));
       const result = await withStagedOutput(argv.out, { force: argv.force }, (staging) =>
-        exporter.export(source, staging, { subformat: argv.subformat, copy: { onProgress: progress.onProgress } }),
+        exporter.export(source, staging, {
+          subformat: argv.subformat,
+          compress: argv.compress,
+          copy: { onProgress: progress.onProgress },
+        }),
       );
       progress.stop();
       const summary = { source: argv.bundle, output: argv.out, format, sizeBytes: source.sizeBytes, ...result };

@@ -88,3 +88,15 @@ export const ZSTD_FRAME_MAGIC = 0xfd2fb528;
 export const ZSTD_SKIPPABLE_MAGIC_MASK = 0xfffffff0;
 export const ZSTD_SKIPPABLE_MAGIC = 0x184d2a50;
 export const ZSTD_MAX_BLOCK_BYTES = 128 * 1024;
+
+// Full 64-bit flag values, for the writer (the reader above tests the split 32-bit words).
+export const QCOW_OFLAG_COPIED = 1n << 63n;
+export const QCOW_OFLAG_COMPRESSED = 1n << 62n;
+
+// What sbm's qcow2 writer makes: version 3, 64 KiB clusters, 16-bit refcounts, deflate.
+export const WRITE_CLUSTER_BITS = 16;
+export const WRITE_REFCOUNT_ORDER = 4;
+/** 104 bytes of fields, the compression type byte and 7 bytes of padding, as qemu-img writes. */
+export const WRITE_HEADER_LENGTH = 112;
+/** qemu deflates compressed clusters with a 12-bit window (qcow2-threads.c), and inflates with one. */
+export const QCOW2_DEFLATE_WINDOW_BITS = 12;
