@@ -1,9 +1,9 @@
-// sbm restore <backup> <target> [--to raw|vmdk]: into a new bundle, over a live one (--force,
-// tracked as changes), or as an image file (--to, or a target named .vmdk/.raw/.img).
+// sbm restore <backup> <target> [--to raw|vmdk|qcow2]: into a new bundle, over a live one (--force,
+// tracked as changes), or as an image file (--to, or a target named .vmdk/.qcow2/.raw/.img).
 
 import { stat } from 'node:fs/promises';
 import type { CommandModule } from 'yargs';
-import { findExporter } from '../../formats/index.js';
+import { EXPORTERS, findExporter } from '../../formats/index.js';
 import { readManifest } from '../../lib/backup/backup-manifest.js';
 import { overwriteBundle } from '../../lib/backup/restore-backup.js';
 import { convertToBundle } from '../../lib/convert/convert-to-bundle.js';
@@ -23,14 +23,14 @@ interface RestoreArgs extends GlobalOptions {
 
 export const restoreCommand: CommandModule<object, RestoreArgs> = {
   command: 'restore <backup> <target>',
-  describe: 'restore a backup into a new bundle, over an existing bundle (--force), or to an image (--to raw|vmdk)',
+  describe: 'restore a backup into a new bundle, over an existing bundle (--force), or to an image (--to raw|vmdk|qcow2)',
   builder: (yargs) =>
     yargs
       .positional('backup', { type: 'string', demandOption: true, describe: 'a backup: DEST/NAME/<time>.sparsebundle' })
       .positional('target', { type: 'string', demandOption: true })
       .option('to', {
         type: 'string',
-        describe: 'write an image file of this format instead of a bundle (default: from a .vmdk/.raw/.img target name)',
+        describe: 'write an image file of this format instead of a bundle (default: from a .vmdk/.qcow2/.raw/.img target name)',
       })
       .option('force', {
         type: 'boolean',
@@ -79,7 +79,7 @@ function formatNamedBy(target: string): string | undefined {
     throw new SbmError(
       'SBM_USAGE',
       `${target}: sbm cannot write ${image.extension} images; restore to a .sparsebundle, ` +
-        'or pass --to raw or --to vmdk (sbm export writes the same formats); nothing was written',
+        `or pass --to ${EXPORTERS.map((e) => e.name).join('|')} (sbm export writes the same formats); nothing was written`,
       {
         path: target,
       },
