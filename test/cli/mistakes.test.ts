@@ -160,7 +160,7 @@ test('an output named like another image format is written in that format or ref
   const img = join(dir, 'new.img');
   t.is((await runSbm(['restore', backup, img])).exitCode, 0);
   t.true((await readFile(img)).equals(await readFile(raw)), 'new.img is the raw disk');
-  for (const name of ['new.qcow2', 'new.vhdx']) {
+  for (const name of ['new.ova', 'new.vhdx']) {
     const refused = await runSbm(['restore', backup, join(dir, name)]);
     assertUsage(t, refused, `restore to ${name}`);
     t.regex(refused.stderr, /--to/);
@@ -183,7 +183,7 @@ test('export without --format writes the format the output name says, or asks fo
   t.is((await readFile(join(dir, 'out.vmdk'))).subarray(0, 4).toString('latin1'), 'KDMV');
   const img = await runSbm(['export', disk, join(dir, 'out.img'), '--json', '--no-progress']);
   t.like(JSON.parse(img.stdout), { format: 'raw' });
-  for (const name of ['out.bin', 'out.qcow2']) {
+  for (const name of ['out.bin', 'out.ova']) {
     const refused = await runSbm(['export', disk, join(dir, name)]);
     assertUsage(t, refused, `export to ${name}`);
     t.regex(refused.stderr, /--format/);

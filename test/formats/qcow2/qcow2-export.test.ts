@@ -87,7 +87,7 @@ for (const compress of [false, true]) {
 }
 
 for (const compress of [false, true]) {
-  test(`a 1.5 GiB sparse disk needs three L2 tables and allocates one for each slot with data${compress ? ', --compress' : ''}`, async (t) => {
+  test(`a 1.5 GiB sparse disk: three L2 tables, one for each slot with data${compress ? ', --compress' : ''}`, async (t) => {
     const size = GiB + GiB / 2;
     const runs: Run[] = [
       { offset: MiB, length: 256 * KiB, fill: 'text' },
@@ -97,7 +97,10 @@ for (const compress of [false, true]) {
     const { image } = await exportAndCheck(t, { sizeBytes: size, runs, compress });
     const l1 = await l1Entries(image);
     t.is(l1.length, 3);
-    t.true(l1.every((entry) => entry !== 0n && (entry & (1n << 63n)) !== 0n), 'each slot maps data: L2 present, copied flag set');
+    t.true(
+      l1.every((entry) => entry !== 0n && (entry & (1n << 63n)) !== 0n),
+      'each slot maps data: L2 present, copied flag set',
+    );
     t.true((await stat(image)).size < 2 * MiB);
   });
 }
