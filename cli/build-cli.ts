@@ -23,7 +23,10 @@ export async function buildCli(givenArgs: string[], commands?: readonly AnyComma
     .completion('completion', 'print a shell completion script: sbm completion [bash|zsh] >> ~/.bashrc (or ~/.zshrc)')
     // Every command accepts --strict (those that meet no warnings have nothing for it to change).
     .option('strict', { type: 'boolean', default: false, global: true, describe: 'treat warnings as errors' })
-    .wrap(Math.min(120, process.stdout.columns ?? 80)) // not yargs().terminalWidth(): a second parser costs start-up
+    // The terminal's width (COLUMNS when not a terminal), at most 120; not yargs().terminalWidth():
+    // a second parser costs start-up. Lines break between words (scripts/bundle-cli.ts).
+    .wrap(helpWidth())
+    .epilogue(EPILOGUE)
     .fail((message, error) => {
       if (error !== undefined && error !== null) {
         reportError(error);
@@ -36,6 +39,17 @@ export async function buildCli(givenArgs: string[], commands?: readonly AnyComma
     });
   for (const command of commands ?? (await loadCommands(args))) parser = parser.command(command);
   return parser;
+}
+
+const EPILOGUE =
+  'Errors are one line on stderr, "sbm: SBM_CODE: message" (with --json also {"error": {"code", "message"}} on stdout). ' +
+  'Exit status: 0 ok, 1 failed, 2 bad usage, 3 bundle in use, 4 damaged or unsupported input, ' +
+  '5 check or verify found problems, 10 full backup required, 70 a bug in sbm, 130 interrupted; ' +
+  'every code is listed in the README. DEBUG=sbm:* logs what sbm does to stderr (DEBUG=sbm:nbd for NBD only).';
+
+function helpWidth(): number {
+  const columns = process.stdout.columns ?? Number.parseInt(process.env.COLUMNS ?? '', 10);
+  return Math.min(120, Number.isSafeInteger(columns) && columns >= 40 ? columns : 80);
 }
 
 /**

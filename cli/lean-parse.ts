@@ -21,6 +21,8 @@ export interface LeanOption {
   readonly default?: boolean | string | number;
   readonly choices?: readonly string[];
   readonly demandOption?: boolean;
+  /** What help shows as the default (display only). */
+  readonly defaultDescription?: string;
 }
 
 export type LeanOptions = Readonly<Record<string, LeanOption>>;
@@ -30,7 +32,7 @@ export type LeanOptions = Readonly<Record<string, LeanOption>>;
  * excess-property check, so an option with anything else (coerce, implies, array...) is left to
  * yargs at run time too.
  */
-const LEAN_SETTINGS = new Set(['type', 'describe', 'alias', 'default', 'choices', 'demandOption']);
+const LEAN_SETTINGS = new Set(['type', 'describe', 'alias', 'default', 'choices', 'demandOption', 'defaultDescription']);
 
 /**
  * A command the fast path may run: its yargs `command` string (`<required>` then `[optional]`

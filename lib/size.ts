@@ -38,3 +38,15 @@ export function formatSize(bytes: number): string {
   const text = unit === 0 ? String(value) : value.toFixed(value >= 100 ? 0 : value >= 10 ? 1 : 2);
   return `${text} ${units[unit]}`;
 }
+
+/** A size as one types it, exact, in the largest unit that divides it whole: 8388608 -> "8M", 1536 -> "1536". */
+export function formatSizeExact(bytes: number): string {
+  const units = ['K', 'M', 'G', 'T', 'P'];
+  let unit = -1;
+  let value = bytes;
+  while (unit < units.length - 1 && value > 0 && value % 1024 === 0) {
+    value /= 1024;
+    unit++;
+  }
+  return unit < 0 ? String(value) : `${value}${units[unit]}`;
+}

@@ -10,13 +10,27 @@
 // own module, so the worker must land in the folder of the chunk holding the pool; the build
 // checks that. fs-ext stays external: it is a native addon loaded from node_modules.
 
-import { build } from 'esbuild';
+import { type Plugin, build } from 'esbuild';
 import { rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SbmError } from '../lib/errors.js';
 
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+
+/**
+ * yargs' ES-module build loads cliui's ES-module entry, whose stand-in for wrap-ansi cuts lines at
+ * the column width, inside words ("sbm co / mpletion"). Its CommonJS build wraps at spaces with
+ * wrap-ansi; esbuild bundles that one instead, so help text breaks only between words.
+ */
+function cliuiWithWordWrap(): Plugin {
+  return {
+    name: 'cliui-word-wrap',
+    setup(builder) {
+      builder.onResolve({ filter: /^cliui$/ }, () => ({ path: join(REPO, 'node_modules', 'cliui', 'build', 'index.cjs') }));
+    },
+  };
+}
 const WORKER_SOURCE = 'formats/vmdk/inflate-worker.ts';
 const POOL_SOURCE = 'formats/vmdk/inflate-pool.ts';
 
@@ -39,6 +53,7 @@ const result = await build({
   external: ['fs-ext'],
   sourcemap: 'linked',
   metafile: true,
+  plugins: [cliuiWithWordWrap()],
   logLevel: 'warning',
   // Bundled CommonJS packages (yargs' helpers, debug) call require() for Node built-ins; an ES
   // module has no require, so give each output file one.

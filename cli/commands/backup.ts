@@ -35,7 +35,7 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
   describe: 'back up the disk to DEST/NAME/<time>.sparsebundle, copying only changed bands',
   builder: (yargs) =>
     yargs
-      .positional('bundle', { type: 'string', demandOption: true })
+      .positional('bundle', { type: 'string', demandOption: true, describe: 'the sparse bundle to back up (may be mounted)' })
       .positional('dest', { type: 'string', demandOption: true, describe: 'destination folder (holds one set per disk)' })
       .options(BACKUP_OPTIONS)
       .example('$0 backup vm.sparsebundle /Volumes/Backup --keep-hourly 24 --keep-daily 30', 'back up, then thin'),

@@ -12,7 +12,7 @@ interface CheckArgs extends GlobalOptions {
 export const checkCommand: CommandModule<object, CheckArgs> = {
   command: 'check <bundle>',
   describe: 'check a bundle for structural problems (exit 5 if any)',
-  builder: (yargs) => yargs.positional('bundle', { type: 'string', demandOption: true }).options(jsonOption),
+  builder: (yargs) => yargs.positional('bundle', { type: 'string', demandOption: true, describe: 'a sparse bundle' }).options(jsonOption),
   handler: action(async (argv) => {
     const report = await checkBundle(argv.bundle);
     if (argv.json) {

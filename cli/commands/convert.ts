@@ -6,7 +6,7 @@ import { openImage } from '../../formats/index.js';
 import { DEFAULT_BAND_SIZE_BYTES } from '../../lib/bundle/constants.js';
 import { convertToBundle } from '../../lib/convert/convert-to-bundle.js';
 import { assertOutputOutsideInputs, imageInputPaths } from '../../lib/fs/output-inside-input.js';
-import { formatSize } from '../../lib/size.js';
+import { formatSize, formatSizeExact } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { type LeanOptions, leanCommand } from '../lean-parse.js';
 import { checkOptions, size } from '../option-values.js';
@@ -25,7 +25,12 @@ interface ConvertArgs extends GlobalOptions {
 
 /** Shared by yargs and the lean fast path (cli/lean-parse.ts). */
 const CONVERT_OPTIONS = {
-  'band-size': { type: 'string', default: String(DEFAULT_BAND_SIZE_BYTES), describe: 'band size of the new bundle' },
+  'band-size': {
+    type: 'string',
+    default: formatSizeExact(DEFAULT_BAND_SIZE_BYTES),
+    defaultDescription: formatSizeExact(DEFAULT_BAND_SIZE_BYTES),
+    describe: 'band size of the new bundle, 1M..8G',
+  },
   force: { type: 'boolean', default: false, describe: 'replace an existing output bundle' },
   progress: { type: 'boolean', default: true, describe: 'progress bar on a TTY (--no-progress to hide)' },
   format: { type: 'string', describe: 'skip detection and read the input as this format (raw: take any file as raw bytes)' },

@@ -6,7 +6,7 @@ import { SbmError } from '../../lib/errors.js';
 import { withStagedOutput } from '../../lib/fs/staged-output.js';
 import { DEFAULT_BAND_SIZE_BYTES, SIZE_ALIGNMENT_BYTES } from '../../lib/bundle/constants.js';
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
-import { formatSize } from '../../lib/size.js';
+import { formatSize, formatSizeExact } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { checkOptions, size } from '../option-values.js';
 import { BUNDLE_EXTENSION, refuseImageNamedBundle } from '../output-names.js';
@@ -30,8 +30,9 @@ export const createCommand: CommandModule<object, CreateArgs> = {
       .option('size', { type: 'string', demandOption: true, describe: 'virtual size, e.g. 20G (rounded up to 512 bytes)' })
       .option('band-size', {
         type: 'string',
-        default: String(DEFAULT_BAND_SIZE_BYTES),
-        describe: 'band size, 1M..8G, multiple of 4K (default 8M)',
+        default: formatSizeExact(DEFAULT_BAND_SIZE_BYTES),
+        defaultDescription: formatSizeExact(DEFAULT_BAND_SIZE_BYTES),
+        describe: 'band size, 1M..8G, multiple of 4K',
       })
       .options({ ...jsonOption, ...strictOption })
       .example('$0 create vm.sparsebundle --size 40G', '40 GiB disk in 8 MiB bands'),

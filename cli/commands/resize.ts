@@ -20,7 +20,7 @@ export const resizeCommand: CommandModule<object, ResizeArgs> = {
   describe: 'grow (or, with --shrink, shrink) the virtual disk',
   builder: (yargs) =>
     yargs
-      .positional('bundle', { type: 'string', demandOption: true })
+      .positional('bundle', { type: 'string', demandOption: true, describe: 'a sparse bundle (not a backup)' })
       .option('size', { type: 'string', demandOption: true, describe: 'new virtual size, e.g. 40G (rounded up to 512 bytes)' })
       .option('shrink', { type: 'boolean', default: false, describe: 'allow a smaller size (data past the new end is deleted)' })
       .options({ ...jsonOption, ...strictOption }),

@@ -27,7 +27,11 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
   builder: (yargs) =>
     yargs
       .positional('backup', { type: 'string', demandOption: true, describe: 'a backup: DEST/NAME/<time>.sparsebundle' })
-      .positional('target', { type: 'string', demandOption: true })
+      .positional('target', {
+        type: 'string',
+        demandOption: true,
+        describe: 'a new bundle, an existing bundle (with --force), or an image file (.vmdk, .raw, .img or --to)',
+      })
       .option('to', {
         type: 'string',
         describe: 'write an image file of this format instead of a bundle (default: from a .vmdk/.qcow2/.raw/.img target name)',

@@ -22,7 +22,7 @@ export const snapshotCommand: CommandModule<object, SnapshotArgs> = {
   describe: 'create, list, delete or revert to copy-on-write snapshots',
   builder: (yargs) =>
     yargs
-      .positional('action', { choices: ['create', 'list', 'delete', 'revert'] as const, demandOption: true })
+      .positional('action', { choices: ['create', 'list', 'delete', 'revert'] as const, demandOption: true, describe: 'what to do' })
       .positional('bundle', { type: 'string', demandOption: true, describe: 'a sparse bundle' })
       .positional('name', { type: 'string', describe: 'snapshot name (create: default is the UTC time)' })
       .options({ ...jsonOption, ...strictOption }),
