@@ -30,7 +30,10 @@ export const ERROR_CODES = {
   SBM_CLOSED: { exitCode: 1, summary: 'operation on a device that was already closed' },
   SBM_EXISTS: { exitCode: 1, summary: 'output already exists (use --force to replace it)' },
   SBM_NOT_FOUND: { exitCode: 1, summary: 'input file or bundle does not exist' },
-  SBM_LOCKED: { exitCode: 3, summary: 'bundle is in use by another process (flock on `lock`)' },
+  SBM_LOCKED: {
+    exitCode: 3,
+    summary: "bundle is in use by another process (flock on `lock`), or `sbm sync`'s source disk is open for writing by its hypervisor",
+  },
   SBM_NOT_A_BUNDLE: { exitCode: 4, summary: 'path is not a sparse bundle (no Info.plist/Info.bckup, token or bands/)' },
   SBM_BAD_PLIST: { exitCode: 4, summary: 'Info.plist and Info.bckup are both unreadable or invalid' },
   SBM_BAD_BAND_SIZE: { exitCode: 4, summary: 'band size is not a multiple of 4096 between 1 MiB and 8 GiB' },

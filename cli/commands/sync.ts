@@ -5,6 +5,8 @@ import type { CommandModule } from 'yargs';
 import { openImage } from '../../formats/index.js';
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
 import { SbmError } from '../../lib/errors.js';
+import { isLayered } from '../../lib/image-layers.js';
+import { snapshotLayerPath } from '../../lib/sync/at-snapshot.js';
 import { formatSize } from '../../lib/size.js';
 import { type SyncResult, syncDisk } from '../../lib/sync/sync-disk.js';
 import { localSyncTarget } from '../../lib/sync/sync-target.js';
@@ -17,6 +19,8 @@ interface SyncArgs extends GlobalOptions {
   bundle: string;
   resize: boolean;
   full: boolean;
+  'force-share': boolean;
+  'at-snapshot'?: string;
   progress: boolean;
   format?: string;
   'allow-outside': boolean;
@@ -32,6 +36,8 @@ export const syncCommand: CommandModule<object, SyncArgs> = {
       .options({
         resize: { type: 'boolean', default: false, describe: 'grow the bundle when the disk grew' },
         full: { type: 'boolean', default: false, describe: 'compare every band even when only newer layers need reading' },
+        'force-share': { type: 'boolean', default: false, describe: 'read a disk its hypervisor has open for writing' },
+        'at-snapshot': { type: 'string', describe: 'read the chain as of this VM snapshot (VMware .vmsd name, or a layer file name)' },
         progress: { type: 'boolean', default: true, describe: 'progress bar on a TTY (--no-progress to hide)' },
         format: { type: 'string', describe: 'skip detection and read the disk as this format' },
         'allow-outside': { type: 'boolean', default: false, describe: 'let descriptors name files outside their folder' },
@@ -46,15 +52,28 @@ export const syncCommand: CommandModule<object, SyncArgs> = {
     void signals.requested.then(() => {
       interrupted = true;
     });
-    const reader = await openImage(argv.disk, { format: argv.format, onWarning, allowOutside: argv['allow-outside'] });
+    const openOptions = { format: argv.format, onWarning, allowOutside: argv['allow-outside'] };
+    let reader = await openImage(argv.disk, openOptions);
+    let sourcePath = argv.disk;
+    const atSnapshot = argv['at-snapshot'];
+    if (atSnapshot !== undefined) {
+      try {
+        sourcePath = await snapshotLayerPath(isLayered(reader) ? reader.layers() : [], atSnapshot);
+      } finally {
+        await reader.close();
+      }
+      reader = await openImage(sourcePath, openOptions);
+    }
     const progress = progressReporter('syncing', argv.progress && !argv.json);
     try {
       const bundle = await SparseBundle.open(argv.bundle, { onWarning });
       try {
         const result = await syncDisk(reader, localSyncTarget(bundle), {
-          sourcePath: argv.disk,
+          sourcePath,
+          ...(reader.formatName === 'raw' ? { sourceFiles: [sourcePath] } : {}),
           resize: argv.resize,
           full: argv.full,
+          forceShare: argv['force-share'],
           onWarning,
           onProgress: progress.onProgress,
           checkAborted: () => {
@@ -64,7 +83,7 @@ export const syncCommand: CommandModule<object, SyncArgs> = {
           },
         });
         progress.stop();
-        report(argv, result);
+        report(argv, sourcePath, result);
       } finally {
         await bundle.close();
       }
@@ -75,14 +94,14 @@ export const syncCommand: CommandModule<object, SyncArgs> = {
   }),
 };
 
-function report(argv: SyncArgs, result: SyncResult): void {
+function report(argv: SyncArgs, source: string, result: SyncResult): void {
   if (argv.json) {
-    printJson({ disk: argv.disk, bundle: argv.bundle, ...result });
+    printJson({ disk: argv.disk, ...(source === argv.disk ? {} : { source }), bundle: argv.bundle, ...result });
     return;
   }
   const why = result.fullReason === undefined ? '' : ` (${result.fullReason})`;
   printLine(
-    `synced ${argv.disk} -> ${argv.bundle}: ${result.mode} mode${why}, ${result.bandsCompared} bands compared, ` +
+    `synced ${source} -> ${argv.bundle}: ${result.mode} mode${why}, ${result.bandsCompared} bands compared, ` +
       `${result.bandsWritten} written, ${formatSize(result.bytesRead)} read in ${result.seconds.toFixed(2)} s`,
   );
 }

@@ -9,6 +9,7 @@
 
 import { type Extent, checkRange, pushExtent } from '../../lib/block-device.js';
 import { SbmError } from '../../lib/errors.js';
+import type { ImageLayer } from '../../lib/image-layers.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import type { ImageReader } from '../image-format.js';
 import { VDI_IMAGE_BLOCK_FREE, VDI_IMAGE_BLOCK_ZERO, VDI_SECTOR_SIZE } from './constants.js';
@@ -76,6 +77,35 @@ export class VdiImage implements ImageReader {
         for (const extent of await this.parent.extents(position, inside)) pushExtent(list, extent);
       pushExtent(list, { offset: position + inside, length: runLength - inside, kind: 'hole' });
     });
+    return list;
+  }
+
+  /** The chain as `sbm sync` reads it: each image's UUIDs (uuidModify moves with every write) and own blocks. */
+  layers(): ImageLayer[] {
+    const list: ImageLayer[] = [];
+    for (let link: VdiImage | undefined = this; link !== undefined; link = link.parent) {
+      const image: VdiImage = link;
+      const values = image.parts.header.values;
+      list.push({
+        files: [image.path],
+        ids: {
+          uuid: vdiUuidText(values.uuidCreate),
+          modified: vdiUuidText(values.uuidModify),
+          ...(image.parent === undefined ? {} : { parentUuid: vdiUuidText(values.uuidLinkage) }),
+        },
+        allocated: async (offset, length) => {
+          image.assertOpen();
+          const own: Extent[] = [];
+          const end = Math.min(offset + length, image.sizeBytes);
+          if (end <= offset) return own;
+          await image.walk(offset, end - offset, async (position, runLength, run) => {
+            if (run.kind !== 'parent')
+              pushExtent(own, { offset: position, length: runLength, kind: run.kind === 'here' ? 'data' : 'zero' });
+          });
+          return own;
+        },
+      });
+    }
     return list;
   }
 

@@ -20,15 +20,23 @@ import { type BandWork, runBandPass } from './band-pass.js';
 import { type CurrentLayer, alignRuns, planDelta } from './delta-plan.js';
 import { layerIdentity, mayHideWrites, sameLayer } from './layer-identity.js';
 import { type RecordedLayer, SYNC_RECORD_VERSION, type SyncRecord, readSyncRecord, writeSyncRecord } from './sync-record.js';
+import { findWriteLock } from './source-locks.js';
 import type { SyncTarget } from './sync-target.js';
 
 export interface SyncOptions {
-  /** The path the source was opened from (its one file when the format has no layers). */
+  /** The path the source was opened from. */
   readonly sourcePath: string;
+  /**
+   * For a source without layer information: every file it reads (a raw disk: its one file).
+   * Without it such a source may have parents sync cannot watch, so each run is a full compare.
+   */
+  readonly sourceFiles?: readonly string[];
   /** Grow the bundle when the source is larger. */
   readonly resize?: boolean;
   /** Compare every band even when a delta is possible. */
   readonly full?: boolean;
+  /** Read a source its hypervisor holds open for writing (else SBM_LOCKED). */
+  readonly forceShare?: boolean;
   readonly onProgress?: (progress: CopyProgress) => void;
   readonly onWarning?: WarningSink;
   readonly checkAborted?: () => void;
@@ -53,8 +61,10 @@ export async function syncDisk(source: BlockDevice, target: SyncTarget, options:
   const started = performance.now();
   const onWarning = options.onWarning ?? (() => undefined);
   const sizeBytes = Math.ceil(source.sizeBytes / SECTOR_BYTES) * SECTOR_BYTES;
+  const layers = chainOf(source, options).reverse();
+  const watchable = isLayered(source) || options.sourceFiles !== undefined;
+  if (options.forceShare !== true) await refuseLocked(layers);
   const grewFromBytes = await matchSize(target, sizeBytes, options.resize === true);
-  const layers = chainOf(source, options.sourcePath).reverse();
   const before = await identities(layers);
 
   const record = await usableRecord(target, onWarning);
@@ -84,10 +94,12 @@ export async function syncDisk(source: BlockDevice, target: SyncTarget, options:
 
   const after = await identities(layers);
   const nowNs = BigInt(Date.now()) * 1_000_000n;
-  const stable = after.every((now, index) => {
-    const then = before[index];
-    return then !== undefined && sameLayer(then.identity, now.identity) && !mayHideWrites(now.identity, nowNs);
-  });
+  const stable =
+    watchable &&
+    after.every((now, index) => {
+      const then = before[index];
+      return then !== undefined && sameLayer(then.identity, now.identity) && !mayHideWrites(now.identity, nowNs);
+    });
   const hashes: Array<string | null> = [];
   for (let bandIndex = 0; bandIndex < bandCount; bandIndex++) {
     const hash = pass.hashes.has(bandIndex) ? pass.hashes.get(bandIndex) : trustedHash(bandIndex);
@@ -134,9 +146,20 @@ async function matchSize(target: SyncTarget, sizeBytes: number, resize: boolean)
   });
 }
 
-/** The source's layers, top first; a format without layer information is one layer of its file. */
-function chainOf(source: BlockDevice, sourcePath: string): ImageLayer[] {
-  return isLayered(source) ? [...source.layers()] : [wholeLayer([sourcePath], source.sizeBytes)];
+async function refuseLocked(layers: readonly ImageLayer[]): Promise<void> {
+  const lock = await findWriteLock(layers.flatMap((layer) => layer.files));
+  if (lock === undefined) return;
+  throw new SbmError(
+    'SBM_LOCKED',
+    `${lock.path} is open for writing by ${lock.hypervisor} (${lock.detail}): take a VM snapshot and sync the frozen chain ` +
+      '(--at-snapshot NAME), or shut the VM down; --force-share reads it anyway',
+    { path: lock.path, hypervisor: lock.hypervisor },
+  );
+}
+
+/** The source's layers, top first; a format without layer information is one layer of its files. */
+function chainOf(source: BlockDevice, options: SyncOptions): ImageLayer[] {
+  return isLayered(source) ? [...source.layers()] : [wholeLayer(options.sourceFiles ?? [options.sourcePath], source.sizeBytes)];
 }
 
 async function identities(layers: readonly ImageLayer[]): Promise<CurrentLayer[]> {

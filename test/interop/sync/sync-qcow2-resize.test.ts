@@ -58,3 +58,22 @@ test('sync refuses a bundle larger than the disk, and a missing bundle', async (
   t.is(missing.exitCode, 1);
   t.regex(missing.stderr, /^sbm: SBM_NOT_FOUND/);
 });
+
+test('sync of a VDI made by qemu-img: full, then a delta of nothing, then in-place edits compared in full', async (t) => {
+  await requireTool(t, 'qemu-img');
+  await requireTool(t, 'qemu-io');
+  const dir = await tempDir(t);
+  const disk = join(dir, 'disk.vdi');
+  const bundle = join(dir, 'disk.sparsebundle');
+  await qemu(t, 'qemu-img', ['create', '-q', '-f', 'vdi', disk, String(8 * MIB)]);
+  await qemuWrite(t, 'vdi', disk, [[0x31, 3 * MIB, 8192]]);
+  await emptyBundle(t, bundle, 8 * MIB);
+  t.is((await checkedSync(t, dir, disk, 'vdi', bundle)).mode, 'full');
+  const none = await checkedSync(t, dir, disk, 'vdi', bundle);
+  t.is(none.mode, 'delta');
+  t.is(none.bytesRead, 0);
+  await qemuWrite(t, 'vdi', disk, [[0x32, 6 * MIB, 4096]]);
+  const edited = await checkedSync(t, dir, disk, 'vdi', bundle);
+  t.is(edited.mode, 'full', 'the one layer is the base, and it changed');
+  t.is(edited.bandsWritten, 1);
+});
