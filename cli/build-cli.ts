@@ -42,7 +42,7 @@ export async function buildCli(givenArgs: string[], commands?: readonly AnyComma
 }
 
 const EPILOGUE =
-  'Errors are one line on stderr, "sbm: SBM_CODE: message" (with --json also {"error": {"code", "message"}} on stdout). ' +
+  'Errors are one line on stderr, "sbm: SBM_<CODE>: message" (with --json also {"error": {"code", "message"}} on stdout). ' +
   'Exit status: 0 ok, 1 failed, 2 bad usage, 3 bundle in use, 4 damaged or unsupported input, ' +
   '5 check or verify found problems, 10 full backup required, 70 a bug in sbm, 130 interrupted; ' +
   'every code is listed in the README. DEBUG=sbm:* logs what sbm does to stderr (DEBUG=sbm:nbd for NBD only).';
