@@ -25,6 +25,9 @@ export interface SizeRule {
 export type OptionRule = IntegerRule | SizeRule;
 export type OptionRules = Readonly<Record<string, OptionRule>>;
 
+/** Largest `--disk N` accepted (a machine or appliance has a handful of disks). */
+export const MAX_DISK_INDEX = 9999;
+
 export const integer = (min: number, max: number): IntegerRule => ({ kind: 'integer', min, max });
 export const size = (min = 0, max?: number): SizeRule => ({ kind: 'size', min, ...(max === undefined ? {} : { max }) });
 

@@ -20,6 +20,8 @@ export interface OpenImageOptions {
   readonly onWarning?: WarningSink;
   /** Allow descriptors to name extents or parents outside their own folder. */
   readonly allowOutside?: boolean;
+  /** Which disk of a multi-disk input (a .pvm machine, an OVA/OVF package); default the first/boot disk. */
+  readonly disk?: number;
 }
 
 /** A read-only device over an external image, plus what `sbm info` shows about it. */

@@ -20,6 +20,7 @@ import { vmdkFormat } from './vmdk/vmdk-format.js';
 import { vhdxFormat } from './vhdx/vhdx-format.js';
 import { vhdFormat } from './vhd/vhd-format.js';
 import { vdiFormat } from './vdi/vdi-format.js';
+import { parallelsDiskFormat, parallelsImageFormat, parallelsVmFormat } from './parallels/parallels-format.js';
 
 export type { ExportOptions, ImageExporter, ImageFormat, ImageReader, OpenImageOptions, ProbeInput } from './image-format.js';
 export type { Detection } from './detect/signatures.js';
@@ -44,8 +45,14 @@ export const FORMATS: readonly ImageFormat[] = [
   vhdxFormat,
   vhdFormat,
   vdiFormat,
+  parallelsImageFormat,
+  parallelsDiskFormat,
+  parallelsVmFormat,
   rawFormat,
 ];
+
+/** Formats whose input may hold several disks, so `--disk N` means something for them. */
+const MULTI_DISK_FORMATS: ReadonlySet<string> = new Set(['parallels-pvm', 'ova', 'ovf']);
 
 export async function probeImage(path: string): Promise<ProbeInput> {
   let info;
@@ -118,6 +125,11 @@ export async function detectFormat(path: string, formatName?: string): Promise<I
 /** Opens any supported image read-only. */
 export async function openImage(path: string, options: OpenImageOptions & { format?: string } = {}): Promise<ImageReader> {
   const format = await detectFormat(path, options.format);
+  if (options.disk !== undefined && !MULTI_DISK_FORMATS.has(format.name)) {
+    throw new SbmError('SBM_USAGE', `--disk picks one disk of a .pvm virtual machine or an OVA/OVF package; ${path} is one disk`, {
+      path,
+    });
+  }
   return format.open(path, options);
 }
 

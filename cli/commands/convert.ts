@@ -9,7 +9,7 @@ import { assertOutputOutsideInputs, imageInputPaths } from '../../lib/fs/output-
 import { formatSize, formatSizeExact } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { type LeanOptions, leanCommand } from '../lean-parse.js';
-import { checkOptions, size } from '../option-values.js';
+import { MAX_DISK_INDEX, checkOptions, integer, size } from '../option-values.js';
 import { refuseImageNamedBundle } from '../output-names.js';
 import { progressReporter } from '../progress.js';
 
@@ -21,6 +21,7 @@ interface ConvertArgs extends GlobalOptions {
   progress: boolean;
   format?: string;
   'allow-outside': boolean;
+  disk?: string;
 }
 
 /** Shared by yargs and the lean fast path (cli/lean-parse.ts). */
@@ -35,6 +36,7 @@ const CONVERT_OPTIONS = {
   progress: { type: 'boolean', default: true, describe: 'progress bar on a TTY (--no-progress to hide)' },
   format: { type: 'string', describe: 'skip detection and read the input as this format (raw: take any file as raw bytes)' },
   'allow-outside': { type: 'boolean', default: false, describe: 'let descriptors name files outside their folder' },
+  disk: { type: 'string', describe: 'which disk of a .pvm machine or an OVA/OVF package (default: the first, hdd0)' },
   ...jsonOption,
   ...strictOption,
 } as const satisfies LeanOptions;
@@ -47,12 +49,13 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       .positional('image', { type: 'string', demandOption: true, describe: 'input image, detected by content' })
       .positional('bundle', { type: 'string', describe: 'output bundle (default: NAME.sparsebundle beside the input)' })
       .options(CONVERT_OPTIONS)
-      .example('$0 convert vm.vmdk', 'writes vm.sparsebundle beside vm.vmdk'),
+      .example('$0 convert vm.vmdk', 'writes vm.sparsebundle beside vm.vmdk')
+      .example('$0 convert Windows.pvm --disk 1 win-data.sparsebundle', 'the second disk of a Parallels virtual machine'),
   handler: action(async (argv) => {
-    const { 'band-size': bandSizeBytes } = checkOptions(argv, { 'band-size': size(1) });
+    const { 'band-size': bandSizeBytes, disk } = checkOptions(argv, { 'band-size': size(1), disk: integer(0, MAX_DISK_INDEX) });
     const onWarning = warningSink(argv);
     const output = argv.bundle ?? defaultBundlePath(argv.image);
-    const reader = await openImage(argv.image, { format: argv.format, onWarning, allowOutside: argv['allow-outside'] });
+    const reader = await openImage(argv.image, { format: argv.format, onWarning, allowOutside: argv['allow-outside'], disk });
     const progress = progressReporter('converting', argv.progress && !argv.json);
     try {
       await assertOutputOutsideInputs(output, await imageInputPaths(argv.image, reader));

@@ -6,12 +6,14 @@ import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
 import { isSbmError } from '../../lib/errors.js';
 import { formatSize } from '../../lib/size.js';
 import type { SbmWarning } from '../../lib/warnings.js';
+import { MAX_DISK_INDEX, checkOptions, integer } from '../option-values.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 
 interface InfoArgs extends GlobalOptions {
   image: string;
   format?: string;
   'allow-outside': boolean;
+  disk?: string;
 }
 
 export const infoCommand: CommandModule<object, InfoArgs> = {
@@ -22,11 +24,13 @@ export const infoCommand: CommandModule<object, InfoArgs> = {
       .positional('image', { type: 'string', demandOption: true, describe: 'a sparse bundle or a disk image (detected by content)' })
       .option('format', { type: 'string', describe: 'skip detection and read as this format (raw: take any file as raw bytes)' })
       .option('allow-outside', { type: 'boolean', default: false, describe: 'let descriptors name files outside their folder' })
+      .option('disk', { type: 'string', describe: 'which disk of a .pvm machine or an OVA/OVF package (default: the first, hdd0)' })
       .options({ ...jsonOption, ...strictOption }),
   handler: action(async (argv) => {
     const warnings: SbmWarning[] = [];
     const sink = argv.json ? (warning: SbmWarning) => void warnings.push(warning) : warningSink(argv, warnings);
-    const reader = await openImage(argv.image, { format: argv.format, onWarning: sink, allowOutside: argv['allow-outside'] }).catch(
+    const { disk } = checkOptions(argv, { disk: integer(0, MAX_DISK_INDEX) });
+    const reader = await openImage(argv.image, { format: argv.format, onWarning: sink, allowOutside: argv['allow-outside'], disk }).catch(
       async (error: unknown) => {
         // Like `qemu-img info -U`: a bundle in use (e.g. by sbm mount) is still described, with a warning.
         if (!isSbmError(error, 'SBM_LOCKED')) throw error;

@@ -23,7 +23,7 @@ import type { WarningSink } from '../../lib/warnings.js';
 import { detectFormat, probeImage } from '../../formats/index.js';
 import { backupHolding } from '../../lib/fs/backup-guard.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
-import { checkOptions, integer } from '../option-values.js';
+import { MAX_DISK_INDEX, checkOptions, integer } from '../option-values.js';
 import { shutdownSignals } from '../shutdown-signals.js';
 
 /**
@@ -47,6 +47,7 @@ interface MountArgs extends GlobalOptions {
   name?: string;
   fuse?: string;
   format?: string;
+  disk?: string;
 }
 
 export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
@@ -71,6 +72,7 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
         name: { type: 'string', describe: 'export name (default: the source name without extension)' },
         fuse: { type: 'string', describe: 'also expose the disk as the file DIR/disk through nbdfuse' },
         format: { type: 'string', describe: 'skip detection and serve the input as this format (read-only), e.g. raw' },
+        disk: { type: 'string', describe: 'which disk of a .pvm machine or an OVA/OVF package (default: the first, hdd0)' },
         ...jsonOption,
         ...strictOption,
       })
@@ -162,7 +164,8 @@ async function openSource(argv: MountArgs): Promise<BlockDevice> {
       allowBackupWrites: argv.writableBackup,
     });
   }
-  return format.open(argv.source, { onWarning });
+  const { disk } = checkOptions(argv, { disk: integer(0, MAX_DISK_INDEX) });
+  return format.open(argv.source, { onWarning, disk });
 }
 
 /**
