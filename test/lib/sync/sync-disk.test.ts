@@ -32,6 +32,7 @@ async function sync(disk: string, bundle: string, options: { full?: boolean; war
   try {
     return await syncDisk(reader, localSyncTarget(target), {
       sourcePath: disk,
+      sourceFiles: [disk],
       full: options.full === true,
       onWarning: (warning) => options.warnings?.push(warning),
     });
@@ -121,4 +122,22 @@ test('the raw disk rewritten in place is a full compare; its record then allows 
   const none = await sync(disk, bundle);
   t.is(none.mode, 'delta');
   t.is(none.bytesRead, 0);
+});
+
+test('a source without layer information whose files are not all known is compared in full every run', async (t) => {
+  const { disk, bundle } = await rig(t);
+  const once = async () => {
+    const reader = await openImage(disk);
+    const target = await SparseBundle.open(bundle);
+    try {
+      return await syncDisk(reader, localSyncTarget(target), { sourcePath: disk });
+    } finally {
+      await target.close();
+      await reader.close();
+    }
+  };
+  await once();
+  const again = await once();
+  t.is(again.mode, 'full');
+  t.is(again.bytesRead, SIZE, 'the hashes still spare the bundle side');
 });
