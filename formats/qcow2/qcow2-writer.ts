@@ -102,6 +102,11 @@ async function writeL2Slot(
     }
     mapped = true;
     await host.flush();
+    const lastCluster = (batch[batch.length - 1] as DataCluster).clusterIndex;
+    options.copy?.onProgress?.({
+      bytesDone: Math.min(source.sizeBytes, (lastCluster + 1) * geometry.clusterSize),
+      bytesTotal: source.sizeBytes,
+    });
   }
   if (!mapped) return undefined;
   const offset = host.appendClusters(l2);

@@ -82,12 +82,15 @@ test('export to qcow2: existing output needs --force, output inside the input re
   t.false((await readdir(dir)).includes('out.raw'));
 });
 
-test('the exporter refuses an existing file and removes its own file when the source fails', async (t) => {
+test('the exporter reports progress, refuses an existing file and removes its own file when the source fails', async (t) => {
   const dir = await tempDir(t);
   const device = new MemoryDevice(4 * MiB);
   await device.write(0, seededBytes(64 * KiB, 3));
   const out = join(dir, 'x.qcow2');
-  await qcow2Exporter.export(device, out, {});
+  const progress: number[] = [];
+  const result = await qcow2Exporter.export(device, out, { copy: { onProgress: (p) => progress.push(p.bytesDone) } });
+  t.like(result, { bytesRead: 64 * KiB });
+  t.deepEqual(progress, [64 * KiB, 4 * MiB], 'after each batch of data, then after each L1 slot');
   const exists = await t.throwsAsync(qcow2Exporter.export(device, out, {}));
   t.true(isSbmError(exists, 'SBM_EXISTS'));
 

@@ -5,9 +5,11 @@
 
 import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
-import { open, stat } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openImage } from '../../../formats/index.js';
+import { writeQcow2 } from '../../../formats/qcow2/qcow2-writer.js';
+import { RawImage } from '../../../formats/raw/raw-image.js';
 import { requireTool, runSbm, seededBytes, tempDir } from '../../helpers/tools.js';
 import {
   KiB,
@@ -169,3 +171,33 @@ async function createFile(path: string): Promise<string> {
   await handle.close();
   return path;
 }
+
+test('512-byte clusters: hundreds of L2 tables and refcount blocks between the data, a refcount table of several clusters', async (t) => {
+  await requireTool(t, 'qemu-img');
+  const dir = await tempDir(t);
+  const size = 12 * MiB + 512;
+  const raw = join(dir, 'source.raw');
+  const handle = await open(raw, 'w');
+  await handle.truncate(size);
+  await handle.write(seededBytes(10 * MiB, 51), 0, 10 * MiB, 0);
+  await handle.write(Buffer.from('compressible text, 512-byte clusters\n'.repeat(20_000)), 0, 700_000, 10 * MiB + 4096);
+  await handle.close();
+  const source = await RawImage.open(raw);
+  t.teardown(() => source.close());
+  for (const compress of [false, true]) {
+    const image = join(dir, `small-clusters${compress ? '-c' : ''}.qcow2`);
+    const out = await open(image, 'wx');
+    try {
+      await writeQcow2(source, out, image, { compress, clusterBits: 9 });
+    } finally {
+      await out.close();
+    }
+    const report = await assertQemuCheckClean(t, image);
+    t.is(report['allocated-clusters'], Math.ceil((10 * MiB + 4096 + 700_000) / 512) - 8, 'one per non-zero cluster');
+    await assertQemuCompareEqual(t, raw, image);
+    await assertSbmReadsEqual(t, raw, image);
+    const header = await readFile(image);
+    t.is(header.readUInt32BE(20), 9, 'cluster_bits');
+    t.true(header.readUInt32BE(56) >= 2, 'refcount table spans several clusters');
+  }
+});
