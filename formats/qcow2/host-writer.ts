@@ -9,8 +9,9 @@
 //   data | L2 | refblock | data | compressed streams | data | L2 | ...   (appended in order)
 //   refcount table | last refcount blocks                                 (finish)
 //
-// Appends only queue bytes; flush() writes the queue in one positional write, so the caller
-// bounds memory by flushing after each batch.
+// Appends only queue bytes; flush() hands the queue to one positional write and returns once the
+// previous write is done, so the next batch is read (and compressed) while this one is written.
+// Memory: two batches, whatever the disk size.
 
 import type { FileHandle } from 'node:fs/promises';
 import { SbmError, fromSystemError } from '../../lib/errors.js';
@@ -35,6 +36,8 @@ export class HostWriter {
   #queueStart: number;
   #queueBytes = 0;
   #bytesWritten = 0;
+  #inFlight: Promise<void> | undefined;
+  #failure: { error: unknown } | undefined;
 
   /** `leadingClusters` (header and L1) are already placed at the start of the file by the caller. */
   constructor(
@@ -74,19 +77,31 @@ export class HostWriter {
     return offset;
   }
 
-  /** Writes what is queued. */
+  /** Starts writing what is queued, after the write started by the previous flush has finished. */
   async flush(): Promise<void> {
+    await this.#settle();
     if (this.#queueBytes === 0) return;
     const data = this.#queue.length === 1 ? (this.#queue[0] as Buffer) : Buffer.concat(this.#queue, this.#queueBytes);
-    try {
-      await writeFully(this.handle, data, this.#queueStart);
-    } catch (error) {
-      throw fromSystemError(error, 'cannot write qcow2', this.path);
-    }
-    this.#bytesWritten += data.length;
+    const position = this.#queueStart;
     this.#queue = [];
     this.#queueStart += this.#queueBytes;
     this.#queueBytes = 0;
+    // Caught here and rethrown by the next flush: a rejection nobody awaits yet must not go unhandled.
+    this.#inFlight = writeFully(this.handle, data, position).then(
+      () => {
+        this.#bytesWritten += data.length;
+      },
+      (error: unknown) => {
+        this.#failure = { error };
+      },
+    );
+  }
+
+  /** Waits for the write in flight and rethrows its failure. */
+  async #settle(): Promise<void> {
+    await this.#inFlight;
+    this.#inFlight = undefined;
+    if (this.#failure !== undefined) throw fromSystemError(this.#failure.error, 'cannot write qcow2', this.path);
   }
 
   /**
@@ -123,6 +138,7 @@ export class HostWriter {
     this.#push(table);
     for (const finished of last) this.#push(finished.block);
     await this.flush();
+    await this.#settle();
     return { offset: tableOffset, clusters: tableClusters };
   }
 

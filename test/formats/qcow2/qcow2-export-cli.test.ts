@@ -3,7 +3,8 @@
 // no compression, and no half-written file when the source fails mid-export.
 
 import test from 'ava';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { execa } from 'execa';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { qcow2Exporter } from '../../../formats/qcow2/qcow2-exporter.js';
 import { ERROR_CODES, SbmError, isSbmError } from '../../../lib/errors.js';
@@ -103,4 +104,19 @@ test('the exporter reports progress, refuses an existing file and removes its ow
   const error = await t.throwsAsync(qcow2Exporter.export(failing, broken, { compress: true }));
   t.true(isSbmError(error, 'SBM_IO'));
   t.deepEqual((await readdir(dir)).sort(), ['x.qcow2']);
+});
+
+test('a qcow2 export that fills its filesystem fails with SBM_NO_SPACE and leaves nothing behind', async (t) => {
+  await requireTool(t, 'mount');
+  const dir = await tempDir(t);
+  const mountPoint = join(dir, 'small');
+  await mkdir(mountPoint);
+  await execa('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mountPoint]);
+  t.teardown(() => execa('umount', [mountPoint]).then(() => undefined));
+  const disk = join(dir, 'vm.sparsebundle');
+  await makeBundle(disk, 32 * MiB, [{ offset: 0, length: 12 * MiB, fill: 9 }]);
+  const full = await runSbm(['export', disk, join(mountPoint, 'vm.qcow2'), '--no-progress']);
+  t.is(full.exitCode, ERROR_CODES.SBM_NO_SPACE.exitCode, full.stderr);
+  t.regex(full.stderr, /^sbm: SBM_NO_SPACE: /);
+  t.deepEqual(await readdir(mountPoint), []);
 });
