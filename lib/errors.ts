@@ -38,7 +38,11 @@ export const ERROR_CODES = {
   SBM_BAD_PLIST: { exitCode: 4, summary: 'Info.plist and Info.bckup are both unreadable or invalid' },
   SBM_BAD_BAND_SIZE: { exitCode: 4, summary: 'band size is not a multiple of 4096 between 1 MiB and 8 GiB' },
   SBM_BAD_SIZE: { exitCode: 4, summary: 'disk size is zero, not a multiple of 512 (4096 on create) or too large' },
-  SBM_ENCRYPTED: { exitCode: 4, summary: 'bundle is encrypted (non-empty token); sbm does not open encrypted bundles' },
+  SBM_ENCRYPTED: {
+    exitCode: 4,
+    summary: 'bundle is encrypted and no password was given (--stdinpass or a terminal prompt), or its token is of an unknown kind',
+  },
+  SBM_BAD_PASSWORD: { exitCode: 1, summary: "the password does not unlock the encrypted bundle's key; nothing was read or written" },
   SBM_UNKNOWN_FORMAT: { exitCode: 4, summary: 'input format not recognised from its content' },
   SBM_UNSUPPORTED: { exitCode: 4, summary: 'recognised format or feature that sbm does not support' },
   SBM_CORRUPT: { exitCode: 4, summary: 'input is damaged (bad structure, truncated, pointers out of range)' },

@@ -1,18 +1,16 @@
 // The files of a bundle folder other than bands: Info.plist / Info.bckup (read with fallback,
-// written atomically in macOS's order), token (encryption check), bands/ listing, and the staging
+// written atomically in macOS's order), the new bundle's token, bands/ listing, and the staging
 // folder. SparseBundle.open and the backup code read bundles through these.
 
-import { constants } from 'node:fs';
 import { lstat, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SbmError, fromSystemError, isSbmError } from '../errors.js';
 import { fsyncDirectory, replaceFilesInOrder } from '../fs/atomic-write.js';
-import { readFully } from '../fs/read-fully.js';
-import { directoryKind, isNotRegularFile, openRegular, readSmallFile } from '../fs/safe-open.js';
+import { directoryKind, isNotRegularFile, readSmallFile } from '../fs/safe-open.js';
 import type { WarningSink } from '../warnings.js';
 import { bandCountOf, listBandFolder, listBandFolderSync } from './band-listing.js';
 import type { BundlePaths } from './bundle-paths.js';
-import { BAND_COUNT_ADVICE, ENCRYPTED_TOKEN_MAGIC, INFO_PLIST_MAX_BYTES } from './constants.js';
+import { BAND_COUNT_ADVICE, INFO_PLIST_MAX_BYTES } from './constants.js';
 import { LazyBandSet } from './lazy-band-set.js';
 import { type BundleInfo, parseInfoPlistAsync, renderInfoPlist } from './info-plist.js';
 
@@ -28,13 +26,13 @@ export async function writeInfoFiles(paths: BundlePaths, info: BundleInfo): Prom
   );
 }
 
-/** The files of a new, empty bundle in the existing empty folder `paths.root`, durable. */
-export async function writeEmptyBundle(paths: BundlePaths, plistBytes: Buffer): Promise<void> {
+/** The files of a new, empty bundle in the existing empty folder `paths.root`, durable; `token` is empty unless encrypted. */
+export async function writeEmptyBundle(paths: BundlePaths, plistBytes: Buffer, token: Buffer = Buffer.alloc(0)): Promise<void> {
   await mkdir(paths.bands);
   await mkdir(paths.tmp, { recursive: true });
   await replaceFilesInOrder(
     [
-      { path: paths.token, data: Buffer.alloc(0) },
+      { path: paths.token, data: token },
       { path: paths.lock, data: Buffer.alloc(0) },
       // Info.bckup first, as macOS does: a crash between the two leaves one valid copy.
       { path: paths.infoBackup, data: plistBytes },
@@ -132,42 +130,6 @@ export async function readPlistBytes(file: string, name: string): Promise<Buffer
 
 function plistReason(error: Error): string {
   return error.message.replace(/^SBM_BAD_PLIST: /, '');
-}
-
-/** Bytes of `token` sbm looks at: empty, or the start of an encryption header. */
-const TOKEN_READ_BYTES = 8;
-
-export async function assertNotEncrypted(paths: BundlePaths, onWarning: WarningSink): Promise<void> {
-  let opened;
-  try {
-    opened = await openRegular(paths.token, constants.O_RDONLY);
-  } catch (error) {
-    if (isNotRegularFile(error)) {
-      throw new SbmError(
-        'SBM_CORRUPT',
-        `${paths.token} is a ${error.kind}, not a regular file; sbm cannot tell whether the bundle is encrypted`,
-        {
-          path: paths.token,
-          kind: error.kind,
-        },
-      );
-    }
-    onWarning({ code: 'SBM_NO_TOKEN', message: `${paths.root} has no token file; macOS will not recognise it` });
-    return;
-  }
-  // Only the size and the first 8 bytes matter: a token of any length is never read whole.
-  const token = Buffer.alloc(Math.min(opened.stats.size, TOKEN_READ_BYTES));
-  try {
-    await readFully(opened.handle, token, 0);
-  } finally {
-    await opened.handle.close();
-  }
-  if (opened.stats.size > 0) {
-    const kind = token.toString('latin1') === ENCRYPTED_TOKEN_MAGIC ? 'encrcdsa' : 'non-empty token';
-    throw new SbmError('SBM_ENCRYPTED', `${paths.root} is an encrypted bundle (${kind}); sbm opens unencrypted bundles only`, {
-      path: paths.root,
-    });
-  }
 }
 
 /** The bands of the bundle (band-listing.ts); a missing bands/ warns and, read-write, is created. */

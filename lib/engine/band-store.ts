@@ -59,9 +59,9 @@ export class BandStore {
   readonly bandSizeBytes: number;
   /** Indexes of band files that exist; loaded once at open, kept current by every change. */
   readonly present: Set<number>;
-  private readonly pool: BandPool;
+  protected readonly pool: BandPool;
   private readonly stripes = new StripeLock(LOCK_STRIPES);
-  private readonly dirtyBands = new Set<number>();
+  protected readonly dirtyBands = new Set<number>();
   /** syncBands() calls running; flush() waits for them. */
   private readonly syncsInFlight = new Set<Promise<void>>();
   private bandsDirDirty = false;
@@ -70,7 +70,7 @@ export class BandStore {
   /** Sends reads to the thread pool for a while after one missed the page cache. */
   private readonly readBackoff = new ReadBackoff();
 
-  constructor(private readonly options: BandStoreOptions) {
+  constructor(protected readonly options: BandStoreOptions) {
     this.bandSizeBytes = options.bandSizeBytes;
     this.present = options.presentBands;
     this.pool = new BandPool((bandIndex) => this.pathOf(bandIndex), options.writable, options.maxOpenBands);
@@ -182,7 +182,7 @@ export class BandStore {
     });
   }
 
-  private async rangeIsZero(bandIndex: number, offsetInBand: number, length: number): Promise<boolean> {
+  protected async rangeIsZero(bandIndex: number, offsetInBand: number, length: number): Promise<boolean> {
     const buffer = Buffer.allocUnsafe(Math.min(length, ZERO_WRITE_CHUNK.length));
     for (let done = 0; done < length; done += buffer.length) {
       const view = buffer.subarray(0, Math.min(buffer.length, length - done));
@@ -192,7 +192,7 @@ export class BandStore {
     return true;
   }
 
-  private async fileSize(bandIndex: number): Promise<number | undefined> {
+  protected async fileSize(bandIndex: number): Promise<number | undefined> {
     const lease = await this.pool.acquire(bandIndex, false);
     if (lease === undefined) return undefined;
     const size = lease.entry.sizeBytes;
@@ -314,7 +314,7 @@ export class BandStore {
     await this.pool.closeAll();
   }
 
-  private maySyncIo(length: number): boolean {
+  protected maySyncIo(length: number): boolean {
     if (length > SYNC_IO_MAX_BYTES) return false;
     if (this.syncIoThisTurn === 0) setImmediate(() => (this.syncIoThisTurn = 0));
     return ++this.syncIoThisTurn <= SYNC_IO_PER_TURN;
@@ -324,12 +324,12 @@ export class BandStore {
     return length <= SYNC_IO_MAX_BYTES && this.readBackoff.allowsSync(performance.now()) && this.maySyncIo(length);
   }
 
-  private async withBandLock<T>(bandIndex: number, operation: () => Promise<T>): Promise<T> {
+  protected async withBandLock<T>(bandIndex: number, operation: () => Promise<T>): Promise<T> {
     return this.stripes.run(bandIndex, operation);
   }
 
   /** Tells the listeners in turn; undefined (nothing to await) when none has anything to wait for. */
-  private notifyChange(bandIndex: number): Promise<void> | undefined {
+  protected notifyChange(bandIndex: number): Promise<void> | undefined {
     for (let index = 0; index < this.listeners.length; index++) {
       const pending = (this.listeners[index] as BandChangeListener)(bandIndex);
       if (pending !== undefined) return this.notifyRest(pending, bandIndex, index + 1);
@@ -343,7 +343,7 @@ export class BandStore {
   }
 
   /** Leases an existing band for modification, first breaking any sharing of its inode. */
-  private async leaseForChange(bandIndex: number): Promise<BandLease | undefined> {
+  protected async leaseForChange(bandIndex: number): Promise<BandLease | undefined> {
     const lease = this.pool.leaseOpen(bandIndex) ?? (await this.pool.acquire(bandIndex, false));
     if (lease === undefined || lease.entry.linkCount <= 1) return lease;
     await this.pool.release(lease);
@@ -364,7 +364,7 @@ export class BandStore {
     this.bandsDirDirty = true;
   }
 
-  private async createBand(bandIndex: number): Promise<BandLease> {
+  protected async createBand(bandIndex: number): Promise<BandLease> {
     const lease = await this.pool.acquire(bandIndex, true);
     if (lease === undefined) throw new SbmError('SBM_INTERNAL', `band ${bandFileName(bandIndex)} could not be created`, { bandIndex });
     this.present.add(bandIndex);
@@ -376,7 +376,7 @@ export class BandStore {
    * Removes the file a failed write created. The lease is retired (closed when released); a
    * failure to unlink is left for the caller's error, which matters more.
    */
-  private async discardCreatedBand(bandIndex: number, lease: BandLease): Promise<void> {
+  protected async discardCreatedBand(bandIndex: number, lease: BandLease): Promise<void> {
     await this.pool.retire(bandIndex);
     if (lease.entry.retired) {
       await unlink(this.pathOf(bandIndex)).catch(() => undefined); // the write's own error is reported instead
@@ -386,7 +386,7 @@ export class BandStore {
     }
   }
 
-  private async deleteBand(bandIndex: number): Promise<void> {
+  protected async deleteBand(bandIndex: number): Promise<void> {
     await this.pool.retire(bandIndex);
     await unlink(this.pathOf(bandIndex)).catch((error: NodeJS.ErrnoException) => {
       if (error.code !== 'ENOENT') throw error;
@@ -396,7 +396,7 @@ export class BandStore {
     this.bandsDirDirty = true;
   }
 
-  private async syncBand(lease: BandLease): Promise<void> {
+  protected async syncBand(lease: BandLease): Promise<void> {
     await this.options.mapped?.flush();
     await lease.entry.handle.datasync();
     if (this.bandsDirDirty) {

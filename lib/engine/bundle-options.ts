@@ -1,5 +1,6 @@
 // Options of SparseBundle.create and SparseBundle.open.
 
+import type { NewBundleEncryption, PasswordSource } from '../bundle/bundle-encryption.js';
 import type { WarningSink } from '../warnings.js';
 
 export interface CreateBundleOptions {
@@ -8,9 +9,16 @@ export interface CreateBundleOptions {
   readonly onWarning?: WarningSink;
   /** Open the new bundle without change tracking (see OpenBundleOptions.untracked). */
   readonly untracked?: boolean;
+  /** Encrypt the new bundle (hdiutil's AES-128 / AES-256 sparse-bundle encryption). */
+  readonly encryption?: NewBundleEncryption;
 }
 
 export interface OpenBundleOptions {
+  /**
+   * Asked for the password only when the bundle turns out to be encrypted; without it an
+   * encrypted bundle is refused with SBM_ENCRYPTED. The password is never stored.
+   */
+  readonly password?: PasswordSource;
   readonly readOnly?: boolean;
   /**
    * Read-only without taking the lock (qemu-img's --force-share): for looking at a bundle another

@@ -17,7 +17,6 @@ import { type BundlePaths, bundlePaths } from '../bundle/bundle-paths.js';
 import { DEFAULT_BAND_SIZE_BYTES } from '../bundle/constants.js';
 import {
   assertBundleDirectory,
-  assertNotEncrypted,
   assertRealFolders,
   clearStaging,
   deferredBandListing,
@@ -30,10 +29,12 @@ import {
 } from '../bundle/bundle-files.js';
 import { type BundleInfo, renderInfoPlist, validateGeometry } from '../bundle/info-plist.js';
 import { LazyBandSet } from '../bundle/lazy-band-set.js';
+import { newBundleToken, openBundleEncryption } from '../bundle/bundle-encryption.js';
 import { assertNotBackup } from '../fs/backup-guard.js';
 import { isNoSpace, noSpaceOrSystemError } from '../fs/no-space.js';
 import { WarningList } from '../warnings.js';
 import { BandStore } from './band-store.js';
+import { EncryptedBandStore } from './encrypted-band-store.js';
 import { IoGate } from './io-gate.js';
 import type { ChangeTracker } from '../tracking/change-tracker.js';
 import { openChangeTracker } from '../tracking/open-tracker.js';
@@ -62,6 +63,8 @@ export class SparseBundle implements BlockDevice {
     private readonly store: BandStore,
     private readonly lock: BundleLock,
     readonly hasMappedDir: boolean,
+    /** 'AES-128' or 'AES-256' for an encrypted bundle (its bands hold ciphertext). */
+    readonly encryption: string | undefined,
   ) {}
 
   get sizeBytes(): number {
@@ -108,8 +111,10 @@ export class SparseBundle implements BlockDevice {
     // The folder is ours (mkdir is exclusive): a failure anywhere below removes it, so a full
     // filesystem leaves nothing that would block a retry.
     try {
-      await writeEmptyBundle(paths, plistBytes);
-      return await SparseBundle.open(path, { onWarning, untracked: options.untracked });
+      const { encryption } = options;
+      await writeEmptyBundle(paths, plistBytes, encryption === undefined ? undefined : await newBundleToken(encryption));
+      const password = encryption === undefined ? undefined : async () => encryption.password;
+      return await SparseBundle.open(path, { onWarning, untracked: options.untracked, password });
     } catch (error) {
       await rm(path, { recursive: true, force: true }).catch(() => undefined); // the failure itself matters more
       throw isSbmError(error) && !isNoSpace(error) ? error : noSpaceOrSystemError(error, 'cannot create bundle', path);
@@ -124,7 +129,7 @@ export class SparseBundle implements BlockDevice {
     await assertRealFolders(paths);
     const info = await readBundleInfo(paths, onWarning);
     validateGeometry(info.bandSizeBytes, info.sizeBytes);
-    await assertNotEncrypted(paths, onWarning);
+    const cipher = await openBundleEncryption(paths, options.password, onWarning);
     // Before anything is written (the state folder, the lock's owner file, tracking).
     if (!readOnly && options.allowBackupWrites !== true) await assertNotBackup(path, 'open a backup read-write');
     if (!readOnly)
@@ -141,7 +146,7 @@ export class SparseBundle implements BlockDevice {
       const presentBands = await (options.deferBandListing === true ? deferredBandListing : listBands)(paths, info, readOnly, onWarning);
       const hasMappedDir = await isDirectory(paths.mapped);
       const mapped = hasMappedDir && !readOnly ? new MappedBitmaps(paths.mapped, info.bandSizeBytes) : undefined;
-      const store = new BandStore({
+      const storeOptions = {
         bandsDir: paths.bands,
         tmpDir: paths.tmp,
         bandSizeBytes: info.bandSizeBytes,
@@ -149,8 +154,11 @@ export class SparseBundle implements BlockDevice {
         presentBands,
         mapped,
         maxOpenBands: options.maxOpenBands,
-      });
-      const bundle = new SparseBundle(path, paths, info, readOnly, store, lock, hasMappedDir);
+      };
+      // The cipher sits at band I/O: files hold ciphertext, everything above sees plaintext.
+      const store = cipher === undefined ? new BandStore(storeOptions) : new EncryptedBandStore(storeOptions, cipher);
+      const encryption = cipher === undefined ? undefined : `AES-${cipher.keyBits}`;
+      const bundle = new SparseBundle(path, paths, info, readOnly, store, lock, hasMappedDir, encryption);
       if (options.untracked !== true) {
         const tracker = await openChangeTracker({ host: bundle.trackerHost(), readOnly, onWarning });
         bundle.tracker = tracker;
@@ -287,6 +295,7 @@ export class SparseBundle implements BlockDevice {
       plistVersion: this.info.version,
       ...(this.info.uuid === undefined ? {} : { uuid: this.info.uuid }),
       mappedBitmaps: this.hasMappedDir,
+      ...(this.encryption === undefined ? {} : { encryption: this.encryption }),
     };
   }
 
