@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { SbmError } from '../lib/errors.js';
 import { reportError } from './command-kit.js';
+import { passwordOption } from './password-input.js';
 import { type AnyCommand, loadCommands } from './commands/index.js';
 
 /** `commands` replaces the command modules `args` needs (tests parse without running handlers). */
@@ -23,6 +24,8 @@ export async function buildCli(givenArgs: string[], commands?: readonly AnyComma
     .completion('completion', 'print a shell completion script: sbm completion [bash|zsh] >> ~/.bashrc (or ~/.zshrc)')
     // Every command accepts --strict (those that meet no warnings have nothing for it to change).
     .option('strict', { type: 'boolean', default: false, global: true, describe: 'treat warnings as errors' })
+    // Every command that opens a bundle takes the password of an encrypted one this way (or from a terminal prompt).
+    .option('stdinpass', { ...passwordOption.stdinpass, global: true })
     // The terminal's width (COLUMNS when not a terminal), at most 120; not yargs().terminalWidth():
     // a second parser costs start-up. Lines break between words (scripts/bundle-cli.ts).
     .wrap(helpWidth())

@@ -10,6 +10,8 @@ const debug = debugLog('sbm:cli');
 export interface GlobalOptions {
   json?: boolean;
   strict?: boolean;
+  /** Read an encrypted bundle's password from standard input (cli/password-input.ts). */
+  stdinpass?: boolean;
 }
 
 /** Wraps a command handler: maps any error to one line on stderr and the code's exit status. */

@@ -1,6 +1,7 @@
 // What a format adapter provides: detection by content and a read-only BlockDevice reader.
 // formats/index.ts holds the registry; each format lives in its own folder.
 
+import type { PasswordSource } from '../lib/bundle/bundle-encryption.js';
 import type { BlockDevice } from '../lib/block-device.js';
 import type { CopyOptions, CopyResult } from '../lib/copy-device.js';
 import type { WarningSink } from '../lib/warnings.js';
@@ -22,6 +23,8 @@ export interface OpenImageOptions {
   readonly allowOutside?: boolean;
   /** Which disk of a multi-disk input (a .pvm machine, an OVA/OVF package); default the first/boot disk. */
   readonly disk?: number;
+  /** Asked only when the input is an encrypted sparse bundle. */
+  readonly password?: PasswordSource;
 }
 
 /** A read-only device over an external image, plus what `sbm info` shows about it. */

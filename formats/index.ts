@@ -30,7 +30,7 @@ const PROBE_BYTES = 64 * 1024;
 const sparseBundleFormat: ImageFormat = {
   name: 'sparsebundle',
   detect: (probe) => probe.isDirectory,
-  open: (path, options) => SparseBundle.open(path, { readOnly: true, onWarning: options.onWarning }),
+  open: (path, options) => SparseBundle.open(path, { readOnly: true, onWarning: options.onWarning, password: options.password }),
 };
 
 /**

@@ -12,6 +12,7 @@ import { assertOutputOutsideInputs } from '../../lib/fs/output-inside-input.js';
 import { formatSize } from '../../lib/size.js';
 import { type ThinArgs, thinOptions, thinPolicyOf } from '../backup-options.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { passwordOption, passwordSource } from '../password-input.js';
 import { type LeanOptions, leanCommand } from '../lean-parse.js';
 
 interface BackupArgs extends GlobalOptions, ThinArgs {
@@ -28,6 +29,7 @@ const BACKUP_OPTIONS = {
   ...thinOptions,
   ...jsonOption,
   ...strictOption,
+  ...passwordOption,
 } as const satisfies LeanOptions;
 
 export const backupCommand: CommandModule<object, BackupArgs> = {
@@ -51,7 +53,11 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
       inputLabel: 'source bundle',
       refuseInputInsideOutput: false,
     });
-    const bundle = await openBundleOperations(argv.bundle, { onWarning, strictWarnings: argv.strict === true });
+    const bundle = await openBundleOperations(argv.bundle, {
+      onWarning,
+      strictWarnings: argv.strict === true,
+      password: passwordSource(argv),
+    });
     try {
       const showProgress = argv.progress && !argv.json && process.stderr.isTTY;
       const result = await createBackup(bundle.backupSource(), argv.dest, {

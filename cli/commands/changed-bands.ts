@@ -12,6 +12,7 @@ import { isNoSpace } from '../../lib/tracking/tracking-file.js';
 import type { AuditMode, ChangedBand } from '../../lib/tracking/tracker-types.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, strictOption, warningSink } from '../command-kit.js';
+import { passwordOption, passwordSource } from '../password-input.js';
 import { type LeanOptions, leanCommand } from '../lean-parse.js';
 
 interface ChangedBandsArgs extends GlobalOptions {
@@ -39,6 +40,7 @@ const CHANGED_BANDS_OPTIONS = {
   'token-file': { type: 'string', describe: 'also write the next token to this file' },
   ...jsonOption,
   ...strictOption,
+  ...passwordOption,
 } as const satisfies LeanOptions;
 
 export const changedBandsCommand: CommandModule<object, ChangedBandsArgs> = {
@@ -53,6 +55,7 @@ export const changedBandsCommand: CommandModule<object, ChangedBandsArgs> = {
     // Neither command asks which bands exist: skip listing bands/ (O(bands)) at open.
     const bundle = await openBundleOperations(argv.bundle, {
       onWarning: warningSink(argv, warnings),
+      password: passwordSource(argv),
       strictWarnings: argv.strict === true,
       deferBandListing: true,
     });

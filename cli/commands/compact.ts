@@ -6,6 +6,7 @@ import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
 import { compactBundle } from '../../lib/session/compact.js';
 import { formatSize } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { passwordSource } from '../password-input.js';
 
 interface CompactArgs extends GlobalOptions {
   bundle: string;
@@ -19,7 +20,7 @@ export const compactCommand: CommandModule<object, CompactArgs> = {
       .positional('bundle', { type: 'string', demandOption: true, describe: 'a sparse bundle (not mounted)' })
       .options({ ...jsonOption, ...strictOption }),
   handler: action(async (argv) => {
-    const bundle = await SparseBundle.open(argv.bundle, { onWarning: warningSink(argv) });
+    const bundle = await SparseBundle.open(argv.bundle, { onWarning: warningSink(argv), password: passwordSource(argv) });
     try {
       const result = await compactBundle(bundle);
       if (argv.json) printJson({ path: argv.bundle, ...result });

@@ -10,6 +10,7 @@ import type { ImageReader } from '../../formats/index.js';
 import { compareDevices } from '../../lib/compare-devices.js';
 import { formatSize } from '../../lib/size.js';
 import { type GlobalOptions, jsonOption, printJson, printLine, reportError, strictOption, warningSink } from '../command-kit.js';
+import { passwordSource } from '../password-input.js';
 
 interface CompareArgs extends GlobalOptions {
   a: string;
@@ -33,7 +34,8 @@ export const compareCommand: CommandModule<object, CompareArgs> = {
   handler: async (argv) => {
     const readers: ImageReader[] = [];
     try {
-      for (const path of [argv.a, argv.b]) readers.push(await openImage(path, { onWarning: warningSink(argv) }));
+      const password = passwordSource(argv);
+      for (const path of [argv.a, argv.b]) readers.push(await openImage(path, { onWarning: warningSink(argv), password }));
       const [a, b] = readers as [ImageReader, ImageReader];
       const result = await compareDevices(a, b, { strict: argv.strict });
       const offset = result.firstDifferenceOffset;

@@ -8,6 +8,7 @@ import { convertToBundle } from '../../lib/convert/convert-to-bundle.js';
 import { assertOutputOutsideInputs, imageInputPaths } from '../../lib/fs/output-inside-input.js';
 import { formatSize, formatSizeExact } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { newEncryption, passwordOption, passwordSource } from '../password-input.js';
 import { type LeanOptions, leanCommand } from '../lean-parse.js';
 import { MAX_DISK_INDEX, checkOptions, integer, size } from '../option-values.js';
 import { refuseImageNamedBundle } from '../output-names.js';
@@ -22,6 +23,7 @@ interface ConvertArgs extends GlobalOptions {
   format?: string;
   'allow-outside': boolean;
   disk?: string;
+  encryption?: string;
 }
 
 /** Shared by yargs and the lean fast path (cli/lean-parse.ts). */
@@ -37,8 +39,14 @@ const CONVERT_OPTIONS = {
   format: { type: 'string', describe: 'skip detection and read the input as this format (raw: take any file as raw bytes)' },
   'allow-outside': { type: 'boolean', default: false, describe: 'let descriptors name files outside their folder' },
   disk: { type: 'string', describe: 'which disk of a .pvm machine or an OVA/OVF package (default: the first, hdd0)' },
+  encryption: {
+    type: 'string',
+    choices: ['AES-128', 'AES-256'],
+    describe: 'encrypt the new bundle as hdiutil does (password: --stdinpass or a prompt)',
+  },
   ...jsonOption,
   ...strictOption,
+  ...passwordOption,
 } as const satisfies LeanOptions;
 
 export const convertCommand: CommandModule<object, ConvertArgs> = {
@@ -55,7 +63,8 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
     const { 'band-size': bandSizeBytes, disk } = checkOptions(argv, { 'band-size': size(1), disk: integer(0, MAX_DISK_INDEX) });
     const onWarning = warningSink(argv);
     const output = argv.bundle ?? defaultBundlePath(argv.image);
-    const reader = await openImage(argv.image, { format: argv.format, onWarning, allowOutside: argv['allow-outside'], disk });
+    const password = passwordSource(argv);
+    const reader = await openImage(argv.image, { format: argv.format, onWarning, allowOutside: argv['allow-outside'], disk, password });
     const progress = progressReporter('converting', argv.progress && !argv.json);
     try {
       await assertOutputOutsideInputs(output, await imageInputPaths(argv.image, reader));
@@ -70,6 +79,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
         force: argv.force,
         onWarning,
         copy: { onProgress: progress.onProgress },
+        encryption: await newEncryption(argv.encryption, argv),
       });
       progress.stop();
       const summary = { input: argv.image, format: reader.formatName, ...result };

@@ -1,4 +1,5 @@
-// sbm create <bundle> --size 20G [--band-size 8M]: `.sparsebundle` is appended when missing.
+// sbm create <bundle> --size 20G [--band-size 8M] [--encryption AES-256 --stdinpass]: `.sparsebundle`
+// is appended when missing.
 
 import { lstat } from 'node:fs/promises';
 import type { CommandModule } from 'yargs';
@@ -9,12 +10,14 @@ import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
 import { formatSize, formatSizeExact } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { checkOptions, size } from '../option-values.js';
+import { newEncryption, passwordOption } from '../password-input.js';
 import { BUNDLE_EXTENSION, refuseImageNamedBundle } from '../output-names.js';
 
 interface CreateArgs extends GlobalOptions {
   bundle: string;
   size: string;
   'band-size': string;
+  encryption?: string;
 }
 
 export const createCommand: CommandModule<object, CreateArgs> = {
@@ -34,13 +37,20 @@ export const createCommand: CommandModule<object, CreateArgs> = {
         defaultDescription: formatSizeExact(DEFAULT_BAND_SIZE_BYTES),
         describe: 'band size, 1M..8G, multiple of 4K',
       })
-      .options({ ...jsonOption, ...strictOption })
-      .example('$0 create vm.sparsebundle --size 40G', '40 GiB disk in 8 MiB bands'),
+      .option('encryption', {
+        type: 'string',
+        choices: ['AES-128', 'AES-256'],
+        describe: 'encrypt as hdiutil does; the password comes from --stdinpass or a terminal prompt (asked twice)',
+      })
+      .options({ ...jsonOption, ...strictOption, ...passwordOption })
+      .example('$0 create vm.sparsebundle --size 40G', '40 GiB disk in 8 MiB bands')
+      .example('printf %s "$PW" | $0 create vm --size 40G --encryption AES-256 --stdinpass', 'an encrypted bundle hdiutil opens'),
   handler: action(async (argv) => {
     const values = checkOptions(argv, { size: size(1), 'band-size': size(1) });
     const sizeBytes = Math.ceil((values.size ?? 0) / SIZE_ALIGNMENT_BYTES) * SIZE_ALIGNMENT_BYTES;
     const bandSizeBytes = values['band-size'] ?? DEFAULT_BAND_SIZE_BYTES;
     const path = bundlePathFor(argv.bundle);
+    const encryption = await newEncryption(argv.encryption, argv);
     // lstat, not withStagedOutput's --force advice: create never replaces anything.
     if (
       await lstat(path).then(
@@ -52,13 +62,14 @@ export const createCommand: CommandModule<object, CreateArgs> = {
     // Built under a temporary name and renamed when complete: a full filesystem or a signal
     // leaves nothing under the name that would block a retry.
     const bandCount = await withStagedOutput(path, {}, async (staging) => {
-      const bundle = await SparseBundle.create(staging, { sizeBytes, bandSizeBytes, onWarning: warningSink(argv) });
+      const bundle = await SparseBundle.create(staging, { sizeBytes, bandSizeBytes, onWarning: warningSink(argv), encryption });
       await bundle.close();
       return bundle.bandCount;
     });
-    const result = { path, sizeBytes, bandSizeBytes, bandCount };
+    const result = { path, sizeBytes, bandSizeBytes, bandCount, ...(argv.encryption === undefined ? {} : { encryption: argv.encryption }) };
+    const encrypted = argv.encryption === undefined ? '' : `, encrypted with ${argv.encryption}`;
     if (argv.json) printJson(result);
-    else printLine(`created ${path}: ${formatSize(sizeBytes)} in ${bandCount} bands of ${formatSize(bandSizeBytes)}`);
+    else printLine(`created ${path}: ${formatSize(sizeBytes)} in ${bandCount} bands of ${formatSize(bandSizeBytes)}${encrypted}`);
   }),
 };
 

@@ -8,6 +8,7 @@ import { withStagedOutput } from '../../lib/fs/staged-output.js';
 import { SbmError } from '../../lib/errors.js';
 import { formatSize } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { passwordSource } from '../password-input.js';
 import { imageExtensionOf } from '../output-names.js';
 import { progressReporter } from '../progress.js';
 
@@ -42,7 +43,7 @@ export const exportCommand: CommandModule<object, ExportArgs> = {
     const format = argv.format ?? formatOfName(argv.out);
     const exporter = findExporter(format);
     if (argv.compress && exporter.canCompress !== true) throw new SbmError('SBM_USAGE', `--compress is not available for ${format} output`);
-    const source = await openImage(argv.bundle, { onWarning: warningSink(argv) });
+    const source = await openImage(argv.bundle, { onWarning: warningSink(argv), password: passwordSource(argv) });
     const progress = progressReporter('exporting', argv.progress && !argv.json);
     try {
       await assertOutputOutsideInputs(argv.out, await imageInputPaths(argv.bundle, source));

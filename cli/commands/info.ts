@@ -8,6 +8,7 @@ import { formatSize } from '../../lib/size.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import { MAX_DISK_INDEX, checkOptions, integer } from '../option-values.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { passwordSource } from '../password-input.js';
 
 interface InfoArgs extends GlobalOptions {
   image: string;
@@ -30,14 +31,19 @@ export const infoCommand: CommandModule<object, InfoArgs> = {
     const warnings: SbmWarning[] = [];
     const sink = argv.json ? (warning: SbmWarning) => void warnings.push(warning) : warningSink(argv, warnings);
     const { disk } = checkOptions(argv, { disk: integer(0, MAX_DISK_INDEX) });
-    const reader = await openImage(argv.image, { format: argv.format, onWarning: sink, allowOutside: argv['allow-outside'], disk }).catch(
-      async (error: unknown) => {
-        // Like `qemu-img info -U`: a bundle in use (e.g. by sbm mount) is still described, with a warning.
-        if (!isSbmError(error, 'SBM_LOCKED')) throw error;
-        sink({ code: 'SBM_IN_USE', message: `${error.message.replace(/^SBM_LOCKED: /, '')}; showing what is on disk now` });
-        return SparseBundle.open(argv.image, { readOnly: true, forceShare: true, onWarning: sink });
-      },
-    );
+    const password = passwordSource(argv);
+    const reader = await openImage(argv.image, {
+      format: argv.format,
+      onWarning: sink,
+      allowOutside: argv['allow-outside'],
+      disk,
+      password,
+    }).catch(async (error: unknown) => {
+      // Like `qemu-img info -U`: a bundle in use (e.g. by sbm mount) is still described, with a warning.
+      if (!isSbmError(error, 'SBM_LOCKED')) throw error;
+      sink({ code: 'SBM_IN_USE', message: `${error.message.replace(/^SBM_LOCKED: /, '')}; showing what is on disk now` });
+      return SparseBundle.open(argv.image, { readOnly: true, forceShare: true, onWarning: sink, password });
+    });
     try {
       const details = await reader.details();
       const result = { path: argv.image, format: reader.formatName, sizeBytes: reader.sizeBytes, ...details, warnings };

@@ -6,6 +6,7 @@ import { openImage } from '../../formats/index.js';
 import { allocationMap } from '../../lib/allocation-map.js';
 import { formatSize } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { passwordSource } from '../password-input.js';
 
 interface MapArgs extends GlobalOptions {
   image: string;
@@ -22,7 +23,7 @@ export const mapCommand: CommandModule<object, MapArgs> = {
       .options({ ...jsonOption, ...strictOption })
       .example('$0 map vm.sparsebundle --json', 'the map as qemu-img map --output=json prints it'),
   handler: action(async (argv) => {
-    const reader = await openImage(argv.image, { format: argv.format, onWarning: warningSink(argv) });
+    const reader = await openImage(argv.image, { format: argv.format, onWarning: warningSink(argv), password: passwordSource(argv) });
     try {
       const entries = await allocationMap(reader);
       if (argv.json) {

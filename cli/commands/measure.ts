@@ -24,6 +24,7 @@ import {
 } from '../../lib/measure-image.js';
 import { formatSize } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { passwordSource } from '../password-input.js';
 
 interface MeasureArgs extends GlobalOptions {
   image: string;
@@ -41,7 +42,7 @@ export const measureCommand: CommandModule<object, MeasureArgs> = {
       .option('to', { choices: MEASURE_TARGETS, default: 'sparsebundle' as MeasureTarget, describe: 'the format to measure for' })
       .options({ ...jsonOption, ...strictOption }),
   handler: action(async (argv) => {
-    const reader = await openImage(argv.image, { onWarning: warningSink(argv) });
+    const reader = await openImage(argv.image, { onWarning: warningSink(argv), password: passwordSource(argv) });
     let measurement: Measurement;
     try {
       const data = await dataExtents(reader);

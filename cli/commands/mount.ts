@@ -24,6 +24,8 @@ import { detectFormat, probeImage } from '../../formats/index.js';
 import { backupHolding } from '../../lib/fs/backup-guard.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { MAX_DISK_INDEX, checkOptions, integer } from '../option-values.js';
+import { passwordSource } from '../password-input.js';
+import type { PasswordSource } from '../../lib/bundle/bundle-encryption.js';
 import { shutdownSignals } from '../shutdown-signals.js';
 
 /**
@@ -145,10 +147,11 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
 
 async function openSource(argv: MountArgs): Promise<BlockDevice> {
   const onWarning = warningSink(argv);
+  const password = passwordSource(argv);
   const probe = await probeImage(argv.source);
   if (argv.snapshot !== undefined) {
     if (!probe.isDirectory) throw new SbmError('SBM_USAGE', `--snapshot needs a sparse bundle; ${argv.source} is a file`);
-    return openSnapshot(argv.source, argv.snapshot, onWarning);
+    return openSnapshot(argv.source, argv.snapshot, onWarning, password);
   }
   // Detection first: a folder that is a Parallels disk or an OVF package, or a file in a format
   // sbm cannot read, is refused here with SBM_UNSUPPORTED instead of being served.
@@ -162,6 +165,7 @@ async function openSource(argv: MountArgs): Promise<BlockDevice> {
       onWarning,
       maxOpenBands: MOUNT_MAX_OPEN_BANDS,
       allowBackupWrites: argv.writableBackup,
+      password,
     });
   }
   const { disk } = checkOptions(argv, { disk: integer(0, MAX_DISK_INDEX) });
@@ -172,11 +176,11 @@ async function openSource(argv: MountArgs): Promise<BlockDevice> {
  * A snapshot is itself a bundle under .sbm/snapshots/; it is opened directly (shared lock on its
  * own lock file) so it can be served while the live bundle is mounted read-write elsewhere.
  */
-async function openSnapshot(source: string, name: string, onWarning: WarningSink): Promise<BlockDevice> {
+async function openSnapshot(source: string, name: string, onWarning: WarningSink, password: PasswordSource): Promise<BlockDevice> {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new SbmError('SBM_USAGE', `"${name}" is not a snapshot name`);
   const path = join(bundlePaths(source).sbm, SNAPSHOTS_DIR, `${name}${SNAPSHOT_SUFFIX}`);
   try {
-    return await SparseBundle.open(path, { readOnly: true, onWarning, maxOpenBands: MOUNT_MAX_OPEN_BANDS });
+    return await SparseBundle.open(path, { readOnly: true, onWarning, maxOpenBands: MOUNT_MAX_OPEN_BANDS, password });
   } catch (error) {
     if (isSbmError(error, 'SBM_NOT_FOUND')) throw new SbmError('SBM_NOT_FOUND', `no snapshot named "${name}" in ${source}`, { name });
     throw error;

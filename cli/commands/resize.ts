@@ -7,6 +7,7 @@ import { BundleSession } from '../../lib/session/bundle-session.js';
 import { SbmError } from '../../lib/errors.js';
 import { formatSize } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { passwordSource } from '../password-input.js';
 import { checkOptions, size } from '../option-values.js';
 
 interface ResizeArgs extends GlobalOptions {
@@ -26,7 +27,7 @@ export const resizeCommand: CommandModule<object, ResizeArgs> = {
       .options({ ...jsonOption, ...strictOption }),
   handler: action(async (argv) => {
     const sizeBytes = Math.ceil((checkOptions(argv, { size: size(1) }).size ?? 0) / SIZE_ALIGNMENT_BYTES) * SIZE_ALIGNMENT_BYTES;
-    const bundle = await SparseBundle.open(argv.bundle, { onWarning: warningSink(argv) });
+    const bundle = await SparseBundle.open(argv.bundle, { onWarning: warningSink(argv), password: passwordSource(argv) });
     try {
       const previousBytes = bundle.sizeBytes;
       if (sizeBytes < previousBytes && !argv.shrink) {

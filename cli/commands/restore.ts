@@ -12,6 +12,7 @@ import { SbmError } from '../../lib/errors.js';
 import { assertOutputOutsideInputs } from '../../lib/fs/output-inside-input.js';
 import { withStagedOutput } from '../../lib/fs/staged-output.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, warningSink } from '../command-kit.js';
+import { passwordSource } from '../password-input.js';
 import { imageExtensionOf } from '../output-names.js';
 
 interface RestoreArgs extends GlobalOptions {
@@ -44,10 +45,11 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
       .options(jsonOption),
   handler: action(async (argv) => {
     const onWarning = warningSink(argv);
+    const password = passwordSource(argv);
     const manifest = await readManifest(argv.backup);
     await assertOutputOutsideInputs(argv.target, [argv.backup], { outputLabel: 'restore target', inputLabel: 'backup' });
     const to = argv.to ?? formatNamedBy(argv.target);
-    const source = await SparseBundle.open(argv.backup, { readOnly: true, onWarning });
+    const source = await SparseBundle.open(argv.backup, { readOnly: true, onWarning, password });
     try {
       let result: object;
       if (to !== undefined) {
@@ -55,14 +57,22 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
         result = await withStagedOutput(argv.target, { force: argv.force }, (staging) => exporter.export(source, staging, {}));
       } else if (await isBundle(argv.target)) {
         if (!argv.force) throw new SbmError('SBM_EXISTS', `${argv.target} exists; --force rewrites it in place (tracked as changes)`);
-        const live = await SparseBundle.open(argv.target, { onWarning });
+        const live = await SparseBundle.open(argv.target, { onWarning, password });
         try {
           result = { inPlace: true, ...(await overwriteBundle(source, live)) };
         } finally {
           await live.close();
         }
       } else {
-        result = await convertToBundle(source, argv.target, { bandSizeBytes: manifest.bandSizeBytes, force: argv.force, onWarning });
+        // An encrypted backup restores as a bundle encrypted again, under the same password.
+        const given = source.encryption === undefined ? undefined : await password();
+        const encryption = given === undefined ? undefined : { keyBits: keyBitsOf(source.encryption), password: given };
+        result = await convertToBundle(source, argv.target, {
+          bandSizeBytes: manifest.bandSizeBytes,
+          force: argv.force,
+          onWarning,
+          encryption,
+        });
       }
       if (argv.json) printJson({ backup: argv.backup, target: argv.target, ...(to === undefined ? {} : { format: to }), ...result });
       else printLine(`restored ${argv.backup} -> ${argv.target}${to === undefined ? '' : ` (${to})`}`);
@@ -90,6 +100,10 @@ function formatNamedBy(target: string): string | undefined {
     );
   }
   return image.exporter;
+}
+
+function keyBitsOf(encryption: string | undefined): 128 | 256 {
+  return encryption === 'AES-128' ? 128 : 256;
 }
 
 async function isBundle(path: string): Promise<boolean> {

@@ -8,6 +8,7 @@ import { SbmError } from '../../lib/errors.js';
 import { formatSize } from '../../lib/size.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { passwordSource } from '../password-input.js';
 
 type SnapshotAction = 'create' | 'list' | 'delete' | 'revert';
 
@@ -32,6 +33,7 @@ export const snapshotCommand: CommandModule<object, SnapshotArgs> = {
     const bundle = await openBundleOperations(argv.bundle, {
       readOnly,
       onWarning: warningSink(argv, warnings),
+      password: passwordSource(argv),
       strictWarnings: argv.strict === true,
     });
     try {

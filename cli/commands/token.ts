@@ -7,6 +7,7 @@ import { openBundleOperations } from '../../lib/control/open-bundle-operations.j
 import { parseToken } from '../../lib/tracking/tracking-token.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { passwordOption, passwordSource } from '../password-input.js';
 import { type LeanOptions, leanCommand } from '../lean-parse.js';
 
 interface TokenArgs extends GlobalOptions {
@@ -14,7 +15,7 @@ interface TokenArgs extends GlobalOptions {
 }
 
 /** Shared by yargs and the lean fast path (cli/lean-parse.ts) that backup scripts' calls take. */
-const TOKEN_OPTIONS = { ...jsonOption, ...strictOption } as const satisfies LeanOptions;
+const TOKEN_OPTIONS = { ...jsonOption, ...strictOption, ...passwordOption } as const satisfies LeanOptions;
 
 export const tokenCommand: CommandModule<object, TokenArgs> = {
   command: 'token <bundle>',
@@ -26,6 +27,7 @@ export const tokenCommand: CommandModule<object, TokenArgs> = {
     // A token needs no list of bands: skip listing bands/ (O(bands)) at open.
     const bundle = await openBundleOperations(argv.bundle, {
       onWarning: warningSink(argv, warnings),
+      password: passwordSource(argv),
       strictWarnings: argv.strict === true,
       deferBandListing: true,
     });

@@ -23,6 +23,7 @@ import { STRAYS_REPORTED_ELSEWHERE, bandCountOf, listBandFolder } from '../bundl
 import { bandFileName, bundlePaths } from '../bundle/bundle-paths.js';
 import { SbmError, fromSystemError, isSbmError } from '../errors.js';
 import { readBundleInfo, readPlistBytes } from '../bundle/bundle-files.js';
+import { readTokenBytes } from '../bundle/bundle-encryption.js';
 import { fsyncDirectory, writeNewFileDurably } from '../fs/atomic-write.js';
 import { assertOutputOutsideInputs } from '../fs/output-inside-input.js';
 import { writeFully } from '../fs/read-fully.js';
@@ -221,6 +222,8 @@ async function buildBackup(
   await mkdir(bandsDir); // building/ and building/.sbm/ came with the marker (claimBuildFolder)
   // The backup carries the frozen point's plist bytes: a complete bundle that hdiutil opens.
   const plist = await readPlistBytes(frozenPaths.infoPlist, 'Info.plist').catch(() => readPlistBytes(frozenPaths.infoBackup, 'Info.bckup'));
+  // An encrypted bundle's token: the backup holds only ciphertext bands, which it unlocks.
+  const token = await readTokenBytes(frozenPaths);
   const copyMode = options.copyMode === true;
   const built = { bands: {} as Record<string, BandRecord>, bandsCopied: 0, bandsLinked: 0, bytesWritten: 0 };
   let bandsDone = 0;
@@ -254,7 +257,7 @@ async function buildBackup(
   await settleAll([
     writeNewFileDurably(join(building, 'Info.bckup'), plist),
     writeNewFileDurably(join(building, 'Info.plist'), plist),
-    writeNewFileDurably(join(building, 'token'), Buffer.alloc(0)),
+    writeNewFileDurably(join(building, 'token'), token),
     writeNewFileDurably(join(building, 'lock'), Buffer.alloc(0)),
     mapLimit(copies, COPY_CONCURRENCY, async (name) => copied(name, await copyBandHashing(from(name), join(bandsDir, name)))),
     linkBands(links, copyMode, done),

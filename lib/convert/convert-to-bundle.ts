@@ -2,6 +2,7 @@
 // and renamed into place when complete. Zero and unallocated regions create no bands.
 
 import type { BlockDevice } from '../block-device.js';
+import type { NewBundleEncryption } from '../bundle/bundle-encryption.js';
 import { DEFAULT_BAND_SIZE_BYTES, SIZE_ALIGNMENT_BYTES } from '../bundle/constants.js';
 import { type CopyOptions, type CopyResult, copyDevice } from '../copy-device.js';
 import { SparseBundle } from '../engine/sparse-bundle.js';
@@ -16,6 +17,8 @@ export interface ConvertOptions {
   readonly force?: boolean;
   readonly copy?: CopyOptions;
   readonly onWarning?: WarningSink;
+  /** Encrypt the new bundle (the source is read as plaintext, the bands are written as ciphertext). */
+  readonly encryption?: NewBundleEncryption;
 }
 
 export interface ConvertResult extends CopyResult {
@@ -47,7 +50,13 @@ export async function convertToBundle(source: BlockDevice, bundlePath: string, o
     async (stagingPath) => {
       // Untracked while under construction: no token can name a bundle that does not exist yet,
       // and a durable change record per new band would cost one fdatasync each.
-      const bundle = await SparseBundle.create(stagingPath, { sizeBytes, bandSizeBytes, onWarning: options.onWarning, untracked: true });
+      const bundle = await SparseBundle.create(stagingPath, {
+        sizeBytes,
+        bandSizeBytes,
+        onWarning: options.onWarning,
+        untracked: true,
+        encryption: options.encryption,
+      });
       // Each finished band is made durable while the next ones are copied, so the flush before
       // the rename has only the last few left to wait for.
       const syncs = new BandSyncQueue(bundle);

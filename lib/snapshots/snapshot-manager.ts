@@ -17,6 +17,7 @@
 //     record n -> link snapshot band into .sbm/tmp -> rename over bands/n   (or unlink bands/n)
 //   fsync bands/; interrupted? run revert again: it is idempotent.
 
+import { readTokenBytes } from '../bundle/bundle-encryption.js';
 import { lstatSync, statSync } from 'node:fs';
 import { lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -85,7 +86,8 @@ export class SnapshotManager {
       await mkdir(stagePaths.bands);
       await mkdir(stagePaths.sbm);
       for (const file of [paths.infoBackup, paths.infoPlist]) await copyRegularFile(file, join(stage, file.slice(paths.root.length + 1)));
-      await writeNewFileDurably(stagePaths.token, Buffer.alloc(0));
+      // An encrypted bundle's token goes with its ciphertext bands: the snapshot opens with the same password.
+      await writeNewFileDurably(stagePaths.token, await readTokenBytes(paths));
       await writeNewFileDurably(stagePaths.lock, Buffer.alloc(0));
       if (this.bundle.hasMappedDir) await copyFolder(paths.mapped, stagePaths.mapped);
       // Linking changes each band's ctime: check first that none was edited behind sbm's back.
