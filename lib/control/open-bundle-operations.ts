@@ -19,7 +19,9 @@ export async function openBundleOperations(path: string, options: BundleOperatio
   try {
     return localOperations(await SparseBundle.open(path, options), { owned: true });
   } catch (error) {
-    if (!isSbmError(error, 'SBM_LOCKED')) throw error;
+    // An encrypted bundle a mount serves needs no password here: the mount holds the key. The
+    // password is asked before the lock (so a wrong one writes nothing), hence SBM_ENCRYPTED.
+    if (!isSbmError(error, 'SBM_LOCKED') && !isSbmError(error, 'SBM_ENCRYPTED')) throw error;
     const client = await connectControl(path, {
       onWarning: options.onWarning ?? (() => undefined),
       strict: options.strictWarnings === true,

@@ -83,6 +83,10 @@ export async function buildFixture(dir: string, name: FixtureName): Promise<Buil
 }
 
 /** Runs the Python reader/writer with the password on standard input. */
-export function encrcdsa(args: string[], password: string) {
-  return execa('python3', [ENCRCDSA_PY, ...args], { input: password, reject: false, encoding: 'buffer' });
+export async function encrcdsa(
+  args: string[],
+  password: string,
+): Promise<{ exitCode: number | undefined; stdout: string; stderr: string }> {
+  const result = await execa('python3', [ENCRCDSA_PY, ...args], { input: password, reject: false });
+  return { exitCode: result.exitCode, stdout: result.stdout, stderr: result.stderr };
 }

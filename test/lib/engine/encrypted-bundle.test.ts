@@ -111,7 +111,7 @@ test('writes of every shape match an in-memory model, band files stay whole chun
   t.true((await reopened.read(0, size)).equals(model));
   await reopened.close();
   const python = await encrcdsa(['decrypt', path, join(dir, 'out.raw')], 's3cret');
-  t.is(python.exitCode, 0, python.stderr.toString());
+  t.is(python.exitCode, 0, python.stderr);
   t.true((await readFile(join(dir, 'out.raw'))).equals(model), 'the independent reader sees the same disk');
   t.is((await encrcdsa(['decrypt', path, join(dir, 'bad.raw')], 's3cret\n')).exitCode, 3, 'python refuses a wrong password too');
 });
@@ -125,7 +125,7 @@ test('a bundle the Python writer makes (AES-128 and AES-256) reads as its raw im
   for (const bits of [128, 256]) {
     const path = join(dir, `py${bits}.sparsebundle`);
     const made = await encrcdsa(['make', join(dir, 'disk.raw'), path, String(bits), String(MiB), '2000'], 'pässwörd');
-    t.is(made.exitCode, 0, made.stderr.toString());
+    t.is(made.exitCode, 0, made.stderr);
     const bundle = await SparseBundle.open(path, { readOnly: true, password: pw('pässwörd') });
     t.is(bundle.encryption, `AES-${bits}`);
     t.true((await bundle.read(0, raw.length)).equals(raw), `AES-${bits}`);
