@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the reference tools the interop tests drive (Debian/Ubuntu), only when missing.
 set -euo pipefail
-packages=(qemu-utils libnbd-bin nbdkit fuse3 libvmdk-utils e2fsprogs python3-vmdkstream rsync)
+packages=(qemu-utils libnbd-bin nbdkit fuse3 libvmdk-utils e2fsprogs python3-vmdkstream rsync python3-cryptography)
 tools=(qemu-img qemu-io qemu-nbd nbdinfo nbdcopy nbdfuse nbdkit vmdkinfo mkfs.ext4 e2fsck fusermount3 rsync)
 missing=()
 for tool in "${tools[@]}"; do
@@ -9,6 +9,8 @@ for tool in "${tools[@]}"; do
 done
 # VMDKstream is a Python module of Debian's own python3, not a command.
 [ -f /usr/lib/python3/dist-packages/VMDKstream.py ] || missing+=(VMDKstream.py)
+# test/helpers/encrcdsa.py (the independent reader of encrypted bundles) needs python3's cryptography.
+python3 -c 'import cryptography' 2>/dev/null || missing+=(python3-cryptography)
 if [ ${#missing[@]} -eq 0 ]; then
   echo "test tools present"
   exit 0

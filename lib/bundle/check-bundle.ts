@@ -10,6 +10,9 @@ import { BundleLock } from './bundle-lock.js';
 import { bandCountOf, listBandFolder } from './band-listing.js';
 import { type BundlePaths, bandFileName, bundlePaths, parseBandName } from './bundle-paths.js';
 import { INFO_PLIST_MAX_BYTES, MAPPED_BLOCK_BYTES } from './constants.js';
+import { readTokenBytes } from './bundle-encryption.js';
+import { ENCRCDSA_SIGNATURE } from './encrypted-token-layout.js';
+import { parseEncryptedToken } from './encrypted-token.js';
 import { directoryKind, fileKind, isNotRegularFile, readSmallFile } from '../fs/safe-open.js';
 import { type BundleInfo, parseInfoPlistAsync, renderInfoPlist, validateGeometry } from './info-plist.js';
 
@@ -111,7 +114,22 @@ async function checkToken(paths: BundlePaths, problem: Report): Promise<void> {
   const token = await lstat(paths.token).catch(() => undefined);
   if (token === undefined) problem('SBM_NO_TOKEN', 'token is missing; macOS will not recognise the bundle');
   else if (!token.isFile()) problem('SBM_CORRUPT', `token is a ${fileKind(token)}, not a regular file`);
-  else if (token.size > 0) problem('SBM_ENCRYPTED', 'token is not empty: the bundle is encrypted and sbm cannot check its bands');
+  else if (token.size > 0) await checkEncryptedToken(paths, problem);
+}
+
+/** An encrypted bundle's token must be one sbm (and hdiutil) can unlock; its keys are not needed to check the layout. */
+async function checkEncryptedToken(paths: BundlePaths, problem: Report): Promise<void> {
+  try {
+    const bytes = await readTokenBytes(paths);
+    if (bytes.subarray(0, ENCRCDSA_SIGNATURE.length).toString('latin1') !== ENCRCDSA_SIGNATURE) {
+      problem('SBM_ENCRYPTED', 'token is not empty and not an encrcdsa header: encrypted in a way sbm does not know');
+      return;
+    }
+    const token = parseEncryptedToken(bytes, paths.token);
+    if (token.passphraseRecords.length === 0) problem('SBM_UNSUPPORTED', 'the token has no passphrase key record (certificate or keybag only)');
+  } catch (error) {
+    problem(isSbmError(error) ? error.code : 'SBM_CORRUPT', (error as Error).message);
+  }
 }
 
 async function checkBands(paths: BundlePaths, info: BundleInfo, problem: Report): Promise<number> {
