@@ -126,7 +126,8 @@ async function checkEncryptedToken(paths: BundlePaths, problem: Report): Promise
       return;
     }
     const token = parseEncryptedToken(bytes, paths.token);
-    if (token.passphraseRecords.length === 0) problem('SBM_UNSUPPORTED', 'the token has no passphrase key record (certificate or keybag only)');
+    if (token.passphraseRecords.length === 0)
+      problem('SBM_UNSUPPORTED', 'the token has no passphrase key record (certificate or keybag only)');
   } catch (error) {
     problem(isSbmError(error) ? error.code : 'SBM_CORRUPT', (error as Error).message);
   }
