@@ -90,7 +90,7 @@ async function mount(t: ExecutionContext, bundle: string, socket: string) {
   return { child, uri: (/nbd\+unix:\S+/.exec(output) ?? [''])[0] };
 }
 
-test('convert, NBD writes, tracking, snapshot, backup and restore keep the bundle encrypted; no plaintext ever lands on disk', async (t) => {
+test('convert, NBD writes, tracking, snapshot, backup, restore keep the bundle encrypted; no plaintext lands on disk', async (t) => {
   await requireTool(t, 'qemu-io');
   const dir = await tempDir(t);
   const raw = Buffer.alloc(8 * MiB);

@@ -116,7 +116,7 @@ test('writes of every shape match an in-memory model, band files stay whole chun
   t.is((await encrcdsa(['decrypt', path, join(dir, 'bad.raw')], 's3cret\n')).exitCode, 3, 'python refuses a wrong password too');
 });
 
-test('a bundle the Python writer makes (AES-128 and AES-256) reads as its raw image; a band that is not whole chunks is SBM_CORRUPT', async (t) => {
+test('Python-made bundles (AES-128, AES-256) read as their raw image; a band of partial chunks is SBM_CORRUPT', async (t) => {
   const dir = await tempDir(t);
   const raw = Buffer.alloc(5 * MiB);
   seededBytes(MiB + 333, 7).copy(raw, 700 * 1024);
