@@ -4,12 +4,15 @@
 import type { CommandModule } from 'yargs';
 import { openImage } from '../../formats/index.js';
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
-import { SbmError } from '../../lib/errors.js';
+import { connectControl } from '../../lib/control/connect-control.js';
+import { remoteSyncTarget } from '../../lib/control/remote-sync-target.js';
+import { SbmError, isSbmError } from '../../lib/errors.js';
 import { isLayered } from '../../lib/image-layers.js';
 import { snapshotLayerPath } from '../../lib/sync/at-snapshot.js';
 import { formatSize } from '../../lib/size.js';
 import { type SyncResult, syncDisk } from '../../lib/sync/sync-disk.js';
-import { localSyncTarget } from '../../lib/sync/sync-target.js';
+import { type SyncTarget, localSyncTarget } from '../../lib/sync/sync-target.js';
+import type { WarningSink } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { progressReporter } from '../progress.js';
 import { shutdownSignals } from '../shutdown-signals.js';
@@ -66,9 +69,9 @@ export const syncCommand: CommandModule<object, SyncArgs> = {
     }
     const progress = progressReporter('syncing', argv.progress && !argv.json);
     try {
-      const bundle = await SparseBundle.open(argv.bundle, { onWarning });
+      const bundle = await openSyncTarget(argv.bundle, onWarning, argv.strict === true);
       try {
-        const result = await syncDisk(reader, localSyncTarget(bundle), {
+        const result = await syncDisk(reader, bundle.target, {
           sourcePath,
           ...(reader.formatName === 'raw' ? { sourceFiles: [sourcePath] } : {}),
           resize: argv.resize,
@@ -93,6 +96,28 @@ export const syncCommand: CommandModule<object, SyncArgs> = {
     }
   }),
 };
+
+/** The bundle held here, or through the control channel of the `sbm mount` that holds it. */
+async function openSyncTarget(
+  path: string,
+  onWarning: WarningSink,
+  strict: boolean,
+): Promise<{ target: SyncTarget; close(): Promise<void> }> {
+  try {
+    const bundle = await SparseBundle.open(path, { onWarning });
+    return { target: localSyncTarget(bundle), close: () => bundle.close() };
+  } catch (error) {
+    if (!isSbmError(error, 'SBM_LOCKED')) throw error;
+    const client = await connectControl(path, { onWarning, strict });
+    if (client === undefined) throw error;
+    try {
+      return { target: await remoteSyncTarget(client), close: () => client.close() };
+    } catch (failure) {
+      await client.close();
+      throw failure;
+    }
+  }
+}
 
 function report(argv: SyncArgs, source: string, result: SyncResult): void {
   if (argv.json) {

@@ -10,6 +10,7 @@ import type { SparseBundle } from '../engine/sparse-bundle.js';
 import { BundleSession, type ChangedBandsResult } from '../session/bundle-session.js';
 import type { SnapshotInfo } from '../snapshots/snapshot-manager.js';
 import type { AuditMode } from '../tracking/tracker-types.js';
+import { SbmError } from '../errors.js';
 import type { WarningSink } from '../warnings.js';
 
 export interface BundleOperations {
@@ -28,6 +29,15 @@ export interface BundleOperations {
   snapshotDelete(name: string): Promise<void>;
   snapshotRevert(name: string): Promise<{ bandsChanged: number }>;
   backupSource(): BackupSource;
+  /** The disk's geometry now (sync). */
+  geometry(): Promise<{ sizeBytes: number; bandSizeBytes: number }>;
+  /** Block I/O through the engine that holds the bundle (sync); at most MAX_IO_BYTES per read or write. */
+  read(offset: number, length: number): Promise<Buffer>;
+  write(offset: number, data: Uint8Array): Promise<void>;
+  zero(offset: number, length: number): Promise<void>;
+  flush(): Promise<void>;
+  /** Grows the disk (never shrinks: SBM_INVALID_ARGUMENT). */
+  grow(sizeBytes: number): Promise<void>;
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -49,6 +59,16 @@ export function localOperations(bundle: SparseBundle, options: { owned: boolean 
     snapshotDelete: (name) => session.snapshots.delete(name),
     snapshotRevert: (name) => session.snapshots.revert(name),
     backupSource: () => bundleBackupSource(bundle),
+    geometry: async () => ({ sizeBytes: bundle.sizeBytes, bandSizeBytes: bundle.bandSizeBytes }),
+    read: (offset, length) => bundle.read(offset, length),
+    write: (offset, data) => bundle.write(offset, data),
+    zero: (offset, length) => bundle.trim(offset, length),
+    flush: () => bundle.flush(),
+    grow: async (sizeBytes) => {
+      if (sizeBytes < bundle.sizeBytes)
+        throw new SbmError('SBM_INVALID_ARGUMENT', `grow to ${sizeBytes} bytes would shrink ${bundle.path} (${bundle.sizeBytes} bytes)`);
+      await session.resize(sizeBytes);
+    },
     close,
     [Symbol.asyncDispose]: close,
   };

@@ -9,8 +9,11 @@ export const CONTROL_DIR_PREFIX = 'sbm-ctl-';
 export const CONTROL_SOCKET_NAME = 'control.sock';
 /** sun_path is 108 bytes on Linux, including the terminating NUL. */
 export const SUN_PATH_MAX_BYTES = 107;
-/** A request line longer than this is refused and the connection closed. */
-export const MAX_REQUEST_BYTES = 64 * 1024;
+/**
+ * A request line longer than this is refused and the connection closed. Room for a `write` of
+ * MAX_IO_BYTES (1 MiB) as base64 plus its JSON.
+ */
+export const MAX_REQUEST_BYTES = 2 * 1024 * 1024;
 /** A reply line longer than this is refused by the client (a changed-bands list of a huge disk fits). */
 export const MAX_REPLY_BYTES = 256 * 1024 * 1024;
 /** Concurrent control connections; requests are run one at a time anyway. */

@@ -127,6 +127,33 @@ export class ControlClient implements BundleOperations {
     return remoteBackupSource(this, this.path);
   }
 
+  geometry(): Promise<{ sizeBytes: number; bandSizeBytes: number }> {
+    return this.call({ op: 'geometry' }) as Promise<{ sizeBytes: number; bandSizeBytes: number }>;
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    const result = (await this.call({ op: 'read', offset, length })) as { data: string };
+    const data = Buffer.from(result.data, 'base64');
+    if (data.length !== length) throw new SbmError('SBM_CONTROL', `the mount of ${this.path} answered a read with ${data.length} bytes`);
+    return data;
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    await this.call({ op: 'write', offset, data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64') });
+  }
+
+  async zero(offset: number, length: number): Promise<void> {
+    await this.call({ op: 'zero', offset, length });
+  }
+
+  async flush(): Promise<void> {
+    await this.call({ op: 'flush' });
+  }
+
+  async grow(sizeBytes: number): Promise<void> {
+    await this.call({ op: 'grow', sizeBytes });
+  }
+
   /** Sends one request and waits for its reply; requests from one client run in order. */
   call(request: DistributiveOmit<ControlRequest, 'id'>): Promise<unknown> {
     const run = async (): Promise<unknown> => {

@@ -77,6 +77,22 @@ export class ControlDispatcher {
       }
       case 'snapshotRevert':
         return this.operations.snapshotRevert(request.name);
+      case 'geometry':
+        return this.operations.geometry();
+      case 'read':
+        return { data: (await this.operations.read(request.offset, request.length)).toString('base64') };
+      case 'write':
+        await this.operations.write(request.offset, Buffer.from(request.data, 'base64'));
+        return {};
+      case 'zero':
+        await this.operations.zero(request.offset, request.length);
+        return {};
+      case 'flush':
+        await this.operations.flush();
+        return {};
+      case 'grow':
+        await this.operations.grow(request.sizeBytes);
+        return {};
     }
   }
 

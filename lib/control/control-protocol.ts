@@ -12,6 +12,15 @@
 //   snapshotList    {}                                     {snapshots: SnapshotInfo[]}
 //   snapshotDelete  {name}                                 {deleted}
 //   snapshotRevert  {name}                                 {bandsChanged}
+//   geometry        {}                                     {sizeBytes, bandSizeBytes}
+//   read            {offset, length}                       {data: base64}
+//   write           {offset, data: base64}                 {}
+//   zero            {offset, length}                       {}
+//   flush           {}                                     {}
+//   grow            {sizeBytes}                            {}
+//
+// read/write/zero/flush/grow are `sbm sync`'s writes into a mounted bundle: they run through the
+// mount's own engine, so its tracker records them and copy-on-write protects its snapshots.
 //
 // With returnWarnings, warnings the request raises come back in the reply (strict: the request
 // fails with SBM_STRICT at the first, as the caller's own --strict would); without it (an older
@@ -39,7 +48,11 @@ export type ControlRequest =
       readonly returnWarnings?: boolean;
       readonly strict?: boolean;
     }
-  | { readonly id: number; readonly op: 'snapshotCreate' | 'snapshotDelete' | 'snapshotRevert'; readonly name: string };
+  | { readonly id: number; readonly op: 'snapshotCreate' | 'snapshotDelete' | 'snapshotRevert'; readonly name: string }
+  | { readonly id: number; readonly op: 'geometry' | 'flush' }
+  | { readonly id: number; readonly op: 'read' | 'zero'; readonly offset: number; readonly length: number }
+  | { readonly id: number; readonly op: 'write'; readonly offset: number; readonly data: string }
+  | { readonly id: number; readonly op: 'grow'; readonly sizeBytes: number };
 
 export type ControlOp = ControlRequest['op'];
 
@@ -53,11 +66,13 @@ export type ControlReply =
   | { readonly id: number | null; readonly result: unknown }
   | { readonly id: number | null; readonly error: WireError };
 
-const NO_ARGS_OPS = new Set<string>(['token', 'snapshotList']);
+const NO_ARGS_OPS = new Set<string>(['token', 'snapshotList', 'geometry', 'flush']);
 const NAME_OPS = new Set<string>(['snapshotCreate', 'snapshotDelete', 'snapshotRevert']);
 const AUDIT_MODES = new Set<string>(['auto', 'full', 'directory']);
 /** Longer than any snapshot name, token or time `--since` accepts. */
 const MAX_STRING_ARG = 1024;
+/** Bytes one read or write request moves (a write's base64 fits MAX_REQUEST_BYTES). */
+export const MAX_IO_BYTES = 1024 * 1024;
 
 /** Decodes one request line; throws SBM_CONTROL (with data.id when one was readable). */
 export function parseRequest(line: string): ControlRequest {
@@ -75,7 +90,22 @@ export function parseRequest(line: string): ControlRequest {
   const args = value.args ?? {};
   if (!isRecord(args)) throw new SbmError('SBM_CONTROL', `request ${id}: args is not an object`, { id });
   if (typeof op !== 'string') throw new SbmError('SBM_CONTROL', `request ${id}: op is not a string`, { id });
-  if (NO_ARGS_OPS.has(op)) return { id, op: op as 'token' | 'snapshotList' };
+  if (NO_ARGS_OPS.has(op)) return { id, op: op as 'token' | 'snapshotList' | 'geometry' | 'flush' };
+  if (op === 'read' || op === 'zero') {
+    const offset = countArg(args, 'offset', id);
+    const length = countArg(args, 'length', id);
+    if (op === 'read' && length > MAX_IO_BYTES)
+      throw new SbmError('SBM_CONTROL', `request ${id}: read length over ${MAX_IO_BYTES}`, { id });
+    return { id, op, offset, length };
+  }
+  if (op === 'write') {
+    const data = args.data;
+    if (typeof data !== 'string' || data.length > Math.ceil(MAX_IO_BYTES / 3) * 4 || !/^[A-Za-z0-9+/]*={0,2}$/.test(data)) {
+      throw new SbmError('SBM_CONTROL', `request ${id}: data must be base64 of at most ${MAX_IO_BYTES} bytes`, { id });
+    }
+    return { id, op, offset: countArg(args, 'offset', id), data };
+  }
+  if (op === 'grow') return { id, op, sizeBytes: countArg(args, 'sizeBytes', id) };
   if (NAME_OPS.has(op)) return { id, op: op as 'snapshotCreate', name: stringArg(args, 'name', id) };
   if (op === 'changedSince') {
     const since = stringArg(args, 'since', id);
@@ -148,6 +178,13 @@ function stringArg(args: Record<string, unknown>, key: string, id: number): stri
   if (typeof value !== 'string' || value.length === 0 || value.length > MAX_STRING_ARG) {
     throw new SbmError('SBM_CONTROL', `request ${id}: ${key} must be a non-empty string of at most ${MAX_STRING_ARG} characters`, { id });
   }
+  return value;
+}
+
+function countArg(args: Record<string, unknown>, key: string, id: number): number {
+  const value = args[key];
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
+    throw new SbmError('SBM_CONTROL', `request ${id}: ${key} must be a non-negative integer`, { id });
   return value;
 }
 

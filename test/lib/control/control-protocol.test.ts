@@ -91,3 +91,21 @@ test('reply warnings are checked before they reach the caller', (t) => {
     t.throws(() => parseReplyWarnings(bad), { message: /malformed warnings/ });
   }
 });
+
+test('sync I/O requests round-trip, and their sizes and data are checked', (t) => {
+  const requests = [
+    { id: 1, op: 'geometry' },
+    { id: 2, op: 'flush' },
+    { id: 3, op: 'read', offset: 4096, length: 65536 },
+    { id: 4, op: 'zero', offset: 0, length: 8 * 1024 * 1024 },
+    { id: 5, op: 'write', offset: 512, data: Buffer.from('band bytes').toString('base64') },
+    { id: 6, op: 'grow', sizeBytes: 1 << 30 },
+  ] as const;
+  for (const request of requests) t.deepEqual(parseRequest(encodeRequest(request).slice(0, -1)), request);
+  t.regex(controlError('{"id":1,"op":"read","args":{"offset":0,"length":2097152}}').message, /read length over 1048576/);
+  t.regex(controlError('{"id":2,"op":"read","args":{"offset":-1,"length":1}}').message, /offset must be a non-negative integer/);
+  t.regex(controlError('{"id":3,"op":"write","args":{"offset":0,"data":"not base64!"}}').message, /data must be base64/);
+  const tooLong = 'A'.repeat(Math.ceil((1024 * 1024) / 3) * 4 + 4);
+  t.regex(controlError(`{"id":4,"op":"write","args":{"offset":0,"data":"${tooLong}"}}`).message, /at most 1048576 bytes/);
+  t.regex(controlError('{"id":5,"op":"grow","args":{"sizeBytes":"big"}}').message, /sizeBytes must be a non-negative integer/);
+});

@@ -86,7 +86,7 @@ test('malformed, unknown and oversized requests get error replies; the server ke
   const huge = await rawExchange(control.socketPath, Buffer.alloc(MAX_REQUEST_BYTES + 10, 0x20), 5);
   t.true(huge.closed, 'the connection is closed after an oversized request');
   t.like(huge.lines[0], { id: null, error: { code: 'SBM_CONTROL' } });
-  t.regex((huge.lines[0] as { error: { message: string } }).error.message, /exceeds 65536 bytes/);
+  t.regex((huge.lines[0] as { error: { message: string } }).error.message, new RegExp(`exceeds ${MAX_REQUEST_BYTES} bytes`));
 
   const client = await connectControl(path);
   if (client === undefined) return t.fail('no live mount found');
