@@ -3,6 +3,7 @@
 // either writes the named format (where an exporter exists) or refuses with a hint.
 
 import { extname } from 'node:path';
+import { EXPORTERS } from '../formats/index.js';
 import { SbmError } from '../lib/errors.js';
 
 export const BUNDLE_EXTENSION = '.sparsebundle';
@@ -13,10 +14,22 @@ const IMAGE_EXTENSIONS: Readonly<Record<string, string | undefined>> = {
   '.raw': 'raw',
   '.img': 'raw',
   '.qcow2': 'qcow2',
-  '.vdi': undefined,
-  '.vhdx': undefined,
+  '.vdi': 'vdi',
+  '.vhdx': 'vhdx',
   '.ova': undefined,
 };
+
+/** The formats sbm can write, for help texts and hints: `raw|vmdk|...`. */
+export function writableFormats(separator = '|'): string {
+  return EXPORTERS.map((exporter) => exporter.name).join(separator);
+}
+
+/** The output names that choose an exporter, for help texts: `.vmdk, .raw, ...`. */
+export function writableExtensions(): string {
+  return Object.keys(IMAGE_EXTENSIONS)
+    .filter((extension) => IMAGE_EXTENSIONS[extension] !== undefined)
+    .join(', ');
+}
 
 export interface ImageExtension {
   /** The extension as written, e.g. `.VMDK`. */
@@ -42,7 +55,7 @@ export function refuseImageNamedBundle(path: string, what: string, hint: (export
   if (image === undefined) return;
   const instead =
     image.exporter === undefined
-      ? `sbm cannot write ${image.extension} images (sbm export --format writes raw, vmdk or qcow2)`
+      ? `sbm cannot write ${image.extension} images (sbm export --format writes ${writableFormats(', ')})`
       : hint(image.exporter);
   throw new SbmError(
     'SBM_USAGE',

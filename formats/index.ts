@@ -17,8 +17,10 @@ import { rawExporter } from './raw/raw-exporter.js';
 import { rawFormat } from './raw/raw-format.js';
 import { vmdkExporter } from './vmdk/vmdk-exporter.js';
 import { vmdkFormat } from './vmdk/vmdk-format.js';
+import { vhdxExporter } from './vhdx/vhdx-exporter.js';
 import { vhdxFormat } from './vhdx/vhdx-format.js';
 import { vhdFormat } from './vhd/vhd-format.js';
+import { vdiExporter } from './vdi/vdi-exporter.js';
 import { vdiFormat } from './vdi/vdi-format.js';
 import { parallelsDiskFormat, parallelsImageFormat, parallelsVmFormat } from './parallels/parallels-format.js';
 
@@ -134,7 +136,7 @@ export async function openImage(path: string, options: OpenImageOptions & { form
 }
 
 /** Every export target, by `--format` name. */
-export const EXPORTERS: readonly ImageExporter[] = [rawExporter, vmdkExporter, qcow2Exporter];
+export const EXPORTERS: readonly ImageExporter[] = [rawExporter, vmdkExporter, qcow2Exporter, vdiExporter, vhdxExporter];
 
 export function findExporter(name: string): ImageExporter {
   const exporter = EXPORTERS.find((candidate) => candidate.name === name);

@@ -1,4 +1,4 @@
-// sbm export <bundle> <out> [--format raw|vmdk]: write the disk as another image format (by
+// sbm export <bundle> <out> [--format raw|vmdk|qcow2|vdi|vhdx]: write the disk as another image format (by
 // default the one the output's extension names).
 
 import type { CommandModule } from 'yargs';
@@ -9,7 +9,7 @@ import { SbmError } from '../../lib/errors.js';
 import { formatSize } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { passwordSource } from '../password-input.js';
-import { imageExtensionOf } from '../output-names.js';
+import { imageExtensionOf, writableExtensions, writableFormats } from '../output-names.js';
 import { progressReporter } from '../progress.js';
 
 interface ExportArgs extends GlobalOptions {
@@ -24,7 +24,7 @@ interface ExportArgs extends GlobalOptions {
 
 export const exportCommand: CommandModule<object, ExportArgs> = {
   command: 'export <bundle> <out>',
-  describe: 'write a bundle (or any image) as a raw, VMDK or qcow2 file; holes stay holes',
+  describe: `write a bundle (or any image) as an image file (${writableFormats(', ')}); holes stay holes`,
   builder: (yargs) =>
     yargs
       .positional('bundle', { type: 'string', demandOption: true, describe: 'source bundle or image' })
@@ -32,9 +32,9 @@ export const exportCommand: CommandModule<object, ExportArgs> = {
       .option('format', {
         type: 'string',
         choices: EXPORTERS.map((e) => e.name),
-        describe: 'output format (default: from the name: .vmdk, .qcow2, .raw, .img)',
+        describe: `output format (default: from the name: ${writableExtensions()})`,
       })
-      .option('subformat', { type: 'string', describe: 'format variant (vmdk: monolithicSparse, streamOptimized)' })
+      .option('subformat', { type: 'string', describe: 'format variant (vmdk: monolithicSparse, streamOptimized; vdi, vhdx: dynamic)' })
       .option('compress', { type: 'boolean', default: false, describe: 'qcow2: deflate-compressed clusters where that saves space' })
       .option('force', { type: 'boolean', default: false, describe: 'replace an existing output file' })
       .option('progress', { type: 'boolean', default: true, describe: 'progress bar on a TTY (--no-progress to hide)' })

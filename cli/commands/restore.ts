@@ -1,9 +1,9 @@
-// sbm restore <backup> <target> [--to raw|vmdk|qcow2]: into a new bundle, over a live one (--force,
-// tracked as changes), or as an image file (--to, or a target named .vmdk/.qcow2/.raw/.img).
+// sbm restore <backup> <target> [--to raw|vmdk|qcow2|vdi|vhdx]: into a new bundle, over a live one
+// (--force, tracked as changes), or as an image file (--to, or a target named .vmdk/.qcow2/.vdi/.vhdx/.raw/.img).
 
 import { stat } from 'node:fs/promises';
 import type { CommandModule } from 'yargs';
-import { EXPORTERS, findExporter } from '../../formats/index.js';
+import { findExporter } from '../../formats/index.js';
 import { readManifest } from '../../lib/backup/backup-manifest.js';
 import { overwriteBundle } from '../../lib/backup/restore-backup.js';
 import { convertToBundle } from '../../lib/convert/convert-to-bundle.js';
@@ -13,7 +13,7 @@ import { assertOutputOutsideInputs } from '../../lib/fs/output-inside-input.js';
 import { withStagedOutput } from '../../lib/fs/staged-output.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, warningSink } from '../command-kit.js';
 import { passwordSource } from '../password-input.js';
-import { imageExtensionOf } from '../output-names.js';
+import { imageExtensionOf, writableExtensions, writableFormats } from '../output-names.js';
 
 interface RestoreArgs extends GlobalOptions {
   backup: string;
@@ -24,18 +24,18 @@ interface RestoreArgs extends GlobalOptions {
 
 export const restoreCommand: CommandModule<object, RestoreArgs> = {
   command: 'restore <backup> <target>',
-  describe: 'restore a backup into a new bundle, over an existing bundle (--force), or to an image (--to raw|vmdk|qcow2)',
+  describe: `restore a backup into a new bundle, over an existing bundle (--force), or to an image (--to ${writableFormats()})`,
   builder: (yargs) =>
     yargs
       .positional('backup', { type: 'string', demandOption: true, describe: 'a backup: DEST/NAME/<time>.sparsebundle' })
       .positional('target', {
         type: 'string',
         demandOption: true,
-        describe: 'a new bundle, an existing bundle (with --force), or an image file (.vmdk, .raw, .img or --to)',
+        describe: `a new bundle, an existing bundle (with --force), or an image file (${writableExtensions()} or --to)`,
       })
       .option('to', {
         type: 'string',
-        describe: 'write an image file of this format instead of a bundle (default: from a .vmdk/.qcow2/.raw/.img target name)',
+        describe: `write an image file of this format instead of a bundle (default: from the target name: ${writableExtensions()})`,
       })
       .option('force', {
         type: 'boolean',
@@ -93,7 +93,7 @@ function formatNamedBy(target: string): string | undefined {
     throw new SbmError(
       'SBM_USAGE',
       `${target}: sbm cannot write ${image.extension} images; restore to a .sparsebundle, ` +
-        `or pass --to ${EXPORTERS.map((e) => e.name).join('|')} (sbm export writes the same formats); nothing was written`,
+        `or pass --to ${writableFormats()} (sbm export writes the same formats); nothing was written`,
       {
         path: target,
       },

@@ -23,3 +23,10 @@ export const VDI_MAX_BLOCK_SIZE = 128 * 1024 * 1024;
 /** Block map entries read at open, at most: 64 MiB of map, 16 TiB with 1 MiB blocks. */
 export const VDI_MAX_BLOCKS = 16 * 1024 * 1024;
 export const VDI_SECTOR_SIZE = 512;
+
+/** cbHeader of the "1.1+" header VirtualBox writes (v1.1 plus LCHS geometry); sbm writes it too. */
+export const VDI_HEADER_V1_PLUS_SIZE = 400;
+/** VirtualBox aligns the block map and the data area to this (VDI_DATA_ALIGN). */
+export const VDI_DATA_ALIGN = 1024 * 1024;
+/** The block size sbm writes: VirtualBox's default and the only one qemu reads. */
+export const VDI_WRITE_BLOCK_SIZE = 1024 * 1024;

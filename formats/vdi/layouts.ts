@@ -36,6 +36,17 @@ export const VDI_HEADER_V1 = defineLayout('VDI header', VDI_HEADER_V1_SIZE, 'le'
   { name: 'uuidParentModify', offset: 368, type: 'bytes', size: 16 },
 ] as const);
 
+/**
+ * The "1.1+" tail VirtualBox writes after the v1.1 header (cbHeader 400): the logical CHS
+ * geometry, present only when cbHeader >= 400. sbm writes it zeroed with 512-byte sectors.
+ */
+export const VDI_HEADER_LCHS = defineLayout('VDI header LCHS geometry', 16, 'le', [
+  { name: 'cylinders', offset: 0, type: 'u32' },
+  { name: 'heads', offset: 4, type: 'u32' },
+  { name: 'sectors', offset: 8, type: 'u32' },
+  { name: 'cbSector', offset: 12, type: 'u32' },
+] as const);
+
 /** Both headers, as read from the start of a file. */
 export const VDI_HEADERS_SIZE = VDI_PRE_HEADER_SIZE + VDI_HEADER_V1_SIZE;
 

@@ -80,3 +80,8 @@ export const SB_BLOCK_PRESENT = 6;
 export const PARENT_LINKAGE_KEY = 'parent_linkage';
 export const PARENT_LINKAGE2_KEY = 'parent_linkage2';
 export const PARENT_PATH_KEYS = ['relative_path', 'volume_path', 'absolute_win32_path'] as const;
+
+/** What sbm writes: Hyper-V's default block size, and the 1 MiB log qemu-img creates. */
+export const VHDX_WRITE_BLOCK_SIZE = 32 * MiB;
+export const VHDX_WRITE_LOG_SIZE = MiB;
+export const VHDX_WRITE_SECTOR_SIZE = 512;
