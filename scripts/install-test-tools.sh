@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the reference tools the interop tests drive (Debian/Ubuntu), only when missing.
 set -euo pipefail
-packages=(qemu-utils libnbd-bin nbdkit fuse3 libvmdk-utils e2fsprogs python3-vmdkstream rsync python3-cryptography)
-tools=(qemu-img qemu-io qemu-nbd nbdinfo nbdcopy nbdfuse nbdkit vmdkinfo mkfs.ext4 e2fsck fusermount3 rsync)
+packages=(qemu-utils libnbd-bin nbdkit fuse3 libvmdk-utils libvhdi-utils e2fsprogs python3-vmdkstream rsync python3-cryptography)
+tools=(qemu-img qemu-io qemu-nbd nbdinfo nbdcopy nbdfuse nbdkit vmdkinfo vhdiinfo mkfs.ext4 e2fsck fusermount3 rsync)
 missing=()
 for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
