@@ -13,6 +13,8 @@ import { formatSize } from '../../lib/size.js';
 import { type SyncResult, syncDisk } from '../../lib/sync/sync-disk.js';
 import { type SyncTarget, localSyncTarget } from '../../lib/sync/sync-target.js';
 import type { WarningSink } from '../../lib/warnings.js';
+import { passwordSource } from '../password-input.js';
+import type { PasswordSource } from '../../lib/bundle/bundle-encryption.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { progressReporter } from '../progress.js';
 import { shutdownSignals } from '../shutdown-signals.js';
@@ -55,7 +57,8 @@ export const syncCommand: CommandModule<object, SyncArgs> = {
     void signals.requested.then(() => {
       interrupted = true;
     });
-    const openOptions = { format: argv.format, onWarning, allowOutside: argv['allow-outside'] };
+    const password = passwordSource(argv);
+    const openOptions = { format: argv.format, onWarning, allowOutside: argv['allow-outside'], password };
     let reader = await openImage(argv.disk, openOptions);
     let sourcePath = argv.disk;
     const atSnapshot = argv['at-snapshot'];
@@ -69,7 +72,7 @@ export const syncCommand: CommandModule<object, SyncArgs> = {
     }
     const progress = progressReporter('syncing', argv.progress && !argv.json);
     try {
-      const bundle = await openSyncTarget(argv.bundle, onWarning, argv.strict === true);
+      const bundle = await openSyncTarget(argv.bundle, onWarning, argv.strict === true, password);
       try {
         const result = await syncDisk(reader, bundle.target, {
           sourcePath,
@@ -102,12 +105,14 @@ async function openSyncTarget(
   path: string,
   onWarning: WarningSink,
   strict: boolean,
+  password: PasswordSource,
 ): Promise<{ target: SyncTarget; close(): Promise<void> }> {
   try {
-    const bundle = await SparseBundle.open(path, { onWarning });
+    const bundle = await SparseBundle.open(path, { onWarning, password });
     return { target: localSyncTarget(bundle), close: () => bundle.close() };
   } catch (error) {
-    if (!isSbmError(error, 'SBM_LOCKED')) throw error;
+    // A mounted encrypted bundle needs no password here (the mount holds the key): SBM_ENCRYPTED too.
+    if (!isSbmError(error, 'SBM_LOCKED') && !isSbmError(error, 'SBM_ENCRYPTED')) throw error;
     const client = await connectControl(path, { onWarning, strict });
     if (client === undefined) throw error;
     try {

@@ -5,11 +5,12 @@
 //   | longer than 1 MiB -> SBM_CORRUPT | parse (SBM_CORRUPT) | unwrap (SBM_BAD_PASSWORD) -> cipher
 
 import { constants } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { readFully } from '../fs/read-fully.js';
 import { SbmError } from '../errors.js';
 import { isNotRegularFile, openRegular, readSmallFile } from '../fs/safe-open.js';
 import type { WarningSink } from '../warnings.js';
-import type { BundlePaths } from './bundle-paths.js';
+import { type BundlePaths, bundlePaths } from './bundle-paths.js';
 import { ChunkCipher } from './chunk-cipher.js';
 import { ENCRCDSA_SIGNATURE, ENCRCDSA_TOKEN_MAX_BYTES } from './encrypted-token-layout.js';
 import { type AesKeyBits, DEFAULT_NEW_TOKEN_ITERATIONS, buildEncryptedToken, parseEncryptedToken, unlockToken } from './encrypted-token.js';
@@ -108,4 +109,10 @@ export async function readTokenBytes(paths: BundlePaths): Promise<Buffer> {
   if (read.tooLong)
     throw new SbmError('SBM_CORRUPT', `${paths.token} is ${read.sizeBytes} bytes, too long for a token`, { path: paths.token });
   return read.bytes;
+}
+
+/** True when the bundle at `bundlePath` has a non-empty token (it is encrypted). */
+export async function isEncryptedBundle(bundlePath: string): Promise<boolean> {
+  const info = await stat(bundlePaths(bundlePath).token).catch(() => undefined);
+  return info !== undefined && info.size > 0;
 }

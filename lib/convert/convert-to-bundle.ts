@@ -2,6 +2,9 @@
 // and renamed into place when complete. Zero and unallocated regions create no bands.
 
 import type { BlockDevice } from '../block-device.js';
+import { BundleLock } from '../bundle/bundle-lock.js';
+import { bundlePaths } from '../bundle/bundle-paths.js';
+import { isSbmError } from '../errors.js';
 import type { NewBundleEncryption } from '../bundle/bundle-encryption.js';
 import { DEFAULT_BAND_SIZE_BYTES, SIZE_ALIGNMENT_BYTES } from '../bundle/constants.js';
 import { type CopyOptions, type CopyResult, copyDevice } from '../copy-device.js';
@@ -43,8 +46,12 @@ export async function convertToBundle(source: BlockDevice, bundlePath: string, o
       force: options.force,
       // Replacing a bundle that another process has open would pull it from under that process.
       beforeReplace: async (existing) => {
-        const probe = await SparseBundle.open(existing, { readOnly: false });
-        await probe.close();
+        const probe = await SparseBundle.open(existing, { readOnly: false }).catch(async (error: unknown) => {
+          // An encrypted bundle cannot be opened without its password, but its lock tells the same.
+          if (!isSbmError(error, 'SBM_ENCRYPTED')) throw error;
+          return BundleLock.acquire(bundlePaths(existing), 'exclusive', options.onWarning ?? (() => undefined));
+        });
+        await ('release' in probe ? probe.release() : probe.close());
       },
     },
     async (stagingPath) => {

@@ -11,6 +11,7 @@
 //      it was read), replaced atomically. An interrupted run keeps the old record, whose token
 //      still makes the tracker name every band the run wrote.
 
+import { isEncryptedBundle } from '../bundle/bundle-encryption.js';
 import type { BlockDevice } from '../block-device.js';
 import type { CopyProgress } from '../copy-device.js';
 import { SbmError } from '../errors.js';
@@ -100,10 +101,13 @@ export async function syncDisk(source: BlockDevice, target: SyncTarget, options:
       const then = before[index];
       return then !== undefined && sameLayer(then.identity, now.identity) && !mayHideWrites(now.identity, nowNs);
     });
+  // An encrypted bundle keeps no band hashes: a hash of plaintext in .sbm/sync.json would let anyone
+  // with the folder confirm a guess of a band's content. Every run then compares every band.
+  const encrypted = await isEncryptedBundle(target.path);
   const hashes: Array<string | null> = [];
   for (let bandIndex = 0; bandIndex < bandCount; bandIndex++) {
     const hash = pass.hashes.has(bandIndex) ? pass.hashes.get(bandIndex) : trustedHash(bandIndex);
-    hashes.push(hash ?? null);
+    hashes.push(encrypted ? null : (hash ?? null));
   }
   const next: SyncRecord = {
     version: SYNC_RECORD_VERSION,

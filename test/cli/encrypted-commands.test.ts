@@ -202,3 +202,35 @@ test('at a terminal: create asks twice, info asks once, and nothing typed is ech
   t.is(wrong.exitCode, 1);
   t.regex(wrong.stdout, /SBM_BAD_PASSWORD/);
 });
+
+test('sync into an encrypted bundle keeps no plaintext hashes; check passes; convert --force replaces an encrypted bundle', async (t) => {
+  const dir = await tempDir(t);
+  const raw = Buffer.alloc(4 * MiB);
+  for (let at = 2 * MiB; at < 2 * MiB + 8192; at += MARKER.length) MARKER.copy(raw, at);
+  await writeFile(join(dir, 'disk.raw'), raw);
+  const bundle = join(dir, 'vm.sparsebundle');
+  const sbm = (args: string[]) => runSbm([...args, '--stdinpass'], { input: PASSWORD });
+  t.is((await sbm(['create', bundle, '--size', '4M', '--band-size', '1M', '--encryption', 'AES-256'])).exitCode, 0);
+  const synced = await sbm(['sync', join(dir, 'disk.raw'), bundle, '--no-progress', '--json']);
+  t.is(synced.exitCode, 0, synced.stderr);
+  t.deepEqual(await grep(bundle, MARKER), []);
+  const record = JSON.parse(await readFile(join(bundle, '.sbm', 'sync.json'), 'utf8')) as { hashes: Array<string | null> };
+  t.true(record.hashes.length > 0 && record.hashes.every((hash) => hash === null), 'no hash of plaintext is kept');
+  const python = await encrcdsa(['decrypt', bundle, join(dir, 'py.raw')], PASSWORD);
+  t.is(python.exitCode, 0, python.stderr);
+  t.true((await readFile(join(dir, 'py.raw'))).equals(raw));
+  const check = await runSbm(['check', bundle]);
+  t.is(check.exitCode, 0, check.stdout + check.stderr);
+  const again = await sbm(['sync', join(dir, 'disk.raw'), bundle, '--no-progress', '--json']);
+  t.is(again.exitCode, 0, again.stderr);
+  const replaced = await sbm(['convert', join(dir, 'disk.raw'), bundle, '--force', '--band-size', '1M', '--encryption', 'AES-128']);
+  t.is(replaced.exitCode, 0, replaced.stderr);
+  const info = await sbm(['info', bundle, '--json']);
+  t.is(JSON.parse(info.stdout).encryption, 'AES-128');
+  const token = await readFile(join(bundle, 'token'));
+  token.writeUInt32BE(3, 8);
+  await writeFile(join(bundle, 'token'), token);
+  const damaged = await runSbm(['check', bundle]);
+  t.is(damaged.exitCode, 5);
+  t.regex(damaged.stdout + damaged.stderr, /SBM_CORRUPT.*encrypted-bundle token has version 3/);
+});
