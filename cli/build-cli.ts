@@ -11,6 +11,8 @@ import { type AnyCommand, loadCommands } from './commands/index.js';
 /** `commands` replaces the command modules `args` needs (tests parse without running handlers). */
 export async function buildCli(givenArgs: string[], commands?: readonly AnyCommand[]): Promise<Argv> {
   const args = completionShell(givenArgs);
+  // yargs' own errors come before any handler has argv: --json is looked for in the words.
+  const json = args.includes('--json');
   let parser = yargs(args)
     .scriptName('sbm')
     .usage('$0 <command> [options]\n\nSparse-bundle virtual disk manager: hdiutil-compatible bundles, change tracking, NBD, backups.')
@@ -32,10 +34,10 @@ export async function buildCli(givenArgs: string[], commands?: readonly AnyComma
     .epilogue(EPILOGUE)
     .fail((message, error) => {
       if (error !== undefined && error !== null) {
-        reportError(error);
+        reportError(error, json);
       } else {
         // yargs breaks some messages (invalid choices) over lines; errors here are one line.
-        reportError(new SbmError('SBM_USAGE', (message ?? 'bad arguments').replace(/\s*\n\s*/g, ' ')));
+        reportError(new SbmError('SBM_USAGE', (message ?? 'bad arguments').replace(/\s*\n\s*/g, ' ')), json);
         process.stderr.write('sbm: see sbm --help\n');
       }
       process.exit(process.exitCode ?? 2);

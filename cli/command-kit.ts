@@ -20,24 +20,37 @@ export function action<A extends GlobalOptions>(handler: (argv: A) => Promise<vo
     try {
       await handler(argv);
     } catch (error) {
-      reportError(error);
+      reportError(error, argv.json === true);
     }
   };
 }
 
-export function reportError(error: unknown): void {
+/**
+ * The error as one line on stderr and its code's exit status; with `json` also as
+ * `{"error": {"code", "message"}}` on stdout, so a script reading --json output
+ * always gets one object (the message without the code in front). A command that printed its
+ * object and then fails (check, verify: exit 5) prints no second one.
+ */
+export function reportError(error: unknown, json = false): void {
   const sbmError = isSbmError(error)
     ? error
     : new SbmError('SBM_INTERNAL', error instanceof Error ? error.message : String(error), {}, { cause: error });
   debug('%O', error);
   process.stderr.write(`sbm: ${sbmError.message}\n`);
+  if (json && !jsonPrinted) {
+    const message = sbmError.message.startsWith(`${sbmError.code}: `) ? sbmError.message.slice(sbmError.code.length + 2) : sbmError.message;
+    printJson({ error: { code: sbmError.code, message } });
+  }
   if (sbmError.code === 'SBM_INTERNAL' && !debug.enabled && error instanceof Error && error.stack) {
     process.stderr.write('sbm: run with DEBUG=sbm:* for details\n');
   }
   process.exitCode = sbmError.exitCode;
 }
 
-/** Prints warnings as `sbm: warning CODE: message`; with --strict the first one fails the command. */
+/**
+ * Prints warnings as `sbm: warning CODE: message`; with --strict the first one fails the command.
+ * Pass `collected` to hand them to --json output too (every command's object has `warnings`).
+ */
 export function warningSink(argv: GlobalOptions, collected: SbmWarning[] = []): WarningSink {
   return (warning) => {
     collected.push(warning);
@@ -46,7 +59,11 @@ export function warningSink(argv: GlobalOptions, collected: SbmWarning[] = []): 
   };
 }
 
+/** Set once a command printed its --json object: a failure after it (check, verify) adds no second one. */
+let jsonPrinted = false;
+
 export function printJson(value: unknown): void {
+  jsonPrinted = true;
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 

@@ -10,6 +10,7 @@ import { type ThinPolicy, type ThinResult, thinBackups } from '../../lib/backup/
 import { openBundleOperations } from '../../lib/control/open-bundle-operations.js';
 import { assertOutputOutsideInputs } from '../../lib/fs/output-inside-input.js';
 import { formatSize } from '../../lib/size.js';
+import type { SbmWarning } from '../../lib/warnings.js';
 import { type ThinArgs, thinOptions, thinPolicyOf } from '../backup-options.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { passwordOption, passwordSource } from '../password-input.js';
@@ -45,7 +46,8 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
     // Every option is checked before anything is written, so a bad --max-bytes can never fail a
     // run after the backup was made.
     const policy = thinPolicyOf(argv);
-    const onWarning = warningSink(argv);
+    const warnings: SbmWarning[] = [];
+    const onWarning = warningSink(argv, warnings);
     // Before the bundle is opened (opening it read-write already writes in it); createBackup
     // checks the set folder itself again.
     await assertOutputOutsideInputs(argv.dest, [argv.bundle], {
@@ -69,7 +71,7 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
       });
       if (showProgress) process.stderr.write('\n');
       const thinned = policy === undefined ? undefined : await thinSet(result.path.slice(0, result.path.lastIndexOf('/')), policy);
-      if (argv.json) printJson({ ...result, thinned });
+      if (argv.json) printJson({ input: argv.bundle, output: result.path, ...result, thinned, warnings });
       else {
         printLine(
           `backup ${result.path}: ${result.bandsCopied} bands copied, ${result.bandsLinked} linked, ` +

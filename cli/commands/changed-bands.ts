@@ -64,6 +64,7 @@ export const changedBandsCommand: CommandModule<object, ChangedBandsArgs> = {
       if (argv.tokenFile !== undefined && report.token !== undefined) await writeTokenFile(argv.tokenFile, report.token);
       if (argv.json) {
         printJson({
+          input: argv.bundle,
           since: report.since,
           sinceKind,
           token: report.token,

@@ -16,7 +16,7 @@ export const checkCommand: CommandModule<object, CheckArgs> = {
   handler: action(async (argv) => {
     const report = await checkBundle(argv.bundle);
     if (argv.json) {
-      printJson({ ...report, ok: report.problems.length === 0 });
+      printJson({ input: argv.bundle, ...report, ok: report.problems.length === 0 });
     } else {
       for (const finding of report.problems) printLine(`problem ${finding.code}: ${finding.message}`);
       for (const finding of report.warnings) printLine(`warning ${finding.code}: ${finding.message}`);

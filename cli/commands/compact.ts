@@ -5,6 +5,7 @@ import type { CommandModule } from 'yargs';
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
 import { compactBundle } from '../../lib/session/compact.js';
 import { formatSize } from '../../lib/size.js';
+import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { passwordSource } from '../password-input.js';
 
@@ -20,10 +21,11 @@ export const compactCommand: CommandModule<object, CompactArgs> = {
       .positional('bundle', { type: 'string', demandOption: true, describe: 'a sparse bundle (not mounted)' })
       .options({ ...jsonOption, ...strictOption }),
   handler: action(async (argv) => {
-    const bundle = await SparseBundle.open(argv.bundle, { onWarning: warningSink(argv), password: passwordSource(argv) });
+    const warnings: SbmWarning[] = [];
+    const bundle = await SparseBundle.open(argv.bundle, { onWarning: warningSink(argv, warnings), password: passwordSource(argv) });
     try {
       const result = await compactBundle(bundle);
-      if (argv.json) printJson({ path: argv.bundle, ...result });
+      if (argv.json) printJson({ input: argv.bundle, path: argv.bundle, ...result, warnings });
       else {
         const { bandsRemoved, bandsTrimmed, bytesFreed } = result;
         printLine(`compacted ${argv.bundle}: ${bandsRemoved} band(s) removed, ${bandsTrimmed} trimmed, ${formatSize(bytesFreed)} freed`);

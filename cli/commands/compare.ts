@@ -9,6 +9,7 @@ import { openImage } from '../../formats/index.js';
 import type { ImageReader } from '../../formats/index.js';
 import { compareDevices } from '../../lib/compare-devices.js';
 import { formatSize } from '../../lib/size.js';
+import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, jsonOption, printJson, printLine, reportError, strictOption, warningSink } from '../command-kit.js';
 import { passwordSource } from '../password-input.js';
 
@@ -33,15 +34,24 @@ export const compareCommand: CommandModule<object, CompareArgs> = {
       .example('$0 compare vm.sparsebundle vm.vmdk', 'check that a convert kept every byte'),
   handler: async (argv) => {
     const readers: ImageReader[] = [];
+    const warnings: SbmWarning[] = [];
     try {
       const password = passwordSource(argv);
-      for (const path of [argv.a, argv.b]) readers.push(await openImage(path, { onWarning: warningSink(argv), password }));
+      for (const path of [argv.a, argv.b]) readers.push(await openImage(path, { onWarning: warningSink(argv, warnings), password }));
       const [a, b] = readers as [ImageReader, ImageReader];
       const result = await compareDevices(a, b, { strict: argv.strict });
       const offset = result.firstDifferenceOffset;
       const sectorOffset = offset === undefined ? undefined : Math.floor(offset / SECTOR_BYTES) * SECTOR_BYTES;
       if (argv.json) {
-        printJson({ a: argv.a, b: argv.b, equal: result.equal, sizesDiffer: result.sizesDiffer, offset: sectorOffset, byteOffset: offset });
+        printJson({
+          a: argv.a,
+          b: argv.b,
+          equal: result.equal,
+          sizesDiffer: result.sizesDiffer,
+          offset: sectorOffset,
+          byteOffset: offset,
+          warnings,
+        });
       } else if (sectorOffset === undefined && !result.equal) {
         printLine(`Strict mode: Image size mismatch! (${formatSize(a.sizeBytes)} and ${formatSize(b.sizeBytes)})`);
       } else {
@@ -51,7 +61,7 @@ export const compareCommand: CommandModule<object, CompareArgs> = {
       }
       if (!result.equal) process.exitCode = EXIT_DIFFERENT;
     } catch (error) {
-      reportError(error);
+      reportError(error, argv.json === true);
       if (process.exitCode === undefined || Number(process.exitCode) < EXIT_ERROR) process.exitCode = EXIT_ERROR;
     } finally {
       for (const reader of readers) await reader.close();

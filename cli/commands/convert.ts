@@ -7,6 +7,7 @@ import { DEFAULT_BAND_SIZE_BYTES } from '../../lib/bundle/constants.js';
 import { convertToBundle } from '../../lib/convert/convert-to-bundle.js';
 import { assertOutputOutsideInputs, imageInputPaths } from '../../lib/fs/output-inside-input.js';
 import { formatSize, formatSizeExact } from '../../lib/size.js';
+import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { newEncryption, passwordOption, passwordSource } from '../password-input.js';
 import { type LeanOptions, leanCommand } from '../lean-parse.js';
@@ -60,8 +61,9 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       .example('$0 convert vm.vmdk', 'writes vm.sparsebundle beside vm.vmdk')
       .example('$0 convert Windows.pvm --disk 1 win-data.sparsebundle', 'the second disk of a Parallels virtual machine'),
   handler: action(async (argv) => {
+    const warnings: SbmWarning[] = [];
     const { 'band-size': bandSizeBytes, disk } = checkOptions(argv, { 'band-size': size(1), disk: integer(0, MAX_DISK_INDEX) });
-    const onWarning = warningSink(argv);
+    const onWarning = warningSink(argv, warnings);
     const output = argv.bundle ?? defaultBundlePath(argv.image);
     const password = passwordSource(argv);
     const reader = await openImage(argv.image, { format: argv.format, onWarning, allowOutside: argv['allow-outside'], disk, password });
@@ -82,7 +84,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
         encryption: await newEncryption(argv.encryption, argv),
       });
       progress.stop();
-      const summary = { input: argv.image, format: reader.formatName, ...result };
+      const summary = { input: argv.image, output, format: reader.formatName, ...result, warnings };
       if (argv.json) printJson(summary);
       else {
         printLine(

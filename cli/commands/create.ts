@@ -8,6 +8,7 @@ import { withStagedOutput } from '../../lib/fs/staged-output.js';
 import { DEFAULT_BAND_SIZE_BYTES, SIZE_ALIGNMENT_BYTES } from '../../lib/bundle/constants.js';
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
 import { formatSize, formatSizeExact } from '../../lib/size.js';
+import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { checkOptions, size } from '../option-values.js';
 import { newEncryption, passwordOption } from '../password-input.js';
@@ -50,6 +51,7 @@ export const createCommand: CommandModule<object, CreateArgs> = {
     const sizeBytes = Math.ceil((values.size ?? 0) / SIZE_ALIGNMENT_BYTES) * SIZE_ALIGNMENT_BYTES;
     const bandSizeBytes = values['band-size'] ?? DEFAULT_BAND_SIZE_BYTES;
     const path = bundlePathFor(argv.bundle);
+    const warnings: SbmWarning[] = [];
     const encryption = await newEncryption(argv.encryption, argv);
     // lstat, not withStagedOutput's --force advice: create never replaces anything.
     if (
@@ -62,13 +64,13 @@ export const createCommand: CommandModule<object, CreateArgs> = {
     // Built under a temporary name and renamed when complete: a full filesystem or a signal
     // leaves nothing under the name that would block a retry.
     const bandCount = await withStagedOutput(path, {}, async (staging) => {
-      const bundle = await SparseBundle.create(staging, { sizeBytes, bandSizeBytes, onWarning: warningSink(argv), encryption });
+      const bundle = await SparseBundle.create(staging, { sizeBytes, bandSizeBytes, onWarning: warningSink(argv, warnings), encryption });
       await bundle.close();
       return bundle.bandCount;
     });
     const result = { path, sizeBytes, bandSizeBytes, bandCount, ...(argv.encryption === undefined ? {} : { encryption: argv.encryption }) };
     const encrypted = argv.encryption === undefined ? '' : `, encrypted with ${argv.encryption}`;
-    if (argv.json) printJson(result);
+    if (argv.json) printJson({ output: path, ...result, warnings });
     else printLine(`created ${path}: ${formatSize(sizeBytes)} in ${bandCount} bands of ${formatSize(bandSizeBytes)}${encrypted}`);
   }),
 };

@@ -22,7 +22,7 @@ export const diffCommand: CommandModule<object, DiffArgs> = {
   handler: action(async (argv) => {
     const diff = await diffBackups(argv.from, argv.to);
     if (argv.json) {
-      printJson(diff);
+      printJson({ ...diff, warnings: [] });
       return;
     }
     if (diff.fromSizeBytes !== diff.toSizeBytes) printLine(`size  ${formatSize(diff.fromSizeBytes)} -> ${formatSize(diff.toSizeBytes)}`);

@@ -7,6 +7,7 @@ import { assertOutputOutsideInputs, imageInputPaths } from '../../lib/fs/output-
 import { withStagedOutput } from '../../lib/fs/staged-output.js';
 import { SbmError } from '../../lib/errors.js';
 import { formatSize } from '../../lib/size.js';
+import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { passwordSource } from '../password-input.js';
 import { imageExtensionOf, writableExtensions, writableFormats } from '../output-names.js';
@@ -43,7 +44,8 @@ export const exportCommand: CommandModule<object, ExportArgs> = {
     const format = argv.format ?? formatOfName(argv.out);
     const exporter = findExporter(format);
     if (argv.compress && exporter.canCompress !== true) throw new SbmError('SBM_USAGE', `--compress is not available for ${format} output`);
-    const source = await openImage(argv.bundle, { onWarning: warningSink(argv), password: passwordSource(argv) });
+    const warnings: SbmWarning[] = [];
+    const source = await openImage(argv.bundle, { onWarning: warningSink(argv, warnings), password: passwordSource(argv) });
     const progress = progressReporter('exporting', argv.progress && !argv.json);
     try {
       await assertOutputOutsideInputs(argv.out, await imageInputPaths(argv.bundle, source));
@@ -55,7 +57,16 @@ export const exportCommand: CommandModule<object, ExportArgs> = {
         }),
       );
       progress.stop();
-      const summary = { source: argv.bundle, output: argv.out, format, sizeBytes: source.sizeBytes, ...result };
+      // `source` stays beside `input` for scripts written before the names were unified.
+      const summary = {
+        input: argv.bundle,
+        source: argv.bundle,
+        output: argv.out,
+        format,
+        sizeBytes: source.sizeBytes,
+        ...result,
+        warnings,
+      };
       if (argv.json) printJson(summary);
       else printLine(`exported ${argv.bundle} -> ${argv.out} (${format}): ${formatSize(result.bytesWritten)} of data written`);
     } finally {

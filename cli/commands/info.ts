@@ -46,7 +46,7 @@ export const infoCommand: CommandModule<object, InfoArgs> = {
     });
     try {
       const details = await reader.details();
-      const result = { path: argv.image, format: reader.formatName, sizeBytes: reader.sizeBytes, ...details, warnings };
+      const result = { input: argv.image, path: argv.image, format: reader.formatName, sizeBytes: reader.sizeBytes, ...details, warnings };
       if (argv.json) {
         printJson(result);
         return;

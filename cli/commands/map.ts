@@ -1,10 +1,11 @@
-// sbm map <image|bundle>: which runs of the disk hold data, like `qemu-img map` (--json gives
-// qemu's --output=json fields: start, length, present, zero, data).
+// sbm map <image|bundle>: which runs of the disk hold data, like `qemu-img map` (--json's `map`
+// is qemu's --output=json array: start, length, present, zero, data).
 
 import type { CommandModule } from 'yargs';
 import { openImage } from '../../formats/index.js';
 import { allocationMap } from '../../lib/allocation-map.js';
 import { formatSize } from '../../lib/size.js';
+import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { passwordSource } from '../password-input.js';
 
@@ -23,11 +24,16 @@ export const mapCommand: CommandModule<object, MapArgs> = {
       .options({ ...jsonOption, ...strictOption })
       .example('$0 map vm.sparsebundle --json', 'the map as qemu-img map --output=json prints it'),
   handler: action(async (argv) => {
-    const reader = await openImage(argv.image, { format: argv.format, onWarning: warningSink(argv), password: passwordSource(argv) });
+    const warnings: SbmWarning[] = [];
+    const reader = await openImage(argv.image, {
+      format: argv.format,
+      onWarning: warningSink(argv, warnings),
+      password: passwordSource(argv),
+    });
     try {
       const entries = await allocationMap(reader);
       if (argv.json) {
-        printJson(entries);
+        printJson({ input: argv.image, map: entries, warnings });
         return;
       }
       const rows = entries.map((entry) => [

@@ -23,6 +23,7 @@ import {
   measureVmdk,
 } from '../../lib/measure-image.js';
 import { formatSize } from '../../lib/size.js';
+import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { passwordSource } from '../password-input.js';
 
@@ -42,7 +43,8 @@ export const measureCommand: CommandModule<object, MeasureArgs> = {
       .option('to', { choices: MEASURE_TARGETS, default: 'sparsebundle' as MeasureTarget, describe: 'the format to measure for' })
       .options({ ...jsonOption, ...strictOption }),
   handler: action(async (argv) => {
-    const reader = await openImage(argv.image, { onWarning: warningSink(argv), password: passwordSource(argv) });
+    const warnings: SbmWarning[] = [];
+    const reader = await openImage(argv.image, { onWarning: warningSink(argv, warnings), password: passwordSource(argv) });
     let measurement: Measurement;
     try {
       const data = await dataExtents(reader);
@@ -53,7 +55,7 @@ export const measureCommand: CommandModule<object, MeasureArgs> = {
     } finally {
       await reader.close();
     }
-    if (argv.json) printJson({ input: argv.image, ...measurement });
+    if (argv.json) printJson({ input: argv.image, ...measurement, warnings });
     else {
       printLine(`required size: ${measurement.requiredBytes} (${formatSize(measurement.requiredBytes)})`);
       printLine(`fully allocated size: ${measurement.fullyAllocatedBytes} (${formatSize(measurement.fullyAllocatedBytes)})`);

@@ -19,7 +19,7 @@ import { SbmError, isSbmError } from '../../lib/errors.js';
 import { type FuseMount, fuseMount } from '../../lib/nbd/fuse-mount.js';
 import { type NbdServerHandle, isLoopbackHost, serveNbd } from '../../lib/nbd/serve-nbd.js';
 import { SNAPSHOTS_DIR, SNAPSHOT_SUFFIX } from '../../lib/snapshots/snapshot-manager.js';
-import type { WarningSink } from '../../lib/warnings.js';
+import type { SbmWarning, WarningSink } from '../../lib/warnings.js';
 import { detectFormat, probeImage } from '../../formats/index.js';
 import { backupHolding } from '../../lib/fs/backup-guard.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
@@ -87,14 +87,18 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
     const { port } = checkOptions(argv, { port: integer(0, 65_535) });
     // Before anything is opened: a signal at any point from here on leads to a clean shutdown.
     const signals = shutdownSignals();
+    const warnings: SbmWarning[] = [];
     if (argv.host !== undefined && argv.port === undefined) throw new SbmError('SBM_USAGE', '--host needs --port');
     if (argv.host !== undefined && argv.allowRemote && !isLoopbackHost(argv.host)) {
-      warningSink(argv)({
+      warningSink(
+        argv,
+        warnings,
+      )({
         code: 'SBM_NBD_REMOTE',
         message: `${argv.host} exposes the disk without authentication to anyone who can reach it`,
       });
     }
-    const device = await openSource(argv);
+    const device = await openSource(argv, warnings);
     let server: NbdServerHandle | undefined;
     let fuse: FuseMount | undefined;
     let control: ControlServerHandle | undefined;
@@ -104,7 +108,7 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
       // the mount's socket or URI must find the control channel too, not a lock it cannot take.
       // Without it the mount still works; those commands then fail with SBM_LOCKED as before.
       if (device instanceof SparseBundle && !device.readOnly) {
-        const onWarning = warningSink(argv);
+        const onWarning = warningSink(argv, warnings);
         control = await serveControl(device, { onWarning }).catch((error: unknown) => {
           onWarning({ code: 'SBM_CONTROL', message: `no control channel: ${(error as Error).message}` });
           return undefined;
@@ -127,7 +131,7 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
           readOnly: device.readOnly || argv.readOnly,
         });
       }
-      report(argv, device, server, fuse);
+      report(argv, device, server, fuse, warnings);
       await signals.requested;
     } finally {
       signals.remaining([...(fuse === undefined ? [] : ['FUSE unmount']), 'drain and flush', 'unlock']);
@@ -145,8 +149,8 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
   }),
 };
 
-async function openSource(argv: MountArgs): Promise<BlockDevice> {
-  const onWarning = warningSink(argv);
+async function openSource(argv: MountArgs, warnings: SbmWarning[]): Promise<BlockDevice> {
+  const onWarning = warningSink(argv, warnings);
   const password = passwordSource(argv);
   const probe = await probeImage(argv.source);
   if (argv.snapshot !== undefined) {
@@ -192,10 +196,11 @@ function defaultExportName(source: string, snapshot: string | undefined): string
   return basename(source.replace(/\/+$/, '')).replace(/\.[^.]*$/, '');
 }
 
-function report(argv: MountArgs, device: BlockDevice, server: NbdServerHandle, fuse: FuseMount | undefined): void {
+function report(argv: MountArgs, device: BlockDevice, server: NbdServerHandle, fuse: FuseMount | undefined, warnings: SbmWarning[]): void {
   const readOnly = device.readOnly || argv.readOnly;
   if (argv.json) {
     printJson({
+      input: argv.source,
       uri: server.uri,
       exportName: server.exportName,
       ...(server.socketPath === undefined ? { host: server.host, port: server.port } : { socket: server.socketPath }),
@@ -203,6 +208,7 @@ function report(argv: MountArgs, device: BlockDevice, server: NbdServerHandle, f
       readOnly,
       ...(fuse === undefined ? {} : { fuseFile: fuse.filePath }),
       pid: process.pid,
+      warnings,
     });
   } else {
     printLine(server.uri);

@@ -6,6 +6,7 @@ import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
 import { BundleSession } from '../../lib/session/bundle-session.js';
 import { SbmError } from '../../lib/errors.js';
 import { formatSize } from '../../lib/size.js';
+import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { passwordSource } from '../password-input.js';
 import { checkOptions, size } from '../option-values.js';
@@ -27,7 +28,8 @@ export const resizeCommand: CommandModule<object, ResizeArgs> = {
       .options({ ...jsonOption, ...strictOption }),
   handler: action(async (argv) => {
     const sizeBytes = Math.ceil((checkOptions(argv, { size: size(1) }).size ?? 0) / SIZE_ALIGNMENT_BYTES) * SIZE_ALIGNMENT_BYTES;
-    const bundle = await SparseBundle.open(argv.bundle, { onWarning: warningSink(argv), password: passwordSource(argv) });
+    const warnings: SbmWarning[] = [];
+    const bundle = await SparseBundle.open(argv.bundle, { onWarning: warningSink(argv, warnings), password: passwordSource(argv) });
     try {
       const previousBytes = bundle.sizeBytes;
       if (sizeBytes < previousBytes && !argv.shrink) {
@@ -37,7 +39,7 @@ export const resizeCommand: CommandModule<object, ResizeArgs> = {
         );
       }
       await new BundleSession(bundle).resize(sizeBytes);
-      if (argv.json) printJson({ path: argv.bundle, previousBytes, sizeBytes });
+      if (argv.json) printJson({ input: argv.bundle, path: argv.bundle, previousBytes, sizeBytes, warnings });
       else printLine(`resized ${argv.bundle}: ${formatSize(previousBytes)} -> ${formatSize(sizeBytes)}`);
     } finally {
       await bundle.close();

@@ -11,6 +11,7 @@ import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
 import { SbmError } from '../../lib/errors.js';
 import { assertOutputOutsideInputs } from '../../lib/fs/output-inside-input.js';
 import { withStagedOutput } from '../../lib/fs/staged-output.js';
+import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, warningSink } from '../command-kit.js';
 import { passwordSource } from '../password-input.js';
 import { imageExtensionOf, writableExtensions, writableFormats } from '../output-names.js';
@@ -44,7 +45,8 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
       })
       .options(jsonOption),
   handler: action(async (argv) => {
-    const onWarning = warningSink(argv);
+    const warnings: SbmWarning[] = [];
+    const onWarning = warningSink(argv, warnings);
     const password = passwordSource(argv);
     const manifest = await readManifest(argv.backup);
     await assertOutputOutsideInputs(argv.target, [argv.backup], { outputLabel: 'restore target', inputLabel: 'backup' });
@@ -74,8 +76,11 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
           encryption,
         });
       }
-      if (argv.json) printJson({ backup: argv.backup, target: argv.target, ...(to === undefined ? {} : { format: to }), ...result });
-      else printLine(`restored ${argv.backup} -> ${argv.target}${to === undefined ? '' : ` (${to})`}`);
+      if (argv.json) {
+        // `backup` and `target` stay beside `input` and `output` for scripts written before.
+        const names = { input: argv.backup, output: argv.target, backup: argv.backup, target: argv.target };
+        printJson({ ...names, ...(to === undefined ? {} : { format: to }), ...result, warnings });
+      } else printLine(`restored ${argv.backup} -> ${argv.target}${to === undefined ? '' : ` (${to})`}`);
     } finally {
       await source.close();
     }

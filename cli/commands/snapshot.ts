@@ -39,7 +39,7 @@ export const snapshotCommand: CommandModule<object, SnapshotArgs> = {
     try {
       if (argv.action === 'list') {
         const list = await bundle.snapshotList();
-        if (argv.json) printJson({ snapshots: list, warnings });
+        if (argv.json) printJson({ input: argv.bundle, snapshots: list, warnings });
         else for (const item of list) printLine(`${item.name}\t${item.createdAt}\t${formatSize(item.uniqueBytes)} unique\t${item.token}`);
         return;
       }
@@ -47,14 +47,14 @@ export const snapshotCommand: CommandModule<object, SnapshotArgs> = {
       if (name === undefined) throw new SbmError('SBM_USAGE', `sbm snapshot ${argv.action} needs a snapshot name`);
       if (argv.action === 'create') {
         const info = await bundle.snapshotCreate(name);
-        if (argv.json) printJson({ ...info, warnings });
+        if (argv.json) printJson({ input: argv.bundle, ...info, warnings });
         else printLine(`${info.path}\n${info.token}`);
       } else if (argv.action === 'delete') {
         await bundle.snapshotDelete(name);
-        if (argv.json) printJson({ deleted: name, warnings });
+        if (argv.json) printJson({ input: argv.bundle, deleted: name, warnings });
       } else {
         const result = await bundle.snapshotRevert(name);
-        if (argv.json) printJson({ reverted: name, ...result, warnings });
+        if (argv.json) printJson({ input: argv.bundle, reverted: name, ...result, warnings });
         else printLine(`reverted to ${name}: ${result.bandsChanged} band(s) replaced`);
       }
     } finally {

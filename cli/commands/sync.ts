@@ -10,9 +10,9 @@ import { SbmError, isSbmError } from '../../lib/errors.js';
 import { isLayered } from '../../lib/image-layers.js';
 import { snapshotLayerPath } from '../../lib/sync/at-snapshot.js';
 import { formatSize } from '../../lib/size.js';
+import type { SbmWarning, WarningSink } from '../../lib/warnings.js';
 import { type SyncResult, syncDisk } from '../../lib/sync/sync-disk.js';
 import { type SyncTarget, localSyncTarget } from '../../lib/sync/sync-target.js';
-import type { WarningSink } from '../../lib/warnings.js';
 import { passwordSource } from '../password-input.js';
 import type { PasswordSource } from '../../lib/bundle/bundle-encryption.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
@@ -51,7 +51,8 @@ export const syncCommand: CommandModule<object, SyncArgs> = {
       })
       .example('$0 sync vm.vmwarevm/disk-000002.vmdk vm.sparsebundle', 'writes the bands that differ'),
   handler: action(async (argv) => {
-    const onWarning = warningSink(argv);
+    const warnings: SbmWarning[] = [];
+    const onWarning = warningSink(argv, warnings);
     const signals = shutdownSignals();
     let interrupted = false;
     void signals.requested.then(() => {
@@ -89,7 +90,7 @@ export const syncCommand: CommandModule<object, SyncArgs> = {
           },
         });
         progress.stop();
-        report(argv, sourcePath, result);
+        report(argv, sourcePath, result, warnings);
       } finally {
         await bundle.close();
       }
@@ -124,9 +125,17 @@ async function openSyncTarget(
   }
 }
 
-function report(argv: SyncArgs, source: string, result: SyncResult): void {
+function report(argv: SyncArgs, source: string, result: SyncResult, warnings: SbmWarning[]): void {
   if (argv.json) {
-    printJson({ disk: argv.disk, ...(source === argv.disk ? {} : { source }), bundle: argv.bundle, ...result });
+    printJson({
+      input: argv.disk,
+      output: argv.bundle,
+      disk: argv.disk,
+      ...(source === argv.disk ? {} : { source }),
+      bundle: argv.bundle,
+      ...result,
+      warnings,
+    });
     return;
   }
   const why = result.fullReason === undefined ? '' : ` (${result.fullReason})`;

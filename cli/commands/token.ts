@@ -33,7 +33,7 @@ export const tokenCommand: CommandModule<object, TokenArgs> = {
     });
     try {
       const token = await bundle.token();
-      if (argv.json) printJson({ token, ...parseToken(token), warnings });
+      if (argv.json) printJson({ input: argv.bundle, token, ...parseToken(token), warnings });
       else printLine(token);
     } finally {
       await bundle.close();
