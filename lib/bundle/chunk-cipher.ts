@@ -5,9 +5,8 @@
 //   cipher[k] = AES-CBC(aesKey, IV(k), plain[k])                     (no padding)
 //
 // Because the numbers restart per band, the same few thousand IVs serve every band: they are
-// computed once and kept. Decryption of a run of chunks is one AES-ECB call plus the CBC XOR
-// (every block's chaining value is the previous ciphertext block, or IV(k) at a chunk's start);
-// encryption is sequential by nature, one CBC call per chunk.
+// computed once and kept. A run of chunks is one CBC stream in each direction, corrected by XOR at
+// each chunk's first block (see decryptChunks and encryptChunks): no cipher object per chunk.
 
 import { createCipheriv, createDecipheriv, createHmac } from 'node:crypto';
 import { SbmError } from '../errors.js';
@@ -23,7 +22,6 @@ export class ChunkCipher {
   readonly #aesKey: Buffer;
   readonly #hmacKey: Buffer;
   readonly #cbc: string;
-  readonly #ecb: string;
   readonly #ivs: Array<Buffer | undefined> = [];
 
   constructor(keys: BundleKeys, chunkBytes: number) {
@@ -34,7 +32,6 @@ export class ChunkCipher {
     this.#aesKey = Buffer.from(keys.aesKey);
     this.#hmacKey = Buffer.from(keys.hmacKey);
     this.#cbc = `aes-${keys.keyBits}-cbc`;
-    this.#ecb = `aes-${keys.keyBits}-ecb`;
   }
 
   /** IV(k): the first 16 bytes of HMAC-SHA1(hmacKey, k as a big-endian u32). */
@@ -50,38 +47,52 @@ export class ChunkCipher {
 
   /**
    * Decrypts whole chunks: `cipherText` holds chunks firstChunk, firstChunk+1, ... and `target`
-   * (same length, not overlapping) receives the plaintext.
+   * (same length, not overlapping) receives the plaintext. One CBC pass over the whole run with
+   * IV(firstChunk) is right everywhere except the first block of each later chunk, whose chaining
+   * value was the previous chunk's last ciphertext block instead of its own IV: fixed by XOR.
    */
   decryptChunks(cipherText: Uint8Array, firstChunk: number, target: Uint8Array): void {
     this.#assertWhole(cipherText.length);
     if (cipherText.length === 0) return;
-    const decipher = createDecipheriv(this.#ecb, this.#aesKey, null);
+    const decipher = createDecipheriv(this.#cbc, this.#aesKey, this.ivOf(firstChunk));
     decipher.setAutoPadding(false);
-    const blocks = decipher.update(cipherText);
-    target.set(blocks, 0);
+    target.set(decipher.update(cipherText), 0);
     decipher.final();
-    const blocksPerChunk = this.chunkBytes / AES_BLOCK_BYTES;
-    const count = cipherText.length / AES_BLOCK_BYTES;
-    for (let block = 0; block < count; block++) {
-      const start = block * AES_BLOCK_BYTES;
-      const inChunk = block % blocksPerChunk;
-      const chain = inChunk === 0 ? this.ivOf(firstChunk + block / blocksPerChunk) : cipherText.subarray(start - AES_BLOCK_BYTES, start);
-      for (let index = 0; index < AES_BLOCK_BYTES; index++)
-        target[start + index] = (target[start + index] as number) ^ (chain[index] as number);
+    for (let start = this.chunkBytes, chunk = firstChunk + 1; start < cipherText.length; start += this.chunkBytes, chunk++) {
+      const iv = this.ivOf(chunk);
+      for (let index = 0; index < AES_BLOCK_BYTES; index++) {
+        const wrongChain = cipherText[start - AES_BLOCK_BYTES + index] as number;
+        target[start + index] = (target[start + index] as number) ^ wrongChain ^ (iv[index] as number);
+      }
     }
   }
 
-  /** Encrypts whole chunks, numbered from firstChunk; returns the ciphertext (a new buffer). */
+  /**
+   * Encrypts whole chunks, numbered from firstChunk; returns the ciphertext (a new buffer). One CBC
+   * stream for the run: before each later chunk, its first plaintext block is XORed with the
+   * stream's chaining value (the last ciphertext block) and the chunk's own IV, so the stream
+   * chains from IV(k) as a fresh cipher would.
+   */
   encryptChunks(plainText: Uint8Array, firstChunk: number): Buffer {
     this.#assertWhole(plainText.length);
     const out = Buffer.allocUnsafe(plainText.length);
-    for (let offset = 0, chunk = firstChunk; offset < plainText.length; offset += this.chunkBytes, chunk++) {
-      const cipher = createCipheriv(this.#cbc, this.#aesKey, this.ivOf(chunk));
-      cipher.setAutoPadding(false);
-      const written = cipher.update(plainText.subarray(offset, offset + this.chunkBytes));
-      written.copy(out, offset);
-      cipher.final();
+    if (plainText.length === 0) return out;
+    const cipher = createCipheriv(this.#cbc, this.#aesKey, this.ivOf(firstChunk));
+    cipher.setAutoPadding(false);
+    const chunk = Buffer.allocUnsafe(this.chunkBytes);
+    for (let offset = 0, number = firstChunk; offset < plainText.length; offset += this.chunkBytes, number++) {
+      chunk.set(plainText.subarray(offset, offset + this.chunkBytes));
+      if (offset > 0) {
+        const iv = this.ivOf(number);
+        for (let index = 0; index < AES_BLOCK_BYTES; index++) {
+          const chain = out[offset - AES_BLOCK_BYTES + index] as number;
+          chunk[index] = (chunk[index] as number) ^ chain ^ (iv[index] as number);
+        }
+      }
+      // CBC without padding returns every whole block at once: the chaining value is known next turn.
+      cipher.update(chunk).copy(out, offset);
     }
+    cipher.final();
     return out;
   }
 
