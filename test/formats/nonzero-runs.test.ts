@@ -66,7 +66,7 @@ test('runs hold every non-zero byte, in order, within windows, and no all-zero z
   t.pass();
 });
 
-test('holes are never read; progress reports every window; stopping early leaves no read behind', async (t) => {
+test('holes are never read, windows without data never visited; progress moves; an early stop returns', async (t) => {
   const device = new MemoryDevice(1024 * KiB);
   await device.write(0, seededBytes(8 * KiB, 1));
   await device.write(900 * KiB, seededBytes(8 * KiB, 2));
@@ -84,7 +84,7 @@ test('holes are never read; progress reports every window; stopping early leaves
   t.deepEqual(runs, [0, 900 * KiB]);
   t.deepEqual(reads, [0, 900 * KiB], 'only the two allocated extents are read');
   t.is(stats.bytesRead, 16 * KiB);
-  t.deepEqual(progress, [256 * KiB, 512 * KiB, 768 * KiB, 1024 * KiB]);
+  t.deepEqual(progress, [256 * KiB, 1024 * KiB], 'the windows with data; the last one ends the extent range');
 
   for await (const _ of nonZeroRuns(device, { windowBytes: 256 * KiB })) break;
   t.pass('an early stop returns');

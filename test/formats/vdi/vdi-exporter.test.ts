@@ -53,6 +53,16 @@ const CASES: readonly SourceCase[] = [
       { offset: 2 * GiB - 4096, length: 4096, seed: 10 },
     ],
   },
+  {
+    // qemu's vdi driver reports block status, so qemu-img compare skips the holes (a few seconds).
+    title: 'a 2 TiB sparse disk: a block map of 2 Mi entries written page by page',
+    sizeBytes: 2 * 1024 * GiB,
+    runs: [
+      { offset: 0, length: 4096, seed: 11 },
+      { offset: 1024 * GiB - 512, length: 1024, seed: 12 },
+      { offset: 2 * 1024 * GiB - 4096, length: 4096, seed: 13 },
+    ],
+  },
 ];
 
 interface QemuMapEntry {
@@ -124,7 +134,7 @@ async function exportCase(t: ExecutionContext, source: SourceCase): Promise<void
     [...qemuBlocks.values()],
     expected.map((_, index) => header.offData + index * MiB),
   );
-  t.true((await allocatedFileBytes(out)) <= 2 * MiB + expected.length * MiB, 'holes of the source take no space in the file');
+  t.true((await allocatedFileBytes(out)) <= header.offData + expected.length * MiB, 'holes of the source take no space in the file');
 }
 
 for (const source of CASES) test(`VDI export: ${source.title}`, (t) => exportCase(t, source));
