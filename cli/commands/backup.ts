@@ -13,6 +13,7 @@ import { formatSize } from '../../lib/size.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import { type ThinArgs, thinOptions, thinPolicyOf } from '../backup-options.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { counted } from '../plural.js';
 import { passwordOption, passwordSource } from '../password-input.js';
 import { type LeanOptions, leanCommand } from '../lean-parse.js';
 
@@ -74,7 +75,7 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
       if (argv.json) printJson({ input: argv.bundle, output: result.path, ...result, thinned, warnings });
       else {
         printLine(
-          `backup ${result.path}: ${result.bandsCopied} bands copied, ${result.bandsLinked} linked, ` +
+          `backup ${result.path}: ${counted(result.bandsCopied, 'band')} copied, ${result.bandsLinked} linked, ` +
             `${formatSize(result.bytesWritten)} written in ${result.seconds.toFixed(2)} s (${result.mode})`,
         );
         if (thinned !== undefined && thinned.deleted.length > 0) printLine(`thinned: deleted ${thinned.deleted.join(', ')}`);

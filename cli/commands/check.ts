@@ -4,6 +4,7 @@ import type { CommandModule } from 'yargs';
 import { checkBundle } from '../../lib/bundle/check-bundle.js';
 import { SbmError } from '../../lib/errors.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine } from '../command-kit.js';
+import { counted } from '../plural.js';
 
 interface CheckArgs extends GlobalOptions {
   bundle: string;
@@ -20,7 +21,7 @@ export const checkCommand: CommandModule<object, CheckArgs> = {
     } else {
       for (const finding of report.problems) printLine(`problem ${finding.code}: ${finding.message}`);
       for (const finding of report.warnings) printLine(`warning ${finding.code}: ${finding.message}`);
-      if (report.problems.length === 0) printLine(`${argv.bundle}: ok (${report.bandsChecked} bands checked)`);
+      if (report.problems.length === 0) printLine(`${argv.bundle}: ok (${counted(report.bandsChecked, 'band')} checked)`);
     }
     if (report.problems.length > 0) {
       throw new SbmError('SBM_CHECK_FAILED', `${argv.bundle}: ${report.problems.length} problem(s) found`, { problems: report.problems });

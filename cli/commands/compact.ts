@@ -7,6 +7,7 @@ import { compactBundle } from '../../lib/session/compact.js';
 import { formatSize } from '../../lib/size.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { counted } from '../plural.js';
 import { passwordSource } from '../password-input.js';
 
 interface CompactArgs extends GlobalOptions {
@@ -28,7 +29,9 @@ export const compactCommand: CommandModule<object, CompactArgs> = {
       if (argv.json) printJson({ input: argv.bundle, path: argv.bundle, ...result, warnings });
       else {
         const { bandsRemoved, bandsTrimmed, bytesFreed } = result;
-        printLine(`compacted ${argv.bundle}: ${bandsRemoved} band(s) removed, ${bandsTrimmed} trimmed, ${formatSize(bytesFreed)} freed`);
+        printLine(
+          `compacted ${argv.bundle}: ${counted(bandsRemoved, 'band')} removed, ${bandsTrimmed} trimmed, ${formatSize(bytesFreed)} freed`,
+        );
       }
     } finally {
       await bundle.close();

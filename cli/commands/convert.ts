@@ -9,6 +9,7 @@ import { assertOutputOutsideInputs, imageInputPaths } from '../../lib/fs/output-
 import { formatSize, formatSizeExact } from '../../lib/size.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { counted } from '../plural.js';
 import { newEncryption, passwordOption, passwordSource } from '../password-input.js';
 import { type LeanOptions, leanCommand } from '../lean-parse.js';
 import { MAX_DISK_INDEX, checkOptions, integer, size } from '../option-values.js';
@@ -89,7 +90,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       else {
         printLine(
           `converted ${argv.image} (${reader.formatName}) -> ${output}: ${formatSize(result.sizeBytes)} virtual, ` +
-            `${result.bandsWritten} bands, ${formatSize(result.bytesWritten)} written in ${result.seconds.toFixed(2)} s`,
+            `${counted(result.bandsWritten, 'band')}, ${formatSize(result.bytesWritten)} written in ${result.seconds.toFixed(2)} s`,
         );
       }
     } finally {

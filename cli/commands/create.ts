@@ -10,6 +10,7 @@ import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
 import { formatSize, formatSizeExact } from '../../lib/size.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { counted } from '../plural.js';
 import { checkOptions, size } from '../option-values.js';
 import { newEncryption, passwordOption } from '../password-input.js';
 import { BUNDLE_EXTENSION, refuseImageNamedBundle } from '../output-names.js';
@@ -71,7 +72,8 @@ export const createCommand: CommandModule<object, CreateArgs> = {
     const result = { path, sizeBytes, bandSizeBytes, bandCount, ...(argv.encryption === undefined ? {} : { encryption: argv.encryption }) };
     const encrypted = argv.encryption === undefined ? '' : `, encrypted with ${argv.encryption}`;
     if (argv.json) printJson({ output: path, ...result, warnings });
-    else printLine(`created ${path}: ${formatSize(sizeBytes)} in ${bandCount} bands of ${formatSize(bandSizeBytes)}${encrypted}`);
+    else
+      printLine(`created ${path}: ${formatSize(sizeBytes)} in ${counted(bandCount, 'band')} of ${formatSize(bandSizeBytes)}${encrypted}`);
   }),
 };
 

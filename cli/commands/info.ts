@@ -9,6 +9,7 @@ import type { SbmWarning } from '../../lib/warnings.js';
 import { MAX_DISK_INDEX, checkOptions, integer } from '../option-values.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { passwordSource } from '../password-input.js';
+import { describeDetail, labelOf } from '../detail-lines.js';
 
 interface InfoArgs extends GlobalOptions {
   image: string;
@@ -55,26 +56,12 @@ export const infoCommand: CommandModule<object, InfoArgs> = {
         ['path', argv.image],
         ['format', reader.formatName],
         ['virtual size', `${formatSize(reader.sizeBytes)} (${reader.sizeBytes} bytes)`],
-        ...Object.entries(details).map(([key, value]): [string, string] => [labelOf(key), describe(key, value)]),
+        ...Object.entries(details).map(([key, value]): [string, string] => [labelOf(key), describeDetail(key, value)]),
       ];
       const width = Math.max(...rows.map(([label]) => label.length)) + 2;
-      for (const [label, value] of rows) printLine(`${`${label}:`.padEnd(width)}${value}`);
+      for (const [label, value] of rows) printLine(`${`${label}:`.padEnd(width)}${value}`.replace(/ +\n/, '\n'));
     } finally {
       await reader.close();
     }
   }),
 };
-
-function labelOf(key: string): string {
-  return key
-    .replace(/Bytes$/, '')
-    .replace(/([A-Z])/g, ' $1')
-    .toLowerCase();
-}
-
-function describe(key: string, value: unknown): string {
-  if (typeof value === 'number' && /Bytes$/.test(key)) return `${formatSize(value)} (${value} bytes)`;
-  if (Array.isArray(value)) return value.map((item) => `\n    ${typeof item === 'object' ? JSON.stringify(item) : String(item)}`).join('');
-  if (typeof value === 'object' && value !== null) return JSON.stringify(value);
-  return String(value);
-}

@@ -8,6 +8,7 @@ import { SbmError } from '../../lib/errors.js';
 import { formatSize } from '../../lib/size.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { counted } from '../plural.js';
 import { passwordSource } from '../password-input.js';
 
 type SnapshotAction = 'create' | 'list' | 'delete' | 'revert';
@@ -55,7 +56,7 @@ export const snapshotCommand: CommandModule<object, SnapshotArgs> = {
       } else {
         const result = await bundle.snapshotRevert(name);
         if (argv.json) printJson({ input: argv.bundle, reverted: name, ...result, warnings });
-        else printLine(`reverted to ${name}: ${result.bandsChanged} band(s) replaced`);
+        else printLine(`reverted to ${name}: ${counted(result.bandsChanged, 'band')} replaced`);
       }
     } finally {
       await bundle.close();

@@ -16,6 +16,7 @@ import { type SyncTarget, localSyncTarget } from '../../lib/sync/sync-target.js'
 import { passwordSource } from '../password-input.js';
 import type { PasswordSource } from '../../lib/bundle/bundle-encryption.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { counted } from '../plural.js';
 import { progressReporter } from '../progress.js';
 import { shutdownSignals } from '../shutdown-signals.js';
 
@@ -140,7 +141,7 @@ function report(argv: SyncArgs, source: string, result: SyncResult, warnings: Sb
   }
   const why = result.fullReason === undefined ? '' : ` (${result.fullReason})`;
   printLine(
-    `synced ${source} -> ${argv.bundle}: ${result.mode} mode${why}, ${result.bandsCompared} bands compared, ` +
+    `synced ${source} -> ${argv.bundle}: ${result.mode} mode${why}, ${counted(result.bandsCompared, 'band')} compared, ` +
       `${result.bandsWritten} written, ${formatSize(result.bytesRead)} read in ${result.seconds.toFixed(2)} s`,
   );
 }

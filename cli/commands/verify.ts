@@ -4,6 +4,7 @@ import type { CommandModule } from 'yargs';
 import { verifyBackups } from '../../lib/backup/backup-catalog.js';
 import { SbmError } from '../../lib/errors.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption } from '../command-kit.js';
+import { counted } from '../plural.js';
 
 interface VerifyArgs extends GlobalOptions {
   path: string;
@@ -24,10 +25,13 @@ export const verifyCommand: CommandModule<object, VerifyArgs> = {
         const shared = band.sharedWith.length > 0 ? `; also in ${band.sharedWith.join(', ')}` : '';
         printLine(`damaged: ${band.backup} bands/${band.band}: ${band.problem}${shared}`);
       }
-      if (report.damaged.length === 0) printLine(`ok: ${report.backupsChecked} backup(s), ${report.bandsChecked} bands verified`);
+      if (report.damaged.length === 0)
+        printLine(`ok: ${counted(report.backupsChecked, 'backup')}, ${counted(report.bandsChecked, 'band')} verified`);
     }
     if (report.damaged.length > 0) {
-      throw new SbmError('SBM_VERIFY_FAILED', `${report.damaged.length} damaged band(s) in ${argv.path}`, { damaged: report.damaged });
+      throw new SbmError('SBM_VERIFY_FAILED', `${counted(report.damaged.length, 'damaged band')} in ${argv.path}`, {
+        damaged: report.damaged,
+      });
     }
   }),
 };
