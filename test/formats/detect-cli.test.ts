@@ -32,7 +32,11 @@ async function assertRefused(t: ExecutionContext, dir: string, path: string, lab
     const result = await runSbm(args);
     t.is(result.exitCode, 4, `${args.join(' ')}: ${result.stderr}`);
     t.is(result.stderr, refusal(path, label), args.join(' '));
-    t.is(result.stdout, '', args.join(' '));
+    // With --json the refusal is also an object on stdout; without, stdout stays empty.
+    const code = /^sbm: (SBM_[A-Z_]+):/.exec(result.stderr)?.[1];
+    if (args.includes('--json')) t.deepEqual(Object.keys(JSON.parse(result.stdout)), ['error'], args.join(' '));
+    if (args.includes('--json')) t.is(JSON.parse(result.stdout).error.code, code, args.join(' '));
+    else t.is(result.stdout, '', args.join(' '));
   }
   t.deepEqual(await listing(dir), before, 'nothing written');
 }
