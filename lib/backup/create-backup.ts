@@ -39,6 +39,9 @@ import {
   readManifest,
 } from './backup-manifest.js';
 import { BACKUP_SUFFIX, claimBuildFolder, discardInterrupted, freeBackupStem, listBackups, lockBackupSet } from './backup-set.js';
+import { debugLog } from '../debug-log.js';
+
+const debug = debugLog('sbm:backup');
 
 /** A complete bundle folder that does not change until release(): a snapshot, or the held live bundle. */
 export interface FrozenPoint {
@@ -95,6 +98,7 @@ export async function createBackup(source: BackupSource, destination: string, op
     inputLabel: 'source bundle',
     refuseInputInsideOutput: false,
   });
+  debug('backup of %s into %s: locking the set', source.path, setDir);
   const setLock = await lockBackupSet(setDir);
   try {
     const discarded = await discardInterrupted(setDir);
@@ -113,7 +117,9 @@ export async function createBackup(source: BackupSource, destination: string, op
     }
     const previous = (await listBackups(setDir)).at(-1);
     const previousManifest = previous === undefined ? undefined : await readManifest(previous.path);
+    debug('previous backup: %s; freezing the source', previous?.name ?? 'none');
     const frozen = await source.freeze(previousManifest?.token, options);
+    debug('frozen at %s (token %s)', frozen.takenAt.toISOString(), frozen.token ?? 'none');
     let releasing: Promise<void> | undefined;
     // Once the bands are read the source is free again (writers it holds back resume).
     const release = () => (releasing ??= frozen.release());
@@ -125,6 +131,7 @@ export async function createBackup(source: BackupSource, destination: string, op
           message: `${plan.fallbackReason}; comparing every band's hash with the previous backup`,
         });
       }
+      debug('plan: %s mode%s', plan.mode, plan.fallbackReason === undefined ? '' : ` (${plan.fallbackReason})`);
       const stem = await freeBackupStem(setDir, frozen.takenAt);
       const building = await claimBuildFolder(setDir, stem, { source: source.path, startedAt: new Date() });
       try {
@@ -143,10 +150,12 @@ export async function createBackup(source: BackupSource, destination: string, op
           bands: built.bands,
           stats: { bandsCopied: built.bandsCopied, bandsLinked: built.bandsLinked, bytesWritten: built.bytesWritten, seconds },
         };
+        debug('bands done: %d copied, %d linked; writing the manifest', built.bandsCopied, built.bandsLinked);
         await writeManifestAndSync(building, manifest);
         const finalPath = join(setDir, stem + BACKUP_SUFFIX);
         await rename(building, finalPath);
         await fsyncDirectory(setDir);
+        debug('published %s in %s s', finalPath, seconds.toFixed(2));
         return {
           path: finalPath,
           name: stem + BACKUP_SUFFIX,

@@ -11,6 +11,9 @@ import { type CopyOptions, type CopyResult, copyDevice } from '../copy-device.js
 import { SparseBundle } from '../engine/sparse-bundle.js';
 import { withStagedOutput } from '../fs/staged-output.js';
 import type { WarningSink } from '../warnings.js';
+import { debugLog } from '../debug-log.js';
+
+const debug = debugLog('sbm:convert');
 
 /** Band syncs in flight during a convert: they hold file-pool threads the copy also needs. */
 const SYNCS_IN_FLIGHT = 2;
@@ -57,6 +60,7 @@ export async function convertToBundle(source: BlockDevice, bundlePath: string, o
     async (stagingPath) => {
       // Untracked while under construction: no token can name a bundle that does not exist yet,
       // and a durable change record per new band would cost one fdatasync each.
+      debug('convert to %s: %d bytes in %d-byte bands, building in %s', bundlePath, sizeBytes, bandSizeBytes, stagingPath);
       const bundle = await SparseBundle.create(stagingPath, {
         sizeBytes,
         bandSizeBytes,
@@ -77,8 +81,10 @@ export async function convertToBundle(source: BlockDevice, bundlePath: string, o
             syncs.add(offset, length);
           },
         });
+        debug('copied: %d bytes read, %d written; waiting for the last band syncs', copied.bytesRead, copied.bytesWritten);
         await syncs.settle();
         const bandsWritten = bundle.bandsPresent().length;
+        debug('%d band(s) durable; renaming into place', bandsWritten);
         return { ...copied, bundlePath, sizeBytes, bandSizeBytes, bandsWritten };
       } finally {
         await syncs.settle().catch(() => undefined); // after a failure: the first error is already on its way

@@ -93,6 +93,15 @@ export class NbdServerProtocol {
     return this.phase.name === 'closed';
   }
 
+  /** What negotiation settled (for logs): structured replies, base:allocation, options seen. */
+  get negotiated(): { structuredReplies: boolean; baseAllocation: boolean; options: number } {
+    return {
+      structuredReplies: this.state.structuredReplies,
+      baseAllocation: this.state.metaContextId !== undefined,
+      options: this.optionCount,
+    };
+  }
+
   get inTransmission(): boolean {
     return this.phase.name === 'request-header' || this.phase.name === 'write-payload' || this.phase.name === 'write-skip';
   }

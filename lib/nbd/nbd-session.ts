@@ -73,6 +73,8 @@ export class NbdSession implements BudgetWaiter {
   private completedAtSweep = 0;
   private quietSince = Date.now();
   private readonly connectedAt = Date.now();
+  /** Who is connected, for DEBUG=sbm:nbd. */
+  private readonly peer: string;
   /** No more input is parsed: DISC, ABORT, EOF or server shutdown. */
   private stopped = false;
   /** The client shut its sending side: finish what it sent, then close. */
@@ -94,6 +96,8 @@ export class NbdSession implements BudgetWaiter {
     private readonly budget: InFlightBudget,
   ) {
     this.protocol = new NbdServerProtocol(target, (length) => pool.acquire(length));
+    this.peer = socket.remoteAddress === undefined ? 'a Unix-socket client' : `${socket.remoteAddress}:${socket.remotePort}`;
+    debug('client connected: %s', this.peer);
     this.done = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.once('close', () => this.released());
     socket.on('error', (error: NodeJS.ErrnoException) => {
@@ -282,6 +286,7 @@ export class NbdSession implements BudgetWaiter {
         return;
       }
       case 'transmission':
+        debug('negotiated with %s: %o', this.peer, this.protocol.negotiated);
         if (this.handshakeTimer !== undefined) clearTimeout(this.handshakeTimer);
         this.handshakeTimer = undefined;
         return;
@@ -356,6 +361,7 @@ export class NbdSession implements BudgetWaiter {
 
   /** The socket closed: give back what no request will release (a parked request, a payload reservation). */
   private released(): void {
+    debug('client disconnected: %s after %d ms, %d replies', this.peer, Date.now() - this.connectedAt, this.completed);
     this.clearTimers();
     this.budget.leave(this);
     if (this.parked?.data !== undefined) this.pool.release(this.parked.data);

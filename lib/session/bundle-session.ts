@@ -15,6 +15,9 @@ import type { SparseBundle } from '../engine/sparse-bundle.js';
 import { SnapshotManager } from '../snapshots/snapshot-manager.js';
 import type { ChangeReport, ReportOptions } from '../tracking/tracker-types.js';
 import { type ResolvedSince, resolveSince } from './resolve-since.js';
+import { debugLog } from '../debug-log.js';
+
+const debug = debugLog('sbm:changed-bands');
 
 /** A change report for `--since` text, with what the text was taken as. */
 export interface ChangedBandsResult {
@@ -59,7 +62,9 @@ export class BundleSession {
   /** changedBands for `--since` text (resolveSince), with what the text named. */
   async changedBandsSince(since: string, options: ReportOptions = {}): Promise<ChangedBandsResult> {
     const resolved = await this.resolveSince(since);
+    debug('changed-bands since %s: a %s, token %s', since, resolved.kind, resolved.token);
     const report = await this.changedBands(resolved.token, options);
+    debug('changed-bands: %d band(s), next token %s', report.bands.length, report.token ?? 'none');
     return { sinceKind: resolved.kind, bandSizeBytes: this.bundle.bandSizeBytes, report };
   }
 
