@@ -16,8 +16,12 @@ import { type BlockDevice, isAllZero } from './block-device.js';
 import { mapLimit } from './map-limit.js';
 
 export interface CopyProgress {
+  /** How far along the disk the copy is, holes included. */
   readonly bytesDone: number;
   readonly bytesTotal: number;
+  /** Bytes actually read from the source and written to the target so far (holes skipped cost none). */
+  readonly bytesRead?: number;
+  readonly bytesWritten?: number;
 }
 
 export interface CopyOptions {
@@ -108,7 +112,7 @@ export async function copyDevice(source: BlockDevice, target: BlockDevice, optio
     }
     bytesDone += task.spans.reduce((sum, span) => sum + span.length, 0);
     options.onChunkWritten?.(task.chunkStart, task.chunkLength);
-    options.onProgress?.({ bytesDone, bytesTotal: total });
+    options.onProgress?.({ bytesDone, bytesTotal: total, bytesRead, bytesWritten });
   };
 
   for (let windowStart = 0; windowStart < total; windowStart += EXTENT_WINDOW_BYTES) {
@@ -119,7 +123,7 @@ export async function copyDevice(source: BlockDevice, target: BlockDevice, optio
     for (const task of tasks) for (const span of task.spans) spanned += span.length;
     bytesDone += windowLength - spanned;
     await mapLimit(tasks, concurrency, copyChunk);
-    options.onProgress?.({ bytesDone, bytesTotal: total });
+    options.onProgress?.({ bytesDone, bytesTotal: total, bytesRead, bytesWritten });
   }
   await target.flush();
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;

@@ -16,6 +16,7 @@ import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOpt
 import { counted } from '../plural.js';
 import { passwordOption, passwordSource } from '../password-input.js';
 import { type LeanOptions, leanCommand } from '../lean-parse.js';
+import { progressReporter } from '../progress.js';
 
 interface BackupArgs extends GlobalOptions, ThinArgs {
   bundle: string;
@@ -62,15 +63,16 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
       password: passwordSource(argv),
     });
     try {
-      const showProgress = argv.progress && !argv.json && process.stderr.isTTY;
+      const progress = progressReporter('backing up', argv.progress && !argv.json, { unit: 'bands', moved: 'copied' });
       const result = await createBackup(bundle.backupSource(), argv.dest, {
         copyMode: argv.copy,
         onWarning,
-        onProgress: showProgress
-          ? ({ bandsDone, bandsTotal }) => process.stderr.write(`\rbacking up: ${bandsDone}/${bandsTotal} bands`)
-          : undefined,
-      });
-      if (showProgress) process.stderr.write('\n');
+        onProgress:
+          progress.onProgress === undefined
+            ? undefined
+            : ({ bandsDone, bandsTotal, bytesWritten }) =>
+                progress.onProgress?.({ bytesDone: bandsDone, bytesTotal: bandsTotal, bytesWritten }),
+      }).finally(() => progress.stop());
       const thinned = policy === undefined ? undefined : await thinSet(result.path.slice(0, result.path.lastIndexOf('/')), policy);
       if (argv.json) printJson({ input: argv.bundle, output: result.path, ...result, thinned, warnings });
       else {

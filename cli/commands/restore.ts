@@ -15,12 +15,14 @@ import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, warningSink } from '../command-kit.js';
 import { passwordSource } from '../password-input.js';
 import { imageExtensionOf, writableExtensions, writableFormats } from '../output-names.js';
+import { progressReporter } from '../progress.js';
 
 interface RestoreArgs extends GlobalOptions {
   backup: string;
   target: string;
   to?: string;
   force: boolean;
+  progress: boolean;
 }
 
 export const restoreCommand: CommandModule<object, RestoreArgs> = {
@@ -43,6 +45,7 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
         default: false,
         describe: 'overwrite an existing target (a bundle is rewritten in place, tracked)',
       })
+      .option('progress', { type: 'boolean', default: true, describe: 'progress bar on a TTY (--no-progress to hide)' })
       .options(jsonOption),
   handler: action(async (argv) => {
     const warnings: SbmWarning[] = [];
@@ -52,16 +55,18 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
     await assertOutputOutsideInputs(argv.target, [argv.backup], { outputLabel: 'restore target', inputLabel: 'backup' });
     const to = argv.to ?? formatNamedBy(argv.target);
     const source = await SparseBundle.open(argv.backup, { readOnly: true, onWarning, password });
+    const progress = progressReporter('restoring', argv.progress && !argv.json);
+    const copy = { onProgress: progress.onProgress };
     try {
       let result: object;
       if (to !== undefined) {
         const exporter = findExporter(to);
-        result = await withStagedOutput(argv.target, { force: argv.force }, (staging) => exporter.export(source, staging, {}));
+        result = await withStagedOutput(argv.target, { force: argv.force }, (staging) => exporter.export(source, staging, { copy }));
       } else if (await isBundle(argv.target)) {
         if (!argv.force) throw new SbmError('SBM_EXISTS', `${argv.target} exists; --force rewrites it in place (tracked as changes)`);
         const live = await SparseBundle.open(argv.target, { onWarning, password });
         try {
-          result = { inPlace: true, ...(await overwriteBundle(source, live)) };
+          result = { inPlace: true, ...(await overwriteBundle(source, live, copy)) };
         } finally {
           await live.close();
         }
@@ -74,6 +79,7 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
           force: argv.force,
           onWarning,
           encryption,
+          copy,
         });
       }
       if (argv.json) {
@@ -82,6 +88,7 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
         printJson({ ...names, ...(to === undefined ? {} : { format: to }), ...result, warnings });
       } else printLine(`restored ${argv.backup} -> ${argv.target}${to === undefined ? '' : ` (${to})`}`);
     } finally {
+      progress.stop();
       await source.close();
     }
   }),

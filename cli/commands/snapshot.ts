@@ -8,6 +8,7 @@ import { SbmError } from '../../lib/errors.js';
 import { formatSize } from '../../lib/size.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
+import { progressReporter } from '../progress.js';
 import { counted } from '../plural.js';
 import { passwordSource } from '../password-input.js';
 
@@ -54,7 +55,13 @@ export const snapshotCommand: CommandModule<object, SnapshotArgs> = {
         await bundle.snapshotDelete(name);
         if (argv.json) printJson({ input: argv.bundle, deleted: name, warnings });
       } else {
-        const result = await bundle.snapshotRevert(name);
+        const progress = progressReporter('reverting', !argv.json, { unit: 'bands', showRate: false });
+        const result = await bundle
+          .snapshotRevert(
+            name,
+            progress.onProgress && (({ bandsDone, bandsTotal }) => progress.onProgress?.({ bytesDone: bandsDone, bytesTotal: bandsTotal })),
+          )
+          .finally(() => progress.stop());
         if (argv.json) printJson({ input: argv.bundle, reverted: name, ...result, warnings });
         else printLine(`reverted to ${name}: ${counted(result.bandsChanged, 'band')} replaced`);
       }

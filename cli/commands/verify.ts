@@ -4,10 +4,12 @@ import type { CommandModule } from 'yargs';
 import { verifyBackups } from '../../lib/backup/backup-catalog.js';
 import { SbmError } from '../../lib/errors.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption } from '../command-kit.js';
+import { progressReporter } from '../progress.js';
 import { counted } from '../plural.js';
 
 interface VerifyArgs extends GlobalOptions {
   path: string;
+  progress: boolean;
 }
 
 export const verifyCommand: CommandModule<object, VerifyArgs> = {
@@ -16,9 +18,15 @@ export const verifyCommand: CommandModule<object, VerifyArgs> = {
   builder: (yargs) =>
     yargs
       .positional('path', { type: 'string', demandOption: true, describe: 'one backup, a set (DEST/NAME) or a destination (DEST)' })
+      .option('progress', { type: 'boolean', default: true, describe: 'progress bar on a TTY (--no-progress to hide)' })
       .options({ ...jsonOption, ...strictOption }),
   handler: action(async (argv) => {
-    const report = await verifyBackups(argv.path);
+    const progress = progressReporter('verifying', argv.progress && !argv.json, { unit: 'bands', moved: 'hashed' });
+    const report = await verifyBackups(argv.path, {
+      onProgress:
+        progress.onProgress &&
+        (({ bandsDone, bandsTotal, bytesRead }) => progress.onProgress?.({ bytesDone: bandsDone, bytesTotal: bandsTotal, bytesRead })),
+    }).finally(() => progress.stop());
     if (argv.json) printJson({ input: argv.path, ...report, ok: report.damaged.length === 0, warnings: [] });
     else {
       for (const band of report.damaged) {

@@ -4,7 +4,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { mapLimit } from '../map-limit.js';
-import { readManifest } from './backup-manifest.js';
+import { type BackupManifest, readManifest } from './backup-manifest.js';
 import { type BackupEntry, listBackups } from './backup-set.js';
 import { resolveBackupTarget } from './backup-target.js';
 import { hashFile } from './band-files.js';
@@ -61,7 +61,12 @@ export interface VerifyReport {
  * Damaged bands name their backup as given (one backup), by name (a set) or as SET/NAME (a
  * destination).
  */
-export async function verifyBackups(path: string): Promise<VerifyReport> {
+export interface VerifyOptions {
+  /** After each band: bands hashed of the total, and the bytes read to hash them. */
+  readonly onProgress?: (progress: { bandsDone: number; bandsTotal: number; bytesRead: number }) => void;
+}
+
+export async function verifyBackups(path: string, options: VerifyOptions = {}): Promise<VerifyReport> {
   const target = await resolveBackupTarget(path);
   const backups: BackupEntry[] = [];
   if (target.kind === 'backup') backups.push({ name: path, path: target.path, time: new Date(0) });
@@ -73,8 +78,14 @@ export async function verifyBackups(path: string): Promise<VerifyReport> {
   const inodes = new Map<string, string[]>(); // dev:ino -> backups that link it
   const damaged: Array<Omit<DamagedBand, 'sharedWith'> & { inode?: string }> = [];
   let bandsChecked = 0;
+  let bytesRead = 0;
+  // Manifests first, so progress knows the total.
+  const manifests = new Map<string, BackupManifest>();
+  for (const backup of backups) manifests.set(backup.path, await readManifest(backup.path));
+  let bandsTotal = 0;
+  for (const manifest of manifests.values()) bandsTotal += Object.keys(manifest.bands).length;
   for (const backup of backups) {
-    const manifest = await readManifest(backup.path);
+    const manifest = manifests.get(backup.path) as BackupManifest;
     const present = new Set(await readdir(join(backup.path, 'bands')));
     for (const name of present) {
       if (!(name in manifest.bands)) damaged.push({ backup: backup.name, band: name, problem: 'band file not in the manifest' });
@@ -90,6 +101,8 @@ export async function verifyBackups(path: string): Promise<VerifyReport> {
       const inode = `${fileInfo.dev}:${fileInfo.ino}`;
       inodes.set(inode, [...(inodes.get(inode) ?? []), backup.name]);
       const actual = await hashFile(file);
+      bytesRead += actual.size;
+      options.onProgress?.({ bandsDone: bandsChecked, bandsTotal, bytesRead });
       if (actual.size !== record.size || actual.sha256 !== record.sha256) {
         damaged.push({
           backup: backup.name,

@@ -76,7 +76,8 @@ export interface BackupOptions {
   /** Copy unchanged bands instead of linking them (destinations without hard links). */
   readonly copyMode?: boolean;
   readonly onWarning?: WarningSink;
-  readonly onProgress?: (progress: { bandsDone: number; bandsTotal: number }) => void;
+  /** After each band: bands done of the total, and the bytes copied so far (linked bands cost none). */
+  readonly onProgress?: (progress: { bandsDone: number; bandsTotal: number; bytesWritten: number }) => void;
 }
 
 export interface BackupResult {
@@ -236,7 +237,7 @@ async function buildBackup(
   const copyMode = options.copyMode === true;
   const built = { bands: {} as Record<string, BandRecord>, bandsCopied: 0, bandsLinked: 0, bytesWritten: 0 };
   let bandsDone = 0;
-  const done = () => options.onProgress?.({ bandsDone: ++bandsDone, bandsTotal: plan.present.length });
+  const done = () => options.onProgress?.({ bandsDone: ++bandsDone, bandsTotal: plan.present.length, bytesWritten: built.bytesWritten });
   const copied = (name: string, record: BandRecord) => {
     built.bands[name] = record;
     built.bytesWritten += record.size;

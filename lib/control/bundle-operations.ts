@@ -27,7 +27,11 @@ export interface BundleOperations {
   snapshotCreate(name: string): Promise<SnapshotInfo>;
   snapshotList(): Promise<SnapshotInfo[]>;
   snapshotDelete(name: string): Promise<void>;
-  snapshotRevert(name: string): Promise<{ bandsChanged: number }>;
+  /** `onProgress` is told after each band when the bundle is held here (not through a mount). */
+  snapshotRevert(
+    name: string,
+    onProgress?: (progress: { bandsDone: number; bandsTotal: number }) => void,
+  ): Promise<{ bandsChanged: number }>;
   backupSource(): BackupSource;
   /** The disk's geometry now (sync). */
   geometry(): Promise<{ sizeBytes: number; bandSizeBytes: number }>;
@@ -57,7 +61,7 @@ export function localOperations(bundle: SparseBundle, options: { owned: boolean 
     snapshotCreate: (name) => session.snapshots.create(name),
     snapshotList: () => session.snapshots.list(),
     snapshotDelete: (name) => session.snapshots.delete(name),
-    snapshotRevert: (name) => session.snapshots.revert(name),
+    snapshotRevert: (name, onProgress) => session.snapshots.revert(name, onProgress),
     backupSource: () => bundleBackupSource(bundle),
     geometry: async () => ({ sizeBytes: bundle.sizeBytes, bandSizeBytes: bundle.bandSizeBytes }),
     read: (offset, length) => bundle.read(offset, length),

@@ -204,7 +204,10 @@ export class SnapshotManager {
   }
 
   /** Makes the live disk equal to the snapshot; every band replaced is recorded as a change. */
-  async revert(name: string): Promise<{ bandsChanged: number }> {
+  async revert(
+    name: string,
+    onProgress?: (progress: { bandsDone: number; bandsTotal: number }) => void,
+  ): Promise<{ bandsChanged: number }> {
     this.assertWritable();
     const meta = await this.meta(name);
     const snapshotPaths = bundlePaths(this.pathOf(name));
@@ -229,7 +232,9 @@ export class SnapshotManager {
       const snapshotBands = await listBandIndexes(snapshotPaths.bands, bandCountOf(info.sizeBytes, info.bandSizeBytes));
       const all = [...new Set([...this.bundle.bandsPresent(), ...snapshotBands])].sort((a, b) => a - b);
       let bandsChanged = 0;
+      let bandsDone = 0;
       for (const bandIndex of all) {
+        onProgress?.({ bandsDone: bandsDone++, bandsTotal: all.length });
         const live = await stampPath(this.bundle.bandPath(bandIndex));
         const frozenPath = join(snapshotPaths.bands, bandFileName(bandIndex));
         const frozen = await stampPath(frozenPath);
@@ -243,6 +248,7 @@ export class SnapshotManager {
         }
         bandsChanged++;
       }
+      onProgress?.({ bandsDone: all.length, bandsTotal: all.length });
       // The replaced bands' renames are made durable by withQuiescedIo's flush before it returns.
       return { bandsChanged };
     });
