@@ -68,6 +68,7 @@ const REFUSALS: Array<[string, (s: Setup) => string[]]> = [
   ['token', (s) => ['token', s.backup]],
   ['changed-bands', (s) => ['changed-bands', s.backup, '--since', '2020-01-01T00:00:00Z']],
   ['backup of a backup', (s) => ['backup', s.backup, join(s.dir, 'other-dest')]],
+  ['sync into it', (s) => ['sync', s.disk, s.backup]],
 ];
 
 for (const [label, argsOf] of REFUSALS) {

@@ -42,6 +42,7 @@ test('the word check catches a word cut in two', (t) => {
 test('every positional of every command is described', async (t) => {
   for (const name of Object.keys(COMMAND_LOADERS)) {
     const text = await help([name], 120);
+    t.notRegex(text, /\[default: "?\d{6,}/, `sbm ${name}: a size default in bytes (show it as 8M)`);
     const section = /\nPositionals:\n([\s\S]*?)\n\n/.exec(text)?.[1] ?? '';
     for (const line of section.split('\n').filter((entry) => /^ {2}\S/.test(entry))) {
       // "  name  description   [string] [required]": some text between the name and the tags.
