@@ -79,6 +79,14 @@ export const ERROR_CODES = {
     summary: "`sbm sync`: the bundle does not have the source disk's size (--resize grows it; it is never shrunk)",
   },
   SBM_CONTROL: { exitCode: 1, summary: 'the control channel of a running `sbm mount` failed (bad request or reply, connection lost)' },
+  SBM_S3_CREDENTIALS: {
+    exitCode: 1,
+    summary: 'the S3 server refused the credentials (wrong access key or secret, clock skew, none found)',
+  },
+  SBM_S3_NO_BUCKET: { exitCode: 1, summary: 'the S3 bucket does not exist' },
+  SBM_S3_DENIED: { exitCode: 1, summary: 'the S3 server denied the request: the credentials lack permission' },
+  SBM_S3_UNREACHABLE: { exitCode: 1, summary: 'the S3 endpoint cannot be reached (connection refused, DNS, timeout) after retries' },
+  SBM_S3_FAILED: { exitCode: 1, summary: 'the S3 server failed a request after retries (5xx, full, throttled)' },
   SBM_TOKEN_FUTURE: {
     exitCode: 10,
     summary: 'token is newer than the bundle (restored from an older copy, or edited): full backup required',

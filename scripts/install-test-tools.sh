@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs the reference tools the interop tests drive (Debian/Ubuntu), only when missing.
 set -euo pipefail
+# ceph-mon, ceph-osd, radosgw and ceph-common: the throwaway Ceph RADOS Gateway (a real S3 server)
+# the S3 backup tests run against (scripts/ceph-rgw.sh); curl is its readiness probe.
 packages=(qemu-utils libnbd-bin nbdkit fuse3 libvmdk-utils libvhdi-utils e2fsprogs python3-vmdkstream rsync python3-cryptography)
+packages+=(ceph-mon ceph-osd radosgw ceph-common curl)
 tools=(qemu-img qemu-io qemu-nbd nbdinfo nbdcopy nbdfuse nbdkit vmdkinfo vhdiinfo mkfs.ext4 e2fsck fusermount3 rsync)
+tools+=(ceph-mon ceph-osd radosgw radosgw-admin ceph monmaptool ceph-authtool curl)
 missing=()
 for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")

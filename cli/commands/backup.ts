@@ -10,25 +10,29 @@ import { type ThinPolicy, type ThinResult, thinBackups } from '../../lib/backup/
 import { openBundleOperations } from '../../lib/control/open-bundle-operations.js';
 import { assertOutputOutsideInputs } from '../../lib/fs/output-inside-input.js';
 import { formatSize } from '../../lib/size.js';
-import type { SbmWarning } from '../../lib/warnings.js';
+import type { SbmWarning, WarningSink } from '../../lib/warnings.js';
 import { type ThinArgs, thinOptions, thinPolicyOf } from '../backup-options.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { counted } from '../plural.js';
 import { passwordOption, passwordSource } from '../password-input.js';
 import { type LeanOptions, leanCommand } from '../lean-parse.js';
 import { progressReporter } from '../progress.js';
+import { isS3Url } from '../../lib/backup/s3/s3-location.js';
+import { endpointOption } from '../s3-options.js';
 
 interface BackupArgs extends GlobalOptions, ThinArgs {
   bundle: string;
   dest: string;
   copy: boolean;
   progress: boolean;
+  endpoint?: string;
 }
 
 /** Shared by yargs and the lean fast path (cli/lean-parse.ts). */
 const BACKUP_OPTIONS = {
   copy: { type: 'boolean', default: false, describe: 'copy unchanged bands instead of hard-linking them' },
   progress: { type: 'boolean', default: true, describe: 'progress on a TTY (--no-progress to hide)' },
+  ...endpointOption,
   ...thinOptions,
   ...jsonOption,
   ...strictOption,
@@ -41,15 +45,24 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
   builder: (yargs) =>
     yargs
       .positional('bundle', { type: 'string', demandOption: true, describe: 'the sparse bundle to back up (may be mounted)' })
-      .positional('dest', { type: 'string', demandOption: true, describe: 'destination folder (holds one set per disk)' })
+      .positional('dest', {
+        type: 'string',
+        demandOption: true,
+        describe: 'destination folder (holds one set per disk), or an S3 repository s3://BUCKET/PREFIX',
+      })
       .options(BACKUP_OPTIONS)
-      .example('$0 backup vm.sparsebundle /Volumes/Backup --keep-hourly 24 --keep-daily 30', 'back up, then thin'),
+      .example('$0 backup vm.sparsebundle /Volumes/Backup --keep-hourly 24 --keep-daily 30', 'back up, then thin')
+      .example('$0 backup vm.sparsebundle s3://my-bucket/sbm', 'back up to S3, uploading only chunks the bucket lacks'),
   handler: action(async (argv) => {
     // Every option is checked before anything is written, so a bad --max-bytes can never fail a
     // run after the backup was made.
     const policy = thinPolicyOf(argv);
     const warnings: SbmWarning[] = [];
     const onWarning = warningSink(argv, warnings);
+    if (isS3Url(argv.dest)) {
+      await backupBundleToS3(argv, policy, onWarning, warnings);
+      return;
+    }
     // Before the bundle is opened (opening it read-write already writes in it); createBackup
     // checks the set folder itself again.
     await assertOutputOutsideInputs(argv.dest, [argv.bundle], {
@@ -87,6 +100,29 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
     }
   }),
 };
+
+async function backupBundleToS3(argv: BackupArgs, policy: ThinPolicy | undefined, onWarning: WarningSink, warnings: SbmWarning[]) {
+  const { backupToS3 } = await import('../s3-actions.js'); // the AWS SDK loads only here
+  const bundle = await openBundleOperations(argv.bundle, {
+    onWarning,
+    strictWarnings: argv.strict === true,
+    password: passwordSource(argv),
+  });
+  try {
+    await backupToS3(bundle.backupSource(), {
+      bundle: argv.bundle,
+      dest: argv.dest,
+      ...(argv.endpoint === undefined ? {} : { endpoint: argv.endpoint }),
+      json: argv.json === true,
+      showProgress: argv.progress && !argv.json && process.stderr.isTTY,
+      ...(policy === undefined ? {} : { policy }),
+      onWarning,
+      warnings,
+    });
+  } finally {
+    await bundle.close();
+  }
+}
 
 /** Thins under the set's lock, as `sbm thin` does: never while another run links bands to a backup it would delete. */
 async function thinSet(setDir: string, policy: ThinPolicy): Promise<ThinResult> {

@@ -7,19 +7,26 @@ import { resolveBackupTarget } from '../../lib/backup/backup-target.js';
 import { formatSize } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption } from '../command-kit.js';
 import { printTable } from '../table.js';
+import { isS3Url } from '../../lib/backup/s3/s3-location.js';
+import { endpointOption } from '../s3-options.js';
 
 interface BackupsArgs extends GlobalOptions {
   dest: string;
+  endpoint?: string;
 }
 
 export const backupsCommand: CommandModule<object, BackupsArgs> = {
   command: 'backups <dest>',
-  describe: 'list backups: of every set under a destination, of one set, or one backup',
+  describe: 'list backups: of every set under a destination, of one set, or one backup (also s3://BUCKET/PREFIX[/SET[/NAME]])',
   builder: (yargs) =>
     yargs
       .positional('dest', { type: 'string', demandOption: true, describe: 'a destination (DEST), a set (DEST/NAME) or one backup' })
-      .options({ ...jsonOption, ...strictOption }),
+      .options({ ...endpointOption, ...jsonOption, ...strictOption }),
   handler: action(async (argv) => {
+    if (isS3Url(argv.dest)) {
+      await (await import('../s3-actions.js')).listS3Backups(argv.dest, argv.endpoint, argv.json === true);
+      return;
+    }
     const target = await resolveBackupTarget(argv.dest);
     const sets = [];
     for (const set of target.sets) {

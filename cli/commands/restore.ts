@@ -11,11 +11,14 @@ import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
 import { SbmError } from '../../lib/errors.js';
 import { assertOutputOutsideInputs } from '../../lib/fs/output-inside-input.js';
 import { withStagedOutput } from '../../lib/fs/staged-output.js';
-import type { SbmWarning } from '../../lib/warnings.js';
+import type { SbmWarning, WarningSink } from '../../lib/warnings.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, warningSink } from '../command-kit.js';
 import { passwordSource } from '../password-input.js';
 import { imageExtensionOf, writableExtensions, writableFormats } from '../output-names.js';
 import { progressReporter } from '../progress.js';
+import { isS3Url } from '../../lib/backup/s3/s3-location.js';
+import type { BlockDevice } from '../../lib/block-device.js';
+import { endpointOption } from '../s3-options.js';
 
 interface RestoreArgs extends GlobalOptions {
   backup: string;
@@ -23,6 +26,7 @@ interface RestoreArgs extends GlobalOptions {
   to?: string;
   force: boolean;
   progress: boolean;
+  endpoint?: string;
 }
 
 export const restoreCommand: CommandModule<object, RestoreArgs> = {
@@ -30,7 +34,11 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
   describe: `restore a backup into a new bundle, over an existing bundle (--force), or to an image (--to ${writableFormats()})`,
   builder: (yargs) =>
     yargs
-      .positional('backup', { type: 'string', demandOption: true, describe: 'a backup: DEST/NAME/<time>.sparsebundle' })
+      .positional('backup', {
+        type: 'string',
+        demandOption: true,
+        describe: 'a backup: DEST/NAME/<time>.sparsebundle, or s3://BUCKET/PREFIX/NAME/<time>',
+      })
       .positional('target', {
         type: 'string',
         demandOption: true,
@@ -46,15 +54,19 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
         describe: 'overwrite an existing target (a bundle is rewritten in place, tracked)',
       })
       .option('progress', { type: 'boolean', default: true, describe: 'progress bar on a TTY (--no-progress to hide)' })
+      .options(endpointOption)
       .options(jsonOption),
   handler: action(async (argv) => {
     const warnings: SbmWarning[] = [];
     const onWarning = warningSink(argv, warnings);
     const password = passwordSource(argv);
-    const manifest = await readManifest(argv.backup);
-    await assertOutputOutsideInputs(argv.target, [argv.backup], { outputLabel: 'restore target', inputLabel: 'backup' });
+    const s3 = isS3Url(argv.backup);
+    if (!s3) await assertOutputOutsideInputs(argv.target, [argv.backup], { outputLabel: 'restore target', inputLabel: 'backup' });
     const to = argv.to ?? formatNamedBy(argv.target);
-    const source = await SparseBundle.open(argv.backup, { readOnly: true, onWarning, password });
+    const opened = s3
+      ? await (await import('../s3-actions.js')).openS3Backup(argv.backup, argv.endpoint) // the AWS SDK loads only here
+      : await openFolderBackup(argv.backup, onWarning, password);
+    const source = opened.device;
     const progress = progressReporter('restoring', argv.progress && !argv.json);
     const copy = { onProgress: progress.onProgress };
     try {
@@ -72,10 +84,10 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
         }
       } else {
         // An encrypted backup restores as a bundle encrypted again, under the same password.
-        const given = source.encryption === undefined ? undefined : await password();
-        const encryption = given === undefined ? undefined : { keyBits: keyBitsOf(source.encryption), password: given };
+        const given = opened.encryption === undefined ? undefined : await password();
+        const encryption = given === undefined ? undefined : { keyBits: keyBitsOf(opened.encryption), password: given };
         result = await convertToBundle(source, argv.target, {
-          bandSizeBytes: manifest.bandSizeBytes,
+          bandSizeBytes: opened.bandSizeBytes,
           force: argv.force,
           onWarning,
           encryption,
@@ -93,6 +105,21 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
     }
   }),
 };
+
+/** A folder backup (a complete bundle with a manifest), opened read-only. */
+async function openFolderBackup(
+  path: string,
+  onWarning: WarningSink,
+  password: ReturnType<typeof passwordSource>,
+): Promise<{ device: BlockDevice; bandSizeBytes: number; encryption?: string }> {
+  const manifest = await readManifest(path);
+  const bundle = await SparseBundle.open(path, { readOnly: true, onWarning, password });
+  return {
+    device: bundle,
+    bandSizeBytes: manifest.bandSizeBytes,
+    ...(bundle.encryption === undefined ? {} : { encryption: bundle.encryption }),
+  };
+}
 
 /**
  * The image format a target's extension names (`new.vmdk` restores as --to vmdk would), so a

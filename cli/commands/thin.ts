@@ -11,10 +11,13 @@ import { formatSize } from '../../lib/size.js';
 import { type ThinArgs, thinOptions, thinPolicyOf } from '../backup-options.js';
 import { resolveBackupTarget } from '../../lib/backup/backup-target.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption } from '../command-kit.js';
+import { isS3Url } from '../../lib/backup/s3/s3-location.js';
+import { endpointOption } from '../s3-options.js';
 
 interface ThinCommandArgs extends GlobalOptions, ThinArgs {
   dest: string;
   'dry-run': boolean;
+  endpoint?: string;
 }
 
 export const thinCommand: CommandModule<object, ThinCommandArgs> = {
@@ -25,7 +28,7 @@ export const thinCommand: CommandModule<object, ThinCommandArgs> = {
       .positional('dest', { type: 'string', demandOption: true, describe: 'a destination (DEST, every set in it) or one set (DEST/NAME)' })
       .options(thinOptions)
       .option('dry-run', { type: 'boolean', default: false, describe: 'print what would be deleted; delete nothing' })
-      .options({ ...jsonOption, ...strictOption })
+      .options({ ...endpointOption, ...jsonOption, ...strictOption })
       .example('$0 thin /mnt/backup --keep-daily 30 --dry-run', 'show which backups a 30-day policy would delete'),
   handler: action(async (argv) => {
     const policy = thinPolicyOf(argv); // every value checked before anything is read or locked
@@ -35,6 +38,10 @@ export const thinCommand: CommandModule<object, ThinCommandArgs> = {
         'SBM_USAGE',
         'give at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly, --max-bytes',
       );
+    if (isS3Url(argv.dest)) {
+      await (await import('../s3-actions.js')).thinS3(argv.dest, argv.endpoint, policy, dryRun, argv.json === true);
+      return;
+    }
     // Checked before any lock file is made: nothing is created in a folder that is not a backup set.
     const target = await resolveBackupTarget(argv.dest);
     if (target.kind === 'backup') {

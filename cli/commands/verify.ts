@@ -6,10 +6,14 @@ import { SbmError } from '../../lib/errors.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption } from '../command-kit.js';
 import { progressReporter } from '../progress.js';
 import { counted } from '../plural.js';
+import { isS3Url } from '../../lib/backup/s3/s3-location.js';
+import { endpointOption } from '../s3-options.js';
 
 interface VerifyArgs extends GlobalOptions {
   path: string;
   progress: boolean;
+  endpoint?: string;
+  sample?: string;
 }
 
 export const verifyCommand: CommandModule<object, VerifyArgs> = {
@@ -19,8 +23,16 @@ export const verifyCommand: CommandModule<object, VerifyArgs> = {
     yargs
       .positional('path', { type: 'string', demandOption: true, describe: 'one backup, a set (DEST/NAME) or a destination (DEST)' })
       .option('progress', { type: 'boolean', default: true, describe: 'progress bar on a TTY (--no-progress to hide)' })
-      .options({ ...jsonOption, ...strictOption }),
+      .option('sample', { type: 'string', describe: 'S3 only: re-hash a random N% of the chunks (e.g. 10%)' })
+      .options({ ...endpointOption, ...jsonOption, ...strictOption })
+      .example('$0 verify s3://my-bucket/sbm --sample 5%', 'download and re-hash a random 5% of the stored chunks'),
   handler: action(async (argv) => {
+    const samplePercent = percentOf(argv.sample);
+    if (isS3Url(argv.path)) {
+      await (await import('../s3-actions.js')).verifyS3(argv.path, argv.endpoint, samplePercent, argv.json === true);
+      return;
+    }
+    if (samplePercent !== undefined) throw new SbmError('SBM_USAGE', '--sample applies to S3 repositories only');
     const progress = progressReporter('verifying', argv.progress && !argv.json, { unit: 'bands', moved: 'hashed' });
     const report = await verifyBackups(argv.path, {
       onProgress:
@@ -43,3 +55,12 @@ export const verifyCommand: CommandModule<object, VerifyArgs> = {
     }
   }),
 };
+
+/** "10%" or "10" -> 10; undefined when not given; SBM_USAGE unless 0 < N <= 100. */
+function percentOf(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const match = /^(\d+(?:\.\d+)?)%?$/.exec(text.trim());
+  const value = match === null ? Number.NaN : Number(match[1]);
+  if (!(value > 0 && value <= 100)) throw new SbmError('SBM_USAGE', `--sample must be a percentage above 0 and at most 100, not "${text}"`);
+  return value;
+}

@@ -90,7 +90,7 @@ export async function readBandHashing(
  * Opens a band without following a symlink or blocking on a FIFO: a backup copies regular band
  * files only, never what a symlink in the bundle points at.
  */
-async function openBandForReading(path: string): Promise<FileHandle> {
+export async function openBandForReading(path: string): Promise<FileHandle> {
   try {
     return (await openRegular(path, constants.O_RDONLY)).handle;
   } catch (error) {

@@ -178,7 +178,7 @@ export async function createBackup(source: BackupSource, destination: string, op
   }
 }
 
-interface BackupPlan {
+export interface BackupPlan {
   readonly mode: BackupMode;
   readonly fallbackReason?: string;
   readonly sizeBytes: number;
@@ -189,7 +189,12 @@ interface BackupPlan {
   readonly changed?: ReadonlySet<number>;
 }
 
-async function planBackup(source: BackupSource, frozen: FrozenPoint, previous: BackupManifest | undefined): Promise<BackupPlan> {
+/** What a run must do: which bands are present, and which changed (or why every band is compared). */
+export async function planBackup(
+  source: BackupSource,
+  frozen: FrozenPoint,
+  previous: { readonly token?: string; readonly bandSizeBytes: number } | undefined,
+): Promise<BackupPlan> {
   const info = await readBundleInfo(bundlePaths(frozen.bundlePath), () => undefined);
   // Strays were reported when the bundle was opened; a snapshot holds none (only listed bands are linked).
   const listed = await listBandFolder(

@@ -45,6 +45,7 @@ const LIB_RANKS: Record<string, number> = {
   'lib/snapshots': 4,
   'lib/session': 5,
   'lib/backup': 6,
+  'lib/backup/s3': 6,
   'lib/convert': 6,
   'lib/sync': 6,
   'lib/control': 7,

@@ -1,0 +1,218 @@
+// sbm backup <bundle> s3://BUCKET/PREFIX: an incremental backup into an S3 repository
+// (s3-repository.ts), uploading only chunks the repository does not hold yet.
+//
+//   1. open (or create) the repository; take a shared lease (s3-lease.ts: no thin collects
+//      chunks while this run relies on them)
+//   2. read the set's newest manifest; freeze the disk and ask the tracker which bands changed
+//      since its token (the same planBackup as folder backups: refused -> read every band and
+//      compare chunk hashes)
+//   3. unchanged bands: their chunk lists are copied from the previous manifest, nothing is read.
+//      Other bands are read in chunks (bounded: BAND_LANES bands x CHUNK_LANES chunks in flight);
+//      an all-zero chunk is stored nowhere; a chunk whose id the previous manifest names is known
+//      to be stored; any other is looked up (HEAD), and uploaded only when absent. So a run that
+//      died leaves its chunks behind and the next run uploads none of them again.
+//   4. release the frozen point; renew the lease (fail if lost); write the manifest, last, with
+//      a conditional create: the backup exists from that moment on, complete. A run that dies
+//      before it leaves no manifest, so nothing that looks like a backup.
+
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isAllZero } from '../../block-device.js';
+import { bandFileName } from '../../bundle/bundle-paths.js';
+import { SbmError } from '../../errors.js';
+import { readFully } from '../../fs/read-fully.js';
+import { mapLimit } from '../../map-limit.js';
+import type { WarningSink } from '../../warnings.js';
+import { backupStem } from '../backup-set.js';
+import { openBandForReading } from '../band-files.js';
+import { type BackupPlan, type BackupSource, planBackup } from '../create-backup.js';
+import type { ObjectStore } from './object-store.js';
+import { type LeaseOptions, acquireLease } from './s3-lease.js';
+import { type S3BackupManifest, type S3BackupStats, type S3BandRecord, S3_MANIFEST_KIND, S3_MANIFEST_VERSION } from './s3-manifest.js';
+import { S3Repository } from './s3-repository.js';
+
+const BAND_LANES = 4;
+const CHUNK_LANES = 4;
+
+export interface S3BackupOptions {
+  readonly onWarning?: WarningSink;
+  readonly onProgress?: (progress: { bandsDone: number; bandsTotal: number; bytesUploaded: number }) => void;
+  readonly lease?: LeaseOptions;
+}
+
+export interface S3BackupResult extends S3BackupStats {
+  readonly set: string;
+  readonly name: string;
+  readonly mode: S3BackupManifest['mode'];
+  readonly fallbackReason?: string;
+}
+
+export async function createS3Backup(
+  source: BackupSource,
+  store: ObjectStore,
+  prefix: string,
+  options: S3BackupOptions = {},
+): Promise<S3BackupResult> {
+  const started = process.hrtime.bigint();
+  await refuseEncrypted(source, source.path); // before anything is written to the bucket
+  const repository = (await S3Repository.open(store, prefix, { create: true })) as S3Repository;
+  const lease = await acquireLease(repository, 'backup', options.lease);
+  try {
+    const set = source.name;
+    const newest = (await repository.listBackups(set)).at(-1);
+    const previous = newest === undefined ? undefined : await repository.readManifest(set, newest.name);
+    const frozen = await source.freeze(previous?.token, options);
+    let releasing: Promise<void> | undefined;
+    const release = () => (releasing ??= frozen.release());
+    try {
+      const plan = await planBackup(source, frozen, previous);
+      if (plan.fallbackReason !== undefined) {
+        options.onWarning?.({
+          code: 'SBM_BACKUP_FULL_COMPARE',
+          message: `${plan.fallbackReason}; reading every band and comparing chunk hashes with the previous backup`,
+        });
+      }
+      const uploaded = await uploadBands(repository, join(frozen.bundlePath, 'bands'), plan, previous, options);
+      await release();
+      const stats: S3BackupStats = { ...uploaded.stats, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
+      const manifest: Omit<S3BackupManifest, 'name'> = {
+        kind: S3_MANIFEST_KIND,
+        version: S3_MANIFEST_VERSION,
+        repository: repository.config.id,
+        set,
+        source: { path: source.path, name: source.name },
+        takenAt: frozen.takenAt.toISOString(),
+        sizeBytes: plan.sizeBytes,
+        bandSizeBytes: plan.bandSizeBytes,
+        chunkSizeBytes: repository.config.chunkSizeBytes,
+        ...(frozen.token === undefined ? {} : { token: frozen.token }),
+        mode: plan.mode,
+        ...(plan.fallbackReason === undefined ? {} : { fallbackReason: plan.fallbackReason }),
+        bands: uploaded.bands,
+        stats,
+      };
+      await lease.check(); // every chunk named is stored and no thin can have collected it
+      const name = await commitManifest(repository, manifest, backupStem(frozen.takenAt));
+      return {
+        set,
+        name,
+        mode: plan.mode,
+        ...(plan.fallbackReason === undefined ? {} : { fallbackReason: plan.fallbackReason }),
+        ...stats,
+      };
+    } finally {
+      await release();
+    }
+  } finally {
+    await lease.release();
+  }
+}
+
+/**
+ * An encrypted bundle's band files are ciphertext under keys its token holds; a repository of
+ * chunks would need the token too and would dedupe nothing. Refused until S3 repositories get
+ * their own encryption (issue 16).
+ */
+async function refuseEncrypted(source: BackupSource, bundlePath: string): Promise<void> {
+  const token = await stat(join(bundlePath, 'token')).catch(() => undefined);
+  if (token !== undefined && token.size > 0) {
+    throw new SbmError(
+      'SBM_UNSUPPORTED',
+      `${source.path} is an encrypted bundle: backing it up to S3 is not supported yet (a folder backup is); nothing was uploaded`,
+      { path: source.path },
+    );
+  }
+}
+
+/** Writes the manifest under the first free name (`stem`, `stem-2`, ...): a conditional create. */
+async function commitManifest(repository: S3Repository, manifest: Omit<S3BackupManifest, 'name'>, stem: string): Promise<string> {
+  for (let counter = 1; ; counter++) {
+    const name = counter === 1 ? stem : `${stem}-${counter}`;
+    if (await repository.writeManifest({ ...manifest, name })) return name;
+  }
+}
+
+interface UploadedBands {
+  readonly bands: Record<string, S3BandRecord>;
+  readonly stats: Omit<S3BackupStats, 'seconds'>;
+}
+
+async function uploadBands(
+  repository: S3Repository,
+  bandsDir: string,
+  plan: BackupPlan,
+  previous: S3BackupManifest | undefined,
+  options: S3BackupOptions,
+): Promise<UploadedBands> {
+  const chunkSize = repository.config.chunkSizeBytes;
+  // Chunk lists line up with the previous backup's only when both cut bands the same way.
+  const comparable = previous !== undefined && previous.chunkSizeBytes === chunkSize && previous.bandSizeBytes === plan.bandSizeBytes;
+  const known = new Set<string>();
+  for (const record of Object.values(previous?.bands ?? {})) for (const id of record.chunks) if (id !== null) known.add(id);
+  const stats = { bandsRead: 0, bandsUnchanged: 0, chunksUploaded: 0, chunksReused: 0, bytesRead: 0, bytesUploaded: 0 };
+  const bands: Record<string, S3BandRecord> = {};
+  const inFlight = new Map<string, Promise<void>>();
+  /** Stores the chunk unless the repository has it (known, uploading now, or found by HEAD). */
+  const ensureStored = async (id: string, data: Buffer) => {
+    const pending = inFlight.get(id);
+    if (known.has(id) || pending !== undefined) {
+      stats.chunksReused++;
+      await pending;
+      return;
+    }
+    const upload = (async () => {
+      const key = repository.chunkKey(id);
+      if ((await repository.store.head(key)) !== undefined) {
+        stats.chunksReused++;
+        return;
+      }
+      const body = await repository.sealChunk(data);
+      await repository.store.put(key, body);
+      stats.chunksUploaded++;
+      stats.bytesUploaded += body.length;
+    })();
+    inFlight.set(id, upload);
+    await upload;
+    known.add(id);
+    inFlight.delete(id);
+  };
+  let bandsDone = 0;
+  const done = () => options.onProgress?.({ bandsDone: ++bandsDone, bandsTotal: plan.present.length, bytesUploaded: stats.bytesUploaded });
+  await mapLimit(plan.present, BAND_LANES, async (bandIndex) => {
+    const name = bandFileName(bandIndex);
+    const before = comparable ? previous?.bands[name] : undefined;
+    if (plan.mode === 'tracked' && before !== undefined && plan.changed?.has(bandIndex) === false) {
+      bands[name] = before;
+      stats.bandsUnchanged++;
+      done();
+      return;
+    }
+    const handle = await openBandForReading(join(bandsDir, name));
+    try {
+      const size = Math.min((await handle.stat()).size, plan.bandSizeBytes);
+      const chunks: Array<string | null> = new Array(Math.ceil(size / chunkSize)).fill(null);
+      await mapLimit(chunks.keys(), CHUNK_LANES, async (index) => {
+        // A chunk is its whole range of the disk, zeros past the band file's end included: its
+        // id must not change when a later write only makes the band file longer.
+        const chunk = Buffer.allocUnsafe(Math.min(chunkSize, plan.bandSizeBytes - index * chunkSize));
+        stats.bytesRead += await readFully(handle, chunk, index * chunkSize); // zero-fills past the end
+        if (isAllZero(chunk)) return;
+        const id = repository.chunkId(chunk);
+        chunks[index] = id;
+        if (before?.chunks[index] === id) stats.chunksReused++;
+        else await ensureStored(id, chunk);
+      });
+      bands[name] = { size, chunks };
+      stats.bandsRead++;
+      done();
+    } finally {
+      await handle.close();
+    }
+  });
+  return { bands: sortedByBand(bands), stats };
+}
+
+function sortedByBand(bands: Record<string, S3BandRecord>): Record<string, S3BandRecord> {
+  const names = Object.keys(bands).sort((a, b) => Number.parseInt(a, 16) - Number.parseInt(b, 16));
+  return Object.fromEntries(names.map((name) => [name, bands[name] as S3BandRecord]));
+}
