@@ -22,6 +22,7 @@ import { vhdxFormat } from './vhdx/vhdx-format.js';
 import { vhdFormat } from './vhd/vhd-format.js';
 import { vdiExporter } from './vdi/vdi-exporter.js';
 import { vdiFormat } from './vdi/vdi-format.js';
+import { dmgFormat } from './dmg/dmg-format.js';
 import { parallelsDiskFormat, parallelsImageFormat, parallelsVmFormat } from './parallels/parallels-format.js';
 
 export type { ExportOptions, ImageExporter, ImageFormat, ImageReader, OpenImageOptions, ProbeInput } from './image-format.js';
@@ -47,6 +48,7 @@ export const FORMATS: readonly ImageFormat[] = [
   vhdxFormat,
   vhdFormat,
   vdiFormat,
+  dmgFormat,
   parallelsImageFormat,
   parallelsDiskFormat,
   parallelsVmFormat,

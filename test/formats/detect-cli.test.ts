@@ -79,6 +79,7 @@ const READABLE: ReadonlyMap<string, string> = new Map([
   ['disk.vdi', 'vdi'],
   ['new.hds', 'parallels'],
   ['old.hdd', 'parallels'],
+  ['installer.dmg', 'dmg'],
 ]);
 
 for (const sample of SAMPLES.filter((candidate) => READABLE.has(candidate.file))) {

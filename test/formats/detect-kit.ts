@@ -9,6 +9,7 @@ import { mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { seededBytes } from '../helpers/tools.js';
+import { buildDmg, sampleDisk } from './dmg/dmg-kit.js';
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
@@ -81,16 +82,6 @@ function parallelsOldHeader(): Buffer {
   header.writeUInt32LE(4, 32);
   header.writeBigUInt64LE(252n, 36);
   return header;
-}
-
-function udifTrailer(dataForkBytes: number): Buffer {
-  // UDIF `koly` block (big-endian, 512 bytes) at the very end: magic, version 4, header size 512.
-  const koly = Buffer.alloc(512);
-  koly.write('koly', 0, 'latin1');
-  koly.writeUInt32BE(4, 4);
-  koly.writeUInt32BE(512, 8);
-  koly.writeBigUInt64BE(BigInt(dataForkBytes), 0x20);
-  return koly;
 }
 
 function sparseImageHeader(sizeBytes: number): Buffer {
@@ -191,7 +182,7 @@ export const SAMPLES: readonly FormatSample[] = [
   {
     file: 'installer.dmg',
     label: 'UDIF (.dmg)',
-    make: (path) => writeFile(path, Buffer.concat([seededBytes(256 * KiB, 21), udifTrailer(256 * KiB)])),
+    make: (path) => writeFile(path, buildDmg(sampleDisk(512, 21), [{ name: 'disk image', chunks: [{ sectors: 512, kind: 'zlib' }] }])),
   },
   {
     file: 'home.sparseimage',

@@ -1,0 +1,198 @@
+// A UDIF image as a read-only BlockDevice. Chunks are found by binary search; compressed ones are
+// decompressed whole (they are at most MAX_CHUNK_BYTES, 1 MiB from hdiutil) into a small cache,
+// so memory stays bounded however large the disk. Zero and ignore chunks, and sectors no chunk
+// maps, read as zeros and are reported as holes.
+
+import type { FileHandle } from 'node:fs/promises';
+import { inflateSync } from 'node:zlib';
+import { type Extent, checkRange, pushExtent } from '../../lib/block-device.js';
+import { SbmError } from '../../lib/errors.js';
+import { readFully } from '../../lib/fs/read-fully.js';
+import type { ImageReader } from '../image-format.js';
+import { decodeAdc } from './adc.js';
+import type { DmgChunk, DmgTables } from './dmg-tables.js';
+import { CHUNK, DMG_SECTOR_SIZE } from './layouts.js';
+
+const CACHE_ENTRIES = 8;
+
+export class DmgImage implements ImageReader {
+  readonly formatName = 'dmg';
+  readonly readOnly = true;
+  readonly preferredBlockSize = 1024 * 1024;
+  readonly minimumBlockSize = DMG_SECTOR_SIZE;
+  readonly sizeBytes: number;
+  private closed = false;
+  // Insertion-ordered: the first key is the least recently used.
+  private readonly cache = new Map<DmgChunk, Buffer>();
+
+  constructor(
+    readonly path: string,
+    private readonly handle: FileHandle,
+    readonly tables: DmgTables,
+  ) {
+    this.sizeBytes = tables.sizeBytes;
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(length);
+    await this.readInto(offset, out);
+    return out;
+  }
+
+  async readInto(offset: number, target: Uint8Array): Promise<void> {
+    this.assertOpen();
+    checkRange(this.sizeBytes, offset, target.length);
+    await this.walk(offset, target.length, async (position, length, chunk) => {
+      const view = target.subarray(position - offset, position - offset + length);
+      if (chunk === undefined || chunk.type === CHUNK.zero || chunk.type === CHUNK.ignore) view.fill(0);
+      else if (chunk.type === CHUNK.raw) await this.readFile(view, chunk.fileOffset + (position - chunk.offset));
+      else {
+        const data = await this.decoded(chunk);
+        view.set(data.subarray(position - chunk.offset, position - chunk.offset + length));
+      }
+    });
+  }
+
+  async extents(offset: number, length: number): Promise<Extent[]> {
+    this.assertOpen();
+    checkRange(this.sizeBytes, offset, length);
+    const list: Extent[] = [];
+    await this.walk(offset, length, async (position, runLength, chunk) => {
+      const hole = chunk === undefined || chunk.type === CHUNK.zero || chunk.type === CHUNK.ignore;
+      pushExtent(list, { offset: position, length: runLength, kind: hole ? 'hole' : 'data' });
+    });
+    return list;
+  }
+
+  /** Visits [offset, offset+length) as runs, each inside one chunk or one unmapped gap. */
+  private async walk(
+    offset: number,
+    length: number,
+    visit: (position: number, length: number, chunk: DmgChunk | undefined) => Promise<void>,
+  ): Promise<void> {
+    const chunks = this.tables.chunks;
+    const end = offset + length;
+    let index = this.firstChunkEndingAfter(offset);
+    let position = offset;
+    while (position < end) {
+      const chunk = chunks[index];
+      if (chunk === undefined || chunk.offset >= end) {
+        await visit(position, end - position, undefined);
+        return;
+      }
+      if (chunk.offset > position) {
+        await visit(position, chunk.offset - position, undefined);
+        position = chunk.offset;
+      }
+      const take = Math.min(end, chunk.offset + chunk.length) - position;
+      await visit(position, take, chunk);
+      position += take;
+      index++;
+    }
+  }
+
+  private firstChunkEndingAfter(offset: number): number {
+    const chunks = this.tables.chunks;
+    let low = 0;
+    let high = chunks.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      const chunk = chunks[middle] as DmgChunk;
+      if (chunk.offset + chunk.length <= offset) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  }
+
+  private async decoded(chunk: DmgChunk): Promise<Buffer> {
+    const cached = this.cache.get(chunk);
+    if (cached !== undefined) {
+      this.cache.delete(chunk);
+      this.cache.set(chunk, cached);
+      return cached;
+    }
+    const packed = Buffer.allocUnsafe(chunk.fileLength);
+    await this.readFile(packed, chunk.fileOffset);
+    const data = this.decompress(chunk, packed);
+    this.cache.set(chunk, data);
+    if (this.cache.size > CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value as DmgChunk);
+    return data;
+  }
+
+  private decompress(chunk: DmgChunk, packed: Buffer): Buffer {
+    const where = `${this.path} (chunk at disk offset ${chunk.offset})`;
+    if (chunk.type === CHUNK.adc) {
+      const out = Buffer.alloc(chunk.length);
+      decodeAdc(packed, out, where);
+      return out;
+    }
+    let out: Buffer;
+    try {
+      out = inflateSync(packed, { maxOutputLength: chunk.length });
+    } catch (error) {
+      throw new SbmError('SBM_CORRUPT', `${where}: zlib data does not inflate (${(error as Error).message})`, { path: this.path });
+    }
+    if (out.length !== chunk.length)
+      throw new SbmError('SBM_CORRUPT', `${where}: zlib chunk inflates to ${out.length} bytes, expected ${chunk.length}`, {
+        path: this.path,
+      });
+    return out;
+  }
+
+  private async readFile(target: Uint8Array, position: number): Promise<void> {
+    const got = await readFully(this.handle, target, position);
+    if (got < target.length)
+      throw new SbmError('SBM_CORRUPT', `${this.path}: UDIF data ends early at file offset ${position + got}`, { path: this.path });
+  }
+
+  async details(): Promise<Record<string, unknown>> {
+    const { koly, partitions, chunkCounts } = this.tables;
+    return {
+      version: koly.version,
+      imageVariant: koly.imageVariant,
+      sectors: koly.sectorCount,
+      dataForkBytes: koly.dataForkLength,
+      chunkTypes: chunkCounts,
+      partitions: partitions.map((part) => ({
+        name: part.name,
+        offset: part.firstSector * DMG_SECTOR_SIZE,
+        bytes: part.sectorCount * DMG_SECTOR_SIZE,
+      })),
+    };
+  }
+
+  async write(): Promise<void> {
+    throw this.readOnlyError();
+  }
+
+  async writeZeroes(): Promise<void> {
+    throw this.readOnlyError();
+  }
+
+  async trim(): Promise<void> {
+    throw this.readOnlyError();
+  }
+
+  async flush(): Promise<void> {
+    this.assertOpen();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.cache.clear();
+    await this.handle.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  private readOnlyError(): SbmError {
+    return new SbmError('SBM_READ_ONLY', `UDIF image ${this.path} is read-only`, { path: this.path });
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new SbmError('SBM_CLOSED', `UDIF image ${this.path} is closed`, { path: this.path });
+  }
+}
