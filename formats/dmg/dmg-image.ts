@@ -5,6 +5,7 @@
 
 import type { FileHandle } from 'node:fs/promises';
 import { inflateSync } from 'node:zlib';
+import Bunzip from 'seek-bzip';
 import { type Extent, checkRange, pushExtent } from '../../lib/block-device.js';
 import { SbmError } from '../../lib/errors.js';
 import { readFully } from '../../lib/fs/read-fully.js';
@@ -126,14 +127,19 @@ export class DmgImage implements ImageReader {
       decodeAdc(packed, out, where);
       return out;
     }
+    const method = chunk.type === CHUNK.bzip2 ? 'bzip2' : 'zlib';
     let out: Buffer;
     try {
-      out = inflateSync(packed, { maxOutputLength: chunk.length });
+      out =
+        chunk.type === CHUNK.bzip2
+          ? Bunzip.decode(packed, Buffer.alloc(chunk.length))
+          : inflateSync(packed, { maxOutputLength: chunk.length });
     } catch (error) {
-      throw new SbmError('SBM_CORRUPT', `${where}: zlib data does not inflate (${(error as Error).message})`, { path: this.path });
+      const reason = String(error instanceof Error ? error.message : error).split('\n')[0];
+      throw new SbmError('SBM_CORRUPT', `${where}: ${method} data does not decompress (${reason})`, { path: this.path });
     }
     if (out.length !== chunk.length)
-      throw new SbmError('SBM_CORRUPT', `${where}: zlib chunk inflates to ${out.length} bytes, expected ${chunk.length}`, {
+      throw new SbmError('SBM_CORRUPT', `${where}: ${method} chunk decompresses to ${out.length} bytes, expected ${chunk.length}`, {
         path: this.path,
       });
     return out;

@@ -26,6 +26,7 @@ const PLAN: readonly PlannedPartition[] = [
     chunks: [
       { sectors: 24, kind: 'zlib' },
       { sectors: 32, kind: 'adc' },
+      { sectors: 16, kind: 'bzip2' },
     ],
   },
 ];
@@ -57,7 +58,7 @@ const edits = (limit: number) =>
 
 test('damaged UDIF images (trailer, plist, tables, data) open and read or fail with a one-line SbmError', async (t) => {
   const dir = await tempDir(t);
-  const pristine = buildDmg(sampleDisk(64, 7), PLAN);
+  const pristine = buildDmg(sampleDisk(80, 7), PLAN);
   const xmlStart = Number(pristine.readBigUInt64BE(pristine.length - 512 + 216));
   const regions: Array<[number, number]> = [
     [pristine.length - 512, 512], // koly

@@ -26,11 +26,12 @@ const PARTITIONS: readonly PlannedPartition[] = [
       { sectors: 2048, kind: 'zlib' },
       { sectors: 40, kind: 'raw' },
       { sectors: 300, kind: 'adc' },
+      { sectors: 200, kind: 'bzip2' },
     ],
   },
 ];
 
-const SECTORS = 1 + 7 + 64 + 32 + 16 + 2048 + 40 + 300;
+const SECTORS = 1 + 7 + 64 + 32 + 16 + 2048 + 40 + 300 + 200;
 
 /** The disk sampleDisk makes, with the zero and ignore chunks' sectors zeroed (they store nothing). */
 function expectedDisk(): { disk: Buffer; expected: Buffer } {
@@ -41,7 +42,7 @@ function expectedDisk(): { disk: Buffer; expected: Buffer } {
   return { disk, expected };
 }
 
-test('a UDIF image with raw, zero, ignore, zlib and ADC chunks reads back exactly', async (t) => {
+test('a UDIF image with raw, zero, ignore, zlib, ADC and bzip2 chunks reads back exactly', async (t) => {
   const dir = await tempDir(t);
   const { disk, expected } = expectedDisk();
   const path = join(dir, 'mixed.dmg');
@@ -59,7 +60,7 @@ test('a UDIF image with raw, zero, ignore, zlib and ADC chunks reads back exactl
     { offset: 8 * 512, length: 100, kind: 'data' },
   ]);
   const details = await image.details();
-  t.deepEqual(details.chunkTypes, { raw: 2, zero: 1, zlib: 2, adc: 2, ignore: 1, comment: 2, terminator: 2 });
+  t.deepEqual(details.chunkTypes, { raw: 2, zero: 1, zlib: 2, adc: 2, bzip2: 1, ignore: 1, comment: 2, terminator: 2 });
   t.deepEqual(
     (details.partitions as Array<{ name: string }>).map((part) => part.name),
     PARTITIONS.map((part) => part.name),
