@@ -6,7 +6,7 @@ import { execa } from 'execa';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openImage } from '../../../formats/index.js';
-import { requireTool, runSbm, tempDir } from '../../helpers/tools.js';
+import { SBM_BIN, requireTool, runSbm, tempDir } from '../../helpers/tools.js';
 import { type PlannedPartition, buildDmg, sampleDisk } from './dmg-kit.js';
 
 const PARTITIONS: readonly PlannedPartition[] = [
@@ -98,4 +98,42 @@ test('chunk types without a decoder are refused as SBM_UNSUPPORTED in one line',
   t.is(info.exitCode === 0, false);
   t.regex(info.stderr, /SBM_UNSUPPORTED.*lzfse/);
   t.is(info.stderr.trim().split('\n').length, 1);
+});
+
+test('sbm mount --read-only serves a UDIF image over NBD; nbdcopy reads what dmg2img writes', async (t) => {
+  await requireTool(t, 'dmg2img');
+  await requireTool(t, 'nbdcopy');
+  const dir = await tempDir(t);
+  const { disk, expected } = expectedDisk();
+  const path = join(dir, 'mixed.dmg');
+  await writeFile(path, buildDmg(disk, PARTITIONS));
+  const socket = join(dir, 'nbd.sock');
+  const serving = execa('node', [SBM_BIN, 'mount', path, '--read-only', '--socket', socket, '--json'], { reject: false });
+  t.teardown(() => {
+    if (serving.exitCode === null) serving.kill('SIGKILL');
+  });
+  try {
+    const report = await new Promise<{ uri: string; readOnly: boolean }>((resolve, reject) => {
+      let text = '';
+      serving.stdout?.on('data', (chunk: Buffer) => {
+        text += chunk.toString('utf8');
+        try {
+          resolve(JSON.parse(text));
+        } catch {
+          // incomplete so far: keep reading
+        }
+      });
+      void serving.then((result) => reject(new Error(`mount exited: ${String(result.stderr)}`)));
+    });
+    t.true(report.readOnly);
+    const served = join(dir, 'served.raw');
+    await execa('nbdcopy', [report.uri, served]);
+    const reference = join(dir, 'dmg2img.img');
+    await execa('dmg2img', ['-s', '-i', path, '-o', reference]);
+    t.true((await readFile(served)).equals(await readFile(reference)));
+    t.true((await readFile(served)).equals(expected));
+  } finally {
+    if (serving.pid !== undefined) process.kill(serving.pid, 'SIGTERM');
+    await serving;
+  }
 });
