@@ -32,6 +32,8 @@ export interface CrashRunOptions {
   readonly damageRate?: number;
   /** Start no new round after this many ms (rounds still caps the count): keeps a loaded CI run inside its timeout. */
   readonly timeBudgetMs?: number;
+  /** Rounds that run even when the time budget is spent (so a slow machine still checks as many). */
+  readonly minRounds?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -87,7 +89,9 @@ export async function runCrashRounds(options: CrashRunOptions): Promise<CrashRun
     await keepTrackerCopies(bundlePath, copiesDir);
   }
   const stopAt = options.timeBudgetMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + options.timeBudgetMs;
-  for (let round = 0; round < options.rounds && Date.now() < stopAt; round++) {
+  // The first minRounds always run, however slow the machine; the time budget only ends the rest.
+  const minRounds = Math.min(options.minRounds ?? 0, options.rounds);
+  for (let round = 0; round < options.rounds && (round < minRounds || Date.now() < stopAt); round++) {
     const where = `round ${round} (seed ${options.seed})`;
     const childSeed = options.seed * 1000 + round + 1;
     const lines = await runChild(bundlePath, childSeed, 20 + random(options.maxRunMs));
