@@ -83,8 +83,9 @@ async function askPassword(fromStdin: boolean): Promise<Uint8Array | undefined> 
 /** Reads one line from the terminal in raw mode, echoing nothing. */
 function promptHidden(prompt: string): Promise<Uint8Array> {
   const stdin = process.stdin;
-  process.stderr.write(prompt);
+  // Echo goes off before the prompt appears, so an answer typed the moment it shows is never echoed.
   stdin.setRawMode(true);
+  process.stderr.write(prompt);
   stdin.resume();
   return new Promise((resolve, reject) => {
     const bytes: number[] = [];
