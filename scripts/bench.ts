@@ -1,7 +1,8 @@
 // npm run bench [-- --quick] [-- --only convert,backup] [-- --runs N] [-- --out FILE]
 // Builds its own data in a scratch folder, runs sbm and its peers interleaved (at least 5 times
 // each), and writes BENCHMARKS.md: command, median, min-max, ratio sbm / peer, peak RSS, and
-// whether each target of the project is met. Needs qemu-utils, rsync and GNU time.
+// whether each target of the project is met. Needs qemu-utils, nbdkit, libnbd-bin, fio, rsync,
+// restic, borgbackup and GNU time (scripts/install-test-tools.sh installs them).
 
 import { execa } from 'execa';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -9,6 +10,7 @@ import { cpus, totalmem, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EXTRA_ROUNDS_BELOW_SECONDS, EXTRA_ROUNDS_MAX, type WorkloadResult, renderWorkload, runWorkload } from './bench/harness.js';
+import { BACKUP_PEERS, backupPeerWorkloads } from './bench/backup-peers.js';
 import { nbdWorkloads } from './bench/nbd-workloads.js';
 import { type BenchContext, backupWorkloads, changedBandsWorkloads, convertWorkloads, memoryWorkloads } from './bench/workloads.js';
 
@@ -27,6 +29,7 @@ const GROUPS: Record<string, (context: BenchContext) => ReturnType<typeof conver
   nbd: nbdWorkloads,
   changed: changedBandsWorkloads,
   backup: backupWorkloads,
+  'backup-peers': backupPeerWorkloads,
   memory: memoryWorkloads,
 };
 
@@ -104,11 +107,34 @@ function renderTargets(results: WorkloadResult[]): string[] {
     const ratio = mine.secondsMedian / theirs.secondsMedian;
     rows.push(`| ${title} ≤ ${limit}× | ${ratio.toFixed(2)}× | ${ratio <= limit ? 'yes' : 'no'} |`);
   };
-  ratioRow('convert monolithicSparse vs qemu-img', 'convert-monolithicSparse', 'sbm', 'qemu-img', 0.8);
-  ratioRow('convert streamOptimized vs qemu-img', 'convert-streamOptimized', 'sbm', 'qemu-img', 0.8);
+  for (const id of ['monolithicSparse', 'streamOptimized', 'qcow2', 'qcow2-compressed', 'vhdx', 'vdi'])
+    ratioRow(`convert ${id} vs qemu-img`, `convert-${id}`, 'sbm', 'qemu-img', 0.8);
   ratioRow('incremental backup vs cp of the changed bands', 'backup-incremental', 'sbm', 'cp', 1.2);
-  for (const id of ['nbd-seq-write', 'nbd-seq-read', 'nbd-rand-read', 'nbd-rand-write'])
+  for (const result of results.filter((each) => each.workload.id.startsWith('backup-incremental-'))) {
+    const mine = result.results.find((variant) => variant.label === 'sbm backup');
+    const peers = result.results.filter((variant) => (BACKUP_PEERS as readonly string[]).includes(variant.label));
+    const fastest = peers.reduce<(typeof peers)[number] | undefined>(
+      (best, each) => (best === undefined || each.secondsMedian < best.secondsMedian ? each : best),
+      undefined,
+    );
+    if (mine === undefined || fastest === undefined) continue;
+    const ratio = mine.secondsMedian / fastest.secondsMedian;
+    rows.push(
+      `| ${result.workload.id}: sbm vs the fastest peer (${fastest.label}) ≤ 0.1× | ${ratio.toFixed(2)}× | ${ratio <= 0.1 ? 'yes' : 'no'} |`,
+    );
+  }
+  for (const id of [
+    'nbd-seq-write',
+    'nbd-seq-read',
+    'nbd-rand-read',
+    'nbd-rand-write',
+    'nbd-fio-randread',
+    'nbd-fio-randwrite',
+    'nbd-fio-randrw',
+  ]) {
+    ratioRow(`${id}: sbm mount vs nbdkit`, id, 'sbm', 'nbdkit', 1.0);
     ratioRow(`${id}: sbm mount vs qemu-nbd`, id, 'sbm', 'qemu-nbd', 1.0);
+  }
   const changed = find('changed-bands', 'sbm changed-bands (1 TiB, 10 changed');
   if (changed !== undefined) {
     rows.push(
@@ -117,6 +143,12 @@ function renderTargets(results: WorkloadResult[]): string[] {
     );
   }
   for (const result of results) {
+    if (result.serverPeakRssMiB !== undefined) {
+      const peak = result.serverPeakRssMiB;
+      rows.push(
+        `| peak RSS of the sbm mount server up to ${result.workload.id} < 256 MiB | ${peak.toFixed(0)} MiB | ${peak < 256 ? 'yes' : 'no'} |`,
+      );
+    }
     for (const variant of result.results) {
       if (!variant.label.startsWith('sbm')) continue;
       rows.push(

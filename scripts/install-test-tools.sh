@@ -7,6 +7,9 @@ packages=(qemu-utils libnbd-bin nbdkit fuse3 libvmdk-utils libvhdi-utils e2fspro
 packages+=(ceph-mon ceph-osd radosgw ceph-common curl)
 tools=(qemu-img qemu-io qemu-nbd nbdinfo nbdcopy nbdfuse nbdkit vmdkinfo vhdiinfo mkfs.ext4 e2fsck fusermount3 rsync)
 tools+=(ceph-mon ceph-osd radosgw radosgw-admin ceph monmaptool ceph-authtool curl)
+# restic, borgbackup and fio: the peers of `npm run bench` (backups; fio's nbd engine for NBD I/O).
+packages+=(restic borgbackup fio)
+tools+=(restic borg fio)
 # dmg2img: the independent UDIF reader the .dmg tests compare sbm's output with.
 packages+=(dmg2img)
 tools+=(dmg2img)

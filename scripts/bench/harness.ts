@@ -18,6 +18,11 @@ export interface Variant {
   readonly env?: Record<string, string>;
   /** Throughput base for MiB/s, when meaningful. */
   readonly bytes?: number;
+  /**
+   * Size of what the variant writes to (a repository, a backup folder), taken unmeasured right
+   * before and after each run: the difference is the bytes that run added.
+   */
+  readonly storedBytes?: () => Promise<number>;
 }
 
 export interface Workload {
@@ -30,6 +35,8 @@ export interface Workload {
   readonly subject: string;
   /** Runs after the workload (e.g. stops servers shared by several workloads). */
   readonly teardown?: () => Promise<void>;
+  /** Peak RSS in MiB of a process the variants talk to (a server), read once the runs are over. */
+  readonly serverPeakRssMiB?: () => Promise<number>;
 }
 
 export interface VariantResult {
@@ -41,11 +48,14 @@ export interface VariantResult {
   readonly peakRssMiB: number;
   readonly samples: readonly number[];
   readonly bytes?: number;
+  /** Median bytes one run added to its repository, for variants with `storedBytes`. */
+  readonly addedBytesMedian?: number;
 }
 
 export interface WorkloadResult {
   readonly workload: Workload;
   readonly results: readonly VariantResult[];
+  readonly serverPeakRssMiB?: number;
 }
 
 /** Rounds a short workload may run beyond `runs`... */
@@ -54,13 +64,14 @@ export const EXTRA_ROUNDS_MAX = 11;
 export const EXTRA_ROUNDS_BELOW_SECONDS = 3;
 
 export async function runWorkload(workload: Workload, runs: number, log: (line: string) => void): Promise<WorkloadResult> {
-  const samples = new Map<string, { seconds: number[]; rssKiB: number[] }>();
-  for (const variant of workload.variants) samples.set(variant.label, { seconds: [], rssKiB: [] });
+  const samples = new Map<string, { seconds: number[]; rssKiB: number[]; added: number[] }>();
+  for (const variant of workload.variants) samples.set(variant.label, { seconds: [], rssKiB: [], added: [] });
   let rounds = runs;
   for (let run = 0; run < rounds; run++) {
     let roundSeconds = 0;
     for (const variant of workload.variants) {
       await variant.before?.();
+      const storedBefore = await variant.storedBytes?.();
       const command = commandOf(variant);
       const started = process.hrtime.bigint();
       const timed = await execa('/usr/bin/time', ['-f', 'SBM_BENCH %M', ...command], {
@@ -82,14 +93,22 @@ export async function runWorkload(workload: Workload, runs: number, log: (line: 
       const sample = samples.get(variant.label);
       sample?.seconds.push(seconds);
       sample?.rssKiB.push(Number(match[1]));
-      log(`  ${workload.id} run ${run + 1} ${variant.label}: ${seconds.toFixed(3)} s, ${(Number(match[1]) / 1024).toFixed(0)} MiB RSS`);
+      const storedAfter = await variant.storedBytes?.();
+      const added = storedBefore === undefined || storedAfter === undefined ? undefined : storedAfter - storedBefore;
+      if (added !== undefined) sample?.added.push(added);
+      log(
+        `  ${workload.id} run ${run + 1} ${variant.label}: ${seconds.toFixed(3)} s, ${(Number(match[1]) / 1024).toFixed(0)} MiB RSS` +
+          (added === undefined ? '' : `, ${(added / 2 ** 20).toFixed(1)} MiB added`),
+      );
     }
     if (run === 0 && roundSeconds < EXTRA_ROUNDS_BELOW_SECONDS) rounds = Math.max(runs, EXTRA_ROUNDS_MAX);
   }
+  const serverPeakRssMiB = await workload.serverPeakRssMiB?.();
   return {
     workload,
+    ...(serverPeakRssMiB === undefined ? {} : { serverPeakRssMiB }),
     results: workload.variants.map((variant) => {
-      const sample = samples.get(variant.label) ?? { seconds: [], rssKiB: [] };
+      const sample = samples.get(variant.label) ?? { seconds: [], rssKiB: [], added: [] };
       return {
         label: variant.label,
         command: commandOf(variant).join(' '),
@@ -99,6 +118,7 @@ export async function runWorkload(workload: Workload, runs: number, log: (line: 
         peakRssMiB: Math.max(...sample.rssKiB) / 1024,
         samples: sample.seconds,
         ...(variant.bytes === undefined ? {} : { bytes: variant.bytes }),
+        ...(sample.added.length === 0 ? {} : { addedBytesMedian: median(sample.added) }),
       };
     }),
   };
@@ -117,6 +137,7 @@ export function median(values: readonly number[]): number {
 /** A Markdown section for one workload: command, median, min-max, ratio to sbm, peak RSS. */
 export function renderWorkload({ workload, results }: WorkloadResult): string {
   const subject = results.find((result) => result.label === workload.subject);
+  const stored = results.some((result) => result.addedBytesMedian !== undefined);
   const lines = [
     `### ${workload.title}`,
     '',
@@ -124,8 +145,8 @@ export function renderWorkload({ workload, results }: WorkloadResult): string {
     '',
     `Runs per variant: ${subject?.samples.length ?? results[0]?.samples.length ?? 0}.`,
     '',
-    '| variant | median s | min–max s | MiB/s | sbm time ÷ this | peak RSS MiB | command |',
-    '|---|---:|---:|---:|---:|---:|---|',
+    `| variant | median s | min–max s | MiB/s | sbm time ÷ this | peak RSS MiB |${stored ? ' MiB added per run |' : ''} command |`,
+    `|---|---:|---:|---:|---:|---:|${stored ? '---:|' : ''}---|`,
   ];
   for (const result of results) {
     const ratio = subject === undefined || result.secondsMedian === 0 ? '' : (subject.secondsMedian / result.secondsMedian).toFixed(2);
@@ -134,7 +155,9 @@ export function renderWorkload({ workload, results }: WorkloadResult): string {
     lines.push(
       `| ${result.label} | ${result.secondsMedian.toFixed(3)} | ` +
         `${result.secondsMin.toFixed(3)}–${result.secondsMax.toFixed(3)} | ${rate} | ` +
-        `${result === subject ? '1.00' : ratio} | ${result.peakRssMiB.toFixed(0)} | \`${shorten(result.command)}\` |`,
+        `${result === subject ? '1.00' : ratio} | ${result.peakRssMiB.toFixed(0)} |` +
+        (stored ? ` ${result.addedBytesMedian === undefined ? '' : (result.addedBytesMedian / 2 ** 20).toFixed(1)} |` : '') +
+        ` \`${shorten(result.command)}\` |`,
     );
   }
   lines.push('');

@@ -5,7 +5,7 @@
 import { type ResultPromise, execa } from 'execa';
 import { randomFillSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, open } from 'node:fs/promises';
+import { cp, open, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
@@ -72,8 +72,9 @@ export async function nbdWorkloads({ dir, quick }: BenchContext): Promise<Worklo
     title,
     notes:
       `${size / MIB} MiB of random data; sbm serves a sparse bundle, the peers a raw file. ` +
-      "Peak RSS is the client's, not the server's.",
+      "Peak RSS in the table is the client's; the sbm mount server's own peak (VmHWM, since it started) is in the targets.",
     subject: 'sbm mount',
+    serverPeakRssMiB: () => peakRssMiB(servers[0]?.child.pid),
     variants: servers.map((server) => ({ label: server.label, command: args(server.uri), ...(bytes === undefined ? {} : { bytes }) })),
   });
   const workloads: Workload[] = [
@@ -106,6 +107,44 @@ export async function nbdWorkloads({ dir, quick }: BenchContext): Promise<Worklo
       String(requests),
       uri,
     ]),
+    ...fioWorkloads(quick, make),
   ];
   return [...workloads.slice(0, -1), { ...(workloads.at(-1) as Workload), teardown: stop }];
+}
+
+/** fio's nbd engine: 4 KiB random reads, writes and a 70/30 mix at queue depth 32. */
+function fioWorkloads(quick: boolean, make: (id: string, title: string, args: (uri: string) => string[], bytes?: number) => Workload) {
+  const ioBytes = (quick ? 64 : 256) * MIB;
+  const fio = (mode: string[]) => (uri: string) => [
+    'fio',
+    '--name=bench',
+    '--ioengine=nbd',
+    `--uri=${uri}`,
+    '--bs=4k',
+    '--iodepth=32',
+    `--io_size=${ioBytes}`,
+    '--norandommap',
+    '--randrepeat=0',
+    '--minimal',
+    ...mode,
+  ];
+  const requests = `${ioBytes / MIB} MiB of 4 KiB requests`;
+  return [
+    make('nbd-fio-randread', `fio nbd engine: 4 KiB random reads at queue depth 32 (${requests})`, fio(['--rw=randread']), ioBytes),
+    make('nbd-fio-randwrite', `fio nbd engine: 4 KiB random writes at queue depth 32 (${requests})`, fio(['--rw=randwrite']), ioBytes),
+    make(
+      'nbd-fio-randrw',
+      `fio nbd engine: 4 KiB random 70% reads / 30% writes at queue depth 32 (${requests})`,
+      fio(['--rw=randrw', '--rwmixread=70']),
+      ioBytes,
+    ),
+  ];
+}
+
+/** A running process's peak resident set (VmHWM) in MiB. */
+async function peakRssMiB(pid: number | undefined): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const match = /VmHWM:\s+(\d+) kB/.exec(status);
+  if (match === null) throw new SbmError('SBM_INTERNAL', `no VmHWM in /proc/${pid}/status`);
+  return Number(match[1]) / 1024;
 }

@@ -29,41 +29,57 @@ export async function convertWorkloads({ dir, quick }: BenchContext): Promise<Wo
   for (const subformat of ['monolithicSparse', 'streamOptimized']) {
     const vmdk = join(dir, `${subformat}.vmdk`);
     await rawToVmdk(raw, vmdk, subformat);
-    const bundle = join(dir, `${subformat}.sparsebundle`);
-    const flat = join(dir, `${subformat}.out.raw`);
-    workloads.push({
-      id: `convert-${subformat}`,
-      title: `Convert a ${size / GIB} GiB-virtual ${subformat} VMDK (half allocated; random, zero-grain and zero chunks)`,
-      notes:
-        'sbm writes a sparse bundle (zero grains create nothing) and makes it durable before renaming it into place; ' +
-        'qemu-img writes a sparse raw file and ' +
-        'leaves it in the page cache. The third row adds `sync -f` to qemu-img for the same durability. ' +
-        'Every run starts after a `sync` (unmeasured), so ' +
-        "no run pays for the previous run's dirty pages.",
-      subject: 'sbm convert',
-      variants: [
-        {
-          label: 'sbm convert',
-          command: sbm('convert', vmdk, bundle, '--force', '--no-progress'),
-          before: () => settled(rm(bundle, { recursive: true, force: true })),
-          bytes: size,
-        },
-        {
-          label: 'qemu-img convert -O raw',
-          command: ['qemu-img', 'convert', '-O', 'raw', vmdk, flat],
-          before: () => settled(rm(flat, { force: true })),
-          bytes: size,
-        },
-        {
-          label: 'qemu-img convert -O raw, then sync -f (as durable as sbm)',
-          command: ['sh', '-c', `qemu-img convert -O raw ${vmdk} ${flat} && sync -f ${flat}`],
-          before: () => settled(rm(flat, { force: true })),
-          bytes: size,
-        },
-      ],
-    });
+    workloads.push(convertWorkload(`convert-${subformat}`, `a ${size / GIB} GiB-virtual ${subformat} VMDK`, vmdk, size));
+  }
+  // The formats of the other hypervisors, made by qemu-img from the same raw disk.
+  for (const [id, name, args] of [
+    ['convert-qcow2', 'qcow2', ['-O', 'qcow2']],
+    ['convert-qcow2-compressed', 'qcow2 (deflate-compressed clusters)', ['-O', 'qcow2', '-c']],
+    ['convert-vhdx', 'dynamic VHDX', ['-O', 'vhdx']],
+    ['convert-vdi', 'dynamic VDI', ['-O', 'vdi']],
+  ] as const) {
+    const image = join(dir, `${id}.img`);
+    await execa('qemu-img', ['convert', '-q', '-f', 'raw', ...args, raw, image]);
+    workloads.push(convertWorkload(id, `a ${size / GIB} GiB-virtual ${name} image`, image, size));
   }
   return workloads;
+}
+
+/** sbm convert of `image` against qemu-img convert -O raw, with and without sync -f. */
+function convertWorkload(id: string, what: string, image: string, size: number): Workload {
+  const bundle = `${image}.sparsebundle`;
+  const flat = `${image}.out.raw`;
+  return {
+    id,
+    title: `Convert ${what} (half allocated; random, zero-grain and zero chunks)`,
+    notes:
+      'sbm writes a sparse bundle (zero blocks create nothing) and makes it durable before renaming it into place; ' +
+      'qemu-img writes a sparse raw file and ' +
+      'leaves it in the page cache. The third row adds `sync -f` to qemu-img for the same durability. ' +
+      'Every run starts after a `sync` (unmeasured), so ' +
+      "no run pays for the previous run's dirty pages.",
+    subject: 'sbm convert',
+    variants: [
+      {
+        label: 'sbm convert',
+        command: sbm('convert', image, bundle, '--force', '--no-progress'),
+        before: () => settled(rm(bundle, { recursive: true, force: true })),
+        bytes: size,
+      },
+      {
+        label: 'qemu-img convert -O raw',
+        command: ['qemu-img', 'convert', '-O', 'raw', image, flat],
+        before: () => settled(rm(flat, { force: true })),
+        bytes: size,
+      },
+      {
+        label: 'qemu-img convert -O raw, then sync -f (as durable as sbm)',
+        command: ['sh', '-c', `qemu-img convert -O raw ${image} ${flat} && sync -f ${flat}`],
+        before: () => settled(rm(flat, { force: true })),
+        bytes: size,
+      },
+    ],
+  };
 }
 
 /** Waits for `cleanup`, then flushes every dirty page, so the next measured run starts clean. */
