@@ -8,7 +8,7 @@
 //
 // The VMDK inflate worker is bundled too. The pool spawns './inflate-worker.js' relative to its
 // own module, so the worker must land in the folder of the chunk holding the pool; the build
-// checks that. fs-ext stays external: it is a native addon loaded from node_modules.
+// checks that. fs-ext and @napi-rs/lzma stay external: they are native addons loaded from node_modules.
 
 import { type Plugin, build } from 'esbuild';
 import { rm } from 'node:fs/promises';
@@ -50,7 +50,7 @@ const result = await build({
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  external: ['fs-ext'],
+  external: ['fs-ext', '@napi-rs/lzma'],
   sourcemap: 'linked',
   metafile: true,
   plugins: [cliuiWithWordWrap()],

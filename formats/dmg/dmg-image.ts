@@ -13,6 +13,7 @@ import type { ImageReader } from '../image-format.js';
 import { decodeAdc } from './adc.js';
 import type { DmgChunk, DmgTables } from './dmg-tables.js';
 import { CHUNK, DMG_SECTOR_SIZE } from './layouts.js';
+import { decodeXzChunk } from './xz-chunk.js';
 
 const CACHE_ENTRIES = 8;
 
@@ -114,7 +115,10 @@ export class DmgImage implements ImageReader {
     }
     const packed = Buffer.allocUnsafe(chunk.fileLength);
     await this.readFile(packed, chunk.fileOffset);
-    const data = this.decompress(chunk, packed);
+    const data =
+      chunk.type === CHUNK.lzma
+        ? await decodeXzChunk(packed, chunk.length, `${this.path} (chunk at disk offset ${chunk.offset})`, this.path)
+        : this.decompress(chunk, packed);
     this.cache.set(chunk, data);
     if (this.cache.size > CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value as DmgChunk);
     return data;

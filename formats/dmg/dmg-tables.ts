@@ -29,7 +29,7 @@ export interface DmgTables {
   readonly chunkCounts: Record<string, number>;
 }
 
-const DECODABLE = new Set<number>([CHUNK.zero, CHUNK.ignore, CHUNK.raw, CHUNK.zlib, CHUNK.bzip2, CHUNK.adc]);
+const DECODABLE = new Set<number>([CHUNK.zero, CHUNK.ignore, CHUNK.raw, CHUNK.zlib, CHUNK.bzip2, CHUNK.adc, CHUNK.lzma]);
 
 export function parseKoly(path: string, trailer: Buffer, fileSize: number): KolyValues {
   const koly = KOLY.decode(trailer, 0, path);

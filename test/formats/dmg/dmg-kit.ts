@@ -1,7 +1,7 @@
 // A test-side UDIF writer, written from the format description (not from sbm's reader): the koly
 // trailer, the XML plist and the mish tables are laid out here with plain Buffer writes, so a
 // reader bug and a builder bug cannot cancel out. Chunks: raw, zero, ignore, zlib (Node's zlib),
-// ADC (a small encoder below), bzip2 (the `bzip2` command) and LZMA (`xz --format=lzma`).
+// ADC (a small encoder below), bzip2 (the `bzip2` command) and LZMA (an xz container from `xz`, as hdiutil writes).
 
 import { execFileSync } from 'node:child_process';
 import { deflateSync } from 'node:zlib';
@@ -78,7 +78,7 @@ function pack(kind: ChunkKind, data: Buffer): Buffer {
     case 'bzip2':
       return execFileSync('bzip2', ['-c'], { input: data });
     case 'lzma':
-      return execFileSync('xz', ['--format=lzma', '-c'], { input: data });
+      return execFileSync('xz', ['--format=xz', '--check=none', '-c'], { input: data });
     default:
       return Buffer.alloc(0);
   }
