@@ -3,7 +3,7 @@
 import type { CommandModule } from 'yargs';
 import { openImage } from '../../formats/index.js';
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
-import { isSbmError } from '../../lib/errors.js';
+import { SbmError, isSbmError } from '../../lib/errors.js';
 import { formatSize } from '../../lib/size.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import { MAX_DISK_INDEX, checkOptions, integer } from '../option-values.js';
@@ -16,6 +16,7 @@ interface InfoArgs extends GlobalOptions {
   format?: string;
   'allow-outside': boolean;
   disk?: string;
+  verify: boolean;
 }
 
 export const infoCommand: CommandModule<object, InfoArgs> = {
@@ -27,6 +28,7 @@ export const infoCommand: CommandModule<object, InfoArgs> = {
       .option('format', { type: 'string', describe: 'skip detection and read as this format (raw: take any file as raw bytes)' })
       .option('allow-outside', { type: 'boolean', default: false, describe: 'let descriptors name files outside their folder' })
       .option('disk', { type: 'string', describe: 'which disk of a .pvm machine or an OVA/OVF package (default: the first, hdd0)' })
+      .option('verify', { type: 'boolean', default: false, describe: 'UDIF .dmg: read it all and check every checksum it carries' })
       .options({ ...jsonOption, ...strictOption }),
   handler: action(async (argv) => {
     const warnings: SbmWarning[] = [];
@@ -47,6 +49,11 @@ export const infoCommand: CommandModule<object, InfoArgs> = {
     });
     try {
       const details = await reader.details();
+      if (argv.verify) {
+        if (!hasVerify(reader))
+          throw new SbmError('SBM_USAGE', `--verify applies to UDIF .dmg images (${argv.image} is ${reader.formatName})`);
+        details.verified = await reader.verify();
+      }
       const result = { input: argv.image, path: argv.image, format: reader.formatName, sizeBytes: reader.sizeBytes, ...details, warnings };
       if (argv.json) {
         printJson(result);
@@ -65,3 +72,8 @@ export const infoCommand: CommandModule<object, InfoArgs> = {
     }
   }),
 };
+
+/** Readers with checksums over the whole image that only a full pass can check (UDIF's). */
+function hasVerify(reader: object): reader is { verify(): Promise<Record<string, unknown>> } {
+  return typeof (reader as { verify?: unknown }).verify === 'function';
+}

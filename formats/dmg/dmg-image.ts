@@ -1,21 +1,29 @@
-// A UDIF image as a read-only BlockDevice. Chunks are found by binary search; compressed ones are
-// decompressed whole (they are at most MAX_CHUNK_BYTES, 1 MiB from hdiutil) into a small cache,
-// so memory stays bounded however large the disk. Zero and ignore chunks, and sectors no chunk
+// A UDIF image as a read-only BlockDevice. Chunks are found by binary search; each is read and
+// decompressed whole (at most MAX_CHUNK_BYTES, 1 MiB from hdiutil) into a small cache, so memory
+// stays bounded however large the disk, and each blkx checksum is checked as its chunks are first
+// decoded (dmg-checksums.ts). Zero and ignore chunks, and sectors no chunk
 // maps, read as zeros and are reported as holes.
 
 import type { FileHandle } from 'node:fs/promises';
 import { inflateSync } from 'node:zlib';
 import Bunzip from 'seek-bzip';
 import { type Extent, checkRange, pushExtent } from '../../lib/block-device.js';
+import { crc32Bulk } from '../../lib/checksums.js';
 import { SbmError } from '../../lib/errors.js';
 import { readFully } from '../../lib/fs/read-fully.js';
 import type { ImageReader } from '../image-format.js';
 import { decodeAdc } from './adc.js';
+import { BlkxChecksums } from './dmg-checksums.js';
 import type { DmgChunk, DmgTables } from './dmg-tables.js';
-import { CHUNK, DMG_SECTOR_SIZE } from './layouts.js';
+import { CHECKSUM_CRC32, CHUNK, DMG_SECTOR_SIZE } from './layouts.js';
 import { decodeXzChunk } from './xz-chunk.js';
 
 const CACHE_ENTRIES = 8;
+/** Read size of the data-fork pass in verify(). */
+const VERIFY_PIECE = 1024 * 1024;
+
+const hex = (value: number): string => value.toString(16).padStart(8, '0');
+const checksumName = (type: number): string => (type === CHECKSUM_CRC32 ? 'crc32' : type === 0 ? 'none' : `type ${type}`);
 
 export class DmgImage implements ImageReader {
   readonly formatName = 'dmg';
@@ -26,6 +34,7 @@ export class DmgImage implements ImageReader {
   private closed = false;
   // Insertion-ordered: the first key is the least recently used.
   private readonly cache = new Map<DmgChunk, Buffer>();
+  private readonly checksums: BlkxChecksums;
 
   constructor(
     readonly path: string,
@@ -33,6 +42,7 @@ export class DmgImage implements ImageReader {
     readonly tables: DmgTables,
   ) {
     this.sizeBytes = tables.sizeBytes;
+    this.checksums = new BlkxChecksums(path, tables.partitions);
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
@@ -47,7 +57,6 @@ export class DmgImage implements ImageReader {
     await this.walk(offset, target.length, async (position, length, chunk) => {
       const view = target.subarray(position - offset, position - offset + length);
       if (chunk === undefined || chunk.type === CHUNK.zero || chunk.type === CHUNK.ignore) view.fill(0);
-      else if (chunk.type === CHUNK.raw) await this.readFile(view, chunk.fileOffset + (position - chunk.offset));
       else {
         const data = await this.decoded(chunk);
         view.set(data.subarray(position - chunk.offset, position - chunk.offset + length));
@@ -115,10 +124,12 @@ export class DmgImage implements ImageReader {
     }
     const packed = Buffer.allocUnsafe(chunk.fileLength);
     await this.readFile(packed, chunk.fileOffset);
-    const data =
-      chunk.type === CHUNK.lzma
-        ? await decodeXzChunk(packed, chunk.length, `${this.path} (chunk at disk offset ${chunk.offset})`, this.path)
-        : this.decompress(chunk, packed);
+    let data: Buffer;
+    if (chunk.type === CHUNK.raw) data = packed;
+    else if (chunk.type === CHUNK.lzma)
+      data = await decodeXzChunk(packed, chunk.length, `${this.path} (chunk at disk offset ${chunk.offset})`, this.path);
+    else data = this.decompress(chunk, packed);
+    this.checksums.record(chunk, data);
     this.cache.set(chunk, data);
     if (this.cache.size > CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value as DmgChunk);
     return data;
@@ -155,9 +166,46 @@ export class DmgImage implements ImageReader {
       throw new SbmError('SBM_CORRUPT', `${this.path}: UDIF data ends early at file offset ${position + got}`, { path: this.path });
   }
 
+  /**
+   * Checks every checksum the image carries: the data fork's CRC-32 (one pass over the stored
+   * bytes) and every blkx's (each chunk decoded). Throws SBM_CORRUPT at the first mismatch.
+   */
+  async verify(): Promise<Record<string, unknown>> {
+    this.assertOpen();
+    const { koly, chunks, partitions } = this.tables;
+    let dataFork = 'none';
+    if (koly.dataChecksumType === CHECKSUM_CRC32) {
+      const piece = Buffer.allocUnsafe(Math.min(VERIFY_PIECE, koly.dataForkLength));
+      let crc = 0;
+      for (let done = 0; done < koly.dataForkLength; done += piece.length) {
+        const view = piece.subarray(0, Math.min(piece.length, koly.dataForkLength - done));
+        await this.readFile(view, koly.dataForkOffset + done);
+        crc = crc32Bulk(view, crc);
+      }
+      const stored = koly.dataChecksum.readUInt32BE(0);
+      if (crc !== stored)
+        throw new SbmError(
+          'SBM_CORRUPT',
+          `${this.path}: UDIF data fork checksum does not match (stored ${hex(stored)}, read ${hex(crc)})`,
+          {
+            path: this.path,
+          },
+        );
+      dataFork = 'crc32 ok';
+    }
+    for (const chunk of chunks) if (chunk.type !== CHUNK.zero && chunk.type !== CHUNK.ignore) await this.decoded(chunk);
+    const withCrc = partitions.filter((part) => part.checksumType === CHECKSUM_CRC32).length;
+    return { dataFork, blkxChecked: this.checksums.verified, blkxWithoutCrc32: partitions.length - withCrc };
+  }
+
   async details(): Promise<Record<string, unknown>> {
     const { koly, partitions, chunkCounts } = this.tables;
     return {
+      checksums: {
+        master: checksumName(koly.checksumType),
+        dataFork: checksumName(koly.dataChecksumType),
+        blkx: [...new Set(partitions.map((part) => checksumName(part.checksumType)))].join(', '),
+      },
       version: koly.version,
       imageVariant: koly.imageVariant,
       sectors: koly.sectorCount,

@@ -19,13 +19,28 @@ export interface DmgChunk {
   readonly length: number;
   readonly fileOffset: number;
   readonly fileLength: number;
+  /** Index of its blkx in DmgTables.partitions. */
+  readonly partition: number;
+  /** Its place among the partition's checksummed chunks (all but ignore), or -1 for ignore chunks. */
+  readonly sequence: number;
+}
+
+/** One blkx table: where it lies, its checksum, and the chunks its checksum covers in sector order. */
+export interface DmgPartition {
+  readonly name: string;
+  readonly firstSector: number;
+  readonly sectorCount: number;
+  readonly checksumType: number;
+  /** The first 32 bits of the checksum field (all of a CRC-32). */
+  readonly checksum: number;
+  readonly checksummed: readonly DmgChunk[];
 }
 
 export interface DmgTables {
   readonly koly: KolyValues;
   readonly sizeBytes: number;
   readonly chunks: readonly DmgChunk[];
-  readonly partitions: ReadonlyArray<{ name: string; firstSector: number; sectorCount: number }>;
+  readonly partitions: readonly DmgPartition[];
   readonly chunkCounts: Record<string, number>;
 }
 
@@ -74,7 +89,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 export function buildTables(path: string, koly: KolyValues, entries: readonly BlkxEntry[]): DmgTables {
   const corrupt = (what: string): SbmError => new SbmError('SBM_CORRUPT', `${path}: UDIF ${what}`, { path });
   const chunks: DmgChunk[] = [];
-  const partitions: Array<{ name: string; firstSector: number; sectorCount: number }> = [];
+  const partitions: DmgPartition[] = [];
   const chunkCounts: Record<string, number> = {};
   for (const entry of entries) {
     const where = `${path} (blkx "${entry.name}")`;
@@ -82,7 +97,16 @@ export function buildTables(path: string, koly: KolyValues, entries: readonly Bl
     if (mish.firstSector + mish.sectorCount > koly.sectorCount) throw corrupt(`blkx "${entry.name}" lies past the disk's sector count`);
     if (mish.chunkCount > (entry.data.length - MISH_HEADER.sizeBytes) / MISH_CHUNK.sizeBytes)
       throw corrupt(`blkx "${entry.name}" declares ${mish.chunkCount} chunks but holds fewer`);
-    partitions.push({ name: entry.name, firstSector: mish.firstSector, sectorCount: mish.sectorCount });
+    const checksummed: DmgChunk[] = [];
+    const partition = partitions.length;
+    partitions.push({
+      name: entry.name,
+      firstSector: mish.firstSector,
+      sectorCount: mish.sectorCount,
+      checksumType: mish.checksumType,
+      checksum: mish.checksum.readUInt32BE(0),
+      checksummed,
+    });
     for (let i = 0; i < mish.chunkCount; i++) {
       const chunk = MISH_CHUNK.decode(entry.data, MISH_HEADER.sizeBytes + i * MISH_CHUNK.sizeBytes, where);
       const name = CHUNK_NAMES.get(chunk.type) ?? `0x${chunk.type.toString(16).padStart(8, '0')}`;
@@ -104,14 +128,22 @@ export function buildTables(path: string, koly: KolyValues, entries: readonly Bl
         )
           throw corrupt(`blkx "${entry.name}" chunk ${i} lies outside the data fork`);
       }
-      chunks.push({
+      const ignored = chunk.type === CHUNK.ignore;
+      const entryChunk: DmgChunk = {
         type: chunk.type,
         offset: (mish.firstSector + chunk.sector) * DMG_SECTOR_SIZE,
         length,
         fileOffset: koly.dataForkOffset + mish.dataOffset + chunk.compressedOffset,
         fileLength: chunk.compressedLength,
-      });
+        partition,
+        sequence: ignored ? -1 : checksummed.length,
+      };
+      chunks.push(entryChunk);
+      if (!ignored) checksummed.push(entryChunk);
     }
+    // The checksum runs in sector order; tables list chunks that way, and overlaps are refused below.
+    if (checksummed.some((chunk, index) => index > 0 && chunk.offset < (checksummed[index - 1] as DmgChunk).offset))
+      throw corrupt(`blkx "${entry.name}" lists its chunks out of sector order`);
   }
   chunks.sort((a, b) => a.offset - b.offset);
   for (let i = 1; i < chunks.length; i++) {

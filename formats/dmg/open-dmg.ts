@@ -5,6 +5,7 @@ import { open } from 'node:fs/promises';
 import { SbmError, fromSystemError } from '../../lib/errors.js';
 import { readFully } from '../../lib/fs/read-fully.js';
 import type { OpenImageOptions } from '../image-format.js';
+import { checkMasterChecksum } from './dmg-checksums.js';
 import { DmgImage } from './dmg-image.js';
 import { blkxEntries, buildTables, parseKoly } from './dmg-tables.js';
 import { KOLY } from './layouts.js';
@@ -48,6 +49,7 @@ export async function openDmg(path: string, _options: OpenImageOptions = {}): Pr
     if ((await readFully(handle, xml, koly.xmlOffset)) < xml.length)
       throw new SbmError('SBM_CORRUPT', `${path}: UDIF XML plist ends early`, { path });
     const tables = buildTables(path, koly, blkxEntries(path, await parseDmgPlist(path, xml)));
+    checkMasterChecksum(path, koly, tables.partitions);
     return new DmgImage(path, handle, tables);
   } catch (error) {
     await handle.close();

@@ -127,9 +127,12 @@ export function buildDmg(disk: Buffer, partitions: readonly PlannedPartition[]):
     const first = sector;
     const records: Buffer[] = [];
     let inTable = 0;
-    const start = first * 512;
+    // hdiutil's blkx checksum: the decoded data of every chunk but ignore ones, zero fills as zeros.
+    const covered: Buffer[] = [];
     for (const chunk of partition.chunks) {
       const data = disk.subarray(sector * 512, (sector + chunk.sectors) * 512);
+      if (chunk.kind === 'zero') covered.push(Buffer.alloc(data.length));
+      else if (chunk.kind !== 'ignore') covered.push(data);
       const packed = pack(chunk.kind, data);
       records.push(chunkRecord(TYPES[chunk.kind], inTable, chunk.sectors, forkLength, packed.length));
       fork.push(packed);
@@ -147,7 +150,7 @@ export function buildDmg(disk: Buffer, partitions: readonly PlannedPartition[]):
     header.writeUInt32BE(id, 36);
     header.writeUInt32BE(2, 64);
     header.writeUInt32BE(32, 68);
-    header.writeUInt32BE(crc32Slow(disk.subarray(start, sector * 512)), 72);
+    header.writeUInt32BE(crc32Slow(Buffer.concat(covered)), 72);
     header.writeUInt32BE(records.length, 200);
     entries.push({ name: partition.name, data: Buffer.concat([header, ...records]) });
   }
@@ -166,6 +169,11 @@ export function buildDmg(disk: Buffer, partitions: readonly PlannedPartition[]):
   koly.writeUInt32BE(crc32Slow(data), 88);
   koly.writeBigUInt64BE(BigInt(data.length), 216);
   koly.writeBigUInt64BE(BigInt(xml.length), 224);
+  // The master checksum: CRC-32 of the blkx checksums in plist order.
+  const blkxChecksums = Buffer.concat(entries.map((entry) => entry.data.subarray(72, 76)));
+  koly.writeUInt32BE(2, 352);
+  koly.writeUInt32BE(32, 356);
+  koly.writeUInt32BE(crc32Slow(blkxChecksums), 360);
   koly.writeUInt32BE(1, 488);
   koly.writeBigUInt64BE(BigInt(sector), 492);
   return Buffer.concat([data, xml, koly]);

@@ -10,7 +10,7 @@ import { execa } from 'execa';
 import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { crc32 as zlibCrc32, gunzipSync } from 'node:zlib';
 import { REPO_ROOT, requireTool, runSbm, tempDir } from '../../helpers/tools.js';
 import { buildDmg, sampleDisk } from './dmg-kit.js';
 
@@ -102,4 +102,68 @@ test('LZMA chunks built with xz read back exactly; a damaged xz chunk is SBM_COR
   t.not(refused.exitCode, 0);
   t.regex(refused.stderr, /SBM_CORRUPT: .*lzma\.dmg/);
   t.is(refused.stderr.trim().split('\n').length, 1);
+});
+
+test("hdiutil's checksums: info --verify checks the data fork and every blkx of the real images", async (t) => {
+  const dir = await tempDir(t);
+  for (const [name, dataFork] of [
+    ['input_adc', 'crc32 ok'],
+    ['input_lzma', 'crc32 ok'],
+    ['input_zlib', 'none'],
+  ] as const) {
+    const info = await runSbm(['info', await unpack(dir, name), '--verify', '--json']);
+    t.is(info.exitCode, 0, info.stderr);
+    const { verified, checksums } = JSON.parse(info.stdout) as { verified: Record<string, unknown>; checksums: Record<string, string> };
+    t.deepEqual(verified, { dataFork, blkxChecked: 8, blkxWithoutCrc32: 0 }, name);
+    t.is(checksums.blkx, 'crc32');
+  }
+});
+
+test('a damaged byte in a real raw chunk fails export with the blkx named; info --verify names the data fork', async (t) => {
+  const dir = await tempDir(t);
+  const image = await unpack(dir, 'input_ro');
+  const bytes = await readFile(image);
+  // File offsets 17408..435200 hold the APFS partition's raw chunk (its mish table says so).
+  bytes[100_000] = (bytes[100_000] as number) ^ 0x01;
+  await writeFile(image, bytes);
+  const info = await runSbm(['info', image]);
+  t.is(info.exitCode, 0, 'the tables are intact: open and info still work');
+  const exported = await runSbm(['export', image, join(dir, 'out.raw'), '--format', 'raw']);
+  t.not(exported.exitCode, 0);
+  t.regex(exported.stderr, /SBM_CORRUPT: .*input_ro\.dmg: UDIF checksum of blkx "disk image \(Apple_APFS : 4\)" does not match/);
+  t.is(exported.stderr.trim().split('\n').length, 1);
+  const verified = await runSbm(['info', image, '--verify']);
+  t.not(verified.exitCode, 0);
+  t.regex(verified.stderr, /SBM_CORRUPT: .*input_ro\.dmg: UDIF data fork checksum does not match/);
+});
+
+test('a damaged master checksum is refused at open', async (t) => {
+  const dir = await tempDir(t);
+  const image = await unpack(dir, 'input_bzip2');
+  const bytes = await readFile(image);
+  const at = bytes.length - 512 + 360;
+  bytes[at] = (bytes[at] as number) ^ 0x80;
+  await writeFile(image, bytes);
+  const info = await runSbm(['info', image]);
+  t.not(info.exitCode, 0);
+  t.regex(info.stderr, /SBM_CORRUPT: .*input_bzip2\.dmg: UDIF master checksum/);
+});
+
+test("dfvfs's hdiutil image (GPT, HFS+, zlib and zero-fill chunks) matches hdiutil's own blkx checksums", async (t) => {
+  const dir = await tempDir(t);
+  const image = join(dir, 'hfsplus_zlib.dmg');
+  await writeFile(image, gunzipSync(await readFile(join(REPO_ROOT, 'test', 'fixtures', 'dfvfs', 'hfsplus_zlib.dmg.gz'))));
+  const info = await runSbm(['info', image, '--verify', '--json']);
+  t.is(info.exitCode, 0, info.stderr);
+  const details = JSON.parse(info.stdout) as { verified: Record<string, unknown>; chunkTypes: Record<string, number> };
+  t.true((details.chunkTypes.zero ?? 0) > 0, 'holds zero-fill chunks, which the checksums count as zeros');
+  t.deepEqual(details.verified, { dataFork: 'none', blkxChecked: 7, blkxWithoutCrc32: 0 });
+  const disk = await viaBundle(dir, image);
+  t.is(sha256(disk), 'c86d3616818e175caca2f6022f49e190e5b1cfe39b2e8f9373119e22aa7eaf58');
+  // The primary GPT header (sector 1) carries a CRC-32 of itself: one more check written by macOS.
+  const header = Buffer.from(disk.subarray(512, 512 + 92));
+  const stored = header.readUInt32LE(16);
+  header.writeUInt32LE(0, 16);
+  t.is(header.toString('latin1', 0, 8), 'EFI PART');
+  t.is(zlibCrc32(header) >>> 0, stored);
 });
