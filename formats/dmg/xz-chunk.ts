@@ -65,7 +65,13 @@ export async function decodeXzChunk(packed: Uint8Array, length: number, where: s
   if (Number.isNaN(declared)) throw corrupt(where, path, 'is not a well-formed xz stream');
   if (declared !== length) throw corrupt(where, path, `declares ${declared} bytes, expected ${length}`);
   // Loaded on first use: a native addon that only LZMA chunks need.
-  const { xz } = await import('@napi-rs/lzma');
+  let xz: typeof import('@napi-rs/lzma').xz;
+  try {
+    ({ xz } = await import('@napi-rs/lzma'));
+  } catch (error) {
+    const reason = String(error instanceof Error ? error.message : error).split('\n')[0];
+    throw new SbmError('SBM_UNSUPPORTED', `${path}: LZMA chunks need @napi-rs/lzma, which does not load here (${reason})`, { path });
+  }
   let out: Buffer;
   try {
     out = xz.decompressSync(packed);
