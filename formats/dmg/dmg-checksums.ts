@@ -33,6 +33,9 @@ export function checkMasterChecksum(path: string, koly: KolyValues, partitions: 
 export class BlkxChecksums {
   private readonly pending: Array<Map<number, number> | undefined>;
   private verifiedCount = 0;
+  // A partition whose checksum failed keeps failing every later read of it (a mount's client
+  // must not get the data on a retry).
+  private readonly failures = new Map<number, SbmError>();
 
   constructor(
     private readonly path: string,
@@ -59,6 +62,12 @@ export class BlkxChecksums {
     return this.pending.filter((pieces) => pieces !== undefined).length;
   }
 
+  /** Throws the SBM_CORRUPT of `chunk`'s partition if its checksum has failed. */
+  check(chunk: DmgChunk): void {
+    const failure = this.failures.get(chunk.partition);
+    if (failure !== undefined) throw failure;
+  }
+
   /** Takes the decoded bytes of `chunk` (the whole chunk); throws SBM_CORRUPT when its partition's checksum fails. */
   record(chunk: DmgChunk, data: Uint8Array): void {
     const pieces = this.pending[chunk.partition];
@@ -76,12 +85,15 @@ export class BlkxChecksums {
       crc = crc32Combine(crc, pieces.get(sequence) as number, chunk.length);
     });
     this.pending[index] = undefined;
-    if (crc !== part.checksum)
-      throw new SbmError(
+    if (crc !== part.checksum) {
+      const failure = new SbmError(
         'SBM_CORRUPT',
         `${this.path}: UDIF checksum of blkx "${part.name}" does not match its data (stored ${hex(part.checksum)}, read ${hex(crc)})`,
         { path: this.path },
       );
+      this.failures.set(index, failure);
+      throw failure;
+    }
     this.verifiedCount++;
   }
 }

@@ -116,6 +116,7 @@ export class DmgImage implements ImageReader {
   }
 
   private async decoded(chunk: DmgChunk): Promise<Buffer> {
+    this.checksums.check(chunk);
     const cached = this.cache.get(chunk);
     if (cached !== undefined) {
       this.cache.delete(chunk);

@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 as zlibCrc32, gunzipSync } from 'node:zlib';
+import { openImage } from '../../../formats/index.js';
 import { REPO_ROOT, requireTool, runSbm, tempDir } from '../../helpers/tools.js';
 import { buildDmg, sampleDisk } from './dmg-kit.js';
 
@@ -166,4 +167,19 @@ test("dfvfs's hdiutil image (GPT, HFS+, zlib and zero-fill chunks) matches hdiut
   header.writeUInt32LE(0, 16);
   t.is(header.toString('latin1', 0, 8), 'EFI PART');
   t.is(zlibCrc32(header) >>> 0, stored);
+});
+
+test('once a blkx checksum has failed, every later read of that partition fails too (no data on a retry)', async (t) => {
+  const dir = await tempDir(t);
+  const path = await unpack(dir, 'input_ro');
+  const bytes = await readFile(path);
+  bytes[100_000] = (bytes[100_000] as number) ^ 0x01;
+  await writeFile(path, bytes);
+  const image = await openImage(path);
+  t.teardown(() => image.close());
+  const apfs = { offset: 40 * 512, length: 816 * 512 };
+  t.true((await image.read(0, 512)).readUInt16LE(510) === 0xaa55, 'other partitions read (the MBR)');
+  for (let round = 0; round < 2; round++)
+    await t.throwsAsync(image.read(apfs.offset, apfs.length), { code: 'SBM_CORRUPT', message: /Apple_APFS : 4/ } as never);
+  await t.throwsAsync(image.read(apfs.offset, 512), { code: 'SBM_CORRUPT' } as never);
 });
