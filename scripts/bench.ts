@@ -120,7 +120,8 @@ function renderTargets(results: WorkloadResult[]): string[] {
     if (mine === undefined || fastest === undefined) continue;
     const ratio = mine.secondsMedian / fastest.secondsMedian;
     rows.push(
-      `| ${result.workload.id}: sbm vs the fastest peer (${fastest.label}) ≤ 0.1× | ${ratio.toFixed(2)}× | ${ratio <= 0.1 ? 'yes' : 'no'} |`,
+      `| ${result.workload.id}: sbm vs the fastest peer (${fastest.label}) ≤ 0.1× | ` +
+        `${ratio.toFixed(2)}× | ${ratio <= 0.1 ? 'yes' : 'no'} |`,
     );
   }
   for (const id of [
@@ -146,7 +147,8 @@ function renderTargets(results: WorkloadResult[]): string[] {
     if (result.serverPeakRssMiB !== undefined) {
       const peak = result.serverPeakRssMiB;
       rows.push(
-        `| peak RSS of the sbm mount server up to ${result.workload.id} < 256 MiB | ${peak.toFixed(0)} MiB | ${peak < 256 ? 'yes' : 'no'} |`,
+        `| peak RSS of the sbm mount server up to ${result.workload.id} < 256 MiB | ` +
+          `${peak.toFixed(0)} MiB | ${peak < 256 ? 'yes' : 'no'} |`,
       );
     }
     for (const variant of result.results) {
