@@ -13,6 +13,8 @@ export interface ImageLayer {
   readonly files: readonly string[];
   /** The format's own identifiers (VMDK CID/parentCID, VDI UUIDs, ...), as text. */
   readonly ids: Readonly<Record<string, string>>;
+  /** Set when the layer's own header marks it open for writing (Parallels' in-use mark): which file, whose. */
+  readonly openForWriting?: { readonly path: string; readonly hypervisor: string };
   /**
    * Runs inside [offset, offset+length) that this layer answers itself (data, or zero over its
    * parents), in order; what it leaves to the layers below is not listed. May over-report, never

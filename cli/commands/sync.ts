@@ -8,7 +8,7 @@ import { connectControl } from '../../lib/control/connect-control.js';
 import { remoteSyncTarget } from '../../lib/control/remote-sync-target.js';
 import { SbmError, isSbmError } from '../../lib/errors.js';
 import { isLayered } from '../../lib/image-layers.js';
-import { snapshotLayerPath } from '../../lib/sync/at-snapshot.js';
+import { assertSameChainBelow, snapshotLayerPath } from '../../lib/sync/at-snapshot.js';
 import { formatSize } from '../../lib/size.js';
 import type { SbmWarning, WarningSink } from '../../lib/warnings.js';
 import { type SyncResult, syncDisk } from '../../lib/sync/sync-disk.js';
@@ -65,12 +65,20 @@ export const syncCommand: CommandModule<object, SyncArgs> = {
     let sourcePath = argv.disk;
     const atSnapshot = argv['at-snapshot'];
     if (atSnapshot !== undefined) {
+      const chain = isLayered(reader) ? reader.layers() : [];
       try {
-        sourcePath = await snapshotLayerPath(isLayered(reader) ? reader.layers() : [], atSnapshot);
-      } finally {
+        sourcePath = await snapshotLayerPath(chain, atSnapshot);
+        const frozen = await openImage(sourcePath, openOptions);
+        await assertSameChainBelow(chain, sourcePath, frozen).catch(async (error: unknown) => {
+          await frozen.close();
+          throw error;
+        });
         await reader.close();
+        reader = frozen;
+      } catch (error) {
+        await reader.close();
+        throw error;
       }
-      reader = await openImage(sourcePath, openOptions);
     }
     const progress = progressReporter('syncing', argv.progress && !argv.json);
     try {

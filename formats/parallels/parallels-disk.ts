@@ -9,6 +9,7 @@
 
 import { type Extent, checkRange, pushExtent } from '../../lib/block-device.js';
 import { SbmError } from '../../lib/errors.js';
+import type { ImageLayer } from '../../lib/image-layers.js';
 import type { ImageReader } from '../image-format.js';
 import { SECTOR_SIZE } from './constants.js';
 import { ExpandingLayer, type ParallelsLayer } from './expanding-layer.js';
@@ -77,6 +78,43 @@ export class ParallelsDisk implements ImageReader {
     const list: Extent[] = [];
     for (const run of this.runs(offset, length))
       pushExtent(list, { offset: run.offset, length: run.length, kind: run.layer === undefined ? 'hole' : 'data' });
+    return list;
+  }
+
+  /**
+   * The chain as `sbm sync` reads it: level k is layer k (top first) of every storage, named by
+   * its snapshot GUID; an image marked in use (`Ynot`) is open for writing by Parallels.
+   */
+  layers(): ImageLayer[] {
+    const levels = Math.min(...this.parts.storages.map((storage) => storage.layers.length));
+    return Array.from({ length: Number.isFinite(levels) ? levels : 0 }, (_, level): ImageLayer => {
+      const layers = this.parts.storages.map((storage) => storage.layers[level] as ParallelsLayer);
+      const guid = this.parts.chain[level];
+      const inUse = layers.find((layer) => layer instanceof ExpandingLayer && layer.inUse);
+      return {
+        files: layers.map((layer) => layer.path),
+        ids: guid === undefined ? {} : ({ guid: `{${guid}}` } as Record<string, string>),
+        ...(inUse === undefined ? {} : { openForWriting: { path: inUse.path, hypervisor: 'Parallels Desktop' } }),
+        allocated: async (offset, length) => this.levelExtents(level, offset, length),
+      };
+    });
+  }
+
+  /** Runs layer `level` of each storage holds itself. */
+  private levelExtents(level: number, offset: number, length: number): Extent[] {
+    this.assertOpen();
+    const list: Extent[] = [];
+    const end = Math.min(offset + length, this.sizeBytes);
+    for (const storage of this.parts.storages) {
+      const layer = storage.layers[level];
+      let position = Math.max(offset, storage.startBytes);
+      const stop = Math.min(end, storage.endBytes);
+      while (layer !== undefined && position < stop) {
+        const location = layer.locate(position - storage.startBytes, stop - position);
+        if (location.fileOffset !== undefined) pushExtent(list, { offset: position, length: location.length, kind: 'data' });
+        position += location.length;
+      }
+    }
     return list;
   }
 

@@ -10,8 +10,9 @@
 
 import { readFile, readdir, realpath } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import type { BlockDevice } from '../block-device.js';
 import { SbmError } from '../errors.js';
-import type { ImageLayer } from '../image-layers.js';
+import { type ImageLayer, isLayered } from '../image-layers.js';
 
 const VMSD_LINE = /^\s*([A-Za-z0-9_.:]+)\s*=\s*"(.*)"\s*$/;
 
@@ -40,6 +41,28 @@ export async function snapshotLayerPath(layers: readonly ImageLayer[], name: str
   throw new SbmError('SBM_NOT_FOUND', `no snapshot "${name}" of ${top.file} (${where}, and no layer of the chain has that file name)`, {
     name,
   });
+}
+
+/**
+ * Refuses a chain reopened at `path` that is not the original chain from that layer down (a
+ * Parallels .hds opened alone is one layer without its parents): reading it would sync holes
+ * where the parents hold data.
+ */
+export async function assertSameChainBelow(original: readonly ImageLayer[], path: string, reopened: BlockDevice): Promise<void> {
+  const real = async (file: string): Promise<string> => realpath(file).catch(() => resolve(file));
+  const key = async (layer: ImageLayer): Promise<string> => JSON.stringify(await Promise.all(layer.files.map(real)));
+  const target = await real(path);
+  let level = -1;
+  for (const [index, layer] of original.entries()) {
+    if (layer.files[0] !== undefined && (await real(layer.files[0])) === target) level = index;
+  }
+  const expected = await Promise.all(original.slice(Math.max(level, 0)).map(key));
+  const actual = isLayered(reopened) ? await Promise.all(reopened.layers().map(key)) : [];
+  if (level < 0 || JSON.stringify(expected) !== JSON.stringify(actual)) {
+    throw new SbmError('SBM_UNSUPPORTED', `${path} opened alone is not the chain below it: this format cannot be synced --at-snapshot`, {
+      path,
+    });
+  }
 }
 
 /** The disk files the .vmsd lists for every snapshot whose display name is `name`. */

@@ -151,7 +151,11 @@ async function matchSize(target: SyncTarget, sizeBytes: number, resize: boolean)
 }
 
 async function refuseLocked(layers: readonly ImageLayer[]): Promise<void> {
-  const lock = await findWriteLock(layers.flatMap((layer) => layer.files));
+  const marked = layers.find((layer) => layer.openForWriting !== undefined)?.openForWriting;
+  const lock =
+    marked !== undefined
+      ? { ...marked, detail: 'its header marks it in use' }
+      : await findWriteLock(layers.flatMap((layer) => layer.files));
   if (lock === undefined) return;
   throw new SbmError(
     'SBM_LOCKED',

@@ -75,6 +75,8 @@ export async function checkedSync(
   format: string,
   bundle: string,
   extra: string[] = [],
+  /** What the bundle must hold, when qemu-img cannot read `disk` itself (a Parallels folder). */
+  qemuSpec?: string,
 ): Promise<SyncJson> {
   const token = (await runSbm(['token', bundle])).stdout.trim();
   const before = await bundleBytes(bundle);
@@ -84,7 +86,7 @@ export async function checkedSync(
   const result = JSON.parse(run.stdout) as SyncJson;
 
   const raw = join(dir, 'expected.raw');
-  await qemu(t, 'qemu-img', ['convert', '-f', format, '-O', 'raw', disk, raw]);
+  await qemu(t, 'qemu-img', ['convert', '-f', format, '-O', 'raw', qemuSpec ?? disk, raw]);
   const expected = await readFile(raw);
   const after = await bundleBytes(bundle);
   t.is(after.length, expected.length, 'the bundle has the disk size');
