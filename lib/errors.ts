@@ -54,6 +54,10 @@ export const ERROR_CODES = {
     exitCode: 4,
     summary: 'a band file (or bands/ itself) is a symlink, FIFO, device or folder: damage sbm never reads or writes through',
   },
+  SBM_MANIFEST_MISMATCH: {
+    exitCode: 4,
+    summary: "a file of an OVA/OVF package does not match the package's manifest digest (damaged or altered); nothing is read from it",
+  },
   SBM_PATH_OUTSIDE: { exitCode: 4, summary: 'a descriptor names a file outside its own folder (allow with --allow-outside)' },
   SBM_CHECK_FAILED: { exitCode: 5, summary: '`sbm check` found problems in the bundle' },
   SBM_VERIFY_FAILED: { exitCode: 5, summary: '`sbm verify` found bands that do not match their backup manifest' },

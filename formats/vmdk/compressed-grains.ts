@@ -5,7 +5,7 @@
 // buffer is shared memory the workers inflate straight into it; otherwise each batch's bytes are
 // transferred back and copied into place.
 
-import type { FileHandle } from 'node:fs/promises';
+import type { ExtentHandle, FileSegment } from './vmdk-extent.js';
 import { SbmError } from '../../lib/errors.js';
 import { mapLimit } from '../../lib/map-limit.js';
 import { type InflateBatch, maxCompressedBytes } from './grain-inflater.js';
@@ -21,12 +21,14 @@ export interface CompressedGrain {
 }
 
 export interface CompressedSource {
-  readonly handle: FileHandle;
+  readonly handle: ExtentHandle;
   readonly path: string;
   readonly fileSize: number;
   readonly grainBytes: number;
   readonly grainSizeSectors: number;
   readonly capacityBytes: number;
+  /** Pieces of the file at `path` the extent is made of (a VMDK inside an OVA); undefined: the whole file. */
+  readonly segments: readonly FileSegment[] | undefined;
 }
 
 const MAX_BATCH_BYTES = 2 * 1024 * 1024;
@@ -74,6 +76,7 @@ export async function readCompressedGrains(source: CompressedSource, grains: rea
       grainBytes: source.grainBytes,
       grainSizeSectors: source.grainSizeSectors,
       capacityBytes: source.capacityBytes,
+      ...(source.segments === undefined ? {} : { segments: source.segments }),
       start: first.markerOffset,
       end: Math.min(source.fileSize, last.markerOffset + maxGrain),
       grains,

@@ -7,13 +7,12 @@
 //
 // All u32. Grain tables hold 4096 u32 entries; GTE 0 = in the parent, 1 = zeroed grain.
 
-import type { FileHandle } from 'node:fs/promises';
 import { defineLayout } from '../../lib/binary-layout.js';
 import { SbmError } from '../../lib/errors.js';
 import type { WarningSink } from '../../lib/warnings.js';
 import { COWD_GTES_PER_GT, COWD_HEADER_SIZE, COWD_MAGICNUMBER, MAX_GD_ENTRIES, MAX_GRAIN_SIZE_SECTORS, SECTOR_SIZE } from './constants.js';
 import type { SparseGeometry } from './sparse-header-check.js';
-import { readExact } from './vmdk-extent.js';
+import { readExact, type ExtentHandle } from './vmdk-extent.js';
 
 export const COWD_EXTENT_HEADER = defineLayout('VMDK COWD extent header', COWD_HEADER_SIZE, 'le', [
   { name: 'magicNumber', offset: 0, type: 'u32' },
@@ -35,7 +34,7 @@ export const COWD_EXTENT_HEADER = defineLayout('VMDK COWD extent header', COWD_H
 ] as const);
 
 export async function readCowdGeometry(
-  handle: FileHandle,
+  handle: ExtentHandle,
   path: string,
   fileSize: number,
   onWarning: WarningSink,

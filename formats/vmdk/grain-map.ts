@@ -9,14 +9,13 @@
 // clear of the header, descriptor and GD), so damage is found at open, before any output exists.
 // GTs stay in a bounded LRU cache afterwards: a 2 TiB extent does not hold its 128 MiB map.
 
-import type { FileHandle } from 'node:fs/promises';
 import { SbmError } from '../../lib/errors.js';
 import { GTE_UNALLOCATED, GTE_ZEROED, SECTOR_SIZE } from './constants.js';
-import { readExact } from './vmdk-extent.js';
+import { readExact, type ExtentHandle } from './vmdk-extent.js';
 
 export interface GrainMapLayout {
   readonly path: string;
-  readonly handle: FileHandle;
+  readonly handle: ExtentHandle;
   readonly fileSize: number;
   readonly capacitySectors: number;
   readonly grainSizeSectors: number;

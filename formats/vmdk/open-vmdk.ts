@@ -21,7 +21,7 @@ import { findDescriptorNaming } from './descriptor-lookup.js';
 import { resolveNamedFile } from './extent-path.js';
 import { FlatExtent, ZeroExtent } from './flat-extent.js';
 import { SparseExtent } from './sparse-extent.js';
-import type { VmdkExtent } from './vmdk-extent.js';
+import type { ExtentHandle, VmdkExtent } from './vmdk-extent.js';
 import { type PlacedExtent, VmdkImage } from './vmdk-image.js';
 import { extentMagicOf } from './sparse-header.js';
 
@@ -32,6 +32,8 @@ interface OpenState {
   readonly warn: WarningSink;
   readonly warnings: SbmWarning[];
   readonly seen: Set<string>;
+  /** A VMDK read from inside a package (an OVA): it has no folder to find parents in. */
+  readonly embedded?: boolean;
 }
 
 /** Opens the VMDK at `path` (any file of the set) read-only. */
@@ -103,8 +105,22 @@ async function openLink(path: string, state: OpenState): Promise<VmdkImage> {
   }
 }
 
+/**
+ * A self-contained sparse VMDK (streamOptimized or monolithicSparse, descriptor embedded) read
+ * through `handle`, e.g. a window of an OVA's tar; `path` is the file the handle reads from.
+ * Takes ownership of `handle`. A delta (parentFileNameHint) is refused: a package has no parents.
+ */
+export async function openEmbeddedVmdk(handle: ExtentHandle, path: string, options: OpenImageOptions = {}): Promise<VmdkImage> {
+  const warnings: SbmWarning[] = [];
+  const warn: WarningSink = (warning) => {
+    warnings.push(warning);
+    options.onWarning?.(warning);
+  };
+  return openSparseFile(path, handle, { options, warn, warnings, seen: new Set(), embedded: true });
+}
+
 /** A KDMV file named directly: self-contained (embedded descriptor) or one extent of a set. */
-async function openSparseFile(real: string, handle: FileHandle, state: OpenState): Promise<VmdkImage> {
+async function openSparseFile(real: string, handle: ExtentHandle, state: OpenState): Promise<VmdkImage> {
   let extent: SparseExtent;
   try {
     extent = await SparseExtent.open(handle, real, state.warn);
@@ -133,6 +149,7 @@ async function openSparseFile(real: string, handle: FileHandle, state: OpenState
   if (extent.sizeBytes === 0 && descriptor.extents.length > 0) {
     // A KDMV with capacity 0 is only a carrier for a descriptor (as qemu reads it).
     await extent.close();
+    if (state.embedded === true) throw new SbmError('SBM_UNSUPPORTED', `${real}: a packaged VMDK names other extent files`, { path: real });
     state.seen.add(real);
     return openFromDescriptor(real, descriptor, state);
   }
@@ -243,6 +260,9 @@ async function openFromDescriptor(path: string, descriptor: Descriptor, state: O
 
 async function withParent(path: string, descriptor: Descriptor, placed: PlacedExtent[], state: OpenState): Promise<VmdkImage> {
   const hint = descriptor.parentFileNameHint;
+  if (hint !== undefined && state.embedded === true) {
+    throw new SbmError('SBM_UNSUPPORTED', `${path}: the VMDK is a delta of "${hint}"; a packaged disk must be self-contained`, { path });
+  }
   if (hint === undefined) {
     if (descriptor.parentCid !== NO_PARENT_CID) {
       throw new SbmError('SBM_CORRUPT', `${path}: delta link (parentCID set) without parentFileNameHint`, { path });

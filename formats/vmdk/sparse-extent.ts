@@ -4,7 +4,6 @@
 // the file but not in virtual space (zero grains between them) into one scattered read (readv);
 // compressed grains go through compressed-grains.ts.
 
-import type { FileHandle } from 'node:fs/promises';
 import { mapLimit } from '../../lib/map-limit.js';
 import type { WarningSink } from '../../lib/warnings.js';
 import { type CompressedGrain, prewarmInflation, readCompressedGrains } from './compressed-grains.js';
@@ -12,7 +11,7 @@ import { GTE_UNALLOCATED, GTE_ZEROED, SECTOR_SIZE } from './constants.js';
 import { GrainMap } from './grain-map.js';
 import { readCowdGeometry } from './cowd-header.js';
 import { type SparseGeometry, readSparseGeometry } from './sparse-header-check.js';
-import { type Fallback, type Segment, type VmdkExtent, pushSegment, readExact, readvExact } from './vmdk-extent.js';
+import { type Fallback, type Segment, type VmdkExtent, pushSegment, readExact, readvExact, type ExtentHandle } from './vmdk-extent.js';
 
 const READS_IN_FLIGHT = 8;
 /** Bounds of one scattered read (readv) over grains that follow each other in the file. */
@@ -65,7 +64,7 @@ export class SparseExtent implements VmdkExtent {
   private warnedStrayZero = false;
 
   private constructor(
-    private readonly handle: FileHandle,
+    private readonly handle: ExtentHandle,
     readonly path: string,
     readonly geometry: SparseGeometry,
     private readonly map: GrainMap | undefined,
@@ -77,19 +76,19 @@ export class SparseExtent implements VmdkExtent {
   }
 
   /** Takes ownership of `handle`. Validates the header and the whole grain map. */
-  static async open(handle: FileHandle, path: string, onWarning: WarningSink): Promise<SparseExtent> {
+  static async open(handle: ExtentHandle, path: string, onWarning: WarningSink): Promise<SparseExtent> {
     const { size: fileSize } = await handle.stat();
     return SparseExtent.fromGeometry(handle, path, fileSize, await readSparseGeometry(handle, path, fileSize, onWarning), onWarning);
   }
 
   /** An ESXi vmfsSparse (COWD) redo log: the same two-level map with 4096-entry tables. */
-  static async openCowd(handle: FileHandle, path: string, onWarning: WarningSink): Promise<SparseExtent> {
+  static async openCowd(handle: ExtentHandle, path: string, onWarning: WarningSink): Promise<SparseExtent> {
     const { size: fileSize } = await handle.stat();
     return SparseExtent.fromGeometry(handle, path, fileSize, await readCowdGeometry(handle, path, fileSize, onWarning), onWarning);
   }
 
   private static async fromGeometry(
-    handle: FileHandle,
+    handle: ExtentHandle,
     path: string,
     fileSize: number,
     geometry: SparseGeometry,
@@ -218,6 +217,7 @@ export class SparseExtent implements VmdkExtent {
           grainBytes: this.grainBytes,
           grainSizeSectors: this.geometry.grainSizeSectors,
           capacityBytes: this.sizeBytes,
+          segments: this.handle.segments,
         },
         compressed,
       );

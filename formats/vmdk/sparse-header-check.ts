@@ -2,7 +2,6 @@
 // bounded) and turns it into the numbers a GrainMap needs. For streamOptimized files whose header
 // says GD_AT_END, the footer (a header copy with the real gdOffset) is located first.
 
-import type { FileHandle } from 'node:fs/promises';
 import { SbmError } from '../../lib/errors.js';
 import type { WarningSink } from '../../lib/warnings.js';
 import { toSafeInteger } from '../../lib/binary-layout.js';
@@ -32,7 +31,7 @@ import {
   VMDK_COMPRESSION_NONE,
 } from './constants.js';
 import { METADATA_MARKER, type SparseExtentHeader, decodeSparseHeader } from './sparse-header.js';
-import { readExact } from './vmdk-extent.js';
+import { readExact, type ExtentHandle } from './vmdk-extent.js';
 
 export interface SparseGeometry {
   /** Extent type for `sbm info`. */
@@ -85,7 +84,7 @@ export function checkHeaderFields(header: SparseExtentHeader, path: string): voi
   }
 }
 
-async function readFooter(handle: FileHandle, path: string, fileSize: number): Promise<SparseExtentHeader> {
+async function readFooter(handle: ExtentHandle, path: string, fileSize: number): Promise<SparseExtentHeader> {
   // Normal place: footer marker at EOF-1536, footer at EOF-1024, end-of-stream marker at EOF-512.
   // Scan backwards from there for a FOOTER metadata marker followed by a KDMV sector, because
   // appended padding or a cut tail moves it.
@@ -108,7 +107,7 @@ async function readFooter(handle: FileHandle, path: string, fileSize: number): P
 
 /** Decodes and validates the header of an open sparse extent, reading the footer if needed. */
 export async function readSparseGeometry(
-  handle: FileHandle,
+  handle: ExtentHandle,
   path: string,
   fileSize: number,
   onWarning: WarningSink,

@@ -2,7 +2,6 @@
 // extent-relative bytes. `absent` means "not in this link": the read falls through to the parent
 // (or reads zeros at the base); `hole` and `zero` read as zeros and stop there.
 
-import type { FileHandle } from 'node:fs/promises';
 import { SbmError, fromSystemError } from '../../lib/errors.js';
 
 export type SegmentKind = 'data' | 'zero' | 'hole' | 'absent';
@@ -38,8 +37,28 @@ export function pushSegment(list: Segment[], segment: Segment): void {
   }
 }
 
+/** `length` bytes of the file at `path` from `fileOffset`: one piece of an extent stored inside another file. */
+export interface FileSegment {
+  readonly fileOffset: number;
+  readonly length: number;
+}
+
+/**
+ * What a sparse extent reads from: an open file (a FileHandle is one), or pieces of a bigger file
+ * such as a VMDK stored in an OVA's tar, possibly chunked (positions then run through `segments`
+ * of the file at `path` in order, which the inflate workers open and read themselves).
+ */
+export interface ExtentHandle {
+  read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  readv(buffers: readonly Uint8Array[], position: number): Promise<{ bytesRead: number }>;
+  stat(): Promise<{ size: number }>;
+  close(): Promise<void>;
+  /** The pieces of the underlying file, in order (undefined: the whole file, position = file offset). */
+  readonly segments?: readonly FileSegment[];
+}
+
 /** Reads exactly target.length bytes at `position`; end of file is SBM_CORRUPT (never zero-filled). */
-export async function readExact(handle: FileHandle, target: Uint8Array, position: number, path: string): Promise<void> {
+export async function readExact(handle: ExtentHandle, target: Uint8Array, position: number, path: string): Promise<void> {
   let done = 0;
   while (done < target.length) {
     let bytesRead: number;
@@ -59,7 +78,7 @@ export async function readExact(handle: FileHandle, target: Uint8Array, position
 }
 
 /** readExact for a file range scattered over several buffers (one readv per attempt). */
-export async function readvExact(handle: FileHandle, targets: readonly Uint8Array[], position: number, path: string): Promise<void> {
+export async function readvExact(handle: ExtentHandle, targets: readonly Uint8Array[], position: number, path: string): Promise<void> {
   let buffers = targets.filter((target) => target.length > 0);
   const total = buffers.reduce((sum, target) => sum + target.length, 0);
   let done = 0;
