@@ -23,12 +23,17 @@ import { vhdFormat } from './vhd/vhd-format.js';
 import { vdiExporter } from './vdi/vdi-exporter.js';
 import { vdiFormat } from './vdi/vdi-format.js';
 import { dmgFormat } from './dmg/dmg-format.js';
+import { openOvf } from './ova/open-ova.js';
 import { parallelsDiskFormat, parallelsImageFormat, parallelsVmFormat } from './parallels/parallels-format.js';
 
 export type { ExportOptions, ImageExporter, ImageFormat, ImageReader, OpenImageOptions, ProbeInput } from './image-format.js';
 export type { Detection } from './detect/signatures.js';
 
 const PROBE_BYTES = 64 * 1024;
+
+/** OVF packages: an .ova tar (detected by its tar walk), an .ovf file or a folder holding one. */
+const ovaFormat: ImageFormat = { name: 'ova', detect: () => false, open: (path, options) => openOvf(path, 'ova', options) };
+const ovfFormat: ImageFormat = { name: 'ovf', detect: () => false, open: (path, options) => openOvf(path, 'ovf', options) };
 
 const sparseBundleFormat: ImageFormat = {
   name: 'sparsebundle',
@@ -52,6 +57,8 @@ export const FORMATS: readonly ImageFormat[] = [
   parallelsImageFormat,
   parallelsDiskFormat,
   parallelsVmFormat,
+  ovaFormat,
+  ovfFormat,
   rawFormat,
 ];
 

@@ -104,7 +104,7 @@ export class SbmError extends Error {
   readonly data: Readonly<Record<string, unknown>>;
 
   constructor(code: SbmErrorCode, detail: string, data: Record<string, unknown> = {}, options?: { cause?: unknown }) {
-    super(`${code}: ${detail}`, options);
+    super(`${code}: ${oneLine(detail)}`, options);
     this.name = 'SbmError';
     this.code = code;
     this.data = data;
@@ -113,6 +113,15 @@ export class SbmError extends Error {
   get exitCode(): number {
     return ERROR_CODES[this.code].exitCode;
   }
+}
+
+/**
+ * Control characters (a newline in a file name, a tar member or a descriptor read from hostile
+ * input) shown as \xNN escapes, so every error stays the one line the CLI promises.
+ */
+function oneLine(detail: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+  return detail.replace(/[\x00-\x1f\x7f]/g, (char) => `\\x${char.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 export function isSbmError(error: unknown, code?: SbmErrorCode): error is SbmError {

@@ -22,12 +22,27 @@ function detection(signature: Signature, probe: ProbeInput): Detection {
   return signature.refine?.(probe.head) ?? { name: signature.name, label: signature.label };
 }
 
+/**
+ * An OVF descriptor named directly: XML text whose first element is an Envelope in an OVF
+ * namespace (any prefix). Read as the package it describes, never as raw bytes.
+ */
+function isOvfDescriptor(head: Buffer): boolean {
+  const text = head
+    .subarray(0, 4096)
+    .toString('utf8')
+    .replace(/^\uFEFF/, '');
+  if (!/^\s*</.test(text)) return false;
+  const root = /<(?![?!])(?:[\w.-]+:)?Envelope\b[^>]*>/.exec(text);
+  return root !== null && /schemas\.dmtf\.org\/ovf\/envelope\/|vmware\.com\/schema\/ovf/.test(root[0]);
+}
+
 export function detectContent(probe: ProbeInput): Detection | undefined {
   if (probe.isDirectory) return undefined;
   for (const signature of SIGNATURES) {
     if (signature.at >= 0 && matches(signature, probe)) return detection(signature, probe);
   }
   if (isOva(probe.head)) return { name: 'ova', label: 'OVA' };
+  if (isOvfDescriptor(probe.head)) return { name: 'ovf', label: 'OVF descriptor' };
   for (const signature of SIGNATURES) {
     if (signature.at < 0 && matches(signature, probe)) return detection(signature, probe);
   }

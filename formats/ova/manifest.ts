@@ -25,7 +25,10 @@ export function parseManifest(text: string, path: string): Map<string, ManifestE
     const name = match?.[2]?.trim();
     const digest = match?.[3]?.toLowerCase();
     if (algorithm === undefined || name === undefined || digest === undefined || digest.length !== HEX_LENGTH[algorithm]) {
-      throw new SbmError('SBM_CORRUPT', `${path}: manifest line ${index + 1} is not "SHA1|SHA256|SHA512(file)= hex"`, { path, line: index + 1 });
+      throw new SbmError('SBM_CORRUPT', `${path}: manifest line ${index + 1} is not "SHA1|SHA256|SHA512(file)= hex"`, {
+        path,
+        line: index + 1,
+      });
     }
     if (entries.has(name)) throw new SbmError('SBM_CORRUPT', `${path}: manifest lists "${name}" twice`, { path, name });
     entries.set(name, { algorithm, digest });
@@ -49,7 +52,8 @@ export function digester(algorithm: DigestAlgorithm): { update(chunk: Uint8Array
 export function manifestMismatch(packagePath: string, name: string, entry: ManifestEntry, actual: string): SbmError {
   return new SbmError(
     'SBM_MANIFEST_MISMATCH',
-    `${packagePath}: ${name} does not match the manifest (${entry.algorithm.toUpperCase()} ${actual}, manifest ${entry.digest}); nothing was read from it`,
+    `${packagePath}: ${name} does not match the manifest (${entry.algorithm.toUpperCase()} ${actual}, ` +
+      `manifest ${entry.digest}); nothing was read from it`,
     { path: packagePath, name, algorithm: entry.algorithm, expected: entry.digest, actual },
   );
 }

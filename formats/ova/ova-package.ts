@@ -44,11 +44,17 @@ export async function openOvaPackage(path: string): Promise<OvfPackage> {
   }
   const first = members[0];
   if (first === undefined || !/\.ovf$/i.test(first.name)) {
-    throw new SbmError('SBM_CORRUPT', `${path}: the first file of an OVA must be its .ovf descriptor (found "${first?.name ?? 'nothing'}")`, {
-      path,
-    });
+    throw new SbmError(
+      'SBM_CORRUPT',
+      `${path}: the first file of an OVA must be its .ovf descriptor (found "${first?.name ?? 'nothing'}")`,
+      {
+        path,
+      },
+    );
   }
-  const files = new Map(members.map((member) => [member.name, { name: member.name, path, offset: member.offset, sizeBytes: member.sizeBytes }]));
+  const files = new Map(
+    members.map((member) => [member.name, { name: member.name, path, offset: member.offset, sizeBytes: member.sizeBytes }]),
+  );
   return {
     path,
     kind: 'ova',
@@ -93,9 +99,13 @@ export async function openFolderPackage(path: string, ovfPath?: string): Promise
 /** Reads a small package file whole (the .ovf, the .mf), refusing one over `maxBytes` unread. */
 export async function readPackageFile(file: PackageFile, maxBytes: number, what: string): Promise<Buffer> {
   if (file.sizeBytes > maxBytes) {
-    throw new SbmError('SBM_UNSUPPORTED', `${file.path}: ${what} ${file.name} is ${file.sizeBytes} bytes, more than the ${maxBytes} sbm reads`, {
-      path: file.path,
-    });
+    throw new SbmError(
+      'SBM_UNSUPPORTED',
+      `${file.path}: ${what} ${file.name} is ${file.sizeBytes} bytes, more than the ${maxBytes} sbm reads`,
+      {
+        path: file.path,
+      },
+    );
   }
   const handle = await open(file.path, 'r').catch((error: unknown) => {
     throw fromSystemError(error, `cannot read ${what}`, file.path);

@@ -93,7 +93,8 @@ class EnvelopeReader {
 
   count(value: string | undefined, what: string): number | undefined {
     if (value === undefined) return undefined;
-    if (!/^\d{1,16}$/.test(value) || !Number.isSafeInteger(Number(value))) throw this.corrupt(`${what} "${value.slice(0, 40)}" is not a byte count`);
+    if (!/^\d{1,16}$/.test(value) || !Number.isSafeInteger(Number(value)))
+      throw this.corrupt(`${what} "${value.slice(0, 40)}" is not a byte count`);
     return Number(value);
   }
 
@@ -146,9 +147,13 @@ function hardwareOrder(systems: readonly XmlNode[]): Array<{ diskId: string; sys
 function parseFile(reader: EnvelopeReader, node: XmlNode): OvfFile {
   const id = attr(node, 'id') ?? '';
   const href = attr(node, 'href') ?? '';
-  if (/^[a-z][a-z0-9+.-]*:/i.test(href)) throw reader.unsupported(`file "${id}" is a URL (${href.slice(0, 80)}); sbm reads packaged files only`);
+  if (/^[a-z][a-z0-9+.-]*:/i.test(href))
+    throw reader.unsupported(`file "${id}" is a URL (${href.slice(0, 80)}); sbm reads packaged files only`);
   if (!isSafeMemberName(href)) {
-    throw new SbmError('SBM_PATH_OUTSIDE', `${reader.path}: file "${id}" names "${href}", outside the package`, { path: reader.path, href });
+    throw new SbmError('SBM_PATH_OUTSIDE', `${reader.path}: file "${id}" names "${href}", outside the package`, {
+      path: reader.path,
+      href,
+    });
   }
   const compression = attr(node, 'compression') ?? 'identity';
   if (compression !== 'identity' && compression !== 'gzip') throw reader.unsupported(`file "${href}" uses compression "${compression}"`);
@@ -189,7 +194,8 @@ export async function parseOvfEnvelope(bytes: Buffer, path: string): Promise<Ovf
     if (attr(node, 'parentRef') !== undefined) throw reader.unsupported(`disk "${diskId}" is a delta of another disk (parentRef)`);
     const fileRef = attr(node, 'fileRef');
     const file = fileRef === undefined ? undefined : files.get(fileRef);
-    if (fileRef !== undefined && file === undefined) throw reader.corrupt(`disk "${diskId}" names file "${fileRef}", which References does not list`);
+    if (fileRef !== undefined && file === undefined)
+      throw reader.corrupt(`disk "${diskId}" names file "${fileRef}", which References does not list`);
     return {
       index,
       diskId,

@@ -87,7 +87,10 @@ export async function listTarMembers(handle: FileHandle, path: string, fileSize:
         continue; // `tar -C dir .` adds ./ : harmless, and never a disk
       }
       if (!FILE_TYPES.has(type)) {
-        throw new SbmError('SBM_UNSUPPORTED', `${path}: tar member "${name}" is a ${type}; an OVA holds regular files only`, { path, name });
+        throw new SbmError('SBM_UNSUPPORTED', `${path}: tar member "${name}" is a ${type}; an OVA holds regular files only`, {
+          path,
+          name,
+        });
       }
       if (members.some((member) => member.name === name)) throw corrupt(`tar member "${name}" appears twice`);
       if (members.length >= MAX_MEMBERS) throw corrupt(`more than ${MAX_MEMBERS} tar members`);

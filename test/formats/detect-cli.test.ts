@@ -80,6 +80,9 @@ const READABLE: ReadonlyMap<string, string> = new Map([
   ['new.hds', 'parallels'],
   ['old.hdd', 'parallels'],
   ['installer.dmg', 'dmg'],
+  ['ustar.ova', 'ova'],
+  ['gnu.ova', 'ova'],
+  ['pax.ova', 'ova'],
 ]);
 
 for (const sample of SAMPLES.filter((candidate) => READABLE.has(candidate.file))) {
@@ -165,7 +168,7 @@ test('export and mount refuse an unsupported image too; mount --format raw serve
   }
 });
 
-test('folders: an OVF folder is refused; Parallels folders are read (test/formats/parallels/); a sparse bundle is read', async (t) => {
+test('folders: OVF and Parallels folders are read by their own readers; a sparse bundle is read', async (t) => {
   const dir = await tempDir(t);
   const hdd = join(dir, 'harddisk.hdd');
   await mkdir(hdd);
@@ -177,11 +180,14 @@ test('folders: an OVF folder is refused; Parallels folders are read (test/format
   const ovf = join(dir, 'appliance');
   await mkdir(ovf);
   await writeFile(join(ovf, 'appliance.ovf'), '<Envelope/>\n');
-  for (const [path, label] of [[ovf, 'OVF folder']] as const) {
-    await assertRefused(t, dir, path, label);
-    const mount = await runSbm(['mount', path, '--socket', join(dir, 'nbd.sock')]);
-    t.is(mount.exitCode, 4);
-    t.is(mount.stderr, refusal(path, label));
+  // Detected as an OVF package, so its descriptor is read and found wanting: never raw, never a crash.
+  for (const command of [
+    ['info', ovf],
+    ['mount', ovf, '--socket', join(dir, 'nbd.sock')],
+  ]) {
+    const run = await runSbm(command);
+    t.is(run.exitCode, 4);
+    t.is(run.stderr, `sbm: SBM_CORRUPT: ${ovf}: the Envelope's namespace "" is not OVF 1.x or 2.x\n`);
   }
   const bundle = join(dir, 'vm.sparsebundle');
   t.is((await runSbm(['create', bundle, '--size', '8M'])).exitCode, 0);

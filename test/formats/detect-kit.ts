@@ -124,14 +124,20 @@ function seSparseHeader(): Buffer {
   return header;
 }
 
-const OVF_TEXT = '<?xml version="1.0"?>\n<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"/>\n';
+const OVF_TEXT =
+  '<?xml version="1.0"?>\n<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1">' +
+  '<References><File ovf:id="f1" ovf:href="disk1.vmdk"/></References><DiskSection><Info>disks</Info>' +
+  '<Disk ovf:diskId="d1" ovf:fileRef="f1" ovf:capacity="1048576"/></DiskSection></Envelope>\n';
 
-/** An OVA made by GNU tar in `tarFormat`, the .ovf first (and `ovfName` may need the long-name headers). */
+/**
+ * An OVA (one empty 1 MiB streamOptimized disk) made by GNU tar in `tarFormat`, the .ovf first
+ * (and `ovfName` may need the long-name headers).
+ */
 async function makeOva(path: string, dir: string, tarFormat: string, ovfName = 'appliance.ovf'): Promise<void> {
   const staging = join(dir, `ova-${tarFormat}`);
   await mkdir(staging);
   await writeFile(join(staging, ovfName), OVF_TEXT);
-  await writeFile(join(staging, 'disk1.vmdk'), seededBytes(64 * KiB, 11));
+  await execa('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', 'subformat=streamOptimized', join(staging, 'disk1.vmdk'), '1M']);
   await execa('tar', [`--format=${tarFormat}`, '-cf', path, '-C', staging, ovfName, 'disk1.vmdk']);
   await execa('rm', ['-r', staging]);
 }
