@@ -16,7 +16,7 @@ const IMAGE_EXTENSIONS: Readonly<Record<string, string | undefined>> = {
   '.qcow2': 'qcow2',
   '.vdi': 'vdi',
   '.vhdx': 'vhdx',
-  '.ova': undefined,
+  '.ova': 'ova',
 };
 
 /** The formats sbm can write, for help texts and hints: `raw|vmdk|...`. */

@@ -24,6 +24,7 @@ import { vdiExporter } from './vdi/vdi-exporter.js';
 import { vdiFormat } from './vdi/vdi-format.js';
 import { dmgFormat } from './dmg/dmg-format.js';
 import { openOvf } from './ova/open-ova.js';
+import { ovaExporter } from './ova/ova-exporter.js';
 import { parallelsDiskFormat, parallelsImageFormat, parallelsVmFormat } from './parallels/parallels-format.js';
 
 export type { ExportOptions, ImageExporter, ImageFormat, ImageReader, OpenImageOptions, ProbeInput } from './image-format.js';
@@ -145,7 +146,7 @@ export async function openImage(path: string, options: OpenImageOptions & { form
 }
 
 /** Every export target, by `--format` name. */
-export const EXPORTERS: readonly ImageExporter[] = [rawExporter, vmdkExporter, qcow2Exporter, vdiExporter, vhdxExporter];
+export const EXPORTERS: readonly ImageExporter[] = [rawExporter, vmdkExporter, qcow2Exporter, vdiExporter, vhdxExporter, ovaExporter];
 
 export function findExporter(name: string): ImageExporter {
   const exporter = EXPORTERS.find((candidate) => candidate.name === name);
