@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { EXTRA_ROUNDS_BELOW_SECONDS, EXTRA_ROUNDS_MAX, type WorkloadResult, renderWorkload, runWorkload } from './bench/harness.js';
 import { BACKUP_PEERS, backupPeerWorkloads } from './bench/backup-peers.js';
 import { nbdWorkloads } from './bench/nbd-workloads.js';
+import { syncWorkloads } from './bench/sync-workloads.js';
 import { type BenchContext, backupWorkloads, changedBandsWorkloads, convertWorkloads, memoryWorkloads } from './bench/workloads.js';
 
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -30,6 +31,7 @@ const GROUPS: Record<string, (context: BenchContext) => ReturnType<typeof conver
   changed: changedBandsWorkloads,
   backup: backupWorkloads,
   'backup-peers': backupPeerWorkloads,
+  sync: syncWorkloads,
   memory: memoryWorkloads,
 };
 

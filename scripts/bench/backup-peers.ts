@@ -30,7 +30,7 @@ async function folderBytes(path: string): Promise<number> {
 }
 
 /** A raw disk: half random data, a quarter written zeros, a quarter holes, in 1 MiB chunks. */
-async function makeDisk(path: string, size: number): Promise<void> {
+export async function makeDisk(path: string, size: number): Promise<void> {
   const handle = await open(path, 'w');
   const chunk = Buffer.alloc(MIB);
   try {
