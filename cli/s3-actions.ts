@@ -9,7 +9,9 @@ import { backupsOf, describeS3Backups, openS3Target, verifyS3Backups } from '../
 import { type S3Location, formatS3Url, parseS3Url } from '../lib/backup/s3/s3-location.js';
 import { s3ObjectStore } from '../lib/backup/s3/s3-object-store.js';
 import { S3Repository } from '../lib/backup/s3/s3-repository.js';
+import { acquireLease } from '../lib/backup/s3/s3-lease.js';
 import { thinS3Backups } from '../lib/backup/s3/s3-thin.js';
+import type { PasswordSource } from '../lib/bundle/bundle-encryption.js';
 import type { ThinPolicy } from '../lib/backup/thin-backups.js';
 import type { BlockDevice } from '../lib/block-device.js';
 import { SbmError } from '../lib/errors.js';
@@ -18,15 +20,26 @@ import type { SbmWarning, WarningSink } from '../lib/warnings.js';
 import { printJson, printLine } from './command-kit.js';
 import { printTable } from './table.js';
 
-function storeFor(url: string, endpoint: string | undefined) {
+/** How a command reaches a repository: the endpoint, and the password should it be encrypted. */
+export interface S3Access {
+  readonly endpoint?: string;
+  readonly password: PasswordSource;
+}
+
+function storeFor(url: string, access: S3Access) {
   const location = parseS3Url(url);
+  const { endpoint } = access;
   return { location, store: s3ObjectStore({ bucket: location.bucket, ...(endpoint === undefined ? {} : { endpoint }) }) };
 }
+
+const onLeaseWait = (holder: string) => process.stderr.write(`sbm: waiting for the repository lease held by a ${holder}\n`);
 
 export interface S3BackupCall {
   readonly bundle: string;
   readonly dest: string;
-  readonly endpoint?: string;
+  readonly access: S3Access;
+  /** Create the repository encrypted (--encryption). */
+  readonly encrypt: boolean;
   readonly json: boolean;
   readonly showProgress: boolean;
   readonly policy?: ThinPolicy;
@@ -36,10 +49,12 @@ export interface S3BackupCall {
 }
 
 export async function backupToS3(source: BackupSource, call: S3BackupCall): Promise<void> {
-  const { location, store } = storeFor(call.dest, call.endpoint);
+  const { location, store } = storeFor(call.dest, call.access);
   const result = await createS3Backup(source, store, location.prefix, {
     onWarning: call.onWarning,
-    lease: { onWait: (holder) => process.stderr.write(`sbm: waiting for the repository lease held by a ${holder}\n`) },
+    encrypt: call.encrypt,
+    password: call.access.password,
+    lease: { onWait: onLeaseWait },
     onProgress: call.showProgress
       ? ({ bandsDone, bandsTotal, bytesUploaded }) =>
           process.stderr.write(`\rbacking up: ${bandsDone}/${bandsTotal} bands, ${formatSize(bytesUploaded)} uploaded`)
@@ -49,7 +64,7 @@ export async function backupToS3(source: BackupSource, call: S3BackupCall): Prom
   const url = formatS3Url(location, result.set, result.name);
   let thinned: Awaited<ReturnType<typeof thinS3Backups>> | undefined;
   if (call.policy !== undefined) {
-    const repository = (await S3Repository.open(store, location.prefix)) as S3Repository;
+    const repository = (await S3Repository.open(store, location.prefix, { password: call.access.password })) as S3Repository;
     thinned = await thinS3Backups(repository, call.policy, { set: result.set });
   }
   if (call.json) printJson({ input: call.bundle, output: url, url, ...result, thinned, warnings: call.warnings });
@@ -63,9 +78,9 @@ export async function backupToS3(source: BackupSource, call: S3BackupCall): Prom
   }
 }
 
-export async function listS3Backups(url: string, endpoint: string | undefined, json: boolean): Promise<void> {
-  const { location, store } = storeFor(url, endpoint);
-  const target = await openS3Target(store, location);
+export async function listS3Backups(url: string, access: S3Access, json: boolean): Promise<void> {
+  const { location, store } = storeFor(url, access);
+  const target = await openS3Target(store, location, { password: access.password });
   const backups = await describeS3Backups(target);
   if (backups.length === 0) throw new SbmError('SBM_NOT_A_BACKUP', `${url} holds no backups`, { url });
   const sets = new Map<string, Array<(typeof backups)[number] & { url: string }>>();
@@ -108,25 +123,38 @@ function repositoryUrl(location: S3Location, target: { set?: string; name?: stri
 export interface OpenedS3Backup {
   readonly device: BlockDevice;
   readonly bandSizeBytes: number;
-  /** Never set: an S3 backup holds plaintext bands (encrypted bundles are refused at backup). */
+  /**
+   * Never set: a restored bundle is not encrypted (an encrypted repository's password is not a
+   * bundle's, and encrypted bundles are refused at backup).
+   */
   readonly encryption?: string;
 }
 
-/** One backup (`s3://BUCKET/PREFIX/<set>/<name>`) as a read-only device. */
-export async function openS3Backup(url: string, endpoint: string | undefined): Promise<OpenedS3Backup> {
-  const { location, store } = storeFor(url, endpoint);
-  const target = await openS3Target(store, location);
+/**
+ * One backup (`s3://BUCKET/PREFIX/<set>/<name>`) as a read-only device. It holds a shared lease
+ * on the repository until closed, so no thin collects the chunks it still has to read.
+ */
+export async function openS3Backup(url: string, access: S3Access, use: 'restore' | 'mount'): Promise<OpenedS3Backup> {
+  const { location, store } = storeFor(url, access);
+  const target = await openS3Target(store, location, { password: access.password });
   if (target.name === undefined || target.set === undefined) {
     throw new SbmError('SBM_USAGE', `${url} names a repository or set, not one backup: give s3://BUCKET/PREFIX/<set>/<backup>`, { url });
   }
-  const [entry] = await backupsOf(target);
-  const manifest = await target.repository.readManifest(entry?.set ?? target.set, entry?.name ?? target.name);
-  return { device: new S3BackupDevice(target.repository, manifest), bandSizeBytes: manifest.bandSizeBytes };
+  const lease = await acquireLease(target.repository, use, { onWait: onLeaseWait });
+  try {
+    const [entry] = await backupsOf(target);
+    const manifest = await target.repository.readManifest(entry?.set ?? target.set, entry?.name ?? target.name);
+    const device = new S3BackupDevice(target.repository, manifest, { onClose: () => lease.release() });
+    return { device, bandSizeBytes: manifest.bandSizeBytes };
+  } catch (error) {
+    await lease.release();
+    throw error;
+  }
 }
 
-export async function verifyS3(url: string, endpoint: string | undefined, samplePercent: number | undefined, json: boolean): Promise<void> {
-  const { location, store } = storeFor(url, endpoint);
-  const target = await openS3Target(store, location);
+export async function verifyS3(url: string, access: S3Access, samplePercent: number | undefined, json: boolean): Promise<void> {
+  const { location, store } = storeFor(url, access);
+  const target = await openS3Target(store, location, { password: access.password });
   const report = await verifyS3Backups(target, samplePercent === undefined ? {} : { samplePercent });
   if (report.backupsChecked === 0) throw new SbmError('SBM_NOT_A_BACKUP', `${url} holds no backups`, { url });
   if (json) printJson({ input: url, ...report, ok: report.damaged.length === 0, warnings: [] });
@@ -143,14 +171,14 @@ export async function verifyS3(url: string, endpoint: string | undefined, sample
   }
 }
 
-export async function thinS3(url: string, endpoint: string | undefined, policy: ThinPolicy, dryRun: boolean, json: boolean): Promise<void> {
-  const { location, store } = storeFor(url, endpoint);
-  const target = await openS3Target(store, location);
+export async function thinS3(url: string, access: S3Access, policy: ThinPolicy, dryRun: boolean, json: boolean): Promise<void> {
+  const { location, store } = storeFor(url, access);
+  const target = await openS3Target(store, location, { password: access.password });
   if (target.name !== undefined) throw new SbmError('SBM_USAGE', `${url} names one backup; thin takes a repository or a set`, { url });
   const result = await thinS3Backups(target.repository, policy, {
     ...(target.set === undefined ? {} : { set: target.set }),
     dryRun,
-    lease: { onWait: (holder) => process.stderr.write(`sbm: waiting for the repository lease held by a ${holder}\n`) },
+    lease: { onWait: onLeaseWait },
   });
   if (json) {
     printJson({ input: url, dryRun, ...result, warnings: [] });

@@ -14,7 +14,8 @@ import type { SbmWarning, WarningSink } from '../../lib/warnings.js';
 import { type ThinArgs, thinOptions, thinPolicyOf } from '../backup-options.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption, warningSink } from '../command-kit.js';
 import { counted } from '../plural.js';
-import { passwordOption, passwordSource } from '../password-input.js';
+import { newPassword, passwordOption, passwordSource } from '../password-input.js';
+import { SbmError } from '../../lib/errors.js';
 import { type LeanOptions, leanCommand } from '../lean-parse.js';
 import { progressReporter } from '../progress.js';
 import { isS3Url } from '../../lib/backup/s3/s3-location.js';
@@ -26,6 +27,7 @@ interface BackupArgs extends GlobalOptions, ThinArgs {
   copy: boolean;
   progress: boolean;
   endpoint?: string;
+  encryption: boolean;
 }
 
 /** Shared by yargs and the lean fast path (cli/lean-parse.ts). */
@@ -33,6 +35,11 @@ const BACKUP_OPTIONS = {
   copy: { type: 'boolean', default: false, describe: 'copy unchanged bands instead of hard-linking them' },
   progress: { type: 'boolean', default: true, describe: 'progress on a TTY (--no-progress to hide)' },
   ...endpointOption,
+  encryption: {
+    type: 'boolean',
+    default: false,
+    describe: 'make a new S3 repository encrypted (AES-256-GCM; password from --stdinpass or a terminal prompt)',
+  },
   ...thinOptions,
   ...jsonOption,
   ...strictOption,
@@ -52,7 +59,11 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
       })
       .options(BACKUP_OPTIONS)
       .example('$0 backup vm.sparsebundle /Volumes/Backup --keep-hourly 24 --keep-daily 30', 'back up, then thin')
-      .example('$0 backup vm.sparsebundle s3://my-bucket/sbm', 'back up to S3, uploading only chunks the bucket lacks'),
+      .example('$0 backup vm.sparsebundle s3://my-bucket/sbm', 'back up to S3, uploading only chunks the bucket lacks')
+      .example(
+        'printf %s "$PW" | $0 backup vm.sparsebundle s3://my-bucket/sbm --encryption --stdinpass',
+        'into a new encrypted repository',
+      ),
   handler: action(async (argv) => {
     // Every option is checked before anything is written, so a bad --max-bytes can never fail a
     // run after the backup was made.
@@ -62,6 +73,12 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
     if (isS3Url(argv.dest)) {
       await backupBundleToS3(argv, policy, onWarning, warnings);
       return;
+    }
+    if (argv.encryption) {
+      throw new SbmError(
+        'SBM_USAGE',
+        '--encryption applies to S3 repositories; a folder backup of an encrypted bundle is encrypted as the bundle is',
+      );
     }
     // Before the bundle is opened (opening it read-write already writes in it); createBackup
     // checks the set folder itself again.
@@ -103,6 +120,16 @@ export const backupCommand: CommandModule<object, BackupArgs> = {
 
 async function backupBundleToS3(argv: BackupArgs, policy: ThinPolicy | undefined, onWarning: WarningSink, warnings: SbmWarning[]) {
   const { backupToS3 } = await import('../s3-actions.js'); // the AWS SDK loads only here
+  // A new encrypted repository's password is asked twice at a terminal, before anything is
+  // opened; the same answer unlocks an existing encrypted repository.
+  let password = passwordSource(argv);
+  if (argv.encryption) {
+    const given = await newPassword(argv);
+    if (given === undefined) {
+      throw new SbmError('SBM_USAGE', '--encryption needs a password: pipe it with --stdinpass, or run at a terminal to be asked');
+    }
+    password = async () => given;
+  }
   const bundle = await openBundleOperations(argv.bundle, {
     onWarning,
     strictWarnings: argv.strict === true,
@@ -112,7 +139,8 @@ async function backupBundleToS3(argv: BackupArgs, policy: ThinPolicy | undefined
     await backupToS3(bundle.backupSource(), {
       bundle: argv.bundle,
       dest: argv.dest,
-      ...(argv.endpoint === undefined ? {} : { endpoint: argv.endpoint }),
+      access: { ...(argv.endpoint === undefined ? {} : { endpoint: argv.endpoint }), password },
+      encrypt: argv.encryption,
       json: argv.json === true,
       showProgress: argv.progress && !argv.json && process.stderr.isTTY,
       ...(policy === undefined ? {} : { policy }),

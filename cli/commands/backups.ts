@@ -8,7 +8,7 @@ import { formatSize } from '../../lib/size.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption } from '../command-kit.js';
 import { printTable } from '../table.js';
 import { isS3Url } from '../../lib/backup/s3/s3-location.js';
-import { endpointOption } from '../s3-options.js';
+import { endpointOption, s3Access } from '../s3-options.js';
 
 interface BackupsArgs extends GlobalOptions {
   dest: string;
@@ -24,7 +24,7 @@ export const backupsCommand: CommandModule<object, BackupsArgs> = {
       .options({ ...endpointOption, ...jsonOption, ...strictOption }),
   handler: action(async (argv) => {
     if (isS3Url(argv.dest)) {
-      await (await import('../s3-actions.js')).listS3Backups(argv.dest, argv.endpoint, argv.json === true);
+      await (await import('../s3-actions.js')).listS3Backups(argv.dest, s3Access(argv), argv.json === true);
       return;
     }
     const target = await resolveBackupTarget(argv.dest);

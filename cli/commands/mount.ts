@@ -1,6 +1,7 @@
 // `sbm mount`: serves a bundle (read-write unless --read-only; a backup read-only unless
-// --writable-backup), one of its snapshots (read-only)
-// or any image sbm reads (read-only)
+// --writable-backup), one of its snapshots (read-only), a backup in an S3 repository (read-only:
+// chunks are fetched as clients read them, through a bounded cache) or any image sbm reads
+// (read-only)
 // over NBD, prints the URI, and runs until SIGINT/SIGTERM. Start order: open the device (takes the
 // bundle lock) -> publish the control channel (.sbm/control.json) -> listen for NBD -> FUSE ->
 // print the URI. Shutdown order: unmount FUSE (it is a client) -> stop the control channel
@@ -27,6 +28,8 @@ import { MAX_DISK_INDEX, checkOptions, integer } from '../option-values.js';
 import { passwordSource } from '../password-input.js';
 import type { PasswordSource } from '../../lib/bundle/bundle-encryption.js';
 import { shutdownSignals } from '../shutdown-signals.js';
+import { isS3Url } from '../../lib/backup/s3/s3-location.js';
+import { endpointOption, s3Access } from '../s3-options.js';
 
 /**
  * Band files a mount keeps open (the engine's default is 64, i.e. 512 MiB of 8 MiB bands). A
@@ -50,6 +53,7 @@ interface MountArgs extends GlobalOptions {
   fuse?: string;
   format?: string;
   disk?: string;
+  endpoint?: string;
 }
 
 export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
@@ -57,7 +61,11 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
   describe: 'serve a bundle or image over NBD until SIGINT/SIGTERM',
   builder: (yargs: Argv<GlobalOptions>) =>
     yargs
-      .positional('source', { type: 'string', demandOption: true, describe: 'sparse bundle, or an image to serve read-only' })
+      .positional('source', {
+        type: 'string',
+        demandOption: true,
+        describe: 'sparse bundle, or an image or S3 backup (s3://BUCKET/PREFIX/SET/NAME) to serve read-only',
+      })
       .options({
         socket: { type: 'string', describe: 'Unix socket path (default: a new private directory under the temp dir)' },
         port: { type: 'string', describe: 'listen on TCP instead (0 = any free port)' },
@@ -75,12 +83,14 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
         fuse: { type: 'string', describe: 'also expose the disk as the file DIR/disk through nbdfuse' },
         format: { type: 'string', describe: 'skip detection and serve the input as this format (read-only), e.g. raw' },
         disk: { type: 'string', describe: 'which disk of a .pvm machine or an OVA/OVF package (default: the first, hdd0)' },
+        ...endpointOption,
         ...jsonOption,
         ...strictOption,
       })
       .example('$0 mount vm.sparsebundle', 'serve on a Unix socket in a private directory; prints nbd+unix:///vm?socket=...')
       .example('$0 mount vm.sparsebundle --port 10809 --json', 'serve on 127.0.0.1:10809')
       .example('$0 mount vm.sparsebundle --snapshot daily --fuse /mnt/vm', 'a snapshot, read-only, as the file /mnt/vm/disk')
+      .example('$0 mount s3://my-bucket/sbm/vm/2026-11-23-091500', 'a backup in S3, read-only: boot from it before any restore')
       .conflicts('socket', 'port')
       .conflicts('socket', 'host') as unknown as Argv<MountArgs>,
   handler: action(async (argv: MountArgs) => {
@@ -152,6 +162,7 @@ export const mountCommand: CommandModule<GlobalOptions, MountArgs> = {
 async function openSource(argv: MountArgs, warnings: SbmWarning[]): Promise<BlockDevice> {
   const onWarning = warningSink(argv, warnings);
   const password = passwordSource(argv);
+  if (isS3Url(argv.source)) return openS3Source(argv);
   const probe = await probeImage(argv.source);
   if (argv.snapshot !== undefined) {
     if (!probe.isDirectory) throw new SbmError('SBM_USAGE', `--snapshot needs a sparse bundle; ${argv.source} is a file`);
@@ -176,6 +187,20 @@ async function openSource(argv: MountArgs, warnings: SbmWarning[]): Promise<Bloc
   return format.open(argv.source, { onWarning, disk });
 }
 
+/** A backup in an S3 repository: read-only whatever the options, holding the repository's lease. */
+async function openS3Source(argv: MountArgs): Promise<BlockDevice> {
+  const refused = [
+    ['--snapshot', argv.snapshot !== undefined],
+    ['--writable-backup', argv.writableBackup],
+    ['--format', argv.format !== undefined],
+    ['--disk', argv.disk !== undefined],
+  ].find(([, given]) => given);
+  if (refused !== undefined)
+    throw new SbmError('SBM_USAGE', `${String(refused[0])} does not apply to an S3 backup (served read-only as it is)`);
+  const { openS3Backup } = await import('../s3-actions.js'); // the AWS SDK loads only here
+  return (await openS3Backup(argv.source, s3Access(argv), 'mount')).device;
+}
+
 /**
  * A snapshot is itself a bundle under .sbm/snapshots/; it is opened directly (shared lock on its
  * own lock file) so it can be served while the live bundle is mounted read-write elsewhere.
@@ -193,6 +218,7 @@ async function openSnapshot(source: string, name: string, onWarning: WarningSink
 
 function defaultExportName(source: string, snapshot: string | undefined): string {
   if (snapshot !== undefined) return `${defaultExportName(source, undefined)}-${snapshot}`;
+  if (isS3Url(source)) return source.replace(/\/+$/, '').split('/').slice(-2).join('-'); // <set>-<backup>
   return basename(source.replace(/\/+$/, '')).replace(/\.[^.]*$/, '');
 }
 

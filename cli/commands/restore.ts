@@ -18,7 +18,7 @@ import { imageExtensionOf, writableExtensions, writableFormats } from '../output
 import { progressReporter } from '../progress.js';
 import { isS3Url } from '../../lib/backup/s3/s3-location.js';
 import type { BlockDevice } from '../../lib/block-device.js';
-import { endpointOption } from '../s3-options.js';
+import { endpointOption, s3Access } from '../s3-options.js';
 
 interface RestoreArgs extends GlobalOptions {
   backup: string;
@@ -64,7 +64,7 @@ export const restoreCommand: CommandModule<object, RestoreArgs> = {
     if (!s3) await assertOutputOutsideInputs(argv.target, [argv.backup], { outputLabel: 'restore target', inputLabel: 'backup' });
     const to = argv.to ?? formatNamedBy(argv.target);
     const opened = s3
-      ? await (await import('../s3-actions.js')).openS3Backup(argv.backup, argv.endpoint) // the AWS SDK loads only here
+      ? await (await import('../s3-actions.js')).openS3Backup(argv.backup, s3Access(argv), 'restore') // the AWS SDK loads only here
       : await openFolderBackup(argv.backup, onWarning, password);
     const source = opened.device;
     const progress = progressReporter('restoring', argv.progress && !argv.json);

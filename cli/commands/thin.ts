@@ -12,7 +12,7 @@ import { type ThinArgs, thinOptions, thinPolicyOf } from '../backup-options.js';
 import { resolveBackupTarget } from '../../lib/backup/backup-target.js';
 import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOption } from '../command-kit.js';
 import { isS3Url } from '../../lib/backup/s3/s3-location.js';
-import { endpointOption } from '../s3-options.js';
+import { endpointOption, s3Access } from '../s3-options.js';
 
 interface ThinCommandArgs extends GlobalOptions, ThinArgs {
   dest: string;
@@ -39,7 +39,7 @@ export const thinCommand: CommandModule<object, ThinCommandArgs> = {
         'give at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly, --max-bytes',
       );
     if (isS3Url(argv.dest)) {
-      await (await import('../s3-actions.js')).thinS3(argv.dest, argv.endpoint, policy, dryRun, argv.json === true);
+      await (await import('../s3-actions.js')).thinS3(argv.dest, s3Access(argv), policy, dryRun, argv.json === true);
       return;
     }
     // Checked before any lock file is made: nothing is created in a folder that is not a backup set.

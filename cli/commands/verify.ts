@@ -7,7 +7,7 @@ import { type GlobalOptions, action, jsonOption, printJson, printLine, strictOpt
 import { progressReporter } from '../progress.js';
 import { counted } from '../plural.js';
 import { isS3Url } from '../../lib/backup/s3/s3-location.js';
-import { endpointOption } from '../s3-options.js';
+import { endpointOption, s3Access } from '../s3-options.js';
 
 interface VerifyArgs extends GlobalOptions {
   path: string;
@@ -29,7 +29,7 @@ export const verifyCommand: CommandModule<object, VerifyArgs> = {
   handler: action(async (argv) => {
     const samplePercent = percentOf(argv.sample);
     if (isS3Url(argv.path)) {
-      await (await import('../s3-actions.js')).verifyS3(argv.path, argv.endpoint, samplePercent, argv.json === true);
+      await (await import('../s3-actions.js')).verifyS3(argv.path, s3Access(argv), samplePercent, argv.json === true);
       return;
     }
     if (samplePercent !== undefined) throw new SbmError('SBM_USAGE', '--sample applies to S3 repositories only');

@@ -31,8 +31,15 @@ export class S3BackupDevice implements BlockDevice {
   #cachedBytes = 0;
   #closed = false;
 
-  constructor(repository: S3Repository, manifest: S3BackupManifest, options: { readonly cacheBytes?: number } = {}) {
+  readonly #onClose: (() => Promise<void>) | undefined;
+
+  constructor(
+    repository: S3Repository,
+    manifest: S3BackupManifest,
+    options: { readonly cacheBytes?: number; readonly onClose?: () => Promise<void> } = {},
+  ) {
     this.#repository = repository;
+    this.#onClose = options.onClose;
     this.#manifest = manifest;
     this.sizeBytes = manifest.sizeBytes;
     this.preferredBlockSize = manifest.chunkSizeBytes;
@@ -145,9 +152,11 @@ export class S3BackupDevice implements BlockDevice {
   async flush(): Promise<void> {}
 
   async close(): Promise<void> {
+    if (this.#closed) return;
     this.#closed = true;
     this.#cache.clear();
     this.#cachedBytes = 0;
+    await this.#onClose?.(); // e.g. releases the repository lease held while reading
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

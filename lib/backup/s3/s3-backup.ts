@@ -22,6 +22,7 @@ import { bandFileName } from '../../bundle/bundle-paths.js';
 import { SbmError } from '../../errors.js';
 import { readFully } from '../../fs/read-fully.js';
 import { mapLimit } from '../../map-limit.js';
+import type { PasswordSource } from '../../bundle/bundle-encryption.js';
 import type { WarningSink } from '../../warnings.js';
 import { backupStem } from '../backup-set.js';
 import { openBandForReading } from '../band-files.js';
@@ -38,6 +39,10 @@ export interface S3BackupOptions {
   readonly onWarning?: WarningSink;
   readonly onProgress?: (progress: { bandsDone: number; bandsTotal: number; bytesUploaded: number }) => void;
   readonly lease?: LeaseOptions;
+  /** Create the repository encrypted (an existing one must be encrypted too). */
+  readonly encrypt?: boolean;
+  /** The repository's password, asked only when it is (or is to be made) encrypted. */
+  readonly password?: PasswordSource;
 }
 
 export interface S3BackupResult extends S3BackupStats {
@@ -55,7 +60,11 @@ export async function createS3Backup(
 ): Promise<S3BackupResult> {
   const started = process.hrtime.bigint();
   await refuseEncrypted(source, source.path); // before anything is written to the bucket
-  const repository = (await S3Repository.open(store, prefix, { create: true })) as S3Repository;
+  const repository = (await S3Repository.open(store, prefix, {
+    create: true,
+    ...(options.encrypt === undefined ? {} : { encrypt: options.encrypt }),
+    ...(options.password === undefined ? {} : { password: options.password }),
+  })) as S3Repository;
   const lease = await acquireLease(repository, 'backup', options.lease);
   try {
     const set = source.name;
@@ -109,9 +118,9 @@ export async function createS3Backup(
 }
 
 /**
- * An encrypted bundle's band files are ciphertext under keys its token holds; a repository of
- * chunks would need the token too and would dedupe nothing. Refused until S3 repositories get
- * their own encryption (issue 16).
+ * An encrypted bundle's band files are ciphertext under keys its token holds: chunks of them
+ * would restore only together with that token, and would dedupe nothing. Refused; an encrypted
+ * repository (--encryption) is the way to keep a disk encrypted in S3.
  */
 async function refuseEncrypted(source: BackupSource, bundlePath: string): Promise<void> {
   const token = await stat(join(bundlePath, 'token')).catch(() => undefined);
@@ -166,7 +175,7 @@ async function uploadBands(
         stats.chunksReused++;
         return;
       }
-      const body = await repository.sealChunk(data);
+      const body = await repository.sealChunk(id, data);
       await repository.store.put(key, body);
       stats.chunksUploaded++;
       stats.bytesUploaded += body.length;

@@ -7,7 +7,7 @@ import { mapLimit } from '../../map-limit.js';
 import type { ObjectStore } from './object-store.js';
 import { type S3Location, formatS3Url, splitLast } from './s3-location.js';
 import type { S3BackupManifest } from './s3-manifest.js';
-import { type S3BackupEntry, S3Repository } from './s3-repository.js';
+import { type OpenRepositoryOptions, type S3BackupEntry, S3Repository } from './s3-repository.js';
 
 const VERIFY_LANES = 8;
 
@@ -18,16 +18,16 @@ export interface S3Target {
 }
 
 /** The repository an address names, and the set (`.../<set>`) or backup (`.../<set>/<name>`) in it. */
-export async function openS3Target(store: ObjectStore, location: S3Location): Promise<S3Target> {
-  const here = await S3Repository.open(store, location.prefix);
+export async function openS3Target(store: ObjectStore, location: S3Location, options: OpenRepositoryOptions = {}): Promise<S3Target> {
+  const here = await S3Repository.open(store, location.prefix, options);
   if (here !== undefined) return { repository: here };
   const up = splitLast(location.prefix);
   if (up !== undefined) {
-    const parent = await S3Repository.open(store, up.parent);
+    const parent = await S3Repository.open(store, up.parent, options);
     if (parent !== undefined) return { repository: parent, set: up.last };
     const upAgain = splitLast(up.parent);
     if (upAgain !== undefined) {
-      const grand = await S3Repository.open(store, upAgain.parent);
+      const grand = await S3Repository.open(store, upAgain.parent, options);
       if (grand !== undefined) return { repository: grand, set: upAgain.last, name: up.last };
     }
   }

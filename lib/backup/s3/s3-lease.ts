@@ -2,8 +2,10 @@
 // only by compare-and-swap (a conditional PUT: If-None-Match to create it, If-Match on the entity
 // tag read to replace it), so two runs never both believe they changed it.
 //
-//   backup  shared: any number at once (several disks may back up into one prefix)
-//   thin    exclusive: waits until no backup holds the lease, and backups wait for it
+//   backup, restore, mount   shared: any number at once (several disks may back up into one
+//                            prefix; a restore or mount reads chunks a thin must not collect)
+//   thin                     exclusive: waits until no other run holds the lease, and they wait
+//                            for it
 //
 // Why thin needs it: a backup skips uploading a chunk that the previous manifest (or a HEAD)
 // shows is stored. If thin collected that chunk in the meantime, the new manifest would name a
@@ -21,7 +23,7 @@ import { SbmError } from '../../errors.js';
 import { randomTag } from '../../fs/temp-name.js';
 import type { S3Repository } from './s3-repository.js';
 
-export type LeaseKind = 'backup' | 'thin';
+export type LeaseKind = 'backup' | 'restore' | 'mount' | 'thin';
 
 interface LeaseHolder {
   readonly id: string;
@@ -126,7 +128,9 @@ async function readLease(repository: S3Repository): Promise<{ holders: LeaseHold
   if (found === undefined) return { holders: [], etag: undefined };
   let holders: LeaseHolder[] = [];
   try {
-    const parsed = JSON.parse(found.body.toString('utf8')) as { kind?: unknown; holders?: unknown };
+    // An encrypted repository's lease is sealed; one that does not open names nobody either.
+    const body = repository.openDocument(repository.leaseKey, found.body)?.toString('utf8') ?? '';
+    const parsed = JSON.parse(body) as { kind?: unknown; holders?: unknown };
     if (parsed.kind === LEASE_KIND && Array.isArray(parsed.holders)) holders = parsed.holders as LeaseHolder[];
   } catch {
     // a damaged lease names nobody: it is replaced by the next compare-and-swap
@@ -136,7 +140,7 @@ async function readLease(repository: S3Repository): Promise<{ holders: LeaseHold
 }
 
 async function swap(repository: S3Repository, etag: string | undefined, holders: LeaseHolder[]): Promise<boolean> {
-  const body = Buffer.from(`${JSON.stringify({ kind: LEASE_KIND, holders }, null, 1)}\n`);
+  const body = repository.sealDocument(repository.leaseKey, Buffer.from(`${JSON.stringify({ kind: LEASE_KIND, holders }, null, 1)}\n`));
   const condition = etag === undefined ? ({ ifNoneMatch: true } as const) : { ifMatch: etag };
   return (await repository.store.putIf(repository.leaseKey, body, condition)) !== undefined;
 }

@@ -9,21 +9,41 @@
 //
 // A chunk object is one format byte and the payload: 0 = the chunk as is, 1 = deflate-raw of it
 // (used when it saves at least 1/8). Reading a chunk re-hashes it, so damage is never restored.
+//
+// An encrypted repository (format version 2, s3-crypto.ts) differs in four places: a chunk's id
+// is a keyed hash (HMAC) of it; a chunk object is format byte 2 and the sealed (AES-256-GCM)
+// plain object of above; manifests and the lease are sealed; and <set> in a manifest key is
+// "s-" and a keyed hash of the set name (the name itself is inside the sealed manifest).
 
 import { createHash, randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import { deflateRaw, inflateRaw } from 'node:zlib';
 import { SbmError } from '../../errors.js';
 import { BACKUP_SUFFIX, parseBackupName } from '../backup-set.js';
+import type { PasswordSource } from '../../bundle/bundle-encryption.js';
 import type { ObjectStore } from './object-store.js';
+import {
+  type RepositoryEncryption,
+  type RepositoryKeys,
+  checkRepositoryEncryption,
+  keyedHash,
+  newRepositoryEncryption,
+  open as openSealed,
+  seal,
+  unlockRepository,
+} from './s3-crypto.js';
 import { type S3BackupManifest, checkS3Manifest } from './s3-manifest.js';
 
 export const REPOSITORY_KIND = 'sbm-s3-repository';
 export const REPOSITORY_VERSION = 1;
+/** Version of an encrypted repository: an sbm that knows only version 1 refuses it. */
+export const ENCRYPTED_REPOSITORY_VERSION = 2;
 export const CONFIG_NAME = 'sbm-repository.json';
 export const DEFAULT_CHUNK_SIZE_BYTES = 1024 * 1024;
 const FORMAT_RAW = 0;
 const FORMAT_DEFLATE = 1;
+const FORMAT_SEALED = 2;
+const SET_TAG_PREFIX = 's-';
 const deflate = promisify(deflateRaw);
 const inflate = promisify(inflateRaw);
 
@@ -33,6 +53,16 @@ export interface RepositoryConfig {
   readonly id: string;
   readonly chunkSizeBytes: number;
   readonly createdAt: string;
+  readonly encryption?: RepositoryEncryption;
+}
+
+export interface OpenRepositoryOptions {
+  /** Create the repository when absent. */
+  readonly create?: boolean;
+  /** Create it encrypted; an existing repository must then be encrypted too. */
+  readonly encrypt?: boolean;
+  /** Asked only when the repository is (or is to be made) encrypted. */
+  readonly password?: PasswordSource;
 }
 
 export interface S3BackupEntry {
@@ -47,31 +77,56 @@ export class S3Repository {
   /** Key prefix of the repository, '' or ending in '/'. */
   readonly base: string;
   readonly config: RepositoryConfig;
+  /** Keys of an encrypted repository; undefined for a plain one. */
+  readonly #keys: RepositoryKeys | undefined;
+  /** Set names of the set tags seen so far (encrypted repositories). */
+  readonly #setNames = new Map<string, string>();
 
-  private constructor(store: ObjectStore, base: string, config: RepositoryConfig) {
+  private constructor(store: ObjectStore, base: string, config: RepositoryConfig, keys: RepositoryKeys | undefined) {
     this.store = store;
     this.base = base;
     this.config = config;
+    this.#keys = keys;
+  }
+
+  get encrypted(): boolean {
+    return this.#keys !== undefined;
   }
 
   /** The repository at `prefix`, created there when absent and `create` is set; else undefined. */
-  static async open(store: ObjectStore, prefix: string, options: { readonly create?: boolean } = {}): Promise<S3Repository | undefined> {
+  static async open(store: ObjectStore, prefix: string, options: OpenRepositoryOptions = {}): Promise<S3Repository | undefined> {
     const base = prefix === '' ? '' : `${prefix}/`;
     const key = base + CONFIG_NAME;
+    const where = store.describe(key);
     // A GET, not a HEAD: only a GET's answer tells a missing bucket from a missing object.
     const found = await store.get(key);
-    if (found !== undefined) return new S3Repository(store, base, checkConfig(found.body, store.describe(key)));
+    if (found !== undefined) {
+      const config = checkConfig(found.body, where);
+      if (options.encrypt === true && config.encryption === undefined) {
+        throw new SbmError(
+          'SBM_USAGE',
+          `${store.describe(base)} is a repository without encryption; --encryption applies only when a repository is created ` +
+            '(back up to a new prefix to encrypt); nothing was uploaded',
+        );
+      }
+      const keys =
+        config.encryption === undefined ? undefined : await unlockRepository(config.encryption, await passwordFor(options, where), where);
+      return new S3Repository(store, base, config, keys);
+    }
     if (options.create !== true) return undefined;
+    const made = options.encrypt === true ? await newRepositoryEncryption(await passwordFor(options, where)) : undefined;
     const config: RepositoryConfig = {
       kind: REPOSITORY_KIND,
-      version: REPOSITORY_VERSION,
+      version: made === undefined ? REPOSITORY_VERSION : ENCRYPTED_REPOSITORY_VERSION,
       id: randomUUID(),
       chunkSizeBytes: DEFAULT_CHUNK_SIZE_BYTES,
       createdAt: new Date().toISOString(),
+      ...(made === undefined ? {} : { encryption: made.encryption }),
     };
-    const made = await store.putIf(key, Buffer.from(`${JSON.stringify(config, null, 1)}\n`), { ifNoneMatch: true });
-    if (made !== undefined) return new S3Repository(store, base, config);
-    return S3Repository.open(store, prefix); // another run created it a moment ago: use theirs
+    if (await store.putIf(key, Buffer.from(`${JSON.stringify(config, null, 1)}\n`), { ifNoneMatch: true })) {
+      return new S3Repository(store, base, config, made?.keys);
+    }
+    return S3Repository.open(store, prefix, { ...options, create: false }); // another run created it a moment ago: use theirs
   }
 
   chunkKey(id: string): string {
@@ -79,7 +134,15 @@ export class S3Repository {
   }
 
   manifestKey(set: string, name: string): string {
-    return `${this.base}backups/${set}/${name}.json`;
+    return `${this.base}backups/${this.#setPart(set)}/${name}.json`;
+  }
+
+  /** A set's folder name under backups/: the name itself, or a keyed hash of it when encrypted. */
+  #setPart(set: string): string {
+    if (this.#keys === undefined) return set;
+    const tag = SET_TAG_PREFIX + keyedHash(this.#keys.name, set).slice(0, 32);
+    this.#setNames.set(tag, set);
+    return tag;
   }
 
   get leaseKey(): string {
@@ -88,19 +151,32 @@ export class S3Repository {
 
   /** Content id of a plain chunk. */
   chunkId(data: Uint8Array): string {
+    if (this.#keys !== undefined) return keyedHash(this.#keys.id, data);
     return createHash('sha256').update(data).digest('hex');
   }
 
-  /** The object body stored for a plain chunk. */
-  async sealChunk(data: Uint8Array): Promise<Buffer> {
+  /** The object body stored for a plain chunk whose id is `id`. */
+  async sealChunk(id: string, data: Uint8Array): Promise<Buffer> {
     const packed = await deflate(data, { level: 1 });
-    if (packed.length <= data.length - data.length / 8) return Buffer.concat([Buffer.from([FORMAT_DEFLATE]), packed]);
-    return Buffer.concat([Buffer.from([FORMAT_RAW]), data]);
+    const body =
+      packed.length <= data.length - data.length / 8
+        ? Buffer.concat([Buffer.from([FORMAT_DEFLATE]), packed])
+        : Buffer.concat([Buffer.from([FORMAT_RAW]), data]);
+    if (this.#keys === undefined) return body;
+    return Buffer.concat([Buffer.from([FORMAT_SEALED]), seal(this.#keys.data, body, this.#relative(this.chunkKey(id)))]);
   }
 
   /** The plain chunk of an object body; SBM_CORRUPT when it does not hash to `id`. */
-  async openChunk(id: string, body: Buffer): Promise<Buffer> {
+  async openChunk(id: string, stored: Buffer): Promise<Buffer> {
     const where = this.store.describe(this.chunkKey(id));
+    let body = stored;
+    if (this.#keys !== undefined) {
+      // Only sealed objects: a plain one in an encrypted repository was put there by someone else.
+      const opened =
+        body[0] === FORMAT_SEALED ? openSealed(this.#keys.data, body.subarray(1), this.#relative(this.chunkKey(id))) : undefined;
+      if (opened === undefined) throw new SbmError('SBM_CORRUPT', `${where} does not authenticate`, { key: where, chunk: id });
+      body = opened;
+    }
     let data: Buffer;
     if (body[0] === FORMAT_RAW) data = body.subarray(1);
     else if (body[0] === FORMAT_DEFLATE) {
@@ -124,25 +200,50 @@ export class S3Repository {
 
   /** Complete backups (those with a manifest), of one set or all, oldest first. */
   async listBackups(set?: string): Promise<S3BackupEntry[]> {
-    const from = `${this.base}backups/${set === undefined ? '' : `${set}/`}`;
+    const from = `${this.base}backups/${set === undefined ? '' : `${this.#setPart(set)}/`}`;
     const entries: S3BackupEntry[] = [];
     for await (const object of this.store.list(from)) {
       const match = /^([^/]+)\/([^/]+)\.json$/.exec(object.key.slice(`${this.base}backups/`.length));
       const time = match === null ? undefined : parseBackupName(`${match[2]}${BACKUP_SUFFIX}`);
       if (match === null || time === undefined) continue; // not sbm's: ignored, never deleted
-      entries.push({ set: match[1] ?? '', name: match[2] ?? '', time, key: object.key });
+      const part = match[1] ?? '';
+      if (this.#keys !== undefined && !part.startsWith(SET_TAG_PREFIX)) continue;
+      entries.push({ set: set ?? (await this.#setNameOf(part, object.key)), name: match[2] ?? '', time, key: object.key });
     }
     return entries.sort((a, b) => a.time.getTime() - b.time.getTime() || suffixOf(a.name) - suffixOf(b.name) || a.set.localeCompare(b.set));
   }
 
   async readManifest(set: string, name: string): Promise<S3BackupManifest> {
-    const key = this.manifestKey(set, name);
+    const manifest = await this.#readManifestAt(this.manifestKey(set, name));
+    if (manifest.set !== set || manifest.name !== name) {
+      const where = this.store.describe(this.manifestKey(set, name));
+      throw new SbmError('SBM_CORRUPT', `${where} holds the manifest of another backup (${manifest.set}/${manifest.name})`, { key: where });
+    }
+    return manifest;
+  }
+
+  /** The set name behind a set folder of an encrypted repository, read from one of its manifests. */
+  async #setNameOf(part: string, manifestKey: string): Promise<string> {
+    if (this.#keys === undefined) return part;
+    const known = this.#setNames.get(part);
+    if (known !== undefined) return known;
+    const { set } = await this.#readManifestAt(manifestKey);
+    if (this.#setPart(set) !== part) {
+      const where = this.store.describe(manifestKey);
+      throw new SbmError('SBM_CORRUPT', `${where} names set "${set}", which is not the set it is stored under`, { key: where });
+    }
+    return set;
+  }
+
+  async #readManifestAt(key: string): Promise<S3BackupManifest> {
     const found = await this.store.get(key);
     const where = this.store.describe(key);
     if (found === undefined) throw new SbmError('SBM_NOT_A_BACKUP', `${where} does not exist: no such backup`, { key: where });
+    const body = this.openDocument(key, found.body);
+    if (body === undefined) throw new SbmError('SBM_CORRUPT', `${where} does not authenticate`, { key: where });
     let parsed: unknown;
     try {
-      parsed = JSON.parse(found.body.toString('utf8'));
+      parsed = JSON.parse(body.toString('utf8'));
     } catch (error) {
       throw new SbmError('SBM_CORRUPT', `${where} is not JSON: ${(error as Error).message}`, { key: where });
     }
@@ -151,8 +252,24 @@ export class S3Repository {
 
   /** Writes a manifest only if no backup of that name exists; false when one does. */
   async writeManifest(manifest: S3BackupManifest): Promise<boolean> {
-    const body = Buffer.from(`${JSON.stringify(manifest)}\n`);
-    return (await this.store.putIf(this.manifestKey(manifest.set, manifest.name), body, { ifNoneMatch: true })) !== undefined;
+    const key = this.manifestKey(manifest.set, manifest.name);
+    const body = this.sealDocument(key, Buffer.from(`${JSON.stringify(manifest)}\n`));
+    return (await this.store.putIf(key, body, { ifNoneMatch: true })) !== undefined;
+  }
+
+  /** A small object's stored body (a manifest, the lease): sealed in an encrypted repository. */
+  sealDocument(key: string, plain: Buffer): Buffer {
+    return this.#keys === undefined ? plain : seal(this.#keys.data, plain, this.#relative(key));
+  }
+
+  /** The plain body of a small object, or undefined when it does not authenticate. */
+  openDocument(key: string, stored: Buffer): Buffer | undefined {
+    return this.#keys === undefined ? stored : openSealed(this.#keys.data, stored, this.#relative(key));
+  }
+
+  /** A key relative to the repository: what a sealed object is bound to. */
+  #relative(key: string): string {
+    return key.slice(this.base.length);
   }
 
   /** Chunk ids of every chunk object in the repository, with their stored sizes. */
@@ -162,6 +279,17 @@ export class S3Repository {
       if (id !== undefined && object.key === this.chunkKey(id)) yield { id, key: object.key, sizeBytes: object.sizeBytes };
     }
   }
+}
+
+async function passwordFor(options: OpenRepositoryOptions, where: string): Promise<Uint8Array> {
+  const password = await options.password?.();
+  if (password === undefined) {
+    throw new SbmError('SBM_ENCRYPTED', `${where} is an encrypted repository: give its password with --stdinpass, or run at a terminal`, {
+      key: where,
+    });
+  }
+  if (password.length === 0) throw new SbmError('SBM_USAGE', 'an encrypted repository needs a password that is not empty');
+  return password;
 }
 
 function suffixOf(name: string): number {
@@ -178,9 +306,13 @@ function checkConfig(body: Buffer, where: string): RepositoryConfig {
   if (config.kind !== REPOSITORY_KIND || typeof config.id !== 'string') {
     throw new SbmError('SBM_NOT_A_BACKUP', `${where} is not an sbm repository configuration`, { key: where });
   }
-  if (config.version !== REPOSITORY_VERSION) {
+  const encrypted = config.version === ENCRYPTED_REPOSITORY_VERSION;
+  if (config.version !== REPOSITORY_VERSION && !encrypted) {
     throw new SbmError('SBM_UNSUPPORTED', `${where}: repository format version ${String(config.version)} is not supported`, { key: where });
   }
+  if (encrypted) checkRepositoryEncryption(config.encryption, where);
+  else if (config.encryption !== undefined)
+    throw new SbmError('SBM_CORRUPT', `${where}: version 1 with encryption settings`, { key: where });
   const chunk = config.chunkSizeBytes;
   if (typeof chunk !== 'number' || !Number.isSafeInteger(chunk) || chunk < 4096 || chunk > 64 * 1024 * 1024 || chunk % 4096 !== 0) {
     throw new SbmError('SBM_CORRUPT', `${where}: chunk size ${String(chunk)} is not a multiple of 4 KiB up to 64 MiB`, { key: where });
