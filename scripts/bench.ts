@@ -2,7 +2,7 @@
 // Builds its own data in a scratch folder, runs sbm and its peers interleaved (at least 5 times
 // each), and writes BENCHMARKS.md: command, median, min-max, ratio sbm / peer, peak RSS, and
 // whether each target of the project is met. Needs qemu-utils, nbdkit, libnbd-bin, fio, rsync,
-// restic, borgbackup and GNU time (scripts/install-test-tools.sh installs them).
+// restic, borgbackup, Ceph's radosgw and GNU time (scripts/install-test-tools.sh installs them).
 
 import { execa } from 'execa';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { EXTRA_ROUNDS_BELOW_SECONDS, EXTRA_ROUNDS_MAX, type WorkloadResult, renderWorkload, runWorkload } from './bench/harness.js';
 import { BACKUP_PEERS, backupPeerWorkloads } from './bench/backup-peers.js';
 import { nbdWorkloads } from './bench/nbd-workloads.js';
+import { s3PeerWorkloads } from './bench/s3-peers.js';
 import { syncWorkloads } from './bench/sync-workloads.js';
 import { type BenchContext, backupWorkloads, changedBandsWorkloads, convertWorkloads, memoryWorkloads } from './bench/workloads.js';
 
@@ -31,6 +32,7 @@ const GROUPS: Record<string, (context: BenchContext) => ReturnType<typeof conver
   changed: changedBandsWorkloads,
   backup: backupWorkloads,
   'backup-peers': backupPeerWorkloads,
+  s3: s3PeerWorkloads,
   sync: syncWorkloads,
   memory: memoryWorkloads,
 };
@@ -125,6 +127,16 @@ function renderTargets(results: WorkloadResult[]): string[] {
       `| ${result.workload.id}: sbm vs the fastest peer (${fastest.label}) ≤ 0.1× | ` +
         `${ratio.toFixed(2)}× | ${ratio <= 0.1 ? 'yes' : 'no'} |`,
     );
+  }
+  for (const result of results.filter((each) => each.workload.id.startsWith('backup-s3-incremental-'))) {
+    const id = result.workload.id;
+    ratioRow(`${id}: sbm vs restic to the same gateway`, id, 'sbm backup', 'restic backup', 0.2);
+    const mine = find(id, 'sbm backup')?.addedBytesMedian;
+    const theirs = find(id, 'restic backup')?.addedBytesMedian;
+    if (mine !== undefined && theirs !== undefined) {
+      const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+      rows.push(`| ${id}: bytes stored by sbm ≤ restic's | ${mib(mine)} vs ${mib(theirs)} | ${mine <= theirs ? 'yes' : 'no'} |`);
+    }
   }
   for (const id of [
     'nbd-seq-write',

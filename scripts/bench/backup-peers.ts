@@ -102,7 +102,12 @@ async function emptyRepositories(repos: Repositories): Promise<void> {
 }
 
 /** `count` writes of 4 KiB at scattered offsets, the same to the bundle (through the engine) and the raw file. */
-async function scatteredWrites(repos: Repositories, size: number, count: number, round: number): Promise<void> {
+export async function scatteredWrites(
+  repos: Pick<Repositories, 'bundle' | 'raw'>,
+  size: number,
+  count: number,
+  round: number,
+): Promise<void> {
   const bundle = await SparseBundle.open(repos.bundle);
   const raw = await open(repos.raw, 'r+');
   const data = Buffer.alloc(4096);

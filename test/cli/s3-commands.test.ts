@@ -6,7 +6,7 @@ import test from 'ava';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { execa } from 'execa';
 import { randomBytes } from 'node:crypto';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
 import { type S3Gateway, newBucket, s3Gateway } from '../helpers/s3-gateway.js';
@@ -186,4 +186,33 @@ test('the AWS SDK is bundled into the S3 chunk only, loaded by a dynamic import'
   const entry = await readFile(join(REPO_ROOT, 'dist', 'cli', 'sbm.js'), 'utf8');
   t.false(entry.includes('S3Client'));
   t.notRegex(entry, /^import[^;]*s3-actions/m, 'the entry never imports the S3 chunk statically');
+});
+
+test('credentials and region from a profile in the AWS shared config and credentials files', async (t) => {
+  const gateway = await s3Gateway(t);
+  const bucket = await newBucket(t, gateway);
+  const dir = await tempDir(t);
+  const disk = join(dir, 'vm.sparsebundle');
+  await diskWithData(disk, 1);
+  const credentials = join(dir, 'credentials');
+  const config = join(dir, 'config');
+  await writeFile(
+    credentials,
+    `[default]\naws_access_key_id = NOTTHEONE\naws_secret_access_key = wrong\n\n` +
+      `[backup]\naws_access_key_id = ${gateway.accessKeyId}\naws_secret_access_key = ${gateway.secretAccessKey}\n`,
+  );
+  await writeFile(config, '[default]\nregion = us-east-1\n\n[profile backup]\nregion = us-east-1\n');
+  // Nothing but the endpoint and the files: no key or region in the environment.
+  const files = { AWS_ENDPOINT_URL: gateway.endpoint, AWS_SHARED_CREDENTIALS_FILE: credentials, AWS_CONFIG_FILE: config };
+  const repo = `s3://${bucket}/profiles`;
+  const made = await runSbm(['backup', disk, repo, '--json'], { env: { ...files, AWS_PROFILE: 'backup' } });
+  t.is(made.exitCode, 0, made.stderr);
+  t.like(JSON.parse(made.stdout), { mode: 'full', chunksUploaded: 1 });
+  const listed = await runSbm(['backups', repo, '--json'], { env: { ...files, AWS_PROFILE: 'backup' } });
+  t.is(listed.exitCode, 0, listed.stderr);
+  t.is(JSON.parse(listed.stdout).sets[0].backups.length, 1);
+  // The default profile's keys are refused: the profile, not something else, chose the keys.
+  const refused = await runSbm(['backups', repo], { env: files });
+  t.is(refused.exitCode, 1);
+  t.regex(refused.stderr, /^sbm: SBM_S3_CREDENTIALS: /);
 });

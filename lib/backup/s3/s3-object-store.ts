@@ -4,7 +4,7 @@
 //
 // Configuration, as the AWS CLI reads it: endpoint from the caller (--endpoint), else
 // AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL, else AWS itself; region from AWS_REGION or
-// AWS_DEFAULT_REGION, else us-east-1; credentials from the SDK's default chain (environment,
+// AWS_DEFAULT_REGION, else the profile's in the shared config file, else us-east-1; credentials from the SDK's default chain (environment,
 // shared config and credentials files, AWS_PROFILE, SSO, instance roles). A non-AWS endpoint gets
 // path-style URLs (bucket in the path: no wildcard DNS needed). Checksums are computed and checked
 // only where an operation requires them: Ceph's gateway 16.2 answers the SDK's default streamed
@@ -24,6 +24,18 @@ import {
 } from '@aws-sdk/client-s3';
 import { SbmError, type SbmErrorCode } from '../../errors.js';
 import type { ListedObject, ObjectStore, StoredObject, WriteCondition } from './object-store.js';
+
+/**
+ * The region of the shared config file's profile (AWS_PROFILE, else default), through the SDK's
+ * own chain, else us-east-1 (where the SDK alone would fail with "Region is missing").
+ */
+async function profileRegion(): Promise<string> {
+  try {
+    return await new S3Client({}).config.region();
+  } catch {
+    return 'us-east-1';
+  }
+}
 
 const MAX_ATTEMPTS = 5;
 const CONNECTION_TIMEOUT_MS = 10_000;
@@ -47,7 +59,7 @@ export function s3ObjectStore(options: S3StoreOptions): ObjectStore {
     throw new SbmError('SBM_USAGE', `S3 endpoint "${endpoint}" is not an http:// or https:// URL`, { endpoint });
   }
   const client = new S3Client({
-    region: nonEmpty(env.AWS_REGION) ?? nonEmpty(env.AWS_DEFAULT_REGION) ?? 'us-east-1',
+    region: nonEmpty(env.AWS_REGION) ?? nonEmpty(env.AWS_DEFAULT_REGION) ?? profileRegion,
     ...(endpoint === undefined ? {} : { endpoint, forcePathStyle: !isAwsEndpoint(endpoint) }),
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
