@@ -6,7 +6,7 @@
 //   ...
 //   base layer     | own ......................................... (zeros past its end)
 
-import type { BlockDevice, Extent } from './block-device.js';
+import { type BlockDevice, type Extent, pushExtent } from './block-device.js';
 
 export interface ImageLayer {
   /** Every file the layer reads, the one that names it first (descriptor, then its extents). */
@@ -42,4 +42,33 @@ export function wholeLayer(files: readonly string[], sizeBytes: number, ids: Rec
       return end > offset ? [{ offset, length: end - offset, kind: 'data' }] : [];
     },
   };
+}
+
+/** How one link of a chain reads a run: from its own file or as zeros (`own`), or from its parent. */
+export type LinkRun = 'own-data' | 'own-zero' | 'parent';
+
+/**
+ * What one link of a chain answers itself inside [offset, offset+length), from a walk over its
+ * runs: its data, and zeros it sets over its parents; runs it leaves to its parent are left out.
+ */
+export async function ownRuns(
+  sizeBytes: number,
+  offset: number,
+  length: number,
+  walk: (offset: number, length: number, visit: (position: number, length: number, run: LinkRun) => Promise<void>) => Promise<void>,
+): Promise<Extent[]> {
+  const own: Extent[] = [];
+  const end = Math.min(offset + length, sizeBytes);
+  if (end <= offset) return own;
+  await walk(offset, end - offset, async (position, runLength, run) => {
+    if (run !== 'parent') pushExtent(own, { offset: position, length: runLength, kind: run === 'own-data' ? 'data' : 'zero' });
+  });
+  return own;
+}
+
+/** The layers of a parent of another format: its own, when it has them; else one layer answering every byte. */
+export function layersOfParent(parent: BlockDevice): readonly ImageLayer[] {
+  if (isLayered(parent)) return parent.layers();
+  const path = (parent as { readonly path?: unknown }).path;
+  return [wholeLayer(typeof path === 'string' ? [path] : [], parent.sizeBytes)];
 }
