@@ -58,6 +58,8 @@ async function main(): Promise<void> {
         log(`running ${workload.id} (at least ${runs} interleaved runs)`);
         try {
           results.push(await runWorkload(workload, runs, log));
+          // Written after every workload: a run that fails later keeps what it measured.
+          await writeFile(outPath, await renderReport(results));
         } finally {
           await workload.teardown?.();
         }

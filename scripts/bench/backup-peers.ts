@@ -61,22 +61,34 @@ interface Repositories {
  */
 function backupVariants(repos: Repositories, linked: boolean, first: () => Promise<void>): Variant[] {
   const rsyncFolder = (generation: number) => join(repos.rsyncRoot, String(generation));
+  // Unmeasured, before each run: every repository keeps only its newest backup (the base of the
+  // next), so a 4 GiB disk's rounds hold at most two generations on the scratch disk.
   return [
     {
       label: 'sbm backup',
       command: ['node', SBM, 'backup', repos.bundle, repos.sbmDest, '--no-progress'],
-      before: first,
+      before: async () => {
+        await first();
+        if (existsSync(repos.sbmDest)) await execa('node', [SBM, 'thin', repos.sbmDest, '--keep-last', '1']);
+      },
       storedBytes: () => folderBytes(repos.sbmDest),
     },
     {
       label: 'restic backup',
       command: ['restic', '-r', repos.restic, 'backup', '--quiet', repos.raw],
+      before: async () => {
+        await execa('restic', ['-r', repos.restic, 'forget', '--keep-last', '1', '--prune', '--quiet'], { env: RESTIC_ENV });
+      },
       env: RESTIC_ENV,
       storedBytes: () => folderBytes(repos.restic),
     },
     {
       label: 'borg create',
       command: ['borg', 'create', '--compression', 'none', `${repos.borg}::{now:%Y-%m-%dT%H:%M:%S.%f}`, repos.raw],
+      before: async () => {
+        await execa('borg', ['prune', '--keep-last', '1', repos.borg], { env: BORG_ENV });
+        await execa('borg', ['compact', repos.borg], { env: BORG_ENV });
+      },
       env: BORG_ENV,
       storedBytes: () => folderBytes(repos.borg),
     },
@@ -84,6 +96,7 @@ function backupVariants(repos: Repositories, linked: boolean, first: () => Promi
       label: 'rsync -a --link-dest',
       before: async () => {
         repos.rsyncGeneration++;
+        await rm(rsyncFolder(repos.rsyncGeneration - 2), { recursive: true, force: true });
       },
       command: () => {
         const link = linked ? [`--link-dest=${rsyncFolder(repos.rsyncGeneration - 1)}`] : [];

@@ -54,6 +54,7 @@ async function startGateway(dir: string, capacityBytes: number): Promise<Gateway
       return match === null ? [] : [[match[1] ?? '', match[2] ?? '']];
     }),
   );
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'; // as sbm sets it for itself
   const endpoint = vars.S3_ENDPOINT ?? '';
   const credentials = { accessKeyId: vars.AWS_ACCESS_KEY_ID ?? '', secretAccessKey: vars.AWS_SECRET_ACCESS_KEY ?? '' };
   const client = new S3Client({
