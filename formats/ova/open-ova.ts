@@ -13,6 +13,7 @@ import { MAX_MANIFEST_BYTES, MAX_OVF_BYTES } from './constants.js';
 import { type ManifestEntry, manifestMismatch, parseManifest } from './manifest.js';
 import { type OvfPackage, type PackageFile, digestOf, openFolderPackage, openOvaPackage, readPackageFile } from './ova-package.js';
 import { type OvfDisk, type OvfFile, parseOvfEnvelope } from './ovf-envelope.js';
+import { stageGunzipped } from './gzip-staging.js';
 import { SegmentedHandle } from './segmented-handle.js';
 
 /** `kind`: an .ova file, or an unpacked package (a folder, or its .ovf named directly). */
@@ -26,19 +27,26 @@ export async function openOvf(path: string, kind: 'ova' | 'ovf', options: OpenIm
       path,
     });
   }
-  if (file.compression === 'gzip') {
-    throw new SbmError('SBM_UNSUPPORTED', `${path}: ${file.href} is gzip-compressed in the package (ovf:compression); unpack it first`, {
-      path,
-    });
-  }
   const pieces = await diskPieces(pack, file);
   const manifest = await readManifest(pack);
-  const checked = await checkDigests(pack, manifest, pieces);
-  const handle = await open(pieces[0]?.path ?? path, 'r').catch((error: unknown) => {
-    throw fromSystemError(error, 'cannot open', path);
+  const checked = await checkDigests(pack, manifest, pieces); // of the stored (compressed) bytes
+  // A gzip-compressed disk is read from a decompressed temporary copy (gzip has no random access).
+  const staged = file.compression === 'gzip' ? await stageGunzipped(pieces, gunzipLimit(disk.capacityBytes), path, file.href) : undefined;
+  const handle =
+    staged?.handle ??
+    (await open(pieces[0]?.path ?? path, 'r').catch((error: unknown) => {
+      throw fromSystemError(error, 'cannot open', path);
+    }));
+  const segments =
+    staged === undefined
+      ? pieces.map((piece) => ({ fileOffset: piece.offset, length: piece.sizeBytes }))
+      : [{ fileOffset: 0, length: staged.sizeBytes }];
+  // The VMDK reader's inflate workers reopen the file by name: the unlinked copy's name is its descriptor's.
+  const name = staged === undefined ? (pieces[0]?.path ?? path) : `/dev/fd/${staged.handle.fd}`;
+  const vmdk = await openEmbeddedVmdk(new SegmentedHandle(handle, segments), name, options).catch(async (error: unknown) => {
+    await handle.close().catch(() => undefined);
+    throw error;
   });
-  const segments = pieces.map((piece) => ({ fileOffset: piece.offset, length: piece.sizeBytes }));
-  const vmdk = await openEmbeddedVmdk(new SegmentedHandle(handle, segments), pieces[0]?.path ?? path, options);
   if (vmdk.sizeBytes !== disk.capacityBytes) {
     options.onWarning?.({
       code: 'SBM_OVF_CAPACITY',
@@ -61,10 +69,19 @@ export async function openOvf(path: string, kind: 'ova' | 'ovf', options: OpenIm
         ...(each.system === undefined ? {} : { system: each.system }),
       })),
       file: file.href,
+      ...(staged === undefined ? {} : { compression: `gzip (${staged.sizeBytes} bytes decompressed to an unlinked temporary file)` }),
       manifest: checked,
     },
     kind,
   );
+}
+
+/**
+ * The most a gzip-compressed disk file may decompress to: a VMDK of the disk's capacity with every
+ * grain allocated, its grain tables and headers (well under 1/16 of the capacity), and some slack.
+ */
+function gunzipLimit(capacityBytes: number): number {
+  return capacityBytes + Math.ceil(capacityBytes / 16) + 64 * 1024 * 1024;
 }
 
 async function openUnpacked(path: string): Promise<OvfPackage> {

@@ -4,7 +4,9 @@
 
 import test from 'ava';
 import { existsSync } from 'node:fs';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { execa } from 'execa';
+import { readFile, readdir, rename, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireTool, runSbm, seededBytes, tempDir } from '../../helpers/tools.js';
 import { MiB, manifest, ovfXml, streamVmdk, tarPackage, writeText } from './ova-kit.js';
@@ -86,7 +88,7 @@ test('a chunked disk (ovf:chunkSize, SHA1 manifest per chunk) and a second disk 
   t.regex(beyond.stderr, /^sbm: SBM_USAGE: --disk 2: .* has 2 disks/m);
 });
 
-test('a manifest mismatch, gzip, a missing member and a name outside the package are refused, nothing written', async (t) => {
+test('a manifest mismatch, a missing member and a name outside the package are refused, nothing written', async (t) => {
   await requireTool(t, 'qemu-img');
   const dir = await tempDir(t);
   const raw = await rawDisk(dir, 'disk.raw', 3);
@@ -102,8 +104,6 @@ test('a manifest mismatch, gzip, a missing member and a name outside the package
     /SBM_MANIFEST_MISMATCH: .*disk1\.vmdk does not match/,
     4,
   ]);
-  await writeText(dir, 'app.ovf', ovfXml([{ id: 'd', href: 'disk1.vmdk', capacity: 16 * MiB, compression: 'gzip' }]));
-  cases.push([await tarPackage(dir, 'gzip.ova', ['app.ovf', 'disk1.vmdk']), /SBM_UNSUPPORTED: .*gzip-compressed/, 4]);
   await writeText(dir, 'app.ovf', ovfXml([{ id: 'd', href: 'missing.vmdk', capacity: 16 * MiB }]));
   cases.push([await tarPackage(dir, 'missing.ova', ['app.ovf', 'disk1.vmdk']), /SBM_NOT_FOUND: .*missing\.vmdk is not in the package/, 1]);
   await writeText(dir, 'app.ovf', ovfXml([{ id: 'd', href: '../disk1.vmdk', capacity: 16 * MiB }]));
@@ -124,4 +124,51 @@ test('a manifest mismatch, gzip, a missing member and a name outside the package
   const info = await runSbm(['info', plain]);
   t.is(info.exitCode, 0, info.stderr);
   t.regex(info.stdout, /manifest:\s+none/);
+});
+
+test('a gzip-compressed disk file (ovf:compression) is read through a temporary copy; a damaged or oversized one is SBM_CORRUPT', async (t) => {
+  await requireTool(t, 'qemu-img');
+  await requireTool(t, 'gzip');
+  const dir = await tempDir(t);
+  const raw = await rawDisk(dir, 'disk.raw', 5);
+  const vmdk = await readFile(await streamVmdk(dir, raw, 'disk1.vmdk'));
+  await writeFile(join(dir, 'disk1.vmdk.gz'), (await execa('gzip', ['-c', join(dir, 'disk1.vmdk')], { encoding: 'buffer' })).stdout);
+  await writeText(dir, 'app.ovf', ovfXml([{ id: 'd', href: 'disk1.vmdk.gz', capacity: 16 * MiB, compression: 'gzip' }]));
+  await writeText(dir, 'app.mf', await manifest(dir, ['app.ovf', 'disk1.vmdk.gz']));
+  const ova = await tarPackage(dir, 'gzip.ova', ['app.ovf', 'disk1.vmdk.gz', 'app.mf']);
+  const before = await readdir(tmpdir());
+  const { converted, bytes } = await readThrough(dir, ova);
+  t.is(converted.exitCode, 0, converted.stderr);
+  t.true(bytes?.equals(await readFile(raw)), 'the disk inside the compressed file');
+  const info = await runSbm(['info', ova, '--json']);
+  t.is(info.exitCode, 0, info.stderr);
+  t.regex(JSON.parse(info.stdout).compression, new RegExp(`^gzip \\(${vmdk.length} bytes decompressed`));
+  t.deepEqual(
+    (await readdir(tmpdir())).filter((name) => name.startsWith('sbm-ova-') && !before.includes(name)),
+    [],
+    'no temporary copy is left behind',
+  );
+
+  // Damaged after the manifest was left out: gzip's own CRC-32 finds it.
+  const gz = await readFile(join(dir, 'disk1.vmdk.gz'));
+  gz.writeUInt8(gz.readUInt8(gz.length >> 1) ^ 0x55, gz.length >> 1);
+  await writeFile(join(dir, 'disk1.vmdk.gz'), gz);
+  const damaged = await tarPackage(dir, 'damaged-gzip.ova', ['app.ovf', 'disk1.vmdk.gz']);
+  // A descriptor claiming a tiny disk: the file decompresses to far more than such a disk needs.
+  await writeFile(join(dir, 'disk1.vmdk.gz'), (await execa('gzip', ['-c', join(dir, 'disk1.vmdk')], { encoding: 'buffer' })).stdout);
+  await writeText(dir, 'app.ovf', ovfXml([{ id: 'd', href: 'disk1.vmdk.gz', capacity: 4096, compression: 'gzip' }]));
+  await writeFile(join(dir, 'big.raw'), Buffer.alloc(0));
+  await execa('truncate', ['-s', '80M', join(dir, 'big.raw')]);
+  await execa('sh', ['-c', `gzip -c ${join(dir, 'big.raw')} > ${join(dir, 'disk1.vmdk.gz')}`]);
+  const bomb = await tarPackage(dir, 'bomb.ova', ['app.ovf', 'disk1.vmdk.gz']);
+  for (const [package_, expected] of [
+    [damaged, /^sbm: SBM_CORRUPT: .*disk1\.vmdk\.gz does not decompress as gzip/],
+    [bomb, /^sbm: SBM_CORRUPT: .*disk1\.vmdk\.gz decompresses to more than \d+ bytes/],
+  ] as const) {
+    const bundle = join(dir, 'refused.sparsebundle');
+    const run = await runSbm(['convert', package_, bundle]);
+    t.is(run.exitCode, 4, run.stderr);
+    t.regex(run.stderr, expected);
+    t.false(existsSync(bundle), 'nothing written');
+  }
 });

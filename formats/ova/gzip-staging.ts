@@ -1,0 +1,66 @@
+// A disk file an OVF package stores gzip-compressed (ovf:compression="gzip"). gzip offers no random
+// access, so the disk is decompressed once, in order, into a temporary file that is unlinked as
+// soon as it is open: the VMDK reader then reads it in place, and nothing is left behind however
+// the command ends. The output is bounded (a gzip bomb fails instead of filling the disk), and a
+// damaged stream (gzip's own CRC-32 and length check it) is SBM_CORRUPT.
+
+import { createReadStream } from 'node:fs';
+import { type FileHandle, mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { SbmError, fromSystemError, isSbmError } from '../../lib/errors.js';
+import type { PackageFile } from './ova-package.js';
+
+export interface StagedDisk {
+  readonly handle: FileHandle;
+  readonly sizeBytes: number;
+}
+
+/** Decompresses the pieces (in order, one gzip stream) into an unlinked temporary file of at most `limitBytes`. */
+export async function stageGunzipped(pieces: readonly PackageFile[], limitBytes: number, where: string, name: string): Promise<StagedDisk> {
+  const dir = await mkdtemp(join(tmpdir(), 'sbm-ova-')).catch((error: unknown) => {
+    throw fromSystemError(error, 'cannot make a temporary folder for', name);
+  });
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(join(dir, 'disk'), 'w+');
+    await rm(dir, { recursive: true, force: true }); // unlinked now; the open handle keeps the data
+    const target = handle;
+    let sizeBytes = 0;
+    await pipeline(
+      async function* () {
+        for (const piece of pieces) {
+          if (piece.sizeBytes > 0) yield* createReadStream(piece.path, { start: piece.offset, end: piece.offset + piece.sizeBytes - 1 });
+        }
+      },
+      createGunzip(),
+      async (output: AsyncIterable<Buffer>) => {
+        for await (const chunk of output) {
+          if (sizeBytes + chunk.length > limitBytes) {
+            throw new SbmError(
+              'SBM_CORRUPT',
+              `${where}: ${name} decompresses to more than ${limitBytes} bytes, more than its disk can hold`,
+              {
+                path: where,
+              },
+            );
+          }
+          await target.write(chunk, 0, chunk.length, sizeBytes);
+          sizeBytes += chunk.length;
+        }
+      },
+    );
+    return { handle: target, sizeBytes };
+  } catch (error) {
+    await handle?.close().catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+    if (isSbmError(error)) throw error;
+    const code = (error as NodeJS.ErrnoException).code ?? '';
+    if (code.startsWith('Z_') || code === 'ERR_STREAM_PREMATURE_CLOSE') {
+      throw new SbmError('SBM_CORRUPT', `${where}: ${name} does not decompress as gzip: ${(error as Error).message}`, { path: where });
+    }
+    throw fromSystemError(error, 'cannot decompress', name);
+  }
+}
