@@ -126,7 +126,7 @@ test('a manifest mismatch, a missing member and a name outside the package are r
   t.regex(info.stdout, /manifest:\s+none/);
 });
 
-test('a gzip-compressed disk file (ovf:compression) is read through a temporary copy; a damaged or oversized one: SBM_CORRUPT', async (t) => {
+test('gzip-compressed disk files (ovf:compression) read through a temporary copy; a damaged or oversized one: SBM_CORRUPT', async (t) => {
   await requireTool(t, 'qemu-img');
   await requireTool(t, 'gzip');
   const dir = await tempDir(t);
