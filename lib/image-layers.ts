@@ -44,30 +44,58 @@ export function wholeLayer(files: readonly string[], sizeBytes: number, ids: Rec
   };
 }
 
-/** How one link of a chain reads a run: from its own file or as zeros (`own`), or from its parent. */
-export type LinkRun = 'own-data' | 'own-zero' | 'parent';
+/** One link of a format's own chain, as chainLayers walks it. */
+export interface ChainLink {
+  readonly files: readonly string[];
+  readonly ids: Readonly<Record<string, string>>;
+  /** The link below, or undefined at the base. */
+  readonly parent: BlockDevice | undefined;
+  /**
+   * Walks [offset, offset+length) in order, naming what each run reads: `here` (the link's own
+   * data), `parent` (left to the link below), anything else (zeros the link sets itself).
+   */
+  walk(
+    offset: number,
+    length: number,
+    visit: (position: number, length: number, run: { readonly kind: string }) => Promise<void>,
+  ): Promise<void>;
+  assertOpen(): void;
+}
 
 /**
- * What one link of a chain answers itself inside [offset, offset+length), from a walk over its
- * runs: its data, and zeros it sets over its parents; runs it leaves to its parent are left out.
+ * The layers of a chain, top first: each link `linkOf` knows answers its `here` runs as data and
+ * its other non-`parent` runs as zeros; a parent of another format brings its own layers (or one
+ * layer answering every byte).
  */
-export async function ownRuns(
-  sizeBytes: number,
-  offset: number,
-  length: number,
-  walk: (offset: number, length: number, visit: (position: number, length: number, run: LinkRun) => Promise<void>) => Promise<void>,
-): Promise<Extent[]> {
+export function chainLayers(top: BlockDevice, linkOf: (device: BlockDevice) => ChainLink | undefined): ImageLayer[] {
+  const list: ImageLayer[] = [];
+  for (let device: BlockDevice | undefined = top; device !== undefined; ) {
+    const link = linkOf(device);
+    if (link === undefined) {
+      list.push(...layersOfParent(device));
+      break;
+    }
+    const sizeBytes = device.sizeBytes;
+    list.push({ files: link.files, ids: link.ids, allocated: (offset, length) => ownRuns(sizeBytes, link, offset, length) });
+    device = link.parent;
+  }
+  return list;
+}
+
+/** What one link answers itself inside [offset, offset+length): its data, and zeros it sets over its parents. */
+async function ownRuns(sizeBytes: number, link: ChainLink, offset: number, length: number): Promise<Extent[]> {
+  link.assertOpen();
   const own: Extent[] = [];
   const end = Math.min(offset + length, sizeBytes);
   if (end <= offset) return own;
-  await walk(offset, end - offset, async (position, runLength, run) => {
-    if (run !== 'parent') pushExtent(own, { offset: position, length: runLength, kind: run === 'own-data' ? 'data' : 'zero' });
+  await link.walk(offset, end - offset, async (position, runLength, run) => {
+    if (run.kind !== 'parent') pushExtent(own, { offset: position, length: runLength, kind: run.kind === 'here' ? 'data' : 'zero' });
   });
   return own;
 }
 
 /** The layers of a parent of another format: its own, when it has them; else one layer answering every byte. */
-export function layersOfParent(parent: BlockDevice): readonly ImageLayer[] {
+function layersOfParent(parent: BlockDevice): readonly ImageLayer[] {
   if (isLayered(parent)) return parent.layers();
   const path = (parent as { readonly path?: unknown }).path;
   return [wholeLayer(typeof path === 'string' ? [path] : [], parent.sizeBytes)];

@@ -9,7 +9,7 @@
 
 import { type Extent, checkRange, pushExtent } from '../../lib/block-device.js';
 import { SbmError } from '../../lib/errors.js';
-import type { ImageLayer } from '../../lib/image-layers.js';
+import { type ChainLink, type ImageLayer, chainLayers } from '../../lib/image-layers.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import type { ImageReader } from '../image-format.js';
 import { VDI_IMAGE_BLOCK_FREE, VDI_IMAGE_BLOCK_ZERO, VDI_SECTOR_SIZE } from './constants.js';
@@ -80,33 +80,24 @@ export class VdiImage implements ImageReader {
     return list;
   }
 
-  /** The chain as `sbm sync` reads it: each image's UUIDs (uuidModify moves with every write) and own blocks. */
+  /** The chain as `sbm sync` reads it, top first (a parent of another format brings its own layers). */
   layers(): ImageLayer[] {
-    const list: ImageLayer[] = [];
-    for (let link: VdiImage | undefined = this; link !== undefined; link = link.parent) {
-      const image: VdiImage = link;
-      const values = image.parts.header.values;
-      list.push({
-        files: [image.path],
-        ids: {
-          uuid: vdiUuidText(values.uuidCreate),
-          modified: vdiUuidText(values.uuidModify),
-          ...(image.parent === undefined ? {} : { parentUuid: vdiUuidText(values.uuidLinkage) }),
-        },
-        allocated: async (offset, length) => {
-          image.assertOpen();
-          const own: Extent[] = [];
-          const end = Math.min(offset + length, image.sizeBytes);
-          if (end <= offset) return own;
-          await image.walk(offset, end - offset, async (position, runLength, run) => {
-            if (run.kind !== 'parent')
-              pushExtent(own, { offset: position, length: runLength, kind: run.kind === 'here' ? 'data' : 'zero' });
-          });
-          return own;
-        },
-      });
-    }
-    return list;
+    return chainLayers(this, (device) => (device instanceof VdiImage ? device.chainLink() : undefined));
+  }
+
+  private chainLink(): ChainLink {
+    return {
+      files: [this.path],
+      // uuidModify moves with every write
+      ids: {
+        uuid: vdiUuidText(this.parts.header.values.uuidCreate),
+        modified: vdiUuidText(this.parts.header.values.uuidModify),
+        ...(this.parent === undefined ? {} : { parentUuid: vdiUuidText(this.parts.header.values.uuidLinkage) }),
+      },
+      parent: this.parent,
+      walk: (offset, length, visit) => this.walk(offset, length, visit),
+      assertOpen: () => this.assertOpen(),
+    };
   }
 
   private async walk(offset: number, length: number, visit: (position: number, length: number, run: Run) => Promise<void>): Promise<void> {

@@ -12,7 +12,7 @@
 
 import { type Extent, checkRange, pushExtent } from '../../lib/block-device.js';
 import { SbmError } from '../../lib/errors.js';
-import { type ImageLayer, layersOfParent, ownRuns } from '../../lib/image-layers.js';
+import { type ChainLink, type ImageLayer, chainLayers } from '../../lib/image-layers.js';
 import { allocatedRuns } from '../../lib/fs/sparse-seek.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import type { ImageReader } from '../image-format.js';
@@ -181,27 +181,19 @@ export class VhdImage implements ImageReader {
     target.fill(0, inside);
   }
 
-  /** The chain as `sbm sync` reads it, top first: each VHD link's own sectors, then a parent of another format's layers. */
+  /** The chain as `sbm sync` reads it, top first (a parent of another format brings its own layers). */
   layers(): ImageLayer[] {
-    const list: ImageLayer[] = [];
-    let link: ImageReader | undefined = this;
-    for (; link instanceof VhdImage; link = link.parent) {
-      const image: VhdImage = link;
-      list.push({
-        files: [image.path],
-        ids: image.parts.parentPath === undefined ? {} : { parent: image.parts.parentPath },
-        allocated: (offset, length) => {
-          image.assertOpen();
-          return ownRuns(image.sizeBytes, offset, length, (from, size, visit) =>
-            image.walk(from, size, (position, runLength, run) =>
-              visit(position, runLength, run.kind === 'parent' ? 'parent' : run.kind === 'here' ? 'own-data' : 'own-zero'),
-            ),
-          );
-        },
-      });
-    }
-    if (link !== undefined) list.push(...layersOfParent(link));
-    return list;
+    return chainLayers(this, (device) => (device instanceof VhdImage ? device.chainLink() : undefined));
+  }
+
+  private chainLink(): ChainLink {
+    return {
+      files: [this.path],
+      ids: this.parts.parentPath === undefined ? {} : { parent: this.parts.parentPath },
+      parent: this.parent,
+      walk: (offset, length, visit) => this.walk(offset, length, visit),
+      assertOpen: () => this.assertOpen(),
+    };
   }
 
   async details(): Promise<Record<string, unknown>> {

@@ -12,7 +12,7 @@
 
 import { type Extent, type ExtentKind, checkRange, pushExtent } from '../../lib/block-device.js';
 import { SbmError } from '../../lib/errors.js';
-import { type ImageLayer, layersOfParent, ownRuns } from '../../lib/image-layers.js';
+import { type ChainLink, type ImageLayer, chainLayers } from '../../lib/image-layers.js';
 import type { SbmWarning } from '../../lib/warnings.js';
 import type { ImageReader } from '../image-format.js';
 import { PAYLOAD_BLOCK_FULLY_PRESENT, PAYLOAD_BLOCK_NOT_PRESENT, PAYLOAD_BLOCK_PARTIALLY_PRESENT, SB_BLOCK_PRESENT } from './constants.js';
@@ -188,28 +188,20 @@ export class VhdxImage implements ImageReader {
     target.fill(0, inside);
   }
 
-  /** The chain as `sbm sync` reads it, top first: each VHDX link's own blocks, then a parent of another format's layers. */
+  /** The chain as `sbm sync` reads it, top first (a parent of another format brings its own layers). */
   layers(): ImageLayer[] {
-    const list: ImageLayer[] = [];
-    let link: ImageReader | undefined = this;
-    for (; link instanceof VhdxImage; link = link.parent) {
-      const image: VhdxImage = link;
-      list.push({
-        files: [image.path],
-        // dataWriteGuid moves whenever the disk's content is written (VHDX spec 2.2.2)
-        ids: { virtualDiskId: image.metadata.page83Data, dataWriteGuid: guidToText(image.section.header.dataWriteGuid) },
-        allocated: (offset, length) => {
-          image.assertOpen();
-          return ownRuns(image.sizeBytes, offset, length, (from, size, visit) =>
-            image.walk(from, size, (position, runLength, run) =>
-              visit(position, runLength, run.kind === 'parent' ? 'parent' : run.kind === 'here' ? 'own-data' : 'own-zero'),
-            ),
-          );
-        },
-      });
-    }
-    if (link !== undefined) list.push(...layersOfParent(link));
-    return list;
+    return chainLayers(this, (device) => (device instanceof VhdxImage ? device.chainLink() : undefined));
+  }
+
+  private chainLink(): ChainLink {
+    return {
+      files: [this.path],
+      // dataWriteGuid moves whenever the disk's content is written (VHDX spec 2.2.2)
+      ids: { virtualDiskId: this.metadata.page83Data, dataWriteGuid: guidToText(this.section.header.dataWriteGuid) },
+      parent: this.parent,
+      walk: (offset, length, visit) => this.walk(offset, length, visit),
+      assertOpen: () => this.assertOpen(),
+    };
   }
 
   /** Links from this one down to the base (a non-VHDX parent ends the list). */

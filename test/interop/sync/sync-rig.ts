@@ -111,3 +111,13 @@ export async function emptyBundle(t: ExecutionContext, path: string, sizeBytes: 
   const run = await runSbm(['create', path, '--size', String(sizeBytes), '--band-size', String(BAND_BYTES)]);
   t.is(run.exitCode, 0, run.stderr);
 }
+
+/** Runs `sbm sync disk bundle --json`; returns its report and the bands changed-bands lists for the run. */
+export async function syncListingBands(t: ExecutionContext, disk: string, bundle: string): Promise<SyncJson & { bands: number[] }> {
+  const token = (await runSbm(['token', bundle])).stdout.trim();
+  const run = await runSbm(['sync', disk, bundle, '--json']);
+  t.is(run.exitCode, 0, run.stderr);
+  const changed = await runSbm(['changed-bands', bundle, '--since', token, '--json']);
+  const bands = (JSON.parse(changed.stdout) as { bands: Array<{ bandIndex: number }> }).bands.map((band) => band.bandIndex);
+  return { ...(JSON.parse(run.stdout) as SyncJson), bands };
+}

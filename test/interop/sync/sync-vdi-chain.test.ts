@@ -6,18 +6,9 @@
 import test from 'ava';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { requireTool, runSbm, tempDir } from '../../helpers/tools.js';
+import { requireTool, tempDir } from '../../helpers/tools.js';
 import { makeDiff, qemuRaw, qemuVdi } from '../../formats/vdi/vdi-kit.js';
-import { MIB, type SyncJson, bundleBytes, emptyBundle } from './sync-rig.js';
-
-async function sync(t: Parameters<typeof emptyBundle>[0], disk: string, bundle: string): Promise<SyncJson & { bands: number[] }> {
-  const token = (await runSbm(['token', bundle])).stdout.trim();
-  const run = await runSbm(['sync', disk, bundle, '--json']);
-  t.is(run.exitCode, 0, run.stderr);
-  const changed = await runSbm(['changed-bands', bundle, '--since', token, '--json']);
-  const bands = (JSON.parse(changed.stdout) as { bands: Array<{ bandIndex: number }> }).bands.map((band) => band.bandIndex);
-  return { ...(JSON.parse(run.stdout) as SyncJson), bands };
-}
+import { MIB, bundleBytes, emptyBundle, syncListingBands } from './sync-rig.js';
 
 test('a VirtualBox snapshot chain: each differencing VDI adds a layer, and the sync after it reads only that layer', async (t) => {
   await requireTool(t, 'qemu-img');
@@ -28,7 +19,7 @@ test('a VirtualBox snapshot chain: each differencing VDI adds a layer, and the s
   const expected = await qemuRaw(base, join(dir, 'base.raw'));
   const bundle = join(dir, 'disk.sparsebundle');
   await emptyBundle(t, bundle, 8 * MIB);
-  const first = await sync(t, base, bundle);
+  const first = await syncListingBands(t, base, bundle);
   t.is(first.mode, 'full');
   t.true((await bundleBytes(bundle)).equals(expected));
 
@@ -42,7 +33,7 @@ test('a VirtualBox snapshot chain: each differencing VDI adds a layer, and the s
   });
   expected.fill(0xab, MIB, 2 * MIB);
   expected.fill(0, 2 * MIB, 3 * MIB);
-  const second = await sync(t, snapshot1, bundle);
+  const second = await syncListingBands(t, snapshot1, bundle);
   t.is(second.mode, 'delta', second.fullReason);
   t.is(second.bytesCompared, 2 * MIB, "only the new layer's two blocks (one data, one zeroed) are compared");
   t.true((await bundleBytes(bundle)).equals(expected), 'the bundle equals the base with the snapshot laid over it');
@@ -52,14 +43,14 @@ test('a VirtualBox snapshot chain: each differencing VDI adds a layer, and the s
   const snapshot2 = join(dir, '{snapshot-2}.vdi');
   await makeDiff(snapshot2, snapshot1, { blocks: new Map<number, Buffer | 'zero'>([[7, Buffer.alloc(MIB, 0xcd)]]) });
   expected.fill(0xcd, 7 * MIB, 8 * MIB);
-  const third = await sync(t, snapshot2, bundle);
+  const third = await syncListingBands(t, snapshot2, bundle);
   t.is(third.mode, 'delta', third.fullReason);
   t.is(third.bytesCompared, MIB, 'only the newest layer is compared, not snapshot 1 below it');
   t.true((await bundleBytes(bundle)).equals(expected));
   t.deepEqual(third.bands, [7]);
 
   // Nothing new: a delta of nothing, no band touched.
-  const none = await sync(t, snapshot2, bundle);
+  const none = await syncListingBands(t, snapshot2, bundle);
   t.is(none.mode, 'delta');
   t.is(none.bytesRead, 0);
   t.deepEqual(none.bands, []);
