@@ -54,14 +54,19 @@ async function openParent(
   const { openImage } = await import('../index.js');
   const parent = await openingChain.run(chain, () => openImage(parentPath, options));
   if (parent instanceof VhdImage && !parent.parts.footer.values.uniqueId.equals(dynamic.header.parentUniqueId)) {
-    warn({
-      code: 'SBM_VHD_PARENT_MISMATCH',
-      message:
-        `${file.path}: parent id ${dynamic.header.parentUniqueId.toString('hex')} ` +
-        `does not match the unique id ${parent.parts.footer.values.uniqueId.toString('hex')} of ${parentPath} ` +
-        '(the parent is another disk or changed after this one was made)',
-      data: { path: file.path, parent: parentPath },
-    });
+    try {
+      warn({
+        code: 'SBM_VHD_PARENT_MISMATCH',
+        message:
+          `${file.path}: parent id ${dynamic.header.parentUniqueId.toString('hex')} ` +
+          `does not match the unique id ${parent.parts.footer.values.uniqueId.toString('hex')} of ${parentPath} ` +
+          '(the parent is another disk or changed after this one was made)',
+        data: { path: file.path, parent: parentPath },
+      });
+    } catch (error) {
+      await parent.close(); // --strict turns the warning into a failure: the caller never gets the parent to close
+      throw error;
+    }
   }
   return { parent, parentPath };
 }

@@ -80,14 +80,19 @@ async function openParent(
     ? await openLink(parentPath, options, nested)
     : await openOtherFormat(parentPath, options, nested);
   if (parent instanceof VhdxImage && !linkageMatches(locator, parent.section.header.dataWriteGuid)) {
-    warn({
-      code: 'SBM_VHDX_PARENT_MISMATCH',
-      message:
-        `${child.path}: parent_linkage ${locator.parentLinkage} does not match ` +
-        `the DataWriteGuid ${guidToText(parent.section.header.dataWriteGuid)} of ${parentPath} ` +
-        '(the parent changed after this disk was made)',
-      data: { path: child.path, parent: parentPath },
-    });
+    try {
+      warn({
+        code: 'SBM_VHDX_PARENT_MISMATCH',
+        message:
+          `${child.path}: parent_linkage ${locator.parentLinkage} does not match ` +
+          `the DataWriteGuid ${guidToText(parent.section.header.dataWriteGuid)} of ${parentPath} ` +
+          '(the parent changed after this disk was made)',
+        data: { path: child.path, parent: parentPath },
+      });
+    } catch (error) {
+      await parent.close(); // --strict turns the warning into a failure: the caller never gets the parent to close
+      throw error;
+    }
   }
   return parent;
 }
