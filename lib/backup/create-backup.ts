@@ -29,7 +29,7 @@ import { assertOutputOutsideInputs } from '../fs/output-inside-input.js';
 import { writeFully } from '../fs/read-fully.js';
 import { mapLimit } from '../map-limit.js';
 import type { WarningSink } from '../warnings.js';
-import { COPY_CONCURRENCY, copyBandHashing, hashFile, linkBands, readBandHashing, writeNewBand } from './band-files.js';
+import { COPY_CONCURRENCY, type CopiedBand, copyBandHashing, hashFile, linkBands, readBandHashing, writeNewBand } from './band-files.js';
 import {
   type BackupManifest,
   type BackupMode,
@@ -243,9 +243,9 @@ async function buildBackup(
   const built = { bands: {} as Record<string, BandRecord>, bandsCopied: 0, bandsLinked: 0, bytesWritten: 0 };
   let bandsDone = 0;
   const done = () => options.onProgress?.({ bandsDone: ++bandsDone, bandsTotal: plan.present.length, bytesWritten: built.bytesWritten });
-  const copied = (name: string, record: BandRecord) => {
+  const copied = (name: string, { record, bytesWritten }: CopiedBand) => {
     built.bands[name] = record;
-    built.bytesWritten += record.size;
+    built.bytesWritten += bytesWritten;
     built.bandsCopied++;
     done();
   };

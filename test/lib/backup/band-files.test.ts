@@ -17,11 +17,33 @@ test('a band is copied with its hash, held whole or streamed in chunks above the
     [whole, 'whole'],
     [streamed, 'streamed'],
   ] as const) {
-    t.deepEqual(record, { size: data.length, sha256: sha(data) }, name);
+    t.deepEqual(record, { record: { size: data.length, sha256: sha(data) }, bytesWritten: data.length }, name);
     t.true((await readFile(join(dir, name))).equals(data), name);
   }
-  t.deepEqual(await hashFile(join(dir, 'band')), whole);
+  t.deepEqual(await hashFile(join(dir, 'band')), whole.record);
   await t.throwsAsync(copyBandHashing(join(dir, 'band'), join(dir, 'whole')), { code: 'EEXIST' }, 'never over an existing file');
+});
+
+test('copies leave all-zero 64 KiB blocks as holes and read back equal, held whole or streamed', async (t) => {
+  const dir = await tempDir(t);
+  const MIB = 1024 * 1024;
+  // 4 MiB + 100 bytes: data, 2 MiB of zeros, data, a zero tail that is not a whole block.
+  const data = Buffer.alloc(4 * MIB + 100);
+  seededBytes(MIB, 5).copy(data, 0);
+  seededBytes(MIB - 4096, 6).copy(data, 3 * MIB);
+  await writeFile(join(dir, 'band'), data);
+  const whole = await copyBandHashing(join(dir, 'band'), join(dir, 'whole'));
+  const streamed = await copyBandHashing(join(dir, 'band'), join(dir, 'streamed'), MIB);
+  for (const [record, name] of [
+    [whole, 'whole'],
+    [streamed, 'streamed'],
+  ] as const) {
+    t.deepEqual(record.record, { size: data.length, sha256: sha(data) }, name);
+    t.is(record.bytesWritten, 2 * MIB, name);
+    t.true((await readFile(join(dir, name))).equals(data), name);
+    const allocated = (await stat(join(dir, name))).blocks * 512;
+    t.true(allocated <= 2 * MIB + 64 * 1024, `${name}: ${allocated} bytes allocated for 2 MiB of data`);
+  }
 });
 
 test('readBandHashing holds small bands whole and declines big ones; writeNewBand writes what it hashed', async (t) => {
@@ -31,7 +53,7 @@ test('readBandHashing holds small bands whole and declines big ones; writeNewBan
   const read = await readBandHashing(join(dir, 'band'));
   t.deepEqual(read?.record, { size: data.length, sha256: sha(data) });
   t.is(await readBandHashing(join(dir, 'band'), 99_999), undefined);
-  t.deepEqual(await writeNewBand(join(dir, 'copy'), read?.data ?? Buffer.alloc(0)), read?.record);
+  t.deepEqual((await writeNewBand(join(dir, 'copy'), read?.data ?? Buffer.alloc(0))).record, read?.record);
   t.true((await readFile(join(dir, 'copy'))).equals(data));
 });
 
