@@ -22,10 +22,13 @@ const BORG_ENV = { BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: 'yes', BORG_RELOC
 /** Labels of the peers, in the order the targets look for the fastest of them. */
 export const BACKUP_PEERS = ['restic backup', 'borg create', 'rsync -a --link-dest'] as const;
 
-/** Bytes a folder takes (apparent size; a file hard-linked several times counts once); 0 before it exists. */
+/**
+ * Bytes a folder takes on disk (allocated blocks: holes in sparse band files take none; a file
+ * hard-linked several times counts once); 0 before it exists.
+ */
 async function folderBytes(path: string): Promise<number> {
   if (!existsSync(path)) return 0;
-  const { stdout } = await execa('du', ['-sb', path]);
+  const { stdout } = await execa('du', ['-s', '--block-size=1', path]);
   return Number(stdout.split('\t')[0]);
 }
 
@@ -157,7 +160,8 @@ export async function backupPeerWorkloads({ dir, quick }: BenchContext): Promise
     'sbm backs up the sparse bundle (tracker query, changed bands copied and fsynced, the rest hard-linked); ' +
     'restic and borg (no compression, no encryption) back up the same disk as a raw file, which they must read whole ' +
     "because it changed; rsync --link-dest copies the changed file whole into a new folder (Time Machine's way). " +
-    '"MiB added per run" is the growth of each repository (du -sb, hard links counted once).';
+    '"MiB added per run" is the growth of each repository on disk (du -s --block-size=1: allocated blocks, so holes ' +
+    'count nothing; hard links counted once).';
   const full: Workload = {
     id: 'backup-full-peers',
     title: `Full backup of a ${description} into an empty repository`,
