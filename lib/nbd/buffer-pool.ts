@@ -56,6 +56,11 @@ export class BufferPool {
     return this.idleBytes;
   }
 
+  /** Buffers handed out and not given back yet (read chunks, payloads, replies in flight). */
+  get buffersOut(): number {
+    return this.outstanding.size;
+  }
+
   get idleBuffers(): number {
     return this.free.reduce((sum, list) => sum + list.length, 0);
   }

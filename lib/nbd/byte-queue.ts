@@ -1,6 +1,9 @@
 // A FIFO of received bytes kept as a list of chunks: appending never copies, and bytes are copied
 // once when a frame is taken out (never a Buffer.concat per arriving chunk). Taking more than is
 // queued is a bug in the caller (the protocol checks the length first): SBM_INTERNAL.
+// Given a `release` function, the queue owns its chunks (pooled read buffers): each goes back
+// once its last byte is taken, clear() gives back the rest, and take() always copies, so no view
+// outlives the memory it points into.
 
 import { SbmError } from '../errors.js';
 
@@ -10,12 +13,17 @@ export class ByteQueue {
   private head = 0;
   private total = 0;
 
+  constructor(private readonly release?: (chunk: Buffer) => void) {}
+
   get length(): number {
     return this.total;
   }
 
   push(chunk: Buffer): void {
-    if (chunk.length === 0) return;
+    if (chunk.length === 0) {
+      this.release?.(chunk);
+      return;
+    }
     this.chunks.push(chunk);
     this.total += chunk.length;
   }
@@ -27,7 +35,7 @@ export class ByteQueue {
   take(count: number): Buffer {
     if (count > this.total) throw new SbmError('SBM_INTERNAL', `take(${count}) with ${this.total} bytes queued`);
     const first = this.chunks[0];
-    if (first !== undefined && first.length - this.head >= count) {
+    if (this.release === undefined && first !== undefined && first.length - this.head >= count) {
       const view = first.subarray(this.head, this.head + count);
       this.advance(count);
       return view;
@@ -35,6 +43,11 @@ export class ByteQueue {
     const out = Buffer.allocUnsafe(count);
     this.copyOut(out);
     return out;
+  }
+
+  /** Drops every queued byte (an owned queue gives its chunks back). */
+  clear(): void {
+    this.advance(this.total);
   }
 
   /** Drops up to `count` bytes; returns how many were dropped. */
@@ -72,13 +85,16 @@ export class ByteQueue {
         return;
       }
       remaining -= left;
-      this.chunks.shift();
-      this.head = 0;
+      this.drop();
     }
     const chunk = this.chunks[0];
-    if (chunk !== undefined && this.head === chunk.length) {
-      this.chunks.shift();
-      this.head = 0;
-    }
+    if (chunk !== undefined && this.head === chunk.length) this.drop();
+  }
+
+  /** Removes the first chunk (all of it taken), giving it back when the queue owns it. */
+  private drop(): void {
+    const chunk = this.chunks.shift();
+    this.head = 0;
+    if (chunk !== undefined) this.release?.(chunk);
   }
 }

@@ -68,17 +68,25 @@ const readRequestOffset = REQUEST.reader('offset');
 const readRequestLength = REQUEST.reader('length');
 
 export class NbdServerProtocol {
-  private readonly input = new ByteQueue();
+  private readonly input: ByteQueue;
+  /** Each request header is copied here and decoded at once (no allocation per request). */
+  private readonly header = Buffer.alloc(REQUEST.sizeBytes);
   private phase: Phase = { name: 'client-flags' };
   private readonly state: NegotiationState = { structuredReplies: false, metaContextId: undefined, clientNoZeroes: false };
   private optionCount = 0;
   private readonly pending: NbdAction[] = [];
 
-  /** `allocate` provides WRITE payload buffers (a pool in the session; plain memory by default). */
+  /**
+   * `allocate` provides WRITE payload buffers (a pool in the session; plain memory by default).
+   * `releaseInput`, when given, takes back each received chunk once parsed (pooled read buffers).
+   */
   constructor(
     private readonly target: NbdExport,
     private readonly allocate: (length: number) => Buffer = (length) => Buffer.allocUnsafe(length),
-  ) {}
+    releaseInput?: (chunk: Buffer) => void,
+  ) {
+    this.input = new ByteQueue(releaseInput);
+  }
 
   /** The greeting, to send as soon as the client connects. */
   greeting(): Buffer {
@@ -120,7 +128,13 @@ export class NbdServerProtocol {
   }
 
   receive(chunk: Buffer): void {
-    if (this.phase.name !== 'closed') this.input.push(chunk);
+    this.input.push(chunk);
+    if (this.phase.name === 'closed') this.input.clear();
+  }
+
+  /** Drops the bytes received but not parsed (the connection is gone). */
+  dispose(): void {
+    this.input.clear();
   }
 
   /** The next action, or undefined until more bytes arrive. */
@@ -184,7 +198,7 @@ export class NbdServerProtocol {
 
   private close(graceful: boolean, reason: string): true {
     this.phase = { name: 'closed' };
-    this.input.skip(this.input.length);
+    this.input.clear();
     this.emit({ kind: 'close', graceful, reason });
     return true;
   }
@@ -232,7 +246,8 @@ export class NbdServerProtocol {
 
   private requestHeader(): boolean {
     // Field by field with the layout's readers: one request header per request, no object for it.
-    const header = this.input.take(REQUEST.sizeBytes);
+    const header = this.header;
+    this.input.takeInto(header);
     const magic = readRequestMagic(header, 0);
     if (magic !== C.NBD_REQUEST_MAGIC) return this.close(false, `bad request magic 0x${magic.toString(16)}`);
     const type = readRequestType(header, 0);

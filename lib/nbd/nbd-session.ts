@@ -94,8 +94,11 @@ export class NbdSession implements BudgetWaiter {
     private readonly limits: SessionLimits,
     private readonly pool: BufferPool,
     private readonly budget: InFlightBudget,
+    pooledInput = false,
   ) {
-    this.protocol = new NbdServerProtocol(target, (length) => pool.acquire(length));
+    // Pooled input chunks (pooled-reads.ts) go back to the pool once parsed.
+    const releaseInput = pooledInput ? (chunk: Buffer) => pool.release(chunk) : undefined;
+    this.protocol = new NbdServerProtocol(target, (length) => pool.acquire(length), releaseInput);
     this.peer = socket.remoteAddress === undefined ? 'a Unix-socket client' : `${socket.remoteAddress}:${socket.remotePort}`;
     debug('client connected: %s', this.peer);
     this.done = new Promise((resolve) => socket.once('close', () => resolve()));
@@ -104,10 +107,6 @@ export class NbdSession implements BudgetWaiter {
       // EPIPE/ECONNRESET are how clients leave; nothing to report beyond debug.
       debug('socket error %s', error.code ?? error.message);
       socket.destroy();
-    });
-    socket.on('data', (chunk: Buffer) => {
-      this.protocol.receive(chunk);
-      this.pump();
     });
     // Replies the client has not read yet hold memory: saturated() waits for them to drain.
     socket.on('drain', () => this.pump());
@@ -123,6 +122,12 @@ export class NbdSession implements BudgetWaiter {
     }, limits.handshakeTimeoutMs);
     this.handshakeTimer.unref();
     socket.write(this.protocol.greeting());
+  }
+
+  /** Bytes received from the client (the socket's reader hands them over: pooled-reads.ts). */
+  receive(chunk: Buffer): void {
+    this.protocol.receive(chunk);
+    this.pump();
   }
 
   /** Stops reading, lets in-flight requests reply, then closes. Resolves when the socket is closed. */
@@ -364,6 +369,7 @@ export class NbdSession implements BudgetWaiter {
     debug('client disconnected: %s after %d ms, %d replies', this.peer, Date.now() - this.connectedAt, this.completed);
     this.clearTimers();
     this.budget.leave(this);
+    this.protocol.dispose();
     if (this.parked?.data !== undefined) this.pool.release(this.parked.data);
     this.parked = undefined;
     if (this.payloadReservedBytes > 0) {

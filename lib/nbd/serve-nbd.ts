@@ -23,6 +23,7 @@ import { ConnectionGuard } from './connection-guard.js';
 import { InFlightBudget, type InFlightBudgetStats } from './in-flight-budget.js';
 import type { NbdExport } from './nbd-export.js';
 import { DEFAULT_SESSION_LIMITS, NbdSession, type SessionLimits } from './nbd-session.js';
+import { acceptWithPooledReads } from './pooled-reads.js';
 
 const debug = debugLog('sbm:nbd');
 
@@ -68,6 +69,8 @@ export interface NbdServerStats extends InFlightBudgetStats {
   readonly connections: number;
   /** Released buffers kept for reuse (0 once the last client has left). */
   readonly pooledBytes: number;
+  /** Pooled buffers handed out and not back yet (0 once the last client has left). */
+  readonly pooledBuffersOut: number;
 }
 
 export interface NbdServerHandle extends AsyncDisposable {
@@ -112,13 +115,20 @@ export async function serveNbd(device: BlockDevice, options: ServeNbdOptions = {
   const guard = new ConnectionGuard({ maxConnections, idleTimeoutMs, stallTimeoutMs }, budget);
   const sessions = guard.sessions;
   const pool = new BufferPool(POOL_MAX_IDLE_BYTES);
-  const server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket: Socket) => {
+  // Paused on connect: acceptWithPooledReads takes the connection over before anything is read.
+  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (accepted: Socket) => {
     if (!guard.admit()) {
-      socket.destroy();
+      accepted.destroy();
       return;
     }
+    let session: NbdSession | undefined;
+    const input = acceptWithPooledReads(accepted, pool, (chunk) => {
+      if (session !== undefined) session.receive(chunk);
+      else pool.release(chunk);
+    });
+    const socket = input.socket;
     if ('setNoDelay' in socket && socket.remoteFamily !== undefined) socket.setNoDelay(true);
-    const session = new NbdSession(socket, device, target, limits, pool, budget);
+    session = new NbdSession(socket, device, target, limits, pool, budget, input.pooled);
     guard.add(session);
     // Memory kept for reuse goes back once nobody is connected.
     void session.done.then(() => {
@@ -167,7 +177,7 @@ export async function serveNbd(device: BlockDevice, options: ServeNbdOptions = {
     get connections() {
       return sessions.size;
     },
-    stats: () => ({ connections: sessions.size, pooledBytes: pool.idleBufferBytes, ...budget.stats() }),
+    stats: () => ({ connections: sessions.size, pooledBytes: pool.idleBufferBytes, pooledBuffersOut: pool.buffersOut, ...budget.stats() }),
     close,
     [Symbol.asyncDispose]: close,
   };

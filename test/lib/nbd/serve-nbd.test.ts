@@ -305,3 +305,36 @@ test('a client that floods invalid requests without reading replies is throttled
   const first = await raw.simpleReply();
   t.is(first.error, C.NBD_EINVAL);
 });
+
+test('pooled read buffers all come back: clients that leave mid-handshake, mid-header or mid-payload leak none', async (t) => {
+  const device = new GatedDevice(4 * MIB);
+  const server = await serve(t, device);
+  const payload = Buffer.alloc(3 * MIB, 7); // larger than one read: it spans several pooled chunks
+  const leaveAfter = async (send: (raw: RawClient) => Promise<void>) => {
+    const raw = await client(t, server);
+    await send(raw);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    raw.destroy();
+    await raw.closed;
+  };
+  await leaveAfter(async (raw) => raw.send(CLIENT_FLAGS.subarray(0, 2)));
+  await leaveAfter(async (raw) => {
+    await raw.handshake();
+    raw.send(request(C.NBD_CMD_WRITE, 0, 1n, 0, payload.length).subarray(0, 20));
+  });
+  await leaveAfter(async (raw) => {
+    await raw.handshake();
+    raw.send(request(C.NBD_CMD_WRITE, 0, 2n, 0, payload.length, payload).subarray(0, 2 * MIB));
+  });
+  await leaveAfter(async (raw) => {
+    await raw.handshake();
+    raw.send(request(C.NBD_CMD_WRITE, 0, 3n, 0, payload.length, payload));
+    t.is((await raw.simpleReply()).error, 0);
+    raw.send(request(C.NBD_CMD_READ, 0, 4n, 0, payload.length)); // its reply is never read
+  });
+  const deadline = Date.now() + 5000;
+  while (server.stats().connections > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  t.is(server.stats().connections, 0);
+  t.is(server.stats().pooledBuffersOut, 0, 'every pooled buffer was given back');
+  t.true((await device.read(0, payload.length)).equals(payload), 'the completed write landed whole');
+});
