@@ -48,6 +48,18 @@ export interface CopyResult {
   readonly seconds: number;
 }
 
+/**
+ * A source that can only be read well front to back, in one pass (a compressed stream): it
+ * copies itself into an empty target with the same options and result as copyDevice.
+ */
+export interface CopiesItself {
+  copyInOrder(target: BlockDevice, options: CopyOptions): Promise<CopyResult>;
+}
+
+export function copiesItself(source: BlockDevice): source is BlockDevice & CopiesItself {
+  return typeof (source as Partial<CopiesItself>).copyInOrder === 'function';
+}
+
 const EXTENT_WINDOW_BYTES = 1024 * 1024 * 1024;
 /** Holes and zero runs up to this size between two data extents are read rather than split on. */
 export const MERGE_GAP_BYTES = 256 * 1024;

@@ -13,7 +13,11 @@ import { MAX_MANIFEST_BYTES, MAX_OVF_BYTES } from './constants.js';
 import { type ManifestEntry, manifestMismatch, parseManifest } from './manifest.js';
 import { type OvfPackage, type PackageFile, digestOf, openFolderPackage, openOvaPackage, readPackageFile } from './ova-package.js';
 import { type OvfDisk, type OvfFile, parseOvfEnvelope } from './ovf-envelope.js';
-import { stageGunzipped } from './gzip-staging.js';
+import { gunzippedHead, stageGunzipped } from './gzip-staging.js';
+import { GzipStreamDisk } from './gzip-stream-disk.js';
+import { SECTOR_SIZE, SPARSE_MAGICNUMBER } from '../vmdk/constants.js';
+import { decodeSparseHeader } from '../vmdk/sparse-header.js';
+import { type StreamGeometry, streamGeometry } from '../vmdk/stream-copy.js';
 import { SegmentedHandle } from './segmented-handle.js';
 
 /** `kind`: an .ova file, or an unpacked package (a folder, or its .ovf named directly). */
@@ -30,8 +34,72 @@ export async function openOvf(path: string, kind: 'ova' | 'ovf', options: OpenIm
   const pieces = await diskPieces(pack, file);
   const manifest = await readManifest(pack);
   const checked = await checkDigests(pack, manifest, pieces); // of the stored (compressed) bytes
-  // A gzip-compressed disk is read from a decompressed temporary copy (gzip has no random access).
-  const staged = file.compression === 'gzip' ? await stageGunzipped(pieces, gunzipLimit(disk.capacityBytes), path, file.href) : undefined;
+  const facts = (compression?: string): Record<string, unknown> => ({
+    package: kind === 'ova' ? 'OVA' : 'OVF folder',
+    ovfVersion: envelope.version,
+    disk: disk.index,
+    disks: envelope.disks.map((each) => ({
+      index: each.index,
+      id: each.diskId,
+      capacity: each.capacityBytes,
+      ...(each.file === undefined ? {} : { file: each.file.href }),
+      ...(each.system === undefined ? {} : { system: each.system }),
+    })),
+    file: file.href,
+    ...(compression === undefined ? {} : { compression }),
+    manifest: checked,
+  });
+  const warnCapacity = (vmdkBytes: number) => {
+    if (vmdkBytes === disk.capacityBytes) return;
+    options.onWarning?.({
+      code: 'SBM_OVF_CAPACITY',
+      message:
+        `${path}: the descriptor gives disk ${disk.index} ${disk.capacityBytes} bytes, ` + `its VMDK holds ${vmdkBytes}; the VMDK is read`,
+    });
+  };
+  if (file.compression === 'gzip') {
+    // A streamOptimized VMDK is converted straight from the package; random access stages it.
+    const geometry = await gzipStreamGeometry(pieces, path, file.href);
+    if (geometry !== undefined) {
+      warnCapacity(geometry.capacityBytes);
+      const limitBytes = gunzipLimit(Math.max(disk.capacityBytes, geometry.capacityBytes));
+      const source = { where: path, name: file.href, pieces, geometry, limitBytes, facts: facts('gzip') };
+      return new GzipStreamDisk(kind, source, () => openDiskVmdk(path, pieces, file.href, true, limitBytes, options, facts, kind));
+    }
+  }
+  const reader = await openDiskVmdk(
+    path,
+    pieces,
+    file.href,
+    file.compression === 'gzip',
+    gunzipLimit(disk.capacityBytes),
+    options,
+    facts,
+    kind,
+  );
+  warnCapacity(reader.sizeBytes);
+  return reader;
+}
+
+/** The geometry of the streamOptimized VMDK a gzip file holds, or undefined when it holds something else. */
+async function gzipStreamGeometry(pieces: readonly PackageFile[], path: string, name: string): Promise<StreamGeometry | undefined> {
+  const head = await gunzippedHead(pieces, SECTOR_SIZE, path, name);
+  if (head.length < SECTOR_SIZE || decodeSparseHeader(head, 0, path).magicNumber !== SPARSE_MAGICNUMBER) return undefined;
+  return streamGeometry(decodeSparseHeader(head, 0, path), `${path}: ${name}`);
+}
+
+/** The VMDK of the disk read in place, or from a decompressed temporary copy when the file is gzip-compressed. */
+async function openDiskVmdk(
+  path: string,
+  pieces: readonly PackageFile[],
+  href: string,
+  gzip: boolean,
+  limitBytes: number,
+  options: OpenImageOptions,
+  facts: (compression?: string) => Record<string, unknown>,
+  kind: 'ova' | 'ovf',
+): Promise<OvfDiskReader> {
+  const staged = gzip ? await stageGunzipped(pieces, limitBytes, path, href) : undefined;
   const handle =
     staged?.handle ??
     (await open(pieces[0]?.path ?? path, 'r').catch((error: unknown) => {
@@ -47,33 +115,8 @@ export async function openOvf(path: string, kind: 'ova' | 'ovf', options: OpenIm
     await handle.close().catch(() => undefined);
     throw error;
   });
-  if (vmdk.sizeBytes !== disk.capacityBytes) {
-    options.onWarning?.({
-      code: 'SBM_OVF_CAPACITY',
-      message:
-        `${path}: the descriptor gives disk ${disk.index} ${disk.capacityBytes} bytes, ` +
-        `its VMDK holds ${vmdk.sizeBytes}; the VMDK is read`,
-    });
-  }
-  return new OvfDiskReader(
-    vmdk,
-    {
-      package: kind === 'ova' ? 'OVA' : 'OVF folder',
-      ovfVersion: envelope.version,
-      disk: disk.index,
-      disks: envelope.disks.map((each) => ({
-        index: each.index,
-        id: each.diskId,
-        capacity: each.capacityBytes,
-        ...(each.file === undefined ? {} : { file: each.file.href }),
-        ...(each.system === undefined ? {} : { system: each.system }),
-      })),
-      file: file.href,
-      ...(staged === undefined ? {} : { compression: `gzip (${staged.sizeBytes} bytes decompressed to an unlinked temporary file)` }),
-      manifest: checked,
-    },
-    kind,
-  );
+  const compression = staged === undefined ? undefined : `gzip (${staged.sizeBytes} bytes decompressed to an unlinked temporary file)`;
+  return new OvfDiskReader(vmdk, facts(compression), kind);
 }
 
 /**

@@ -62,7 +62,7 @@ export function maxCompressedBytes(grainBytes: number): number {
   return grainBytes + Math.ceil(grainBytes / 1000) + 1024;
 }
 
-function isZlibHeader(data: Uint8Array): boolean {
+export function isZlibHeader(data: Uint8Array): boolean {
   const b0 = data[0] ?? 0;
   const b1 = data[1] ?? 0;
   return (b0 & 0x0f) === 8 && ((b0 << 8) | b1) % 31 === 0;

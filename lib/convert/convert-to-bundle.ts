@@ -7,7 +7,7 @@ import { bundlePaths } from '../bundle/bundle-paths.js';
 import { isSbmError } from '../errors.js';
 import type { NewBundleEncryption } from '../bundle/bundle-encryption.js';
 import { DEFAULT_BAND_SIZE_BYTES, SIZE_ALIGNMENT_BYTES } from '../bundle/constants.js';
-import { type CopyOptions, type CopyResult, copyDevice } from '../copy-device.js';
+import { type CopyOptions, type CopyResult, copiesItself, copyDevice } from '../copy-device.js';
 import { SparseBundle } from '../engine/sparse-bundle.js';
 import { withStagedOutput } from '../fs/staged-output.js';
 import type { WarningSink } from '../warnings.js';
@@ -73,14 +73,16 @@ export async function convertToBundle(source: BlockDevice, bundlePath: string, o
       const syncs = new BandSyncQueue(bundle);
       try {
         const copy = options.copy;
-        const copied = await copyDevice(source, bundle, {
+        const copyOptions: CopyOptions = {
           chunkBytes: bandSizeBytes,
           ...copy,
           onChunkWritten: (offset, length) => {
             copy?.onChunkWritten?.(offset, length);
             syncs.add(offset, length);
           },
-        });
+        };
+        // A compressed stream (a gzip disk in an OVA) is read once, front to back, with no temporary copy.
+        const copied = copiesItself(source) ? await source.copyInOrder(bundle, copyOptions) : await copyDevice(source, bundle, copyOptions);
         debug('copied: %d bytes read, %d written; waiting for the last band syncs', copied.bytesRead, copied.bytesWritten);
         await syncs.settle();
         const bandsWritten = bundle.bandsPresent().length;

@@ -9,7 +9,7 @@
 // reach the session as 'request', with offsets already narrowed to safe integers.
 
 import * as C from './constants.js';
-import { ByteQueue } from './byte-queue.js';
+import { ByteQueue } from '../byte-queue.js';
 import type { NbdExport } from './nbd-export.js';
 import { type NegotiationState, handleOption } from './nbd-options.js';
 import { optionReply, requestErrorReply } from './nbd-replies.js';

@@ -126,7 +126,7 @@ test('a manifest mismatch, a missing member and a name outside the package are r
   t.regex(info.stdout, /manifest:\s+none/);
 });
 
-test('gzip-compressed disk files (ovf:compression) read through a temporary copy; a damaged or oversized one: SBM_CORRUPT', async (t) => {
+test('gzip disk files (ovf:compression): convert streams them, info stages them; a damaged or oversized one: SBM_CORRUPT', async (t) => {
   await requireTool(t, 'qemu-img');
   await requireTool(t, 'gzip');
   const dir = await tempDir(t);
@@ -140,6 +140,13 @@ test('gzip-compressed disk files (ovf:compression) read through a temporary copy
   const { converted, bytes } = await readThrough(dir, ova);
   t.is(converted.exitCode, 0, converted.stderr);
   t.true(bytes?.equals(await readFile(raw)), 'the disk inside the compressed file');
+  // No temporary copy: with no usable temporary folder, convert still works (info, which stages, does not).
+  const noTmp = { TMPDIR: join(dir, 'no-such-folder') };
+  const streamed = join(dir, 'streamed.sparsebundle');
+  const streamedRun = await runSbm(['convert', ova, streamed, '--no-progress'], { env: noTmp });
+  t.is(streamedRun.exitCode, 0, streamedRun.stderr);
+  t.is((await runSbm(['compare', streamed, raw])).exitCode, 0, 'streamed bundle equals the disk');
+  t.not((await runSbm(['info', ova], { env: noTmp })).exitCode, 0, 'info needs its temporary copy');
   const info = await runSbm(['info', ova, '--json']);
   t.is(info.exitCode, 0, info.stderr);
   t.regex(JSON.parse(info.stdout).compression, new RegExp(`^gzip \\(${vmdk.length} bytes decompressed`));
@@ -161,9 +168,21 @@ test('gzip-compressed disk files (ovf:compression) read through a temporary copy
   await execa('truncate', ['-s', '80M', join(dir, 'big.raw')]);
   await execa('sh', ['-c', `gzip -c ${join(dir, 'big.raw')} > ${join(dir, 'disk1.vmdk.gz')}`]);
   const bomb = await tarPackage(dir, 'bomb.ova', ['app.ovf', 'disk1.vmdk.gz']);
+  // The same, streamed: a real stream VMDK followed by 80 MiB of zeros.
+  await execa('sh', ['-c', `cat ${join(dir, 'disk1.vmdk')} ${join(dir, 'big.raw')} | gzip -c > ${join(dir, 'disk1.vmdk.gz')}`]);
+  const streamedBomb = await tarPackage(dir, 'streamed-bomb.ova', ['app.ovf', 'disk1.vmdk.gz']);
+  // A wrong CRC-32 in the gzip trailer: every byte decompresses, the check at the end fails.
+  const good = Buffer.from((await execa('gzip', ['-c', join(dir, 'disk1.vmdk')], { encoding: 'buffer' })).stdout);
+  good.writeUInt8(good.readUInt8(good.length - 8) ^ 1, good.length - 8);
+  await writeFile(join(dir, 'disk1.vmdk.gz'), good);
+  await writeText(dir, 'app.ovf', ovfXml([{ id: 'd', href: 'disk1.vmdk.gz', capacity: 16 * MiB, compression: 'gzip' }]));
+  const badCrc = await tarPackage(dir, 'bad-crc.ova', ['app.ovf', 'disk1.vmdk.gz']);
   for (const [package_, expected] of [
-    [damaged, /^sbm: SBM_CORRUPT: .*disk1\.vmdk\.gz does not decompress as gzip/],
+    // Streamed, the damage shows in whatever it reaches first: a grain that fails to inflate, or gzip's check.
+    [damaged, /^sbm: SBM_CORRUPT: .*disk1\.vmdk\.gz(: grain at byte \d+ of the disk does not inflate| does not decompress as gzip)/],
     [bomb, /^sbm: SBM_CORRUPT: .*disk1\.vmdk\.gz decompresses to more than \d+ bytes/],
+    [streamedBomb, /\nsbm: SBM_CORRUPT: .*disk1\.vmdk\.gz: decompresses to more than \d+ bytes/],
+    [badCrc, /^sbm: SBM_CORRUPT: .*disk1\.vmdk\.gz does not decompress as gzip: incorrect data check/],
   ] as const) {
     const bundle = join(dir, 'refused.sparsebundle');
     const run = await runSbm(['convert', package_, bundle]);

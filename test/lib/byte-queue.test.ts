@@ -1,5 +1,5 @@
 import test from 'ava';
-import { ByteQueue } from '../../../lib/nbd/byte-queue.js';
+import { ByteQueue } from '../../lib/byte-queue.js';
 
 const bytes = (...values: number[]) => Buffer.from(values);
 

@@ -5,7 +5,7 @@
 // once its last byte is taken, clear() gives back the rest, and take() always copies, so no view
 // outlives the memory it points into.
 
-import { SbmError } from '../errors.js';
+import { SbmError } from './errors.js';
 
 export class ByteQueue {
   private chunks: Buffer[] = [];
