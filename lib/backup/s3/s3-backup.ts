@@ -9,8 +9,10 @@
 //   3. unchanged bands: their chunk lists are copied from the previous manifest, nothing is read.
 //      Other bands are read in chunks (bounded: BAND_LANES bands x CHUNK_LANES chunks in flight);
 //      an all-zero chunk is stored nowhere; a chunk whose id the previous manifest names is known
-//      to be stored; any other is looked up (HEAD), and uploaded only when absent. So a run that
-//      died leaves its chunks behind and the next run uploads none of them again.
+//      to be stored; any other is looked up, and uploaded only when absent. So a run that died
+//      leaves its chunks behind and the next run uploads none of them again. A run that may look
+//      up many chunks lists the chunk namespace once instead of a HEAD per chunk (one request per
+//      1000 chunks stored); the lease keeps every listed chunk stored until the run ends.
 //   4. release the frozen point; renew the lease (fail if lost); write the manifest, last, with
 //      a conditional create: the backup exists from that moment on, complete. A run that dies
 //      before it leaves no manifest, so nothing that looks like a backup.
@@ -34,6 +36,12 @@ import { S3Repository } from './s3-repository.js';
 
 const BAND_LANES = 4;
 const CHUNK_LANES = 4;
+/** Possible chunk lookups from which one listing of the chunk namespace replaces a HEAD each. */
+export const LIST_FROM_LOOKUPS = 512;
+/** A listing is given up past this many chunks per possible lookup (a HEAD each costs less then)... */
+const LISTED_PER_LOOKUP = 16;
+/** ... or past this many chunks (memory: a 16-hex-digit prefix of each id). */
+const MAX_LISTED = 400_000;
 
 export interface S3BackupOptions {
   readonly onWarning?: WarningSink;
@@ -43,6 +51,11 @@ export interface S3BackupOptions {
   readonly encrypt?: boolean;
   /** The repository's password, asked only when it is (or is to be made) encrypted. */
   readonly password?: PasswordSource;
+  /**
+   * How new chunks are looked up: one listing of the chunk namespace, a HEAD each, or (auto)
+   * listing when LIST_FROM_LOOKUPS or more lookups may be needed.
+   */
+  readonly chunkLookup?: 'auto' | 'list' | 'head';
 }
 
 export interface S3BackupResult extends S3BackupStats {
@@ -159,6 +172,7 @@ async function uploadBands(
   const known = new Set<string>();
   for (const record of Object.values(previous?.bands ?? {})) for (const id of record.chunks) if (id !== null) known.add(id);
   const stats = { bandsRead: 0, bandsUnchanged: 0, chunksUploaded: 0, chunksReused: 0, bytesRead: 0, bytesUploaded: 0 };
+  const listed = await listChunksWhenWorth(repository, plan, previous, options.chunkLookup ?? 'auto');
   const bands: Record<string, S3BandRecord> = {};
   const inFlight = new Map<string, Promise<void>>();
   /** Stores the chunk unless the repository has it (known, uploading now, or found by HEAD). */
@@ -171,7 +185,9 @@ async function uploadBands(
     }
     const upload = (async () => {
       const key = repository.chunkKey(id);
-      if ((await repository.store.head(key)) !== undefined) {
+      // Absent from the listing: not stored (a prefix found may be another chunk's: HEAD tells).
+      const mayExist = listed === undefined || listed.has(id.slice(0, LISTED_PREFIX_CHARS));
+      if (mayExist && (await repository.store.head(key)) !== undefined) {
         stats.chunksReused++;
         return;
       }
@@ -219,6 +235,36 @@ async function uploadBands(
     }
   });
   return { bands: sortedByBand(bands), stats };
+}
+
+const LISTED_PREFIX_CHARS = 16;
+
+/**
+ * The 16-hex-digit prefixes of every stored chunk id, when this run may look up enough chunks
+ * for one listing to cost less than a HEAD each; undefined otherwise (or when the repository
+ * holds too many chunks for that to pay).
+ */
+async function listChunksWhenWorth(
+  repository: S3Repository,
+  plan: BackupPlan,
+  previous: S3BackupManifest | undefined,
+  mode: 'auto' | 'list' | 'head',
+): Promise<Set<string> | undefined> {
+  if (mode === 'head') return undefined;
+  const chunksPerBand = Math.ceil(plan.bandSizeBytes / repository.config.chunkSizeBytes);
+  const bandsToRead =
+    plan.mode === 'tracked' && previous !== undefined
+      ? plan.present.filter((band) => plan.changed?.has(band) !== false).length
+      : plan.present.length;
+  const lookups = bandsToRead * chunksPerBand;
+  if (mode === 'auto' && lookups < LIST_FROM_LOOKUPS) return undefined;
+  const limit = mode === 'list' ? MAX_LISTED : Math.min(MAX_LISTED, lookups * LISTED_PER_LOOKUP);
+  const prefixes = new Set<string>();
+  for await (const chunk of repository.listChunks()) {
+    prefixes.add(chunk.id.slice(0, LISTED_PREFIX_CHARS));
+    if (prefixes.size > limit) return undefined;
+  }
+  return prefixes;
 }
 
 function sortedByBand(bands: Record<string, S3BandRecord>): Record<string, S3BandRecord> {

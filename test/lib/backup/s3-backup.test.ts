@@ -212,3 +212,43 @@ test('a lease left by a killed run expires, and a thin then proceeds', async (t)
   const error = await t.throwsAsync(thinS3Backups(repository, { keepLast: 1 }, { lease: { waitSeconds: 1 } }));
   t.true(isSbmError(error, 'SBM_LOCKED'), String(error));
 });
+
+test('one listing of the chunks replaces a HEAD per new chunk, and still skips chunks a killed run stored', async (t) => {
+  const { store, bundle, write } = await setUp(t);
+  const counted = { heads: 0, puts: 0, failPutsAfter: Number.POSITIVE_INFINITY };
+  const counting: typeof store = {
+    ...store,
+    describe: (key) => store.describe(key),
+    get: (key) => store.get(key),
+    getRange: (key, offset, length) => store.getRange(key, offset, length),
+    head: (key) => {
+      counted.heads++;
+      return store.head(key);
+    },
+    put: async (key, body) => {
+      if (key.includes('/chunks/') && ++counted.puts > counted.failPutsAfter) throw new Error('killed mid-run');
+      await store.put(key, body);
+    },
+    putIf: (key, body, condition) => store.putIf(key, body, condition),
+    deleteMany: (keys) => store.deleteMany(keys),
+    list: (prefix) => store.list(prefix),
+  };
+  const source = bundleBackupSource(bundle);
+  await write(0, seededBytes(8 * MIB, 21));
+  const first = await createS3Backup(source, counting, 'repo', { chunkLookup: 'list' });
+  t.like(first, { mode: 'full', chunksUploaded: 8 });
+  t.is(counted.heads, 0, 'no chunk was looked up by HEAD');
+
+  // A run killed after storing 3 of 6 new chunks, then a listing run: those 3 are found, not sent again.
+  await write(8 * MIB, seededBytes(6 * MIB, 22));
+  counted.failPutsAfter = counted.puts + 3;
+  await t.throwsAsync(createS3Backup(source, counting, 'repo', { chunkLookup: 'head' }));
+  counted.failPutsAfter = Number.POSITIVE_INFINITY;
+  const headsBefore = counted.heads;
+  const resumed = await createS3Backup(source, counting, 'repo', { chunkLookup: 'list' });
+  t.like(resumed, { mode: 'tracked', chunksUploaded: 3, chunksReused: 3 });
+  t.is(counted.heads - headsBefore, 3, 'a HEAD only for the chunks the listing holds (to confirm them)');
+  const repository = await repositoryOf(store);
+  t.true((await restoredBytes(repository, 'vm', resumed.name)).equals(await bundle.read(0, SIZE)));
+  t.like(await verifyS3Backups({ repository }), { damaged: [] });
+});
