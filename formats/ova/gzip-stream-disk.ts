@@ -1,7 +1,8 @@
 // A gzip-compressed streamOptimized VMDK inside an OVF package, as a disk. `sbm convert` copies it
-// in one pass straight from the package (copyInOrder: gunzip -> vmdk/stream-copy.ts), with no
-// temporary copy. Anything that needs random access (info, mount, compare, sync) opens the staged
-// reader instead (gzip-staging.ts), once, on first use.
+// in one pass straight from the package (copyInOrder: gunzip -> vmdk/stream-copy.ts) and `sbm
+// info` counts its grains the same way (details), with no temporary copy. Reads, which need
+// random access (mount, compare, sync), open the staged reader instead (gzip-staging.ts), once,
+// on first use.
 
 import type { BlockDevice, Extent, WriteOptions } from '../../lib/block-device.js';
 import type { CopiesItself, CopyOptions, CopyResult } from '../../lib/copy-device.js';
@@ -9,7 +10,7 @@ import { SbmError } from '../../lib/errors.js';
 import { filesNamedIn } from '../../lib/fs/output-inside-input.js';
 import type { ImageReader } from '../image-format.js';
 import { SECTOR_SIZE } from '../vmdk/constants.js';
-import { type StreamGeometry, copyVmdkStream } from '../vmdk/stream-copy.js';
+import { type StreamGeometry, copyVmdkStream, scanVmdkStream } from '../vmdk/stream-copy.js';
 import { gunzipPieces, gzipFailure } from './gzip-staging.js';
 import type { PackageFile } from './ova-package.js';
 
@@ -62,7 +63,21 @@ export class GzipStreamDisk implements ImageReader, CopiesItself {
   }
 
   async details(): Promise<Record<string, unknown>> {
-    return (await this.staged()).details();
+    const { where, name } = this.source;
+    const stream = gunzipPieces(this.source.pieces);
+    try {
+      const summary = await scanVmdkStream(stream, { path: `${where}: ${name}`, limitBytes: this.source.limitBytes });
+      return {
+        ...this.source.facts,
+        compression: `gzip (${summary.streamBytes} bytes decompressed, read as a stream)`,
+        createType: 'streamOptimized',
+        allocatedBytes: summary.allocatedBytes,
+      };
+    } catch (error) {
+      throw gzipFailure(error, where, name);
+    } finally {
+      stream.destroy();
+    }
   }
 
   /** The files the package facts name, without staging (convert's output-onto-input check). */

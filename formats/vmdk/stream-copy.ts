@@ -141,19 +141,30 @@ class StreamCursor {
   }
 }
 
-export interface StreamCopyOptions extends CopyOptions {
+export interface StreamReadOptions {
   /** Names the file in messages. */
   readonly path: string;
   /** The most the stream may hold (a bomb fails instead of running for hours). */
   readonly limitBytes: number;
+  /** Checked between grains; throw from it to abort. */
+  readonly checkAborted?: () => void;
 }
 
+export interface StreamCopyOptions extends CopyOptions, StreamReadOptions {}
+
+/** Told each grain in disk order: its disk offset and compressed bytes; a promise returned runs alongside the walk. */
+type GrainVisitor = (offset: number, compressed: Buffer, geometry: StreamGeometry) => Promise<void> | undefined;
+
 /**
- * Copies the streamOptimized VMDK arriving on `input` into `target` (which starts empty: sectors
- * without a grain stay holes). Reads `input` to its end.
+ * Walks the streamOptimized VMDK arriving on `input`, checking every marker, and hands each grain
+ * to `visit` (at most GRAINS_IN_FLIGHT of its promises at once). Reads `input` to its end.
  */
-export async function copyVmdkStream(input: AsyncIterable<Buffer>, target: BlockDevice, options: StreamCopyOptions): Promise<CopyResult> {
-  const started = process.hrtime.bigint();
+async function walkVmdkStream(
+  input: AsyncIterable<Buffer>,
+  options: StreamReadOptions,
+  visit: GrainVisitor,
+  onGrainQueued?: (offset: number, bytesRead: number) => void,
+): Promise<{ geometry: StreamGeometry; bytesRead: number; grains: number }> {
   const { path } = options;
   const cursor = new StreamCursor(input, path, options.limitBytes);
   const geometry = streamGeometry(decodeSparseHeader(await cursor.take(SECTOR_SIZE, 'the header'), 0, path), path);
@@ -161,41 +172,10 @@ export async function copyVmdkStream(input: AsyncIterable<Buffer>, target: Block
     throw new SbmError('SBM_UNSUPPORTED', `${path}: not a streamOptimized VMDK; it cannot be read as a stream`, { path });
   const { capacityBytes, grainBytes } = geometry;
   await cursor.skip(geometry.overheadBytes - SECTOR_SIZE, 'the descriptor');
-  const chunkBytes = options.chunkBytes ?? 8 * 1024 * 1024;
   const inFlight = new Set<Promise<void>>();
-  /** Writes not yet finished, per target chunk: a chunk is reported written once all of its are. */
-  const chunkWrites = new Map<number, Promise<void>[]>();
   let failure: { error: unknown } | undefined;
   let nextSector = 0; // grains must start at or after this sector
-  let bytesWritten = 0;
-  const chunkWritten = (index: number) =>
-    options.onChunkWritten?.(index * chunkBytes, Math.min(chunkBytes, capacityBytes - index * chunkBytes));
-  const finishChunksBefore = (chunk: number) => {
-    for (const [index, writes] of chunkWrites) {
-      if (index >= chunk) continue;
-      chunkWrites.delete(index);
-      // A failed write is reported by the copy itself; its chunk is never called written.
-      void Promise.all(writes).then(() => failure === undefined && chunkWritten(index));
-    }
-  };
-  const storeGrain = async (offset: number, compressed: Buffer) => {
-    const wanted = Math.min(grainBytes, capacityBytes - offset);
-    const inflateOptions = { maxOutputLength: grainBytes, chunkSize: Math.max(16 * 1024, grainBytes) };
-    let data: Buffer;
-    try {
-      data = isZlibHeader(compressed) ? await inflateAsync(compressed, inflateOptions) : await inflateRawAsync(compressed, inflateOptions);
-    } catch (error) {
-      throw corrupt(
-        path,
-        `grain at byte ${offset} of the disk does not inflate: ${error instanceof Error ? error.message : String(error)}`,
-      );
-    }
-    if (data.length < wanted) throw corrupt(path, `grain at byte ${offset} of the disk inflates to ${data.length} of ${wanted} bytes`);
-    const piece = data.subarray(0, wanted);
-    if (isAllZero(piece)) return;
-    await target.write(offset, piece);
-    bytesWritten += piece.length;
-  };
+  let grains = 0;
   try {
     for (;;) {
       options.checkAborted?.();
@@ -230,15 +210,15 @@ export async function copyVmdkStream(input: AsyncIterable<Buffer>, target: Block
       const compressed = await cursor.take(size, 'a grain');
       const used = (GRAIN_MARKER.sizeBytes + size) % SECTOR_SIZE;
       if (used !== 0) await cursor.skip(SECTOR_SIZE - used, 'grain padding');
-      const chunk = Math.floor(offset / chunkBytes);
-      finishChunksBefore(chunk);
-      const task = storeGrain(offset, compressed).catch((error: unknown) => {
+      grains++;
+      const task = visit(offset, compressed, geometry);
+      onGrainQueued?.(offset, cursor.position);
+      if (task === undefined) continue;
+      const tracked = task.catch((error: unknown) => {
         failure ??= { error };
       });
-      inFlight.add(task);
-      void task.then(() => inFlight.delete(task));
-      chunkWrites.set(chunk, [...(chunkWrites.get(chunk) ?? []), task]);
-      options.onProgress?.({ bytesDone: offset, bytesTotal: capacityBytes, bytesRead: cursor.position, bytesWritten });
+      inFlight.add(tracked);
+      void tracked.then(() => inFlight.delete(tracked));
       if (inFlight.size >= GRAINS_IN_FLIGHT) await Promise.race(inFlight);
     }
     if (failure === undefined) await cursor.drain(); // gzip's CRC and length are checked at its end
@@ -247,7 +227,87 @@ export async function copyVmdkStream(input: AsyncIterable<Buffer>, target: Block
   }
   await Promise.all(inFlight);
   if (failure !== undefined) throw failure.error;
+  return { geometry, bytesRead: cursor.position, grains };
+}
+
+/** Inflates a grain and checks it holds the whole grain (the last one: its part inside the disk). */
+async function inflateGrain(path: string, offset: number, compressed: Buffer, geometry: StreamGeometry): Promise<Buffer> {
+  const { grainBytes, capacityBytes } = geometry;
+  const wanted = Math.min(grainBytes, capacityBytes - offset);
+  const inflateOptions = { maxOutputLength: grainBytes, chunkSize: Math.max(16 * 1024, grainBytes) };
+  let data: Buffer;
+  try {
+    data = isZlibHeader(compressed) ? await inflateAsync(compressed, inflateOptions) : await inflateRawAsync(compressed, inflateOptions);
+  } catch (error) {
+    throw corrupt(path, `grain at byte ${offset} of the disk does not inflate: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  if (data.length < wanted) throw corrupt(path, `grain at byte ${offset} of the disk inflates to ${data.length} of ${wanted} bytes`);
+  return data.subarray(0, wanted);
+}
+
+/**
+ * Copies the streamOptimized VMDK arriving on `input` into `target` (which starts empty: sectors
+ * without a grain stay holes). Reads `input` to its end.
+ */
+export async function copyVmdkStream(input: AsyncIterable<Buffer>, target: BlockDevice, options: StreamCopyOptions): Promise<CopyResult> {
+  const started = process.hrtime.bigint();
+  const chunkBytes = options.chunkBytes ?? 8 * 1024 * 1024;
+  let capacityBytes = 0;
+  /** Writes not yet finished, per target chunk: a chunk is reported written once all of its are. */
+  const chunkWrites = new Map<number, Promise<void>[]>();
+  let bytesWritten = 0;
+  const chunkWritten = (index: number) =>
+    options.onChunkWritten?.(index * chunkBytes, Math.min(chunkBytes, capacityBytes - index * chunkBytes));
+  const finishChunksBefore = (chunk: number) => {
+    for (const [index, writes] of chunkWrites) {
+      if (index >= chunk) continue;
+      chunkWrites.delete(index);
+      // A failed write is reported by the walk itself; its chunk is never called written.
+      void Promise.all(writes).then(
+        () => chunkWritten(index),
+        () => undefined,
+      );
+    }
+  };
+  const store: GrainVisitor = (offset, compressed, geometry) => {
+    capacityBytes = geometry.capacityBytes;
+    const chunk = Math.floor(offset / chunkBytes);
+    finishChunksBefore(chunk);
+    const task = (async () => {
+      const piece = await inflateGrain(options.path, offset, compressed, geometry);
+      if (isAllZero(piece)) return;
+      await target.write(offset, piece);
+      bytesWritten += piece.length;
+    })();
+    chunkWrites.set(chunk, [...(chunkWrites.get(chunk) ?? []), task]);
+    return task;
+  };
+  const walked = await walkVmdkStream(input, options, store, (offset, bytesRead) =>
+    options.onProgress?.({ bytesDone: offset, bytesTotal: target.sizeBytes, bytesRead, bytesWritten }),
+  );
   for (const index of chunkWrites.keys()) chunkWritten(index); // every write has ended by now
-  options.onProgress?.({ bytesDone: capacityBytes, bytesTotal: capacityBytes, bytesRead: cursor.position, bytesWritten });
-  return { bytesRead: cursor.position, bytesWritten, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
+  const total = walked.geometry.capacityBytes;
+  options.onProgress?.({ bytesDone: total, bytesTotal: total, bytesRead: walked.bytesRead, bytesWritten });
+  return { bytesRead: walked.bytesRead, bytesWritten, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
+}
+
+/** What a streamOptimized VMDK holds, found by reading it through once without inflating a grain. */
+export interface StreamSummary {
+  readonly geometry: StreamGeometry;
+  /** Grains stored (each counts whole, as a random-access reader reports them). */
+  readonly grains: number;
+  readonly allocatedBytes: number;
+  /** Bytes of the stream. */
+  readonly streamBytes: number;
+}
+
+/** Reads the stream through once, checking its markers, and counts its grains (none is inflated). */
+export async function scanVmdkStream(input: AsyncIterable<Buffer>, options: StreamReadOptions): Promise<StreamSummary> {
+  const walked = await walkVmdkStream(input, options, () => undefined);
+  return {
+    geometry: walked.geometry,
+    grains: walked.grains,
+    allocatedBytes: Math.min(walked.geometry.capacityBytes, walked.grains * walked.geometry.grainBytes),
+    streamBytes: walked.bytesRead,
+  };
 }
