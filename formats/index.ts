@@ -11,20 +11,13 @@ import { PROBE_TAIL_BYTES, detectContent } from './detect/detect-content.js';
 import { detectDirectory } from './detect/detect-directory.js';
 import { type Detection, KNOWN_FORMAT_LABELS } from './detect/signatures.js';
 import type { ImageExporter, ImageFormat, ImageReader, OpenImageOptions, ProbeInput } from './image-format.js';
-import { qcow2Exporter } from './qcow2/qcow2-exporter.js';
 import { qcow2FormatWith } from './qcow2/qcow2-format.js';
-import { rawExporter } from './raw/raw-exporter.js';
 import { rawFormat } from './raw/raw-format.js';
-import { vmdkExporter } from './vmdk/vmdk-exporter.js';
 import { vmdkFormat } from './vmdk/vmdk-format.js';
-import { vhdxExporter } from './vhdx/vhdx-exporter.js';
 import { vhdxFormat } from './vhdx/vhdx-format.js';
 import { vhdFormat } from './vhd/vhd-format.js';
-import { vdiExporter } from './vdi/vdi-exporter.js';
 import { vdiFormat } from './vdi/vdi-format.js';
 import { dmgFormat } from './dmg/dmg-format.js';
-import { openOvf } from './ova/open-ova.js';
-import { ovaExporter } from './ova/ova-exporter.js';
 import { parallelsDiskFormat, parallelsImageFormat, parallelsVmFormat } from './parallels/parallels-format.js';
 
 export type { ExportOptions, ImageExporter, ImageFormat, ImageReader, OpenImageOptions, ProbeInput } from './image-format.js';
@@ -33,8 +26,16 @@ export type { Detection } from './detect/signatures.js';
 const PROBE_BYTES = 64 * 1024;
 
 /** OVF packages: an .ova tar (detected by its tar walk), an .ovf file or a folder holding one. */
-const ovaFormat: ImageFormat = { name: 'ova', detect: () => false, open: (path, options) => openOvf(path, 'ova', options) };
-const ovfFormat: ImageFormat = { name: 'ovf', detect: () => false, open: (path, options) => openOvf(path, 'ovf', options) };
+const ovaFormat: ImageFormat = {
+  name: 'ova',
+  detect: () => false,
+  open: async (path, options) => (await import('./ova/open-ova.js')).openOvf(path, 'ova', options),
+};
+const ovfFormat: ImageFormat = {
+  name: 'ovf',
+  detect: () => false,
+  open: async (path, options) => (await import('./ova/open-ova.js')).openOvf(path, 'ovf', options),
+};
 
 const sparseBundleFormat: ImageFormat = {
   name: 'sparsebundle',
@@ -146,7 +147,31 @@ export async function openImage(path: string, options: OpenImageOptions & { form
 }
 
 /** Every export target, by `--format` name. */
-export const EXPORTERS: readonly ImageExporter[] = [rawExporter, vmdkExporter, qcow2Exporter, vdiExporter, vhdxExporter, ovaExporter];
+/** Each exporter's code (and its libraries: xml2js, tar-stream, ...), loaded only when it writes. */
+export const LOAD_EXPORTERS: Readonly<Record<string, () => Promise<ImageExporter>>> = {
+  raw: async () => (await import('./raw/raw-exporter.js')).rawExporter,
+  vmdk: async () => (await import('./vmdk/vmdk-exporter.js')).vmdkExporter,
+  qcow2: async () => (await import('./qcow2/qcow2-exporter.js')).qcow2Exporter,
+  vdi: async () => (await import('./vdi/vdi-exporter.js')).vdiExporter,
+  vhdx: async () => (await import('./vhdx/vhdx-exporter.js')).vhdxExporter,
+  ova: async () => (await import('./ova/ova-exporter.js')).ovaExporter,
+};
+
+/** An exporter known by its facts (all that choosing it needs) that loads its code to write. */
+function lazyExporter(facts: Omit<ImageExporter, 'export'>): ImageExporter {
+  const load = LOAD_EXPORTERS[facts.name] as () => Promise<ImageExporter>;
+  return { ...facts, export: async (source, outPath, options) => (await load()).export(source, outPath, options) };
+}
+
+/** Every exporter, by the facts a test checks against the loaded exporters. */
+export const EXPORTERS: readonly ImageExporter[] = [
+  lazyExporter({ name: 'raw' }),
+  lazyExporter({ name: 'vmdk', subformats: ['monolithicSparse', 'streamOptimized'] }),
+  lazyExporter({ name: 'qcow2', canCompress: true }),
+  lazyExporter({ name: 'vdi', subformats: ['dynamic'] }),
+  lazyExporter({ name: 'vhdx', subformats: ['dynamic'] }),
+  lazyExporter({ name: 'ova' }),
+];
 
 export function findExporter(name: string): ImageExporter {
   const exporter = EXPORTERS.find((candidate) => candidate.name === name);

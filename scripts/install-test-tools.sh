@@ -13,6 +13,9 @@ tools+=(restic borg fio)
 # dmg2img: the independent UDIF reader the .dmg tests compare sbm's output with.
 packages+=(dmg2img)
 tools+=(dmg2img)
+# strace: the registry test watches which code chunks a command opens.
+packages+=(strace)
+tools+=(strace)
 missing=()
 for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")

@@ -2,7 +2,6 @@
 
 import type { ImageFormat, ProbeInput } from '../image-format.js';
 import { KOLY } from './layouts.js';
-import { openDmg } from './open-dmg.js';
 
 export function detectDmg(probe: ProbeInput): boolean {
   const tail = probe.tail;
@@ -12,5 +11,5 @@ export function detectDmg(probe: ProbeInput): boolean {
 export const dmgFormat: ImageFormat = {
   name: 'dmg',
   detect: detectDmg,
-  open: (path, options) => openDmg(path, options),
+  open: async (path, options) => (await import('./open-dmg.js')).openDmg(path, options),
 };

@@ -4,7 +4,6 @@
 
 import type { ImageFormat } from '../image-format.js';
 import { HEADER_MAGIC, HEADER_MAGIC2 } from './constants.js';
-import { openParallelsFolder, openParallelsImage, openParallelsVm } from './open-parallels.js';
 
 export const parallelsImageFormat: ImageFormat = {
   name: 'parallels',
@@ -12,17 +11,17 @@ export const parallelsImageFormat: ImageFormat = {
     const magic = probe.head.subarray(0, 16).toString('latin1');
     return !probe.isDirectory && (magic === HEADER_MAGIC || magic === HEADER_MAGIC2);
   },
-  open: (path, options) => openParallelsImage(path, options),
+  open: async (path, options) => (await import('./open-parallels.js')).openParallelsImage(path, options),
 };
 
 export const parallelsDiskFormat: ImageFormat = {
   name: 'parallels-hdd',
   detect: () => false, // folders are named by detectDirectory
-  open: (path, options) => openParallelsFolder(path, options),
+  open: async (path, options) => (await import('./open-parallels.js')).openParallelsFolder(path, options),
 };
 
 export const parallelsVmFormat: ImageFormat = {
   name: 'parallels-pvm',
   detect: () => false,
-  open: (path, options) => openParallelsVm(path, options),
+  open: async (path, options) => (await import('./open-parallels.js')).openParallelsVm(path, options),
 };

@@ -3,7 +3,7 @@
 
 import type { ImageFormat, ProbeInput } from '../image-format.js';
 import { QCOW2_VERSION_2, QCOW2_VERSION_3, QCOW_MAGIC } from './constants.js';
-import { type BackingOpener, openQcow2 } from './open-qcow2.js';
+import type { BackingOpener } from './open-qcow2.js';
 
 export function detectQcow2(probe: ProbeInput): boolean {
   if (probe.isDirectory || probe.head.length < 8) return false;
@@ -17,6 +17,6 @@ export function qcow2FormatWith(openBacking: BackingOpener): ImageFormat {
   return {
     name: 'qcow2',
     detect: detectQcow2,
-    open: (path, options) => openQcow2(path, options, openBacking),
+    open: async (path, options) => (await import('./open-qcow2.js')).openQcow2(path, options, openBacking),
   };
 }

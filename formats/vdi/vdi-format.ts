@@ -3,7 +3,6 @@
 
 import type { ImageFormat, ProbeInput } from '../image-format.js';
 import { VDI_PRE_HEADER } from './layouts.js';
-import { openVdi } from './open-vdi.js';
 
 export function detectVdi(probe: ProbeInput): boolean {
   return !probe.isDirectory && VDI_PRE_HEADER.matches(probe.head);
@@ -12,5 +11,5 @@ export function detectVdi(probe: ProbeInput): boolean {
 export const vdiFormat: ImageFormat = {
   name: 'vdi',
   detect: detectVdi,
-  open: (path, options) => openVdi(path, options),
+  open: async (path, options) => (await import('./open-vdi.js')).openVdi(path, options),
 };

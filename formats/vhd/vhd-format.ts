@@ -3,7 +3,6 @@
 
 import type { ImageFormat, ProbeInput } from '../image-format.js';
 import { VHD_FOOTER_COOKIE, VHD_FOOTER_SIZE, VHD_OLD_FOOTER_SIZE } from './constants.js';
-import { openVhd } from './open-vhd.js';
 
 function cookieAt(bytes: Buffer | undefined, at: number): boolean {
   return bytes !== undefined && at >= 0 && bytes.toString('latin1', at, at + VHD_FOOTER_COOKIE.length) === VHD_FOOTER_COOKIE;
@@ -22,5 +21,5 @@ export function detectVhd(probe: ProbeInput): boolean {
 export const vhdFormat: ImageFormat = {
   name: 'vhd',
   detect: detectVhd,
-  open: (path, options) => openVhd(path, options),
+  open: async (path, options) => (await import('./open-vhd.js')).openVhd(path, options),
 };

@@ -2,7 +2,6 @@
 
 import type { ImageFormat, ProbeInput } from '../image-format.js';
 import { VHDX_FILE_SIGNATURE } from './constants.js';
-import { openVhdx } from './open-vhdx.js';
 
 export function detectVhdx(probe: ProbeInput): boolean {
   return !probe.isDirectory && probe.head.subarray(0, VHDX_FILE_SIGNATURE.length).toString('latin1') === VHDX_FILE_SIGNATURE;
@@ -11,5 +10,5 @@ export function detectVhdx(probe: ProbeInput): boolean {
 export const vhdxFormat: ImageFormat = {
   name: 'vhdx',
   detect: detectVhdx,
-  open: (path, options) => openVhdx(path, options),
+  open: async (path, options) => (await import('./open-vhdx.js')).openVhdx(path, options),
 };

@@ -5,7 +5,6 @@ import type { ImageFormat, ProbeInput } from '../image-format.js';
 import { COWD_MAGICNUMBER, MAX_DESCRIPTOR_FILE_BYTES, SPARSE_MAGICNUMBER, SPARSE_MAGICNUMBER_INCOMPLETE } from './constants.js';
 import { looksLikeDescriptor } from './descriptor.js';
 import { findDescriptorNaming } from './descriptor-lookup.js';
-import { openVmdk } from './open-vmdk.js';
 import { extentMagicOf } from './sparse-header.js';
 
 export function detectVmdk(probe: ProbeInput): boolean {
@@ -19,5 +18,5 @@ export function detectVmdk(probe: ProbeInput): boolean {
 export const vmdkFormat: ImageFormat = {
   name: 'vmdk',
   detect: detectVmdk,
-  open: (path, options) => openVmdk(path, options),
+  open: async (path, options) => (await import('./open-vmdk.js')).openVmdk(path, options),
 };
