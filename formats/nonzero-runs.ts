@@ -13,7 +13,7 @@
 // asked for a GiB at a time, so a huge, mostly empty disk walks quickly. A run's bytes are a view
 // into a reused buffer, valid only until the consumer asks for the next run.
 
-import { type BlockDevice, isAllZero } from '../lib/block-device.js';
+import { type BlockDevice, nonZeroBlockRuns } from '../lib/block-device.js';
 import { type CopyOptions, chunkTasks } from '../lib/copy-device.js';
 
 export interface NonZeroRun {
@@ -112,19 +112,8 @@ export async function* nonZeroRuns(source: BlockDevice, options: RunWalkOptions 
 
 /** Maximal runs of non-zero zero-blocks of one span; blocks align to the disk, not the span. */
 function* runsOf(window: WindowRead, span: Span, zeroBlockBytes: number): Generator<NonZeroRun> {
-  const spanEnd = span.offset + span.length;
-  let runStart = -1;
-  let position = span.offset;
-  while (position <= spanEnd) {
-    const end = Math.min(spanEnd, (Math.floor(position / zeroBlockBytes) + 1) * zeroBlockBytes);
-    const zero = position === spanEnd || isAllZero(window.buffer.subarray(position - window.start, end - window.start));
-    if (!zero) {
-      if (runStart < 0) runStart = position;
-    } else if (runStart >= 0) {
-      yield { offset: runStart, data: window.buffer.subarray(runStart - window.start, position - window.start) };
-      runStart = -1;
-    }
-    if (position === spanEnd) break;
-    position = end;
+  const data = window.buffer.subarray(span.offset - window.start, span.offset + span.length - window.start);
+  for (const run of nonZeroBlockRuns(data, zeroBlockBytes, span.offset)) {
+    yield { offset: span.offset + run.start, data: data.subarray(run.start, run.end) };
   }
 }

@@ -73,6 +73,26 @@ export function pushExtent(list: Extent[], extent: Extent): void {
 
 const ZERO_CHUNK = Buffer.alloc(64 * 1024);
 
+/**
+ * The maximal runs of `data` made of blocks that are not all zero, as [start, end) offsets into
+ * `data`. Blocks are `blockBytes` long and aligned to the disk, where `data` starts at
+ * `diskOffset`: a merged read splits where a lone read of the same range would.
+ */
+export function* nonZeroBlockRuns(data: Uint8Array, blockBytes: number, diskOffset = 0): Generator<{ start: number; end: number }> {
+  let runStart = -1;
+  for (let position = 0; position < data.length; ) {
+    const end = Math.min(data.length, (Math.floor((diskOffset + position) / blockBytes) + 1) * blockBytes - diskOffset);
+    if (!isAllZero(data.subarray(position, end))) {
+      if (runStart < 0) runStart = position;
+    } else if (runStart >= 0) {
+      yield { start: runStart, end: position };
+      runStart = -1;
+    }
+    position = end;
+  }
+  if (runStart >= 0) yield { start: runStart, end: data.length };
+}
+
 /** True when every byte of the view is zero (native memcmp against a shared zero chunk). */
 export function isAllZero(data: Uint8Array): boolean {
   const view = Buffer.from(data.buffer, data.byteOffset, data.byteLength);

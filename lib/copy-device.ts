@@ -12,7 +12,7 @@
 // between zero grains would otherwise cost a worker round trip each). The gaps read as zeros and
 // the zero scan keeps them out of the target.
 
-import { type BlockDevice, isAllZero } from './block-device.js';
+import { type BlockDevice, nonZeroBlockRuns } from './block-device.js';
 import { mapLimit } from './map-limit.js';
 
 export interface CopyProgress {
@@ -95,22 +95,9 @@ export async function copyDevice(source: BlockDevice, target: BlockDevice, optio
     await source.readInto(span.offset, data);
     bytesRead += span.length;
     // Write maximal runs of non-zero blocks, so zero blocks allocate nothing in the target.
-    let runStart = -1;
-    // Blocks are aligned to the disk (not the span), so a merged span splits where a lone read would.
-    let position = span.offset;
-    const spanEnd = span.offset + span.length;
-    while (position <= spanEnd) {
-      const end = Math.min(spanEnd, (Math.floor(position / zeroBlockBytes) + 1) * zeroBlockBytes);
-      const zero = position === spanEnd || isAllZero(data.subarray(position - span.offset, end - span.offset));
-      if (!zero) {
-        if (runStart < 0) runStart = position;
-      } else if (runStart >= 0) {
-        await target.write(runStart, data.subarray(runStart - span.offset, position - span.offset));
-        bytesWritten += position - runStart;
-        runStart = -1;
-      }
-      if (position === spanEnd) break;
-      position = end;
+    for (const run of nonZeroBlockRuns(data, zeroBlockBytes, span.offset)) {
+      await target.write(span.offset + run.start, data.subarray(run.start, run.end));
+      bytesWritten += run.end - run.start;
     }
   };
 

@@ -4,13 +4,14 @@
 // random access (mount, compare, sync), open the staged reader instead (gzip-staging.ts), once,
 // on first use.
 
+import type { Readable } from 'node:stream';
 import type { BlockDevice, Extent, WriteOptions } from '../../lib/block-device.js';
 import type { CopiesItself, CopyOptions, CopyResult } from '../../lib/copy-device.js';
 import { SbmError } from '../../lib/errors.js';
 import { filesNamedIn } from '../../lib/fs/output-inside-input.js';
 import type { ImageReader } from '../image-format.js';
 import { SECTOR_SIZE } from '../vmdk/constants.js';
-import { type StreamGeometry, copyVmdkStream, scanVmdkStream } from '../vmdk/stream-copy.js';
+import { type StreamGeometry, type StreamReadOptions, copyVmdkStream, scanVmdkStream } from '../vmdk/stream-copy.js';
 import { gunzipPieces, gzipFailure } from './gzip-staging.js';
 import type { PackageFile } from './ova-package.js';
 
@@ -45,10 +46,15 @@ export class GzipStreamDisk implements ImageReader, CopiesItself {
   }
 
   async copyInOrder(target: BlockDevice, options: CopyOptions): Promise<CopyResult> {
+    return this.readThrough((stream, read) => copyVmdkStream(stream, target, { ...options, ...read }));
+  }
+
+  /** Runs `read` over the decompressed disk file; a failure is the error the user sees (gzipFailure). */
+  private async readThrough<T>(read: (stream: Readable, options: StreamReadOptions) => Promise<T>): Promise<T> {
     const { where, name } = this.source;
     const stream = gunzipPieces(this.source.pieces);
     try {
-      return await copyVmdkStream(stream, target, { ...options, path: `${where}: ${name}`, limitBytes: this.source.limitBytes });
+      return await read(stream, { path: `${where}: ${name}`, limitBytes: this.source.limitBytes });
     } catch (error) {
       throw gzipFailure(error, where, name);
     } finally {
@@ -63,21 +69,13 @@ export class GzipStreamDisk implements ImageReader, CopiesItself {
   }
 
   async details(): Promise<Record<string, unknown>> {
-    const { where, name } = this.source;
-    const stream = gunzipPieces(this.source.pieces);
-    try {
-      const summary = await scanVmdkStream(stream, { path: `${where}: ${name}`, limitBytes: this.source.limitBytes });
-      return {
-        ...this.source.facts,
-        compression: `gzip (${summary.streamBytes} bytes decompressed, read as a stream)`,
-        createType: 'streamOptimized',
-        allocatedBytes: summary.allocatedBytes,
-      };
-    } catch (error) {
-      throw gzipFailure(error, where, name);
-    } finally {
-      stream.destroy();
-    }
+    const summary = await this.readThrough(scanVmdkStream);
+    return {
+      ...this.source.facts,
+      compression: `gzip (${summary.streamBytes} bytes decompressed, read as a stream)`,
+      createType: 'streamOptimized',
+      allocatedBytes: summary.allocatedBytes,
+    };
   }
 
   /** The files the package facts name, without staging (convert's output-onto-input check). */

@@ -51,10 +51,10 @@ export async function openOvf(path: string, kind: 'ova' | 'ovf', options: OpenIm
   });
   const warnCapacity = (vmdkBytes: number) => {
     if (vmdkBytes === disk.capacityBytes) return;
+    const given = `disk ${disk.index} ${disk.capacityBytes} bytes`;
     options.onWarning?.({
       code: 'SBM_OVF_CAPACITY',
-      message:
-        `${path}: the descriptor gives disk ${disk.index} ${disk.capacityBytes} bytes, ` + `its VMDK holds ${vmdkBytes}; the VMDK is read`,
+      message: `${path}: the descriptor gives ${given}, its VMDK holds ${vmdkBytes}; the VMDK is read`,
     });
   };
   if (file.compression === 'gzip') {
@@ -84,8 +84,9 @@ export async function openOvf(path: string, kind: 'ova' | 'ovf', options: OpenIm
 /** The geometry of the streamOptimized VMDK a gzip file holds, or undefined when it holds something else. */
 async function gzipStreamGeometry(pieces: readonly PackageFile[], path: string, name: string): Promise<StreamGeometry | undefined> {
   const head = await gunzippedHead(pieces, SECTOR_SIZE, path, name);
-  if (head.length < SECTOR_SIZE || decodeSparseHeader(head, 0, path).magicNumber !== SPARSE_MAGICNUMBER) return undefined;
-  return streamGeometry(decodeSparseHeader(head, 0, path), `${path}: ${name}`);
+  if (head.length < SECTOR_SIZE) return undefined;
+  const header = decodeSparseHeader(head, 0, path);
+  return header.magicNumber === SPARSE_MAGICNUMBER ? streamGeometry(header, `${path}: ${name}`) : undefined;
 }
 
 /** The VMDK of the disk read in place, or from a decompressed temporary copy when the file is gzip-compressed. */

@@ -252,12 +252,11 @@ async function inflateGrain(path: string, offset: number, compressed: Buffer, ge
 export async function copyVmdkStream(input: AsyncIterable<Buffer>, target: BlockDevice, options: StreamCopyOptions): Promise<CopyResult> {
   const started = process.hrtime.bigint();
   const chunkBytes = options.chunkBytes ?? 8 * 1024 * 1024;
-  let capacityBytes = 0;
   /** Writes not yet finished, per target chunk: a chunk is reported written once all of its are. */
   const chunkWrites = new Map<number, Promise<void>[]>();
   let bytesWritten = 0;
   const chunkWritten = (index: number) =>
-    options.onChunkWritten?.(index * chunkBytes, Math.min(chunkBytes, capacityBytes - index * chunkBytes));
+    options.onChunkWritten?.(index * chunkBytes, Math.min(chunkBytes, target.sizeBytes - index * chunkBytes));
   const finishChunksBefore = (chunk: number) => {
     for (const [index, writes] of chunkWrites) {
       if (index >= chunk) continue;
@@ -270,7 +269,6 @@ export async function copyVmdkStream(input: AsyncIterable<Buffer>, target: Block
     }
   };
   const store: GrainVisitor = (offset, compressed, geometry) => {
-    capacityBytes = geometry.capacityBytes;
     const chunk = Math.floor(offset / chunkBytes);
     finishChunksBefore(chunk);
     const task = (async () => {

@@ -18,7 +18,7 @@ import { copyFileDurably } from '../fs/atomic-write.js';
 import { isNotRegularFile, openRegular } from '../fs/safe-open.js';
 import { readFully, writeFully } from '../fs/read-fully.js';
 import { mapLimit } from '../map-limit.js';
-import { isAllZero } from '../block-device.js';
+import { isAllZero, nonZeroBlockRuns } from '../block-device.js';
 import { inSyncRuns } from '../sync-runs.js';
 import type { BandRecord } from './backup-manifest.js';
 
@@ -187,17 +187,9 @@ async function copyStreaming(source: FileHandle, to: string): Promise<CopiedBand
 async function writeSkippingZeroBlocks(target: FileHandle, data: Buffer): Promise<number> {
   await target.truncate(data.length);
   let written = 0;
-  let runStart = -1;
-  for (let at = 0; at < data.length + HOLE_BYTES; at += HOLE_BYTES) {
-    const end = Math.min(at + HOLE_BYTES, data.length);
-    const zero = at >= data.length || isAllZero(data.subarray(at, end));
-    if (!zero && runStart < 0) runStart = at;
-    if (zero && runStart >= 0) {
-      const runEnd = Math.min(at, data.length);
-      await writeFully(target, data.subarray(runStart, runEnd), runStart);
-      written += runEnd - runStart;
-      runStart = -1;
-    }
+  for (const run of nonZeroBlockRuns(data, HOLE_BYTES)) {
+    await writeFully(target, data.subarray(run.start, run.end), run.start);
+    written += run.end - run.start;
   }
   return written;
 }

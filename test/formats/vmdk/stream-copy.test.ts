@@ -3,7 +3,7 @@
 // them), checked against qemu-img's own reading; and hostile streams: out of order, cut short,
 // grains outside the disk, random damage (one SbmError, never a hang or a stack trace).
 
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import fc from 'fast-check';
 import { execa } from 'execa';
 import { open, readFile, writeFile } from 'node:fs/promises';
@@ -63,12 +63,16 @@ async function vmwareStyleStream(dir: string, raw: Buffer): Promise<Buffer> {
   return readFile(path);
 }
 
-test('both layouts copy equal to the disk, and qemu-img reads the same bytes from the file', async (t) => {
+/** The test disk in both layouts: qemu-img's (tables in front) and the footer layout. */
+async function bothLayouts(t: ExecutionContext) {
   await requireTool(t, 'qemu-img');
   const dir = await tempDir(t);
   const raw = diskBytes();
-  const qemu = await qemuStream(dir, raw);
-  const vmware = await vmwareStyleStream(dir, raw);
+  return { dir, raw, qemu: await qemuStream(dir, raw), vmware: await vmwareStyleStream(dir, raw) };
+}
+
+test('both layouts copy equal to the disk, and qemu-img reads the same bytes from the file', async (t) => {
+  const { dir, raw, qemu, vmware } = await bothLayouts(t);
   t.not(qemu.readBigUInt64LE(56), 0xffffffffffffffffn, 'qemu-img: tables in front');
   t.is(vmware.readBigUInt64LE(56), 0xffffffffffffffffn, 'sbm exporter: tables at the end');
   for (const [name, stream] of [
@@ -90,11 +94,7 @@ test('both layouts copy equal to the disk, and qemu-img reads the same bytes fro
 });
 
 test('hostile streams: out of order, cut short, outside the disk, longer than the limit', async (t) => {
-  await requireTool(t, 'qemu-img');
-  const dir = await tempDir(t);
-  const raw = diskBytes();
-  const qemu = await qemuStream(dir, raw);
-  const vmware = await vmwareStyleStream(dir, raw);
+  const { qemu, vmware } = await bothLayouts(t);
   const firstGrain = Number(qemu.readBigUInt64LE(64)) * 512;
   // qemu's first two grains are the same size: swapped, they arrive out of disk order.
   const grainLength = (qemu.readUInt32LE(firstGrain + 8) + 12 + 511) & ~511;
