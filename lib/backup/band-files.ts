@@ -3,6 +3,9 @@
 //
 // copyBandHashing: read the band whole (bands are small: 8 MiB by default) -> start the write on
 // the thread pool and hash on the main thread meanwhile -> fsync the new file once -> close.
+// Given PendingSyncs, the fsync and close run in the background: the copy returns (freeing its
+// slot and its band's memory) once the data is written, and the caller waits for the fsyncs
+// before it counts the copies as stored. Without, the copy returns once fsynced.
 // Hashing stays on the main thread: on the thread pool (webcrypto's digest) the digests would
 // queue behind the reads, writes and fsyncs for the pool's 4 threads.
 // Bands larger than WHOLE_BAND_MAX_BYTES stream in COPY_CHUNK_BYTES chunks instead.
@@ -18,6 +21,7 @@ import { copyFileDurably } from '../fs/atomic-write.js';
 import { isNotRegularFile, openRegular } from '../fs/safe-open.js';
 import { readFully, writeFully } from '../fs/read-fully.js';
 import { mapLimit } from '../map-limit.js';
+import type { PendingSyncs } from '../fs/pending-syncs.js';
 import { isAllZero, nonZeroBlockRuns } from '../block-device.js';
 import { inSyncRuns } from '../sync-runs.js';
 import type { BandRecord } from './backup-manifest.js';
@@ -52,21 +56,27 @@ export async function hashFile(path: string): Promise<BandRecord> {
   }
 }
 
+export interface CopyOptions {
+  /** Where the new file's fsync goes; without, the copy waits for its own fsync. */
+  readonly syncs?: PendingSyncs;
+  /** Bands above this size stream instead of being held whole (tests lower it). */
+  readonly wholeMaxBytes?: number;
+}
+
 /** Copies a band into a new file `to` while hashing it; the copy is fsynced before it counts. */
-export async function copyBandHashing(from: string, to: string, wholeMaxBytes = WHOLE_BAND_MAX_BYTES): Promise<CopiedBand> {
+export async function copyBandHashing(from: string, to: string, options: CopyOptions = {}): Promise<CopiedBand> {
   const source = await openBandForReading(from);
   try {
-    const data = await readWhole(source, wholeMaxBytes);
-    return data === undefined ? await copyStreaming(source, to) : await writeNewBand(to, data);
+    const data = await readWhole(source, options.wholeMaxBytes ?? WHOLE_BAND_MAX_BYTES);
+    return data === undefined ? await copyStreaming(source, to, options.syncs) : await writeNewBand(to, data, options.syncs);
   } finally {
     await source.close();
   }
 }
 
 /** Writes `data` as the new file `to` (fsynced) and returns its record; hashes while the write runs. */
-export async function writeNewBand(to: string, data: Buffer): Promise<CopiedBand> {
-  const target = await open(to, 'wx', 0o644);
-  try {
+export async function writeNewBand(to: string, data: Buffer, syncs?: PendingSyncs): Promise<CopiedBand> {
+  return writeNewFile(to, syncs, async (target) => {
     const writing = writeSkippingZeroBlocks(target, data);
     let sha256: string;
     let bytesWritten: number;
@@ -75,11 +85,31 @@ export async function writeNewBand(to: string, data: Buffer): Promise<CopiedBand
     } finally {
       bytesWritten = await writing;
     }
-    await target.sync();
     return { record: { size: data.length, sha256 }, bytesWritten };
-  } finally {
+  });
+}
+
+/**
+ * Creates `to` (never over an existing file), lets `write` fill it, then fsyncs and closes it:
+ * in the background when `syncs` is given (see the top of the file), else before returning.
+ */
+async function writeNewFile(
+  to: string,
+  syncs: PendingSyncs | undefined,
+  write: (target: FileHandle) => Promise<CopiedBand>,
+): Promise<CopiedBand> {
+  const target = await open(to, 'wx', 0o644);
+  let copied: CopiedBand;
+  try {
+    copied = await write(target);
+    if (syncs === undefined) await target.sync();
+  } catch (error) {
     await target.close();
+    throw error;
   }
+  if (syncs === undefined) await target.close();
+  else await syncs.add(target);
+  return copied;
 }
 
 /** Reads a whole band with its record, or undefined when it is too big to hold (see WHOLE_BAND_MAX_BYTES). */
@@ -161,9 +191,8 @@ function atLinkLimit(error: unknown, from: string): boolean {
   return false;
 }
 
-async function copyStreaming(source: FileHandle, to: string): Promise<CopiedBand> {
-  const target = await open(to, 'wx', 0o644);
-  try {
+async function copyStreaming(source: FileHandle, to: string, syncs: PendingSyncs | undefined): Promise<CopiedBand> {
+  return writeNewFile(to, syncs, async (target) => {
     const hash = createHash('sha256');
     let bytesWritten = 0;
     const size = await streamFile(source, async (chunk, position) => {
@@ -173,11 +202,8 @@ async function copyStreaming(source: FileHandle, to: string): Promise<CopiedBand
       bytesWritten += chunk.length;
     });
     await target.truncate(size); // a trailing zero chunk was not written
-    await target.sync();
     return { record: { size, sha256: hash.digest('hex') }, bytesWritten };
-  } finally {
-    await target.close();
-  }
+  });
 }
 
 /**

@@ -9,8 +9,9 @@
 //      temporary snapshot while writers keep going); refused (foreign / reset / stale token) ->
 //      hash every band, compare with the manifest
 //   3. build <stem>.inProgress/: created exclusively with .sbm/in-progress.json (durable) before
-//      anything else; copy changed bands (hashed during the copy, one read), link the
-//      rest, write the plists, token and lock (each new file fsynced once, concurrently), then
+//      anything else; copy changed bands (hashed during the copy, one read; each copy's fsync
+//      runs while the next bands are copied), link the rest, write the plists, token and lock
+//      (each new file fsynced once, concurrently); once every fsync has returned,
 //      .sbm/manifest.json; fsync it and every folder of the build together (hard links add no
 //      data to fsync)
 //   4. rename <stem>.inProgress -> <stem>.sparsebundle, fsync the set folder
@@ -28,6 +29,7 @@ import { fsyncDirectory, writeNewFileDurably } from '../fs/atomic-write.js';
 import { assertOutputOutsideInputs } from '../fs/output-inside-input.js';
 import { writeFully } from '../fs/read-fully.js';
 import { mapLimit } from '../map-limit.js';
+import { PendingSyncs } from '../fs/pending-syncs.js';
 import type { WarningSink } from '../warnings.js';
 import { COPY_CONCURRENCY, type CopiedBand, copyBandHashing, hashFile, linkBands, readBandHashing, writeNewBand } from './band-files.js';
 import {
@@ -269,12 +271,14 @@ async function buildBackup(
     }
   }
   const from = (name: string) => join(frozenPaths.bands, name);
-  await settleAll([
+  const syncs = new PendingSyncs();
+  const copyOptions = { syncs };
+  const work = settleAll([
     writeNewFileDurably(join(building, 'Info.bckup'), plist),
     writeNewFileDurably(join(building, 'Info.plist'), plist),
     writeNewFileDurably(join(building, 'token'), token),
     writeNewFileDurably(join(building, 'lock'), Buffer.alloc(0)),
-    mapLimit(copies, COPY_CONCURRENCY, async (name) => copied(name, await copyBandHashing(from(name), join(bandsDir, name)))),
+    mapLimit(copies, COPY_CONCURRENCY, async (name) => copied(name, await copyBandHashing(from(name), join(bandsDir, name), copyOptions))),
     linkBands(links, copyMode, done),
     mapLimit(compares, COPY_CONCURRENCY, async (name) => {
       const before = previous?.bands[name];
@@ -283,13 +287,14 @@ async function buildBackup(
       const read = await readBandHashing(from(name));
       const record = read?.record ?? (await hashFile(from(name)));
       if (before === undefined || previousPath === undefined || record.sha256 !== before.sha256) {
-        copied(name, read === undefined ? await copyBandHashing(from(name), to) : await writeNewBand(to, read.data));
+        copied(name, read === undefined ? await copyBandHashing(from(name), to, copyOptions) : await writeNewBand(to, read.data, syncs));
         return;
       }
       linked(name, before);
       await linkBands([[join(previousPath, 'bands', name), to]], copyMode, done);
     }),
   ]);
+  await syncs.settleAfter(work);
   return built; // bands/ is fsynced with the manifest (writeManifestAndSync)
 }
 

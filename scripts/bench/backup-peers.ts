@@ -65,8 +65,10 @@ interface Repositories {
 function backupVariants(repos: Repositories, linked: boolean, first: () => Promise<void>): Variant[] {
   const rsyncFolder = (generation: number) => join(repos.rsyncRoot, String(generation));
   // Unmeasured, before each run: every repository keeps only its newest backup (the base of the
-  // next), so a 4 GiB disk's rounds hold at most two generations on the scratch disk.
-  return [
+  // next), so a 4 GiB disk's rounds hold at most two generations on the scratch disk. Then
+  // `sync`, so no tool's fsyncs wait behind the writeback of the previous tool's run (rsync
+  // leaves 4 GiB of dirty pages).
+  return withSyncFirst([
     {
       label: 'sbm backup',
       command: ['node', SBM, 'backup', repos.bundle, repos.sbmDest, '--no-progress'],
@@ -107,7 +109,18 @@ function backupVariants(repos: Repositories, linked: boolean, first: () => Promi
       },
       storedBytes: () => folderBytes(repos.rsyncRoot),
     },
-  ];
+  ]);
+}
+
+/** Each variant's `before` followed by a `sync` (unmeasured). */
+function withSyncFirst(variants: Variant[]): Variant[] {
+  return variants.map((variant) => ({
+    ...variant,
+    before: async () => {
+      await variant.before?.();
+      await execa('sync');
+    },
+  }));
 }
 
 async function emptyRepositories(repos: Repositories): Promise<void> {
@@ -157,6 +170,7 @@ export async function backupPeerWorkloads({ dir, quick }: BenchContext): Promise
   await execa('node', [SBM, 'convert', repos.raw, repos.bundle, '--no-progress']);
   const description = `${size / GIB} GiB disk (half random data, a quarter written zeros, a quarter holes)`;
   const peersNote =
+    "Every run starts after a sync (unmeasured), so no run pays for the previous run's dirty pages. " +
     'sbm backs up the sparse bundle (tracker query, changed bands copied and fsynced, the rest hard-linked); ' +
     'restic and borg (no compression, no encryption) back up the same disk as a raw file, which they must read whole ' +
     "because it changed; rsync --link-dest copies the changed file whole into a new folder (Time Machine's way). " +

@@ -12,7 +12,7 @@ test('a band is copied with its hash, held whole or streamed in chunks above the
   const data = seededBytes(3 * 1024 * 1024 + 5, 7);
   await writeFile(join(dir, 'band'), data);
   const whole = await copyBandHashing(join(dir, 'band'), join(dir, 'whole'));
-  const streamed = await copyBandHashing(join(dir, 'band'), join(dir, 'streamed'), 1024 * 1024);
+  const streamed = await copyBandHashing(join(dir, 'band'), join(dir, 'streamed'), { wholeMaxBytes: 1024 * 1024 });
   for (const [record, name] of [
     [whole, 'whole'],
     [streamed, 'streamed'],
@@ -33,7 +33,7 @@ test('copies leave all-zero 64 KiB blocks as holes and read back equal, held who
   seededBytes(MIB - 4096, 6).copy(data, 3 * MIB);
   await writeFile(join(dir, 'band'), data);
   const whole = await copyBandHashing(join(dir, 'band'), join(dir, 'whole'));
-  const streamed = await copyBandHashing(join(dir, 'band'), join(dir, 'streamed'), MIB);
+  const streamed = await copyBandHashing(join(dir, 'band'), join(dir, 'streamed'), { wholeMaxBytes: MIB });
   for (const [record, name] of [
     [whole, 'whole'],
     [streamed, 'streamed'],
