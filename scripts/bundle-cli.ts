@@ -6,9 +6,10 @@
 // keeps each command's code (and the plist/XML parser, needed only for plists not in hdiutil's
 // layout) in its own chunk under dist/cli/chunks/, so a command compiles only what it runs.
 //
-// The VMDK inflate worker is bundled too. The pool spawns './inflate-worker.js' relative to its
-// own module, so the worker must land in the folder of the chunk holding the pool; the build
-// checks that. fs-ext and @napi-rs/lzma stay external: they are native addons loaded from node_modules.
+// The worker threads' scripts (VMDK inflation, band hashing) are bundled too. Each is spawned as
+// './<name>.js' relative to the module that spawns it, so it must land in the folder of the
+// chunk holding that module; the build checks that. fs-ext and @napi-rs/lzma stay external: they
+// are native addons loaded from node_modules.
 
 import { type Plugin, build } from 'esbuild';
 import { rm } from 'node:fs/promises';
@@ -31,18 +32,18 @@ function cliuiWithWordWrap(): Plugin {
     },
   };
 }
-const WORKER_SOURCE = 'formats/vmdk/inflate-worker.ts';
-const POOL_SOURCE = 'formats/vmdk/inflate-pool.ts';
+/** Each worker script, the module that spawns it, and the worker's output name. */
+const WORKERS = [
+  { source: 'formats/vmdk/inflate-worker.ts', spawner: 'formats/vmdk/inflate-pool.ts', out: 'chunks/inflate-worker' },
+  { source: 'lib/backup/hash-worker.ts', spawner: 'lib/backup/band-hasher.ts', out: 'chunks/hash-worker' },
+] as const;
 
 // Chunk names carry content hashes: drop the previous build's so they don't pile up.
 await rm(join(REPO, 'dist/cli/chunks'), { recursive: true, force: true });
 
 const result = await build({
   absWorkingDir: REPO,
-  entryPoints: [
-    { in: 'cli/sbm.ts', out: 'sbm' },
-    { in: WORKER_SOURCE, out: 'chunks/inflate-worker' },
-  ],
+  entryPoints: [{ in: 'cli/sbm.ts', out: 'sbm' }, ...WORKERS.map(({ source, out }) => ({ in: source, out }))],
   outdir: 'dist/cli',
   bundle: true,
   splitting: true,
@@ -60,13 +61,15 @@ const result = await build({
   banner: { js: "import { createRequire as sbmCreateRequire } from 'node:module';\nconst require = sbmCreateRequire(import.meta.url);" },
 });
 
-// The worker and the chunk that spawns it must share a folder (see above).
+// Each worker and the chunk that spawns it must share a folder (see above).
 const outputs = Object.entries(result.metafile.outputs).filter(([path]) => path.endsWith('.js'));
-const worker = outputs.find(([, output]) => output.entryPoint === WORKER_SOURCE)?.[0];
-const pool = outputs.find(([path, output]) => path !== worker && POOL_SOURCE in output.inputs)?.[0];
-if (worker === undefined || pool === undefined || dirname(worker) !== dirname(pool)) {
-  throw new SbmError('SBM_INTERNAL', `bundle: the inflate worker (${worker}) is not beside the pool that spawns it (${pool})`, {
-    worker,
-    pool,
-  });
+for (const { source, spawner } of WORKERS) {
+  const worker = outputs.find(([, output]) => output.entryPoint === source)?.[0];
+  const spawning = outputs.find(([path, output]) => path !== worker && spawner in output.inputs)?.[0];
+  if (worker === undefined || spawning === undefined || dirname(worker) !== dirname(spawning)) {
+    throw new SbmError('SBM_INTERNAL', `bundle: the worker ${worker} is not beside the chunk that spawns it (${spawning})`, {
+      worker,
+      spawning,
+    });
+  }
 }

@@ -2,12 +2,13 @@
 // many unchanged bands.
 //
 // copyBandHashing: read the band whole (bands are small: 8 MiB by default) -> start the write on
-// the thread pool and hash on the main thread meanwhile -> fsync the new file once -> close.
-// Given PendingSyncs, the fsync and close run in the background: the copy returns (freeing its
-// slot and its band's memory) once the data is written, and the caller waits for the fsyncs
-// before it counts the copies as stored. Without, the copy returns once fsynced.
-// Hashing stays on the main thread: on the thread pool (webcrypto's digest) the digests would
-// queue behind the reads, writes and fsyncs for the pool's 4 threads.
+// the thread pool and hash meanwhile (band-hasher.ts: on the main thread or a worker, whichever
+// is free) -> fsync the new file once -> close. Given PendingSyncs, the fsync and close run in
+// the background: the copy returns (freeing its slot and its band's memory) once the data is
+// written, and the caller waits for the fsyncs before it counts the copies as stored. Without,
+// the copy returns once fsynced.
+// Not webcrypto's digest for hashing: it copies the band, then queues behind the reads, writes
+// and fsyncs for the thread pool's 4 threads.
 // Bands larger than WHOLE_BAND_MAX_BYTES stream in COPY_CHUNK_BYTES chunks instead.
 // Copies leave every all-zero HOLE_BYTES block as a hole (the file is sized first), as the
 // engine does in the bundle itself: a changed band of a half-empty disk costs half the writes.
@@ -24,6 +25,7 @@ import { mapLimit } from '../map-limit.js';
 import type { PendingSyncs } from '../fs/pending-syncs.js';
 import { isAllZero, nonZeroBlockRuns } from '../block-device.js';
 import { inSyncRuns } from '../sync-runs.js';
+import { sha256Of } from './band-hasher.js';
 import type { BandRecord } from './backup-manifest.js';
 
 /** A band copied: its record, and the bytes of data written (the holes left cost none). */
@@ -81,7 +83,7 @@ export async function writeNewBand(to: string, data: Buffer, syncs?: PendingSync
     let sha256: string;
     let bytesWritten: number;
     try {
-      sha256 = createHash('sha256').update(data).digest('hex');
+      sha256 = await sha256Of(data);
     } finally {
       bytesWritten = await writing;
     }
@@ -120,9 +122,7 @@ export async function readBandHashing(
   const handle = await openBandForReading(path);
   try {
     const data = await readWhole(handle, wholeMaxBytes);
-    return data === undefined
-      ? undefined
-      : { data, record: { size: data.length, sha256: createHash('sha256').update(data).digest('hex') } };
+    return data === undefined ? undefined : { data, record: { size: data.length, sha256: await sha256Of(data) } };
   } finally {
     await handle.close();
   }
@@ -144,11 +144,14 @@ export async function openBandForReading(path: string): Promise<FileHandle> {
   }
 }
 
-/** The whole file (frozen: it cannot change while read), or undefined above `wholeMaxBytes`. */
+/**
+ * The whole file (frozen: it cannot change while read), or undefined above `wholeMaxBytes`. In
+ * shared memory, so a hash worker reads it without a copy (band-hasher.ts).
+ */
 async function readWhole(handle: FileHandle, wholeMaxBytes: number): Promise<Buffer | undefined> {
   const { size } = await handle.stat();
   if (size > wholeMaxBytes) return undefined;
-  const buffer = Buffer.allocUnsafe(size);
+  const buffer = Buffer.from(new SharedArrayBuffer(size));
   return buffer.subarray(0, await readFully(handle, buffer, 0));
 }
 

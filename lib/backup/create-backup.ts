@@ -30,6 +30,7 @@ import { assertOutputOutsideInputs } from '../fs/output-inside-input.js';
 import { writeFully } from '../fs/read-fully.js';
 import { mapLimit } from '../map-limit.js';
 import { PendingSyncs } from '../fs/pending-syncs.js';
+import { prewarmHasher } from './band-hasher.js';
 import type { WarningSink } from '../warnings.js';
 import { COPY_CONCURRENCY, type CopiedBand, copyBandHashing, hashFile, linkBands, readBandHashing, writeNewBand } from './band-files.js';
 import {
@@ -271,6 +272,7 @@ async function buildBackup(
     }
   }
   const from = (name: string) => join(frozenPaths.bands, name);
+  if (copies.length + compares.length > 1) prewarmHasher();
   const syncs = new PendingSyncs();
   const copyOptions = { syncs };
   const work = settleAll([
