@@ -6,7 +6,7 @@
 
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { SbmError } from '../errors.js';
+import { debugLog } from '../debug-log.js';
 import { type JobReply, WorkerPool } from '../worker-pool.js';
 
 interface HashReply extends JobReply {
@@ -16,6 +16,7 @@ interface HashReply extends JobReply {
 /** Bands given to a worker (the one it hashes and one waiting) before the calling thread hashes the next itself. */
 const MAX_QUEUED_PER_WORKER = 2;
 const MAX_WORKERS = 3;
+const debug = debugLog('sbm:backup');
 
 export interface HasherStats {
   /** Hashed on the calling thread. */
@@ -42,15 +43,21 @@ export function prewarmHasher(): void {
   hashPool().prewarm();
 }
 
-/** Hex SHA-256 of `data`: on a worker when `data` is in shared memory and a worker is free, else here. */
+/**
+ * Hex SHA-256 of `data`: on a worker when `data` is in shared memory and a worker is free, else
+ * here. A worker that fails (or dies) costs the run nothing but time: the band is hashed here.
+ */
 export async function sha256Of(data: Buffer): Promise<string> {
   const offloaded = data.buffer instanceof SharedArrayBuffer ? hashPool().submit(data, [], MAX_QUEUED_PER_WORKER) : undefined;
-  if (offloaded === undefined) {
-    hasherStats.inline++;
-    return createHash('sha256').update(data).digest('hex');
+  const reply = await offloaded?.catch((error: unknown) => {
+    debug('hash worker failed, hashing here: %s', error instanceof Error ? error.message : String(error));
+    return undefined;
+  });
+  if (reply?.sha256 !== undefined) {
+    hasherStats.offloaded++;
+    return reply.sha256;
   }
-  hasherStats.offloaded++;
-  const reply = await offloaded;
-  if (reply.sha256 === undefined) throw new SbmError('SBM_INTERNAL', `hash worker failed: ${reply.error ?? 'no digest'}`);
-  return reply.sha256;
+  if (reply?.error !== undefined) debug('hash worker failed, hashing here: %s', reply.error);
+  hasherStats.inline++;
+  return createHash('sha256').update(data).digest('hex');
 }

@@ -32,7 +32,16 @@ import { mapLimit } from '../map-limit.js';
 import { PendingSyncs } from '../fs/pending-syncs.js';
 import { prewarmHasher } from './band-hasher.js';
 import type { WarningSink } from '../warnings.js';
-import { COPY_CONCURRENCY, type CopiedBand, copyBandHashing, hashFile, linkBands, readBandHashing, writeNewBand } from './band-files.js';
+import {
+  COPY_CONCURRENCY,
+  type CopiedBand,
+  copyBandHashing,
+  hashFile,
+  linkBands,
+  readBandHashing,
+  releaseBandBuffer,
+  writeNewBand,
+} from './band-files.js';
 import {
   type BackupManifest,
   type BackupMode,
@@ -287,10 +296,14 @@ async function buildBackup(
       const to = join(bandsDir, name);
       // Held whole when small: one read serves the hash and, if it differs, the copy.
       const read = await readBandHashing(from(name));
-      const record = read?.record ?? (await hashFile(from(name)));
-      if (before === undefined || previousPath === undefined || record.sha256 !== before.sha256) {
-        copied(name, read === undefined ? await copyBandHashing(from(name), to, copyOptions) : await writeNewBand(to, read.data, syncs));
-        return;
+      try {
+        const record = read?.record ?? (await hashFile(from(name)));
+        if (before === undefined || previousPath === undefined || record.sha256 !== before.sha256) {
+          copied(name, read === undefined ? await copyBandHashing(from(name), to, copyOptions) : await writeNewBand(to, read.data, syncs));
+          return;
+        }
+      } finally {
+        if (read !== undefined) releaseBandBuffer(read.data);
       }
       linked(name, before);
       await linkBands([[join(previousPath, 'bands', name), to]], copyMode, done);
