@@ -172,19 +172,29 @@ async function readWhole(handle: FileHandle, wholeMaxBytes: number): Promise<Buf
 /**
  * Shared-memory band buffers are reused, never dropped: V8 does not count shared memory toward
  * the pressure that triggers a collection, so a backup that dropped one per band grew by 8 MiB
- * per changed band (385 MiB for 50). At most one per copy in flight is kept.
+ * per changed band (385 MiB for 50). Band files vary in size (one ends at its last written
+ * byte), so buffers are made in powers of two from 1 MiB, and the smallest free one that fits is
+ * taken: an 8 MiB buffer serves every band of the default size. One is kept per band that can be
+ * in flight (copies and hash-compares).
  */
 const freeSharedBuffers: Buffer[] = [];
+const MAX_FREE_SHARED_BUFFERS = 2 * COPY_CONCURRENCY;
+const MIN_SHARED_BUFFER_BYTES = 1024 * 1024;
 
 function takeSharedBuffer(size: number): Buffer {
-  const index = freeSharedBuffers.findIndex((buffer) => buffer.length >= size);
-  const buffer = index >= 0 ? freeSharedBuffers.splice(index, 1)[0] : undefined;
-  return (buffer ?? Buffer.from(new SharedArrayBuffer(size))).subarray(0, size);
+  let best = -1;
+  freeSharedBuffers.forEach((buffer, index) => {
+    if (buffer.length >= size && (best < 0 || buffer.length < (freeSharedBuffers[best] as Buffer).length)) best = index;
+  });
+  if (best >= 0) return (freeSharedBuffers.splice(best, 1)[0] as Buffer).subarray(0, size);
+  let capacity = MIN_SHARED_BUFFER_BYTES;
+  while (capacity < size) capacity *= 2;
+  return Buffer.from(new SharedArrayBuffer(capacity)).subarray(0, size);
 }
 
 /** Gives a band buffer from copyBandHashing's or readBandHashing's read back for reuse. */
 export function releaseBandBuffer(data: Buffer): void {
-  if (!(data.buffer instanceof SharedArrayBuffer) || freeSharedBuffers.length >= COPY_CONCURRENCY) return;
+  if (!(data.buffer instanceof SharedArrayBuffer) || freeSharedBuffers.length >= MAX_FREE_SHARED_BUFFERS) return;
   freeSharedBuffers.push(Buffer.from(data.buffer));
 }
 
