@@ -3,8 +3,8 @@
 // Header choice ([MS-VHDX] 2.2.2): a header is valid when its signature is "head", its CRC-32C
 // (over 4 KiB, checksum field zeroed) matches and its version is 1; the valid one with the larger
 // sequence number is current. Equal numbers are accepted only for identical headers (Disk2vhd
-// writes such pairs). A current header with a non-zero LogGuid has a log to replay first: sbm
-// refuses it as qemu-img does for a read-only open.
+// writes such pairs). A current header with a non-zero LogGuid has a log to replay first: the
+// caller replays it in memory (log-replay.ts) before reading anything else.
 //
 // Region tables: CRC-32C over 64 KiB; table 1 is used, table 2 when table 1 is damaged.
 
@@ -28,7 +28,7 @@ import {
   VHDX_LOG_VERSION,
   VHDX_REGION_TABLE_SIGNATURE,
 } from './constants.js';
-import { guidToBytes, guidToText, isZeroGuid } from './guid.js';
+import { guidToBytes, guidToText } from './guid.js';
 import { FILE_IDENTIFIER, REGION_TABLE_ENTRY, REGION_TABLE_HEADER, VHDX_HEADER } from './layouts.js';
 import type { VhdxFile } from './vhdx-file.js';
 
@@ -85,13 +85,6 @@ function chooseHeader(file: VhdxFile, section: Buffer): { header: VhdxHeader; he
 }
 
 function checkLog(file: VhdxFile, header: VhdxHeader): Region {
-  if (!isZeroGuid(header.logGuid)) {
-    throw file.unsupported(
-      `the VHDX log holds changes that must be replayed first (LogGuid ${guidToText(header.logGuid)}): ` +
-        'open the disk once in Hyper-V or Windows, or run `qemu-img check -r all` on it',
-      { logGuid: guidToText(header.logGuid) },
-    );
-  }
   if (header.logVersion !== VHDX_LOG_VERSION) throw file.unsupported(`VHDX log version ${header.logVersion} is not supported`);
   if (header.logLength === 0) return { fileOffset: 0, length: 0 };
   const offset = header.logOffset;

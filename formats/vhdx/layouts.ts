@@ -100,3 +100,43 @@ export const BAT_ENTRY = defineLayout('VHDX BAT entry', 8, 'le', [
   { name: 'low', offset: 0, type: 'u32' },
   { name: 'high', offset: 4, type: 'u32' },
 ] as const);
+
+/** Log entry header ([MS-VHDX] 2.3.1.1): the first 64 bytes of an entry's first sector. */
+export const LOG_ENTRY_HEADER = defineLayout('VHDX log entry header', 64, 'le', [
+  { name: 'signature', offset: 0, type: 'bytes', size: 4 },
+  { name: 'checksum', offset: 4, type: 'u32' },
+  { name: 'entryLength', offset: 8, type: 'u32' },
+  { name: 'tail', offset: 12, type: 'u32' },
+  { name: 'sequenceNumber', offset: 16, type: 'u64' },
+  { name: 'descriptorCount', offset: 24, type: 'u32' },
+  { name: 'reserved', offset: 28, type: 'u32' },
+  { name: 'logGuid', offset: 32, type: 'bytes', size: 16 },
+  { name: 'flushedFileOffset', offset: 48, type: 'u64' },
+  { name: 'lastFileOffset', offset: 56, type: 'u64' },
+] as const);
+
+/** A `zero` descriptor: ZeroLength bytes at FileOffset read as zeros. */
+export const LOG_ZERO_DESCRIPTOR = defineLayout('VHDX log zero descriptor', 32, 'le', [
+  { name: 'signature', offset: 0, type: 'bytes', size: 4 },
+  { name: 'reserved', offset: 4, type: 'u32' },
+  { name: 'zeroLength', offset: 8, type: 'u64' },
+  { name: 'fileOffset', offset: 16, type: 'u64' },
+  { name: 'sequenceNumber', offset: 24, type: 'u64' },
+] as const);
+
+/** A `desc` descriptor: one 4 KiB sector at FileOffset, its first 8 and last 4 bytes kept here. */
+export const LOG_DATA_DESCRIPTOR = defineLayout('VHDX log data descriptor', 32, 'le', [
+  { name: 'signature', offset: 0, type: 'bytes', size: 4 },
+  { name: 'trailingBytes', offset: 4, type: 'bytes', size: 4 },
+  { name: 'leadingBytes', offset: 8, type: 'bytes', size: 8 },
+  { name: 'fileOffset', offset: 16, type: 'u64' },
+  { name: 'sequenceNumber', offset: 24, type: 'u64' },
+] as const);
+
+/** A data sector: the middle 4084 bytes of a logged sector, framed by the entry's sequence number. */
+export const LOG_DATA_SECTOR = defineLayout('VHDX log data sector', 4096, 'le', [
+  { name: 'signature', offset: 0, type: 'bytes', size: 4 },
+  { name: 'sequenceHigh', offset: 4, type: 'u32' },
+  { name: 'data', offset: 8, type: 'bytes', size: 4084 },
+  { name: 'sequenceLow', offset: 4092, type: 'u32' },
+] as const);

@@ -8,12 +8,13 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { open, realpath } from 'node:fs/promises';
 import { SbmError, fromSystemError } from '../../lib/errors.js';
-import { type SbmWarning, WarningList } from '../../lib/warnings.js';
+import { type SbmWarning, WarningList, type WarningSink } from '../../lib/warnings.js';
 import type { ImageReader, OpenImageOptions } from '../image-format.js';
 import { BlockAllocationTable } from './bat.js';
 import { VHDX_FILE_SIGNATURE } from './constants.js';
-import { guidToText, parseGuid } from './guid.js';
-import { readHeaderSection } from './header-section.js';
+import { guidToText, isZeroGuid, parseGuid } from './guid.js';
+import { type HeaderSection, readHeaderSection } from './header-section.js';
+import { replayLog } from './log-replay.js';
 import { readMetadata } from './metadata.js';
 import { type ParentLocator, resolveParentPath } from './parent-locator.js';
 import { VhdxFile } from './vhdx-file.js';
@@ -107,6 +108,7 @@ async function openLink(path: string, options: OpenImageOptions, chain: readonly
   let parent: ImageReader | undefined;
   try {
     const section = await readHeaderSection(file, warn);
+    if (!isZeroGuid(section.header.logGuid)) await replayPendingLog(file, section, warn);
     const metadata = await readMetadata(file, section.metadata);
     const bat = await BlockAllocationTable.load(file, section.bat, metadata, [section.bat, section.metadata, section.log]);
     if (metadata.parentLocator !== undefined) parent = await openParent(file, metadata.parentLocator, options, chain, warn);
@@ -116,6 +118,26 @@ async function openLink(path: string, options: OpenImageOptions, chain: readonly
     await file.handle.close();
     throw error;
   }
+}
+
+/**
+ * Replays the log the current header names into `file` (in memory), or, when the log holds no
+ * valid entry for it, warns and reads the file as it stands, as qemu-img does.
+ */
+async function replayPendingLog(file: VhdxFile, section: HeaderSection, warn: WarningSink): Promise<void> {
+  const logGuid = guidToText(section.header.logGuid);
+  const overlay = await replayLog(file, section.log, section.header.logGuid);
+  if (overlay !== undefined) {
+    file.useReplayedLog(overlay);
+    return;
+  }
+  warn({
+    code: 'SBM_VHDX_LOG_INVALID',
+    message:
+      `${file.path}: the header names a log to replay (LogGuid ${logGuid}) ` +
+      'but the log holds no valid entry for it; read as the file stands',
+    data: { path: file.path, logGuid },
+  });
 }
 
 /** Opens a VHDX (and its parents) read-only. */

@@ -231,6 +231,7 @@ export class VhdxImage implements ImageReader {
       headerSequenceNumber: header.sequenceNumber.toString(),
       currentHeader: this.section.headerIndex,
       creator: this.section.creator,
+      logReplayed: replayedLogFacts(this.file),
       chunkRatio: this.bat.chunkRatio,
       blockStates: this.bat.stateCounts,
       allocatedBytes: this.bat.presentBytes,
@@ -297,4 +298,12 @@ export class VhdxImage implements ImageReader {
 
 function bitOf(bits: Buffer, sector: number): boolean {
   return (((bits[sector >>> 3] ?? 0) >>> (sector & 7)) & 1) === 1;
+}
+
+/** What `sbm info` says of a log replayed in memory (undefined when the log was empty). */
+function replayedLogFacts(file: VhdxFile): string | undefined {
+  const log = file.replayedLog;
+  return log === undefined
+    ? undefined
+    : `in memory, ${log.entries} entr${log.entries === 1 ? 'y' : 'ies'} (head sequence ${log.headSequence})`;
 }
