@@ -21,6 +21,15 @@ import type { VhdxFile } from './vhdx-file.js';
 const SECTOR = 4096;
 /** Logs are 1 MiB as Hyper-V and qemu make them; a larger one is read whole up to this. */
 const MAX_LOG_BYTES = 64 * MiB;
+/**
+ * Hostile logs must not cost unbounded time. Real entries do not overlap, so checking them reads
+ * the ring about once; a ring of forged headers that each claim the whole ring would be checked
+ * again and again. So: at most this many ring lengths checksummed, this many steps walking runs,
+ * and this many descriptors replayed (Hyper-V logs hold a handful).
+ */
+const MAX_RINGS_CHECKED = 4;
+const MAX_WALK_STEPS = 1_000_000;
+const MAX_OPERATIONS = 4096;
 
 type Operation =
   | { readonly kind: 'zero'; readonly start: number; readonly end: number }
@@ -89,14 +98,18 @@ export async function replayLog(file: VhdxFile, log: Region, logGuid: Buffer): P
     throw file.unsupported(`a VHDX log of ${log.length} bytes with changes to replay (at most ${MAX_LOG_BYTES})`);
   const ring = await file.read(log.length, log.fileOffset, 'VHDX log');
   const valid = new Map<number, Entry>();
+  const budget = { checkedBytes: MAX_RINGS_CHECKED * ring.length, walkSteps: MAX_WALK_STEPS };
   for (let offset = 0; offset < ring.length; offset += SECTOR) {
-    const entry = entryAt(ring, offset, logGuid);
+    const entry = entryAt(ring, offset, logGuid, budget);
     if (entry !== undefined) valid.set(offset, entry);
+    if (budget.checkedBytes < 0) throw file.corrupt('the VHDX log holds entry headers that overlap again and again');
   }
+  // The run of the head with the largest sequence number wins: try heads in that order.
   let active: Entry[] | undefined;
-  for (const head of valid.values()) {
-    const run = runEndingAt(head, valid, ring.length);
-    if (run !== undefined && (active === undefined || head.sequence > (active.at(-1) as Entry).sequence)) active = run;
+  for (const head of [...valid.values()].sort((a, b) => (a.sequence < b.sequence ? 1 : a.sequence > b.sequence ? -1 : 0))) {
+    active = runEndingAt(head, valid, ring.length, budget);
+    if (active !== undefined) break;
+    if (budget.walkSteps < 0) throw file.corrupt('the VHDX log entries chain into too long a search');
   }
   if (active === undefined) return undefined;
   const head = active.at(-1) as Entry;
@@ -106,6 +119,9 @@ export async function replayLog(file: VhdxFile, log: Region, logGuid: Buffer): P
     );
   }
   const operations = active.flatMap((entry) => entry.operations);
+  if (operations.length > MAX_OPERATIONS) {
+    throw file.unsupported(`the VHDX log holds ${operations.length} changes to replay (at most ${MAX_OPERATIONS})`);
+  }
   const writesEnd = operations.reduce(
     (end, operation) => Math.max(end, operation.kind === 'zero' ? operation.end : operation.at + SECTOR),
     0,
@@ -115,13 +131,15 @@ export async function replayLog(file: VhdxFile, log: Region, logGuid: Buffer): P
 }
 
 /** The valid entry starting at `offset` of the ring, or undefined. */
-function entryAt(ring: Buffer, offset: number, logGuid: Buffer): Entry | undefined {
+function entryAt(ring: Buffer, offset: number, logGuid: Buffer, budget: { checkedBytes: number }): Entry | undefined {
   const header = LOG_ENTRY_HEADER.decode(ring, offset);
   const length = header.entryLength;
   if (header.signature.toString('latin1') !== 'loge' || length === 0 || length % SECTOR !== 0 || length > ring.length) return undefined;
   if (!header.logGuid.equals(logGuid) || header.sequenceNumber === 0n || header.tail % SECTOR !== 0 || header.tail >= ring.length) {
     return undefined;
   }
+  budget.checkedBytes -= length;
+  if (budget.checkedBytes < 0) return undefined;
   const bytes = ringSlice(ring, offset, length);
   bytes.writeUInt32LE(0, 4);
   if (crc32c(bytes) !== header.checksum) return undefined;
@@ -175,11 +193,16 @@ function operationsOf(entry: Buffer, count: number, sequence: bigint): Operation
 }
 
 /** The run tail -> `head` that `head` names, each entry right after the previous with the next sequence number. */
-function runEndingAt(head: Entry, valid: ReadonlyMap<number, Entry>, ringLength: number): Entry[] | undefined {
+function runEndingAt(
+  head: Entry,
+  valid: ReadonlyMap<number, Entry>,
+  ringLength: number,
+  budget: { walkSteps: number },
+): Entry[] | undefined {
   const run: Entry[] = [];
   let at = head.tail;
   let expected: bigint | undefined;
-  for (let steps = 0; steps < valid.size; steps++) {
+  for (let steps = 0; steps < valid.size && budget.walkSteps-- > 0; steps++) {
     const entry = valid.get(at);
     if (entry === undefined || (expected !== undefined && entry.sequence !== expected)) return undefined;
     run.push(entry);

@@ -110,6 +110,24 @@ test('a LogGuid with no valid log entry reads the file as it stands, with SBM_VH
   t.regex(warnings.items[0]?.message ?? '', /LogGuid 00000001-0000-0000-0000-000000000000\) but the log holds no valid entry/);
 });
 
+test('a log of forged entry headers, each claiming the whole ring, is SBM_CORRUPT at once, not a long search', async (t) => {
+  const { disk, pristine } = await sample(t);
+  const dirty = Buffer.from(pristine);
+  const header = currentHeaderOffset(dirty);
+  const { logOffset, logLength } = VHDX_HEADER.decode(dirty, header);
+  const guid = Buffer.alloc(16, 0x5a);
+  guid.copy(dirty, header + 48);
+  fixHeaderCrc(dirty, header);
+  for (let at = Number(logOffset); at < Number(logOffset) + logLength; at += 4096) {
+    dirty.write('loge', at, 'latin1');
+    dirty.writeUInt32LE(logLength, at + 8); // entry length: the whole ring
+    dirty.writeBigUInt64LE(1n, at + 16); // sequence number
+    guid.copy(dirty, at + 32);
+  }
+  await writeFile(disk, dirty);
+  await refused(t, disk, 'SBM_CORRUPT', /the VHDX log holds entry headers that overlap again and again/);
+});
+
 test('headers: the current one damaged falls back to the other; both damaged is SBM_CORRUPT', async (t) => {
   const { disk, pristine, reference } = await sample(t);
   const current = currentHeaderOffset(pristine);
