@@ -5,7 +5,7 @@
 import { type ResultPromise, execa } from 'execa';
 import { randomFillSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, open, readFile } from 'node:fs/promises';
+import { open, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SparseBundle } from '../../lib/engine/sparse-bundle.js';
@@ -55,11 +55,17 @@ export async function nbdWorkloads({ dir, quick }: BenchContext): Promise<Worklo
   const chunk = Buffer.alloc(MIB);
   for (let offset = 0; offset < size; offset += MIB) await handle.write(randomFillSync(chunk), 0, MIB, offset);
   await handle.close();
-  await cp(raw, join(dir, 'qemu.raw'));
-  await cp(raw, join(dir, 'nbdkit.raw'));
+  // Every server starts from an empty disk (an empty bundle, sparse raw files) and gets the same
+  // bytes written by nbdcopy before any measured run. Copying the raw files with cp instead left
+  // the peers' pages cached in small folios while sbm's band files got the large folios that
+  // nbdcopy's 256 KiB writes create, and on this kernel a 4 KiB write into a page of a large folio
+  // costs several times more (BENCHMARKS.md): the random-write rows measured that, not the servers.
+  await truncateTo(join(dir, 'qemu.raw'), size);
+  await truncateTo(join(dir, 'nbdkit.raw'), size);
   const bundle = join(dir, 'bench.sparsebundle');
   await (await SparseBundle.create(bundle, { sizeBytes: size })).close();
   const servers = await startServers(dir, bundle, join(dir, 'qemu.raw'));
+  for (const server of servers) await execa('nbdcopy', [raw, server.uri]);
   const stop = async () => {
     for (const server of servers) {
       if (server.child.pid !== undefined && server.child.exitCode === null) process.kill(server.child.pid, 'SIGTERM');
@@ -71,7 +77,8 @@ export async function nbdWorkloads({ dir, quick }: BenchContext): Promise<Worklo
     id,
     title,
     notes:
-      `${size / MIB} MiB of random data; sbm serves a sparse bundle, the peers a raw file. ` +
+      `${size / MIB} MiB of random data; sbm serves a sparse bundle, the peers a raw file. Each server starts empty and ` +
+      'gets the same data from nbdcopy before the first measured run, so every file is in the same page-cache state. ' +
       "Peak RSS in the table is the client's; the sbm mount server's own peak (VmHWM, since it started) is in the targets.",
     subject: 'sbm mount',
     serverPeakRssMiB: () => peakRssMiB(servers[0]?.child.pid),
@@ -139,6 +146,12 @@ function fioWorkloads(quick: boolean, make: (id: string, title: string, args: (u
       ioBytes,
     ),
   ];
+}
+
+/** A sparse file of `size` bytes: an empty raw disk. */
+async function truncateTo(path: string, size: number): Promise<void> {
+  await writeFile(path, '');
+  await truncate(path, size);
 }
 
 /** A running process's peak resident set (VmHWM) in MiB. */
