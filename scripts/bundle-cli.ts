@@ -8,8 +8,8 @@
 //
 // The worker threads' scripts (VMDK inflation, band hashing) are bundled too. Each is spawned as
 // './<name>.js' relative to the module that spawns it, so it must land in the folder of the
-// chunk holding that module; the build checks that. fs-ext and @napi-rs/lzma stay external: they
-// are native addons loaded from node_modules.
+// chunk holding that module; the build checks that. fs-ext, @napi-rs/lzma and sockopt stay
+// external: they are native addons loaded from node_modules.
 
 import { type Plugin, build } from 'esbuild';
 import { rm } from 'node:fs/promises';
@@ -51,7 +51,7 @@ const result = await build({
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  external: ['fs-ext', '@napi-rs/lzma'],
+  external: ['fs-ext', '@napi-rs/lzma', 'sockopt'],
   sourcemap: 'linked',
   metafile: true,
   plugins: [cliuiWithWordWrap()],

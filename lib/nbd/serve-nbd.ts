@@ -24,6 +24,7 @@ import { InFlightBudget, type InFlightBudgetStats } from './in-flight-budget.js'
 import type { NbdExport } from './nbd-export.js';
 import { DEFAULT_SESSION_LIMITS, NbdSession, type SessionLimits } from './nbd-session.js';
 import { acceptWithPooledReads } from './pooled-reads.js';
+import { SendBufferGrants } from './send-buffer.js';
 
 const debug = debugLog('sbm:nbd');
 
@@ -115,6 +116,7 @@ export async function serveNbd(device: BlockDevice, options: ServeNbdOptions = {
   const guard = new ConnectionGuard({ maxConnections, idleTimeoutMs, stallTimeoutMs }, budget);
   const sessions = guard.sessions;
   const pool = new BufferPool(POOL_MAX_IDLE_BYTES);
+  const sendBuffers = new SendBufferGrants();
   // Paused on connect: acceptWithPooledReads takes the connection over before anything is read.
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (accepted: Socket) => {
     if (!guard.admit()) {
@@ -128,6 +130,7 @@ export async function serveNbd(device: BlockDevice, options: ServeNbdOptions = {
     });
     const socket = input.socket;
     if ('setNoDelay' in socket && socket.remoteFamily !== undefined) socket.setNoDelay(true);
+    else sendBuffers.grant(socket); // a Unix socket: TCP autotunes its own buffers
     session = new NbdSession(socket, device, target, limits, pool, budget, input.pooled);
     guard.add(session);
     // Memory kept for reuse goes back once nobody is connected.
