@@ -4,8 +4,9 @@
 // kernel doubles it), several replies fit: nbdcopy's sequential read of 1 GiB took 18% less
 // time (BENCHMARKS.md). TCP connections keep the kernel's own autotuning.
 //
-// Node has no setsockopt; the sockopt package (a small N-API addon) provides it. Where it does
-// not load, or off Linux (the option numbers below are Linux's), sockets keep their default.
+// Node has no setsockopt; the sockopt package (a small N-API addon) provides it. It is an
+// optional dependency, so an install where it does not build still works. Where it does not load,
+// or off Linux (the option numbers below are Linux's), sockets keep their default.
 // Kernel memory stays bounded: only MAX_ENLARGED_CONNECTIONS live connections get the larger
 // buffer, so clients that never read their replies can pin at most 16 x 2 MiB.
 
