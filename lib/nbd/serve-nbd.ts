@@ -117,6 +117,7 @@ export async function serveNbd(device: BlockDevice, options: ServeNbdOptions = {
   const sessions = guard.sessions;
   const pool = new BufferPool(POOL_MAX_IDLE_BYTES);
   const sendBuffers = new SendBufferGrants();
+  const listensOnUnixSocket = options.port === undefined;
   // Paused on connect: acceptWithPooledReads takes the connection over before anything is read.
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (accepted: Socket) => {
     if (!guard.admit()) {
@@ -130,7 +131,7 @@ export async function serveNbd(device: BlockDevice, options: ServeNbdOptions = {
     });
     const socket = input.socket;
     if ('setNoDelay' in socket && socket.remoteFamily !== undefined) socket.setNoDelay(true);
-    else sendBuffers.grant(socket); // a Unix socket: TCP autotunes its own buffers
+    if (listensOnUnixSocket) sendBuffers.grant(socket); // TCP autotunes its own buffers
     session = new NbdSession(socket, device, target, limits, pool, budget, input.pooled);
     guard.add(session);
     // Memory kept for reuse goes back once nobody is connected.
