@@ -8,7 +8,7 @@ import { execa } from 'execa';
 import { mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
-import { seededBytes } from '../helpers/tools.js';
+import { qemuImgCreate, seededBytes } from '../helpers/tools.js';
 import { buildDmg, sampleDisk } from './dmg/dmg-kit.js';
 
 export const KiB = 1024;
@@ -26,7 +26,7 @@ export interface FormatSample {
 }
 
 async function qemuCreate(format: string, path: string, size: string, ...extra: string[]): Promise<void> {
-  await execa('qemu-img', ['create', '-q', '-f', format, ...extra, path, size]);
+  await qemuImgCreate(['-q', '-f', format, ...extra, path, size]);
 }
 
 /** Writes `header` at the start of a file of `sizeBytes` seeded bytes (so the body is not zeros). */

@@ -54,3 +54,19 @@ export function seededBytes(length: number, seed: number): Buffer {
   }
   return out;
 }
+
+/**
+ * `qemu-img create` of an encrypted image (LUKS, or qcow2 with encrypt.format=luks) first times
+ * PBKDF2 on the thread's CPU clock, and fails with "Unable to get accurate CPU usage" when that
+ * clock has not moved between two readings (a busy or coarse-clocked machine). That says nothing
+ * about sbm: try again, up to three times, and fail on anything else at once.
+ */
+export async function qemuImgCreate(args: readonly string[], options: { cwd?: string } = {}): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const run = await execa('qemu-img', ['create', ...args], { reject: false, ...options });
+    if (run.exitCode === 0) return;
+    if (attempt >= 3 || !/Unable to get accurate CPU usage/.test(run.stderr)) {
+      throw new Error(`qemu-img create ${args.join(' ')} failed (${run.exitCode}): ${run.stderr}`);
+    }
+  }
+}

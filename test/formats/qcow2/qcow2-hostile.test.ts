@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { openImage } from '../../../formats/index.js';
 import { SbmError, type SbmErrorCode } from '../../../lib/errors.js';
 import type { SbmWarning } from '../../../lib/warnings.js';
-import { requireTool, runSbm, tempDir } from '../../helpers/tools.js';
+import { qemuImgCreate, requireTool, runSbm, tempDir } from '../../helpers/tools.js';
 import { KiB, MiB, makeMixedRaw, poke, qemuImg, qemuIo, setBit64 } from './qcow2-test-kit.js';
 
 async function refused(
@@ -78,8 +78,7 @@ test('encrypted images (AES and LUKS) and external data files are refused as uns
   const dir = await tempDir(t);
   for (const format of ['aes', 'luks']) {
     const path = join(dir, `${format}.qcow2`);
-    await qemuImg(
-      'create',
+    await qemuImgCreate([
       '-q',
       '-f',
       'qcow2',
@@ -89,7 +88,7 @@ test('encrypted images (AES and LUKS) and external data files are refused as uns
       `encrypt.format=${format},encrypt.key-secret=s0`,
       path,
       '1M',
-    );
+    ]);
     await refused(t, path, 'SBM_UNSUPPORTED', new RegExp(`encrypted qcow2 images \\(${format === 'aes' ? 'AES' : 'LUKS'}\\)`));
   }
   const external = join(dir, 'external.qcow2');
