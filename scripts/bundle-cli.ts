@@ -10,8 +10,11 @@
 // './<name>.js' relative to the module that spawns it, so it must land in the folder of the
 // chunk holding that module; the build checks that. fs-ext, @napi-rs/lzma and sockopt stay
 // external: they are native addons loaded from node_modules.
+//
+// `sbm token` and `sbm changed-bands` are bundled a second time, apart (cli/standalone-commands.ts):
+// in the shared graph their code is spread over ~30 chunks, each one more module to load.
 
-import { type Plugin, build } from 'esbuild';
+import { type BuildOptions, type Plugin, build } from 'esbuild';
 import { rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,28 +41,58 @@ const WORKERS = [
   { source: 'lib/backup/hash-worker.ts', spawner: 'lib/backup/band-hasher.ts', out: 'chunks/hash-worker' },
 ] as const;
 
+/** The entry's import of the standalone commands stays an import of the file built for them. */
+function standaloneCommandsExternal(): Plugin {
+  return {
+    name: 'standalone-commands-external',
+    setup(builder) {
+      builder.onResolve({ filter: /^\.\/standalone-commands\.js$/ }, ({ path }) => ({ path, external: true }));
+    },
+  };
+}
+
 // Chunk names carry content hashes: drop the previous build's so they don't pile up.
 await rm(join(REPO, 'dist/cli/chunks'), { recursive: true, force: true });
+await rm(join(REPO, 'dist/cli/standalone-chunks'), { recursive: true, force: true });
 
-const result = await build({
+const COMMON = {
   absWorkingDir: REPO,
-  entryPoints: [{ in: 'cli/sbm.ts', out: 'sbm' }, ...WORKERS.map(({ source, out }) => ({ in: source, out }))],
   outdir: 'dist/cli',
   bundle: true,
   splitting: true,
-  chunkNames: 'chunks/[name]-[hash]',
   platform: 'node',
   format: 'esm',
   target: 'node20',
   external: ['fs-ext', '@napi-rs/lzma', 'sockopt'],
   sourcemap: 'linked',
-  metafile: true,
-  plugins: [cliuiWithWordWrap()],
   logLevel: 'warning',
   // Bundled CommonJS packages (yargs' helpers, debug) call require() for Node built-ins; an ES
   // module has no require, so give each output file one.
   banner: { js: "import { createRequire as sbmCreateRequire } from 'node:module';\nconst require = sbmCreateRequire(import.meta.url);" },
+} satisfies BuildOptions;
+
+const result = await build({
+  ...COMMON,
+  entryPoints: [{ in: 'cli/sbm.ts', out: 'sbm' }, ...WORKERS.map(({ source, out }) => ({ in: source, out }))],
+  chunkNames: 'chunks/[name]-[hash]',
+  metafile: true,
+  plugins: [cliuiWithWordWrap(), standaloneCommandsExternal()],
 });
+
+// Replaces tsc's dist/cli/standalone-commands.js; its lazily loaded parts go to their own folder.
+const standalone = await build({
+  ...COMMON,
+  entryPoints: [{ in: 'cli/standalone-commands.ts', out: 'standalone-commands' }],
+  chunkNames: 'standalone-chunks/[name]-[hash]',
+  metafile: true,
+  plugins: [cliuiWithWordWrap()],
+});
+// A worker's spawner in there would look for the worker script beside it, where there is none.
+for (const { spawner } of WORKERS) {
+  if (spawner in standalone.metafile.inputs) {
+    throw new SbmError('SBM_INTERNAL', `bundle: the standalone commands include ${spawner}, which spawns a worker`, { spawner });
+  }
+}
 
 // Each worker and the chunk that spawns it must share a folder (see above).
 const outputs = Object.entries(result.metafile.outputs).filter(([path]) => path.endsWith('.js'));

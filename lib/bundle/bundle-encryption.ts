@@ -11,9 +11,13 @@ import { SbmError } from '../errors.js';
 import { isNotRegularFile, openRegular, readSmallFile } from '../fs/safe-open.js';
 import type { WarningSink } from '../warnings.js';
 import { type BundlePaths, bundlePaths } from './bundle-paths.js';
-import { ChunkCipher } from './chunk-cipher.js';
+import type { ChunkCipher } from './chunk-cipher.js';
 import { ENCRCDSA_SIGNATURE, ENCRCDSA_TOKEN_MAX_BYTES } from './encrypted-token-layout.js';
-import { type AesKeyBits, DEFAULT_NEW_TOKEN_ITERATIONS, buildEncryptedToken, parseEncryptedToken, unlockToken } from './encrypted-token.js';
+import type { AesKeyBits } from './encrypted-token.js';
+
+// The ciphers (and node:crypto, ~7 ms to load) are imported only for an encrypted bundle: every
+// open reads the token, and `sbm changed-bands` on an ordinary bundle should not pay for them.
+const loadTokenCrypto = () => import('./encrypted-token.js');
 
 /**
  * Asked for the password of an encrypted bundle, once it is known to be one; undefined = none
@@ -81,6 +85,7 @@ export async function openBundleEncryption(
       { path: paths.root },
     );
   }
+  const [{ parseEncryptedToken, unlockToken }, { ChunkCipher }] = await Promise.all([loadTokenCrypto(), import('./chunk-cipher.js')]);
   const parsed = parseEncryptedToken(token, paths.token);
   const keys = await unlockToken(parsed, given, paths.root);
   return new ChunkCipher(keys, parsed.chunkBytes);
@@ -88,6 +93,7 @@ export async function openBundleEncryption(
 
 /** A new token (hdiutil's layout) with fresh random keys wrapped under the password. */
 export async function newBundleToken(encryption: NewBundleEncryption): Promise<Buffer> {
+  const { DEFAULT_NEW_TOKEN_ITERATIONS, buildEncryptedToken } = await loadTokenCrypto();
   const { token } = await buildEncryptedToken({
     keyBits: encryption.keyBits,
     password: encryption.password,

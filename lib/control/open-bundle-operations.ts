@@ -5,7 +5,6 @@
 import { SparseBundle, type OpenBundleOptions } from '../engine/sparse-bundle.js';
 import { isSbmError } from '../errors.js';
 import { type BundleOperations, localOperations } from './bundle-operations.js';
-import { connectControl } from './connect-control.js';
 
 export interface BundleOperationsOptions extends OpenBundleOptions {
   /**
@@ -22,6 +21,8 @@ export async function openBundleOperations(path: string, options: BundleOperatio
     // An encrypted bundle a mount serves needs no password here: the mount holds the key. The
     // password is asked before the lock (so a wrong one writes nothing), hence SBM_ENCRYPTED.
     if (!isSbmError(error, 'SBM_LOCKED') && !isSbmError(error, 'SBM_ENCRYPTED')) throw error;
+    // The control client (and node:net) loads only when a mount may hold the bundle.
+    const { connectControl } = await import('./connect-control.js');
     const client = await connectControl(path, {
       onWarning: options.onWarning ?? (() => undefined),
       strict: options.strictWarnings === true,

@@ -38,10 +38,18 @@ test('the built CLI is a bundle (no imports of tsc output) that reports the pack
   t.is(version.exitCode, 0, version.stderr);
   t.is(version.stdout.trim(), manifest.version);
   // Start-up cost comes from loading many modules; the bundle imports only its own chunks.
-  const built = await readFile(join(REPO_ROOT, 'dist/cli/sbm.js'), 'utf8');
-  const relative = [...built.matchAll(/(?:from|import\()\s*["'](\.[^"']*)["']/g)].map((match) => match[1]);
+  const relativeImports = async (file: string) => {
+    const built = await readFile(join(REPO_ROOT, 'dist/cli', file), 'utf8');
+    return [...built.matchAll(/(?:from|import\()\s*["'](\.[^"']*)["']/g)].map((match) => match[1] ?? '');
+  };
+  const relative = await relativeImports('sbm.js');
   t.true(relative.length > 0, 'commands load from chunks');
-  for (const path of relative) t.regex(path ?? '', /^\.\/chunks\/[\w-]+\.js$/);
+  for (const path of relative) t.regex(path, /^\.\/(chunks\/[\w-]+|standalone-commands)\.js$/);
+  // token and changed-bands are bundled apart (cli/standalone-commands.ts), with chunks of their own.
+  t.true(relative.includes('./standalone-commands.js'));
+  const standalone = await relativeImports('standalone-commands.js');
+  t.true(standalone.length > 0);
+  for (const path of standalone) t.regex(path, /^\.\/standalone-chunks\/[\w-]+\.js$/);
 });
 
 test('bad arguments give one line with a stable code and exit 2', async (t) => {
