@@ -15,7 +15,7 @@ import type { ChunkCipher } from './chunk-cipher.js';
 import { ENCRCDSA_SIGNATURE, ENCRCDSA_TOKEN_MAX_BYTES } from './encrypted-token-layout.js';
 import type { AesKeyBits } from './encrypted-token.js';
 
-// The ciphers (and node:crypto, ~7 ms to load) are imported only for an encrypted bundle: every
+// The ciphers (and node:crypto, slow to load) are imported only for an encrypted bundle: every
 // open reads the token, and `sbm changed-bands` on an ordinary bundle should not pay for them.
 const loadTokenCrypto = () => import('./encrypted-token.js');
 
