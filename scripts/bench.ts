@@ -25,6 +25,9 @@ const only = onlyIndex >= 0 ? (args[onlyIndex + 1] ?? '').split(',') : undefined
 // A partial or exploratory run can write its report elsewhere and leave BENCHMARKS.md alone.
 const outIndex = args.indexOf('--out');
 const outPath = outIndex >= 0 ? resolve(args[outIndex + 1] ?? '') : join(REPO, 'BENCHMARKS.md');
+/** The options that shape the report (not where it goes), as the report's first line names them. */
+const shownArgs = outIndex < 0 ? args : args.filter((_arg, index) => index !== outIndex && index !== outIndex + 1);
+const shownCommand = `npm run bench${shownArgs.length > 0 ? ` -- ${shownArgs.join(' ')}` : ''}`;
 
 const GROUPS: Record<string, (context: BenchContext) => ReturnType<typeof convertWorkloads>> = {
   convert: convertWorkloads,
@@ -79,7 +82,7 @@ async function renderReport(results: WorkloadResult[]): Promise<string> {
   return [
     '# Benchmarks',
     '',
-    `Written by \`npm run bench${quick ? ' -- --quick' : ''}\` on ${new Date().toISOString().slice(0, 10)}: ${cpus().length} cores ` +
+    `Written by \`${shownCommand}\` on ${new Date().toISOString().slice(0, 10)}: ${cpus().length} cores ` +
       `(${cpus()[0]?.model ?? 'unknown'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, ${qemu}. ` +
       `Each variant ran ${runs} times (at least ${EXTRA_ROUNDS_MAX} when a round of the workload takes under ` +
       `${EXTRA_ROUNDS_BELOW_SECONDS} s), interleaved with its peers; ` +
