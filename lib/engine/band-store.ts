@@ -106,9 +106,7 @@ export class BandStore {
     }
     try {
       if (this.maySyncRead(target.length)) {
-        const started = performance.now();
-        readFullySync(lease.entry.handle.fd, target, offsetInBand);
-        this.readBackoff.record(started, performance.now());
+        this.readBackoff.timed(() => readFullySync(lease.entry.handle.fd, target, offsetInBand));
       } else {
         await readFullyFd(lease.entry.handle.fd, target, offsetInBand);
       }
@@ -144,9 +142,7 @@ export class BandStore {
       try {
         const piece = data.subarray(0, writeEnd - offsetInBand);
         if (this.maySyncWrite(piece.length)) {
-          const started = performance.now();
-          writeFullySync(target.entry.handle.fd, piece, offsetInBand);
-          this.writeBackoff.record(started, performance.now());
+          this.writeBackoff.timed(() => writeFullySync(target.entry.handle.fd, piece, offsetInBand));
         } else {
           await writeFullyFd(target.entry.handle.fd, piece, offsetInBand);
         }

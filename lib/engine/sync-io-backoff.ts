@@ -23,6 +23,14 @@ export class SyncIoBackoff {
     return now >= this.asyncUntil;
   }
 
+  /** Runs `call` (a synchronous read or write) and notes how long it took. */
+  timed<T>(call: () => T): T {
+    const started = performance.now();
+    const result = call();
+    this.record(started, performance.now());
+    return result;
+  }
+
   /** Notes a synchronous call that ran from `started` to `finished` (milliseconds). */
   record(started: number, finished: number): void {
     if (finished - started > this.slowMs) {
