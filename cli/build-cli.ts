@@ -36,9 +36,10 @@ export async function buildCli(givenArgs: string[], commands?: readonly AnyComma
       if (error !== undefined && error !== null) {
         reportError(error, json);
       } else {
-        // yargs breaks some messages (invalid choices) over lines; errors here are one line.
-        reportError(new SbmError('SBM_USAGE', (message ?? 'bad arguments').replace(/\s*\n\s*/g, ' ')), json);
-        process.stderr.write('sbm: see sbm --help\n');
+        // yargs breaks some messages (invalid choices) over lines; errors here are one line, the
+        // pointer to the help included.
+        const oneLine = (message ?? 'bad arguments').replace(/\s*\n\s*/g, ' ');
+        reportError(new SbmError('SBM_USAGE', `${oneLine} (see sbm --help)`), json);
       }
       process.exit(process.exitCode ?? 2);
     });

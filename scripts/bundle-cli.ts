@@ -9,7 +9,8 @@
 // The worker threads' scripts (VMDK inflation, band hashing) are bundled too. Each is spawned as
 // './<name>.js' relative to the module that spawns it, so it must land in the folder of the
 // chunk holding that module; the build checks that. fs-ext, @napi-rs/lzma and sockopt stay
-// external: they are native addons loaded from node_modules.
+// external: they are native addons loaded from node_modules. So does seek-bzip: its decoder calls
+// `new Buffer()`, which Node warns about (DEP0005) only for code outside node_modules.
 //
 // `sbm token` and `sbm changed-bands` are bundled a second time, apart (cli/standalone-commands.ts):
 // in the shared graph their code is spread over ~30 chunks, each one more module to load.
@@ -63,7 +64,7 @@ const COMMON = {
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  external: ['fs-ext', '@napi-rs/lzma', 'sockopt'],
+  external: ['fs-ext', '@napi-rs/lzma', 'sockopt', 'seek-bzip'],
   sourcemap: 'linked',
   logLevel: 'warning',
   // Bundled CommonJS packages (yargs' helpers, debug) call require() for Node built-ins; an ES

@@ -29,6 +29,8 @@ async function viaBundle(dir: string, image: string): Promise<Buffer> {
   const bundle = join(dir, 'disk.sparsebundle');
   const converted = await runSbm(['convert', image, bundle, '--no-progress']);
   if (converted.exitCode !== 0) throw new Error(`convert failed: ${converted.stderr}`);
+  // Nothing but sbm's own lines belongs on stderr (a bundled decoder once drew Node's DEP0005 warning).
+  if (converted.stderr !== '') throw new Error(`convert wrote to stderr: ${converted.stderr}`);
   const raw = join(dir, 'disk.raw');
   const exported = await runSbm(['export', bundle, raw, '--format', 'raw']);
   if (exported.exitCode !== 0) throw new Error(`export failed: ${exported.stderr}`);
