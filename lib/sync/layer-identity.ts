@@ -4,6 +4,7 @@
 // moves its mtime (and its ctime), so a changed layer is never taken for an unchanged one.
 
 import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { fromSystemError } from '../errors.js';
 import type { ImageLayer } from '../image-layers.js';
 
@@ -29,7 +30,9 @@ export async function fileIdentity(path: string): Promise<FileIdentity> {
   try {
     const info = await stat(path, { bigint: true });
     return {
-      path,
+      // Absolute: a file named one way on the command line and another way as a parent (a
+      // qcow2 synced as `a.qcow2`, then read as the backing file of an overlay) is one layer.
+      path: resolve(path),
       dev: info.dev.toString(),
       ino: info.ino.toString(),
       size: info.size.toString(),

@@ -31,10 +31,11 @@ export async function tempDir(t: ExecutionContext, prefix = 'sbm-test-'): Promis
 }
 
 /** Runs the built CLI; never throws on a non-zero exit so tests can assert on it. */
-export async function runSbm(args: string[], options: { input?: string; env?: Record<string, string> } = {}) {
+export async function runSbm(args: string[], options: { input?: string; env?: Record<string, string>; cwd?: string } = {}) {
   return execa('node', [SBM_BIN, ...args], {
     reject: false,
     input: options.input,
+    cwd: options.cwd,
     env: { ...options.env, NO_COLOR: '1' },
     stripFinalNewline: false,
   });

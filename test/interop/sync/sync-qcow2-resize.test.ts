@@ -1,9 +1,10 @@
 // `sbm sync` over a qcow2 overlay on a qcow2 base, a grown disk (--resize), and the refusals.
 
 import test from 'ava';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { requireTool, runSbm, tempDir } from '../../helpers/tools.js';
-import { MIB, checkedSync, emptyBundle, qemu, qemuWrite } from './sync-rig.js';
+import { MIB, type SyncJson, bundleBytes, checkedSync, emptyBundle, qemu, qemuWrite } from './sync-rig.js';
 
 test('sync follows a qcow2 overlay in delta mode, and a grown disk with --resize', async (t) => {
   await requireTool(t, 'qemu-img');
@@ -76,4 +77,34 @@ test('sync of a VDI made by qemu-img: full, then a delta of nothing, then in-pla
   const edited = await checkedSync(t, dir, disk, 'vdi', bundle);
   t.is(edited.mode, 'full', 'the one layer is the base, and it changed');
   t.is(edited.bandsWritten, 1);
+});
+
+test('a qcow2 synced by a relative name is the same layer when an overlay names it as its backing file', async (t) => {
+  await requireTool(t, 'qemu-img');
+  await requireTool(t, 'qemu-io');
+  const dir = await tempDir(t);
+  const inDir = { cwd: dir };
+  const syncJson = async (disk: string): Promise<SyncJson> => {
+    const run = await runSbm(['sync', disk, 'disk.sparsebundle', '--json'], inDir);
+    t.is(run.exitCode, 0, run.stderr);
+    return JSON.parse(run.stdout) as SyncJson;
+  };
+  await qemu(t, 'qemu-img', ['create', '-q', '-f', 'qcow2', join(dir, 'base.qcow2'), String(16 * MIB)]);
+  await qemuWrite(t, 'qcow2', join(dir, 'base.qcow2'), [[0x31, 0, 3 * MIB]]);
+  await emptyBundle(t, join(dir, 'disk.sparsebundle'), 16 * MIB);
+  t.is((await syncJson('base.qcow2')).mode, 'full', 'no record yet');
+
+  // The overlay names its backing file relatively, as qemu-img and libvirt usually do.
+  await qemu(t, 'qemu-img', ['create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', join(dir, 'overlay.qcow2')]);
+  await qemuWrite(t, 'qcow2', join(dir, 'overlay.qcow2'), [[0x32, 5 * MIB, 4096]]);
+  const onOverlay = await syncJson('overlay.qcow2');
+  t.is(onOverlay.mode, 'delta', onOverlay.fullReason);
+  t.is(onOverlay.bytesCompared, 65536, 'only the cluster the overlay holds');
+  await qemu(t, 'qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', join(dir, 'overlay.qcow2'), join(dir, 'expected.raw')]);
+  t.true((await bundleBytes(join(dir, 'disk.sparsebundle'))).equals(await readFile(join(dir, 'expected.raw'))));
+
+  // The same overlay named by its absolute path: nothing changed, nothing to compare.
+  const again = await syncJson(join(dir, 'overlay.qcow2'));
+  t.is(again.mode, 'delta', again.fullReason);
+  t.is(again.bytesCompared, 0);
 });
