@@ -39,10 +39,6 @@ const band = bundle.bandSizeBytes;
 let announced = 0;
 let snapshotCounter = 0;
 say('READY');
-// Every fourth child (by seed; the harness numbers its rounds' seeds one after another) starts with
-// a revert, or a snapshot while there is none, so that each run of the crash test kills reverts and
-// checks snapshots however few random steps a slow machine lets each child take.
-if (Number(seedText) % 4 === 0 && !(await revertToSnapshot())) await takeSnapshot();
 for (;;) {
   const choice = random(100);
   if (choice < 70) {
@@ -75,32 +71,22 @@ for (;;) {
     const token = await new BundleSession(bundle).token();
     say(`TOKEN ${token} ${JSON.stringify([...(await hashBands(path))])}`);
   } else if (choice < 96) {
-    await revertToSnapshot();
+    const all = await new BundleSession(bundle).snapshots.list();
+    const target = all[random(Math.max(1, all.length))];
+    if (target !== undefined) {
+      say(`REVERTING ${target.name}`);
+      await new BundleSession(bundle).snapshots.revert(target.name);
+      say(`REVERTED ${target.name}`);
+    }
   } else {
-    await takeSnapshot();
-  }
-}
-
-/** Reverts to a snapshot picked at random; false when there is none. */
-async function revertToSnapshot(): Promise<boolean> {
-  const all = await new BundleSession(bundle).snapshots.list();
-  const target = all[random(Math.max(1, all.length))];
-  if (target === undefined) return false;
-  say(`REVERTING ${target.name}`);
-  await new BundleSession(bundle).snapshots.revert(target.name);
-  say(`REVERTED ${target.name}`);
-  return true;
-}
-
-/** Takes a snapshot, then deletes all but the newest three. */
-async function takeSnapshot(): Promise<void> {
-  const name = `s${seedText}-${snapshotCounter++}`;
-  say(`SNAPPING ${name}`);
-  const info = await new BundleSession(bundle).snapshots.create(name);
-  say(`SNAP ${name} ${await hashBundle(info.path)}`);
-  const all = await new BundleSession(bundle).snapshots.list();
-  for (const old of all.slice(0, Math.max(0, all.length - 3))) {
-    say(`DELETING ${old.name}`);
-    await new BundleSession(bundle).snapshots.delete(old.name);
+    const name = `s${seedText}-${snapshotCounter++}`;
+    say(`SNAPPING ${name}`);
+    const info = await new BundleSession(bundle).snapshots.create(name);
+    say(`SNAP ${name} ${await hashBundle(info.path)}`);
+    const all = await new BundleSession(bundle).snapshots.list();
+    for (const old of all.slice(0, Math.max(0, all.length - 3))) {
+      say(`DELETING ${old.name}`);
+      await new BundleSession(bundle).snapshots.delete(old.name);
+    }
   }
 }
